@@ -1,0 +1,159 @@
+"""The ``snhc`` command line: predict, calibrate (and, with the flow, optimise, what-if, ui, serve).
+
+Bad input exits with code 2 and one line that names the option or key and its allowed range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from surrogate.calibration import CalibrationDataError, calibrate
+from surrogate.objective import PredictionRequest, evaluate
+from surrogate.parameters import ModelParameters, ParameterError
+from surrogate.paths import config_dir
+from surrogate.recipe import RECIPE_RANGES, RecipeError, Recipes, load_materials
+
+EXIT_USAGE = 2
+console = Console()
+
+RECIPE_OPTIONS = {  # CLI option -> recipe field
+    "--sn-fraction": "sn_mass_fraction",
+    "--milling-time-h": "milling_time_h",
+    "--milling-speed-rpm": "milling_speed_rpm",
+    "--ball-to-powder-ratio": "ball_to_powder_ratio",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def _reference_recipe() -> dict[str, float]:
+    return load_materials(config_dir() / "materials.yaml")["Sn@HC-2-1"].to_records()[0]
+
+
+def _recipe_from_args(args) -> tuple[str, Recipes]:
+    materials = load_materials(config_dir() / "materials.yaml")
+    given = {field: getattr(args, field) for field in RECIPE_OPTIONS.values() if getattr(args, field) is not None}
+    if args.material is not None:
+        if given:
+            raise UsageError("--material cannot be combined with recipe options (--sn-fraction, ...)")
+        if args.material not in materials:
+            raise UsageError(f"--material {args.material!r} is unknown: allowed {', '.join(materials)}")
+        return args.material, materials[args.material]
+    recipe = _reference_recipe() | given
+    option_of = {field: option for option, field in RECIPE_OPTIONS.items()}
+    for field, value in recipe.items():
+        low, high = RECIPE_RANGES[field]
+        if not (math.isfinite(value) and low <= value <= high):
+            raise UsageError(f"{option_of[field]}={value:g} is out of range: allowed {low:g} to {high:g}")
+    return "custom recipe", Recipes.from_records([recipe])
+
+
+def _positive(option: str, values, integer: bool = False):
+    for value in values:
+        if not math.isfinite(value) or value <= 0 or (integer and value != int(value)):
+            kind = "a positive integer" if integer else "a positive number"
+            raise UsageError(f"{option}={value:g} is out of range: must be {kind}")
+    return values
+
+
+def cmd_predict(args) -> int:
+    name, recipes = _recipe_from_args(args)
+    currents = _positive("--current", [float(c) for c in args.current])
+    _positive("--cycling-current", [args.cycling_current])
+    cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True)]
+    if not -40.0 <= args.temperature_C <= 80.0:
+        raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
+    p = calibrate().apply(ModelParameters.load())
+    request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C)
+    record = evaluate(recipes, p, request).record(0, current_labels=args.current)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    _print_prediction(name, recipes.to_records()[0], record, args)
+    return 0
+
+
+def _print_prediction(name, recipe, record, args) -> None:
+    table = Table(title=f"Predicted performance of {name}", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for field, value in recipe.items():
+        table.add_row(f"recipe: {field}", f"{value:.4g}")
+    table.add_row("theoretical capacity (mAh/g)", f"{record['theoretical_capacity_mAh_per_g']:.1f}")
+    table.add_row("reversible capacity, first cycle at 0.08 A/g (mAh/g)", f"{record['reversible_capacity_mAh_per_g']:.1f}")
+    table.add_row("initial Coulombic efficiency (%)", f"{record['initial_coulombic_efficiency_pct']:.1f}")
+    for current, value in record["capacity_at_current_mAh_per_g"].items():
+        table.add_row(f"capacity at {current} A/g (mAh/g)", f"{value:.1f}")
+    for cycle, value in record["capacity_at_cycle_mAh_per_g"].items():
+        table.add_row(f"capacity at cycle {cycle}, {args.cycling_current:g} A/g (mAh/g)", f"{value:.1f}")
+    table.add_row("particle expansion (%)", f"{record['particle_expansion_pct']:.1f}")
+    table.add_row("electrode expansion after 1000 cycles (%)", f"{record['electrode_expansion_after_1000_cycles_pct']:.1f}")
+    table.add_row("apparent activation energy (kJ/mol)", f"{record['activation_energy_kJ_per_mol']:.2f}")
+    table.add_row("objective (mAh/g)", f"{record['objective']:.1f}")
+    console.print(table)
+
+
+def cmd_calibrate(args) -> int:
+    calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
+    console.print(calibration.report_text(), markup=False, highlight=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snhc", description="Design Sn / hard-carbon composite anodes for Na-ion batteries in silico.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser("predict", help="predict the performance of one recipe or named material",
+                                  description="Predict capacity, rate capability, cycle life and expansion of one "
+                                              "recipe (default: the reference Sn@HC-2-1 recipe).")
+    predict.add_argument("--material", help="a named material from configs/materials.yaml (e.g. Sn@HC-2-1)")
+    for option, field in RECIPE_OPTIONS.items():
+        low, high = RECIPE_RANGES[field]
+        predict.add_argument(option, dest=field, type=float, help=f"{field} ({low:g} to {high:g})")
+    predict.add_argument("--current", nargs="+", default=["0.17", "0.42", "0.84", "1.7", "4.2"], metavar="A_PER_G",
+                         type=_number_text, help="currents (A/g) for the rate metrics")
+    predict.add_argument("--cycling-current", type=float, default=1.7, metavar="A_PER_G",
+                         help="current of the cycle-life metrics (A/g, default 1.7)")
+    predict.add_argument("--cycles", nargs="+", type=float, default=[1, 400, 1000, 12000], metavar="N",
+                         help="cycle numbers to report")
+    predict.add_argument("--temperature-C", dest="temperature_C", type=float, default=25.0,
+                         help="cell temperature (C, -40 to 80)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    predict.set_defaults(handler=cmd_predict)
+
+    calibration = commands.add_parser("calibrate", help="fit the free model parameters and print the fit report",
+                                      description="Fit the fitted parameters to the calibration data (cached on "
+                                                  "the data hash) and print each point, model value and residual.")
+    calibration.add_argument("--data", help="calibration data file (default configs/calibration/li2025.yaml)")
+    calibration.add_argument("--refit", action="store_true", help="ignore the cache and fit again")
+    calibration.set_defaults(handler=cmd_calibrate)
+    return parser
+
+
+def _number_text(text: str) -> str:
+    """Keep a number as the user wrote it (JSON keys use it) after checking it parses."""
+    float(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UsageError, RecipeError, ParameterError, CalibrationDataError) as error:
+        print(f"snhc {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

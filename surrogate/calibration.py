@@ -1,0 +1,221 @@
+"""Fit the free ('fitted') model parameters to the study's data by weighted least squares, and cache the fit.
+
+The data (``configs/calibration/li2025.yaml``) are read into a pandas table; each row names a material, a model
+output and its conditions. Residuals are (model - measured) / (sigma_pct x measured), so each point counts by its
+stated uncertainty. The fit is cached on the SHA-256 of the data file and of every non-fitted parameter: it reruns
+only when either changes (a what-if that alters an assumption gets its own, consistent calibration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import least_squares
+
+from surrogate.objective import PredictionRequest, evaluate
+from surrogate.parameters import ModelParameters
+from surrogate.paths import cache_dir, config_dir
+from surrogate.recipe import Recipes, load_materials
+
+QUANTITIES = (
+    "theoretical_capacity_mAh_per_g", "reversible_capacity_mAh_per_g", "hc_share_of_reversible_capacity_mAh_per_g",
+    "initial_coulombic_efficiency_pct", "capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g",
+    "activation_energy_kJ_per_mol", "particle_expansion_pct", "electrode_expansion_after_1000_cycles_pct",
+)
+COLUMNS = ("material", "quantity", "current_A_per_g", "cycle", "value", "unit", "tag", "sigma_pct", "fit")
+DATA_TAGS = ("measured", "derived", "literature")
+
+
+class CalibrationDataError(ValueError):
+    """A broken calibration data file; the message names the file, the row and the field."""
+
+
+def default_data_path() -> Path:
+    return config_dir() / "calibration" / "li2025.yaml"
+
+
+def load_observations(path: str | Path | None = None, materials: dict[str, Recipes] | None = None) -> pd.DataFrame:
+    """Read and check the calibration data into a table (one row per observation)."""
+    path = Path(path) if path else default_data_path()
+    materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        rows = document["observations"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError) as error:
+        raise CalibrationDataError(f"{path}: not a calibration file with an 'observations' list ({error})") from error
+    for i, row in enumerate(rows, start=1):
+        where = f"{path}: observation {i}"
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise CalibrationDataError(f"{where}: unknown field(s) {sorted(unknown)}; allowed {list(COLUMNS)}")
+        if row.get("material") not in materials:
+            raise CalibrationDataError(f"{where}: material {row.get('material')!r} not in {sorted(materials)}")
+        if row.get("quantity") not in QUANTITIES:
+            raise CalibrationDataError(f"{where}: quantity {row.get('quantity')!r} not in {list(QUANTITIES)}")
+        if row.get("tag") not in DATA_TAGS:
+            raise CalibrationDataError(f"{where}: tag {row.get('tag')!r} not in {list(DATA_TAGS)}")
+        for name in ("value", "sigma_pct"):
+            value = row.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise CalibrationDataError(f"{where}: {name}={value!r} must be a positive number")
+        needs_current = row["quantity"] in ("capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g")
+        if needs_current and not isinstance(row.get("current_A_per_g"), (int, float)):
+            raise CalibrationDataError(f"{where}: {row['quantity']} needs current_A_per_g")
+        if row["quantity"] == "capacity_at_cycle_mAh_per_g" and not isinstance(row.get("cycle"), int):
+            raise CalibrationDataError(f"{where}: capacity_at_cycle_mAh_per_g needs an integer cycle")
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table["fit"] = table["fit"].fillna(True).astype(bool)
+    return table
+
+
+def data_digest(path: str | Path | None = None) -> str:
+    """SHA-256 of the calibration data file's bytes."""
+    return hashlib.sha256(Path(path or default_data_path()).read_bytes()).hexdigest()
+
+
+def model_values(p: ModelParameters, observations: pd.DataFrame, materials: dict[str, Recipes]) -> np.ndarray:
+    """The model's value for every observation row (one batched evaluation per cycling current)."""
+    names = list(dict.fromkeys(observations["material"]))
+    batch = Recipes.from_records([materials[n].to_records()[0] for n in names])
+    row_of = {n: i for i, n in enumerate(names)}
+    rate_rows = observations["quantity"] == "capacity_at_current_mAh_per_g"
+    currents = tuple(sorted(set(observations.loc[rate_rows, "current_A_per_g"])))
+    cycling = observations["quantity"].isin(["capacity_at_cycle_mAh_per_g",
+                                             "electrode_expansion_after_1000_cycles_pct"])
+    cycling_currents = sorted(set(observations.loc[cycling, "current_A_per_g"].dropna())) or [1.7]
+    cycles = tuple(sorted(set(int(c) for c in observations["cycle"].dropna()))) or (1,)
+
+    predictions = {
+        current: evaluate(batch, p, PredictionRequest(currents, current, cycles, p.reference_temperature_C))
+        for current in cycling_currents
+    }
+    values = np.empty(len(observations))
+    for k, obs in enumerate(observations.itertuples(index=False)):
+        i = row_of[obs.material]
+        cycling_current = obs.current_A_per_g if obs.current_A_per_g in predictions else cycling_currents[0]
+        pred = predictions[cycling_current]
+        if obs.quantity == "capacity_at_current_mAh_per_g":
+            values[k] = pred.capacity_at_current_mAh_per_g[i, currents.index(obs.current_A_per_g)]
+        elif obs.quantity == "capacity_at_cycle_mAh_per_g":
+            values[k] = pred.capacity_at_cycle_mAh_per_g[i, cycles.index(int(obs.cycle))]
+        else:
+            values[k] = getattr(pred, obs.quantity)[i]
+    return values
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fit: the fitted values, the fit report and the digests that identify what it was fitted to."""
+
+    fitted_values: dict[str, float]
+    report: pd.DataFrame
+    data_sha256: str
+    parameters_sha256: str
+
+    @property
+    def cache_key(self) -> str:
+        return _cache_key(self.data_sha256, self.parameters_sha256)
+
+    def apply(self, p: ModelParameters) -> ModelParameters:
+        return p.with_values(**self.fitted_values)
+
+    def report_text(self) -> str:
+        """Each data point, its model value and residual, then the fitted values."""
+        table = self.report.copy()
+        table["condition"] = [_condition(r) for r in table.itertuples(index=False)]
+        shown = table[["material", "quantity", "condition", "measured", "model", "residual", "residual_pct", "fit"]]
+        lines = [shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "", "fitted parameters:"]
+        lines += [f"  {name} = {value:.6g}" for name, value in self.fitted_values.items()]
+        lines.append(f"data sha256 {self.data_sha256[:16]}, parameters sha256 {self.parameters_sha256[:16]}")
+        return "\n".join(lines)
+
+
+def _condition(row) -> str:
+    parts = []
+    if not pd.isna(row.current_A_per_g):
+        parts.append(f"{row.current_A_per_g:g} A/g")
+    if not pd.isna(row.cycle):
+        parts.append(f"cycle {int(row.cycle)}")
+    return ", ".join(parts) or "-"
+
+
+def _cache_key(data_sha: str, parameters_sha: str) -> str:
+    return hashlib.sha256((data_sha + parameters_sha).encode()).hexdigest()[:20]
+
+
+class _Transform:
+    """Maps fitted parameters to an unbounded-scale vector: log for wide positive ranges, linear otherwise."""
+
+    def __init__(self, p: ModelParameters):
+        self.names = p.names("fitted")
+        self.bounds = np.array([p[n].bounds for n in self.names], dtype=float)
+        self.log = (self.bounds[:, 0] > 0) & (self.bounds[:, 1] / np.maximum(self.bounds[:, 0], 1e-300) >= 50)
+
+    def forward(self, values):
+        return np.where(self.log, np.log10(np.maximum(values, 1e-300)), values)
+
+    def backward(self, x):
+        return np.where(self.log, 10.0**x, x)
+
+    def box(self):
+        return self.forward(self.bounds[:, 0]), self.forward(self.bounds[:, 1])
+
+
+def fit(p: ModelParameters, data_path: str | Path | None = None) -> Calibration:
+    """Fit the 'fitted' parameters of ``p`` to the data (trust-region reflective least squares)."""
+    materials = load_materials(config_dir() / "materials.yaml")
+    observations = load_observations(data_path, materials)
+    fitted_rows = observations[observations["fit"]]
+    measured = fitted_rows["value"].to_numpy(float)
+    sigma = fitted_rows["sigma_pct"].to_numpy(float) / 100.0 * measured
+    transform = _Transform(p)
+    low, high = transform.box()
+
+    def residuals(x):
+        trial = p.with_values(**dict(zip(transform.names, transform.backward(x).tolist())))
+        return (model_values(trial, fitted_rows, materials) - measured) / sigma
+
+    start = np.clip(transform.forward(np.array([p[n].value for n in transform.names], float)), low, high)
+    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=4000)
+    fitted_values = dict(zip(transform.names, transform.backward(solution.x).tolist()))
+    return _calibration(p, fitted_values, observations, materials, data_path)
+
+
+def _calibration(p, fitted_values, observations, materials, data_path) -> Calibration:
+    model = model_values(p.with_values(**fitted_values), observations, materials)
+    report = observations[["material", "quantity", "current_A_per_g", "cycle", "fit"]].copy()
+    report["measured"] = observations["value"].to_numpy(float)
+    report["model"] = model
+    report["residual"] = report["model"] - report["measured"]
+    report["residual_pct"] = 100.0 * report["residual"] / report["measured"]
+    return Calibration(fitted_values, report, data_digest(data_path), p.digest(exclude_tag="fitted"))
+
+
+def calibrate(p: ModelParameters | None = None, data_path: str | Path | None = None, refit: bool = False) -> Calibration:
+    """The calibration for these parameters and data: from the cache when both are unchanged, else a new fit."""
+    p = p or ModelParameters.load()
+    data_sha, parameters_sha = data_digest(data_path), p.digest(exclude_tag="fitted")
+    cache_file = cache_dir() / f"calibration-{_cache_key(data_sha, parameters_sha)}.json"
+    if cache_file.exists() and not refit:
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        materials = load_materials(config_dir() / "materials.yaml")
+        return _calibration(p, cached["fitted_values"], load_observations(data_path, materials), materials, data_path)
+    calibration = fit(p, data_path)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"data_sha256": data_sha, "parameters_sha256": parameters_sha,
+                                     "fitted_values": calibration.fitted_values}, indent=2), encoding="utf-8")
+    temporary.replace(cache_file)  # atomic: a reader never sees half a file
+    return calibration
+
+
+def calibrated_parameters(p: ModelParameters | None = None, data_path: str | Path | None = None) -> ModelParameters:
+    """Model parameters with the fitted values filled in."""
+    p = p or ModelParameters.load()
+    return calibrate(p, data_path).apply(p)

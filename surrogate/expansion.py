@@ -1,0 +1,47 @@
+"""Volume expansion of Sn/HC particles and electrodes, and the objective's expansion penalty (science.md 2.5, 3.1).
+
+Na-Sn phases grow ~30 A^3 per Na against 27 A^3 per Sn, so volume grows linearly with the Na reached. Anchored Sn
+forms less Na15Sn4 (handled by the capacity model, which reports Na per Sn); unanchored Sn also agglomerates, which
+the study's apparent particle sizes include.
+"""
+
+import numpy as np
+
+from surrogate.milling import Microstructure
+from surrogate.parameters import ModelParameters
+
+
+def sn_volumetric_expansion(na_per_sn, p: ModelParameters):
+    """Volume change of Sn (fraction) at a Na content: (V_Na / V_Sn) x."""
+    return p.sn_volume_per_na_A3 / p.sn_volume_per_atom_A3 * np.asarray(na_per_sn)
+
+
+def agglomeration_factor(micro: Microstructure, p: ModelParameters):
+    """Apparent swelling multiplier of Sn that is not tied into the carbon network."""
+    return 1.0 + p.agglomeration_amplification * (1.0 - micro.sn_anchoring)
+
+
+def local_sn_linear_strain(na_per_sn, micro: Microstructure, p: ModelParameters):
+    """Linear strain of a Sn domain, (1 + dV/V)^(1/3) - 1, including agglomerate swelling: drives damage."""
+    volumetric = sn_volumetric_expansion(na_per_sn, p) * agglomeration_factor(micro, p)
+    return np.cbrt(1.0 + volumetric) - 1.0
+
+
+def particle_expansion_pct(sn_mass_fraction, na_per_sn, micro: Microstructure, p: ModelParameters):
+    """Apparent particle expansion at full sodiation, % (mixing rule per ``expansion_mixing_rule``)."""
+    w_sn = np.asarray(sn_mass_fraction)
+    sn_share = {"mass": w_sn, "volume": micro.sn_volume_fraction}[p.expansion_mixing_rule]
+    sn_swelling = sn_volumetric_expansion(na_per_sn, p) * agglomeration_factor(micro, p)
+    return 100.0 * (sn_share * sn_swelling + (1.0 - sn_share) * p.hc_expansion_pct / 100.0)
+
+
+def electrode_expansion_pct(particle_expansion, damage, p: ModelParameters):
+    """Irreversible electrode thickening, %: superlinear in particle swelling, proportional to mechanical damage."""
+    swelling = np.asarray(particle_expansion) / 100.0
+    return 100.0 * p.electrode_expansion_coefficient * swelling**p.electrode_expansion_exponent * np.asarray(damage)
+
+
+def expansion_penalty_mAh_per_g(particle_expansion, p: ModelParameters):
+    """Objective penalty for particle expansion above the allowance (mAh/g)."""
+    excess = np.maximum(np.asarray(particle_expansion) - p.expansion_allowance_pct, 0.0)
+    return p.expansion_penalty_mAh_per_g_per_pct * excess

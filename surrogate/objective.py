@@ -1,0 +1,159 @@
+"""One entry point from recipes to every predicted metric and the objective score.
+
+The optimiser sees only :func:`evaluate`: a batch of recipes in, a batch of scores and the metrics behind them out.
+The score is the capacity at a target current after a target number of cycles, minus a penalty for particle
+expansion above an allowance (all set in the model parameters, overridable per campaign).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from surrogate import cycle_life, expansion
+from surrogate.composition import theoretical_capacity_mAh_per_g
+from surrogate.kinetics import capacity_at_current, exchange_currents
+from surrogate.milling import Microstructure, microstructure
+from surrogate.parameters import ModelParameters
+from surrogate.recipe import Recipes
+
+ELECTRODE_EXPANSION_CYCLES = 1000  # the study's post-mortem thickness is after 1000 cycles
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    """What to predict besides the objective: rate currents, cycling current and cycles, temperature."""
+
+    currents_A_per_g: tuple[float, ...] = (0.17, 0.42, 0.84, 1.7, 4.2)
+    cycling_current_A_per_g: float = 1.7
+    cycles: tuple[int, ...] = (1, 400, 1000, 12000)
+    temperature_C: float = 25.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted metrics of N recipes. Arrays have length N; per-current and per-cycle ones are (N, M)."""
+
+    request: PredictionRequest
+    theoretical_capacity_mAh_per_g: np.ndarray
+    reversible_capacity_mAh_per_g: np.ndarray
+    hc_share_of_reversible_capacity_mAh_per_g: np.ndarray
+    initial_coulombic_efficiency_pct: np.ndarray
+    capacity_at_current_mAh_per_g: np.ndarray
+    capacity_at_cycle_mAh_per_g: np.ndarray
+    particle_expansion_pct: np.ndarray
+    electrode_expansion_after_1000_cycles_pct: np.ndarray
+    activation_energy_kJ_per_mol: np.ndarray
+    objective_capacity_mAh_per_g: np.ndarray
+    expansion_penalty_mAh_per_g: np.ndarray
+    objective: np.ndarray
+    sn_linear_strain: np.ndarray  # strain of Sn domains at the cycling current (drives damage)
+    microstructure: Microstructure = field(repr=False)
+
+    def scalar_metrics(self) -> dict[str, np.ndarray]:
+        """Flat name -> array(N) view for logging and tables; names carry units and conditions."""
+        metrics = {
+            name: getattr(self, name)
+            for name in ("theoretical_capacity_mAh_per_g", "reversible_capacity_mAh_per_g",
+                         "initial_coulombic_efficiency_pct", "particle_expansion_pct",
+                         "electrode_expansion_after_1000_cycles_pct", "activation_energy_kJ_per_mol",
+                         "objective_capacity_mAh_per_g", "expansion_penalty_mAh_per_g", "sn_linear_strain", "objective")
+        }
+        for j, current in enumerate(self.request.currents_A_per_g):
+            metrics[f"capacity_at_{current:g}_A_per_g_mAh_per_g"] = self.capacity_at_current_mAh_per_g[:, j]
+        for k, cycle in enumerate(self.request.cycles):
+            metrics[f"capacity_at_cycle_{cycle}_mAh_per_g"] = self.capacity_at_cycle_mAh_per_g[:, k]
+        for name in ("milling_dose", "sn_size_nm", "hc_size_um", "sn_anchoring", "interface_density"):
+            metrics[name] = getattr(self.microstructure, name)
+        return metrics
+
+    def record(self, i: int, current_labels=None) -> dict:
+        """The metrics of recipe i as plain JSON-ready numbers (the ``snhc predict --json`` shape)."""
+        current_labels = current_labels or [f"{c:g}" for c in self.request.currents_A_per_g]
+        return {
+            "theoretical_capacity_mAh_per_g": float(self.theoretical_capacity_mAh_per_g[i]),
+            "reversible_capacity_mAh_per_g": float(self.reversible_capacity_mAh_per_g[i]),
+            "initial_coulombic_efficiency_pct": float(self.initial_coulombic_efficiency_pct[i]),
+            "capacity_at_current_mAh_per_g": {
+                label: float(v) for label, v in zip(current_labels, self.capacity_at_current_mAh_per_g[i])},
+            "capacity_at_cycle_mAh_per_g": {
+                str(c): float(v) for c, v in zip(self.request.cycles, self.capacity_at_cycle_mAh_per_g[i])},
+            "particle_expansion_pct": float(self.particle_expansion_pct[i]),
+            "electrode_expansion_after_1000_cycles_pct": float(self.electrode_expansion_after_1000_cycles_pct[i]),
+            "activation_energy_kJ_per_mol": float(self.activation_energy_kJ_per_mol[i]),
+            "objective": float(self.objective[i]),
+        }
+
+
+def _capacity_after_cycles(recipes, micro, current_A_per_g, cell_cycles, temperature_C, formation_mAh, p):
+    """Capacity (N, M) at cell cycle numbers for one current, plus the degradation law and Sn strain behind it."""
+    fresh = capacity_at_current(recipes.sn_mass_fraction, micro, current_A_per_g, temperature_C, p)
+    strain = expansion.local_sn_linear_strain(fresh.sn_na_per_sn, micro, p)
+    law = cycle_life.degradation_law(strain, micro.sn_volume_fraction, p)
+    sn_share = fresh.sn_mAh_per_g / np.maximum(fresh.total_mAh_per_g, 1e-9)
+    retention = cycle_life.capacity_retention(cell_cycles, law, sn_share, fresh.total_mAh_per_g, current_A_per_g,
+                                              formation_mAh, p)
+    return fresh.total_mAh_per_g[:, None] * retention, law, strain
+
+
+def evaluate(recipes: Recipes, p: ModelParameters, request: PredictionRequest | None = None) -> Prediction:
+    """Predict every metric and the objective for a batch of recipes.
+
+    Examples
+    --------
+    >>> from surrogate.calibration import calibrated_parameters
+    >>> p = calibrated_parameters()
+    >>> r = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[10], milling_speed_rpm=[400], ball_to_powder_ratio=[20])
+    >>> round(float(evaluate(r, p).theoretical_capacity_mAh_per_g[0]), 1)
+    664.7
+    """
+    request = request or PredictionRequest(temperature_C=p.objective_temperature_C)
+    micro = microstructure(recipes, p)
+    w_sn = recipes.sn_mass_fraction
+    temperature = request.temperature_C
+    formation_cycles = int(p.formation_cycles)
+
+    first = capacity_at_current(w_sn, micro, p.formation_current_A_per_g, temperature, p)
+    ice = cycle_life.initial_coulombic_efficiency_pct(w_sn, first.total_mAh_per_g, micro, p)
+    particle = expansion.particle_expansion_pct(w_sn, first.sn_na_per_sn, micro, p)
+    activation = exchange_currents(w_sn, micro, temperature, p).apparent_activation_energy_kJ_per_mol
+
+    # Rate capability: the first test cycle at each current, right after formation.
+    after_formation = [formation_cycles + 1]
+    rate = np.column_stack([
+        _capacity_after_cycles(recipes, micro, current, after_formation, temperature, first.total_mAh_per_g, p)[0][:, 0]
+        for current in request.currents_A_per_g
+    ]) if request.currents_A_per_g else np.zeros((recipes.size, 0))
+
+    # Long cycling at the cycling current; cycle 1 is the first test cycle after formation.
+    cell_cycles = formation_cycles + np.asarray(request.cycles, dtype=float)
+    expansion_cycle = formation_cycles + ELECTRODE_EXPANSION_CYCLES
+    cycling, law, strain = _capacity_after_cycles(recipes, micro, request.cycling_current_A_per_g,
+                                                  np.append(cell_cycles, expansion_cycle), temperature,
+                                                  first.total_mAh_per_g, p)
+    damage = 1.0 - ((1.0 - law.vulnerable_fraction * cycle_life.mechanical_damage([expansion_cycle], law, p)[:, 0])
+                    * cycle_life.catastrophic_survival([expansion_cycle], law, p)[:, 0])
+    electrode = expansion.electrode_expansion_pct(particle, damage, p)
+
+    target, _, _ = _capacity_after_cycles(recipes, micro, p.objective_current_A_per_g,
+                                          [formation_cycles + p.objective_cycle], p.objective_temperature_C,
+                                          first.total_mAh_per_g, p)
+    penalty = expansion.expansion_penalty_mAh_per_g(particle, p)
+    return Prediction(
+        request=request,
+        theoretical_capacity_mAh_per_g=theoretical_capacity_mAh_per_g(w_sn, p),
+        reversible_capacity_mAh_per_g=first.total_mAh_per_g,
+        hc_share_of_reversible_capacity_mAh_per_g=first.hc_mAh_per_g,
+        initial_coulombic_efficiency_pct=ice,
+        capacity_at_current_mAh_per_g=rate,
+        capacity_at_cycle_mAh_per_g=cycling[:, :-1],
+        particle_expansion_pct=particle,
+        electrode_expansion_after_1000_cycles_pct=electrode,
+        activation_energy_kJ_per_mol=activation,
+        objective_capacity_mAh_per_g=target[:, 0],
+        expansion_penalty_mAh_per_g=penalty,
+        objective=target[:, 0] - penalty,
+        sn_linear_strain=strain,
+        microstructure=micro,
+    )

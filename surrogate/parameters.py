@@ -1,0 +1,126 @@
+"""Model parameters with units and provenance, read from ``configs/model_parameters.yaml``.
+
+Models never hold numbers of their own: they read them here by name (``p.sn_capacity_mAh_per_g``). Each entry keeps
+its tag (measured, literature, derived, assumed, fitted) so reports can say where a number came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from surrogate.paths import config_dir
+
+TAGS = ("measured", "literature", "derived", "assumed", "fitted")
+
+
+class ParameterError(ValueError):
+    """A malformed parameter file or override; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model parameter: value, unit, provenance tag, source or rationale, and fit bounds if fitted."""
+
+    name: str
+    value: Any
+    unit: str
+    tag: str
+    source: str
+    bounds: tuple[float, float] | None = None
+
+
+class ModelParameters(Mapping):
+    """Read-only set of :class:`Parameter`, values reachable as attributes.
+
+    Examples
+    --------
+    >>> p = ModelParameters.load()
+    >>> p.sn_capacity_mAh_per_g
+    847.0
+    >>> p.with_values(hc_capacity_mAh_per_g=330.0).hc_capacity_mAh_per_g
+    330.0
+    """
+
+    def __init__(self, entries: Mapping[str, Parameter]):
+        self._entries = dict(entries)
+
+    # Mapping interface: name -> Parameter
+    def __getitem__(self, name: str) -> Parameter:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_entries"][name].value
+        except KeyError:
+            raise AttributeError(f"no model parameter named {name!r}") from None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "ModelParameters":
+        """Read and check a parameter file (default ``configs/model_parameters.yaml``)."""
+        path = Path(path) if path else config_dir() / "model_parameters.yaml"
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ParameterError(f"{path}: cannot read parameter file: {error}") from error
+        if not isinstance(document, dict):
+            raise ParameterError(f"{path}: expected a mapping of parameter names")
+        entries = {}
+        for name, entry in document.items():
+            if not isinstance(entry, dict) or "value" not in entry or entry.get("tag") not in TAGS:
+                raise ParameterError(f"{path}: parameter {name!r} needs 'value', 'unit' and a tag in {TAGS}")
+            bounds = tuple(float(b) for b in entry["bounds"]) if "bounds" in entry else None
+            if entry["tag"] == "fitted" and bounds is None:
+                raise ParameterError(f"{path}: fitted parameter {name!r} needs 'bounds'")
+            entries[name] = Parameter(name, entry["value"], str(entry.get("unit", "")), entry["tag"],
+                                      str(entry.get("source", "")), bounds)
+        return cls(entries)
+
+    def with_values(self, **values: Any) -> "ModelParameters":
+        """A copy with some values replaced; unknown names and wrong types raise :class:`ParameterError`."""
+        entries = dict(self._entries)
+        for name, value in values.items():
+            if name not in entries:
+                raise ParameterError(f"model_parameters.{name}: unknown parameter (see configs/model_parameters.yaml)")
+            old = entries[name]
+            if isinstance(old.value, (int, float)) and not isinstance(old.value, bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ParameterError(f"model_parameters.{name}: expected a number, got {value!r}")
+                value = float(value) if isinstance(old.value, float) else value
+                if old.bounds and not old.bounds[0] <= value <= old.bounds[1]:
+                    raise ParameterError(
+                        f"model_parameters.{name}={value!r} is out of range: allowed {old.bounds[0]:g} to {old.bounds[1]:g}")
+                if value < 0:
+                    raise ParameterError(f"model_parameters.{name}={value!r} is out of range: must be >= 0")
+            elif isinstance(old.value, list):
+                if not isinstance(value, list) or len(value) != len(old.value):
+                    raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} numbers")
+            elif type(value) is not type(old.value):
+                raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got {value!r}")
+            entries[name] = replace(old, value=value)
+        return ModelParameters(entries)
+
+    def names(self, tag: str | None = None) -> list[str]:
+        """Parameter names, optionally only those with one provenance tag."""
+        return [n for n, e in self._entries.items() if tag is None or e.tag == tag]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain name -> value dict."""
+        return {n: e.value for n, e in self._entries.items()}
+
+    def digest(self, exclude_tag: str | None = None) -> str:
+        """SHA-256 of the values (optionally without one tag): identifies a parameter set in caches and runs."""
+        chosen = {n: e.value for n, e in self._entries.items() if e.tag != exclude_tag}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()

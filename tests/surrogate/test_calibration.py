@@ -1,0 +1,56 @@
+"""The calibration is cached on the data hash: a refit happens only when the data (or an assumption) changes."""
+
+import shutil
+
+import pytest
+
+import surrogate.calibration as calibration
+from surrogate.parameters import ModelParameters
+from surrogate.paths import config_dir
+
+
+@pytest.fixture()
+def counted_fits(monkeypatch, tmp_path):
+    monkeypatch.setenv("SNHC_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    real_fit = calibration.fit
+
+    def counting_fit(*args, **kwargs):
+        calls.append(args)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(calibration, "fit", counting_fit)
+    return calls
+
+
+def test_refit_only_when_the_data_changes(counted_fits, tmp_path):
+    data = tmp_path / "data.yaml"
+    shutil.copy(config_dir() / "calibration" / "li2025.yaml", data)
+    p = ModelParameters.load()
+
+    first = calibration.calibrate(p, data)
+    again = calibration.calibrate(p, data)
+    assert len(counted_fits) == 1
+    assert again.fitted_values == pytest.approx(first.fitted_values)
+
+    data.write_text(data.read_text().replace("value: 449.0", "value: 430.0"))
+    changed = calibration.calibrate(p, data)
+    assert len(counted_fits) == 2
+    assert changed.data_sha256 != first.data_sha256
+
+
+def test_changing_an_assumption_gets_its_own_calibration(counted_fits):
+    p = ModelParameters.load()
+    calibration.calibrate(p)
+    calibration.calibrate(p.with_values(hc_capacity_mAh_per_g=330.0))
+    calibration.calibrate(p)
+    assert len(counted_fits) == 2
+
+
+def test_fit_report_lists_every_point_with_model_value_and_residual(params):
+    result = calibration.calibrate(ModelParameters.load())
+    report = result.report
+    assert len(report) == len(calibration.load_observations())
+    assert (report["residual"] == report["model"] - report["measured"]).all()
+    text = result.report_text()
+    assert "Sn@HC-2-1" in text and "residual" in text and "fitted parameters:" in text

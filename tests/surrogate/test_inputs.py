@@ -1,0 +1,71 @@
+"""Recipes, parameters and calibration data reject bad input with a message naming the field and its range."""
+
+import pytest
+
+from surrogate.calibration import CalibrationDataError, load_observations
+from surrogate.parameters import TAGS, ModelParameters, ParameterError
+from surrogate.recipe import RecipeError, Recipes
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("sn_mass_fraction", 1.3, "0 to 1"),
+    ("milling_time_h", -2.0, "0 to 100"),
+    ("milling_speed_rpm", 5000.0, "50 to 1000"),
+    ("ball_to_powder_ratio", float("nan"), "1 to 100"),
+])
+def test_out_of_range_recipe_names_field_and_range(field, value, allowed):
+    recipe = {"sn_mass_fraction": 0.5, "milling_time_h": 5.0, "milling_speed_rpm": 400.0, "ball_to_powder_ratio": 20.0}
+    recipe[field] = value
+    with pytest.raises(RecipeError, match=rf"{field}=.*allowed {allowed}"):
+        Recipes.from_records([recipe])
+
+
+def test_every_parameter_has_unit_tag_and_source():
+    p = ModelParameters.load()
+    for name in p:
+        entry = p[name]
+        assert entry.tag in TAGS and entry.unit and entry.source, name
+        if entry.tag == "fitted":
+            low, high = entry.bounds
+            assert low <= entry.value <= high, name
+
+
+def test_parameter_overrides_are_checked():
+    p = ModelParameters.load()
+    assert p.with_values(hc_capacity_mAh_per_g=330).hc_capacity_mAh_per_g == 330.0
+    with pytest.raises(ParameterError, match="no_such_parameter"):
+        p.with_values(no_such_parameter=1.0)
+    with pytest.raises(ParameterError, match="expected a number"):
+        p.with_values(hc_capacity_mAh_per_g="lots")
+    with pytest.raises(ParameterError, match="overpotential_spread_V=5.0 is out of range: allowed 0.003 to 0.08"):
+        p.with_values(overpotential_spread_V=5.0)
+
+
+def test_malformed_parameter_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("sn_capacity_mAh_per_g: {value: 847}\n")
+    with pytest.raises(ParameterError, match="sn_capacity_mAh_per_g"):
+        ModelParameters.load(path)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("{material: Sn@HC-9-9, quantity: particle_expansion_pct, value: 1, tag: measured, sigma_pct: 1}", "material"),
+    ("{material: HC, quantity: colour, value: 1, tag: measured, sigma_pct: 1}", "quantity"),
+    ("{material: HC, quantity: particle_expansion_pct, value: -3, tag: measured, sigma_pct: 1}", "value=-3"),
+    ("{material: HC, quantity: particle_expansion_pct, value: 3, tag: guessed, sigma_pct: 1}", "tag"),
+    ("{material: HC, quantity: particle_expansion_pct, value: 3, tag: measured, sigma_pct: 1, colour: red}", "colour"),
+    ("{material: HC, quantity: capacity_at_cycle_mAh_per_g, current_A_per_g: 1.7, value: 3, tag: measured, sigma_pct: 1}",
+     "cycle"),
+])
+def test_broken_calibration_data_names_the_row(tmp_path, row, message):
+    path = tmp_path / "data.yaml"
+    path.write_text(f"observations:\n  - {row}\n")
+    with pytest.raises(CalibrationDataError, match=rf"observation 1: .*{message}"):
+        load_observations(path)
+
+
+def test_unreadable_calibration_file(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_bytes(b"\xff\xfe observations: [")
+    with pytest.raises(CalibrationDataError, match=str(path)):
+        load_observations(path)
