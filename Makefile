@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/snhc predict --material Sn@HC-2-1
+	$(BIN)/snhc optimise
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,6 +1,7 @@
-"""The ``snhc`` command line: predict, calibrate (and, with the flow, optimise, what-if, ui, serve).
+"""The ``snhc`` command line: optimise, what-if, predict, calibrate, ui and serve.
 
-Bad input exits with code 2 and one line that names the option or key and its allowed range.
+Bad input exits with code 2 and one line that names the option or key and its allowed range, before any Prefect
+flow or MLflow run starts.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
+from flows.config import ConfigError, default_config_path, load_config
 from surrogate.calibration import CalibrationDataError, calibrate
 from surrogate.objective import PredictionRequest, evaluate
 from surrogate.parameters import ModelParameters, ParameterError
@@ -107,10 +111,93 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _campaign_overrides(args) -> dict:
+    """CLI options of optimise / what-if as config overrides."""
+    optimiser = {key: value for key, value in (("n_calls", args.n_calls), ("batch_size", args.batch_size),
+                                               ("seed", args.seed)) if value is not None}
+    overrides: dict = {"optimiser": optimiser} if optimiser else {}
+    if args.tracking_uri:
+        overrides["tracking"] = {"tracking_uri": args.tracking_uri}
+    return overrides
+
+
+def cmd_optimise(args) -> int:
+    overrides = _campaign_overrides(args)
+    if args.n_calls is not None and "n_initial_points" not in overrides.get("optimiser", {}):
+        # a small budget keeps its share of random starts rather than failing validation
+        configured = load_config(args.config).optimiser.n_initial_points
+        overrides["optimiser"]["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
+    config = load_config(args.config, overrides)  # fail fast: exit 2, nothing started
+    from flows.optimise import optimise_anode
+    from flows.reporting import print_recommendation
+
+    summary = optimise_anode(str(args.config or default_config_path()), overrides)
+    print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
+    console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
+                  f"in {config.tracking.tracking_uri}")
+    console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
+                  f"/runs/{summary['run_id']}")
+    return 0
+
+
+def cmd_what_if(args) -> int:
+    from flows.whatif import load_scenarios, what_if
+    from flows.config import deep_merge, read_yaml
+
+    overrides = _campaign_overrides(args)
+    if args.n_calls is not None:
+        overrides["optimiser"]["n_initial_points"] = min(10, max(1, args.n_calls // 2))
+    base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
+    load_config(args.config, overrides)
+    load_scenarios(args.scenarios, base)  # fail fast on any scenario
+    what_if(args.scenarios, str(args.config or default_config_path()), overrides)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    uri = args.tracking_uri or load_config(args.config).tracking.tracking_uri
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)")
+    return subprocess.call(command)
+
+
+def cmd_serve(args) -> int:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("no Prefect server: start one with `prefect server start` and set "
+                         "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
+    load_config(args.config)
+    from flows.deployments import serve_deployments
+
+    serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
+    return 0
+
+
+def _add_campaign_options(command) -> None:
+    command.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
+    command.add_argument("--n-calls", type=int, help="total evaluations (overrides optimiser.n_calls)")
+    command.add_argument("--batch-size", type=int, help="points per ask (overrides optimiser.batch_size)")
+    command.add_argument("--seed", type=int, help="random seed (overrides optimiser.seed)")
+    command.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.tracking_uri)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snhc", description="Design Sn / hard-carbon composite anodes for Na-ion batteries in silico.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    optimise = commands.add_parser("optimise", help="run the Bayesian optimisation campaign (the main job)",
+                                   description="Search the Sn:HC ratio and milling recipe with scikit-optimize in a "
+                                               "Prefect flow; every run is recorded in MLflow.")
+    _add_campaign_options(optimise)
+    optimise.set_defaults(handler=cmd_optimise)
+
+    whatif = commands.add_parser("what-if", help="run what-if scenarios and compare them",
+                                 description="Run scenario files (or folders of them, e.g. configs/whatif) on the "
+                                             "base campaign; one MLflow child run per scenario.")
+    whatif.add_argument("scenarios", nargs="+", metavar="F", help="scenario YAML files or folders")
+    _add_campaign_options(whatif)
+    whatif.set_defaults(handler=cmd_what_if)
 
     predict = commands.add_parser("predict", help="predict the performance of one recipe or named material",
                                   description="Predict capacity, rate capability, cycle life and expansion of one "
@@ -136,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     calibration.add_argument("--data", help="calibration data file (default configs/calibration/li2025.yaml)")
     calibration.add_argument("--refit", action="store_true", help="ignore the cache and fit again")
     calibration.set_defaults(handler=cmd_calibrate)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",
+                             description="Start `mlflow ui` on 127.0.0.1 over the campaign's tracking store.")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--config", help="campaign YAML whose tracking URI to open (default configs/default.yaml)")
+    ui.add_argument("--tracking-uri", help="tracking URI to open instead")
+    ui.set_defaults(handler=cmd_ui)
+
+    serve = commands.add_parser("serve", help="serve the scheduled deployments (needs a Prefect server)",
+                                description="Register the nightly optimisation and the weekly what-if "
+                                            "deployments with their cron schedules and run them when due.")
+    serve.add_argument("--config", help="campaign YAML the deployments run (default configs/default.yaml)")
+    serve.add_argument("--whatif", default="configs/whatif", help="scenario folder of the what-if deployment")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 
@@ -150,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RecipeError, ParameterError, CalibrationDataError) as error:
+    except (UsageError, RecipeError, ParameterError, CalibrationDataError, ConfigError) as error:
         print(f"snhc {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

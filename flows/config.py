@@ -1,0 +1,245 @@
+"""Campaign configuration: YAML validated into pydantic models, failing fast with the key path and allowed range.
+
+A campaign is a search space over the recipe, an objective, overrides of assumed model parameters, optimiser
+settings and tracking settings. ``configs/default.yaml`` is the embedded default; what-if scenarios are overrides
+deep-merged onto it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from surrogate.parameters import ModelParameters, ParameterError
+from surrogate.paths import config_dir
+from surrogate.recipe import RECIPE_RANGES
+
+DIMENSIONS = tuple(RECIPE_RANGES)
+
+
+class ConfigError(ValueError):
+    """An invalid campaign or scenario config; the message names the file, the key path and the allowed values."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dimension(Strict):
+    """One recipe dimension: searched between ``low`` and ``high`` (optionally on a log scale), or fixed at ``value``."""
+
+    low: float | None = None
+    high: float | None = None
+    value: float | None = None
+    log_scale: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        return self.value is not None
+
+
+class SearchSpace(Strict):
+    sn_mass_fraction: Dimension = Dimension(low=0.05, high=0.95)
+    milling_time_h: Dimension = Dimension(low=0.5, high=40.0, log_scale=True)
+    milling_speed_rpm: Dimension = Dimension(low=150.0, high=600.0)
+    ball_to_powder_ratio: Dimension = Dimension(low=5.0, high=40.0)
+
+    @model_validator(mode="after")
+    def _within_recipe_ranges(self) -> "SearchSpace":
+        for name in DIMENSIONS:
+            dim: Dimension = getattr(self, name)
+            low, high = RECIPE_RANGES[name]
+            allowed = f"allowed {low:g} to {high:g}"
+            if dim.fixed:
+                if dim.low is not None or dim.high is not None:
+                    raise ValueError(f"{name}: give either 'value' (fixed) or 'low' and 'high', not both")
+                if not low <= dim.value <= high:
+                    raise ValueError(f"{name}.value={dim.value:g} is out of range: {allowed}")
+                continue
+            if dim.low is None or dim.high is None:
+                raise ValueError(f"{name}: needs 'low' and 'high' (or a fixed 'value')")
+            for key in ("low", "high"):
+                bound = getattr(dim, key)
+                if not low <= bound <= high:
+                    raise ValueError(f"{name}.{key}={bound:g} is out of range: {allowed}")
+            if dim.low >= dim.high:
+                raise ValueError(f"{name}: low ({dim.low:g}) must be below high ({dim.high:g})")
+            if dim.log_scale and dim.low <= 0:
+                raise ValueError(f"{name}: log_scale needs low > 0")
+        if all(getattr(self, name).fixed for name in DIMENSIONS):
+            raise ValueError("every dimension is fixed: nothing to optimise")
+        return self
+
+    def searched(self) -> list[str]:
+        return [name for name in DIMENSIONS if not getattr(self, name).fixed]
+
+    def fixed_values(self) -> dict[str, float]:
+        return {name: getattr(self, name).value for name in DIMENSIONS if getattr(self, name).fixed}
+
+
+class Objective(Strict):
+    """Score = capacity at ``current_A_per_g`` after ``cycle`` cycles - penalty x (particle expansion - allowance)."""
+
+    current_A_per_g: float = Field(1.7, gt=0.0, le=50.0)
+    cycle: int = Field(1000, ge=1, le=100_000)
+    expansion_allowance_pct: float = Field(250.0, ge=0.0, le=1000.0)
+    expansion_penalty_mAh_per_g_per_pct: float = Field(1.0, ge=0.0, le=100.0)
+    temperature_C: float = Field(25.0, ge=-40.0, le=80.0)
+
+    def as_parameters(self) -> dict[str, float]:
+        """The objective expressed as the model parameters that carry it."""
+        return {
+            "objective_current_A_per_g": self.current_A_per_g,
+            "objective_cycle": self.cycle,
+            "expansion_allowance_pct": self.expansion_allowance_pct,
+            "expansion_penalty_mAh_per_g_per_pct": self.expansion_penalty_mAh_per_g_per_pct,
+            "objective_temperature_C": self.temperature_C,
+        }
+
+
+class Optimiser(Strict):
+    n_calls: int = Field(40, ge=2, le=2000, description="total evaluations")
+    n_initial_points: int = Field(10, ge=1, le=1000, description="random points before the surrogate is used")
+    batch_size: int = Field(4, ge=1, le=64, description="points per ask")
+    surrogate: Literal["GP", "RF", "ET"] = "GP"
+    acquisition: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    failure_penalty: float = Field(0.0, description="objective told to the optimiser for a failed evaluation")
+
+    @model_validator(mode="after")
+    def _initial_within_budget(self) -> "Optimiser":
+        if self.n_initial_points > self.n_calls:
+            raise ValueError(f"n_initial_points ({self.n_initial_points}) must not exceed n_calls ({self.n_calls})")
+        return self
+
+
+class Tracking(Strict):
+    experiment_name: str = Field("snhc-optimisation", min_length=1)
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_location: str | None = Field(None, description="artifact root of a new experiment (default mlruns/)")
+    log_evaluation_runs: bool = Field(True, description="one child run per evaluated recipe")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        schemes = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://", "file:")
+        if not uri.startswith(schemes):
+            raise ValueError(f"tracking_uri {uri!r}: must start with one of {', '.join(schemes)}")
+        return uri
+
+
+class CampaignConfig(Strict):
+    name: str = Field("default", min_length=1)
+    description: str = ""
+    search_space: SearchSpace = SearchSpace()
+    objective: Objective = Objective()
+    model_parameters: dict[str, Any] = Field(default_factory=dict,
+                                             description="overrides of configs/model_parameters.yaml")
+    recalibrate: bool = Field(True, description="refit the fitted parameters under the overridden assumptions "
+                                                "(True), or keep the study's calibration and change only the "
+                                                "overridden values, i.e. a different material (False)")
+    optimiser: Optimiser = Optimiser()
+    tracking: Tracking = Tracking()
+
+    @field_validator("model_parameters")
+    @classmethod
+    def _known_parameters(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        base = ModelParameters.load()
+        fitted = [name for name in overrides if name in base and base[name].tag == "fitted"]
+        if fitted:
+            raise ValueError(f"{fitted[0]} is fitted by the calibration and cannot be overridden")
+        try:
+            base.with_values(**overrides)
+        except ParameterError as error:
+            raise ValueError(str(error).removeprefix("model_parameters.")) from None
+        return overrides
+
+    def model_parameter_overrides(self) -> dict[str, Any]:
+        """Assumed-parameter overrides plus the objective, as one set of model-parameter values."""
+        return {**self.model_parameters, **self.objective.as_parameters()}
+
+    def digest(self) -> str:
+        """SHA-256 of the validated config: tags the MLflow run so identical campaigns can be found."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def default_config_path() -> Path:
+    return config_dir() / "default.yaml"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing, unreadable, non-UTF-8 or malformed file raises :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(error, 'problem', error)}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return document
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict update: mappings merge key by key, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _allowed_range(loc: tuple) -> str:
+    """'allowed LOW to HIGH' for a numeric config field, from its pydantic constraints ('' if none)."""
+    model: Any = CampaignConfig
+    for part in loc[:-1]:
+        model = model.model_fields[part].annotation
+    field = model.model_fields.get(loc[-1]) if hasattr(model, "model_fields") else None
+    if field is None:
+        return ""
+    low = next((m.ge if hasattr(m, "ge") else m.gt for m in field.metadata if hasattr(m, "ge") or hasattr(m, "gt")), None)
+    high = next((m.le if hasattr(m, "le") else m.lt for m in field.metadata if hasattr(m, "le") or hasattr(m, "lt")), None)
+    if low is None and high is None:
+        return ""
+    return f"allowed {'-inf' if low is None else f'{low:g}'} to {'inf' if high is None else f'{high:g}'}"
+
+
+def validate_config(document: dict[str, Any], source: str = "config") -> CampaignConfig:
+    """Validate a config mapping; every problem is reported as ``source: key.path: message``."""
+    try:
+        return CampaignConfig.model_validate(document)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(str(part) for part in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif item["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+                message = f"{item['input']!r} is out of range: {_allowed_range(item['loc'])}"
+            elif "input" in item and item["type"] not in ("value_error", "missing"):
+                message = f"{message} (got {item['input']!r})"
+            problems.append(f"{path}: {message}" if path else message)
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CampaignConfig:
+    """Read, merge overrides onto, and validate a campaign config (default ``configs/default.yaml``)."""
+    path = Path(path) if path else default_config_path()
+    document = deep_merge(read_yaml(path), overrides or {})
+    return validate_config(document, str(path))

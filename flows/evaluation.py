@@ -1,0 +1,62 @@
+"""Evaluate a batch of recipes without letting one bad recipe stop a campaign.
+
+The whole batch goes through the vectorised surrogate at once. If that raises, each recipe is retried alone so
+that only the culprit is marked FAILED; a non-finite objective is a failure too. Failures carry their reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from surrogate.objective import evaluate
+from surrogate.parameters import ModelParameters
+from surrogate.recipe import Recipes
+
+FINISHED, FAILED = "FINISHED", "FAILED"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluated recipe: status, objective (NaN when failed), metrics and the failure reason."""
+
+    recipe: dict[str, float]
+    status: str
+    objective: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == FINISHED
+
+
+def evaluate_batch(recipes: list[dict[str, float]], p: ModelParameters) -> list[Evaluation]:
+    """Objective and metrics of each recipe; never raises for a model failure."""
+    try:
+        return _from_metrics(recipes, evaluate(Recipes.from_records(recipes), p).scalar_metrics())
+    except Exception:  # isolate the failing recipe(s) below
+        if len(recipes) == 1:
+            return [_evaluate_alone(recipes[0], p)]
+        return [_evaluate_alone(recipe, p) for recipe in recipes]
+
+
+def _evaluate_alone(recipe: dict[str, float], p: ModelParameters) -> Evaluation:
+    try:
+        return _from_metrics([recipe], evaluate(Recipes.from_records([recipe]), p).scalar_metrics())[0]
+    except Exception as error:
+        return Evaluation(recipe, FAILED, float("nan"), reason=f"{type(error).__name__}: {error}")
+
+
+def _from_metrics(recipes, metrics: dict[str, np.ndarray]) -> list[Evaluation]:
+    results = []
+    for i, recipe in enumerate(recipes):
+        values = {name: float(array[i]) for name, array in metrics.items()}
+        objective = values["objective"]
+        if np.isfinite(objective):
+            results.append(Evaluation(recipe, FINISHED, objective, values))
+        else:
+            bad = sorted(name for name, value in values.items() if not np.isfinite(value))
+            results.append(Evaluation(recipe, FAILED, float("nan"), values, reason=f"non-finite metrics: {bad}"))
+    return results

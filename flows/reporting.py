@@ -1,0 +1,86 @@
+"""Human-facing outputs of a campaign: plots (PNG), the recommendation as Markdown and on the console."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from skopt.plots import plot_objective  # noqa: E402
+from skopt.utils import create_result  # noqa: E402
+
+console = Console()
+
+
+def convergence_figure(table: pd.DataFrame):
+    """Best objective so far vs evaluations (failed evaluations shown as gaps)."""
+    objective = table["objective"].to_numpy(float)
+    best = np.fmax.accumulate(np.where(np.isfinite(objective), objective, -np.inf))
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(np.arange(1, objective.size + 1), objective, "o", alpha=0.4, label="evaluation")
+    axes.plot(np.arange(1, objective.size + 1), np.where(np.isfinite(best), best, np.nan), "-", label="best so far")
+    axes.set_xlabel("evaluations")
+    axes.set_ylabel("objective (mAh/g)")
+    axes.set_title("Convergence")
+    axes.legend()
+    return figure
+
+
+def objective_figure(optimizer, points, losses):
+    """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model)."""
+    if not optimizer.models or len(optimizer.space.dimensions) < 1:
+        return None
+    result = create_result(points, losses, optimizer.space, optimizer.rng, models=optimizer.models)
+    axes = plot_objective(result, n_points=20, n_samples=100)
+    return np.asarray(axes).flat[0].figure
+
+
+def comparison_figure(table: pd.DataFrame, value: str, label: str):
+    """Bar chart of one metric across what-if scenarios."""
+    figure, axes = plt.subplots(figsize=(max(5, 1.3 * len(table)), 4))
+    axes.bar(table["scenario"], table[value])
+    axes.set_ylabel(label)
+    axes.set_title("What-if comparison")
+    axes.tick_params(axis="x", rotation=30)
+    return figure
+
+
+def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
+                            run_id: str, experiment_name: str) -> str:
+    mean, std = surrogate
+    lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
+             "| recipe | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in recipe.items()]
+    lines += ["", "| predicted metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items()]
+    lines += ["", f"Optimiser surrogate at this recipe: {mean:.1f} ± {std:.1f} mAh/g (mean ± 1 sd).",
+              "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
+    return "\n".join(lines)
+
+
+HEADLINE_METRICS = (
+    "objective", "objective_capacity_mAh_per_g", "reversible_capacity_mAh_per_g", "capacity_at_4.2_A_per_g_mAh_per_g",
+    "capacity_at_cycle_1000_mAh_per_g", "initial_coulombic_efficiency_pct", "particle_expansion_pct",
+    "electrode_expansion_after_1000_cycles_pct",
+)
+
+
+def headline(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
+
+
+def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float]) -> None:
+    table = Table(title="Recommended recipe", header_style="bold")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in recipe.items():
+        table.add_row(key, f"{value:.4g}")
+    for key, value in headline(metrics).items():
+        table.add_row(key, f"{value:.1f}")
+    table.add_row("GP mean ± sd of objective", f"{surrogate[0]:.1f} ± {surrogate[1]:.1f}")
+    console.print(table)

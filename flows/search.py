@@ -1,0 +1,111 @@
+"""Bayesian optimisation with scikit-optimize: the campaign's search space, ask/tell loop and recommendation.
+
+The loop knows nothing of Prefect or MLflow: it is handed a function that evaluates a batch of recipes and an
+optional callback per batch. The Prefect flow and the bare benchmark loop run the very same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from skopt import Optimizer
+from skopt.space import Real
+
+from flows.config import CampaignConfig
+from flows.evaluation import Evaluation
+
+EvaluateBatch = Callable[[list[dict[str, float]]], list[Evaluation]]
+
+
+def search_dimensions(config: CampaignConfig) -> list[Real]:
+    """scikit-optimize dimensions of the searched (not fixed) recipe fields."""
+    space = config.search_space
+    return [
+        Real(getattr(space, name).low, getattr(space, name).high,
+             prior="log-uniform" if getattr(space, name).log_scale else "uniform", name=name)
+        for name in space.searched()
+    ]
+
+
+def make_optimizer(config: CampaignConfig) -> Optimizer:
+    settings = config.optimiser
+    return Optimizer(
+        search_dimensions(config),
+        base_estimator=settings.surrogate,
+        n_initial_points=settings.n_initial_points,
+        initial_point_generator="lhs",
+        acq_func=settings.acquisition,
+        random_state=settings.seed,
+    )
+
+
+def recipe_of(point, config: CampaignConfig) -> dict[str, float]:
+    """Full recipe from a point of the searched dimensions plus the fixed ones."""
+    searched = dict(zip(config.search_space.searched(), (float(np.asarray(v).item()) for v in point)))
+    fixed = config.search_space.fixed_values()
+    return {name: searched[name] if name in searched else fixed[name] for name in
+            ("sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")}
+
+
+@dataclass
+class SearchState:
+    """Everything evaluated so far, in order."""
+
+    points: list[list[float]]
+    evaluations: list[Evaluation]
+    batches: list[int]
+
+    def best_index(self) -> int | None:
+        finished = [i for i, e in enumerate(self.evaluations) if e.ok]
+        return max(finished, key=lambda i: self.evaluations[i].objective) if finished else None
+
+    def best_objective(self) -> float:
+        best = self.best_index()
+        return self.evaluations[best].objective if best is not None else float("nan")
+
+    def table(self) -> pd.DataFrame:
+        """The evaluation table: one row per evaluation with recipe, status, objective and every metric."""
+        rows = []
+        for i, (evaluation, batch) in enumerate(zip(self.evaluations, self.batches)):
+            rows.append({"evaluation": i, "batch": batch, **evaluation.recipe, "status": evaluation.status,
+                         "objective": evaluation.objective, "failure_reason": evaluation.reason,
+                         **{k: v for k, v in evaluation.metrics.items() if k != "objective"}})
+        return pd.DataFrame(rows)
+
+
+def run_search(config: CampaignConfig, evaluate_batch: EvaluateBatch,
+               on_batch: Callable[[int, list[Evaluation], SearchState], None] | None = None
+               ) -> tuple[Optimizer, SearchState]:
+    """Ask a batch, evaluate it, tell the results; repeat until ``n_calls`` evaluations are done.
+
+    scikit-optimize minimises, so it is told -objective; a failed evaluation is told -failure_penalty.
+    """
+    settings = config.optimiser
+    optimizer = make_optimizer(config)
+    state = SearchState([], [], [])
+    batch_number = 0
+    while len(state.evaluations) < settings.n_calls:
+        n_points = min(settings.batch_size, settings.n_calls - len(state.evaluations))
+        points = [[float(np.asarray(v).item()) for v in point] for point in optimizer.ask(n_points=n_points)]
+        evaluations = evaluate_batch([recipe_of(point, config) for point in points])
+        losses = [-e.objective if e.ok else -settings.failure_penalty for e in evaluations]
+        optimizer.tell(points, losses)
+        state.points += points
+        state.evaluations += evaluations
+        state.batches += [batch_number] * len(points)
+        if on_batch:
+            on_batch(batch_number, evaluations, state)
+        batch_number += 1
+    return optimizer, state
+
+
+def surrogate_prediction(optimizer: Optimizer, point: list[float]) -> tuple[float, float]:
+    """The optimiser's surrogate (GP by default) mean and standard deviation of the objective at a point."""
+    if not optimizer.models:
+        return float("nan"), float("nan")
+    model = optimizer.models[-1]
+    mean, std = model.predict(optimizer.space.transform([point]), return_std=True)
+    return float(-mean[0]), float(std[0])

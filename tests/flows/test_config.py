@@ -1,0 +1,83 @@
+"""Bad campaign configs fail fast: exit code 2, one line naming the key and the allowed range, no MLflow store."""
+
+import pytest
+
+from flows.cli import main
+from flows.config import ConfigError, load_config
+
+GOOD = """
+name: test
+search_space:
+  sn_mass_fraction: {low: 0.1, high: 0.9}
+  milling_time_h: {low: 1.0, high: 20.0}
+  milling_speed_rpm: {low: 200.0, high: 500.0}
+  ball_to_powder_ratio: {value: 20.0}
+optimiser: {n_calls: 6, n_initial_points: 3, batch_size: 3}
+"""
+
+BAD_CONFIGS = [
+    ("malformed YAML", "search_space: {sn_mass_fraction: [low: 0.1\n", "malformed YAML at line"),
+    ("unknown top-level key", GOOD + "colour: blue\n", "colour: unknown key"),
+    ("unknown nested key", GOOD.replace("batch_size: 3", "batch_size: 3, speed: 9"), "optimiser.speed: unknown key"),
+    ("fraction above 1", GOOD.replace("high: 0.9", "high: 1.3"), "sn_mass_fraction.high=1.3 is out of range: allowed 0 to 1"),
+    ("negative milling time", GOOD.replace("low: 1.0, high: 20.0", "low: -1.0, high: 20.0"),
+     "milling_time_h.low=-1 is out of range: allowed 0 to 100"),
+    ("low above high", GOOD.replace("low: 200.0, high: 500.0", "low: 500.0, high: 200.0"), "must be below high"),
+    ("string for a number", GOOD.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
+    ("budget too small", GOOD.replace("n_calls: 6", "n_calls: 1").replace("n_initial_points: 3", "n_initial_points: 1"),
+     "optimiser.n_calls: 1 is out of range: allowed 2 to 2000"),
+    ("unknown surrogate", GOOD.replace("batch_size: 3}", "batch_size: 3, surrogate: GBRT}"), "optimiser.surrogate"),
+    ("negative current", GOOD + "objective: {current_A_per_g: -1.7}\n",
+     "objective.current_A_per_g: -1.7 is out of range: allowed 0 to 50"),
+    ("unknown model parameter", GOOD + "model_parameters: {tin_magic: 3}\n", "tin_magic: unknown parameter"),
+    ("fitted parameter overridden", GOOD + "model_parameters: {ohmic_resistance_ohm_g: 0.1}\n",
+     "fitted by the calibration"),
+    ("negative capacity", GOOD + "model_parameters: {hc_capacity_mAh_per_g: -300}\n", "must be >= 0"),
+    ("every dimension fixed", GOOD.replace("{low: 0.1, high: 0.9}", "{value: 0.5}")
+     .replace("{low: 1.0, high: 20.0}", "{value: 5}").replace("{low: 200.0, high: 500.0}", "{value: 300}"),
+     "nothing to optimise"),
+    ("empty experiment name", GOOD + "tracking: {experiment_name: ''}\n", "tracking.experiment_name"),
+    ("initial points above budget", GOOD.replace("n_initial_points: 3", "n_initial_points: 30"),
+     "must not exceed n_calls"),
+    ("not a mapping", "- just\n- a list\n", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("label, text, message", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, capsys, label, text, message):
+    config = tmp_path / "campaign.yaml"
+    config.write_text(text, encoding="utf-8")
+    store = tmp_path / "mlruns" / "mlflow.db"
+    assert main(["optimise", "--config", str(config), "--tracking-uri", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and str(config) in err
+    assert not store.parent.exists()
+
+
+def test_non_utf8_and_missing_files(tmp_path, capsys):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    assert main(["optimise", "--config", str(binary)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    assert main(["optimise", "--config", str(tmp_path / "absent.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_default_config_is_valid_and_overrides_merge():
+    config = load_config(overrides={"optimiser": {"n_calls": 12, "n_initial_points": 4}})
+    assert config.optimiser.n_calls == 12 and config.optimiser.batch_size == 4
+    assert config.search_space.searched() == ["sn_mass_fraction", "milling_time_h", "milling_speed_rpm",
+                                              "ball_to_powder_ratio"]
+    with pytest.raises(ConfigError):
+        load_config(overrides={"optimiser": {"n_calls": 12, "n_initial_points": 40}})
+
+
+def test_cli_options_are_validated_like_config(tmp_path, capsys):
+    assert main(["optimise", "--n-calls", "0", "--tracking-uri", f"sqlite:///{tmp_path}/x/m.db"]) == 2
+    assert "optimiser.n_calls" in capsys.readouterr().err
+    assert main(["optimise", "--tracking-uri", "ftp://example/store"]) == 2
+    assert "tracking.tracking_uri" in capsys.readouterr().err
+    assert main(["optimise", "--batch-size", "-3", "--tracking-uri", f"sqlite:///{tmp_path}/x/m.db"]) == 2
+    assert "optimiser.batch_size: -3 is out of range: allowed 1 to 64" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,127 @@
+"""End to end: the Prefect flow with a small budget, its MLflow runs, a real MLflow server, reproducibility, and
+evaluations that fail without stopping the campaign."""
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.optimise import optimise_anode
+from tests.conftest import free_port, stop, wait_for_http
+
+SMALL = {"optimiser": {"n_calls": 8, "n_initial_points": 4, "batch_size": 4, "seed": 3}}
+RECIPE = ("sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")
+BOUNDS = {"sn_mass_fraction": (0.05, 0.95), "milling_time_h": (0.5, 40.0), "milling_speed_rpm": (150.0, 600.0),
+          "ball_to_powder_ratio": (5.0, 40.0)}
+
+
+def run_small(store, **extra):
+    overrides = SMALL | {"tracking": {"tracking_uri": f"sqlite:///{store}/mlflow.db", "experiment_name": "e2e"}}
+    return optimise_anode(overrides=overrides | extra)
+
+
+def evaluation_table(uri, run_id, folder) -> pd.DataFrame:
+    path = MlflowClient(uri).download_artifacts(run_id, "evaluations.csv", str(folder))
+    return pd.read_csv(path)
+
+
+@pytest.fixture(scope="module")
+def campaign(prefect_local, params, tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    summary = run_small(store)
+    return f"sqlite:///{store}/mlflow.db", summary
+
+
+def children_of(client, experiment_id, run_id):
+    return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+                              max_results=1000)
+
+
+def test_parent_run_has_config_tags_recommendation_and_artifacts(campaign):
+    uri, summary = campaign
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert {"config_sha256", "mlflow.source.git.commit", "prefect_flow_run_id"} <= set(parent.data.tags)
+    assert parent.data.params["optimiser.n_calls"] == "8"
+    for field in RECIPE:
+        value = float(parent.data.params[f"recommended.{field}"])
+        assert BOUNDS[field][0] <= value <= BOUNDS[field][1]
+    assert np.isfinite(parent.data.metrics["recommended.surrogate_std_objective"])
+    history = client.get_metric_history(summary["run_id"], "best_objective")
+    assert [m.step for m in history] == [4, 8]
+    assert history[-1].value >= history[0].value
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert {"config.yaml", "evaluations.csv", "calibration_report.txt", "convergence.png", "objective.png",
+            "recommended_recipe.json"} <= artifacts
+
+
+def test_one_child_run_per_evaluation_with_recipe_and_metrics(campaign, tmp_path):
+    uri, summary = campaign
+    client = MlflowClient(uri)
+    children = children_of(client, summary["experiment_id"], summary["run_id"])
+    assert len(children) == 8
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert set(RECIPE) <= set(child.data.params)
+        assert {"objective", "capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"} <= set(child.data.metrics)
+    table = evaluation_table(uri, summary["run_id"], tmp_path)
+    assert len(table) == 8 and (table["status"] == "FINISHED").all()
+    assert table["objective"].max() == pytest.approx(summary["metrics"]["objective"])
+    assert max(c.data.metrics["objective"] for c in children) == pytest.approx(summary["metrics"]["objective"])
+
+
+def test_real_mlflow_server_lists_the_runs_over_rest(campaign, tmp_path):
+    uri, summary = campaign
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", 90, server)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [summary["experiment_id"]], "max_results": 100}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            runs = json.load(response)["runs"]
+    finally:
+        stop(server)
+    listed = {run["info"]["run_id"] for run in runs}
+    assert summary["run_id"] in listed
+    assert len(listed) == 9  # the parent and its eight evaluations
+
+
+def test_same_config_and_seed_give_the_same_evaluation_table(campaign, tmp_path):
+    uri, summary = campaign
+    again = run_small(tmp_path / "again")
+    first = evaluation_table(uri, summary["run_id"], tmp_path / "a")
+    second = evaluation_table(f"sqlite:///{tmp_path}/again/mlflow.db", again["run_id"], tmp_path / "b")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_failed_evaluations_are_recorded_and_the_campaign_goes_on(prefect_local, params, tmp_path, monkeypatch):
+    import flows.evaluation as evaluation
+
+    real = evaluation.evaluate
+
+    def solver_that_fails_for_tin_rich_recipes(recipes, p, *args, **kwargs):
+        if (recipes.sn_mass_fraction > 0.5).any():
+            raise FloatingPointError("solver did not converge")
+        return real(recipes, p, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", solver_that_fails_for_tin_rich_recipes)
+    summary = run_small(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    children = children_of(client, summary["experiment_id"], summary["run_id"])
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(children) == 8 and summary["n_failed"] == len(failed) > 0
+    assert all("did not converge" in c.data.tags["failure_reason"] for c in failed)
+    assert summary["recipe"]["sn_mass_fraction"] <= 0.5
+    assert client.get_run(summary["run_id"]).info.status == "FINISHED"
