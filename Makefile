@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PYBAMM_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test benchmark clean
+.PHONY: install run test benchmark ui clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: install
 
 benchmark: install
 	$(BIN)/python benchmarks/surrogate_throughput.py
+	$(BIN)/python benchmarks/optimiser_efficiency.py
+
+ui: install
+	$(BIN)/snhc ui
 
 clean:
 	rm -rf $(VENV) .prefect .snhc_cache

@@ -1,0 +1,80 @@
+"""Scheduled deployments on a real Prefect server: registered with cron schedules, and a triggered run completes.
+
+The test starts `prefect server start` on a free 127.0.0.1 port and `snhc serve` against it, talks to the server
+over its REST API, and stops both by PID.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from flows.deployments import NIGHTLY_CRON, WEEKLY_WHAT_IF_CRON
+from surrogate.paths import PROJECT_ROOT
+from tests.conftest import free_port, stop, wait_for_http
+
+
+def api(base, path, payload=None, method="POST"):
+    request = urllib.request.Request(f"{base}{path}", method=method,
+                                     data=None if payload is None else json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.fixture()
+def prefect_server(tmp_path, params):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": base,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=open(tmp_path / "server.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_http(f"{base}/health", 120, server)
+        yield base, env
+    finally:
+        stop(server)
+
+
+def test_deployments_have_cron_schedules_and_a_triggered_run_completes(prefect_server, tmp_path):
+    base, env = prefect_server
+    serving = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+                               stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        deployments = []
+        while len(deployments) < 2 and time.monotonic() < deadline:
+            assert serving.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(1)
+            deployments = api(base, "/deployments/filter", {})
+        by_name = {d["name"]: d for d in deployments}
+        assert set(by_name) == {"nightly-optimisation", "weekly-what-if"}
+        crons = {name: [s["schedule"]["cron"] for s in d["schedules"]] for name, d in by_name.items()}
+        assert crons == {"nightly-optimisation": [NIGHTLY_CRON], "weekly-what-if": [WEEKLY_WHAT_IF_CRON]}
+        assert all(s["active"] for d in deployments for s in d["schedules"])
+
+        store = tmp_path / "mlruns"
+        parameters = {"config_path": "configs/default.yaml", "overrides": {
+            "optimiser": {"n_calls": 4, "n_initial_points": 2, "batch_size": 2},
+            "tracking": {"tracking_uri": f"sqlite:///{store}/mlflow.db"}}}
+        run = api(base, f"/deployments/{by_name['nightly-optimisation']['id']}/create_flow_run",
+                  {"parameters": parameters})
+        deadline = time.monotonic() + 240
+        state = None
+        while time.monotonic() < deadline:
+            state = api(base, f"/flow_runs/{run['id']}", method="GET")["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(2)
+        assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+        assert (store / "mlflow.db").exists()
+    finally:
+        stop(serving)
