@@ -107,7 +107,7 @@ def _print_prediction(name, recipe, record, args) -> None:
 
 def cmd_calibrate(args) -> int:
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
-    console.print(calibration.report_text(), markup=False, highlight=False)
+    print(calibration.report_text())  # a wide table: never re-wrapped
     return 0
 
 

@@ -37,7 +37,9 @@ def objective_figure(optimizer, points, losses):
         return None
     result = create_result(points, losses, optimizer.space, optimizer.rng, models=optimizer.models)
     axes = plot_objective(result, n_points=20, n_samples=100)
-    return np.asarray(axes).flat[0].figure
+    figure = np.asarray(axes).flat[0].figure
+    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=1.02)
+    return figure
 
 
 def comparison_figure(table: pd.DataFrame, value: str, label: str):

@@ -118,8 +118,9 @@ def capacity_at_current(sn_mass_fraction: np.ndarray, micro: Microstructure, cur
     diffusion_T = arrhenius_factor(p.diffusion_activation_energy_kJ_per_mol, temperature_C, p)
     sn_diffusivity = (p.sn_diffusivity_unmilled_cm2_per_s * 10.0 ** (p.interface_diffusivity_gain_decades
                                                                       * micro.sn_anchoring) * diffusion_T)
-    sn_transport = diffusion_retention(0.5e-7 * micro.sn_size_nm, sn_diffusivity, charge_time_s)
-    hc_transport = diffusion_retention(0.5e-4 * micro.hc_size_um, p.hc_diffusivity_cm2_per_s * diffusion_T,
+    nm_to_cm, um_to_cm = 1e-7, 1e-4
+    sn_transport = diffusion_retention(0.5 * micro.sn_size_nm * nm_to_cm, sn_diffusivity, charge_time_s)
+    hc_transport = diffusion_retention(0.5 * micro.hc_size_um * um_to_cm, p.hc_diffusivity_cm2_per_s * diffusion_T,
                                        charge_time_s)
 
     # Na-Sn staircase; anchored Sn hands Na to HC instead of forming the last, most expanded phase.

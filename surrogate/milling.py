@@ -63,7 +63,7 @@ def microstructure(recipes: Recipes, p: ModelParameters) -> Microstructure:
         -p.hc_size_dose_constant * dose)
 
     hc_amorphous = 1.0 - np.exp(-p.hc_amorphisation_rate * dose)
-    inactive = np.minimum(p.oxide_debris_rate * dose, 0.5)
+    inactive = 1.0 - np.exp(-p.oxide_debris_rate * dose)  # ~ rate x dose while small, never above 1
 
     # Interfaces: carbon coverage of Sn grows with dose and with carbon per Sn; they matter only where the Sn-HC
     # contact network percolates through the composite (too little Sn leaves isolated islands).
