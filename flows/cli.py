@@ -127,17 +127,55 @@ def cmd_optimise(args) -> int:
         # a small budget keeps its share of random starts rather than failing validation
         configured = load_config(args.config).optimiser.n_initial_points
         overrides["optimiser"]["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
-    config = load_config(args.config, overrides)  # fail fast: exit 2, nothing started
-    from flows.optimise import optimise_anode
+    from flows.observations import read_observations
+    from flows.optimise import optimise_anode, resolve_config
     from flows.reporting import print_recommendation
 
-    summary = optimise_anode(str(args.config or default_config_path()), overrides)
+    config = resolve_config(args.config, overrides, args.resume)  # fail fast: exit 2, nothing started
+    if args.observations:
+        read_observations(args.observations, config)
+    summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations)
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {config.tracking.tracking_uri}")
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
                   f"/runs/{summary['run_id']}")
     return 0
+
+
+def cmd_suggest(args) -> int:
+    from flows.observations import read_observations
+    from flows.optimise import resolve_config
+    from flows.state import load_state
+    from flows.suggest import suggest
+    from flows.tracking import Tracker
+
+    if args.batch < 1 or args.batch > 64:
+        raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
+    if not (args.resume or args.observations):
+        raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
+    overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
+    config = resolve_config(args.config, overrides, args.resume)
+    resume = load_state(Tracker.client_for(config.tracking.tracking_uri), args.resume) if args.resume else None
+    lab = read_observations(args.observations, config) if args.observations else None
+    table = suggest(config, args.batch, resume, lab)
+    table.to_csv(args.output, index=False)
+    _print_suggestions(table)
+    console.print(f"{len(table)} suggestions written to [bold]{args.output}[/]")
+    return 0
+
+
+def _print_suggestions(table) -> None:
+    shown = {"sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
+             "ball_to_powder_ratio": "BPR", "predicted_objective": "objective", "surrogate_mean_objective": "GP mean",
+             "surrogate_std_objective": "GP sd", "capacity_at_cycle_1000_mAh_per_g": "Q@1000",
+             "particle_expansion_pct": "swell %"}
+    rich_table = Table(title="Next recipes to make", header_style="bold")
+    for column, header in shown.items():
+        rich_table.add_column(header, justify="right")
+    for _, row in table.iterrows():
+        rich_table.add_row(*[f"{row[c]:.4g}" for c in shown])
+    console.print(rich_table)
 
 
 def cmd_what_if(args) -> int:
@@ -190,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Search the Sn:HC ratio and milling recipe with scikit-optimize in a "
                                                "Prefect flow; every run is recorded in MLflow.")
     _add_campaign_options(optimise)
+    optimise.add_argument("--resume", metavar="RUN_ID", help="continue this campaign run from its last saved batch")
+    optimise.add_argument("--observations", metavar="CSV", help="lab results to warm-start with (see README)")
     optimise.set_defaults(handler=cmd_optimise)
+
+    suggest = commands.add_parser("suggest", help="the next recipes to make in the lab",
+                                  description="Suggest the next Q recipes from a campaign's results and/or lab "
+                                              "results, with predicted metrics and uncertainty, as a table and CSV.")
+    suggest.add_argument("--batch", type=int, default=4, metavar="Q", help="how many recipes (1 to 64, default 4)")
+    suggest.add_argument("--resume", metavar="RUN_ID", help="a campaign run whose evaluations count as done")
+    suggest.add_argument("--observations", metavar="CSV", help="lab results (rows without metrics are pending)")
+    suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
+    suggest.add_argument("--tracking-uri", help="MLflow tracking URI of the --resume run")
+    suggest.add_argument("--output", default="suggestions.csv", help="CSV to write (default suggestions.csv)")
+    suggest.set_defaults(handler=cmd_suggest)
 
     whatif = commands.add_parser("what-if", help="run what-if scenarios and compare them",
                                  description="Run scenario files (or folders of them, e.g. configs/whatif) on the "

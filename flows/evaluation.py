@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surrogate.objective import evaluate
+from surrogate.objective import PredictionRequest, evaluate
 from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
 
@@ -19,32 +19,33 @@ FINISHED, FAILED = "FINISHED", "FAILED"
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One evaluated recipe: status, objective (NaN when failed), metrics and the failure reason."""
+    """One evaluated recipe: status, objective (NaN when failed), metrics, failure reason, and its source:
+    ``model`` (the surrogate) or ``lab`` (a measured result)."""
 
     recipe: dict[str, float]
     status: str
     objective: float
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    source: str = "model"
 
     @property
     def ok(self) -> bool:
         return self.status == FINISHED
 
 
-def evaluate_batch(recipes: list[dict[str, float]], p: ModelParameters) -> list[Evaluation]:
+def evaluate_batch(recipes: list[dict[str, float]], p: ModelParameters,
+                   request: PredictionRequest | None = None) -> list[Evaluation]:
     """Objective and metrics of each recipe; never raises for a model failure."""
     try:
-        return _from_metrics(recipes, evaluate(Recipes.from_records(recipes), p).scalar_metrics())
+        return _from_metrics(recipes, evaluate(Recipes.from_records(recipes), p, request).scalar_metrics())
     except Exception:  # isolate the failing recipe(s) below
-        if len(recipes) == 1:
-            return [_evaluate_alone(recipes[0], p)]
-        return [_evaluate_alone(recipe, p) for recipe in recipes]
+        return [_evaluate_alone(recipe, p, request) for recipe in recipes]
 
 
-def _evaluate_alone(recipe: dict[str, float], p: ModelParameters) -> Evaluation:
+def _evaluate_alone(recipe: dict[str, float], p: ModelParameters, request) -> Evaluation:
     try:
-        return _from_metrics([recipe], evaluate(Recipes.from_records([recipe]), p).scalar_metrics())[0]
+        return _from_metrics([recipe], evaluate(Recipes.from_records([recipe]), p, request).scalar_metrics())[0]
     except Exception as error:
         return Evaluation(recipe, FAILED, float("nan"), reason=f"{type(error).__name__}: {error}")
 

@@ -8,6 +8,7 @@ recipe, logged through ``MlflowClient`` with explicit run ids.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows import reporting
-from flows.config import CampaignConfig, load_config
+from flows import state as state_module
+from flows.config import CampaignConfig, deep_merge, load_config, validate_config
 from flows.evaluation import Evaluation, evaluate_batch
-from flows.search import SearchState, run_search, surrogate_prediction
+from flows.observations import LabData, model_error_table, read_observations
+from flows.search import SearchState, point_of, run_search, surrogate_prediction
 from flows.tracking import Tracker, source_tags
 from surrogate.calibration import Calibration, calibrate
+from surrogate.objective import PredictionRequest
 from surrogate.parameters import ModelParameters
 
 
@@ -80,31 +84,81 @@ def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet: bool = False) -> CampaignResult:
-    """Run one optimisation campaign and log it; the body of :func:`optimise_anode`, reused by what-ifs."""
+def lab_predictions(lab: LabData, p: ModelParameters, config: CampaignConfig) -> list[Evaluation]:
+    """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
+    names = {name for e in lab.measured for name in e.metrics}
+    currents = sorted({float(m.group(1)) for n in names if (m := re.match(r"capacity_at_([0-9.]+)_A_per_g", n))})
+    cycles = sorted({int(m.group(1)) for n in names if (m := re.match(r"capacity_at_cycle_([0-9]+)_", n))})
+    request = PredictionRequest(tuple(currents) or PredictionRequest.currents_A_per_g, config.objective.current_A_per_g,
+                                tuple(cycles) or PredictionRequest.cycles, config.objective.temperature_C)
+    return evaluate_batch([e.recipe for e in lab.measured], p, request)
+
+
+def _known_from(resume: dict | None, lab: LabData | None, config: CampaignConfig):
+    """Evaluations a campaign starts from: a resumed run's saved ones, plus lab results not already in it."""
+    known = state_module.evaluations_of(resume) if resume else []
+    if lab:
+        already = {tuple(e.recipe.values()) for _, e, _ in known if e.source == "lab"}
+        known += [(point_of(e.recipe, config), e, -1) for e in lab.measured if tuple(e.recipe.values()) not in already]
+    return known
+
+
+def _forget_orphans(tracker: Tracker, run_id: str, saved: int) -> int:
+    """Delete child runs of evaluations that were logged but never saved (the batch in flight at a kill)."""
+    orphans = [run for run in tracker.children(run_id) if int(run.data.tags.get("evaluation", -1)) >= saved]
+    for run in orphans:
+        tracker.client.delete_run(run.info.run_id)
+    return len(orphans)
+
+
+def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet: bool = False,
+                 resume_run_id: str | None = None, lab: LabData | None = None) -> CampaignResult:
+    """Run one optimisation campaign and log it; the body of :func:`optimise_anode`, reused by what-ifs.
+
+    With ``resume_run_id`` the campaign continues that MLflow run from its last saved state; with ``lab`` the
+    measured results are told to the optimiser first and never evaluated.
+    """
     p, calibration = calibrate_task(config)
     settings = config.tracking
     tracker = Tracker(settings.tracking_uri, settings.experiment_name, settings.artifact_location)
+    resume = state_module.load_state(tracker.client, resume_run_id) if resume_run_id else None
+    known = _known_from(resume, lab, config)
     tags = {"campaign": config.name, "config_sha256": config.digest(), "prefect_flow_run_id": str(flow_run.get_id()),
             "calibration_data_sha256": calibration.data_sha256, **source_tags()}
-    with tracker.run(f"optimise-{config.name}", tags, parent_run_id) as run_id:
-        tracker.log(run_id, params=flatten(config.model_dump(mode="json")))
-        tracker.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
+    with tracker.run(f"optimise-{config.name}", tags, parent_run_id, resume_run_id) as run_id:
+        if resume_run_id:
+            removed = _forget_orphans(tracker, run_id, len(resume["evaluations"]))
+            tracker.log(run_id, tags={"resumed_from_evaluation": len(resume["evaluations"]),
+                                      "orphan_runs_removed": removed})
+        else:
+            tracker.log(run_id, params=flatten(config.model_dump(mode="json")))
+            tracker.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
+        logged = len(resume["evaluations"]) if resume else 0
+        for index, (_, evaluation, batch) in enumerate(known[logged:], start=logged):
+            if settings.log_evaluation_runs:
+                tracker.log_evaluation(run_id, index, batch, evaluation)
+        if lab:
+            _log_lab_comparison(tracker, run_id, lab, p, config, quiet)
+        if not resume:
+            initial = SearchState([p_ for p_, _, _ in known], [e for _, e, _ in known], [b for _, _, b in known])
+            state_module.save_state(tracker, run_id, -1, state_module.state_document(config, initial))
 
         def after_batch(batch: int, evaluations: list[Evaluation], state: SearchState) -> None:
             done = len(state.evaluations)
             if settings.log_evaluation_runs:
                 for offset, evaluation in enumerate(evaluations):
                     tracker.log_evaluation(run_id, done - len(evaluations) + offset, batch, evaluation)
+            state_module.save_state(tracker, run_id, batch, state_module.state_document(config, state))
             failed = sum(not e.ok for e in state.evaluations)
             tracker.log(run_id, metrics={"best_objective": state.best_objective(), "failed_evaluations": failed},
                         step=done)
             if not quiet:
                 reporting.console.print(
-                    f"[bold]{config.name}[/] batch {batch + 1}: {done}/{config.optimiser.n_calls} evaluations, "
-                    f"{failed} failed, best objective {state.best_objective():.1f} mAh/g")
+                    f"[bold]{config.name}[/] batch {batch + 1}: {state.model_evaluations()}/"
+                    f"{config.optimiser.n_calls} evaluations, {failed} failed, "
+                    f"best objective {state.best_objective():.1f} mAh/g")
 
-        optimizer, state = run_search(config, lambda recipes: evaluate_batch_task(recipes, p), after_batch)
+        optimizer, state = run_search(config, lambda recipes: evaluate_batch_task(recipes, p), after_batch, known)
         best = state.best_index()
         if best is None:
             raise RuntimeError(f"all {len(state.evaluations)} evaluations failed; first reason: "
@@ -112,15 +166,15 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
         recommended = state.evaluations[best]
         mean, std = surrogate_prediction(optimizer, state.points[best])
         tracker.log(run_id,
-                    params={f"recommended.{k}": v for k, v in recommended.recipe.items()},
+                    params={f"recommended.{k}": v for k, v in recommended.recipe.items()} | {
+                        "recommended.source": recommended.source},
                     metrics={**{f"recommended.{k}": v for k, v in recommended.metrics.items()},
                              "recommended.surrogate_mean_objective": mean,
                              "recommended.surrogate_std_objective": std})
         table = state.table()
-        losses = [-e.objective if e.ok else -config.optimiser.failure_penalty for e in state.evaluations]
         files = {"evaluations.csv": table, "calibration_report.txt": calibration.report_text(),
                  "convergence.png": reporting.convergence_figure(table)}
-        objective_plot = reporting.objective_figure(optimizer, state.points, losses)
+        objective_plot = reporting.objective_figure(optimizer)
         if objective_plot is not None:
             files["objective.png"] = objective_plot
         tracker.log_files(run_id, files)
@@ -135,6 +189,18 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
                           sum(not e.ok for e in state.evaluations), table)
 
 
+def _log_lab_comparison(tracker, run_id, lab: LabData, p, config, quiet: bool) -> None:
+    """The surrogate's error at the measured points: artifact, MAPE metrics, console table."""
+    errors = model_error_table(lab, lab_predictions(lab, p, config))
+    if errors.empty:
+        return
+    tracker.log_files(run_id, {"lab_vs_model.csv": errors})
+    mape = errors.groupby("metric")["error_pct"].apply(lambda e: e.abs().mean())
+    tracker.log(run_id, metrics={f"lab_mape_pct.{metric}": value for metric, value in mape.items()})
+    if not quiet:
+        reporting.print_model_error(errors, lab.path)
+
+
 def _artifact_key(name: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     key = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
@@ -142,13 +208,29 @@ def _artifact_key(name: str) -> str:
 
 
 @flow(name="optimise-anode")
-def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | None = None,
+                   resume_run_id: str | None = None, observations_path: str | None = None) -> dict[str, Any]:
     """Find the Sn:HC ratio and milling recipe that maximise the campaign objective.
 
     Parameters
     ----------
-    config_path : campaign YAML (default ``configs/default.yaml``).
-    overrides : nested keys merged onto the file before validation (e.g. ``{"optimiser": {"n_calls": 20}}``).
+    config_path : campaign YAML (default ``configs/default.yaml``); ignored when resuming.
+    overrides : nested keys merged onto the config before validation (e.g. ``{"optimiser": {"n_calls": 20}}``).
+    resume_run_id : continue this MLflow run from its last saved state (its saved config, plus ``overrides``).
+    observations_path : lab CSV whose measured results warm-start the campaign.
     """
-    config = load_config(config_path, overrides)
-    return run_campaign(config).summary()
+    config = resolve_config(config_path, overrides, resume_run_id)
+    lab = read_observations(observations_path, config) if observations_path else None
+    return run_campaign(config, resume_run_id=resume_run_id, lab=lab).summary()
+
+
+def resolve_config(config_path: str | None, overrides: dict[str, Any] | None,
+                   resume_run_id: str | None) -> CampaignConfig:
+    """The campaign's config: from the file, or, when resuming, the run's saved config (with overrides)."""
+    if not resume_run_id:
+        return load_config(config_path, overrides)
+    base = load_config(config_path, overrides)
+    client = Tracker.client_for(base.tracking.tracking_uri)
+    state_module.check_resumable(client, resume_run_id, base.tracking.experiment_name)
+    saved = state_module.config_of(state_module.load_state(client, resume_run_id), resume_run_id)
+    return validate_config(deep_merge(saved.model_dump(mode="json"), overrides or {}), f"run {resume_run_id}")

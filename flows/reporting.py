@@ -31,11 +31,11 @@ def convergence_figure(table: pd.DataFrame):
     return figure
 
 
-def objective_figure(optimizer, points, losses):
+def objective_figure(optimizer):
     """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model)."""
-    if not optimizer.models or len(optimizer.space.dimensions) < 1:
+    if not optimizer.models:
         return None
-    result = create_result(points, losses, optimizer.space, optimizer.rng, models=optimizer.models)
+    result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
     axes = plot_objective(result, n_points=20, n_samples=100)
     figure = np.asarray(axes).flat[0].figure
     figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=1.02)
@@ -85,4 +85,15 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     for key, value in headline(metrics).items():
         table.add_row(key, f"{value:.1f}")
     table.add_row("GP mean ± sd of objective", f"{surrogate[0]:.1f} ± {surrogate[1]:.1f}")
+    console.print(table)
+
+
+def print_model_error(errors: pd.DataFrame, path) -> None:
+    """Measured vs predicted at the lab points."""
+    table = Table(title=f"Surrogate vs lab ({path})", header_style="bold")
+    for column in ("line", "metric", "measured", "model", "error_pct"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for _, row in errors.iterrows():
+        table.add_row(str(row["line"]), row["metric"], f"{row['measured']:.4g}", f"{row['model']:.4g}",
+                      f"{row['error_pct']:+.1f} %")
     console.print(table)

@@ -66,33 +66,66 @@ class SearchState:
         best = self.best_index()
         return self.evaluations[best].objective if best is not None else float("nan")
 
+    def model_evaluations(self) -> int:
+        """Evaluations by the model (lab observations do not use up the budget)."""
+        return sum(e.source == "model" for e in self.evaluations)
+
     def table(self) -> pd.DataFrame:
         """The evaluation table: one row per evaluation with recipe, status, objective and every metric."""
         rows = []
         for i, (evaluation, batch) in enumerate(zip(self.evaluations, self.batches)):
-            rows.append({"evaluation": i, "batch": batch, **evaluation.recipe, "status": evaluation.status,
-                         "objective": evaluation.objective, "failure_reason": evaluation.reason,
+            rows.append({"evaluation": i, "batch": batch, "source": evaluation.source, **evaluation.recipe,
+                         "status": evaluation.status, "objective": evaluation.objective,
+                         "failure_reason": evaluation.reason,
                          **{k: v for k, v in evaluation.metrics.items() if k != "objective"}})
         return pd.DataFrame(rows)
 
 
-def run_search(config: CampaignConfig, evaluate_batch: EvaluateBatch,
-               on_batch: Callable[[int, list[Evaluation], SearchState], None] | None = None
-               ) -> tuple[Optimizer, SearchState]:
-    """Ask a batch, evaluate it, tell the results; repeat until ``n_calls`` evaluations are done.
+def point_of(recipe: dict[str, float], config: CampaignConfig) -> list[float]:
+    """The search-space point of a recipe (its searched dimensions)."""
+    return [float(recipe[name]) for name in config.search_space.searched()]
 
-    scikit-optimize minimises, so it is told -objective; a failed evaluation is told -failure_penalty.
+
+def loss_of(evaluation: Evaluation, config: CampaignConfig) -> float:
+    """What the optimiser is told: scikit-optimize minimises -objective; a failure is -failure_penalty."""
+    return -evaluation.objective if evaluation.ok else -config.optimiser.failure_penalty
+
+
+def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[list[float], Evaluation]],
+               loss: float | None = None) -> int:
+    """Tell the optimiser results it did not ask for (a resumed campaign, lab data); returns how many it took.
+
+    Points outside the search space (or off a fixed dimension) cannot be told and are skipped. ``loss`` tells every
+    point the same value (a liar for recipes still pending).
+    """
+    fixed = config.search_space.fixed_values()
+    usable = [(point, e) for point, e in known
+              if point in optimizer.space and all(abs(e.recipe[k] - v) < 1e-9 for k, v in fixed.items())]
+    if usable:
+        optimizer.tell([p for p, _ in usable],
+                       [loss_of(e, config) if loss is None else loss for _, e in usable])
+    return len(usable)
+
+
+def run_search(config: CampaignConfig, evaluate_batch: EvaluateBatch,
+               on_batch: Callable[[int, list[Evaluation], SearchState], None] | None = None,
+               known: list[tuple[list[float], Evaluation, int]] | None = None) -> tuple[Optimizer, SearchState]:
+    """Ask a batch, evaluate it, tell the results; repeat until ``n_calls`` model evaluations are done.
+
+    ``known`` are evaluations from before (a resumed run, lab observations): they are told first, never evaluated
+    again, and stay at the head of the state.
     """
     settings = config.optimiser
     optimizer = make_optimizer(config)
-    state = SearchState([], [], [])
-    batch_number = 0
-    while len(state.evaluations) < settings.n_calls:
-        n_points = min(settings.batch_size, settings.n_calls - len(state.evaluations))
+    known = known or []
+    state = SearchState([p for p, _, _ in known], [e for _, e, _ in known], [b for _, _, b in known])
+    tell_known(optimizer, config, [(p, e) for p, e, _ in known])
+    batch_number = max([b + 1 for b in state.batches], default=0)
+    while state.model_evaluations() < settings.n_calls:
+        n_points = min(settings.batch_size, settings.n_calls - state.model_evaluations())
         points = [[float(np.asarray(v).item()) for v in point] for point in optimizer.ask(n_points=n_points)]
         evaluations = evaluate_batch([recipe_of(point, config) for point in points])
-        losses = [-e.objective if e.ok else -settings.failure_penalty for e in evaluations]
-        optimizer.tell(points, losses)
+        optimizer.tell(points, [loss_of(e, config) for e in evaluations])
         state.points += points
         state.evaluations += evaluations
         state.batches += [batch_number] * len(points)

@@ -6,6 +6,7 @@ run. Runs are always terminated: FINISHED on success, FAILED (with the reason as
 
 from __future__ import annotations
 
+import fcntl
 import math
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_GIT_COMMIT
 
@@ -33,10 +35,24 @@ def artifact_location_for(tracking_uri: str, configured: str | None) -> str | No
     return None  # a tracking server decides
 
 
-def prepare_store(tracking_uri: str) -> None:
-    """Create the folder of a SQLite store (SQLite creates the file, not its folder)."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def open_client(tracking_uri: str) -> MlflowClient:
+    """A client on the store, creating a SQLite store's folder and schema first if needed.
+
+    MLflow builds a new SQLite store's schema on first use; two campaigns starting at once on a new store would
+    run those migrations together and collide, so first use happens under an exclusive file lock.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri)
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)  # creates or migrates the schema
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 def source_tags() -> dict[str, str]:
@@ -56,14 +72,25 @@ class Tracker:
     """One experiment in one tracking store."""
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None):
-        prepare_store(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = self.client_for(tracking_uri)
         experiment = self.client.get_experiment_by_name(experiment_name)
         if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                experiment_name, artifact_location=artifact_location_for(tracking_uri, artifact_location))
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    experiment_name, artifact_location=artifact_location_for(tracking_uri, artifact_location))
+            except MlflowException:  # another campaign created it a moment ago
+                self.experiment_id = self.client.get_experiment_by_name(experiment_name).experiment_id
         else:
             self.experiment_id = experiment.experiment_id
+
+    @staticmethod
+    def client_for(tracking_uri: str) -> MlflowClient:
+        return open_client(tracking_uri)
+
+    def children(self, run_id: str) -> list:
+        """Child runs of a run (active ones)."""
+        return self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                                       max_results=50_000)
 
     def start_run(self, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> str:
         tags = dict(tags or {})
@@ -72,10 +99,17 @@ class Tracker:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     @contextmanager
-    def run(self, name: str, tags: Mapping[str, str] | None = None,
-            parent_run_id: str | None = None) -> Iterator[str]:
-        """A run that ends FINISHED, or FAILED with the error as tag ``failure_reason`` (and re-raises)."""
-        run_id = self.start_run(name, tags, parent_run_id)
+    def run(self, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+            resume_run_id: str | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, or FAILED with the error as tag ``failure_reason`` (and re-raises).
+
+        With ``resume_run_id`` an existing run of this experiment is reopened instead of creating one.
+        """
+        if resume_run_id:
+            self.client.update_run(resume_run_id, status="RUNNING")
+            run_id = resume_run_id
+        else:
+            run_id = self.start_run(name, tags, parent_run_id)
         try:
             yield run_id
         except BaseException as error:
@@ -101,8 +135,8 @@ class Tracker:
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation) -> str:
         """One child run for one evaluated recipe: recipe as params, objective and metrics, FINISHED or FAILED."""
-        run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index)},
-                                parent_run_id)
+        run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
+                                                             "source": evaluation.source}, parent_run_id)
         self.log(run_id, params=evaluation.recipe, metrics=evaluation.metrics | {"objective": evaluation.objective})
         if evaluation.ok:
             self.client.set_terminated(run_id, "FINISHED")

@@ -70,7 +70,7 @@ def test_installed_command_exits_2_and_prints_tables(params):
 
 
 def test_help_on_every_command():
-    for command in ([], ["optimise"], ["what-if"], ["predict"], ["calibrate"], ["ui"], ["serve"]):
+    for command in ([], ["optimise"], ["suggest"], ["what-if"], ["predict"], ["calibrate"], ["ui"], ["serve"]):
         result = subprocess.run([sys.executable, "-m", "flows.cli", *command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: snhc" in result.stdout
 

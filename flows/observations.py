@@ -1,0 +1,148 @@
+"""Lab results in: a CSV of measured recipes, checked line by line, told to the optimiser as they are.
+
+Format (units in the headers; one row per milled batch / coin cell):
+
+* required: ``sn_mass_fraction, milling_time_h, milling_speed_rpm, ball_to_powder_ratio``;
+* optional: ``sample_id`` and ``notes`` (free text), and any measured metric the models predict, named as they are
+  (``objective``, ``objective_capacity_mAh_per_g``, ``particle_expansion_pct``, ``reversible_capacity_mAh_per_g``,
+  ``initial_coulombic_efficiency_pct``, ``capacity_at_1.7_A_per_g_mAh_per_g``, ``capacity_at_cycle_1000_mAh_per_g``,
+  ``electrode_expansion_after_1000_cycles_pct``, ...).
+
+A row with measured metrics must give ``objective`` or ``objective_capacity_mAh_per_g`` (the capacity at the
+campaign's target current after its target cycles); its objective is then that capacity minus the campaign's
+expansion penalty on the measured ``particle_expansion_pct`` (none if it was not measured). A row with no
+measured metric is a recipe still in the lab: *pending*; suggestions avoid it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flows.config import CampaignConfig, ConfigError
+from flows.evaluation import FINISHED, Evaluation
+from surrogate.recipe import RECIPE_RANGES
+
+TEXT_COLUMNS = ("sample_id", "notes")
+NON_NEGATIVE = ("objective_capacity_mAh_per_g", "particle_expansion_pct", "reversible_capacity_mAh_per_g",
+                "electrode_expansion_after_1000_cycles_pct", "initial_coulombic_efficiency_pct")
+METRIC_PATTERN = re.compile(
+    r"^(objective|objective_capacity_mAh_per_g|reversible_capacity_mAh_per_g|initial_coulombic_efficiency_pct"
+    r"|particle_expansion_pct|electrode_expansion_after_1000_cycles_pct|activation_energy_kJ_per_mol"
+    r"|capacity_at_[0-9.]+_A_per_g_mAh_per_g|capacity_at_cycle_[0-9]+_mAh_per_g)$")
+
+
+@dataclass(frozen=True)
+class LabData:
+    """Measured evaluations and pending recipes from one CSV file."""
+
+    path: Path
+    measured: list[Evaluation]
+    measured_lines: list[int]
+    pending: list[dict[str, float]]
+
+
+def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
+    """Read and check a lab CSV; any problem raises ConfigError naming the file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (save the CSV as UTF-8)") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
+    rows = list(csv.reader(io.StringIO(text)))
+    for line, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(rows[0]):
+            raise ConfigError(f"{path} line {line}: not a readable CSV: {len(row)} fields where the header has "
+                              f"{len(rows[0])}")
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, ValueError) as error:
+        raise ConfigError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
+    table.columns = [c.strip() for c in table.columns]
+
+    missing = [c for c in RECIPE_RANGES if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(RECIPE_RANGES)}")
+    metric_columns = [c for c in table.columns if c not in RECIPE_RANGES and c not in TEXT_COLUMNS]
+    for column in metric_columns:
+        if not METRIC_PATTERN.match(column):
+            raise ConfigError(f"{path}: unknown column {column!r}; allowed: the recipe columns, "
+                              f"{', '.join(TEXT_COLUMNS)}, and metric names such as objective_capacity_mAh_per_g")
+    duplicated = [c for c in table.columns if list(table.columns).count(c) > 1]
+    if duplicated:
+        raise ConfigError(f"{path}: column {duplicated[0]!r} appears twice")
+    if table.empty:
+        raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
+
+    measured, lines, pending, seen = [], [], [], {}
+    for offset, row in table.iterrows():
+        line = offset + 2  # the header is line 1
+        recipe = {name: _number(row[name], path, line, name, required=True) for name in RECIPE_RANGES}
+        for name, value in recipe.items():
+            low, high = RECIPE_RANGES[name]
+            if not low <= value <= high:
+                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {low:g} to {high:g}")
+        key = tuple(round(recipe[name], 9) for name in RECIPE_RANGES)
+        if key in seen:
+            raise ConfigError(f"{path} lines {seen[key]} and {line}: duplicate recipe {recipe}")
+        seen[key] = line
+        metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
+        metrics = {c: v for c, v in metrics.items() if v is not None}
+        for name in NON_NEGATIVE:
+            if name in metrics and metrics[name] < 0:
+                raise ConfigError(f"{path} line {line}: {name}={metrics[name]:g} must be >= 0")
+        if not metrics:
+            pending.append(recipe)
+            continue
+        measured.append(Evaluation(recipe, FINISHED, _objective(metrics, config, path, line), metrics, "", "lab"))
+        lines.append(line)
+    return LabData(path, measured, lines, pending)
+
+
+def _number(text: str, path, line: int, column: str, required: bool = False) -> float | None:
+    text = str(text).strip()
+    if not text:
+        if required:
+            raise ConfigError(f"{path} line {line}: {column} is empty")
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{path} line {line}: {column}={text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise ConfigError(f"{path} line {line}: {column}={text!r} is not a finite number (leave it empty if "
+                          f"not measured)")
+    return value
+
+
+def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:
+    if "objective" in metrics:
+        return metrics["objective"]
+    if "objective_capacity_mAh_per_g" not in metrics:
+        raise ConfigError(f"{path} line {line}: measured metrics but neither objective nor "
+                          f"objective_capacity_mAh_per_g, so the optimiser cannot use this row")
+    objective = config.objective
+    excess = max(metrics.get("particle_expansion_pct", 0.0) - objective.expansion_allowance_pct, 0.0)
+    return metrics["objective_capacity_mAh_per_g"] - objective.expansion_penalty_mAh_per_g_per_pct * excess
+
+
+def model_error_table(lab: LabData, predictions: list[Evaluation]) -> pd.DataFrame:
+    """Measured vs predicted for every measured metric of every lab row: the surrogate's error at the lab points."""
+    rows = []
+    for line, measured, predicted in zip(lab.measured_lines, lab.measured, predictions):
+        for name, value in measured.metrics.items():
+            model = predicted.metrics.get(name, float("nan"))
+            rows.append({"line": line, **measured.recipe, "metric": name, "measured": value, "model": model,
+                         "error": model - value,
+                         "error_pct": 100.0 * (model - value) / value if value else float("nan")})
+    return pd.DataFrame(rows)

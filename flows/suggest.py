@@ -1,0 +1,88 @@
+"""Next experiments out: the Q recipes the lab should make next, with predicted metrics and uncertainty.
+
+The optimiser is told everything known (a campaign's saved evaluations and/or lab results); recipes still in the lab
+(pending rows of the lab file) are told as "liars" at the best value so far, so the batch steers away from them.
+No suggestion duplicates a done or pending recipe.
+"""
+
+from __future__ import annotations
+
+
+import pandas as pd
+from skopt.learning import GaussianProcessRegressor
+from skopt.utils import cook_estimator
+
+from flows import state as state_module
+from flows.config import CampaignConfig
+from flows.evaluation import evaluate_batch
+from flows.observations import LabData
+from flows.optimise import _known_from, campaign_parameters
+from flows.search import make_optimizer, point_of, recipe_of, surrogate_prediction, tell_known
+
+RECIPE_DIGITS = 6  # recipes equal to this many significant digits count as duplicates
+
+
+def _key(recipe: dict[str, float]) -> tuple:
+    return tuple(float(f"{recipe[k]:.{RECIPE_DIGITS}g}") for k in sorted(recipe))
+
+
+def suggest(config: CampaignConfig, batch_size: int, resume: dict | None = None,
+            lab: LabData | None = None) -> pd.DataFrame:
+    """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd."""
+    p, _ = campaign_parameters(config)
+    known = _known_from(resume, lab, config)
+    optimizer = make_optimizer(config)
+    tell_known(optimizer, config, [(point, e) for point, e, _ in known])
+    pending = lab.pending if lab else []
+    if pending:
+        liar = min(optimizer.yi) if optimizer.yi else 0.0
+        tell_known(optimizer, config, [(point_of(r, config), _Pending(r)) for r in pending], liar)
+    taken = {_key(e.recipe) for _, e, _ in known} | {_key(r) for r in pending}
+
+    suggestions: list[dict[str, float]] = []
+    attempts = 0
+    while len(suggestions) < batch_size and attempts < 10:
+        for point in optimizer.ask(n_points=batch_size - len(suggestions)):
+            recipe = recipe_of(point, config)
+            if _key(recipe) not in taken:
+                taken.add(_key(recipe))
+                suggestions.append(recipe)
+        attempts += 1
+    mean_std = _uncertainty(optimizer, config, suggestions)
+    rows = []
+    for recipe, evaluation, (mean, std) in zip(suggestions, evaluate_batch(suggestions, p), mean_std):
+        rows.append({**recipe, "predicted_objective": evaluation.objective, "surrogate_mean_objective": mean,
+                     "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
+                                                        if k.endswith(("_mAh_per_g", "_pct"))}})
+    return pd.DataFrame(rows)
+
+
+class _Pending:
+    """A recipe in the lab, told to the optimiser at the liar value (see :func:`tell_known`)."""
+
+    source, ok, status = "lab", True, "PENDING"
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+        self.objective = float("nan")
+
+
+def _uncertainty(optimizer, config: CampaignConfig, recipes) -> list[tuple[float, float]]:
+    """Surrogate mean and sd of the objective at each recipe; a GP is fitted here if the optimiser has none yet."""
+    points = [point_of(r, config) for r in recipes]
+    if optimizer.models:
+        return [surrogate_prediction(optimizer, point) for point in points]
+    if len(optimizer.yi) < 2:
+        return [(float("nan"), float("nan"))] * len(points)
+    model: GaussianProcessRegressor = cook_estimator("GP", space=optimizer.space,
+                                                     random_state=config.optimiser.seed)
+    model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
+    mean, std = model.predict(optimizer.space.transform(points), return_std=True)
+    return [(float(-m), float(s)) for m, s in zip(mean, std)]
+
+
+def load_resume(client, run_id: str) -> dict:
+    return state_module.load_state(client, run_id)
+
+
+

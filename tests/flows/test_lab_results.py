@@ -1,0 +1,129 @@
+"""Lab results in (warm start, surrogate error) and next experiments out (suggest); bad lab files and bad resume
+ids get one clear line and exit code 2, before any run is created."""
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.cli import main
+from flows.config import load_config
+from flows.observations import read_observations
+from flows.optimise import optimise_anode
+from surrogate.paths import config_dir
+
+HEADER = "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective_capacity_mAh_per_g"
+GOOD_ROWS = ["0.6667,10,400,20,330", "0.5,6,450,20,300"]
+
+BAD_FILES = [
+    ("empty file", b"", "empty file"),
+    ("header only", (HEADER + "\n").encode(), "no rows"),
+    ("non-UTF-8", (HEADER + "\n0.5,6,450,20,300 \xb5\n").encode("latin-1"), "not UTF-8"),
+    ("missing column", b"sn_mass_fraction,milling_time_h,milling_speed_rpm\n0.5,6,450\n",
+     "missing column 'ball_to_powder_ratio'"),
+    ("unknown column", (HEADER + ",colour\n0.5,6,450,20,300,red\n").encode(), "unknown column 'colour'"),
+    ("string for a number", (HEADER + "\n0.5,six,450,20,300\n").encode(), "line 2: milling_time_h='six' is not a number"),
+    ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
+    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 must be >= 0"),
+    ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
+     "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
+    ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
+    ("duplicate rows", (HEADER + "\n" + "\n".join(GOOD_ROWS + [GOOD_ROWS[0]]) + "\n").encode(),
+     "lines 2 and 4: duplicate recipe"),
+    ("empty recipe cell", (HEADER + "\n0.5,,450,20,300\n").encode(), "line 2: milling_time_h is empty"),
+    ("metrics but no objective", b"sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+     b"particle_expansion_pct\n0.5,6,450,20,210\n", "neither objective nor objective_capacity_mAh_per_g"),
+    ("ragged row", (HEADER + "\n0.5,6,450,20,300,1,2,3\n").encode(), "not a readable CSV"),
+]
+
+
+@pytest.mark.parametrize("label, content, message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_lab_file_exits_2_with_file_and_line(tmp_path, capsys, label, content, message):
+    lab = tmp_path / "lab.csv"
+    lab.write_bytes(content)
+    store = tmp_path / "store"
+    assert main(["optimise", "--observations", str(lab), "--tracking-uri", f"sqlite:///{store}/mlflow.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(lab) in err and len(err.splitlines()) == 1, err
+    assert not store.exists()
+
+
+def test_missing_lab_file(tmp_path, capsys):
+    assert main(["suggest", "--observations", str(tmp_path / "nope.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["suggest", "--batch", "0", "--observations", "configs/lab_results_example.csv"], "--batch=0 is out of range"),
+    (["suggest", "--batch", "2"], "give --resume RUN_ID and/or --observations"),
+    (["optimise", "--n-calls", "-5"], "optimiser.n_calls"),
+    (["predict", "--cycling-current", "0"], "--cycling-current=0 is out of range"),
+])
+def test_bad_cli_options(capsys, tmp_path, args, message):
+    assert main(args + (["--tracking-uri", f"sqlite:///{tmp_path}/s/m.db"] if args[0] != "predict" else [])) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture(scope="module")
+def lab_campaign(prefect_local, params, tmp_path_factory):
+    store = tmp_path_factory.mktemp("lab")
+    overrides = {"optimiser": {"n_calls": 6, "n_initial_points": 2, "batch_size": 3, "seed": 11},
+                 "tracking": {"tracking_uri": f"sqlite:///{store}/mlflow.db", "experiment_name": "lab"}}
+    summary = optimise_anode(overrides=overrides, observations_path=str(config_dir() / "lab_results_example.csv"))
+    return store, overrides, summary
+
+
+def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
+    store, overrides, summary = lab_campaign
+    uri = f"sqlite:///{store}/mlflow.db"
+    assert main(["optimise", "--resume", "0123456789abcdef0123456789abcdef", "--tracking-uri", uri]) == 2
+    assert "unknown run id" in capsys.readouterr().err
+    # the lab campaign's run lives in experiment "lab", not the default config's experiment
+    assert main(["optimise", "--resume", summary["run_id"], "--tracking-uri", uri]) == 2
+    assert "belongs to experiment 'lab', not 'snhc-optimisation'" in capsys.readouterr().err
+    client = MlflowClient(uri)
+    child = client.search_runs([summary["experiment_id"]], f"tags.mlflow.parentRunId = '{summary['run_id']}'")[0]
+    config = store / "lab.yaml"
+    config.write_text(f"tracking: {{tracking_uri: '{uri}', experiment_name: lab}}\n")
+    assert main(["optimise", "--config", str(config), "--resume", child.info.run_id]) == 2
+    assert "one evaluation's run" in capsys.readouterr().err
+
+
+def test_lab_results_warm_start_and_are_never_re_evaluated(lab_campaign, tmp_path):
+    store, overrides, summary = lab_campaign
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    table = pd.read_csv(client.download_artifacts(summary["run_id"], "evaluations.csv", str(tmp_path)))
+    lab_rows = table[table["source"] == "lab"]
+    assert len(lab_rows) == 3  # the fourth example row is pending, not measured
+    assert (table["source"] == "model").sum() == 6  # the budget counts model evaluations only
+    assert lab_rows["objective_capacity_mAh_per_g"].tolist() == [330.0, 300.0, 290.0]  # as measured, not modelled
+    # LAB-003 swelled 300 %, 50 % above the allowance: penalised at 1 mAh/g per %
+    assert lab_rows["objective"].tolist() == [325.0, 300.0, 240.0]
+    errors = pd.read_csv(client.download_artifacts(summary["run_id"], "lab_vs_model.csv", str(tmp_path)))
+    assert set(errors["metric"]) == {"objective_capacity_mAh_per_g", "particle_expansion_pct",
+                                     "reversible_capacity_mAh_per_g", "capacity_at_cycle_400_mAh_per_g"}
+    assert errors["model"].notna().all()
+    metrics = client.get_run(summary["run_id"]).data.metrics
+    assert "lab_mape_pct.reversible_capacity_mAh_per_g" in metrics
+
+
+def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaign, tmp_path, capsys):
+    store, overrides, summary = lab_campaign
+    output = tmp_path / "next.csv"
+    lab_file = config_dir() / "lab_results_example.csv"
+    config = store / "lab.yaml"
+    config.write_text(f"tracking: {{tracking_uri: 'sqlite:///{store}/mlflow.db', experiment_name: lab}}\n")
+    assert main(["suggest", "--batch", "3", "--config", str(config), "--resume", summary["run_id"],
+                 "--observations", str(lab_file), "--output", str(output)]) == 0
+    assert "Next recipes to make" in capsys.readouterr().out
+    suggestions = pd.read_csv(output)
+    assert len(suggestions) == 3
+    assert suggestions["surrogate_std_objective"].notna().all() and suggestions["predicted_objective"].notna().all()
+    recipe = ["sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio"]
+    done = pd.read_csv(MlflowClient(f"sqlite:///{store}/mlflow.db").download_artifacts(
+        summary["run_id"], "evaluations.csv", str(tmp_path)))[recipe]
+    lab = read_observations(lab_file, load_config())
+    taken = {tuple(round(v, 6) for v in row) for row in done.to_numpy()}
+    taken |= {tuple(round(r[k], 6) for k in recipe) for r in lab.pending}
+    assert not taken & {tuple(round(v, 6) for v in row) for row in suggestions[recipe].to_numpy()}
+    assert not suggestions[recipe].duplicated().any()
