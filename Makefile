@@ -10,14 +10,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PYBAMM_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test benchmark ui clean
+.PHONY: install run test integration benchmark ui clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,team]"
 	touch $(STAMP)
 
 run: install
@@ -25,6 +25,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Team stack on 127.0.0.1: PostgreSQL (installed from Debian if missing), an MLflow server on it, a Prefect server,
+# a process work pool and worker, a Dask-run deployment. Every process is stopped by PID at the end.
+integration: install
+	$(BIN)/python -m pytest -m integration tests/integration -p no:cacheprovider
 
 benchmark: install
 	$(BIN)/python benchmarks/surrogate_throughput.py

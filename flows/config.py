@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,6 +135,22 @@ class Tracking(Strict):
         return uri
 
 
+class Runner(Strict):
+    """Where candidate evaluations run: Prefect's thread runner, or a Dask cluster (local or an existing one)."""
+
+    kind: Literal["thread", "dask"] = "thread"
+    address: str | None = Field(None, description="dask: address of an existing scheduler (tcp://host:8786); "
+                                                  "none starts a local cluster")
+    n_workers: int = Field(2, ge=1, le=256, description="dask: workers of a local cluster")
+    chunks_per_batch: int = Field(1, ge=1, le=256, description="a batch is split into this many tasks")
+
+    @model_validator(mode="after")
+    def _address_is_dask(self) -> "Runner":
+        if self.address and self.kind != "dask":
+            raise ValueError("address is only used with kind: dask")
+        return self
+
+
 class CampaignConfig(Strict):
     name: str = Field("default", min_length=1)
     description: str = ""
@@ -146,6 +163,7 @@ class CampaignConfig(Strict):
                                                 "overridden values, i.e. a different material (False)")
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
+    runner: Runner = Runner()
 
     @field_validator("model_parameters")
     @classmethod
@@ -238,8 +256,30 @@ def validate_config(document: dict[str, Any], source: str = "config") -> Campaig
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
+ENVIRONMENT_KEYS = {  # environment variable -> config key it overrides
+    "MLFLOW_TRACKING_URI": ("tracking", "tracking_uri"),
+    "SNHC_ARTIFACT_LOCATION": ("tracking", "artifact_location"),
+    "SNHC_EXPERIMENT_NAME": ("tracking", "experiment_name"),
+    "SNHC_DASK_ADDRESS": ("runner", "address"),
+}
+
+
+def environment_overrides() -> dict[str, Any]:
+    """Config keys set by the environment: a team points every campaign at its servers without editing files."""
+    overrides: dict[str, Any] = {}
+    for variable, (section, key) in ENVIRONMENT_KEYS.items():
+        if os.environ.get(variable):
+            overrides.setdefault(section, {})[key] = os.environ[variable]
+    if "address" in overrides.get("runner", {}):
+        overrides["runner"]["kind"] = "dask"
+    return overrides
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CampaignConfig:
-    """Read, merge overrides onto, and validate a campaign config (default ``configs/default.yaml``)."""
+    """Read and validate a campaign config (default ``configs/default.yaml``).
+
+    Precedence, lowest first: the file, the environment (:data:`ENVIRONMENT_KEYS`), then ``overrides``.
+    """
     path = Path(path) if path else default_config_path()
-    document = deep_merge(read_yaml(path), overrides or {})
+    document = deep_merge(deep_merge(read_yaml(path), environment_overrides()), overrides or {})
     return validate_config(document, str(path))

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -52,6 +53,30 @@ def calibrate_task(config: CampaignConfig) -> tuple[ModelParameters, Calibration
 def evaluate_batch_task(recipes: list[dict[str, float]], p: ModelParameters) -> list[Evaluation]:
     """Evaluate one batch of candidate recipes (model failures come back as FAILED evaluations)."""
     return evaluate_batch(recipes, p)
+
+
+def evaluate_in_chunks(recipes: list[dict[str, float]], p: ModelParameters, config: CampaignConfig
+                       ) -> list[Evaluation]:
+    """Evaluate a batch as ``runner.chunks_per_batch`` tasks submitted together, so they can run on separate
+    workers (Dask), then gather them in order."""
+    chunks = [chunk.tolist() for chunk in np.array_split(np.arange(len(recipes)), config.runner.chunks_per_batch)
+              if chunk.size]
+    if len(chunks) == 1:
+        return evaluate_batch_task(recipes, p)
+    futures = [evaluate_batch_task.submit([recipes[i] for i in chunk], p) for chunk in chunks]
+    return [evaluation for future in futures for evaluation in future.result()]
+
+
+def task_runner_for(config: CampaignConfig):
+    """The Prefect task runner a campaign asks for (Dask: a local cluster or an existing scheduler)."""
+    if config.runner.kind == "thread":
+        return None
+    from prefect_dask import DaskTaskRunner
+
+    if config.runner.address:
+        return DaskTaskRunner(address=config.runner.address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": config.runner.n_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
 
 
 @dataclass(frozen=True)
@@ -158,7 +183,8 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
                     f"{config.optimiser.n_calls} evaluations, {failed} failed, "
                     f"best objective {state.best_objective():.1f} mAh/g")
 
-        optimizer, state = run_search(config, lambda recipes: evaluate_batch_task(recipes, p), after_batch, known)
+        optimizer, state = run_search(config, lambda recipes: evaluate_in_chunks(recipes, p, config), after_batch,
+                                      known)
         best = state.best_index()
         if best is None:
             raise RuntimeError(f"all {len(state.evaluations)} evaluations failed; first reason: "
@@ -221,7 +247,22 @@ def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | N
     """
     config = resolve_config(config_path, overrides, resume_run_id)
     lab = read_observations(observations_path, config) if observations_path else None
-    return run_campaign(config, resume_run_id=resume_run_id, lab=lab).summary()
+    runner = task_runner_for(config)
+    if runner is None:
+        return run_campaign(config, resume_run_id=resume_run_id, lab=lab).summary()
+    # A flow's task runner is fixed when it starts: a Dask campaign runs as one subflow on that runner (one
+    # subflow per campaign costs about a second; the evaluations inside it are tasks).
+    campaign = campaign_on_runner.with_options(task_runner=runner)
+    return campaign(config.model_dump(mode="json"), resume_run_id, observations_path)
+
+
+@flow(name="optimise-anode-on-runner")
+def campaign_on_runner(config: dict[str, Any], resume_run_id: str | None = None,
+                       observations_path: str | None = None) -> dict[str, Any]:
+    """The campaign body on a non-default task runner (see :func:`optimise_anode`)."""
+    campaign = validate_config(config, "campaign")
+    lab = read_observations(observations_path, campaign) if observations_path else None
+    return run_campaign(campaign, resume_run_id=resume_run_id, lab=lab).summary()
 
 
 def resolve_config(config_path: str | None, overrides: dict[str, Any] | None,
