@@ -96,3 +96,28 @@ def stop(process) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def prefect_api(base: str, path: str, payload=None, method: str = "POST"):
+    """Call a Prefect server's REST API (JSON in, JSON out)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}{path}", method=method, headers={"Content-Type": "application/json"},
+                                     data=None if payload is None else json.dumps(payload).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def wait_for_flow_run(base: str, flow_run_id: str, timeout_s: float) -> str:
+    """Poll a flow run until it reaches a terminal state; returns the state type."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while time.monotonic() < deadline:
+        state = prefect_api(base, f"/flow_runs/{flow_run_id}", method="GET")["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        time.sleep(2)
+    return state

@@ -4,26 +4,18 @@ The test starts `prefect server start` on a free 127.0.0.1 port and `snhc serve`
 over its REST API, and stops both by PID.
 """
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from flows.deployments import NIGHTLY_CRON, WEEKLY_WHAT_IF_CRON
 from surrogate.paths import PROJECT_ROOT
-from tests.conftest import free_port, stop, wait_for_http
+from tests.conftest import free_port, prefect_api as api, stop, wait_for_flow_run, wait_for_http
 
 
-def api(base, path, payload=None, method="POST"):
-    request = urllib.request.Request(f"{base}{path}", method=method,
-                                     data=None if payload is None else json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 @pytest.fixture()
@@ -67,13 +59,7 @@ def test_deployments_have_cron_schedules_and_a_triggered_run_completes(prefect_s
             "tracking": {"tracking_uri": f"sqlite:///{store}/mlflow.db"}}}
         run = api(base, f"/deployments/{by_name['nightly-optimisation']['id']}/create_flow_run",
                   {"parameters": parameters})
-        deadline = time.monotonic() + 240
-        state = None
-        while time.monotonic() < deadline:
-            state = api(base, f"/flow_runs/{run['id']}", method="GET")["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(2)
+        state = wait_for_flow_run(base, run["id"], 240)
         assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
         assert (store / "mlflow.db").exists()
     finally:

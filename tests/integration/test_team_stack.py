@@ -6,20 +6,18 @@ Run with ``make integration`` (also called by .ci/run). PostgreSQL comes from De
 with the reason, only where it truly cannot be installed.
 """
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from surrogate.paths import PROJECT_ROOT
-from tests.conftest import free_port, stop, wait_for_http
+from tests.conftest import free_port, prefect_api as api, stop, wait_for_flow_run, wait_for_http
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -46,11 +44,6 @@ def as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def api(base, path, payload=None, method="POST"):
-    request = urllib.request.Request(f"{base}{path}", method=method, headers={"Content-Type": "application/json"},
-                                     data=None if payload is None else json.dumps(payload).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 @pytest.fixture()
@@ -135,13 +128,7 @@ def test_team_stack_runs_a_dask_deployment_tracked_in_postgres(postgres_data, pr
     run = api(base, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {
         "config_path": "configs/team.yaml",
         "overrides": {"optimiser": {"n_calls": 8, "n_initial_points": 4, "batch_size": 4}}}})
-    deadline = time.monotonic() + 420
-    state = None
-    while time.monotonic() < deadline:
-        state = api(base, f"/flow_runs/{run['id']}", method="GET")["state"]["type"]
-        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            break
-        time.sleep(2)
+    state = wait_for_flow_run(base, run["id"], 420)
     assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     dask_runs = api(base, "/flow_runs/filter", {"flows": {"name": {"any_": ["optimise-anode-on-runner"]}}})
     assert [r["state"]["type"] for r in dask_runs] == ["COMPLETED"]

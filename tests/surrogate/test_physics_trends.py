@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from surrogate.objective import PredictionRequest, evaluate
+from surrogate.objective import evaluate
 from surrogate.recipe import Recipes
 
 
