@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 
 from rich.console import Console
@@ -197,7 +196,8 @@ def cmd_ui(args) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(args.port)]
     console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)")
-    return subprocess.call(command)
+    sys.stdout.flush()
+    os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
 
 
 def cmd_serve(args) -> int:
