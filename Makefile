@@ -34,6 +34,8 @@ integration: install
 benchmark: install
 	$(BIN)/python benchmarks/surrogate_throughput.py
 	$(BIN)/python benchmarks/optimiser_efficiency.py
+	$(BIN)/python benchmarks/physics_cost.py
+	$(BIN)/python benchmarks/scale_out.py
 
 ui: install
 	$(BIN)/snhc ui

@@ -76,7 +76,16 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
     p = calibrate().apply(ModelParameters.load())
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C)
-    record = evaluate(recipes, p, request).record(0, current_labels=args.current)
+    if args.fidelity == "physics":
+        from flows.fidelity import PhysicsFailure, physics_record
+
+        try:
+            record = physics_record(recipes, p, request, args.current)
+        except PhysicsFailure as failure:
+            print(f"snhc predict: the PyBaMM model could not evaluate {name}: {failure}", file=sys.stderr)
+            return 1
+    else:
+        record = evaluate(recipes, p, request).record(0, current_labels=args.current)
     if args.json:
         print(json.dumps(record, indent=2))
         return 0
@@ -85,7 +94,8 @@ def cmd_predict(args) -> int:
 
 
 def _print_prediction(name, recipe, record, args) -> None:
-    table = Table(title=f"Predicted performance of {name}", show_header=True, header_style="bold")
+    fidelity = " (PyBaMM rate capability)" if args.fidelity == "physics" else ""
+    table = Table(title=f"Predicted performance of {name}{fidelity}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for field, value in recipe.items():
@@ -106,6 +116,12 @@ def _print_prediction(name, recipe, record, args) -> None:
 
 def cmd_calibrate(args) -> int:
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
+    if args.fidelity == "physics":
+        from surrogate.physics import fit_physics
+
+        print(fit_physics(calibration.apply(ModelParameters.load()), data_path=args.data,
+                          refit=args.refit).report_text())
+        return 0
     print(calibration.report_text())  # a wide table: never re-wrapped
     return 0
 
@@ -135,6 +151,7 @@ def cmd_optimise(args) -> int:
         read_observations(args.observations, config)
     summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations)
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
+    console.print(f"Fidelity: {summary['fidelity']}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {config.tracking.tracking_uri}")
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
@@ -266,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--temperature-C", dest="temperature_C", type=float, default=25.0,
                          help="cell temperature (C, -40 to 80)")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    predict.add_argument("--fidelity", choices=("surrogate", "physics"), default="surrogate",
+                         help="surrogate (default, instant) or physics: rate capability from the PyBaMM model")
     predict.set_defaults(handler=cmd_predict)
 
     calibration = commands.add_parser("calibrate", help="fit the free model parameters and print the fit report",
@@ -273,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "the data hash) and print each point, model value and residual.")
     calibration.add_argument("--data", help="calibration data file (default configs/calibration/li2025.yaml)")
     calibration.add_argument("--refit", action="store_true", help="ignore the cache and fit again")
+    calibration.add_argument("--fidelity", choices=("surrogate", "physics"), default="surrogate",
+                             help="which model to fit: the surrogate (default) or the PyBaMM model")
     calibration.set_defaults(handler=cmd_calibrate)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",

@@ -87,7 +87,7 @@ class SearchSpace(Strict):
 class Objective(Strict):
     """Score = capacity at ``current_A_per_g`` after ``cycle`` cycles - penalty x (particle expansion - allowance)."""
 
-    current_A_per_g: float = Field(1.7, gt=0.0, le=50.0)
+    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0)
     cycle: int = Field(1000, ge=1, le=100_000)
     expansion_allowance_pct: float = Field(250.0, ge=0.0, le=1000.0)
     expansion_penalty_mAh_per_g_per_pct: float = Field(1.0, ge=0.0, le=100.0)
@@ -151,6 +151,12 @@ class Runner(Strict):
         return self
 
 
+class PhysicsCheck(Strict):
+    """After the optimisation, re-evaluate the best recipes with the PyBaMM model and re-rank them."""
+
+    top_k: int = Field(5, ge=0, le=50, description="how many of the best recipes to re-evaluate (0: no check)")
+
+
 class CampaignConfig(Strict):
     name: str = Field("default", min_length=1)
     description: str = ""
@@ -164,6 +170,7 @@ class CampaignConfig(Strict):
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()
+    physics_check: PhysicsCheck = PhysicsCheck()
 
     @field_validator("model_parameters")
     @classmethod

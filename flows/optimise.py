@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows import reporting
+from flows import fidelity, reporting
 from flows import state as state_module
 from flows.config import CampaignConfig, deep_merge, load_config, validate_config
 from flows.evaluation import Evaluation, evaluate_batch
@@ -55,16 +56,57 @@ def evaluate_batch_task(recipes: list[dict[str, float]], p: ModelParameters) -> 
     return evaluate_batch(recipes, p)
 
 
-def evaluate_in_chunks(recipes: list[dict[str, float]], p: ModelParameters, config: CampaignConfig
-                       ) -> list[Evaluation]:
-    """Evaluate a batch as ``runner.chunks_per_batch`` tasks submitted together, so they can run on separate
-    workers (Dask), then gather them in order."""
+@task(name="physics-check", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def physics_check_task(recipes: list[dict[str, float]], p: ModelParameters):
+    """Re-evaluate candidate recipes with the PyBaMM model (failed solves come back as FAILED rows)."""
+    return fidelity.physics_scores(recipes, p)
+
+
+def in_chunks(work, recipes: list[dict[str, float]], config: CampaignConfig, *args) -> list:
+    """Run a task over ``runner.chunks_per_batch`` chunks submitted together, so they can run on separate workers
+    (Dask), and gather the results in order."""
     chunks = [chunk.tolist() for chunk in np.array_split(np.arange(len(recipes)), config.runner.chunks_per_batch)
               if chunk.size]
     if len(chunks) == 1:
-        return evaluate_batch_task(recipes, p)
-    futures = [evaluate_batch_task.submit([recipes[i] for i in chunk], p) for chunk in chunks]
-    return [evaluation for future in futures for evaluation in future.result()]
+        return [work(recipes, *args)]
+    futures = [work.submit([recipes[i] for i in chunk], *args) for chunk in chunks]
+    return [future.result() for future in futures]
+
+
+def evaluate_in_chunks(recipes: list[dict[str, float]], p: ModelParameters, config: CampaignConfig
+                       ) -> list[Evaluation]:
+    """Evaluate one batch of candidates, split over the runner's workers."""
+    return [evaluation for part in in_chunks(evaluate_batch_task, recipes, config, p) for evaluation in part]
+
+
+def physics_check(state: SearchState, p: ModelParameters, config: CampaignConfig) -> fidelity.Ranking:
+    """Re-rank the campaign's top-k recipes with the PyBaMM model, split over the runner's workers."""
+    candidates = fidelity.top_candidates(state.evaluations, config.physics_check.top_k)
+    recipes = [state.evaluations[i].recipe for i in candidates]
+    parts = in_chunks(physics_check_task, recipes, config, p)
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(0, "evaluation", candidates)
+    return fidelity.rank(table)
+
+
+def _log_physics_check(tracker: Tracker, run_id: str, ranking: fidelity.Ranking) -> None:
+    """Both fidelities side by side: on each candidate's child run, in a table, and as agreement metrics."""
+    child_of = {int(run.data.tags["evaluation"]): run.info.run_id for run in tracker.children(run_id)
+                if "evaluation" in run.data.tags}
+    for _, row in ranking.table.iterrows():
+        if int(row["evaluation"]) in child_of:
+            tracker.log(child_of[int(row["evaluation"])], metrics={
+                "physics.capacity_at_target_mAh_per_g": row["physics_capacity_at_target_mAh_per_g"],
+                "physics.objective": row["physics_objective"]}, tags={"physics_status": row["physics_status"]})
+    chosen = ranking.table.iloc[ranking.chosen]
+    tracker.log(run_id, params={"recommended.ranked_by": ranking.ranked_by},
+                metrics={"fidelity.rank_correlation": ranking.rank_correlation,
+                         "fidelity.objective_difference_pct": ranking.objective_difference_pct,
+                         "recommended.physics_objective": chosen["physics_objective"],
+                         "recommended.physics_capacity_at_target_mAh_per_g":
+                             chosen["physics_capacity_at_target_mAh_per_g"]},
+                tags={"fidelity_summary": ranking.summary()})
+    tracker.log_files(run_id, {"fidelity_comparison.csv": ranking.table})
 
 
 def task_runner_for(config: CampaignConfig):
@@ -91,11 +133,12 @@ class CampaignResult:
     surrogate_std: float
     n_failed: int
     table: Any  # pandas.DataFrame
+    fidelity_note: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "experiment_id": self.experiment_id, "recipe": self.recipe,
                 "metrics": reporting.headline(self.metrics), "surrogate_mean": self.surrogate_mean,
-                "surrogate_std": self.surrogate_std, "n_failed": self.n_failed}
+                "surrogate_std": self.surrogate_std, "n_failed": self.n_failed, "fidelity": self.fidelity_note}
 
 
 def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -189,6 +232,13 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
         if best is None:
             raise RuntimeError(f"all {len(state.evaluations)} evaluations failed; first reason: "
                                f"{state.evaluations[0].reason}")
+        ranking = None
+        if config.physics_check.top_k > 0 and any(e.ok and e.source == "model" for e in state.evaluations):
+            ranking = physics_check(state, p, config)
+            best = int(ranking.table.iloc[ranking.chosen]["evaluation"])
+            _log_physics_check(tracker, run_id, ranking)
+            if not quiet:
+                reporting.console.print(f"[bold]physics check[/]: {ranking.summary()}")
         recommended = state.evaluations[best]
         mean, std = surrogate_prediction(optimizer, state.points[best])
         tracker.log(run_id,
@@ -207,12 +257,13 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
         tracker.log_text(run_id, json.dumps(recommended.recipe, indent=2), "recommended_recipe.json")
         reporting.plt.close("all")
 
+    fidelity_note = ranking.summary() if ranking else "ranked by the surrogate (physics check off)"
     markdown = reporting.recommendation_markdown(config.name, recommended.recipe,
                                                  reporting.headline(recommended.metrics), (mean, std), run_id,
-                                                 settings.experiment_name)
+                                                 settings.experiment_name, fidelity_note)
     create_markdown_artifact(markdown, key=_artifact_key(config.name), description="Recommended Sn/HC anode recipe")
     return CampaignResult(run_id, tracker.experiment_id, recommended.recipe, recommended.metrics, mean, std,
-                          sum(not e.ok for e in state.evaluations), table)
+                          sum(not e.ok for e in state.evaluations), table, fidelity_note)
 
 
 def _log_lab_comparison(tracker, run_id, lab: LabData, p, config, quiet: bool) -> None:

@@ -53,7 +53,7 @@ def comparison_figure(table: pd.DataFrame, value: str, label: str):
 
 
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
-                            run_id: str, experiment_name: str) -> str:
+                            run_id: str, experiment_name: str, fidelity_note: str = "") -> str:
     mean, std = surrogate
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
              "| recipe | value |", "|---|---|"]
@@ -61,6 +61,7 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     lines += ["", "| predicted metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items()]
     lines += ["", f"Optimiser surrogate at this recipe: {mean:.1f} ± {std:.1f} mAh/g (mean ± 1 sd).",
+              "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
               "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ BAD_CONFIGS = [
      "optimiser.n_calls: 1 is out of range: allowed 2 to 2000"),
     ("unknown surrogate", GOOD.replace("batch_size: 3}", "batch_size: 3, surrogate: GBRT}"), "optimiser.surrogate"),
     ("negative current", GOOD + "objective: {current_A_per_g: -1.7}\n",
-     "objective.current_A_per_g: -1.7 is out of range: allowed 0 to 50"),
+     "objective.current_A_per_g: -1.7 is out of range: allowed 0 to 1000"),
     ("unknown model parameter", GOOD + "model_parameters: {tin_magic: 3}\n", "tin_magic: unknown parameter"),
     ("fitted parameter overridden", GOOD + "model_parameters: {ohmic_resistance_ohm_g: 0.1}\n",
      "fitted by the calibration"),

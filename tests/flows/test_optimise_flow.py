@@ -58,7 +58,26 @@ def test_parent_run_has_config_tags_recommendation_and_artifacts(campaign):
     assert history[-1].value >= history[0].value
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "evaluations.csv", "calibration_report.txt", "convergence.png", "objective.png",
-            "recommended_recipe.json"} <= artifacts
+            "recommended_recipe.json", "fidelity_comparison.csv"} <= artifacts
+
+
+def test_top_recipes_are_rechecked_with_pybamm_side_by_side(campaign, tmp_path):
+    uri, summary = campaign
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["run_id"])
+    assert parent.data.params["recommended.ranked_by"] == "physics"
+    assert "ranked by the physics model" in summary["fidelity"]
+    comparison = pd.read_csv(client.download_artifacts(summary["run_id"], "fidelity_comparison.csv", str(tmp_path)))
+    assert len(comparison) == 5 and (comparison["physics_status"] == "OK").all()
+    best = comparison.loc[comparison["physics_objective"].idxmax()]
+    assert float(parent.data.params["recommended.sn_mass_fraction"]) == pytest.approx(best["sn_mass_fraction"])
+    checked = [c for c in children_of(client, summary["experiment_id"], summary["run_id"])
+               if "physics.objective" in c.data.metrics]
+    assert len(checked) == 5
+    for child in checked:
+        row = comparison[comparison["evaluation"] == int(child.data.tags["evaluation"])].iloc[0]
+        assert child.data.metrics["objective"] == pytest.approx(row["surrogate_objective"])
+        assert child.data.metrics["physics.objective"] == pytest.approx(row["physics_objective"])
 
 
 def test_one_child_run_per_evaluation_with_recipe_and_metrics(campaign, tmp_path):
