@@ -39,9 +39,9 @@ def postgres_binaries() -> Path:
     return found[-1].parent
 
 
-def as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its binaries as the package's postgres user."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+def as_postgres() -> dict:
+    """PostgreSQL refuses to run as root: subprocess options that run its binaries as the package's postgres user."""
+    return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
 
 
 
@@ -78,12 +78,12 @@ def test_team_stack_runs_a_dask_deployment_tracked_in_postgres(postgres_data, pr
 
     binaries = postgres_binaries()
     data = postgres_data
-    subprocess.run(as_postgres([str(binaries / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres"]),
-                   check=True, capture_output=True)
+    subprocess.run([str(binaries / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres"],
+                   check=True, capture_output=True, cwd=data, **as_postgres())
     pg_port = free_port()
-    postgres = start(processes, as_postgres([str(binaries / "postgres"), "-D", str(data / "db"), "-p", str(pg_port),
-                                             "-k", str(data), "-c", "listen_addresses=127.0.0.1"]),
-                     tmp_path / "postgres.log")
+    postgres = start(processes, [str(binaries / "postgres"), "-D", str(data / "db"), "-p", str(pg_port),
+                                 "-k", str(data), "-c", "listen_addresses=127.0.0.1"], tmp_path / "postgres.log",
+                     cwd=data, **as_postgres())
     deadline = time.monotonic() + 60
     while True:
         assert postgres.poll() is None, (tmp_path / "postgres.log").read_text()
