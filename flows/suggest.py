@@ -12,14 +12,14 @@ import pandas as pd
 from skopt.learning import GaussianProcessRegressor
 from skopt.utils import cook_estimator
 
-from flows import state as state_module
 from flows.config import CampaignConfig
-from flows.evaluation import evaluate_batch
+from flows.evaluation import Evaluation, evaluate_batch
 from flows.observations import LabData
 from flows.optimise import _known_from, campaign_parameters
 from flows.search import make_optimizer, point_of, recipe_of, surrogate_prediction, tell_known
 
 RECIPE_DIGITS = 6  # recipes equal to this many significant digits count as duplicates
+PENDING = "PENDING"  # status of a recipe still in the lab
 
 
 def _key(recipe: dict[str, float]) -> tuple:
@@ -36,7 +36,8 @@ def suggest(config: CampaignConfig, batch_size: int, resume: dict | None = None,
     pending = lab.pending if lab else []
     if pending:
         liar = min(optimizer.yi) if optimizer.yi else 0.0
-        tell_known(optimizer, config, [(point_of(r, config), _Pending(r)) for r in pending], liar)
+        tell_known(optimizer, config, [(point_of(r, config), Evaluation(r, PENDING, float("nan"), source="lab"))
+                                       for r in pending], liar)
     taken = {_key(e.recipe) for _, e, _ in known} | {_key(r) for r in pending}
 
     suggestions: list[dict[str, float]] = []
@@ -57,16 +58,6 @@ def suggest(config: CampaignConfig, batch_size: int, resume: dict | None = None,
     return pd.DataFrame(rows)
 
 
-class _Pending:
-    """A recipe in the lab, told to the optimiser at the liar value (see :func:`tell_known`)."""
-
-    source, ok, status = "lab", True, "PENDING"
-
-    def __init__(self, recipe):
-        self.recipe = recipe
-        self.objective = float("nan")
-
-
 def _uncertainty(optimizer, config: CampaignConfig, recipes) -> list[tuple[float, float]]:
     """Surrogate mean and sd of the objective at each recipe; a GP is fitted here if the optimiser has none yet."""
     points = [point_of(r, config) for r in recipes]
@@ -79,10 +70,6 @@ def _uncertainty(optimizer, config: CampaignConfig, recipes) -> list[tuple[float
     model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
     mean, std = model.predict(optimizer.space.transform(points), return_std=True)
     return [(float(-m), float(s)) for m, s in zip(mean, std)]
-
-
-def load_resume(client, run_id: str) -> dict:
-    return state_module.load_state(client, run_id)
 
 
 
