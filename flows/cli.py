@@ -127,9 +127,16 @@ def cmd_calibrate(args) -> int:
 
 
 def _campaign_overrides(args) -> dict:
-    """CLI options of optimise / what-if as config overrides."""
+    """CLI options of optimise / what-if as config overrides.
+
+    A smaller ``--n-calls`` keeps at most half its budget for random starts, so it does not fail validation
+    against the config's ``n_initial_points``.
+    """
     optimiser = {key: value for key, value in (("n_calls", args.n_calls), ("batch_size", args.batch_size),
                                                ("seed", args.seed)) if value is not None}
+    if args.n_calls is not None:
+        configured = load_config(args.config).optimiser.n_initial_points
+        optimiser["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
     overrides: dict = {"optimiser": optimiser} if optimiser else {}
     if args.tracking_uri:
         overrides["tracking"] = {"tracking_uri": args.tracking_uri}
@@ -138,10 +145,6 @@ def _campaign_overrides(args) -> dict:
 
 def cmd_optimise(args) -> int:
     overrides = _campaign_overrides(args)
-    if args.n_calls is not None and "n_initial_points" not in overrides.get("optimiser", {}):
-        # a small budget keeps its share of random starts rather than failing validation
-        configured = load_config(args.config).optimiser.n_initial_points
-        overrides["optimiser"]["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
     from flows.observations import read_observations
     from flows.optimise import optimise_anode, resolve_config
     from flows.reporting import print_recommendation
@@ -176,22 +179,18 @@ def cmd_suggest(args) -> int:
     lab = read_observations(args.observations, config) if args.observations else None
     table = suggest(config, args.batch, resume, lab)
     table.to_csv(args.output, index=False)
-    _print_suggestions(table)
+    from flows.reporting import print_frame
+
+    print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
     console.print(f"{len(table)} suggestions written to [bold]{args.output}[/]")
     return 0
 
 
-def _print_suggestions(table) -> None:
-    shown = {"sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
-             "ball_to_powder_ratio": "BPR", "predicted_objective": "objective", "surrogate_mean_objective": "GP mean",
-             "surrogate_std_objective": "GP sd", "capacity_at_cycle_1000_mAh_per_g": "Q@1000",
-             "particle_expansion_pct": "swell %"}
-    rich_table = Table(title="Next recipes to make", header_style="bold")
-    for column, header in shown.items():
-        rich_table.add_column(header, justify="right")
-    for _, row in table.iterrows():
-        rich_table.add_row(*[f"{row[c]:.4g}" for c in shown])
-    console.print(rich_table)
+SUGGESTION_COLUMNS = {  # table column -> short console header
+    "sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
+    "ball_to_powder_ratio": "BPR", "predicted_objective": "objective", "surrogate_mean_objective": "GP mean",
+    "surrogate_std_objective": "GP sd", "capacity_at_cycle_1000_mAh_per_g": "Q@1000", "particle_expansion_pct": "swell %",
+}
 
 
 def cmd_what_if(args) -> int:
@@ -199,8 +198,6 @@ def cmd_what_if(args) -> int:
     from flows.config import deep_merge, read_yaml
 
     overrides = _campaign_overrides(args)
-    if args.n_calls is not None:
-        overrides["optimiser"]["n_initial_points"] = min(10, max(1, args.n_calls // 2))
     base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
     load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario

@@ -185,10 +185,6 @@ class CampaignConfig(Strict):
             raise ValueError(str(error).removeprefix("model_parameters.")) from None
         return overrides
 
-    def model_parameter_overrides(self) -> dict[str, Any]:
-        """Assumed-parameter overrides plus the objective, as one set of model-parameter values."""
-        return {**self.model_parameters, **self.objective.as_parameters()}
-
     def digest(self) -> str:
         """SHA-256 of the validated config: tags the MLflow run so identical campaigns can be found."""
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

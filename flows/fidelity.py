@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from flows.config import CampaignConfig
 from flows.evaluation import Evaluation
 from surrogate.objective import PredictionRequest, evaluate
 from surrogate.parameters import ModelParameters
@@ -92,10 +91,6 @@ def rank(table: pd.DataFrame) -> Ranking:
     row = table.loc[chosen]
     difference = 100.0 * (row["physics_objective"] - row["surrogate_objective"]) / abs(row["surrogate_objective"])
     return Ranking(table, chosen, ranked_by, correlation, float(difference) if np.isfinite(difference) else np.nan)
-
-
-def physics_check_enabled(config: CampaignConfig) -> bool:
-    return config.physics_check.top_k > 0
 
 
 class PhysicsFailure(RuntimeError):

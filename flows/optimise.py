@@ -208,8 +208,8 @@ def run_campaign(config: CampaignConfig, parent_run_id: str | None = None, quiet
         if lab:
             _log_lab_comparison(tracker, run_id, lab, p, config, quiet)
         if not resume:
-            initial = SearchState([p_ for p_, _, _ in known], [e for _, e, _ in known], [b for _, _, b in known])
-            state_module.save_state(tracker, run_id, -1, state_module.state_document(config, initial))
+            state_module.save_state(tracker, run_id, -1,
+                                    state_module.state_document(config, SearchState.from_known(known)))
 
         def after_batch(batch: int, evaluations: list[Evaluation], state: SearchState) -> None:
             done = len(state.evaluations)

@@ -89,12 +89,20 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     console.print(table)
 
 
+def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> None:
+    """Print chosen columns of a table on the console (column -> header); numbers to 4 significant digits."""
+    shown = [c for c in columns if c in frame]
+    table = Table(title=title, header_style="bold")
+    for column in shown:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(columns[column], justify="right" if numeric else "left", overflow="fold")
+    for _, row in frame.iterrows():
+        table.add_row(*["" if pd.isna(row[c]) else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                        for c in shown])
+    console.print(table)
+
+
 def print_model_error(errors: pd.DataFrame, path) -> None:
     """Measured vs predicted at the lab points."""
-    table = Table(title=f"Surrogate vs lab ({path})", header_style="bold")
-    for column in ("line", "metric", "measured", "model", "error_pct"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for _, row in errors.iterrows():
-        table.add_row(str(row["line"]), row["metric"], f"{row['measured']:.4g}", f"{row['model']:.4g}",
-                      f"{row['error_pct']:+.1f} %")
-    console.print(table)
+    print_frame(errors, {"line": "line", "metric": "metric", "measured": "measured", "model": "model",
+                         "error_pct": "error %"}, f"Surrogate vs lab ({path})")

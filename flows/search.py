@@ -58,6 +58,11 @@ class SearchState:
     evaluations: list[Evaluation]
     batches: list[int]
 
+    @classmethod
+    def from_known(cls, known: list[tuple[list[float], Evaluation, int]]) -> "SearchState":
+        """State holding evaluations from before: (point, evaluation, batch) triples."""
+        return cls([p for p, _, _ in known], [e for _, e, _ in known], [b for _, _, b in known])
+
     def best_index(self) -> int | None:
         finished = [i for i, e in enumerate(self.evaluations) if e.ok]
         return max(finished, key=lambda i: self.evaluations[i].objective) if finished else None
@@ -118,7 +123,7 @@ def run_search(config: CampaignConfig, evaluate_batch: EvaluateBatch,
     settings = config.optimiser
     optimizer = make_optimizer(config)
     known = known or []
-    state = SearchState([p for p, _, _ in known], [e for _, e, _ in known], [b for _, _, b in known])
+    state = SearchState.from_known(known)
     tell_known(optimizer, config, [(p, e) for p, e, _ in known])
     batch_number = max([b + 1 for b in state.batches], default=0)
     while state.model_evaluations() < settings.n_calls:

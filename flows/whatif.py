@@ -15,7 +15,6 @@ from typing import Any, Literal
 import pandas as pd
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.table import Table
 
 from flows import reporting
 from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
@@ -169,12 +168,4 @@ COMPARISON_COLUMNS = {  # table column -> short console header
 
 
 def _print_comparison(table: pd.DataFrame) -> None:
-    shown = [c for c in COMPARISON_COLUMNS if c in table]
-    rich_table = Table(title="What-if comparison", header_style="bold")
-    for column in shown:
-        rich_table.add_column(COMPARISON_COLUMNS[column], overflow="fold",
-                              justify="left" if column in ("scenario", "recipe_label", "status") else "right")
-    for _, row in table.iterrows():
-        rich_table.add_row(*["" if pd.isna(row[c]) else f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c])
-                             for c in shown])
-    reporting.console.print(rich_table)
+    reporting.print_frame(table, COMPARISON_COLUMNS, "What-if comparison")

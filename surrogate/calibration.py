@@ -118,10 +118,6 @@ class Calibration:
     data_sha256: str
     parameters_sha256: str
 
-    @property
-    def cache_key(self) -> str:
-        return _cache_key(self.data_sha256, self.parameters_sha256)
-
     def apply(self, p: ModelParameters) -> ModelParameters:
         return p.with_values(**self.fitted_values)
 

@@ -26,7 +26,8 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class Parameter:
-    """One model parameter: value, unit, provenance tag, source or rationale, and fit bounds if fitted."""
+    """One model parameter: value, unit, provenance tag, source or rationale, and its allowed range (for a fitted
+    parameter, the fit's range). Without bounds a number must be >= 0: most parameters are magnitudes."""
 
     name: str
     value: Any
@@ -102,7 +103,7 @@ class ModelParameters(Mapping):
                 if old.bounds and not old.bounds[0] <= value <= old.bounds[1]:
                     raise ParameterError(
                         f"model_parameters.{name}={value!r} is out of range: allowed {old.bounds[0]:g} to {old.bounds[1]:g}")
-                if value < 0:
+                if not old.bounds and value < 0:
                     raise ParameterError(f"model_parameters.{name}={value!r} is out of range: must be >= 0")
             elif isinstance(old.value, list):
                 if not isinstance(value, list) or len(value) != len(old.value):
@@ -115,10 +116,6 @@ class ModelParameters(Mapping):
     def names(self, tag: str | None = None) -> list[str]:
         """Parameter names, optionally only those with one provenance tag."""
         return [n for n, e in self._entries.items() if tag is None or e.tag == tag]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain name -> value dict."""
-        return {n: e.value for n, e in self._entries.items()}
 
     def digest(self, exclude_tag: str | None = None) -> str:
         """SHA-256 of the values (optionally without one tag): identifies a parameter set in caches and runs."""

@@ -81,3 +81,16 @@ def test_cli_options_are_validated_like_config(tmp_path, capsys):
     assert main(["optimise", "--batch-size", "-3", "--tracking-uri", f"sqlite:///{tmp_path}/x/m.db"]) == 2
     assert "optimiser.batch_size: -3 is out of range: allowed 1 to 64" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_cold_campaign_reaches_the_models(params):
+    """Config allows -40 to 80 C; the model parameters must accept the same range (they once rejected < 0)."""
+    from flows.optimise import campaign_parameters
+    from surrogate.objective import evaluate
+    from surrogate.recipe import Recipes
+
+    recipe = Recipes(2 / 3, 10.0, 400.0, 20.0)
+    cold, _ = campaign_parameters(load_config(overrides={"objective": {"temperature_C": -10.0}}))
+    warm, _ = campaign_parameters(load_config())
+    assert cold.objective_temperature_C == -10.0
+    assert evaluate(recipe, cold).objective[0] < evaluate(recipe, warm).objective[0]
