@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from surrogate.calibration import calibrated_parameters
-from surrogate.objective import evaluate
+from surrogate.model import predict as evaluate
 from surrogate.recipe import Recipes
 
 BATCH_SIZE = 100_000

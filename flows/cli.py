@@ -16,21 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.config import ConfigError, default_config_path, load_config
+from flows.objective import SCORE, CapacityObjective
 from surrogate.calibration import CalibrationDataError, calibrate
-from surrogate.objective import PredictionRequest, evaluate
+from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
-from surrogate.recipe import RECIPE_RANGES, RecipeError, Recipes, load_materials
+from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, Recipes, load_materials
 
 EXIT_USAGE = 2
 console = Console()
-
-RECIPE_OPTIONS = {  # CLI option -> recipe field
-    "--sn-fraction": "sn_mass_fraction",
-    "--milling-time-h": "milling_time_h",
-    "--milling-speed-rpm": "milling_speed_rpm",
-    "--ball-to-powder-ratio": "ball_to_powder_ratio",
-}
 
 
 class UsageError(Exception):
@@ -43,19 +37,18 @@ def _reference_recipe() -> dict[str, float]:
 
 def _recipe_from_args(args) -> tuple[str, Recipes]:
     materials = load_materials(config_dir() / "materials.yaml")
-    given = {field: getattr(args, field) for field in RECIPE_OPTIONS.values() if getattr(args, field) is not None}
+    given = {f.name: getattr(args, f.name) for f in RECIPE_FIELDS if getattr(args, f.name) is not None}
     if args.material is not None:
         if given:
-            raise UsageError("--material cannot be combined with recipe options (--sn-fraction, ...)")
+            raise UsageError("--material cannot be combined with recipe options (--sn-mass-fraction, ...)")
         if args.material not in materials:
             raise UsageError(f"--material {args.material!r} is unknown: allowed {', '.join(materials)}")
         return args.material, materials[args.material]
     recipe = _reference_recipe() | given
-    option_of = {field: option for option, field in RECIPE_OPTIONS.items()}
-    for field, value in recipe.items():
-        low, high = RECIPE_RANGES[field]
-        if not (math.isfinite(value) and low <= value <= high):
-            raise UsageError(f"{option_of[field]}={value:g} is out of range: allowed {low:g} to {high:g}")
+    for name, value in recipe.items():
+        if not FIELDS[name].is_valid(value):
+            shown = f"{value:g}" if isinstance(value, float) else value
+            raise UsageError(f"{FIELDS[name].option}={shown} is out of range: {FIELDS[name].allowed()}")
     return "custom recipe", Recipes.from_records([recipe])
 
 
@@ -75,17 +68,22 @@ def cmd_predict(args) -> int:
     if not -40.0 <= args.temperature_C <= 80.0:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
     p = calibrate().apply(ModelParameters.load())
-    request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C)
+    objective = load_config(args.config).objective if args.config else CapacityObjective()
+    request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
+                                objective.current_A_per_g, objective.cycle, objective.temperature_C)
     if args.fidelity == "physics":
         from flows.fidelity import PhysicsFailure, physics_record
+        from surrogate.physics import calibrated_physics_parameters
 
         try:
-            record = physics_record(recipes, p, request, args.current)
+            record = physics_record(recipes, p, calibrated_physics_parameters(p), request, args.current, objective)
         except PhysicsFailure as failure:
             print(f"snhc predict: the PyBaMM model could not evaluate {name}: {failure}", file=sys.stderr)
             return 1
     else:
-        record = evaluate(recipes, p, request).record(0, current_labels=args.current)
+        prediction = predict(recipes, p, request)
+        record = prediction.record(0, current_labels=args.current)
+        record[SCORE] = float(objective.score(objective.inputs(prediction))[SCORE][0])
     if args.json:
         print(json.dumps(record, indent=2))
         return 0
@@ -99,7 +97,7 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for field, value in recipe.items():
-        table.add_row(f"recipe: {field}", f"{value:.4g}")
+        table.add_row(f"recipe: {field}", f"{value:.4g}" if isinstance(value, float) else str(value))
     table.add_row("theoretical capacity (mAh/g)", f"{record['theoretical_capacity_mAh_per_g']:.1f}")
     table.add_row("reversible capacity, first cycle at 0.08 A/g (mAh/g)", f"{record['reversible_capacity_mAh_per_g']:.1f}")
     table.add_row("initial Coulombic efficiency (%)", f"{record['initial_coulombic_efficiency_pct']:.1f}")
@@ -145,14 +143,15 @@ def _campaign_overrides(args) -> dict:
 
 def cmd_optimise(args) -> int:
     overrides = _campaign_overrides(args)
-    from flows.observations import read_observations
-    from flows.optimise import optimise_anode, resolve_config
+    from flows.campaign import build_campaign, hand_over
+    from flows.optimise import optimise_anode
     from flows.reporting import print_recommendation
 
-    config = resolve_config(args.config, overrides, args.resume)  # fail fast: exit 2, nothing started
-    if args.observations:
-        read_observations(args.observations, config)
-    summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations)
+    # Built and validated once, before anything starts (bad input: exit 2, nothing written); the flow takes it over.
+    campaign = build_campaign(args.config, overrides, args.resume, args.observations)
+    config = campaign.config
+    summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations,
+                             campaign_token=hand_over(campaign))
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"Fidelity: {summary['fidelity']}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
@@ -163,21 +162,15 @@ def cmd_optimise(args) -> int:
 
 
 def cmd_suggest(args) -> int:
-    from flows.observations import read_observations
-    from flows.optimise import resolve_config
-    from flows.state import load_state
+    from flows.campaign import build_campaign
     from flows.suggest import suggest
-    from flows.tracking import Tracker
 
     if args.batch < 1 or args.batch > 64:
         raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
     if not (args.resume or args.observations):
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
     overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
-    config = resolve_config(args.config, overrides, args.resume)
-    resume = load_state(Tracker.client_for(config.tracking.tracking_uri), args.resume) if args.resume else None
-    lab = read_observations(args.observations, config) if args.observations else None
-    table = suggest(config, args.batch, resume, lab)
+    table = suggest(build_campaign(args.config, overrides, args.resume, args.observations), args.batch)
     table.to_csv(args.output, index=False)
     from flows.reporting import print_frame
 
@@ -268,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Predict capacity, rate capability, cycle life and expansion of one "
                                               "recipe (default: the reference Sn@HC-2-1 recipe).")
     predict.add_argument("--material", help="a named material from configs/materials.yaml (e.g. Sn@HC-2-1)")
-    for option, field in RECIPE_OPTIONS.items():
-        low, high = RECIPE_RANGES[field]
-        predict.add_argument(option, dest=field, type=float, help=f"{field} ({low:g} to {high:g})")
+    for field in RECIPE_FIELDS:  # one option per recipe field, from the recipe schema
+        predict.add_argument(field.option, *field.aliases, dest=field.name, type=str if field.categorical else float,
+                             choices=field.choices or None, help=f"{field.description} ({field.allowed()})")
+    predict.add_argument("--config", help="campaign YAML whose objective scores the recipe (default: the default "
+                                          "objective)")
     predict.add_argument("--current", nargs="+", default=["0.17", "0.42", "0.84", "1.7", "4.2"], metavar="A_PER_G",
                          type=_number_text, help="currents (A/g) for the rate metrics")
     predict.add_argument("--cycling-current", type=float, default=1.7, metavar="A_PER_G",
@@ -280,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--temperature-C", dest="temperature_C", type=float, default=25.0,
                          help="cell temperature (C, -40 to 80)")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    predict.add_argument("--fidelity", choices=("surrogate", "physics"), default="surrogate",
-                         help="surrogate (default, instant) or physics: rate capability from the PyBaMM model")
+    predict.add_argument("--fidelity", choices=("model", "physics"), default="model",
+                         help="model (default: the numpy model, instant) or physics: rate capability from the "
+                              "PyBaMM model")
     predict.set_defaults(handler=cmd_predict)
 
     calibration = commands.add_parser("calibrate", help="fit the free model parameters and print the fit report",
@@ -289,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "the data hash) and print each point, model value and residual.")
     calibration.add_argument("--data", help="calibration data file (default configs/calibration/li2025.yaml)")
     calibration.add_argument("--refit", action="store_true", help="ignore the cache and fit again")
-    calibration.add_argument("--fidelity", choices=("surrogate", "physics"), default="surrogate",
-                             help="which model to fit: the surrogate (default) or the PyBaMM model")
+    calibration.add_argument("--fidelity", choices=("model", "physics"), default="model",
+                             help="which model to fit: the numpy model (default) or the PyBaMM model")
     calibration.set_defaults(handler=cmd_calibrate)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",

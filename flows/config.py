@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from flows.objective import CapacityObjective
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
-from surrogate.recipe import RECIPE_RANGES
-
-DIMENSIONS = tuple(RECIPE_RANGES)
+from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
 
 
 class ConfigError(ValueError):
@@ -33,75 +32,79 @@ class Strict(BaseModel):
 
 
 class Dimension(Strict):
-    """One recipe dimension: searched between ``low`` and ``high`` (optionally on a log scale), or fixed at ``value``."""
+    """One recipe field in the search: searched between ``low`` and ``high`` (optionally on a log scale), or over
+    ``choices`` (a categorical field), or fixed at ``value``."""
 
     low: float | None = None
     high: float | None = None
-    value: float | None = None
+    choices: tuple[str, ...] | None = None
+    value: float | str | None = None
     log_scale: bool = False
 
     @property
     def fixed(self) -> bool:
         return self.value is not None
 
+    def checked(self, field: RecipeField) -> "Dimension":
+        """This dimension, checked against its recipe field (kind, allowed range or choices)."""
+        name = field.name
+        if self.fixed:
+            if self.low is not None or self.high is not None or self.choices is not None:
+                raise ValueError(f"{name}: give either 'value' (fixed) or a range/choices to search, not both")
+            if not field.is_valid(self.value):
+                raise ValueError(f"{name}.value={self.value!r} is out of range: {field.allowed()}")
+            return self
+        if field.categorical:
+            if self.low is not None or self.high is not None or self.log_scale:
+                raise ValueError(f"{name}: a categorical field takes 'choices' (or a fixed 'value'), not a range")
+            if not self.choices or len(set(self.choices)) < 2:
+                raise ValueError(f"{name}: needs at least two distinct 'choices' (or a fixed 'value')")
+            for choice in self.choices:
+                if not field.is_valid(choice):
+                    raise ValueError(f"{name}.choices: {choice!r} is not allowed: {field.allowed()}")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"{name}: a real field takes 'low' and 'high', not 'choices'")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{name}: needs 'low' and 'high' (or a fixed 'value')")
+        for key in ("low", "high"):
+            bound = getattr(self, key)
+            if not field.is_valid(bound):
+                raise ValueError(f"{name}.{key}={bound:g} is out of range: {field.allowed()}")
+        if self.low >= self.high:
+            raise ValueError(f"{name}: low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log_scale and self.low <= 0:
+            raise ValueError(f"{name}: log_scale needs low > 0")
+        return self
 
-class SearchSpace(Strict):
-    sn_mass_fraction: Dimension = Dimension(low=0.05, high=0.95)
-    milling_time_h: Dimension = Dimension(low=0.5, high=40.0, log_scale=True)
-    milling_speed_rpm: Dimension = Dimension(low=150.0, high=600.0)
-    ball_to_powder_ratio: Dimension = Dimension(low=5.0, high=40.0)
 
+def _default_dimension(field: RecipeField) -> Dimension:
+    """The search of a field when a config does not say: its typical lab range from the recipe schema."""
+    if field.categorical:
+        return Dimension(choices=tuple(field.search or field.choices))
+    return Dimension(low=field.search[0], high=field.search[1], log_scale=field.log_scale)
+
+
+class _SearchSpaceBase(Strict):
     @model_validator(mode="after")
-    def _within_recipe_ranges(self) -> "SearchSpace":
-        for name in DIMENSIONS:
-            dim: Dimension = getattr(self, name)
-            low, high = RECIPE_RANGES[name]
-            allowed = f"allowed {low:g} to {high:g}"
-            if dim.fixed:
-                if dim.low is not None or dim.high is not None:
-                    raise ValueError(f"{name}: give either 'value' (fixed) or 'low' and 'high', not both")
-                if not low <= dim.value <= high:
-                    raise ValueError(f"{name}.value={dim.value:g} is out of range: {allowed}")
-                continue
-            if dim.low is None or dim.high is None:
-                raise ValueError(f"{name}: needs 'low' and 'high' (or a fixed 'value')")
-            for key in ("low", "high"):
-                bound = getattr(dim, key)
-                if not low <= bound <= high:
-                    raise ValueError(f"{name}.{key}={bound:g} is out of range: {allowed}")
-            if dim.low >= dim.high:
-                raise ValueError(f"{name}: low ({dim.low:g}) must be below high ({dim.high:g})")
-            if dim.log_scale and dim.low <= 0:
-                raise ValueError(f"{name}: log_scale needs low > 0")
-        if all(getattr(self, name).fixed for name in DIMENSIONS):
+    def _fields_checked(self) -> "_SearchSpaceBase":
+        for field in RECIPE_FIELDS:
+            getattr(self, field.name).checked(field)
+        if all(getattr(self, name).fixed for name in FIELD_NAMES):
             raise ValueError("every dimension is fixed: nothing to optimise")
         return self
 
     def searched(self) -> list[str]:
-        return [name for name in DIMENSIONS if not getattr(self, name).fixed]
+        return [name for name in FIELD_NAMES if not getattr(self, name).fixed]
 
-    def fixed_values(self) -> dict[str, float]:
-        return {name: getattr(self, name).value for name in DIMENSIONS if getattr(self, name).fixed}
+    def fixed_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name).value for name in FIELD_NAMES if getattr(self, name).fixed}
 
 
-class Objective(Strict):
-    """Score = capacity at ``current_A_per_g`` after ``cycle`` cycles - penalty x (particle expansion - allowance)."""
-
-    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0)
-    cycle: int = Field(1000, ge=1, le=100_000)
-    expansion_allowance_pct: float = Field(250.0, ge=0.0, le=1000.0)
-    expansion_penalty_mAh_per_g_per_pct: float = Field(1.0, ge=0.0, le=100.0)
-    temperature_C: float = Field(25.0, ge=-40.0, le=80.0)
-
-    def as_parameters(self) -> dict[str, float]:
-        """The objective expressed as the model parameters that carry it."""
-        return {
-            "objective_current_A_per_g": self.current_A_per_g,
-            "objective_cycle": self.cycle,
-            "expansion_allowance_pct": self.expansion_allowance_pct,
-            "expansion_penalty_mAh_per_g_per_pct": self.expansion_penalty_mAh_per_g_per_pct,
-            "objective_temperature_C": self.temperature_C,
-        }
+# One config key per recipe field, derived from the schema (surrogate/recipe.py): a new field needs no code here.
+SearchSpace = create_model(
+    "SearchSpace", __base__=_SearchSpaceBase,
+    **{field.name: (Dimension, _default_dimension(field)) for field in RECIPE_FIELDS})
 
 
 class Optimiser(Strict):
@@ -161,7 +164,7 @@ class CampaignConfig(Strict):
     name: str = Field("default", min_length=1)
     description: str = ""
     search_space: SearchSpace = SearchSpace()
-    objective: Objective = Objective()
+    objective: CapacityObjective = CapacityObjective()
     model_parameters: dict[str, Any] = Field(default_factory=dict,
                                              description="overrides of configs/model_parameters.yaml")
     recalibrate: bool = Field(True, description="refit the fitted parameters under the overridden assumptions "
@@ -214,12 +217,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict update: mappings merge key by key, anything else replaces."""
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = ()) -> dict[str, Any]:
+    """Nested dict update: mappings merge key by key, anything else replaces.
+
+    A search-space dimension is replaced whole: ``{value: 450}`` over ``{low: 150, high: 600}`` fixes the field
+    instead of mixing the two.
+    """
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        whole = _path == ("search_space",)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not whole:
+            merged[key] = deep_merge(merged[key], value, _path + (key,))
         else:
             merged[key] = copy.deepcopy(value)
     return merged

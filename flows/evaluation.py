@@ -1,53 +1,92 @@
 """Evaluate a batch of recipes without letting one bad recipe stop a campaign.
 
-The whole batch goes through the vectorised surrogate at once. If that raises, each recipe is retried alone so
-that only the culprit is marked FAILED; a non-finite objective is a failure too. Failures carry their reason.
+The whole batch goes through the vectorised model at once and the objective scores it. If that raises, each recipe
+is retried alone so that only the culprit is marked FAILED; a non-finite objective is a failure too. Failures carry
+their reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from surrogate.objective import PredictionRequest, evaluate
+from flows.objective import CapacityObjective
+from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
+from surrogate.status import Status
 
-FINISHED, FAILED = "FINISHED", "FAILED"
+if TYPE_CHECKING:
+    from surrogate.calibration import Calibration
+
+MODEL, LAB = "model", "lab"  # where an evaluation's numbers come from
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One evaluated recipe: status, objective (NaN when failed), metrics, failure reason, and its source:
-    ``model`` (the surrogate) or ``lab`` (a measured result)."""
+    """One evaluated recipe: status, objective (NaN unless FINISHED), metrics, failure reason, and its source:
+    ``model`` (the model) or ``lab`` (a measured result)."""
 
-    recipe: dict[str, float]
-    status: str
+    recipe: dict[str, Any]
+    status: Status
     objective: float
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
-    source: str = "model"
+    source: str = MODEL
 
     @property
     def ok(self) -> bool:
-        return self.status == FINISHED
+        return self.status == Status.FINISHED
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready view (campaign state files)."""
+        return {"recipe": self.recipe, "status": self.status.value, "objective": self.objective,
+                "metrics": self.metrics, "reason": self.reason, "source": self.source}
+
+    @classmethod
+    def from_record(cls, item: dict[str, Any]) -> "Evaluation":
+        return cls(item["recipe"], Status(item["status"]), float(item["objective"]), item["metrics"],
+                   item["reason"], item.get("source", MODEL))
 
 
-def evaluate_batch(recipes: list[dict[str, float]], p: ModelParameters,
+def campaign_parameters(config) -> tuple[ModelParameters, "Calibration"]:
+    """Model parameters of a campaign: its assumed overrides, calibrated.
+
+    With ``recalibrate`` the free parameters are refitted under the overridden assumptions, so the model still
+    reproduces the study's data; without it the study's calibration is kept and only the overridden values change
+    (the question "what if the material itself were different?"). The objective never touches the parameters.
+    """
+    from surrogate.calibration import calibrate
+
+    assumed = ModelParameters.load().with_values(**config.model_parameters)
+    calibration = calibrate(assumed if config.recalibrate else ModelParameters.load())
+    return calibration.apply(assumed), calibration
+
+
+def model_metrics(recipes: Recipes, p: ModelParameters, objective: CapacityObjective,
+                  request: PredictionRequest | None = None) -> dict[str, np.ndarray]:
+    """Every metric of a batch: the model's prediction, the objective's inputs and its score (arrays of N)."""
+    prediction = predict(recipes, p, request or objective.request())
+    inputs = objective.inputs(prediction)
+    return prediction.scalar_metrics() | inputs | objective.score(inputs)
+
+
+def evaluate_batch(recipes: list[dict[str, Any]], p: ModelParameters, objective: CapacityObjective,
                    request: PredictionRequest | None = None) -> list[Evaluation]:
     """Objective and metrics of each recipe; never raises for a model failure."""
     try:
-        return _from_metrics(recipes, evaluate(Recipes.from_records(recipes), p, request).scalar_metrics())
+        return _from_metrics(recipes, model_metrics(Recipes.from_records(recipes), p, objective, request))
     except Exception:  # isolate the failing recipe(s) below
-        return [_evaluate_alone(recipe, p, request) for recipe in recipes]
+        return [_evaluate_alone(recipe, p, objective, request) for recipe in recipes]
 
 
-def _evaluate_alone(recipe: dict[str, float], p: ModelParameters, request) -> Evaluation:
+def _evaluate_alone(recipe: dict[str, Any], p: ModelParameters, objective, request) -> Evaluation:
     try:
-        return _from_metrics([recipe], evaluate(Recipes.from_records([recipe]), p, request).scalar_metrics())[0]
+        return _from_metrics([recipe], model_metrics(Recipes.from_records([recipe]), p, objective, request))[0]
     except Exception as error:
-        return Evaluation(recipe, FAILED, float("nan"), reason=f"{type(error).__name__}: {error}")
+        return Evaluation(recipe, Status.FAILED, float("nan"), reason=f"{type(error).__name__}: {error}")
 
 
 def _from_metrics(recipes, metrics: dict[str, np.ndarray]) -> list[Evaluation]:
@@ -56,8 +95,9 @@ def _from_metrics(recipes, metrics: dict[str, np.ndarray]) -> list[Evaluation]:
         values = {name: float(array[i]) for name, array in metrics.items()}
         objective = values["objective"]
         if np.isfinite(objective):
-            results.append(Evaluation(recipe, FINISHED, objective, values))
+            results.append(Evaluation(recipe, Status.FINISHED, objective, values))
         else:
             bad = sorted(name for name, value in values.items() if not np.isfinite(value))
-            results.append(Evaluation(recipe, FAILED, float("nan"), values, reason=f"non-finite metrics: {bad}"))
+            results.append(Evaluation(recipe, Status.FAILED, float("nan"), values,
+                                      reason=f"non-finite metrics: {bad}"))
     return results

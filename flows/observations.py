@@ -2,7 +2,8 @@
 
 Format (units in the headers; one row per milled batch / coin cell):
 
-* required: ``sn_mass_fraction, milling_time_h, milling_speed_rpm, ball_to_powder_ratio``;
+* required: the recipe fields without a default (``surrogate/recipe.py``: ``sn_mass_fraction, milling_time_h,
+  milling_speed_rpm, ball_to_powder_ratio``); fields with a default may be given;
 * optional: ``sample_id`` and ``notes`` (free text), and any measured metric the models predict, named as they are
   (``objective``, ``objective_capacity_mAh_per_g``, ``particle_expansion_pct``, ``reversible_capacity_mAh_per_g``,
   ``initial_coulombic_efficiency_pct``, ``capacity_at_1.7_A_per_g_mAh_per_g``, ``capacity_at_cycle_1000_mAh_per_g``,
@@ -26,18 +27,13 @@ import numpy as np
 import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError
-from flows.evaluation import FINISHED, Evaluation
-from surrogate.recipe import RECIPE_RANGES
+from flows.evaluation import LAB, Evaluation
+from flows.metrics import info as metric_info
+from flows.objective import CAPACITY, SCORE
+from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
+from surrogate.status import Status
 
 TEXT_COLUMNS = ("sample_id", "notes")
-NON_NEGATIVE = ("objective_capacity_mAh_per_g", "particle_expansion_pct", "reversible_capacity_mAh_per_g",
-                "electrode_expansion_after_1000_cycles_pct", "initial_coulombic_efficiency_pct")
-METRIC_PATTERN = re.compile(
-    r"^(objective|objective_capacity_mAh_per_g|reversible_capacity_mAh_per_g|initial_coulombic_efficiency_pct"
-    r"|particle_expansion_pct|electrode_expansion_after_1000_cycles_pct|activation_energy_kJ_per_mol"
-    r"|capacity_at_[0-9.]+_A_per_g_mAh_per_g|capacity_at_cycle_[0-9]+_mAh_per_g)$")
-
-
 @dataclass(frozen=True)
 class LabData:
     """Measured evaluations and pending recipes from one CSV file."""
@@ -70,12 +66,14 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         raise ConfigError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
     table.columns = [c.strip() for c in table.columns]
 
-    missing = [c for c in RECIPE_RANGES if c not in table.columns]
+    required = [f.name for f in RECIPE_FIELDS if f.required]
+    missing = [c for c in required if c not in table.columns]
     if missing:
-        raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(RECIPE_RANGES)}")
-    metric_columns = [c for c in table.columns if c not in RECIPE_RANGES and c not in TEXT_COLUMNS]
+        raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
+    recipe_columns = [c for c in table.columns if c in FIELDS]
+    metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
-        if not METRIC_PATTERN.match(column):
+        if metric_info(column) is None:
             raise ConfigError(f"{path}: unknown column {column!r}; allowed: the recipe columns, "
                               f"{', '.join(TEXT_COLUMNS)}, and metric names such as objective_capacity_mAh_per_g")
     duplicated = [c for c in table.columns if list(table.columns).count(c) > 1]
@@ -87,26 +85,39 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     measured, lines, pending, seen = [], [], [], {}
     for offset, row in table.iterrows():
         line = offset + 2  # the header is line 1
-        recipe = {name: _number(row[name], path, line, name, required=True) for name in RECIPE_RANGES}
-        for name, value in recipe.items():
-            low, high = RECIPE_RANGES[name]
-            if not low <= value <= high:
-                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {low:g} to {high:g}")
-        key = tuple(round(recipe[name], 9) for name in RECIPE_RANGES)
+        recipe = _recipe(row, recipe_columns, path, line)
+        key = recipe_key(recipe)
         if key in seen:
             raise ConfigError(f"{path} lines {seen[key]} and {line}: duplicate recipe {recipe}")
         seen[key] = line
         metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}
-        for name in NON_NEGATIVE:
-            if name in metrics and metrics[name] < 0:
-                raise ConfigError(f"{path} line {line}: {name}={metrics[name]:g} must be >= 0")
+        for name, value in metrics.items():
+            if metric_info(name).non_negative and value < 0:
+                raise ConfigError(f"{path} line {line}: {name}={value:g} must be >= 0")
         if not metrics:
             pending.append(recipe)
             continue
-        measured.append(Evaluation(recipe, FINISHED, _objective(metrics, config, path, line), metrics, "", "lab"))
+        measured.append(Evaluation(recipe, Status.FINISHED, _objective(metrics, config, path, line), metrics, "", LAB))
         lines.append(line)
     return LabData(path, measured, lines, pending)
+
+
+def _recipe(row, columns: list[str], path, line: int) -> dict:
+    """The recipe of one row, every field checked by the recipe schema (defaults for fields not given)."""
+    recipe = {}
+    for name in columns:
+        field = FIELDS[name]
+        text = str(row[name]).strip()
+        if not text:
+            if field.required:
+                raise ConfigError(f"{path} line {line}: {name} is empty")
+            continue
+        try:
+            recipe[name] = field.parse(text)
+        except RecipeError as error:
+            raise ConfigError(f"{path} line {line}: {error}") from None
+    return {f.name: recipe.get(f.name, f.default) for f in RECIPE_FIELDS}
 
 
 def _number(text: str, path, line: int, column: str, required: bool = False) -> float | None:
@@ -126,18 +137,29 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
 
 
 def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:
-    if "objective" in metrics:
-        return metrics["objective"]
-    if "objective_capacity_mAh_per_g" not in metrics:
-        raise ConfigError(f"{path} line {line}: measured metrics but neither objective nor "
-                          f"objective_capacity_mAh_per_g, so the optimiser cannot use this row")
+    """A row's score: the user's own ``objective``, or the campaign objective's formula on the measured values."""
+    if SCORE in metrics:
+        return metrics[SCORE]
+    if CAPACITY not in metrics:
+        raise ConfigError(f"{path} line {line}: measured metrics but neither {SCORE} nor {CAPACITY}, so the "
+                          f"optimiser cannot use this row")
+    return config.objective.score(metrics)[SCORE]
+
+
+def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]:
+    """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
+    from flows.evaluation import evaluate_batch
+
+    names = {name for e in lab.measured for name in e.metrics}
+    currents = sorted({float(m.group(1)) for n in names if (m := re.match(r"capacity_at_([0-9.]+)_A_per_g", n))})
+    cycles = sorted({int(m.group(1)) for n in names if (m := re.match(r"capacity_at_cycle_([0-9]+)_", n))})
     objective = config.objective
-    excess = max(metrics.get("particle_expansion_pct", 0.0) - objective.expansion_allowance_pct, 0.0)
-    return metrics["objective_capacity_mAh_per_g"] - objective.expansion_penalty_mAh_per_g_per_pct * excess
+    request = objective.request(tuple(currents) or None, objective.current_A_per_g, tuple(cycles) or None)
+    return evaluate_batch([e.recipe for e in lab.measured], p, objective, request)
 
 
 def model_error_table(lab: LabData, predictions: list[Evaluation]) -> pd.DataFrame:
-    """Measured vs predicted for every measured metric of every lab row: the surrogate's error at the lab points."""
+    """Measured vs predicted for every measured metric of every lab row: the model's error at the lab points."""
     rows = []
     for line, measured, predicted in zip(lab.measured_lines, lab.measured, predictions):
         for name, value in measured.metrics.items():

@@ -14,6 +14,8 @@ from rich.table import Table  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
+from flows.metrics import headline  # noqa: E402,F401  (re-exported for the flows that report)
+
 console = Console()
 
 
@@ -52,29 +54,64 @@ def comparison_figure(table: pd.DataFrame, value: str, label: str):
     return figure
 
 
+def campaign_figures(table: pd.DataFrame, optimizer) -> dict:
+    """The campaign's report files: evaluation table, convergence plot, partial dependence (when a model exists)."""
+    files = {"evaluations.csv": table, "convergence.png": convergence_figure(table)}
+    objective_plot = objective_figure(optimizer)
+    if objective_plot is not None:
+        files["objective.png"] = objective_plot
+    return files
+
+
+class BatchProgress:
+    """One console line per batch (and free-form notes), unless quiet."""
+
+    def __init__(self, campaign, quiet: bool = False):
+        self.campaign = campaign
+        self.quiet = quiet
+
+    def __call__(self, batch: int) -> None:
+        campaign = self.campaign
+        self.note(f"[bold]{campaign.config.name}[/] batch {batch + 1}: {campaign.model_evaluations()}/"
+                  f"{campaign.config.optimiser.n_calls} evaluations, {campaign.failed()} failed, "
+                  f"best objective {campaign.best_objective():.1f} mAh/g")
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            console.print(text)
+
+
+def publish_recommendation(config, recommendation, run_id: str) -> None:
+    """The recommendation as a Prefect Markdown artifact (shown in the Prefect UI next to the flow run)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    plt.close("all")
+    markdown = recommendation_markdown(config.name, recommendation.recipe,
+                                       headline(recommendation.evaluation.metrics),
+                                       (recommendation.surrogate_mean, recommendation.surrogate_std), run_id,
+                                       config.tracking.experiment_name, recommendation.fidelity_note)
+    create_markdown_artifact(markdown, key=artifact_key(config.name), description="Recommended Sn/HC anode recipe")
+
+
+def artifact_key(name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    key = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return f"recommendation-{key or 'campaign'}"
+
+
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
                             run_id: str, experiment_name: str, fidelity_note: str = "") -> str:
     mean, std = surrogate
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
              "| recipe | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" for k, v in recipe.items()]
+    lines += [f"| {k} | {_shown(v)} |" for k, v in recipe.items()]
     lines += ["", "| predicted metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items()]
-    lines += ["", f"Optimiser surrogate at this recipe: {mean:.1f} ± {std:.1f} mAh/g (mean ± 1 sd).",
+    lines += ["", f"Optimiser surrogate (its GP's belief about the model, not the model's error) at this recipe: "
+              f"{mean:.1f} ± {std:.1f} mAh/g (mean ± 1 sd).",
               "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
               "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
     return "\n".join(lines)
-
-
-HEADLINE_METRICS = (
-    "objective", "objective_capacity_mAh_per_g", "reversible_capacity_mAh_per_g", "capacity_at_4.2_A_per_g_mAh_per_g",
-    "capacity_at_cycle_1000_mAh_per_g", "initial_coulombic_efficiency_pct", "particle_expansion_pct",
-    "electrode_expansion_after_1000_cycles_pct",
-)
-
-
-def headline(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
 
 
 def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float]) -> None:
@@ -82,11 +119,16 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     table.add_column("")
     table.add_column("value", justify="right")
     for key, value in recipe.items():
-        table.add_row(key, f"{value:.4g}")
+        table.add_row(key, _shown(value))
     for key, value in headline(metrics).items():
         table.add_row(key, f"{value:.1f}")
-    table.add_row("GP mean ± sd of objective", f"{surrogate[0]:.1f} ± {surrogate[1]:.1f}")
+    table.add_row("optimiser GP mean ± sd of objective", f"{surrogate[0]:.1f} ± {surrogate[1]:.1f}")
     console.print(table)
+
+
+def _shown(value) -> str:
+    """A recipe value for people: numbers to 4 significant digits, categories as they are."""
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> None:
@@ -105,4 +147,4 @@ def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> Non
 def print_model_error(errors: pd.DataFrame, path) -> None:
     """Measured vs predicted at the lab points."""
     print_frame(errors, {"line": "line", "metric": "metric", "measured": "measured", "model": "model",
-                         "error_pct": "error %"}, f"Surrogate vs lab ({path})")
+                         "error_pct": "error %"}, f"Model vs lab ({path})")

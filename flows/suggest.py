@@ -7,58 +7,50 @@ No suggestion duplicates a done or pending recipe.
 
 from __future__ import annotations
 
-
 import pandas as pd
 from skopt.learning import GaussianProcessRegressor
 from skopt.utils import cook_estimator
 
-from flows.config import CampaignConfig
-from flows.evaluation import Evaluation, evaluate_batch
-from flows.observations import LabData
-from flows.optimise import _known_from, campaign_parameters
+from flows.campaign import Campaign
+from flows.evaluation import LAB, Evaluation, campaign_parameters, evaluate_batch
 from flows.search import make_optimizer, point_of, recipe_of, surrogate_prediction, tell_known
-
-RECIPE_DIGITS = 6  # recipes equal to this many significant digits count as duplicates
-PENDING = "PENDING"  # status of a recipe still in the lab
-
-
-def _key(recipe: dict[str, float]) -> tuple:
-    return tuple(float(f"{recipe[k]:.{RECIPE_DIGITS}g}") for k in sorted(recipe))
+from surrogate.recipe import recipe_key
+from surrogate.status import Status
 
 
-def suggest(config: CampaignConfig, batch_size: int, resume: dict | None = None,
-            lab: LabData | None = None) -> pd.DataFrame:
+def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
     """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd."""
+    config = campaign.config
     p, _ = campaign_parameters(config)
-    known = _known_from(resume, lab, config)
     optimizer = make_optimizer(config)
-    tell_known(optimizer, config, [(point, e) for point, e, _ in known])
-    pending = lab.pending if lab else []
+    tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
+    pending = campaign.lab.pending if campaign.lab else []
     if pending:
         liar = min(optimizer.yi) if optimizer.yi else 0.0
-        tell_known(optimizer, config, [(point_of(r, config), Evaluation(r, PENDING, float("nan"), source="lab"))
+        tell_known(optimizer, config, [(point_of(r, config), Evaluation(r, Status.PENDING, float("nan"), source=LAB))
                                        for r in pending], liar)
-    taken = {_key(e.recipe) for _, e, _ in known} | {_key(r) for r in pending}
+    taken = {recipe_key(e.recipe) for e in campaign.evaluations} | {recipe_key(r) for r in pending}
 
-    suggestions: list[dict[str, float]] = []
+    suggestions: list[dict] = []
     attempts = 0
     while len(suggestions) < batch_size and attempts < 10:
         for point in optimizer.ask(n_points=batch_size - len(suggestions)):
             recipe = recipe_of(point, config)
-            if _key(recipe) not in taken:
-                taken.add(_key(recipe))
+            if recipe_key(recipe) not in taken:
+                taken.add(recipe_key(recipe))
                 suggestions.append(recipe)
         attempts += 1
     mean_std = _uncertainty(optimizer, config, suggestions)
     rows = []
-    for recipe, evaluation, (mean, std) in zip(suggestions, evaluate_batch(suggestions, p), mean_std):
+    for recipe, evaluation, (mean, std) in zip(suggestions, evaluate_batch(suggestions, p, config.objective),
+                                               mean_std):
         rows.append({**recipe, "predicted_objective": evaluation.objective, "surrogate_mean_objective": mean,
                      "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
                                                         if k.endswith(("_mAh_per_g", "_pct"))}})
     return pd.DataFrame(rows)
 
 
-def _uncertainty(optimizer, config: CampaignConfig, recipes) -> list[tuple[float, float]]:
+def _uncertainty(optimizer, config, recipes) -> list[tuple[float, float]]:
     """Surrogate mean and sd of the objective at each recipe; a GP is fitted here if the optimiser has none yet."""
     points = [point_of(r, config) for r in recipes]
     if optimizer.models:
@@ -70,6 +62,3 @@ def _uncertainty(optimizer, config: CampaignConfig, recipes) -> list[tuple[float
     model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
     mean, std = model.predict(optimizer.space.transform(points), return_std=True)
     return [(float(-m), float(s)) for m, s in zip(mean, std)]
-
-
-

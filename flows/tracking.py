@@ -139,7 +139,7 @@ class Tracker:
                                                              "source": evaluation.source}, parent_run_id)
         self.log(run_id, params=evaluation.recipe, metrics=evaluation.metrics | {"objective": evaluation.objective})
         if evaluation.ok:
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, evaluation.status.value)
         else:
             self.fail(run_id, evaluation.reason)
         return run_id
@@ -159,3 +159,135 @@ class Tracker:
                 else:
                     path.write_text(str(content), encoding="utf-8")
                 self.client.log_artifact(run_id, str(path))
+
+
+def flatten(document: dict, prefix: str = "") -> dict:
+    """Nested config -> dotted keys (MLflow params are flat)."""
+    flat = {}
+    for key, value in document.items():
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, dict):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class CampaignRecorder:
+    """A campaign's MLflow record, fed as callbacks by the flow (as Optuna's MLflow callback is).
+
+    One parent run per campaign (config as params and ``config.yaml``, ``best_objective`` per batch, the
+    recommendation, artifacts) and one child run per evaluation. State goes to the campaign's state store after
+    every batch, so the run can be resumed.
+    """
+
+    def __init__(self, campaign, store, calibration=None):
+        settings = campaign.config.tracking
+        self.campaign = campaign
+        self.tracker = Tracker(settings.tracking_uri, settings.experiment_name, settings.artifact_location)
+        self.store = store
+        self.calibration = calibration
+        self.run_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        return self.tracker.experiment_id
+
+    @contextmanager
+    def run(self, parent_run_id: str | None = None, prefect_flow_run_id: str = "") -> Iterator[str]:
+        """The campaign's parent run: created (or reopened when resuming), FINISHED or FAILED at the end."""
+        import yaml
+
+        campaign, config = self.campaign, self.campaign.config
+        tags = {"campaign": config.name, "config_sha256": config.digest(), "prefect_flow_run_id": prefect_flow_run_id,
+                **source_tags()}
+        if self.calibration is not None:
+            tags["calibration_data_sha256"] = self.calibration.data_sha256
+        with self.tracker.run(f"optimise-{config.name}", tags, parent_run_id, campaign.run_id) as run_id:
+            self.run_id = run_id
+            resumed = campaign.run_id is not None
+            if resumed:
+                if "failure_reason" in self.tracker.client.get_run(run_id).data.tags:
+                    self.tracker.client.delete_tag(run_id, "failure_reason")  # stale: the campaign goes on
+                removed = self._forget_orphans(campaign.saved)
+                self.tracker.log(run_id, tags={"resumed_from_evaluation": campaign.saved,
+                                               "orphan_runs_removed": removed})
+            else:
+                campaign.run_id = run_id
+                document = config.model_dump(mode="json")
+                self.tracker.log(run_id, params=flatten(document))
+                self.tracker.log_text(run_id, yaml.safe_dump(document, sort_keys=False), "config.yaml")
+            self._log_evaluations(campaign.saved)
+            if not resumed:
+                self.store.save(run_id, -1, campaign.to_document())
+            yield run_id
+
+    def _log_evaluations(self, start: int) -> None:
+        if not self.campaign.config.tracking.log_evaluation_runs:
+            return
+        campaign = self.campaign
+        for index in range(start, len(campaign.evaluations)):
+            self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index])
+
+    def _forget_orphans(self, saved: int) -> int:
+        """Delete child runs of evaluations that were logged but never saved (the batch in flight at a kill)."""
+        orphans = [run for run in self.tracker.children(self.run_id)
+                   if int(run.data.tags.get("evaluation", -1)) >= saved]
+        for run in orphans:
+            self.tracker.client.delete_run(run.info.run_id)
+        return len(orphans)
+
+    def after_batch(self, batch: int, evaluations) -> None:
+        """Child runs of the batch, the saved state, and the best objective so far (step = evaluations)."""
+        campaign = self.campaign
+        self._log_evaluations(len(campaign.evaluations) - len(evaluations))
+        self.store.save(self.run_id, batch, campaign.to_document())
+        self.tracker.log(self.run_id, metrics={"best_objective": campaign.best_objective(),
+                                               "failed_evaluations": campaign.failed()},
+                         step=len(campaign.evaluations))
+
+    def log_lab_comparison(self, errors) -> None:
+        """The model's error at the measured points: artifact and MAPE metrics per metric."""
+        self.tracker.log_files(self.run_id, {"lab_vs_model.csv": errors})
+        mape = errors.groupby("metric")["error_pct"].apply(lambda e: e.abs().mean())
+        self.tracker.log(self.run_id, metrics={f"lab_mape_pct.{metric}": value for metric, value in mape.items()})
+
+    def log_physics_check(self, ranking) -> None:
+        """Both fidelities side by side: on each candidate's child run, in a table, and as agreement metrics."""
+        child_of = {int(run.data.tags["evaluation"]): run.info.run_id for run in self.tracker.children(self.run_id)
+                    if "evaluation" in run.data.tags}
+        for _, row in ranking.table.iterrows():
+            if int(row["evaluation"]) in child_of:
+                self.tracker.log(child_of[int(row["evaluation"])], metrics={
+                    "physics.capacity_at_target_mAh_per_g": row["physics_capacity_at_target_mAh_per_g"],
+                    "physics.objective": row["physics_objective"]}, tags={"physics_status": row["physics_status"]})
+        chosen = ranking.table.iloc[ranking.chosen]
+        self.tracker.log(self.run_id,
+                         metrics={"fidelity.rank_correlation": ranking.rank_correlation,
+                                  "fidelity.objective_difference_pct": ranking.objective_difference_pct,
+                                  "recommended.physics_objective": chosen["physics_objective"],
+                                  "recommended.physics_capacity_at_target_mAh_per_g":
+                                      chosen["physics_capacity_at_target_mAh_per_g"]},
+                         tags={"fidelity_summary": ranking.summary(), "recommended.ranked_by": ranking.ranked_by})
+        self.tracker.log_files(self.run_id, {"fidelity_comparison.csv": ranking.table})
+
+    def log_recommendation(self, recommendation, files: Mapping[str, object]) -> None:
+        """The recommendation, versioned: tags and metrics (both may change when a campaign is extended; MLflow params
+        may not), a JSON artifact per recommendation, and the report files."""
+        import json
+
+        campaign = self.campaign
+        evaluation = recommendation.evaluation
+        step = len(campaign.evaluations)
+        self.tracker.log(self.run_id, step=step,
+                         tags={f"recommended.{k}": v for k, v in evaluation.recipe.items()}
+                         | {"recommended.source": evaluation.source, "recommended.evaluation": recommendation.index},
+                         metrics={**{f"recommended.{k}": v for k, v in evaluation.metrics.items()},
+                                  "recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
+                                  "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
+        document = json.dumps(recommendation.record(), indent=2)
+        self.tracker.log_text(self.run_id, document, "recommended_recipe.json")
+        self.tracker.log_text(self.run_id, document, f"recommendations/after-{step:04d}-evaluations.json")
+        report = dict(files)
+        if self.calibration is not None:
+            report["calibration_report.txt"] = self.calibration.report_text()
+        self.tracker.log_files(self.run_id, report)

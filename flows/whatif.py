@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows import reporting
 from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
+from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.optimise import calibrate_task, run_campaign
-from flows.tracking import Tracker, source_tags
+from flows.tracking import Tracker, flatten, source_tags
 from surrogate.paths import config_dir
-from surrogate.recipe import RECIPE_RANGES, load_materials
+from surrogate.recipe import RecipeError, complete, load_materials
 
 
 class Scenario(BaseModel):
@@ -32,7 +33,7 @@ class Scenario(BaseModel):
     description: str = ""
     mode: Literal["predict", "optimise"] = "optimise"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    recipes: list[str | dict[str, float]] = Field(default_factory=list)
+    recipes: list[str | dict[str, Any]] = Field(default_factory=list)
 
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
@@ -79,21 +80,17 @@ def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:
         if item not in materials:
             raise ConfigError(f"{path}: recipes: unknown material {item!r}; allowed {', '.join(materials)}")
         return item, materials[item].to_records()[0]
-    missing = set(RECIPE_RANGES) - set(item)
-    unknown = set(item) - set(RECIPE_RANGES)
-    if missing or unknown:
-        raise ConfigError(f"{path}: recipes: a recipe needs exactly {', '.join(RECIPE_RANGES)}")
-    for field, value in item.items():
-        low, high = RECIPE_RANGES[field]
-        if not low <= value <= high:
-            raise ConfigError(f"{path}: recipes: {field}={value} is out of range: allowed {low:g} to {high:g}")
+    try:
+        item = complete(item)
+    except RecipeError as error:
+        raise ConfigError(f"{path}: recipes: {error}") from None
     label = f"Sn{item['sn_mass_fraction']:.2f}-{item['milling_time_h']:g}h-{item['milling_speed_rpm']:g}rpm"
     return label, dict(item)
 
 
 def _predict_scenario(scenario, config, recipes, tracker, parent_run_id) -> list[dict[str, Any]]:
     p, _ = calibrate_task(config)
-    evaluations = evaluate_batch([recipe for _, recipe in recipes], p)
+    evaluations = evaluate_batch([recipe for _, recipe in recipes], p, config.objective)
     rows = []
     with tracker.run(scenario.name, {"scenario": scenario.name, "mode": "predict"}, parent_run_id) as run_id:
         tracker.log(run_id, params={"scenario_description": scenario.description, **_override_params(scenario)})
@@ -106,8 +103,6 @@ def _predict_scenario(scenario, config, recipes, tracker, parent_run_id) -> list
 
 
 def _override_params(scenario: Scenario) -> dict[str, Any]:
-    from flows.optimise import flatten
-
     return {f"override.{k}": v for k, v in flatten(scenario.overrides).items()}
 
 
@@ -139,7 +134,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
                 else:
                     named = deep_merge(config.model_dump(), {"name": scenario.name, "description": scenario.description,
                                                              "tracking": {"log_evaluation_runs": False}})
-                    result = run_campaign(CampaignConfig.model_validate(named), parent_run_id, quiet=True)
+                    result = run_campaign(Campaign.new(CampaignConfig.model_validate(named)), parent_run_id, quiet=True)
                     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
                                 params=_override_params(scenario))
                     rows.append({"scenario": scenario.name, "mode": "optimise", "recipe_label": "recommended",

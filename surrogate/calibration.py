@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 from scipy.optimize import least_squares
 
-from surrogate.objective import PredictionRequest, evaluate
+from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import Recipes, load_materials
@@ -92,7 +92,7 @@ def model_values(p: ModelParameters, observations: pd.DataFrame, materials: dict
     cycles = tuple(sorted(set(int(c) for c in observations["cycle"].dropna()))) or (1,)
 
     predictions = {
-        current: evaluate(batch, p, PredictionRequest(currents, current, cycles, p.reference_temperature_C))
+        current: predict(batch, p, PredictionRequest(currents, current, cycles, p.reference_temperature_C))
         for current in cycling_currents
     }
     values = np.empty(len(observations))

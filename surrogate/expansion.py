@@ -1,4 +1,4 @@
-"""Volume expansion of Sn/HC particles and electrodes, and the objective's expansion penalty (science.md 2.5, 3.1).
+"""Volume expansion of Sn/HC particles and electrodes (science.md 2.5, 3.1).
 
 Na-Sn phases grow ~30 A^3 per Na against 27 A^3 per Sn, so volume grows linearly with the Na reached. Anchored Sn
 forms less Na15Sn4 (handled by the capacity model, which reports Na per Sn); unanchored Sn also agglomerates, which
@@ -40,8 +40,3 @@ def electrode_expansion_pct(particle_expansion, damage, p: ModelParameters):
     swelling = np.asarray(particle_expansion) / 100.0
     return 100.0 * p.electrode_expansion_coefficient * swelling**p.electrode_expansion_exponent * np.asarray(damage)
 
-
-def expansion_penalty_mAh_per_g(particle_expansion, p: ModelParameters):
-    """Objective penalty for particle expansion above the allowance (mAh/g)."""
-    excess = np.maximum(np.asarray(particle_expansion) - p.expansion_allowance_pct, 0.0)
-    return p.expansion_penalty_mAh_per_g_per_pct * excess

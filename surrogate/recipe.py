@@ -1,4 +1,11 @@
-"""A batch of anode recipes: Sn:HC mass ratio plus the ball-milling condition.
+"""The recipe: Sn:HC mass ratio plus the ball-milling condition, declared once as a schema of fields.
+
+Each :class:`RecipeField` carries its name (with unit), kind (real or categorical), allowed range or choices, the
+typical search range and the value a recipe takes when it does not give the field. Everything else is derived from
+:data:`RECIPE_FIELDS`: the batch type :class:`Recipes`, the validity check, the one sameness rule
+(:func:`recipe_key`), the campaign's search space and optimiser dimensions (``flows/config.py``,
+``flows/search.py``), the CLI options of ``snhc predict`` and the lab-CSV columns. Adding a field is one entry here
+plus the physics that uses it.
 
 Every model takes a :class:`Recipes` and returns arrays of the same length, so a batch of 100 000 recipes costs one
 numpy pass. An unmilled powder (a physical mixture, or a pure material) is a milling time of 0 h.
@@ -6,33 +13,156 @@ numpy pass. An unmilled powder (a physical mixture, or a pure material) is a mil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-# Allowed ranges of each recipe field: (low, high). Typical lab ranges of a planetary mill (science.md 3.4),
-# widened so that what-if studies can explore beyond them.
-RECIPE_RANGES: dict[str, tuple[float, float]] = {
-    "sn_mass_fraction": (0.0, 1.0),
-    "milling_time_h": (0.0, 100.0),
-    "milling_speed_rpm": (50.0, 1000.0),
-    "ball_to_powder_ratio": (1.0, 100.0),
-}
+SAMENESS_SIGNIFICANT_DIGITS = 6  # two recipes equal to this many significant digits in every field are the same
 
 
 class RecipeError(ValueError):
-    """A recipe value outside its allowed range; names the field and the range."""
+    """A recipe value outside its allowed range or choices; names the field and what is allowed."""
 
-    def __init__(self, field: str, value: object, allowed: tuple[float, float]):
+    def __init__(self, field: str, value: object, allowed: str, problem: str = "is out of range"):
         self.field = field
         self.allowed = allowed
-        super().__init__(f"{field}={value!r} is out of range: allowed {allowed[0]:g} to {allowed[1]:g}")
+        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        super().__init__(f"{field}={shown} {problem}: {allowed}")
 
 
 @dataclass(frozen=True)
+class RecipeField:
+    """One recipe field: name (unit in the name), kind, allowed values, typical search range, default.
+
+    Parameters
+    ----------
+    name : field name with its unit, e.g. ``milling_time_h``.
+    description : what it is, for help texts and docs.
+    low, high : allowed range of a real field (what-if studies may go beyond the typical lab range).
+    choices : allowed values of a categorical field (then ``low``/``high`` are unused).
+    search : the default search range ``(low, high)`` of a real field, or the default choices of a categorical one.
+    log_scale : search a real field on a log scale by default.
+    default : value of a recipe that does not give this field (None: the field is required).
+    aliases : extra command-line spellings besides ``--name-with-dashes``.
+    """
+
+    name: str
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    search: tuple = ()
+    log_scale: bool = False
+    default: Any = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.choices)
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    @property
+    def option(self) -> str:
+        """The command-line option, e.g. ``--milling-time-h``."""
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values as words, for error messages."""
+        if self.categorical:
+            return "allowed " + ", ".join(self.choices)
+        return f"allowed {self.low:g} to {self.high:g}"
+
+    def is_valid(self, value: Any) -> bool:
+        if self.categorical:
+            return isinstance(value, str) and value in self.choices
+        if isinstance(value, (bool, str)) or value is None:
+            return False
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        return bool(np.isfinite(number)) and self.low <= number <= self.high
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """The value as the field's type (float or str); raises :class:`RecipeError` naming ``label``."""
+        if not self.is_valid(value):
+            raise RecipeError(label or self.name, value, self.allowed())
+        return value if self.categorical else float(value)
+
+    def parse(self, text: str) -> Any:
+        """A value from text (a CSV cell, a CLI argument), checked."""
+        text = str(text).strip()
+        if self.categorical:
+            return self.check(text)
+        try:
+            number = float(text)
+        except ValueError:
+            raise RecipeError(self.name, text, self.allowed(), "is not a number") from None
+        if not np.isfinite(number):
+            raise RecipeError(self.name, text, self.allowed(), "is not a finite number") from None
+        return self.check(number)
+
+
+RECIPE_FIELDS: tuple[RecipeField, ...] = (
+    # Typical lab ranges of a planetary mill (science.md 3.4) are the default search ranges; the allowed ranges are
+    # wider so that what-if studies can explore beyond them.
+    RecipeField("sn_mass_fraction", "Sn / (Sn + HC) by mass (2:1 is 0.6667)", 0.0, 1.0, search=(0.05, 0.95),
+                aliases=("--sn-fraction",)),
+    RecipeField("milling_time_h", "ball-milling time, h (0 = unmilled)", 0.0, 100.0, search=(0.5, 40.0),
+                log_scale=True),
+    RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0)),
+    RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0)),
+)
+FIELDS: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS}
+FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
+
+
+def complete(recipe: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """A checked recipe dict with every field: defaults filled in, unknown or missing fields refused."""
+    unknown = sorted(set(recipe) - set(FIELDS))
+    if unknown:
+        raise RecipeError(f"{where}{unknown[0]}", recipe[unknown[0]], "unknown recipe field; fields are "
+                          + ", ".join(FIELD_NAMES))
+    out = {}
+    for field in RECIPE_FIELDS:
+        if field.name not in recipe:
+            if field.required:
+                raise RecipeError(f"{where}{field.name}", None, f"required ({field.allowed()})")
+            out[field.name] = field.default
+        else:
+            out[field.name] = field.check(recipe[field.name], f"{where}{field.name}")
+    return out
+
+
+def recipe_key(recipe: Mapping[str, Any]) -> tuple:
+    """The one sameness rule: recipes are the same when every field agrees to
+    :data:`SAMENESS_SIGNIFICANT_DIGITS` significant digits (categoricals exactly).
+
+    Examples
+    --------
+    >>> a = {"sn_mass_fraction": 0.6666667, "milling_time_h": 10, "milling_speed_rpm": 400, "ball_to_powder_ratio": 20}
+    >>> recipe_key(a) == recipe_key(a | {"sn_mass_fraction": 0.66666671})
+    True
+    """
+    values = complete(recipe)
+    return tuple(_normalised(f, values[f.name]) for f in RECIPE_FIELDS)
+
+
+def same_value(name: str, a: Any, b: Any) -> bool:
+    """Whether two values of one field are the same by the rule of :func:`recipe_key`."""
+    return _normalised(FIELDS[name], a) == _normalised(FIELDS[name], b)
+
+
+def _normalised(field: RecipeField, value: Any):
+    return value if field.categorical else float(f"{float(value):.{SAMENESS_SIGNIFICANT_DIGITS}g}")
+
+
 class Recipes:
-    """N recipes as parallel float arrays (units in the names).
+    """N recipes as parallel arrays, one per field of :data:`RECIPE_FIELDS` (attributes by field name).
 
     Examples
     --------
@@ -40,44 +170,72 @@ class Recipes:
     ...                            "milling_speed_rpm": 400, "ball_to_powder_ratio": 20}])
     >>> r.size
     1
+    >>> float(r.milling_time_h[0])
+    10.0
     """
 
-    sn_mass_fraction: np.ndarray
-    milling_time_h: np.ndarray
-    milling_speed_rpm: np.ndarray
-    ball_to_powder_ratio: np.ndarray
+    __slots__ = ("_columns",)
 
-    def __post_init__(self) -> None:
-        arrays = {f.name: np.atleast_1d(np.asarray(getattr(self, f.name), dtype=float)) for f in fields(self)}
+    def __init__(self, *values, **columns):
+        if len(values) > len(RECIPE_FIELDS):
+            raise TypeError(f"Recipes takes at most {len(RECIPE_FIELDS)} positional fields")
+        columns = dict(zip(FIELD_NAMES, values)) | columns
+        unknown = sorted(set(columns) - set(FIELDS))
+        if unknown:
+            raise RecipeError(unknown[0], "...", "unknown recipe field; fields are " + ", ".join(FIELD_NAMES))
+        arrays = {}
+        for field in RECIPE_FIELDS:
+            if field.name not in columns and field.required:
+                raise RecipeError(field.name, None, f"required ({field.allowed()})")
+            raw = columns.get(field.name, field.default)
+            arrays[field.name] = np.atleast_1d(np.asarray(raw, dtype=object if field.categorical else float))
         size = max(a.size for a in arrays.values())
-        for name, values in arrays.items():
-            values = np.broadcast_to(values, (size,)).copy()
-            low, high = RECIPE_RANGES[name]
-            bad = ~np.isfinite(values) | (values < low) | (values > high)
+        checked = {}
+        for field in RECIPE_FIELDS:
+            array = np.broadcast_to(arrays[field.name], (size,)).copy()
+            if field.categorical:
+                bad = ~np.isin(array, field.choices)
+            else:
+                bad = ~np.isfinite(array) | (array < field.low) | (array > field.high)
             if bad.any():
-                raise RecipeError(name, values[bad][0].item(), (low, high))
-            object.__setattr__(self, name, values)
+                raise RecipeError(field.name, array[bad][0].item() if not field.categorical else array[bad][0],
+                                  field.allowed())
+            checked[field.name] = array
+        object.__setattr__(self, "_columns", checked)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return object.__getattribute__(self, "_columns")[name]
+        except KeyError:
+            raise AttributeError(f"no recipe field named {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Recipes are read-only")
 
     @property
     def size(self) -> int:
-        return self.sn_mass_fraction.size
+        return self._columns[FIELD_NAMES[0]].size
 
     @property
     def hc_mass_fraction(self) -> np.ndarray:
         return 1.0 - self.sn_mass_fraction
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, float]]) -> "Recipes":
-        """Build a batch from dicts keyed by the field names."""
-        records = list(records)
-        return cls(**{f.name: np.array([r[f.name] for r in records], dtype=float) for f in fields(cls)})
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> "Recipes":
+        """Build a batch from dicts keyed by field names (fields with a default may be left out)."""
+        records = [complete(r) for r in records]
+        return cls(**{name: [r[name] for r in records] for name in FIELD_NAMES})
 
-    def to_records(self) -> list[dict[str, float]]:
-        return [{f.name: getattr(self, f.name)[i].item() for f in fields(self)} for i in range(self.size)]
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{name: _plain(self._columns[name][i]) for name in FIELD_NAMES} for i in range(self.size)]
 
     def take(self, index) -> "Recipes":
         """Sub-batch by integer or boolean index."""
-        return Recipes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return Recipes(**{name: self._columns[name][index] for name in FIELD_NAMES})
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def load_materials(path) -> dict[str, Recipes]:

@@ -40,10 +40,10 @@ def materials():
 @pytest.fixture(scope="session")
 def predict(params, materials):
     """predict(name, **request) -> Prediction of one named material."""
-    from surrogate.objective import PredictionRequest, evaluate
+    from surrogate.model import PredictionRequest, predict as model_predict
 
     def run(name, **request):
-        return evaluate(materials[name], params, PredictionRequest(**request))
+        return model_predict(materials[name], params, PredictionRequest(**request))
 
     return run
 

@@ -46,7 +46,7 @@ def test_cycling_current_and_temperature_change_the_prediction(capsys, params):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sn-fraction", "1.3"], "--sn-fraction=1.3 is out of range: allowed 0 to 1"),
+    (["--sn-fraction", "1.3"], "--sn-mass-fraction=1.3 is out of range: allowed 0 to 1"),
     (["--milling-time-h", "-1"], "--milling-time-h=-1 is out of range: allowed 0 to 100"),
     (["--material", "Sn@HC-5-1"], "--material 'Sn@HC-5-1' is unknown"),
     (["--current", "-4"], "--current=-4 is out of range"),

@@ -84,13 +84,14 @@ def test_cli_options_are_validated_like_config(tmp_path, capsys):
 
 
 def test_a_cold_campaign_reaches_the_models(params):
-    """Config allows -40 to 80 C; the model parameters must accept the same range (they once rejected < 0)."""
-    from flows.optimise import campaign_parameters
-    from surrogate.objective import evaluate
-    from surrogate.recipe import Recipes
+    """Config allows -40 to 80 C; the model must accept the same range (parameters once rejected < 0)."""
+    from flows.evaluation import campaign_parameters, evaluate_batch
 
-    recipe = Recipes(2 / 3, 10.0, 400.0, 20.0)
-    cold, _ = campaign_parameters(load_config(overrides={"objective": {"temperature_C": -10.0}}))
-    warm, _ = campaign_parameters(load_config())
-    assert cold.objective_temperature_C == -10.0
-    assert evaluate(recipe, cold).objective[0] < evaluate(recipe, warm).objective[0]
+    recipe = {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
+              "ball_to_powder_ratio": 20.0}
+    cold = load_config(overrides={"objective": {"temperature_C": -10.0}})
+    warm = load_config()
+    p, _ = campaign_parameters(cold)
+    cold_result = evaluate_batch([recipe], p, cold.objective)[0]
+    warm_result = evaluate_batch([recipe], campaign_parameters(warm)[0], warm.objective)[0]
+    assert cold_result.ok and cold_result.objective < warm_result.objective

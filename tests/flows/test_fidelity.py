@@ -50,7 +50,7 @@ def test_flow_finishes_when_pybamm_cannot_reach_the_target(prefect_local, params
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["recommended.ranked_by"] == "surrogate"
+    assert run.data.tags["recommended.ranked_by"] == "model"
     comparison = pd.read_csv(client.download_artifacts(summary["run_id"], "fidelity_comparison.csv", str(tmp_path)))
     assert (comparison["physics_status"] == "FAILED").all()
     assert comparison["physics_reason"].str.contains("beyond what the electrode carries").all()

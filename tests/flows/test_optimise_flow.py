@@ -50,33 +50,33 @@ def test_parent_run_has_config_tags_recommendation_and_artifacts(campaign):
     assert {"config_sha256", "mlflow.source.git.commit", "prefect_flow_run_id"} <= set(parent.data.tags)
     assert parent.data.params["optimiser.n_calls"] == "8"
     for field in RECIPE:
-        value = float(parent.data.params[f"recommended.{field}"])
+        value = float(parent.data.tags[f"recommended.{field}"])
         assert BOUNDS[field][0] <= value <= BOUNDS[field][1]
-    assert np.isfinite(parent.data.metrics["recommended.surrogate_std_objective"])
+    assert np.isfinite(parent.data.metrics["recommended.optimiser_surrogate_std_objective"])
     history = client.get_metric_history(summary["run_id"], "best_objective")
     assert [m.step for m in history] == [4, 8]
     assert history[-1].value >= history[0].value
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "evaluations.csv", "calibration_report.txt", "convergence.png", "objective.png",
-            "recommended_recipe.json", "fidelity_comparison.csv"} <= artifacts
+            "recommended_recipe.json", "fidelity_comparison.csv", "recommendations"} <= artifacts
 
 
 def test_top_recipes_are_rechecked_with_pybamm_side_by_side(campaign, tmp_path):
     uri, summary = campaign
     client = MlflowClient(uri)
     parent = client.get_run(summary["run_id"])
-    assert parent.data.params["recommended.ranked_by"] == "physics"
-    assert "ranked by the physics model" in summary["fidelity"]
+    assert parent.data.tags["recommended.ranked_by"] == "physics"
+    assert "ranked by the PyBaMM model" in summary["fidelity"]
     comparison = pd.read_csv(client.download_artifacts(summary["run_id"], "fidelity_comparison.csv", str(tmp_path)))
-    assert len(comparison) == 5 and (comparison["physics_status"] == "OK").all()
+    assert len(comparison) == 5 and (comparison["physics_status"] == "FINISHED").all()
     best = comparison.loc[comparison["physics_objective"].idxmax()]
-    assert float(parent.data.params["recommended.sn_mass_fraction"]) == pytest.approx(best["sn_mass_fraction"])
+    assert float(parent.data.tags["recommended.sn_mass_fraction"]) == pytest.approx(best["sn_mass_fraction"])
     checked = [c for c in children_of(client, summary["experiment_id"], summary["run_id"])
                if "physics.objective" in c.data.metrics]
     assert len(checked) == 5
     for child in checked:
         row = comparison[comparison["evaluation"] == int(child.data.tags["evaluation"])].iloc[0]
-        assert child.data.metrics["objective"] == pytest.approx(row["surrogate_objective"])
+        assert child.data.metrics["objective"] == pytest.approx(row["model_objective"])
         assert child.data.metrics["physics.objective"] == pytest.approx(row["physics_objective"])
 
 
@@ -128,14 +128,14 @@ def test_same_config_and_seed_give_the_same_evaluation_table(campaign, tmp_path)
 def test_failed_evaluations_are_recorded_and_the_campaign_goes_on(prefect_local, params, tmp_path, monkeypatch):
     import flows.evaluation as evaluation
 
-    real = evaluation.evaluate
+    real = evaluation.predict
 
     def solver_that_fails_for_tin_rich_recipes(recipes, p, *args, **kwargs):
         if (recipes.sn_mass_fraction > 0.5).any():
             raise FloatingPointError("solver did not converge")
         return real(recipes, p, *args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluate", solver_that_fails_for_tin_rich_recipes)
+    monkeypatch.setattr(evaluation, "predict", solver_that_fails_for_tin_rich_recipes)
     summary = run_small(tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     children = children_of(client, summary["experiment_id"], summary["run_id"])

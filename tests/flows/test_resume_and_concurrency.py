@@ -68,9 +68,9 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
     assert len(saved) >= 3, "the campaign did not finish two batches in time"
     assert client.get_run(run_id).info.status == "RUNNING"  # killed: nobody closed it
 
-    from flows.state import load_state
+    from flows.store import MlflowStateStore
 
-    before = load_state(client, run_id)["evaluations"]
+    before = MlflowStateStore(client).load(run_id, "resilience")["evaluations"]
     assert len(before) >= 4
 
     resumed = snhc("optimise", "--config", str(config), "--resume", run_id,

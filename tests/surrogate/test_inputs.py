@@ -39,9 +39,9 @@ def test_parameter_overrides_are_checked():
         p.with_values(hc_capacity_mAh_per_g="lots")
     with pytest.raises(ParameterError, match="overpotential_spread_V=5.0 is out of range: allowed 0.003 to 0.08"):
         p.with_values(overpotential_spread_V=5.0)
-    assert p.with_values(objective_temperature_C=-10).objective_temperature_C == -10.0  # bounds allow < 0
-    with pytest.raises(ParameterError, match="objective_temperature_C=-100.0 is out of range: allowed -40 to 80"):
-        p.with_values(objective_temperature_C=-100)
+    assert p.with_values(reference_temperature_C=-10).reference_temperature_C == -10.0  # bounds allow < 0
+    with pytest.raises(ParameterError, match="reference_temperature_C=-100.0 is out of range: allowed -40 to 80"):
+        p.with_values(reference_temperature_C=-100)
     with pytest.raises(ParameterError, match="hc_capacity_mAh_per_g=-1.0 is out of range: must be >= 0"):
         p.with_values(hc_capacity_mAh_per_g=-1)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from surrogate.objective import evaluate
+from surrogate.model import predict
 from surrogate.recipe import Recipes
 
 
@@ -46,36 +46,11 @@ def test_cold_cell_loses_rate_capability(predict):
     assert cold < warm
 
 
-def test_objective_has_an_interior_maximum_in_tin_fraction(params):
-    fractions = np.linspace(0.0, 1.0, 41)
-    objective = evaluate(Recipes(fractions, 10.0, 400.0, 20.0), params).objective
-    best = int(np.argmax(objective))
-    assert 0 < best < fractions.size - 1
-    assert objective[best] > objective[0] + 50 and objective[best] > objective[-1] + 50
-
-
-def test_objective_has_an_interior_maximum_in_milling_dose(params):
-    hours = np.geomspace(0.1, 100.0, 41)  # dose 0.01 .. 10 at the reference speed and BPR
-    objective = evaluate(Recipes(2 / 3, hours, 400.0, 20.0), params).objective
-    best = int(np.argmax(objective))
-    assert 0 < best < hours.size - 1
-    assert objective[best] > objective[0] + 50 and objective[best] > objective[-1] + 5
-
-
 def test_a_batch_gives_the_same_numbers_as_one_recipe_at_a_time(params):
     rng = np.random.default_rng(7)
     batch = Recipes(rng.uniform(0, 1, 30), rng.uniform(0, 40, 30), rng.uniform(150, 600, 30), rng.uniform(5, 40, 30))
-    together = evaluate(batch, params).scalar_metrics()
+    together = predict(batch, params).scalar_metrics()
     for i in range(batch.size):
-        alone = evaluate(batch.take([i]), params).scalar_metrics()
+        alone = predict(batch.take([i]), params).scalar_metrics()
         for name, values in alone.items():
             assert values[0] == pytest.approx(together[name][i], rel=1e-9, abs=1e-9), name
-
-
-def test_objective_is_capacity_after_target_cycles_minus_the_expansion_penalty(params, materials):
-    prediction = evaluate(materials["nano-Sn"], params)
-    excess = prediction.particle_expansion_pct[0] - params.expansion_allowance_pct
-    assert excess > 0
-    assert prediction.expansion_penalty_mAh_per_g[0] == pytest.approx(excess * params.expansion_penalty_mAh_per_g_per_pct)
-    assert prediction.objective[0] == pytest.approx(prediction.objective_capacity_mAh_per_g[0]
-                                                    - prediction.expansion_penalty_mAh_per_g[0])

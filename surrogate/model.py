@@ -1,8 +1,8 @@
-"""One entry point from recipes to every predicted metric and the objective score.
+"""The model's one entry point: a batch of recipes in, every predicted metric out.
 
-The optimiser sees only :func:`evaluate`: a batch of recipes in, a batch of scores and the metrics behind them out.
-The score is the capacity at a target current after a target number of cycles, minus a penalty for particle
-expansion above an allowance (all set in the model parameters, overridable per campaign).
+:func:`predict` chains the stages (milling -> kinetics -> expansion -> cycle life). It only predicts: how a campaign
+scores a prediction is the objective's business (``flows/objective.py``). What to predict (currents, cycles,
+temperature, and the optional *target* condition an objective asks for) is a :class:`PredictionRequest`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,17 @@ ELECTRODE_EXPANSION_CYCLES = 1000  # the study's post-mortem thickness is after 
 
 @dataclass(frozen=True)
 class PredictionRequest:
-    """What to predict besides the objective: rate currents, cycling current and cycles, temperature."""
+    """What to predict: rate currents, cycling current and cycles, temperature, and optionally a target condition
+    (capacity at ``target_current_A_per_g`` after ``target_cycle`` test cycles at ``target_temperature_C``), the
+    quantity a capacity objective scores."""
 
     currents_A_per_g: tuple[float, ...] = (0.17, 0.42, 0.84, 1.7, 4.2)
     cycling_current_A_per_g: float = 1.7
     cycles: tuple[int, ...] = (1, 400, 1000, 12000)
     temperature_C: float = 25.0
+    target_current_A_per_g: float | None = None
+    target_cycle: int | None = None
+    target_temperature_C: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,7 @@ class Prediction:
     particle_expansion_pct: np.ndarray
     electrode_expansion_after_1000_cycles_pct: np.ndarray
     activation_energy_kJ_per_mol: np.ndarray
-    objective_capacity_mAh_per_g: np.ndarray
-    expansion_penalty_mAh_per_g: np.ndarray
-    objective: np.ndarray
+    target_capacity_mAh_per_g: np.ndarray | None  # at the request's target condition (None without one)
     sn_linear_strain: np.ndarray  # strain of Sn domains at the cycling current (drives damage)
     microstructure: Microstructure = field(repr=False)
 
@@ -58,7 +61,7 @@ class Prediction:
             for name in ("theoretical_capacity_mAh_per_g", "reversible_capacity_mAh_per_g",
                          "initial_coulombic_efficiency_pct", "particle_expansion_pct",
                          "electrode_expansion_after_1000_cycles_pct", "activation_energy_kJ_per_mol",
-                         "objective_capacity_mAh_per_g", "expansion_penalty_mAh_per_g", "sn_linear_strain", "objective")
+                         "sn_linear_strain")
         }
         for j, current in enumerate(self.request.currents_A_per_g):
             metrics[f"capacity_at_{current:g}_A_per_g_mAh_per_g"] = self.capacity_at_current_mAh_per_g[:, j]
@@ -82,7 +85,6 @@ class Prediction:
             "particle_expansion_pct": float(self.particle_expansion_pct[i]),
             "electrode_expansion_after_1000_cycles_pct": float(self.electrode_expansion_after_1000_cycles_pct[i]),
             "activation_energy_kJ_per_mol": float(self.activation_energy_kJ_per_mol[i]),
-            "objective": float(self.objective[i]),
         }
 
 
@@ -97,18 +99,18 @@ def _capacity_after_cycles(recipes, micro, current_A_per_g, cell_cycles, tempera
     return fresh.total_mAh_per_g[:, None] * retention, law, strain
 
 
-def evaluate(recipes: Recipes, p: ModelParameters, request: PredictionRequest | None = None) -> Prediction:
-    """Predict every metric and the objective for a batch of recipes.
+def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | None = None) -> Prediction:
+    """Predict every metric of a batch of recipes.
 
     Examples
     --------
     >>> from surrogate.calibration import calibrated_parameters
     >>> p = calibrated_parameters()
     >>> r = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[10], milling_speed_rpm=[400], ball_to_powder_ratio=[20])
-    >>> round(float(evaluate(r, p).theoretical_capacity_mAh_per_g[0]), 1)
+    >>> round(float(predict(r, p).theoretical_capacity_mAh_per_g[0]), 1)
     664.7
     """
-    request = request or PredictionRequest(temperature_C=p.objective_temperature_C)
+    request = request or PredictionRequest()
     micro = microstructure(recipes, p)
     w_sn = recipes.sn_mass_fraction
     temperature = request.temperature_C
@@ -136,10 +138,12 @@ def evaluate(recipes: Recipes, p: ModelParameters, request: PredictionRequest | 
                     * cycle_life.catastrophic_survival([expansion_cycle], law, p)[:, 0])
     electrode = expansion.electrode_expansion_pct(particle, damage, p)
 
-    target, _, _ = _capacity_after_cycles(recipes, micro, p.objective_current_A_per_g,
-                                          [formation_cycles + p.objective_cycle], p.objective_temperature_C,
-                                          first.total_mAh_per_g, p)
-    penalty = expansion.expansion_penalty_mAh_per_g(particle, p)
+    target = None
+    if request.target_current_A_per_g is not None:
+        target_temperature = request.target_temperature_C if request.target_temperature_C is not None else temperature
+        target = _capacity_after_cycles(recipes, micro, request.target_current_A_per_g,
+                                        [formation_cycles + request.target_cycle], target_temperature,
+                                        first.total_mAh_per_g, p)[0][:, 0]
     return Prediction(
         request=request,
         theoretical_capacity_mAh_per_g=theoretical_capacity_mAh_per_g(w_sn, p),
@@ -151,9 +155,7 @@ def evaluate(recipes: Recipes, p: ModelParameters, request: PredictionRequest | 
         particle_expansion_pct=particle,
         electrode_expansion_after_1000_cycles_pct=electrode,
         activation_energy_kJ_per_mol=activation,
-        objective_capacity_mAh_per_g=target[:, 0],
-        expansion_penalty_mAh_per_g=penalty,
-        objective=target[:, 0] - penalty,
+        target_capacity_mAh_per_g=target,
         sn_linear_strain=strain,
         microstructure=micro,
     )

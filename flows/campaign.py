@@ -1,0 +1,165 @@
+"""The campaign: one object holding a campaign's whole state, built and validated once, saved as plain JSON.
+
+Like BayBE's ``Campaign``, it is the config plus everything evaluated so far (recipe, search-space point, status,
+objective, metrics, failure reason, batch and source), with lab results merged in. The CLI builds it once
+(:func:`build_campaign`: config file or a resumed run's saved config, lab CSV read once, state loaded once) and hands
+it to the flow. Its JSON document (:meth:`Campaign.to_document`) is what a :mod:`flows.store` saves after every
+batch and what ``--resume`` rebuilds it from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
+from flows.evaluation import LAB, MODEL, Evaluation
+from flows.observations import LabData, read_observations
+from surrogate.recipe import recipe_key
+
+STATE_VERSION = 1
+LAB_BATCH = -1  # batch number of lab results (they were not asked for by the optimiser)
+
+
+@dataclass
+class Campaign:
+    """A campaign's config and its evaluations in order (``points[i]``, ``evaluations[i]``, ``batches[i]``).
+
+    ``run_id`` is the tracking run once the campaign is started or resumed; ``saved`` is how many evaluations the
+    state it was resumed from held (child runs logged beyond it belong to a batch lost in flight); ``lab`` is the lab
+    file it was given, if any.
+    """
+
+    config: CampaignConfig
+    points: list[list] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+    run_id: str | None = None
+    saved: int = 0
+    lab: LabData | None = None
+
+    # --- building ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, config: CampaignConfig, lab: LabData | None = None) -> "Campaign":
+        campaign = cls(config, lab=lab)
+        campaign.add_lab_results()
+        return campaign
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], run_id: str, overrides: dict[str, Any] | None = None,
+                      lab: LabData | None = None) -> "Campaign":
+        """Rebuild a saved campaign (its saved config with ``overrides`` merged on), then merge new lab results."""
+        config = validate_config(deep_merge(document["config"], overrides or {}), f"run {run_id}")
+        items = document["evaluations"]
+        campaign = cls(config, [item["point"] for item in items], [Evaluation.from_record(item) for item in items],
+                       [item["batch"] for item in items], run_id=run_id, saved=len(items), lab=lab)
+        campaign.add_lab_results()
+        return campaign
+
+    def add_lab_results(self) -> int:
+        """Tell the campaign the lab file's measured rows it does not hold yet; returns how many were new."""
+        if not self.lab:
+            return 0
+        from flows.search import point_of
+
+        held = {recipe_key(e.recipe) for e in self.evaluations if e.source == LAB}
+        new = [e for e in self.lab.measured if recipe_key(e.recipe) not in held]
+        for evaluation in new:
+            self.points.append(point_of(evaluation.recipe, self.config))
+            self.evaluations.append(evaluation)
+            self.batches.append(LAB_BATCH)
+        return len(new)
+
+    # --- progress --------------------------------------------------------------------------------------------------
+
+    def next_batch(self) -> int:
+        return max([b + 1 for b in self.batches], default=0)
+
+    def add_batch(self, points: list[list], evaluations: list[Evaluation]) -> int:
+        """Append one evaluated batch; returns its batch number."""
+        batch = self.next_batch()
+        self.points += points
+        self.evaluations += evaluations
+        self.batches += [batch] * len(points)
+        return batch
+
+    def model_evaluations(self) -> int:
+        """Evaluations by the model (lab observations do not use up the budget)."""
+        return sum(e.source == MODEL for e in self.evaluations)
+
+    def failed(self) -> int:
+        return sum(not e.ok for e in self.evaluations)
+
+    def best_index(self) -> int | None:
+        finished = [i for i, e in enumerate(self.evaluations) if e.ok]
+        return max(finished, key=lambda i: self.evaluations[i].objective) if finished else None
+
+    def best_objective(self) -> float:
+        best = self.best_index()
+        return self.evaluations[best].objective if best is not None else float("nan")
+
+    # --- views -----------------------------------------------------------------------------------------------------
+
+    def table(self) -> pd.DataFrame:
+        """The evaluation table: one row per evaluation with recipe, status, objective and every metric."""
+        rows = []
+        for i, (evaluation, batch) in enumerate(zip(self.evaluations, self.batches)):
+            rows.append({"evaluation": i, "batch": batch, "source": evaluation.source, **evaluation.recipe,
+                         "status": evaluation.status.value, "objective": evaluation.objective,
+                         "failure_reason": evaluation.reason,
+                         **{k: v for k, v in evaluation.metrics.items() if k != "objective"}})
+        return pd.DataFrame(rows)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON-ready state (never pickle): config and every evaluation."""
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.model_dump(mode="json"),
+            "evaluations": [{"index": i, "batch": batch, "point": point, **e.record()}
+                            for i, (point, e, batch) in enumerate(zip(self.points, self.evaluations, self.batches))],
+        }
+
+
+def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | None = None,
+                   resume_run_id: str | None = None, observations_path: str | None = None) -> Campaign:
+    """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
+    resumed run's saved state), the lab file and the resume id. Problems raise :class:`ConfigError`."""
+    base = load_config(config_path, overrides)
+    if not resume_run_id:
+        lab = read_observations(observations_path, base) if observations_path else None
+        return Campaign.new(base, lab)
+    from flows.store import store_for
+
+    store = store_for(base.tracking)
+    document = store.load(resume_run_id, base.tracking.experiment_name)
+    saved = validate_config(deep_merge(document["config"], overrides or {}), f"run {resume_run_id}")
+    lab = read_observations(observations_path, saved) if observations_path else None
+    return Campaign.from_document(document, resume_run_id, overrides, lab)
+
+
+_handed_over: dict[str, Campaign] = {}
+
+
+def hand_over(campaign: Campaign) -> str:
+    """Hand a built campaign to a flow in this process: returns the token the flow takes it back with.
+
+    The campaign stays in memory, so a flow run's parameters (stored by Prefect) carry a token, never the config's
+    secrets or the whole state; a deployment run, in another process, builds its campaign from its config instead.
+    """
+    token = uuid.uuid4().hex
+    _handed_over[token] = campaign
+    return token
+
+
+def take_over(token: str) -> Campaign:
+    try:
+        return _handed_over.pop(token)
+    except KeyError:
+        raise ConfigError(f"campaign token {token!r}: no campaign was handed over in this process") from None
+
+
+__all__ = ["Campaign", "ConfigError", "build_campaign", "hand_over", "take_over"]
