@@ -32,7 +32,7 @@ integration: install
 	$(BIN)/python -m pytest -m integration tests/integration -p no:cacheprovider
 
 benchmark: install
-	$(BIN)/python benchmarks/surrogate_throughput.py
+	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/optimiser_efficiency.py
 	$(BIN)/python benchmarks/physics_cost.py
 	$(BIN)/python benchmarks/scale_out.py

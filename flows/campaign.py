@@ -136,7 +136,9 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
 
     store = store_for(base.tracking)
     document = store.load(resume_run_id, base.tracking.experiment_name)
-    saved = validate_config(deep_merge(document["config"], overrides or {}), f"run {resume_run_id}")
+    # Resume on the store this command points at (a saved URI may be redacted), with the new overrides on top.
+    overrides = deep_merge({"tracking": base.tracking.model_dump(mode="json")}, overrides or {})
+    saved = validate_config(deep_merge(document["config"], overrides), f"run {resume_run_id}")
     lab = read_observations(observations_path, saved) if observations_path else None
     return Campaign.from_document(document, resume_run_id, overrides, lab)
 

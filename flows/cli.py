@@ -142,16 +142,19 @@ def _campaign_overrides(args) -> dict:
 
 
 def cmd_optimise(args) -> int:
-    overrides = _campaign_overrides(args)
-    from flows.campaign import build_campaign, hand_over
-    from flows.optimise import optimise_anode
+    from flows import interrupts
+
+    interrupts.install()
+    campaign = None
+    try:
+        campaign = _build_and_start(args)
+        summary = _run_optimisation(args, campaign)
+    except interrupts.CampaignInterrupted as interrupt:
+        print(_interrupted_message(args, campaign, interrupt), file=sys.stderr)
+        return interrupt.exit_code
     from flows.reporting import print_recommendation
 
-    # Built and validated once, before anything starts (bad input: exit 2, nothing written); the flow takes it over.
-    campaign = build_campaign(args.config, overrides, args.resume, args.observations)
     config = campaign.config
-    summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations,
-                             campaign_token=hand_over(campaign))
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"Fidelity: {summary['fidelity']}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
@@ -159,6 +162,34 @@ def cmd_optimise(args) -> int:
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
                   f"/runs/{summary['run_id']}")
     return 0
+
+
+def _build_and_start(args):
+    """Start (or find) the Prefect API while the campaign is built and validated, once, before anything runs."""
+    from flows import prefect_server
+    from flows.campaign import build_campaign
+
+    server = prefect_server.start()
+    campaign = build_campaign(args.config, _campaign_overrides(args), args.resume, args.observations)
+    server.wait()
+    return campaign
+
+
+def _run_optimisation(args, campaign) -> dict:
+    from flows.campaign import hand_over
+    from flows.optimise import optimise_anode
+
+    return optimise_anode(str(args.config or default_config_path()), _campaign_overrides(args), args.resume,
+                          args.observations, campaign_token=hand_over(campaign))
+
+
+def _interrupted_message(args, campaign, interrupt) -> str:
+    if campaign is None or not campaign.run_id:
+        return f"snhc optimise: {interrupt} before the campaign started; nothing was written"
+    options = "".join(f" {flag} {value}" for flag, value in (("--config", args.config),
+                                                             ("--tracking-uri", args.tracking_uri)) if value)
+    return (f"snhc optimise: {interrupt}; run {campaign.run_id} is KILLED with {len(campaign.evaluations)} "
+            f"evaluations saved. Resume with: snhc optimise{options} --resume {campaign.run_id}")
 
 
 def cmd_suggest(args) -> int:
@@ -190,10 +221,14 @@ def cmd_what_if(args) -> int:
     from flows.whatif import load_scenarios, what_if
     from flows.config import deep_merge, read_yaml
 
+    from flows import prefect_server
+
+    server = prefect_server.start()
     overrides = _campaign_overrides(args)
     base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
     load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario
+    server.wait()
     what_if(args.scenarios, str(args.config or default_config_path()), overrides)
     return 0
 
@@ -319,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, RecipeError, ParameterError, CalibrationDataError, ConfigError) as error:
         print(f"snhc {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - a start-up failure is one line with its fix, not a traceback
+        from flows.prefect_server import PrefectStartupError
+
+        if isinstance(error, PrefectStartupError):
+            print(f"snhc {args.command}: error: {error}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

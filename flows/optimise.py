@@ -17,7 +17,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows import fidelity, reporting
+from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch
@@ -123,8 +123,10 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         compare_with_lab(campaign, p, recorder, quiet)
         progress = reporting.BatchProgress(campaign, quiet)
-        optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
-                               lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)))
+        with interrupts.deferred():  # Ctrl-C / SIGTERM: the batch in hand is finished and saved, then it stops
+            optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
+                                   lambda batch, evaluations: (recorder.after_batch(batch, evaluations),
+                                                               progress(batch), interrupts.check()))
         ranking = physics_check(campaign, p)
         if ranking is not None:
             recorder.log_physics_check(ranking)

@@ -81,8 +81,22 @@ class MlflowStateStore:
 
             document = newest_complete(reader(name) for name in files)
         if document is None:
-            raise ConfigError(f"run {run_id}: no saved campaign state (was it started by `snhc optimise`?)")
+            document = self._config_only(run_id)
         return document
+
+    def _config_only(self, run_id: str) -> dict[str, Any]:
+        """The state of a campaign killed before its first save: its config (a run tag), no evaluations."""
+        from flows.campaign import STATE_VERSION
+        from flows.tracking import CONFIG_TAG
+
+        config = self.client.get_run(run_id).data.tags.get(CONFIG_TAG)
+        if config is None:
+            raise ConfigError(f"--resume {run_id}: this run has neither saved state nor a campaign config; it is "
+                              f"not a campaign run of `snhc optimise`")
+        try:
+            return {"version": STATE_VERSION, "config": json.loads(config), "evaluations": []}
+        except ValueError:
+            raise ConfigError(f"--resume {run_id}: its config tag is not valid JSON") from None
 
     def _check_resumable(self, run_id: str, experiment_name: str) -> None:
         """A resume id must name a campaign (parent) run of the configured experiment."""

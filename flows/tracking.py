@@ -20,9 +20,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_GIT_COMMIT
 
+from flows.interrupts import CampaignInterrupted
 from surrogate.paths import PROJECT_ROOT
 
 MAX_PARAM_LENGTH = 6000
+CONFIG_TAG = "snhc.config"  # the campaign's validated config (JSON), set when its run is created
 
 
 def artifact_location_for(tracking_uri: str, configured: str | None) -> str | None:
@@ -112,6 +114,10 @@ class Tracker:
             run_id = self.start_run(name, tags, parent_run_id)
         try:
             yield run_id
+        except CampaignInterrupted as interrupt:
+            self.client.set_tag(run_id, "stopped_by", str(interrupt))
+            self.client.set_terminated(run_id, "KILLED")
+            raise
         except BaseException as error:
             self.fail(run_id, f"{type(error).__name__}: {error}")
             raise
@@ -194,12 +200,18 @@ class CampaignRecorder:
 
     @contextmanager
     def run(self, parent_run_id: str | None = None, prefect_flow_run_id: str = "") -> Iterator[str]:
-        """The campaign's parent run: created (or reopened when resuming), FINISHED or FAILED at the end."""
+        """The campaign's parent run: created (or reopened when resuming), FINISHED, FAILED or KILLED at the end.
+
+        The run is created with its config as a tag, so even a run killed before its first state save can be
+        resumed (from its config, with no evaluations).
+        """
+        import json
+
         import yaml
 
         campaign, config = self.campaign, self.campaign.config
         tags = {"campaign": config.name, "config_sha256": config.digest(), "prefect_flow_run_id": prefect_flow_run_id,
-                **source_tags()}
+                CONFIG_TAG: json.dumps(config.model_dump(mode="json"), separators=(",", ":")), **source_tags()}
         if self.calibration is not None:
             tags["calibration_data_sha256"] = self.calibration.data_sha256
         with self.tracker.run(f"optimise-{config.name}", tags, parent_run_id, campaign.run_id) as run_id:

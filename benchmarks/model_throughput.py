@@ -3,7 +3,7 @@
 Both are measured in the same run on the same machine, so their ratio is meaningful even on a shared, noisy host.
 Target: the batch is at least 50x faster per recipe.
 
-Run: ``.venv/bin/python benchmarks/surrogate_throughput.py``
+Run: ``.venv/bin/python benchmarks/model_throughput.py``
 """
 
 import os

@@ -1,0 +1,67 @@
+"""Ctrl-C and SIGTERM stop a campaign cleanly: the run is marked KILLED, the state saved so far stays resumable.
+
+:func:`install` replaces Python's default SIGINT/SIGTERM behaviour in the command's main thread. Outside a search
+loop a signal raises :class:`CampaignInterrupted` at once (nothing has been written yet, or only what a resume
+needs). Inside :func:`deferred` (the ask/tell loop) it only sets a flag; the loop finishes the batch in hand (the
+model takes milliseconds), saves it, and :func:`check` raises between batches, so no half-logged batch is left.
+The CLI exits 130 (SIGINT) or 143 (SIGTERM) and prints the resume command.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class CampaignInterrupted(BaseException):
+    """Raised to stop a campaign on a signal (a BaseException, like KeyboardInterrupt: no ``except Exception``
+    in between swallows it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 1)
+
+
+_deferring = [False]  # one flag for the process: the handler runs in the main thread, the loop may not
+_pending: list[int] = []
+
+
+def _handler(signum, frame) -> None:
+    if _deferring[0]:
+        _pending.append(signum)
+        return
+    raise CampaignInterrupted(signum)
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM to :class:`CampaignInterrupted` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in EXIT_CODES:
+        signal.signal(signum, _handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within this block a signal is noted, not raised; :func:`check` raises it at a safe point."""
+    previous = _deferring[0]
+    _deferring[0] = True
+    try:
+        yield
+    finally:
+        _deferring[0] = previous
+    check()
+
+
+def check() -> None:
+    """Raise :class:`CampaignInterrupted` if a signal arrived while deferred."""
+    if _pending:
+        raise CampaignInterrupted(_pending.pop(0))

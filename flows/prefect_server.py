@@ -1,0 +1,131 @@
+"""A Prefect API for one command: a running server is reused, else a temporary one is started out of harm's way.
+
+Prefect's own temporary server starts inside the command's process group with a 20 s start-up limit: on a busy
+machine it often misses that limit, and Ctrl-C kills it first, so the campaign then hangs on connection errors.
+This module starts the same temporary server (Prefect's ASGI app under uvicorn, no UI) itself:
+
+* in its own session, so Ctrl-C and SIGTERM reach the campaign, which stops cleanly, and not the server;
+* before the science stack is imported, so its start overlaps with building the campaign (:func:`start`), and
+  only then waits for it (:meth:`TemporaryServer.wait`) with a generous, configurable limit
+  (``SNHC_PREFECT_STARTUP_TIMEOUT_S``, default :data:`DEFAULT_STARTUP_TIMEOUT_S`);
+* and stops it when the command ends.
+
+With ``PREFECT_API_URL`` set (a team's ``prefect server start``, or a server left running for several commands),
+that server is used as it is, after a quick health check.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
+HEALTH_CHECK_TIMEOUT_S = 3.0
+
+
+class PrefectStartupError(RuntimeError):
+    """The Prefect API could not be reached or started; the message says what to do."""
+
+
+def startup_timeout_s() -> float:
+    text = os.environ.get("SNHC_PREFECT_STARTUP_TIMEOUT_S", "")
+    try:
+        value = float(text) if text else DEFAULT_STARTUP_TIMEOUT_S
+    except ValueError:
+        raise PrefectStartupError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text!r} is not a number of seconds") from None
+    if not 1.0 <= value <= 3600.0:
+        raise PrefectStartupError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text} is out of range: allowed 1 to 3600")
+    return value
+
+
+def healthy(api_url: str, timeout_s: float = HEALTH_CHECK_TIMEOUT_S) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout_s) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class TemporaryServer:
+    """A Prefect server process for the life of one command."""
+
+    def __init__(self, process: subprocess.Popen | None, api_url: str, log_path: Path | None):
+        self.process = process
+        self.api_url = api_url
+        self.log_path = log_path
+
+    def wait(self) -> None:
+        """Block until the API answers; a one-line :class:`PrefectStartupError` if it does not in time."""
+        if self.process is None:
+            return
+        limit = startup_timeout_s()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PrefectStartupError(
+                    f"Prefect's temporary server exited with code {self.process.returncode} while starting "
+                    f"(log: {self.log_path}); start one yourself with `prefect server start` and set PREFECT_API_URL")
+            if healthy(self.api_url, 1.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise PrefectStartupError(
+            f"Prefect's temporary server did not answer within {limit:g} s (a busy machine?): raise "
+            f"SNHC_PREFECT_STARTUP_TIMEOUT_S, or start a server with `prefect server start` and set PREFECT_API_URL")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start() -> TemporaryServer:
+    """Reuse ``PREFECT_API_URL`` if it is set and healthy, else start a temporary server (not yet waited for).
+
+    Sets ``PREFECT_API_URL`` for this process, so call it before Prefect is imported.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        if not healthy(configured):
+            raise PrefectStartupError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it "
+                                      f"(`prefect server start`) or unset PREFECT_API_URL for a temporary one")
+        return TemporaryServer(None, configured, None)
+    spec = importlib.util.find_spec("prefect")
+    app_dir = str(Path(spec.origin).parent.parent)
+    port = _free_port()
+    log = Path(tempfile.gettempdir()) / f"snhc-prefect-server-{os.getpid()}.log"
+    environment = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                   "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=environment, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)  # Ctrl-C in the terminal reaches the campaign, not the server
+    server = TemporaryServer(process, f"http://127.0.0.1:{port}/api", log)
+    atexit.register(server.stop)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server

@@ -1,0 +1,99 @@
+"""The campaign object (flows/campaign.py) and the state stores (flows/store.py): save, load, resume."""
+
+import json
+
+import pytest
+
+from flows.campaign import Campaign, hand_over, take_over
+from flows.config import ConfigError, load_config
+from flows.evaluation import LAB, Evaluation
+from flows.observations import LabData
+from flows.store import FolderStateStore, MlflowStateStore
+from surrogate.status import Status
+
+RECIPE = {"sn_mass_fraction": 0.6, "milling_time_h": 8.0, "milling_speed_rpm": 400.0, "ball_to_powder_ratio": 20.0}
+
+
+def evaluation(objective, status=Status.FINISHED, source="model", **recipe):
+    return Evaluation(RECIPE | recipe, status, objective, {"objective": objective}, "" if status else "x", source)
+
+
+def filled_campaign():
+    campaign = Campaign.new(load_config())
+    campaign.add_batch([[0.6, 8.0, 400.0, 20.0], [0.5, 8.0, 400.0, 20.0]],
+                       [evaluation(300.0), evaluation(float("nan"), Status.FAILED, sn_mass_fraction=0.5)])
+    campaign.add_batch([[0.7, 8.0, 400.0, 20.0]], [evaluation(320.0, sn_mass_fraction=0.7)])
+    return campaign
+
+
+def test_batches_are_numbered_and_the_best_is_the_best_finished_one():
+    campaign = filled_campaign()
+    assert campaign.batches == [0, 0, 1] and campaign.next_batch() == 2
+    assert campaign.best_index() == 2 and campaign.best_objective() == 320.0
+    assert campaign.failed() == 1 and campaign.model_evaluations() == 3
+    table = campaign.table()
+    assert list(table["status"]) == ["FINISHED", "FAILED", "FINISHED"]
+
+
+def test_the_document_is_plain_json_and_rebuilds_the_same_campaign():
+    campaign = filled_campaign()
+    document = json.loads(json.dumps(campaign.to_document()))
+    again = Campaign.from_document(document, "run-1", {"optimiser": {"n_calls": 80}})
+    assert again.config.optimiser.n_calls == 80 and again.run_id == "run-1" and again.saved == 3
+    assert [e.recipe for e in again.evaluations] == [e.recipe for e in campaign.evaluations]
+    assert again.evaluations[1].status is Status.FAILED
+    assert again.points == campaign.points
+
+
+def test_lab_results_are_merged_once():
+    lab = LabData("lab.csv", [evaluation(310.0, source=LAB, sn_mass_fraction=0.55)], [2], [])
+    campaign = Campaign.new(load_config(), lab)
+    assert campaign.batches == [-1] and campaign.model_evaluations() == 0
+    assert campaign.add_lab_results() == 0, "a lab row already held is not added again"
+
+
+@pytest.mark.parametrize("make_store", ["folder", "mlflow"])
+def test_stores_load_the_newest_complete_state_and_skip_a_truncated_one(tmp_path, make_store):
+    campaign = filled_campaign()
+    if make_store == "folder":
+        store, run_id, experiment = FolderStateStore(tmp_path / "states"), "run-a", ""
+    else:
+        from flows.tracking import Tracker
+
+        tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "store-test")
+        store, experiment = MlflowStateStore(tracker.client), "store-test"
+        run_id = tracker.start_run("campaign")
+    first = campaign.to_document()
+    store.save(run_id, 0, first)
+    campaign.add_batch([[0.8, 8.0, 400.0, 20.0]], [evaluation(330.0, sn_mass_fraction=0.8)])
+    store.save(run_id, 1, campaign.to_document())
+    assert len(store.load(run_id, experiment)["evaluations"]) == 4
+    if make_store == "folder":  # a kill mid-write leaves a truncated newest file: the previous one is used
+        (tmp_path / "states" / run_id / "state" / "batch-0002.json").write_text('{"version": 1, "conf')
+        assert len(store.load(run_id, experiment)["evaluations"]) == 3
+
+
+def test_a_run_without_saved_state_resumes_from_its_config_tag(tmp_path):
+    from flows.tracking import CONFIG_TAG, Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "tagged")
+    config = load_config()
+    run_id = tracker.start_run("campaign", {CONFIG_TAG: json.dumps(config.model_dump(mode="json"))})
+    document = MlflowStateStore(tracker.client).load(run_id, "tagged")
+    assert document["evaluations"] == [] and document["config"]["name"] == config.name
+    bare = tracker.start_run("not a campaign")
+    with pytest.raises(ConfigError, match="neither saved state nor a campaign config"):
+        MlflowStateStore(tracker.client).load(bare, "tagged")
+
+
+def test_a_folder_store_without_the_run_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="no saved campaign state"):
+        FolderStateStore(tmp_path).load("missing")
+
+
+def test_a_campaign_is_handed_over_once():
+    campaign = Campaign.new(load_config())
+    token = hand_over(campaign)
+    assert take_over(token) is campaign
+    with pytest.raises(ConfigError, match="no campaign was handed over"):
+        take_over(token)
