@@ -53,6 +53,14 @@ interface's suppression of the last Na-Sn phase, first-cycle losses and ageing. 
 diffusion throughout, so at 1.7 A/g pure HC gives far less here than measured (the surrogate treats HC's sloping
 region as surface-like).
 
+Layout (as PyBaMM separates parameter set, model and solver)
+-----------------------------------------------------------
+:mod:`~surrogate.physics.parameters` (the parameter set, ``configs/physics_parameters.yaml``) ->
+:mod:`~surrogate.physics.ocp` (open-circuit potentials) -> :mod:`~surrogate.physics.design` (recipes to physical
+inputs) -> :mod:`~surrogate.physics.model` (PyBaMM parameter values and options) ->
+:mod:`~surrogate.physics.simulation` (build, solve, results). :mod:`~surrogate.physics.calibration` fits the free
+values; the model is handed them (``physics_parameters=``) and never fits itself.
+
 Inputs, builds and threads
 --------------------------
 Everything PyBaMM accepts as ``"[input]"`` is an input: current, volume fractions, initial concentrations,
