@@ -12,10 +12,18 @@ import math
 import os
 import sys
 
+# Quiet defaults before anything imports Prefect or PyBaMM (also for `.venv/bin/snhc` run without make): Prefect's
+# telemetry otherwise logs errors (and "database is locked" tracebacks) into successful runs on this network.
+for _variable, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NOT_TRACK", "1"),
+                          ("PYBAMM_DISABLE_TELEMETRY", "true")):
+    os.environ.setdefault(_variable, _value)
+
 from rich.console import Console
 from rich.table import Table
 
-from flows.config import ConfigError, default_config_path, load_config
+from flows.config import default_config_path, load_config
+from flows.inputs import (InputError, check_run_id, check_tracking_store, existing_file, existing_path, redact,
+                          redact_document, reveal, write_csv, writable_output)
 from surrogate.calibration import CalibrationDataError, calibrate
 from surrogate.objective import PredictionRequest, evaluate
 from surrogate.parameters import ModelParameters, ParameterError
@@ -115,6 +123,8 @@ def _print_prediction(name, recipe, record, args) -> None:
 
 
 def cmd_calibrate(args) -> int:
+    if args.data is not None:
+        existing_file(args.data, "--data")
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
     if args.fidelity == "physics":
         from surrogate.physics import fit_physics
@@ -143,42 +153,64 @@ def _campaign_overrides(args) -> dict:
     return overrides
 
 
+def _checked_campaign(args, *paths: tuple[str, str | None]):
+    """Every file, folder, URI and server a campaign command names, checked before Prefect is even imported.
+
+    Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
+    """
+    resume = check_run_id(getattr(args, "resume", None))
+    if getattr(args, "config", None) is not None:
+        existing_file(args.config, "--config")
+    for option, path in paths:
+        if path is not None:
+            existing_file(path, option)
+    overrides = _campaign_overrides(args) if hasattr(args, "n_calls") else (
+        {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
+    base = load_config(args.config, overrides)
+    check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
+    if getattr(args, "observations", None):
+        from flows.observations import read_observations
+
+        read_observations(args.observations, base)
+    return base, overrides, resume
+
+
 def cmd_optimise(args) -> int:
-    overrides = _campaign_overrides(args)
-    from flows.observations import read_observations
+    _, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
     from flows.optimise import optimise_anode, resolve_config
     from flows.reporting import print_recommendation
 
-    config = resolve_config(args.config, overrides, args.resume)  # fail fast: exit 2, nothing started
-    if args.observations:
-        read_observations(args.observations, config)
-    summary = optimise_anode(str(args.config or default_config_path()), overrides, args.resume, args.observations)
+    config = resolve_config(args.config, overrides, resume)  # fail fast: exit 2, nothing started
+    # Prefect records flow parameters: they get the redacted URI; the real one stays in this process's memory.
+    summary = optimise_anode(str(args.config or default_config_path()), redact_document(overrides), resume,
+                             args.observations)
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"Fidelity: {summary['fidelity']}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
-                  f"in {config.tracking.tracking_uri}")
+                  f"in {redact(config.tracking.tracking_uri)}")
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
                   f"/runs/{summary['run_id']}")
     return 0
 
 
 def cmd_suggest(args) -> int:
+    if args.batch < 1 or args.batch > 64:
+        raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
+    if not (args.resume is not None or args.observations):
+        raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
+    writable_output(args.output, "--output")  # before the work, not after it
+    _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
     from flows.observations import read_observations
     from flows.optimise import resolve_config
     from flows.state import load_state
     from flows.suggest import suggest
     from flows.tracking import Tracker
 
-    if args.batch < 1 or args.batch > 64:
-        raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
-    if not (args.resume or args.observations):
-        raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
-    overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
-    config = resolve_config(args.config, overrides, args.resume)
-    resume = load_state(Tracker.client_for(config.tracking.tracking_uri), args.resume) if args.resume else None
+    config = resolve_config(args.config, overrides, run_id)
+    resume = load_state(Tracker.client_for(config.tracking.tracking_uri), run_id) if run_id else None
     lab = read_observations(args.observations, config) if args.observations else None
     table = suggest(config, args.batch, resume, lab)
-    table.to_csv(args.output, index=False)
+    write_csv(table, args.output)
     from flows.reporting import print_frame
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
@@ -194,22 +226,28 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.whatif import load_scenarios, what_if
     from flows.config import deep_merge, read_yaml
 
-    overrides = _campaign_overrides(args)
+    for scenario in args.scenarios:
+        existing_path(scenario, "scenario")
+    _, overrides, _ = _checked_campaign(args)
+    from flows.whatif import load_scenarios, what_if
+
     base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
-    load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario
-    what_if(args.scenarios, str(args.config or default_config_path()), overrides)
+    what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
     return 0
 
 
 def cmd_ui(args) -> int:
-    uri = args.tracking_uri or load_config(args.config).tracking.tracking_uri
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+    if args.config is not None:
+        existing_file(args.config, "--config")
+    overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
+    uri = load_config(args.config, overrides).tracking.tracking_uri
+    check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
-    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)")
+    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
 
@@ -218,7 +256,10 @@ def cmd_serve(args) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
+    if args.config is not None:
+        existing_file(args.config, "--config")
     load_config(args.config)
+    existing_path(args.whatif, "--whatif")
     from flows.deployments import serve_deployments
 
     serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
@@ -320,9 +361,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RecipeError, ParameterError, CalibrationDataError, ConfigError) as error:
-        print(f"snhc {args.command}: error: {error}", file=sys.stderr)
+    except (UsageError, RecipeError, ParameterError, CalibrationDataError, InputError) as error:
+        print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
+
+
+def one_line(error: Exception) -> str:
+    """An error as one redacted line of bounded length."""
+    text = " ".join(redact(str(error)).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 if __name__ == "__main__":

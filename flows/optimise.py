@@ -24,6 +24,7 @@ from flows import fidelity, reporting
 from flows import state as state_module
 from flows.config import CampaignConfig, deep_merge, load_config, validate_config
 from flows.evaluation import Evaluation, evaluate_batch
+from flows.inputs import redact_document
 from flows.observations import LabData, model_error_table, read_observations
 from flows.search import SearchState, point_of, run_search, surrogate_prediction
 from flows.tracking import Tracker, source_tags
@@ -304,7 +305,7 @@ def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | N
     # A flow's task runner is fixed when it starts: a Dask campaign runs as one subflow on that runner (one
     # subflow per campaign costs about a second; the evaluations inside it are tasks).
     campaign = campaign_on_runner.with_options(task_runner=runner)
-    return campaign(config.model_dump(mode="json"), resume_run_id, observations_path)
+    return campaign(redact_document(config.model_dump(mode="json")), resume_run_id, observations_path)
 
 
 @flow(name="optimise-anode-on-runner")

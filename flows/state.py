@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from flows.config import CampaignConfig, ConfigError, validate_config
 from flows.evaluation import Evaluation
+from flows.inputs import redact_document
 
 STATE_FOLDER = "state"
 STATE_VERSION = 1
@@ -26,7 +27,7 @@ def state_document(config: CampaignConfig, state) -> dict[str, Any]:
     """JSON-ready campaign state from a :class:`flows.search.SearchState`."""
     return {
         "version": STATE_VERSION,
-        "config": config.model_dump(mode="json"),
+        "config": redact_document(config.model_dump(mode="json")),  # the real URI stays in memory
         "evaluations": [
             {"index": i, "batch": batch, "point": point, "recipe": e.recipe, "status": e.status,
              "objective": e.objective, "metrics": e.metrics, "reason": e.reason, "source": e.source}
