@@ -159,6 +159,8 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
     """
     resume = check_run_id(getattr(args, "resume", None))
+    if args.tracking_uri is not None and not args.tracking_uri.strip():
+        raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
     if getattr(args, "config", None) is not None:
         existing_file(args.config, "--config")
     for option, path in paths:
@@ -198,8 +200,8 @@ def cmd_suggest(args) -> int:
         raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
     if not (args.resume is not None or args.observations):
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
-    writable_output(args.output, "--output")  # before the work, not after it
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
+    writable_output(args.output, "--output")  # before the work, not after it
     from flows.observations import read_observations
     from flows.optimise import resolve_config
     from flows.state import load_state

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flows.inputs import (InputError, check_artifact_location, check_finite, check_tracking_scheme, excerpt,
-                          keep_secret, read_yaml_mapping)
+from flows.inputs import (EXCERPT_CHARS, InputError, check_artifact_location, check_finite, check_tracking_scheme,
+                          excerpt, keep_secret, read_yaml_mapping)
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import RECIPE_RANGES
@@ -30,7 +30,7 @@ class ConfigError(InputError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # "nan" / "inf" strings too
 
 
 class Dimension(Strict):
@@ -251,6 +251,7 @@ def validate_config(document: dict[str, Any], source: str = "config") -> Campaig
         problems = []
         for item in error.errors():
             path = ".".join(str(part) for part in item["loc"])
+            path = path if len(path) <= 2 * EXCERPT_CHARS else path[: 2 * EXCERPT_CHARS - 3] + "..."
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
                 message = "unknown key"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,9 +154,24 @@ def writable_output(path: str | Path, option: str) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"{option} {_shown(path)}: folder {_shown(folder)} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(f"{option} {_shown(path)}: cannot write there (permission denied)")
+    if not _can_write(path if path.exists() else folder):
+        raise InputError(f"{option} {_shown(path)}: cannot write there (permission denied or read-only)")
     return path
+
+
+def _can_write(path: Path) -> bool:
+    """Whether this process can write a file (opened for appending, nothing written) or create one in a folder
+    (a temporary file, removed at once). ``os.access`` is no answer for root or on read-only file systems."""
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with path.open("ab"):
+                pass
+    except OSError:
+        return False
+    return True
 
 
 def _shown(value: Any) -> str:
@@ -205,8 +221,8 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if database.is_dir():
             raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
         if database.exists():
-            if not os.access(database, os.R_OK | os.W_OK):
-                raise InputError(f"{key} {shown}: cannot write the database (permission denied)")
+            if not _can_write(database):
+                raise InputError(f"{key} {shown}: cannot write the database (permission denied or read-only)")
             return
         if must_exist:
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
@@ -215,8 +231,9 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
             folder = folder.parent
         if not folder.is_dir():
             raise InputError(f"{key} {shown}: cannot create the database: {folder} is not a folder")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise InputError(f"{key} {shown}: cannot create the database under {folder} (permission denied)")
+        if not _can_write(folder):
+            raise InputError(f"{key} {shown}: cannot create the database under {folder} (permission denied or "
+                             f"read-only)")
         return
     if uri.startswith("file:"):
         folder = Path(urlsplit(uri).path)

@@ -79,11 +79,11 @@ def load_yaml_text(text: str, source: str) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = str(getattr(error, "problem", None) or error).splitlines()[0]
         if len(problem) > 2 * EXCERPT_CHARS:
             problem = problem[: 2 * EXCERPT_CHARS - 3] + "..."
-        raise YamlInputError(f"{source}{where}: malformed YAML: {problem}") from None
+        raise YamlInputError(f"{source}: malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise YamlInputError(f"{source}: malformed YAML: nested too deeply") from None
 
@@ -112,7 +112,7 @@ def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise YamlInputError(f"{path} line {line}: {what} is not UTF-8 text") from None
+        raise YamlInputError(f"{path}: not UTF-8 text (line {line}): save the {what} as UTF-8") from None
     return load_yaml_text(text, str(path))
 
 
