@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.config import default_config_path, load_config
-from flows.inputs import (InputError, check_run_id, check_tracking_store, existing_file, existing_path, redact,
-                          redact_document, reveal, write_csv, writable_output)
+from flows.inputs import (InputError, check_run_id, check_server, check_tracking_store, existing_file, existing_path,
+                          redact, redact_document, reveal, write_csv, writable_output)
 from surrogate.calibration import CalibrationDataError, calibrate
 from surrogate.objective import PredictionRequest, evaluate
 from surrogate.parameters import ModelParameters, ParameterError
@@ -170,6 +170,8 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
         {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
     base = load_config(args.config, overrides)
     check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
+    if base.runner.address:
+        check_server(base.runner.address, "runner.address")
     if getattr(args, "observations", None):
         from flows.observations import read_observations
 

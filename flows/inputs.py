@@ -38,7 +38,7 @@ ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp"
 # A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
 # MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
 CONNECT_TIMEOUT_S = 3.0
-DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432}
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786}
 # A lab CSV has one row per milled batch, a few hundred at most; 16 MiB bounds what a wrong file (an export of a
 # whole instrument log) costs before it is refused.
 MAX_CSV_BYTES = 16 * 2**20
@@ -240,13 +240,21 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{key} {shown}: {folder} is a file, expected a folder")
         return
-    parts = urlsplit(uri)
+    check_server(uri, key)
+
+
+def check_server(address: str, key: str) -> None:
+    """A server address (``http://host:port``, ``postgresql://...``, ``tcp://scheduler:8786``) must accept a TCP
+    connection within :data:`CONNECT_TIMEOUT_S`."""
+    address = reveal(address)
+    shown = excerpt(redact(address))[1:-1]
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
         host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
         raise InputError(f"{key} {shown}: bad host or port") from None
-    if not host:
-        raise InputError(f"{key} {shown}: no host given")
+    if not host or not port:
+        raise InputError(f"{key} {shown}: no host or port given")
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass

@@ -30,8 +30,7 @@ class YamlInputError(ValueError):
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     """``repr`` of a value cut to ``limit`` characters (with an ellipsis), on one line."""
-    text = repr(value) if not isinstance(value, str) else repr(value)
-    text = text.replace("\n", "\\n")
+    text = repr(value).replace("\n", "\\n")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -309,6 +309,8 @@ def tracking_cases() -> list[Case]:
              store_option=False),
         Case("tracking: environment points at a dead server", ["optimise"], "no server answers",
              store_option=False, environment={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed}"}),
+        Case("tracking: Dask scheduler not running", ["optimise"], "runner.address",
+             environment={"SNHC_DASK_ADDRESS": f"tcp://127.0.0.1:{closed}"}),
         Case("tracking: artifact location from the environment", ["optimise"], "tracking.artifact_location",
              environment={"SNHC_ARTIFACT_LOCATION": "nope://bucket/artifacts"}),
     ]
