@@ -337,9 +337,8 @@ def run_id_cases() -> list[Case]:
 
 CASES = (config_cases() + scenario_cases() + lab_cases() + calibration_cases() + option_cases() + tracking_cases()
          + run_id_cases())
-SUBPROCESS_LABELS = {"config: billion laughs", "config: duplicate top-level key", "option: --n-calls 0",
-                     "option: suggest --output in a missing folder", "tracking: http server not running",
-                     "run id: empty", "lab: a folder", "calibration: a folder"}
+SUBPROCESS_LABELS = {"config: billion laughs", "option: suggest --output in a missing folder",
+                     "tracking: http server not running", "run id: empty", "lab: a folder"}
 
 
 def _project_state() -> list[tuple[str, int, int]]:
@@ -482,7 +481,20 @@ def test_redacted_uri_is_revealed_only_in_memory():
     assert reveal("http://***@unknown:1") == "http://***@unknown:1"
 
 
-def test_secret_never_reaches_params_config_artifact_or_state(tmp_path):
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One MLflow store for the tests that log (creating a store's schema costs seconds)."""
+    from flows.tracking import Tracker
+
+    folder = tmp_path_factory.mktemp("logged")
+    return Tracker(f"sqlite:///{folder}/mlflow.db", "logged", str(folder / "artifacts")), folder / "artifacts"
+
+
+def _artifacts_of(folder: Path, run_id: str) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and run_id in path.parts]
+
+
+def test_secret_never_reaches_params_config_artifact_or_state(tracker):
     """The config dump of a campaign with a password in its URI, logged the way run_campaign logs it (flattened
     params, config.yaml, a state file, a failure reason), holds no password anywhere in the store."""
     import yaml
@@ -491,12 +503,11 @@ def test_secret_never_reaches_params_config_artifact_or_state(tmp_path):
     from flows.config import load_config
     from flows.optimise import flatten
     from flows.search import SearchState
-    from flows.tracking import Tracker
 
+    tracker, artifacts = tracker
     uri = f"postgresql://snhc:{SECRET}@db.example.org:5432/mlflow?sslpassword={SECRET}"
     config = load_config(overrides={"tracking": {"tracking_uri": uri},
                                     "description": f"mirror of https://host/x?token={SECRET}"})
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "secrets", str(tmp_path / "artifacts"))
     run_id = tracker.start_run("campaign")
     tracker.log(run_id, params=flatten(config.model_dump(mode="json")), tags={"note": uri})
     tracker.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json")), "config.yaml")
@@ -507,7 +518,7 @@ def test_secret_never_reaches_params_config_artifact_or_state(tmp_path):
     run = tracker.client.get_run(run_id)
     assert run.data.params["tracking.tracking_uri"].startswith("postgresql://***@db.example.org")
     stored = [*run.data.params.values(), *run.data.tags.values()]
-    stored += [path.read_text(encoding="utf-8") for path in (tmp_path / "artifacts").rglob("*") if path.is_file()]
+    stored += [path.read_text(encoding="utf-8") for path in _artifacts_of(artifacts, run_id)]
     assert len(stored) > 20 and not [text for text in stored if SECRET in text]
     saved = state_module.load_state(tracker.client, run_id)
     assert SECRET not in str(saved) and "***" in saved["config"]["tracking"]["tracking_uri"]
@@ -557,12 +568,11 @@ def test_escape_csv_cells_prefixes_formulas_in_text_only():
     assert frame["scenario"].iloc[0].startswith("=")  # the original is untouched
 
 
-def test_csv_artifacts_are_escaped(tmp_path):
-    from flows.tracking import Tracker
-
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "csv", str(tmp_path / "artifacts"))
+def test_csv_artifacts_are_escaped(tracker):
+    tracker, artifacts = tracker
     run_id = tracker.start_run("campaign")
     tracker.log_files(run_id, {"what_if_comparison.csv": pd.DataFrame({"scenario": ["=cmd|' /C calc'!A0"],
                                                                        "objective": [-3.5]})})
-    written = next((tmp_path / "artifacts").rglob("what_if_comparison.csv")).read_text(encoding="utf-8")
+    written = next(p for p in _artifacts_of(artifacts, run_id) if p.name == "what_if_comparison.csv").read_text(
+        encoding="utf-8")
     assert "'=cmd" in written and ",-3.5" in written
