@@ -17,6 +17,7 @@ import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
 from flows.evaluation import LAB, MODEL, Evaluation
+from flows.inputs import redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import recipe_key
 
@@ -118,7 +119,7 @@ class Campaign:
         """The JSON-ready state (never pickle): config and every evaluation."""
         return {
             "version": STATE_VERSION,
-            "config": self.config.model_dump(mode="json"),
+            "config": redact_document(self.config.model_dump(mode="json")),  # the real URI stays in memory
             "evaluations": [{"index": i, "batch": batch, "point": point, **e.record()}
                             for i, (point, e, batch) in enumerate(zip(self.points, self.evaluations, self.batches))],
         }

@@ -12,10 +12,18 @@ import math
 import os
 import sys
 
+# Quiet defaults before anything imports Prefect or PyBaMM (also for `.venv/bin/snhc` run without make): Prefect's
+# telemetry otherwise logs errors (and "database is locked" tracebacks) into successful runs on this network.
+for _variable, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NOT_TRACK", "1"),
+                          ("PYBAMM_DISABLE_TELEMETRY", "true")):
+    os.environ.setdefault(_variable, _value)
+
 from rich.console import Console
 from rich.table import Table
 
-from flows.config import ConfigError, default_config_path, load_config
+from flows.config import ConfigError, default_config_path, load_config  # noqa: F401 (ConfigError: tests)
+from flows.inputs import (InputError, check_run_id, check_server, check_tracking_store, existing_file, existing_path,
+                          redact, redact_document, reveal, write_csv, writable_output)
 from flows.objective import SCORE, CapacityObjective
 from surrogate.calibration import CalibrationDataError, calibrate
 from surrogate.model import PredictionRequest, predict
@@ -113,6 +121,8 @@ def _print_prediction(name, recipe, record, args) -> None:
 
 
 def cmd_calibrate(args) -> int:
+    if args.data is not None:
+        existing_file(args.data, "--data")
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
     if args.fidelity == "physics":
         from surrogate.physics import fit_physics
@@ -141,6 +151,28 @@ def _campaign_overrides(args) -> dict:
     return overrides
 
 
+def _checked_campaign(args, *paths: tuple[str, str | None]):
+    """Every file, folder, URI and server a campaign command names, checked before Prefect is even imported.
+
+    Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
+    """
+    resume = check_run_id(getattr(args, "resume", None))
+    if args.tracking_uri is not None and not args.tracking_uri.strip():
+        raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
+    if getattr(args, "config", None) is not None:
+        existing_file(args.config, "--config")
+    for option, path in paths:
+        if path is not None:
+            existing_file(path, option)
+    overrides = _campaign_overrides(args) if hasattr(args, "n_calls") else (
+        {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
+    base = load_config(args.config, overrides)
+    check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
+    if base.runner.address:
+        check_server(base.runner.address, "runner.address")
+    return base, overrides, resume  # the lab file is read (once) when the campaign is built
+
+
 def cmd_optimise(args) -> int:
     from flows import interrupts
 
@@ -158,7 +190,7 @@ def cmd_optimise(args) -> int:
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"Fidelity: {summary['fidelity']}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
-                  f"in {config.tracking.tracking_uri}")
+                  f"in {redact(config.tracking.tracking_uri)}")
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
                   f"/runs/{summary['run_id']}")
     return 0
@@ -169,8 +201,9 @@ def _build_and_start(args):
     from flows import prefect_server
     from flows.campaign import build_campaign
 
+    _, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
     server = prefect_server.start()
-    campaign = build_campaign(args.config, _campaign_overrides(args), args.resume, args.observations)
+    campaign = build_campaign(args.config, overrides, resume, args.observations)
     server.wait()
     return campaign
 
@@ -179,8 +212,9 @@ def _run_optimisation(args, campaign) -> dict:
     from flows.campaign import hand_over
     from flows.optimise import optimise_anode
 
-    return optimise_anode(str(args.config or default_config_path()), _campaign_overrides(args), args.resume,
-                          args.observations, campaign_token=hand_over(campaign))
+    # Prefect records flow parameters: they get the redacted URI; the real one stays in this process's memory.
+    return optimise_anode(str(args.config or default_config_path()), redact_document(_campaign_overrides(args)),
+                          campaign.run_id, args.observations, campaign_token=hand_over(campaign))
 
 
 def _interrupted_message(args, campaign, interrupt) -> str:
@@ -198,11 +232,12 @@ def cmd_suggest(args) -> int:
 
     if args.batch < 1 or args.batch > 64:
         raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
-    if not (args.resume or args.observations):
+    if not (args.resume is not None or args.observations):
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
-    overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
-    table = suggest(build_campaign(args.config, overrides, args.resume, args.observations), args.batch)
-    table.to_csv(args.output, index=False)
+    _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
+    writable_output(args.output, "--output")  # before the work, not after it
+    table = suggest(build_campaign(args.config, overrides, run_id, args.observations), args.batch)
+    write_csv(table, args.output)
     from flows.reporting import print_frame
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
@@ -218,26 +253,31 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.whatif import load_scenarios, what_if
     from flows.config import deep_merge, read_yaml
 
+    for scenario in args.scenarios:
+        existing_path(scenario, "scenario")
+    _, overrides, _ = _checked_campaign(args)
     from flows import prefect_server
+    from flows.whatif import load_scenarios, what_if
 
     server = prefect_server.start()
-    overrides = _campaign_overrides(args)
     base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
-    load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario
     server.wait()
-    what_if(args.scenarios, str(args.config or default_config_path()), overrides)
+    what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
     return 0
 
 
 def cmd_ui(args) -> int:
-    uri = args.tracking_uri or load_config(args.config).tracking.tracking_uri
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+    if args.config is not None:
+        existing_file(args.config, "--config")
+    overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
+    uri = load_config(args.config, overrides).tracking.tracking_uri
+    check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
-    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C stops it)")
+    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
 
@@ -246,7 +286,10 @@ def cmd_serve(args) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
+    if args.config is not None:
+        existing_file(args.config, "--config")
     load_config(args.config)
+    existing_path(args.whatif, "--whatif")
     from flows.deployments import serve_deployments
 
     serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
@@ -351,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RecipeError, ParameterError, CalibrationDataError, ConfigError) as error:
-        print(f"snhc {args.command}: error: {error}", file=sys.stderr)
+    except (UsageError, RecipeError, ParameterError, CalibrationDataError, InputError) as error:
+        print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - a start-up failure is one line with its fix, not a traceback
         from flows.prefect_server import PrefectStartupError
@@ -361,6 +404,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"snhc {args.command}: error: {error}", file=sys.stderr)
             return 1
         raise
+
+
+MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
+
+
+def one_line(error: Exception) -> str:
+    """An error as one redacted line of bounded length."""
+    text = " ".join(redact(str(error)).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -14,21 +14,22 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from flows.inputs import (EXCERPT_CHARS, InputError, check_artifact_location, check_finite, check_tracking_scheme,
+                          excerpt, keep_secret, read_yaml_mapping)
 from flows.objective import CapacityObjective
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """An invalid campaign or scenario config; the message names the file, the key path and the allowed values."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # "nan" / "inf" strings too
 
 
 class Dimension(Strict):
@@ -132,10 +133,20 @@ class Tracking(Strict):
     @field_validator("tracking_uri")
     @classmethod
     def _known_scheme(cls, uri: str) -> str:
-        schemes = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://", "file:")
-        if not uri.startswith(schemes):
-            raise ValueError(f"tracking_uri {uri!r}: must start with one of {', '.join(schemes)}")
-        return uri
+        try:
+            check_tracking_scheme(uri, "")
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        return keep_secret(uri)  # the real URI stays in memory for connecting; what is written is redacted
+
+    @field_validator("artifact_location")
+    @classmethod
+    def _known_artifact_scheme(cls, location: str | None) -> str | None:
+        try:
+            check_artifact_location(location, "")
+        except InputError as error:
+            raise ValueError(str(error)) from None
+        return keep_secret(location)
 
 
 class Runner(Strict):
@@ -197,24 +208,13 @@ def default_config_path() -> Path:
     return config_dir() / "default.yaml"
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing, unreadable, non-UTF-8 or malformed file raises :class:`ConfigError`."""
-    path = Path(path)
+def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read a YAML mapping through :func:`flows.inputs.read_yaml_mapping` (size limit, no aliases, no duplicate keys,
+    not empty, finite numbers); any problem raises :class:`ConfigError` naming the file and line."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(error, 'problem', error)}") from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return document
+        return read_yaml_mapping(path, what)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = ()) -> dict[str, Any]:
@@ -251,20 +251,25 @@ def _allowed_range(loc: tuple) -> str:
 def validate_config(document: dict[str, Any], source: str = "config") -> CampaignConfig:
     """Validate a config mapping; every problem is reported as ``source: key.path: message``."""
     try:
+        check_finite(document, source)
         return CampaignConfig.model_validate(document)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
     except ValidationError as error:
         problems = []
         for item in error.errors():
             path = ".".join(str(part) for part in item["loc"])
+            path = path if len(path) <= 2 * EXCERPT_CHARS else path[: 2 * EXCERPT_CHARS - 3] + "..."
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
                 message = "unknown key"
             elif item["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-                message = f"{item['input']!r} is out of range: {_allowed_range(item['loc'])}"
+                message = f"{excerpt(item['input'])} is out of range: {_allowed_range(item['loc'])}"
             elif "input" in item and item["type"] not in ("value_error", "missing"):
-                message = f"{message} (got {item['input']!r})"
+                message = f"{message} (got {excerpt(item['input'])})"
             problems.append(f"{path}: {message}" if path else message)
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ConfigError(f"{source}: " + "; ".join(problems[:3]) + more) from None
 
 
 ENVIRONMENT_KEYS = {  # environment variable -> config key it overrides

@@ -28,6 +28,7 @@ import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError
 from flows.evaluation import LAB, Evaluation
+from flows.inputs import MAX_CSV_BYTES, excerpt
 from flows.metrics import info as metric_info
 from flows.objective import CAPACITY, SCORE
 from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
@@ -47,15 +48,26 @@ class LabData:
 def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     """Read and check a lab CSV; any problem raises ConfigError naming the file, line and column."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a lab CSV file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CSV_BYTES + 1)
+        if len(raw) > MAX_CSV_BYTES:
+            raise ConfigError(f"{path}: lab CSV larger than {MAX_CSV_BYTES // 2**20} MiB: refused")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the file ({error.strerror or type(error).__name__})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text (save the CSV as UTF-8)") from None
     if not text.strip():
         raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as error:  # a NUL byte, a field beyond the csv module's size limit
+        raise ConfigError(f"{path}: not a readable CSV: {excerpt(str(error), 120)}") from None
     for line, row in enumerate(rows[1:], start=2):
         if row and len(row) != len(rows[0]):
             raise ConfigError(f"{path} line {line}: not a readable CSV: {len(row)} fields where the header has "
@@ -63,7 +75,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not a readable CSV: {excerpt(str(error).splitlines()[0], 120)}") from None
     table.columns = [c.strip() for c in table.columns]
 
     required = [f.name for f in RECIPE_FIELDS if f.required]
@@ -74,11 +86,11 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
         if metric_info(column) is None:
-            raise ConfigError(f"{path}: unknown column {column!r}; allowed: the recipe columns, "
+            raise ConfigError(f"{path}: unknown column {excerpt(column)}; allowed: the recipe columns, "
                               f"{', '.join(TEXT_COLUMNS)}, and metric names such as objective_capacity_mAh_per_g")
     duplicated = [c for c in table.columns if list(table.columns).count(c) > 1]
     if duplicated:
-        raise ConfigError(f"{path}: column {duplicated[0]!r} appears twice")
+        raise ConfigError(f"{path}: column {excerpt(duplicated[0])} appears twice")
     if table.empty:
         raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
 
@@ -129,9 +141,9 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"{path} line {line}: {column}={text!r} is not a number") from None
+        raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a number") from None
     if not np.isfinite(value):
-        raise ConfigError(f"{path} line {line}: {column}={text!r} is not a finite number (leave it empty if "
+        raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a finite number (leave it empty if "
                           f"not measured)")
     return value
 

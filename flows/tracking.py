@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_GIT_COMMIT
 
+from flows.inputs import redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
 from surrogate.paths import PROJECT_ROOT
 
@@ -41,8 +42,10 @@ def open_client(tracking_uri: str) -> MlflowClient:
     """A client on the store, creating a SQLite store's folder and schema first if needed.
 
     MLflow builds a new SQLite store's schema on first use; two campaigns starting at once on a new store would
-    run those migrations together and collide, so first use happens under an exclusive file lock.
+    run those migrations together and collide, so first use happens under an exclusive file lock. A redacted URI
+    (from a state file or a Prefect parameter) is turned back into the real one kept in memory.
     """
+    tracking_uri = reveal(tracking_uri)
     if not tracking_uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=tracking_uri)
     database = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -79,7 +82,8 @@ class Tracker:
         if experiment is None:
             try:
                 self.experiment_id = self.client.create_experiment(
-                    experiment_name, artifact_location=artifact_location_for(tracking_uri, artifact_location))
+                    experiment_name,
+                    artifact_location=artifact_location_for(reveal(tracking_uri), reveal(artifact_location)))
             except MlflowException:  # another campaign created it a moment ago
                 self.experiment_id = self.client.get_experiment_by_name(experiment_name).experiment_id
         else:
@@ -95,10 +99,10 @@ class Tracker:
                                        max_results=50_000)
 
     def start_run(self, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> str:
-        tags = dict(tags or {})
+        tags = {key: redact(str(value)) for key, value in (tags or {}).items()}
         if parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        return self.client.create_run(self.experiment_id, run_name=redact(name), tags=tags).info.run_id
 
     @contextmanager
     def run(self, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
@@ -124,19 +128,19 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail(self, run_id: str, reason: str) -> None:
-        self.client.set_tag(run_id, "failure_reason", reason[:5000])
+        self.client.set_tag(run_id, "failure_reason", redact(reason)[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
     def log(self, run_id: str, params: Mapping[str, object] | None = None,
             metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
             step: int = 0) -> None:
-        """Params, metrics (non-finite ones skipped) and tags in one call."""
+        """Params, metrics (non-finite ones skipped) and tags in one call; params and tags are redacted."""
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if math.isfinite(float(v))],
-            params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            params=[Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, redact(str(v))) for k, v in (tags or {}).items()],
         )
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation) -> str:
@@ -151,19 +155,21 @@ class Tracker:
         return run_id
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        self.client.log_text(run_id, redact(text), artifact_file)
 
     def log_files(self, run_id: str, files: Mapping[str, object]) -> None:
-        """Write artifacts through a temporary folder: name -> str (text), DataFrame (CSV) or Figure (PNG)."""
+        """Write artifacts through a temporary folder: name -> str (text), DataFrame (CSV) or Figure (PNG).
+
+        Text and CSV are redacted, and CSV cells that a spreadsheet would run as formulas are escaped."""
         with tempfile.TemporaryDirectory() as folder:
             for name, content in files.items():
                 path = Path(folder) / name
                 if hasattr(content, "savefig"):
                     content.savefig(path, dpi=120, bbox_inches="tight")
                 elif hasattr(content, "to_csv"):
-                    content.to_csv(path, index=False)
+                    write_csv(content, path)
                 else:
-                    path.write_text(str(content), encoding="utf-8")
+                    path.write_text(redact(str(content)), encoding="utf-8")
                 self.client.log_artifact(run_id, str(path))
 
 

@@ -20,6 +20,7 @@ from flows import reporting
 from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
+from flows.inputs import excerpt, redact
 from flows.optimise import calibrate_task, run_campaign
 from flows.tracking import Tracker, flatten, source_tags
 from surrogate.paths import config_dir
@@ -41,8 +42,8 @@ def scenario_files(paths: list[str | Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(path.glob("*.yaml"))
-        elif path.exists():
+            files += sorted(p for p in path.glob("*.yaml") if p.is_file())
+        elif path.is_file():
             files.append(path)
         else:
             raise ConfigError(f"{path}: scenario file not found")
@@ -58,11 +59,13 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
     loaded, names = [], set()
     for path in scenario_files(paths):
         try:
-            scenario = Scenario.model_validate(read_yaml(path))
+            scenario = Scenario.model_validate(read_yaml(path, "scenario file"))
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
             message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+            if "input" in first and first["type"] not in ("extra_forbidden", "missing"):
+                message += f" (got {excerpt(first['input'])})"
             raise ConfigError(f"{path}: {key}: {message}") from None
         if scenario.name in names:
             raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
@@ -140,7 +143,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
                     rows.append({"scenario": scenario.name, "mode": "optimise", "recipe_label": "recommended",
                                  **result.recipe, "status": "FINISHED", **reporting.headline(result.metrics)})
             except Exception as error:  # one broken scenario must not stop the comparison
-                reporting.console.print(f"[red]what-if {scenario.name} failed:[/] {error}")
+                reporting.console.print(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
                              "failure_reason": f"{type(error).__name__}: {error}"})
         table = pd.DataFrame(rows)

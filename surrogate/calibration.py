@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.optimize import least_squares
 
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import Recipes, load_materials
+from surrogate.yaml_safety import YamlInputError, excerpt, non_finite_number, read_yaml_file
 
 QUANTITIES = (
     "theoretical_capacity_mAh_per_g", "reversible_capacity_mAh_per_g", "hc_share_of_reversible_capacity_mAh_per_g",
@@ -45,25 +45,39 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
     path = Path(path) if path else default_data_path()
     materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        rows = document["observations"]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError) as error:
-        raise CalibrationDataError(f"{path}: not a calibration file with an 'observations' list ({error})") from error
+        document = read_yaml_file(path, "calibration data file")
+    except YamlInputError as error:
+        raise CalibrationDataError(str(error)) from None
+    rows = document.get("observations") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise CalibrationDataError(f"{path}: not a calibration file: expected a non-empty 'observations' list")
+    found = non_finite_number(rows)
+    if found is not None:
+        raise CalibrationDataError(f"{path}: observations{found[0]}={found[1]!r} is not a finite number")
     for i, row in enumerate(rows, start=1):
         where = f"{path}: observation {i}"
+        if not isinstance(row, dict):
+            raise CalibrationDataError(f"{where}: expected a mapping of fields, got {excerpt(row)}")
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise CalibrationDataError(f"{where}: unknown field(s) {sorted(unknown)}; allowed {list(COLUMNS)}")
-        if row.get("material") not in materials:
-            raise CalibrationDataError(f"{where}: material {row.get('material')!r} not in {sorted(materials)}")
-        if row.get("quantity") not in QUANTITIES:
-            raise CalibrationDataError(f"{where}: quantity {row.get('quantity')!r} not in {list(QUANTITIES)}")
-        if row.get("tag") not in DATA_TAGS:
-            raise CalibrationDataError(f"{where}: tag {row.get('tag')!r} not in {list(DATA_TAGS)}")
+        if not _is_key(row.get("material")) or row.get("material") not in materials:
+            raise CalibrationDataError(f"{where}: material {excerpt(row.get('material'))} not in {sorted(materials)}")
+        if not _is_key(row.get("quantity")) or row.get("quantity") not in QUANTITIES:
+            raise CalibrationDataError(f"{where}: quantity {excerpt(row.get('quantity'))} not in {list(QUANTITIES)}")
+        if not _is_key(row.get("tag")) or row.get("tag") not in DATA_TAGS:
+            raise CalibrationDataError(f"{where}: tag {excerpt(row.get('tag'))} not in {list(DATA_TAGS)}")
         for name in ("value", "sigma_pct"):
             value = row.get(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise CalibrationDataError(f"{where}: {name}={value!r} must be a positive number")
+                raise CalibrationDataError(f"{where}: {name}={excerpt(value)} must be a positive number")
+        current, cycle = row.get("current_A_per_g"), row.get("cycle")
+        if current is not None and (isinstance(current, bool) or not isinstance(current, (int, float)) or current <= 0):
+            raise CalibrationDataError(f"{where}: current_A_per_g={excerpt(current)} must be a positive number")
+        if cycle is not None and (isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1):
+            raise CalibrationDataError(f"{where}: cycle={excerpt(cycle)} must be a positive integer")
+        if not isinstance(row.get("fit", True), bool):
+            raise CalibrationDataError(f"{where}: fit={excerpt(row.get('fit'))} must be true or false")
         needs_current = row["quantity"] in ("capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g")
         if needs_current and not isinstance(row.get("current_A_per_g"), (int, float)):
             raise CalibrationDataError(f"{where}: {row['quantity']} needs current_A_per_g")
@@ -74,9 +88,19 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
     return table
 
 
+def _is_key(value) -> bool:
+    """A value that can be looked up in a table of names (a list or mapping cannot)."""
+    return isinstance(value, str)
+
+
 def data_digest(path: str | Path | None = None) -> str:
     """SHA-256 of the calibration data file's bytes."""
-    return hashlib.sha256(Path(path or default_data_path()).read_bytes()).hexdigest()
+    path = Path(path or default_data_path())
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:  # missing, a folder, unreadable: the reader names the problem in one line
+        load_observations(path)
+        raise
 
 
 def model_values(p: ModelParameters, observations: pd.DataFrame, materials: dict[str, Recipes]) -> np.ndarray:

@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from surrogate.paths import config_dir
+from surrogate.yaml_safety import YamlInputError, read_yaml_file
 
 TAGS = ("measured", "literature", "derived", "assumed", "fitted")
 
@@ -73,9 +72,9 @@ class ModelParameters(Mapping):
         """Read and check a parameter file (default ``configs/model_parameters.yaml``)."""
         path = Path(path) if path else config_dir() / "model_parameters.yaml"
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            raise ParameterError(f"{path}: cannot read parameter file: {error}") from error
+            document = read_yaml_file(path, "parameter file")
+        except YamlInputError as error:
+            raise ParameterError(f"cannot read parameter file: {error}") from None
         if not isinstance(document, dict):
             raise ParameterError(f"{path}: expected a mapping of parameter names")
         entries = {}

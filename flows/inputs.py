@@ -1,0 +1,303 @@
+"""Every check of what a user hands the CLI, by class of input, and the redaction of secrets on the way out.
+
+Classes of input and their checks:
+
+* YAML documents (configs, scenario files): :func:`read_yaml_mapping` (size limit, no aliases, no duplicate keys,
+  not empty, a mapping at the top level, finite numbers), built on ``surrogate.yaml_safety``;
+* numbers anywhere in a parsed document: :func:`check_finite`;
+* paths given as options: :func:`existing_file`, :func:`existing_path`, :func:`writable_output`;
+* tracking stores: :func:`check_tracking_store` (scheme, SQLite location, a server that answers within seconds) and
+  :func:`check_artifact_location`;
+* run ids: :func:`check_run_id`.
+
+Each failure raises :class:`InputError` (``ConfigError`` is one): one line naming the file, option or key, which the
+CLI prints before exiting with code 2 — before any Prefect flow starts or anything is written to the MLflow store.
+
+Secrets: :func:`redact` masks ``user:password@`` in URIs and token-like query parameters. Everything that leaves
+memory (MLflow params, tags and artifacts, state files, Prefect flow parameters, console lines) goes through it;
+:func:`reveal` turns a redacted URI back into the real one for connecting, from memory only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from surrogate.yaml_safety import EXCERPT_CHARS, YamlInputError, excerpt, non_finite_number, read_yaml_file
+
+REDACTED = "***"
+TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://", "file:")
+# Artifact roots MLflow can write to; a bare path (no scheme) is a local folder.
+ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "mlflow-artifacts", "dbfs",
+                    "runs", "models", "http", "https", "abfss")
+# A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
+# MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
+CONNECT_TIMEOUT_S = 3.0
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786}
+# A lab CSV has one row per milled batch, a few hundred at most; 16 MiB bounds what a wrong file (an export of a
+# whole instrument log) costs before it is refused.
+MAX_CSV_BYTES = 16 * 2**20
+RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
+    r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
+_SECRETS: dict[str, str] = {}  # redacted text -> the real one, for connecting; never written anywhere
+
+
+class InputError(ValueError):
+    """Bad input from the user: printed as one line naming the file, option or key; exit code 2."""
+
+
+# --- secrets -----------------------------------------------------------------------------------------------------
+
+def redact(text: Any) -> Any:
+    """Mask credentials in a string: ``scheme://user:password@`` -> ``scheme://***@`` and token-like query
+    parameters (``token=``, ``password=``, ``secret=``, ``key=``, ``access_token=``, ``sig=``, ...) -> ``=***``.
+
+    Anything that is not a string is returned unchanged, so it can be mapped over any value.
+    """
+    if not isinstance(text, str):
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
+
+
+def redact_document(document: Any) -> Any:
+    """:func:`redact` applied to every string (and key) of a nested dict / list document; a new document."""
+    if isinstance(document, dict):
+        return {redact(key): redact_document(value) for key, value in document.items()}
+    if isinstance(document, (list, tuple)):
+        return type(document)(redact_document(value) for value in document)
+    return redact(document)
+
+
+def keep_secret(text: str | None) -> str | None:
+    """Remember the real form of a URI that :func:`redact` would change, so :func:`reveal` can restore it."""
+    if isinstance(text, str):
+        masked = redact(text)
+        if masked != text:
+            _SECRETS[masked] = text
+    return text
+
+
+def reveal(text: str | None) -> str | None:
+    """The real URI behind a redacted one seen earlier in this process (unchanged if unknown)."""
+    return _SECRETS.get(text, text) if isinstance(text, str) else text
+
+
+# --- YAML and numbers --------------------------------------------------------------------------------------------
+
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read a user's YAML file that must hold a non-empty mapping of keys with finite numbers.
+
+    Refused, each as one :class:`InputError` line naming the file (and line where known): a folder, a missing or
+    unreadable file, more than ``MAX_YAML_BYTES``, not UTF-8, malformed YAML, anchors / aliases, a repeated key at
+    any level, an empty document ("empty config"), a top level that is not a mapping, NaN or infinity anywhere.
+    """
+    try:
+        document = read_yaml_file(path, what)
+    except YamlInputError as error:
+        raise InputError(str(error)) from None
+    if document is None or document == {}:
+        raise InputError(f"{path}: empty {what}: expected a mapping of {what} keys")
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: expected a mapping of {what} keys at the top level, got a "
+                         f"{type(document).__name__}")
+    check_finite(document, str(path))
+    return document
+
+
+def check_finite(document: Any, source: str) -> None:
+    """Every number in a parsed document must be finite: NaN or infinity raises, naming the key path."""
+    found = non_finite_number(document)
+    if found is not None:
+        key, value = found
+        raise InputError(f"{source}: {key}={value!r} is not a finite number")
+
+
+# --- paths -------------------------------------------------------------------------------------------------------
+
+def existing_file(path: str | Path, option: str) -> Path:
+    """A path that must be a readable file (not a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {_shown(path)}: is a folder, expected a file")
+    if not path.exists():
+        raise InputError(f"{option} {_shown(path)}: file not found")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{option} {_shown(path)}: cannot read the file (permission denied)")
+    return path
+
+
+def existing_path(path: str | Path, option: str) -> Path:
+    """A path that must exist (a file or a folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{option} {_shown(path)}: not found")
+    if path.is_file():
+        return existing_file(path, option)
+    return path
+
+
+def writable_output(path: str | Path, option: str) -> Path:
+    """A file to write: its folder must exist and be writable, and the path itself must not be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {_shown(path)}: is a folder, expected a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{option} {_shown(path)}: folder {_shown(folder)} does not exist")
+    if not _can_write(path if path.exists() else folder):
+        raise InputError(f"{option} {_shown(path)}: cannot write there (permission denied or read-only)")
+    return path
+
+
+def _can_write(path: Path) -> bool:
+    """Whether this process can write a file (opened for appending, nothing written) or create one in a folder
+    (a temporary file, removed at once). ``os.access`` is no answer for root or on read-only file systems."""
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with path.open("ab"):
+                pass
+    except OSError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A path as it appears in a message: at most twice the excerpt length."""
+    text, limit = str(value), 2 * EXCERPT_CHARS
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- tracking stores ---------------------------------------------------------------------------------------------
+
+def check_artifact_location(location: str | None, key: str = "tracking.artifact_location") -> str | None:
+    """An artifact root must be a plain path or use a scheme MLflow can write to."""
+    if location is None:
+        return None
+    if not location.strip():
+        raise InputError(f"{key}: empty: give a folder or URI, or leave it out")
+    scheme = urlsplit(location).scheme.lower()
+    if scheme and len(scheme) > 1 and scheme not in ARTIFACT_SCHEMES:  # one letter: a Windows drive
+        raise InputError(f"{key} {excerpt(redact(location))}: unknown scheme {scheme!r}; allowed a folder or "
+                         f"{', '.join(s + ':' for s in ARTIFACT_SCHEMES[:6])}, ...".lstrip())
+    return location
+
+
+def check_tracking_scheme(uri: str, key: str = "tracking.tracking_uri") -> str:
+    if not isinstance(uri, str) or not uri.startswith(TRACKING_SCHEMES):
+        raise InputError(f"{key} {excerpt(redact(uri))}: must start with one of "
+                         f"{', '.join(TRACKING_SCHEMES)}".lstrip())
+    return uri
+
+
+def sqlite_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def check_tracking_store(uri: str, must_exist: bool = False, key: str = "tracking_uri") -> None:
+    """Check a tracking store before anything starts, without writing to it.
+
+    SQLite: the database must be a writable file, or creatable (its nearest existing folder writable). Servers
+    (http, https) and PostgreSQL: the host must accept a TCP connection within :data:`CONNECT_TIMEOUT_S`. With
+    ``must_exist`` (resuming a run) a SQLite database that does not exist yet is an error, not a new store.
+    """
+    uri = reveal(uri)
+    check_tracking_scheme(uri, key)
+    shown = excerpt(redact(uri))[1:-1]
+    if uri.startswith("sqlite:///"):
+        database = sqlite_path(uri)
+        if database.is_dir():
+            raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
+        if database.exists():
+            if not _can_write(database):
+                raise InputError(f"{key} {shown}: cannot write the database (permission denied or read-only)")
+            return
+        if must_exist:
+            raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
+        folder = database.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise InputError(f"{key} {shown}: cannot create the database: {folder} is not a folder")
+        if not _can_write(folder):
+            raise InputError(f"{key} {shown}: cannot create the database under {folder} (permission denied or "
+                             f"read-only)")
+        return
+    if uri.startswith("file:"):
+        folder = Path(urlsplit(uri).path)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{key} {shown}: {folder} is a file, expected a folder")
+        return
+    check_server(uri, key)
+
+
+def check_server(address: str, key: str) -> None:
+    """A server address (``http://host:port``, ``postgresql://...``, ``tcp://scheduler:8786``) must accept a TCP
+    connection within :data:`CONNECT_TIMEOUT_S`."""
+    address = reveal(address)
+    shown = excerpt(redact(address))[1:-1]
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        raise InputError(f"{key} {shown}: bad host or port") from None
+    if not host or not port:
+        raise InputError(f"{key} {shown}: no host or port given")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as error:
+        reason = "timed out" if isinstance(error, socket.timeout) else (error.strerror or type(error).__name__)
+        raise InputError(f"{key} {shown}: no server answers at {host}:{port} ({reason}); is it running?") from None
+
+
+# --- run ids -----------------------------------------------------------------------------------------------------
+
+def check_run_id(run_id: str | None, option: str = "--resume") -> str | None:
+    """A run id given as an option: None (not given) passes; empty or not 32 hex characters is an error."""
+    if run_id is None:
+        return None
+    if not run_id.strip():
+        raise InputError(f"{option} '': empty run id: give a campaign run id (32 hexadecimal characters)")
+    if not RUN_ID_PATTERN.fullmatch(run_id.strip()):
+        raise InputError(f"{option} {excerpt(run_id)}: not an MLflow run id (32 hexadecimal characters, as shown "
+                         f"by `snhc optimise` and the MLflow UI)")
+    return run_id.strip()
+
+
+# --- CSV out -----------------------------------------------------------------------------------------------------
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_csv_cells(frame):
+    """A copy of a DataFrame in which every text cell (and column name) that a spreadsheet would run as a formula
+    (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading ``'``. Numbers are untouched.
+    """
+
+    def escape(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+    escaped = frame.copy()
+    for column in escaped.columns:
+        if escaped[column].dtype == object or str(escaped[column].dtype) in ("str", "string"):
+            escaped[column] = escaped[column].map(escape)
+    escaped.columns = [escape(column) for column in escaped.columns]
+    return escaped
+
+
+def write_csv(frame, path: str | Path) -> None:
+    """The one way this project writes a CSV file: formula-like cells escaped, secrets redacted."""
+    Path(path).write_text(redact(escape_csv_cells(frame).to_csv(index=False)), encoding="utf-8")

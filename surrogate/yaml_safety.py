@@ -1,0 +1,132 @@
+"""Reading YAML a user hands us, safely: bounded size and depth, no aliases, no duplicate keys, finite numbers.
+
+``yaml.safe_load`` refuses arbitrary Python objects but still expands aliases (a few hundred bytes can expand into
+gigabytes: the "billion laughs" bomb), lets a repeated key silently replace the first, and accepts ``.nan`` and
+``.inf`` where a number is expected. Every YAML file the project reads from a user (campaign configs, what-if
+scenarios, calibration data) goes through :func:`read_yaml_file`; the flows wrap it in ``flows.inputs``. This module
+lives in ``surrogate/`` because the models' readers need it too and must not import ``flows/``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The largest shipped YAML (the calibration data) is about 10 kB; 1 MiB leaves room for any hand-written campaign
+# while bounding the time and memory a hostile or mistaken file (a log, a data dump) can cost before it is refused.
+MAX_YAML_BYTES = 1 << 20
+# Deeper nesting than this is no config anyone writes; it bounds the composer's recursion ([[[[...]]]] bombs).
+MAX_YAML_DEPTH = 50
+# Error messages quote at most this many characters of the input, so a huge or hostile value never floods the console.
+EXCERPT_CHARS = 60
+
+
+class YamlInputError(ValueError):
+    """A YAML file that cannot be used; the message is one line naming the file (and line where known)."""
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``repr`` of a value cut to ``limit`` characters (with an ellipsis), on one line."""
+    text = repr(value).replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases, bounds nesting, and treats a repeated key as an error."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            kind = "alias" if isinstance(event, yaml.AliasEvent) else "anchor"
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML {kind} {excerpt(event.anchor, 30)} is not allowed (anchors and aliases are "
+                            f"refused: write the values out)", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {excerpt(key, 40)}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Parse YAML text with :class:`_StrictLoader`; any problem raises :class:`YamlInputError` naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = str(getattr(error, "problem", None) or error).splitlines()[0]
+        if len(problem) > 2 * EXCERPT_CHARS:
+            problem = problem[: 2 * EXCERPT_CHARS - 3] + "..."
+        raise YamlInputError(f"{source}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise YamlInputError(f"{source}: malformed YAML: nested too deeply") from None
+
+
+def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
+    """Read and parse one YAML file a user gave us; every way it can be unusable is one :class:`YamlInputError`.
+
+    Parameters
+    ----------
+    path : the file.
+    what : what the file is for, used in messages ("config", "scenario file", "calibration data file").
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise YamlInputError(f"{path}: is a folder, expected a {what}")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except FileNotFoundError:
+        raise YamlInputError(f"{path}: {what} not found") from None
+    except OSError as error:
+        raise YamlInputError(f"{path}: cannot read the {what} ({error.strerror or type(error).__name__})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise YamlInputError(f"{path}: {what} larger than {MAX_YAML_BYTES // 1024} KiB: refused")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise YamlInputError(f"{path}: not UTF-8 text (line {line}): save the {what} as UTF-8") from None
+    return load_yaml_text(text, str(path))
+
+
+def non_finite_number(document: Any, prefix: str = "") -> tuple[str, float] | None:
+    """The first (key path, value) whose value is a NaN or infinite number in a parsed document, else None."""
+    if isinstance(document, float) and not math.isfinite(document):
+        return prefix or "(top level)", document
+    if isinstance(document, dict):
+        items = ((f"{prefix}.{key}" if prefix else str(key), value) for key, value in document.items())
+    elif isinstance(document, (list, tuple)):
+        items = ((f"{prefix}[{i}]", value) for i, value in enumerate(document))
+    else:
+        return None
+    for path, value in items:
+        found = non_finite_number(value, path)
+        if found is not None:
+            return found
+    return None

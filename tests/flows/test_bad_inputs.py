@@ -1,0 +1,578 @@
+"""A catalogue of bad inputs, by class: each one gets exit code 2, at most 5 short lines naming the culprit, no
+traceback, and nothing written to the MLflow store (a temporary SQLite store that must not come into being, and the
+project's own mlruns/ untouched). Most cases run the CLI in-process (``flows.cli.main``); a handful run the installed
+``snhc`` in a subprocess to prove the real entry point behaves the same.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from surrogate.paths import PROJECT_ROOT
+from surrogate.yaml_safety import MAX_YAML_BYTES
+from tests.conftest import free_port
+
+GOOD_CONFIG = """\
+name: test
+search_space:
+  sn_mass_fraction: {low: 0.1, high: 0.9}
+  milling_time_h: {low: 1.0, high: 20.0}
+  milling_speed_rpm: {low: 200.0, high: 500.0}
+  ball_to_powder_ratio: {value: 20.0}
+optimiser: {n_calls: 6, n_initial_points: 3, batch_size: 3}
+physics_check: {top_k: 0}
+"""
+GOOD_SCENARIO = """\
+name: faster-milling
+description: a test scenario
+mode: optimise
+overrides:
+  optimiser: {n_calls: 4, n_initial_points: 2}
+"""
+LAB_HEADER = "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective_capacity_mAh_per_g"
+CALIBRATION_ROW = ("  - {material: Sn@HC-2-1, quantity: reversible_capacity_mAh_per_g, value: 500, unit: mAh/g, "
+                   "tag: measured, sigma_pct: 5}\n")
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+SECRET = "hunter2-s3cret"
+MAX_OUTPUT_LINES = 5
+MAX_OUTPUT_CHARS = 600  # one line names the input and the allowed values: nothing near a whole echoed input
+
+
+@dataclass
+class Case:
+    """One bad input: the CLI arguments (with {file}, {store}, {dir} placeholders), the file to write, and a
+    fragment the one-line message must contain (the offending field, option or file)."""
+
+    label: str
+    args: list[str]
+    expected: str
+    content: bytes | str | None = None  # written to {file}
+    filename: str = "input.yaml"
+    store_option: bool = True  # add --tracking-uri sqlite:///{store}
+    environment: dict[str, str] = field(default_factory=dict)
+    names_file: bool = False  # the message must also name {file}
+
+
+def _config(*lines: str, base: str = GOOD_CONFIG) -> str:
+    return base + "".join(line + "\n" for line in lines)
+
+
+def config_cases() -> list[Case]:
+    """Campaign YAML given as --config: YAML hazards, emptiness, shape, numbers, ranges, types, unknown keys."""
+    documents = [
+        ("billion laughs", BILLION_LAUGHS, "alias"),
+        ("alias", "name: x\noptimiser: &o {n_calls: 6}\ncopy: *o\n", "anchor"),
+        ("anchor only", "name: &n test\n", "anchor"),
+        ("merge key", "base: &b {n_calls: 6}\noptimiser:\n  <<: *b\n", "anchor"),
+        ("duplicate top-level key", _config("name: again"), "duplicate key 'name'"),
+        ("duplicate nested key", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, batch_size: 4}"),
+         "duplicate key 'batch_size'"),
+        ("duplicate deep key", _config("objective:", "  cycle: 100", "  cycle: 200"), "duplicate key 'cycle'"),
+        ("empty file", "", "empty config"),
+        ("comments only", "# nothing here\n# at all\n", "empty config"),
+        ("empty mapping", "{}\n", "empty config"),
+        ("null document", "null\n", "empty config"),
+        ("list at top level", "- name\n- test\n", "expected a mapping"),
+        ("number at top level", "42\n", "expected a mapping"),
+        ("string at top level", "just some words\n", "expected a mapping"),
+        ("NaN penalty", _config("objective: {expansion_penalty_mAh_per_g_per_pct: .nan}"),
+         "objective.expansion_penalty_mAh_per_g_per_pct=nan is not a finite number"),
+        ("NaN failure penalty", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, failure_penalty: .NaN}"),
+         "optimiser.failure_penalty=nan"),
+        ("inf current", _config("objective: {current_A_per_g: .inf}"), "objective.current_A_per_g=inf"),
+        ("-inf model parameter", _config("model_parameters: {hc_capacity_mAh_per_g: -.inf}"),
+         "model_parameters.hc_capacity_mAh_per_g=-inf"),
+        ("overflowing float", GOOD_CONFIG.replace("low: 0.1,", "low: 1.0e+999,"),
+         "search_space.sn_mass_fraction.low=inf"),
+        ("NaN bound", GOOD_CONFIG.replace("high: 0.9", "high: .nan"), "search_space.sn_mass_fraction.high=nan"),
+        ("huge file", "name: test\n" + "# padding\n" * (MAX_YAML_BYTES // 10 + 1), "larger than 1024 KiB"),
+        ("deep nesting", "name: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper"),
+        ("tab indentation", "name: test\noptimiser:\n\tn_calls: 6\n", "malformed YAML at line 3"),
+        ("unclosed bracket", "search_space: {sn_mass_fraction: [low: 0.1\n", "malformed YAML at line"),
+        ("python object tag", "name: !!python/object/apply:os.system ['echo hacked']\n", "malformed YAML"),
+        ("fraction above 1", GOOD_CONFIG.replace("high: 0.9", "high: 1.3"), "sn_mass_fraction.high=1.3"),
+        ("n_calls too large", GOOD_CONFIG.replace("n_calls: 6", "n_calls: 1000000000"), "optimiser.n_calls"),
+        ("zero batch size", GOOD_CONFIG.replace("batch_size: 3", "batch_size: 0"), "optimiser.batch_size"),
+        ("negative seed", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, seed: -1}"), "optimiser.seed"),
+        ("cycle zero", _config("objective: {cycle: 0}"), "objective.cycle"),
+        ("temperature too hot", _config("objective: {temperature_C: 400}"), "objective.temperature_C"),
+        ("string for n_calls", GOOD_CONFIG.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
+        ("search space is a list", "name: x\nsearch_space: [1, 2]\n", "search_space"),
+        ("objective is a number", _config("objective: 5"), "objective"),
+        ("recalibrate not a bool", _config("recalibrate: maybe"), "recalibrate"),
+        ("unknown top-level key", _config("colour: blue"), "colour: unknown key"),
+        ("unknown nested key", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, speed: 9}"),
+         "optimiser.speed: unknown key"),
+        ("non-string key", _config("1: one"), "Keys should be strings"),
+        ("unknown surrogate", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, surrogate: GBRT}"),
+         "optimiser.surrogate"),
+        ("unknown model parameter", _config("model_parameters: {tin_magic: 3}"), "tin_magic"),
+        ("empty experiment name", _config("tracking: {experiment_name: ''}"), "tracking.experiment_name"),
+        ("artifact location bad scheme", _config("tracking: {artifact_location: 'htp://example/artifacts'}"),
+         "tracking.artifact_location"),
+        ("very long unknown key", _config("k" * 1000 + ": 1"), "unknown key"),
+        ("key too long for YAML", _config("k" * 20000 + ": 1"), "malformed YAML"),
+        ("'nan' as a string", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, failure_penalty: 'nan'}"),
+         "optimiser.failure_penalty"),
+        ("'inf' as a string", _config("objective: {temperature_C: '-inf'}"), "objective.temperature_C"),
+        ("very long string for a number", GOOD_CONFIG.replace("n_calls: 6", "n_calls: " + "x" * 20000),
+         "optimiser.n_calls"),
+    ]
+    cases = [Case(f"config: {label}", ["optimise", "--config", "{file}"], expected, text, names_file=True)
+             for label, text, expected in documents]
+    cases.append(Case("config: tracking uri bad scheme", ["optimise", "--config", "{file}"], "tracking.tracking_uri",
+                      _config("tracking: {tracking_uri: 'ftp://example/store'}"), store_option=False, names_file=True))
+    cases += [
+        Case("config: not UTF-8", ["optimise", "--config", "{file}"], "not UTF-8", b"name: \xff\xfe caf\xe9\n",
+             names_file=True),
+        Case("config: UTF-16", ["optimise", "--config", "{file}"], "not UTF-8", "name: test\n".encode("utf-16"),
+             names_file=True),
+        Case("config: a folder", ["optimise", "--config", "{dir}"], "is a folder"),
+        Case("config: missing", ["optimise", "--config", "{dir}/absent.yaml"], "file not found"),
+    ]
+    return cases
+
+
+def scenario_cases() -> list[Case]:
+    """What-if scenario files (and folders of them) on the default campaign."""
+    documents = [
+        ("empty", "", "empty scenario file"),
+        ("alias", "name: &n x\nmode: optimise\n", "anchor"),
+        ("duplicate key", GOOD_SCENARIO + "mode: predict\n", "duplicate key 'mode'"),
+        ("NaN in overrides", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: .nan"), "overrides.optimiser.n_calls=nan"),
+        ("inf in a recipe", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: .inf, milling_time_h: 1, "
+                            "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=inf"),
+        ("unknown key", GOOD_SCENARIO + "colour: red\n", "colour: unknown key"),
+        ("missing name", GOOD_SCENARIO.replace("name: faster-milling\n", ""), "name"),
+        ("unknown mode", GOOD_SCENARIO.replace("mode: optimise", "mode: dream"), "mode"),
+        ("predict without recipes", GOOD_SCENARIO.replace("mode: optimise", "mode: predict"), "recipes"),
+        ("unknown material", "name: x\nmode: predict\nrecipes: [unobtainium]\n", "unknown material 'unobtainium'"),
+        ("recipe out of range", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 3, milling_time_h: 1, "
+                                "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=3"),
+        ("recipe missing a field", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 0.5}\n", "recipes"),
+        ("overrides out of range", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: 0"), "optimiser.n_calls"),
+        ("overrides unknown key", GOOD_SCENARIO.replace("optimiser:", "optimizer:"), "optimizer: unknown key"),
+        ("list at top level", "- name: x\n", "expected a mapping"),
+        ("malformed", "name: [x\n", "malformed YAML"),
+    ]
+    cases = [Case(f"scenario: {label}", ["what-if", "{file}"], expected, text, names_file=True)
+             for label, text, expected in documents]
+    cases += [
+        Case("scenario: not UTF-8", ["what-if", "{file}"], "not UTF-8", b"name: \xe9t\xe9\n", names_file=True),
+        Case("scenario: missing path", ["what-if", "{dir}/absent.yaml"], "absent.yaml"),
+        Case("scenario: folder without scenarios", ["what-if", "{dir}"], "no scenario files"),
+        Case("scenario: base config a folder", ["what-if", "configs/whatif", "--config", "{dir}"], "--config"),
+    ]
+    return cases
+
+
+def lab_cases() -> list[Case]:
+    """Lab result CSVs given as --observations (optimise and suggest)."""
+    documents = [
+        ("empty", b"", "empty file"),
+        ("header only", f"{LAB_HEADER}\n".encode(), "no rows"),
+        ("ragged row", f"{LAB_HEADER}\n0.5,6,450,20,300,1,2\n".encode(), "line 2"),
+        ("unclosed quote", f'{LAB_HEADER}\n0.5,6,450,20,"300\n'.encode(), "not a readable CSV"),
+        ("NaN capacity", f"{LAB_HEADER}\n0.5,6,450,20,NaN\n".encode(), "objective_capacity_mAh_per_g"),
+        ("inf recipe", f"{LAB_HEADER}\n0.5,inf,450,20,300\n".encode(), "milling_time_h"),
+        ("text for a number", f"{LAB_HEADER}\n0.5,six,450,20,300\n".encode(), "milling_time_h"),
+        ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
+        ("duplicate column", f"{LAB_HEADER},milling_time_h\n0.5,6,450,20,300,6\n".encode(), "milling_time_h"),
+        ("out of range", f"{LAB_HEADER}\n1.5,6,450,20,300\n".encode(), "sn_mass_fraction=1.5"),
+        ("not UTF-8", f"{LAB_HEADER}\n0.5,6,450,20,300 \xb5\n".encode("latin-1"), "not UTF-8"),
+        ("NUL byte", f"{LAB_HEADER}\n0.5,6,4\x0050,20,300\n".encode(), "lab"),
+        ("giant cell", f"{LAB_HEADER}\n0.5,6,450,20,{'9' * 300000}\n".encode(), "lab"),
+        ("YAML instead of CSV", GOOD_CONFIG.encode(), "not a readable CSV"),
+    ]
+    cases = [Case(f"lab: {label}", ["optimise", "--observations", "{file}"], expected, content, "lab.csv",
+                  names_file=True) for label, content, expected in documents]
+    cases += [
+        Case("lab: a folder", ["optimise", "--observations", "{dir}"], "is a folder"),
+        Case("lab: missing", ["optimise", "--observations", "{dir}/absent.csv"], "file not found"),
+        Case("lab: suggest with a broken file", ["suggest", "--observations", "{file}", "--output",
+                                                 "{dir}/out.csv"], "line 2", f"{LAB_HEADER}\n0.5,6\n", "lab.csv"),
+        Case("lab: suggest with a folder", ["suggest", "--observations", "{dir}", "--output", "{dir}/out.csv"],
+             "is a folder"),
+    ]
+    return cases
+
+
+def calibration_cases() -> list[Case]:
+    """Calibration data files given as calibrate --data."""
+    documents = [
+        ("empty", "", "observations"),
+        ("not a mapping", "- 1\n- 2\n", "observations"),
+        ("no observations key", "data: []\n", "observations"),
+        ("observations not a list", "observations: 5\n", "observations"),
+        ("empty observations", "observations: []\n", "observations"),
+        ("row not a mapping", "observations:\n  - just text\n", "observation 1"),
+        ("unknown material", "observations:\n" + CALIBRATION_ROW.replace("Sn@HC-2-1", "Pb@HC"), "material 'Pb@HC'"),
+        ("unknown quantity", "observations:\n" + CALIBRATION_ROW.replace("reversible_capacity", "magic"),
+         "quantity 'magic_mAh_per_g'"),
+        ("unknown field", "observations:\n" + CALIBRATION_ROW.replace("unit:", "colour: red, unit:"), "colour"),
+        ("negative value", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: -500"), "value=-500"),
+        ("NaN value", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: .nan"), "value=nan"),
+        ("inf sigma", "observations:\n" + CALIBRATION_ROW.replace("sigma_pct: 5", "sigma_pct: .inf"), "sigma_pct=inf"),
+        ("negative current", "observations:\n" + CALIBRATION_ROW.replace("unit:", "current_A_per_g: -1, unit:"),
+         "current_A_per_g=-1"),
+        ("material is a list", "observations:\n" + CALIBRATION_ROW.replace("Sn@HC-2-1", "[a, b]"), "material"),
+        ("alias", "observations: &o []\ncopy: *o\n", "anchor"),
+        ("duplicate key", "observations:\n" + CALIBRATION_ROW.replace("tag: measured", "tag: measured, tag: derived"),
+         "duplicate key 'tag'"),
+        ("malformed", "observations: [\n", "malformed YAML"),
+    ]
+    cases = [Case(f"calibration: {label}", ["calibrate", "--data", "{file}"], expected, text, "data.yaml",
+                  store_option=False, names_file=True) for label, text, expected in documents]
+    cases += [
+        Case("calibration: not UTF-8", ["calibrate", "--data", "{file}"], "not UTF-8", b"observations: \xff\n",
+             "data.yaml", store_option=False, names_file=True),
+        Case("calibration: a folder", ["calibrate", "--data", "{dir}"], "--data", store_option=False),
+        Case("calibration: missing", ["calibrate", "--data", "{dir}/absent.yaml"], "file not found",
+             store_option=False),
+    ]
+    return cases
+
+
+def option_cases() -> list[Case]:
+    """Command-line options out of range or pointing at the wrong kind of path."""
+    return [
+        Case("option: --n-calls 0", ["optimise", "--n-calls", "0"], "n_calls"),
+        Case("option: --n-calls -3", ["optimise", "--n-calls", "-3"], "n_calls"),
+        Case("option: --n-calls not a number", ["optimise", "--n-calls", "abc"], "--n-calls"),
+        Case("option: --batch-size -1", ["optimise", "--batch-size", "-1"], "batch_size"),
+        Case("option: --batch-size 0", ["optimise", "--batch-size", "0"], "batch_size"),
+        Case("option: --batch-size 1000", ["optimise", "--batch-size", "1000"], "batch_size"),
+        Case("option: --seed -5", ["optimise", "--seed", "-5"], "seed"),
+        Case("option: --seed 2**40", ["optimise", "--seed", str(2**40)], "seed"),
+        Case("option: what-if --n-calls 0", ["what-if", "configs/whatif", "--n-calls", "0"], "n_calls"),
+        Case("option: suggest --batch 0", ["suggest", "--batch", "0", "--observations",
+                                           "configs/lab_results_example.csv"], "--batch=0"),
+        Case("option: suggest --output in a missing folder", ["suggest", "--observations",
+             "configs/lab_results_example.csv", "--output", "{dir}/missing/out.csv"], "--output"),
+        Case("option: suggest --output is a folder", ["suggest", "--observations",
+             "configs/lab_results_example.csv", "--output", "{dir}"], "--output"),
+        Case("option: suggest --output on a read-only file system", ["suggest", "--observations",
+             "configs/lab_results_example.csv", "--output", "/proc/snhc-suggestions.csv"], "--output"),
+        Case("option: suggest without what was done", ["suggest", "--batch", "2"], "--observations"),
+        Case("option: predict --temperature-C 500", ["predict", "--temperature-C", "500"], "--temperature-C",
+             store_option=False),
+        Case("option: predict --sn-fraction nan", ["predict", "--sn-fraction", "nan"], "--sn-fraction",
+             store_option=False),
+        Case("option: predict --cycles 0", ["predict", "--cycles", "0"], "--cycles", store_option=False),
+        Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
+             environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
+    ]
+
+
+def tracking_cases() -> list[Case]:
+    """Tracking stores: servers that do not answer, SQLite paths that cannot hold a store, unknown schemes."""
+    closed = free_port()
+    return [
+        Case("tracking: http server not running", ["optimise", "--tracking-uri", f"http://127.0.0.1:{closed}"],
+             f"127.0.0.1:{closed}", store_option=False),
+        Case("tracking: https server not running", ["optimise", "--tracking-uri", f"https://127.0.0.1:{closed}"],
+             "no server answers", store_option=False),
+        Case("tracking: postgres not running", ["optimise", "--tracking-uri",
+                                                f"postgresql://snhc:{SECRET}@127.0.0.1:{closed}/mlflow"],
+             "no server answers", store_option=False),
+        Case("tracking: http without a host", ["optimise", "--tracking-uri", "http://"], "no host",
+             store_option=False),
+        Case("tracking: http with a bad port", ["optimise", "--tracking-uri", "http://127.0.0.1:99999"],
+             "port", store_option=False),
+        Case("tracking: sqlite path is a folder", ["optimise", "--tracking-uri", "sqlite:///{dir}"], "is a folder",
+             store_option=False),
+        Case("tracking: sqlite under a file", ["optimise", "--tracking-uri", "sqlite:///{file}/mlflow.db"],
+             "not a folder", "", "plain.txt", store_option=False),
+        Case("tracking: sqlite on a read-only file system", ["optimise", "--tracking-uri",
+                                                             "sqlite:////proc/snhc-store/mlflow.db"],
+             "cannot create", store_option=False),
+        Case("tracking: unknown scheme", ["optimise", "--tracking-uri", "ftp://example.org/store"],
+             "tracking.tracking_uri", store_option=False),
+        Case("tracking: two-slash sqlite", ["optimise", "--tracking-uri", "sqlite://mlflow.db"],
+             "tracking.tracking_uri", store_option=False),
+        Case("tracking: empty", ["optimise", "--tracking-uri", ""], "--tracking-uri", store_option=False),
+        Case("tracking: suggest against a dead server", ["suggest", "--observations",
+             "configs/lab_results_example.csv", "--tracking-uri", f"http://127.0.0.1:{closed}"],
+             "no server answers", store_option=False),
+        Case("tracking: what-if against a dead server", ["what-if", "configs/whatif", "--tracking-uri",
+                                                         f"http://127.0.0.1:{closed}"], "no server answers",
+             store_option=False),
+        Case("tracking: environment points at a dead server", ["optimise"], "no server answers",
+             store_option=False, environment={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed}"}),
+        Case("tracking: Dask scheduler not running", ["optimise"], "runner.address",
+             environment={"SNHC_DASK_ADDRESS": f"tcp://127.0.0.1:{closed}"}),
+        Case("tracking: artifact location from the environment", ["optimise"], "tracking.artifact_location",
+             environment={"SNHC_ARTIFACT_LOCATION": "nope://bucket/artifacts"}),
+    ]
+
+
+def run_id_cases() -> list[Case]:
+    """Run ids given to --resume."""
+    unknown = "0123456789abcdef0123456789abcdef"
+    return [
+        Case("run id: empty", ["optimise", "--resume", ""], "--resume"),
+        Case("run id: blank", ["optimise", "--resume", "   "], "--resume"),
+        Case("run id: too short", ["optimise", "--resume", "abc123"], "not an MLflow run id"),
+        Case("run id: 33 characters", ["optimise", "--resume", unknown + "0"], "not an MLflow run id"),
+        Case("run id: upper case", ["optimise", "--resume", unknown.upper()], "not an MLflow run id"),
+        Case("run id: a path", ["optimise", "--resume", "../../etc/passwd"], "not an MLflow run id"),
+        Case("run id: suggest empty", ["suggest", "--resume", ""], "--resume"),
+        Case("run id: suggest malformed", ["suggest", "--resume", "xyz", "--observations",
+                                           "configs/lab_results_example.csv"], "not an MLflow run id"),
+        Case("run id: unknown, no store yet", ["optimise", "--resume", unknown], "no such store"),
+        Case("run id: unknown in an existing store", ["optimise", "--resume", unknown, "--tracking-uri",
+                                                      "sqlite:///{empty_store}"], unknown, store_option=False),
+    ]
+
+
+CASES = (config_cases() + scenario_cases() + lab_cases() + calibration_cases() + option_cases() + tracking_cases()
+         + run_id_cases())
+SUBPROCESS_LABELS = {"config: billion laughs", "option: suggest --output in a missing folder",
+                     "tracking: http server not running", "run id: empty", "lab: a folder"}
+
+
+def _project_state() -> list[tuple[str, int, int]]:
+    """Every file under the project's mlruns/ with its size and mtime: it must not change."""
+    folder = PROJECT_ROOT / "mlruns"
+    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def project_store():
+    before = _project_state()
+    yield
+    assert _project_state() == before, "the project's mlruns/ changed"
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """An initialised MLflow SQLite store that holds no runs."""
+    from flows.tracking import open_client
+
+    path = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    open_client(f"sqlite:///{path}")
+    return path
+
+
+def _runs_in(database: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        return connection.execute("select count(*) from runs").fetchone()[0]
+
+
+def _arguments(case: Case, tmp_path: Path, empty_store: Path) -> tuple[list[str], Path, Path]:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    target = folder / case.filename
+    if case.content is not None:
+        content = case.content.encode("utf-8") if isinstance(case.content, str) else case.content
+        target.write_bytes(content)
+    store = tmp_path / "store" / "mlflow.db"
+    values = {"file": str(target), "dir": str(folder), "store": str(store), "empty_store": str(empty_store)}
+    args = [arg.format(**values) for arg in case.args]
+    if case.store_option:
+        args += ["--tracking-uri", f"sqlite:///{store}"]
+    return args, target, store
+
+
+def _run_in_process(args: list[str], capsys) -> tuple[int, str]:
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _run_subprocess(args: list[str], environment: dict[str, str]) -> tuple[int, str]:
+    snhc = Path(sys.executable).with_name("snhc")
+    result = subprocess.run([str(snhc), *args], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+                            env=os.environ | environment)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.label for case in CASES])
+def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch, project_store, empty_store):
+    monkeypatch.chdir(PROJECT_ROOT)
+    for variable in ("MLFLOW_TRACKING_URI", "SNHC_ARTIFACT_LOCATION", "SNHC_EXPERIMENT_NAME", "SNHC_DASK_ADDRESS"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in case.environment.items():
+        monkeypatch.setenv(variable, value)
+    args, target, store = _arguments(case, tmp_path, empty_store)
+    import flows.optimise
+    import flows.whatif
+
+    def flow_started(*args, **kwargs):
+        raise AssertionError("a flow started for a bad input")
+
+    monkeypatch.setattr(flows.optimise, "optimise_anode", flow_started)  # a missed check fails fast, runs nothing
+    monkeypatch.setattr(flows.whatif, "what_if", flow_started)
+    if case.label in SUBPROCESS_LABELS:
+        code, output = _run_subprocess(args, case.environment)
+    else:
+        code, output = _run_in_process(args, capsys)
+    lines = output.strip().splitlines()
+    assert code == 2, output
+    assert 1 <= len(lines) <= MAX_OUTPUT_LINES, output
+    assert len(output) <= MAX_OUTPUT_CHARS, output[:2000]
+    assert "Traceback" not in output, output
+    assert case.expected in output, output
+    if case.names_file:
+        assert str(target) in output, output
+    assert SECRET not in output, output
+    assert not store.parent.exists(), "a store was created for a bad input"
+    assert _runs_in(empty_store) == 0
+
+
+def test_catalogue_covers_every_class():
+    classes = {case.label.split(":")[0] for case in CASES}
+    assert classes == {"config", "scenario", "lab", "calibration", "option", "tracking", "run id"}
+    assert len(CASES) >= 70
+
+
+# --- secrets -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, secret, kept", [
+    (f"http://bob:{SECRET}@mlflow.example.org:5000", SECRET, "mlflow.example.org:5000"),
+    (f"postgresql+psycopg2://snhc:{SECRET}@db:5432/mlflow", SECRET, "db:5432/mlflow"),
+    (f"https://user:p@ss:{SECRET}@host/api", SECRET, "host/api"),
+    (f"https://host/x?token={SECRET}&page=2", SECRET, "page=2"),
+    (f"s3://bucket/key?X-Amz-Signature={SECRET}&X-Amz-Credential={SECRET}", SECRET, "s3://bucket/key"),
+    (f"https://host/blob?sig={SECRET}", SECRET, "https://host/blob"),
+    (f"https://host/?access_token={SECRET}#top", SECRET, "#top"),
+    (f"http://h/?password={SECRET}", SECRET, "http://h/"),
+    (f"http://h/?secret={SECRET};other=1", SECRET, "http://h/"),
+    (f"http://h/?api_key={SECRET}", SECRET, "http://h/"),
+    (f"failed to reach http://bob:{SECRET}@h:5000/api: refused", SECRET, "refused"),
+])
+def test_redact_masks_credentials(text, secret, kept):
+    from flows.inputs import REDACTED, redact
+
+    masked = redact(text)
+    assert secret not in masked and REDACTED in masked and kept in masked
+
+
+@pytest.mark.parametrize("text", ["sqlite:///mlruns/mlflow.db", "postgresql://postgres@127.0.0.1:5432/mlflow",
+                                  "http://127.0.0.1:5000", "https://host/path?page=2&sort=name", "plain words"])
+def test_redact_keeps_what_is_not_secret(text):
+    from flows.inputs import redact
+
+    assert redact(text) == text
+
+
+def test_redacted_uri_is_revealed_only_in_memory():
+    from flows.config import load_config
+    from flows.inputs import redact, reveal
+
+    uri = f"http://bob:{SECRET}@127.0.0.1:5000"
+    config = load_config(overrides={"tracking": {"tracking_uri": uri}})
+    assert reveal(redact(config.tracking.tracking_uri)) == uri
+    assert reveal("http://***@unknown:1") == "http://***@unknown:1"
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One MLflow store for the tests that log (creating a store's schema costs seconds)."""
+    from flows.tracking import Tracker
+
+    folder = tmp_path_factory.mktemp("logged")
+    return Tracker(f"sqlite:///{folder}/mlflow.db", "logged", str(folder / "artifacts")), folder / "artifacts"
+
+
+def _artifacts_of(folder: Path, run_id: str) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and run_id in path.parts]
+
+
+def test_secret_never_reaches_params_config_artifact_or_state(tracker):
+    """The config dump of a campaign with a password in its URI, logged the way run_campaign logs it (flattened
+    params, config.yaml, a state file, a failure reason), holds no password anywhere in the store."""
+    import yaml
+
+    from flows import state as state_module
+    from flows.config import load_config
+    from flows.optimise import flatten
+    from flows.search import SearchState
+
+    tracker, artifacts = tracker
+    uri = f"postgresql://snhc:{SECRET}@db.example.org:5432/mlflow?sslpassword={SECRET}"
+    config = load_config(overrides={"tracking": {"tracking_uri": uri},
+                                    "description": f"mirror of https://host/x?token={SECRET}"})
+    run_id = tracker.start_run("campaign")
+    tracker.log(run_id, params=flatten(config.model_dump(mode="json")), tags={"note": uri})
+    tracker.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json")), "config.yaml")
+    state_module.save_state(tracker, run_id, -1, state_module.state_document(config, SearchState.from_known([])))
+    tracker.log_files(run_id, {"table.csv": pd.DataFrame({"uri": [uri]}), "note.txt": uri})
+    tracker.fail(run_id, f"ConnectionError: {uri}")
+
+    run = tracker.client.get_run(run_id)
+    assert run.data.params["tracking.tracking_uri"].startswith("postgresql://***@db.example.org")
+    stored = [*run.data.params.values(), *run.data.tags.values()]
+    stored += [path.read_text(encoding="utf-8") for path in _artifacts_of(artifacts, run_id)]
+    assert len(stored) > 20 and not [text for text in stored if SECRET in text]
+    saved = state_module.load_state(tracker.client, run_id)
+    assert SECRET not in str(saved) and "***" in saved["config"]["tracking"]["tracking_uri"]
+
+
+def test_console_lines_are_redacted(capsys):
+    uri = f"http://bob:{SECRET}@127.0.0.1:{free_port()}"
+    assert main(["optimise", "--tracking-uri", uri]) == 2
+    output = capsys.readouterr()
+    assert SECRET not in output.out + output.err and "http://***@127.0.0.1" in output.err
+
+
+def test_flow_parameters_get_the_redacted_uri(monkeypatch, tmp_path):
+    """The CLI hands Prefect (which records flow parameters) only the redacted URI, keeping the real one in memory."""
+    import flows.cli as cli
+    import flows.optimise as optimise
+
+    seen = {}
+
+    def fake_flow(config_path, overrides, resume, observations):
+        seen["overrides"] = overrides
+        raise cli.UsageError("stopped before the flow")
+
+    listening = __import__("socket").create_server(("127.0.0.1", 0))
+    try:
+        uri = f"http://bob:{SECRET}@127.0.0.1:{listening.getsockname()[1]}"
+        monkeypatch.setattr(optimise, "optimise_anode", fake_flow)
+        monkeypatch.setattr(optimise, "resolve_config", lambda path, overrides, resume: None)
+        assert main(["optimise", "--tracking-uri", uri]) == 2
+    finally:
+        listening.close()
+    assert seen["overrides"]["tracking"]["tracking_uri"] == f"http://***@127.0.0.1:{uri.rsplit(':', 1)[1]}"
+
+
+# --- CSV out -----------------------------------------------------------------------------------------------------
+
+def test_escape_csv_cells_prefixes_formulas_in_text_only():
+    from flows.inputs import escape_csv_cells
+
+    frame = pd.DataFrame({"scenario": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "plain", None],
+                          "objective": [-5.0, 1.0, 2.0, 3.0, 4.0, 5.0], "count": [-1, 2, 3, 4, 5, 6]})
+    escaped = escape_csv_cells(frame)
+    assert escaped["scenario"].tolist()[:5] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "plain"]
+    assert pd.isna(escaped["scenario"].iloc[5])
+    assert escaped["objective"].tolist() == frame["objective"].tolist()
+    assert escaped["count"].tolist() == frame["count"].tolist()
+    assert frame["scenario"].iloc[0].startswith("=")  # the original is untouched
+
+
+def test_csv_artifacts_are_escaped(tracker):
+    tracker, artifacts = tracker
+    run_id = tracker.start_run("campaign")
+    tracker.log_files(run_id, {"what_if_comparison.csv": pd.DataFrame({"scenario": ["=cmd|' /C calc'!A0"],
+                                                                       "objective": [-3.5]})})
+    written = next(p for p in _artifacts_of(artifacts, run_id) if p.name == "what_if_comparison.csv").read_text(
+        encoding="utf-8")
+    assert "'=cmd" in written and ",-3.5" in written
