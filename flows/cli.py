@@ -177,13 +177,16 @@ def cmd_optimise(args) -> int:
     from flows import interrupts
 
     interrupts.install()
-    campaign = None
+    campaign, server = None, None
     try:
-        campaign = _build_and_start(args)
+        campaign, server = _build_and_start(args)
         summary = _run_optimisation(args, campaign)
     except interrupts.CampaignInterrupted as interrupt:
         print(_interrupted_message(args, campaign, interrupt), file=sys.stderr)
         return interrupt.exit_code
+    finally:
+        if server is not None:
+            server.stop()
     from flows.reporting import print_recommendation
 
     config = campaign.config
@@ -203,9 +206,13 @@ def _build_and_start(args):
 
     _, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
     server = prefect_server.start()
-    campaign = build_campaign(args.config, overrides, resume, args.observations)
-    server.wait()
-    return campaign
+    try:
+        campaign = build_campaign(args.config, overrides, resume, args.observations)
+        server.wait()
+    except BaseException:
+        server.stop()
+        raise
+    return campaign, server
 
 
 def _run_optimisation(args, campaign) -> dict:
@@ -259,13 +266,17 @@ def cmd_what_if(args) -> int:
         existing_path(scenario, "scenario")
     _, overrides, _ = _checked_campaign(args)
     from flows import prefect_server
-    from flows.whatif import load_scenarios, what_if
 
-    server = prefect_server.start()
-    base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
-    load_scenarios(args.scenarios, base)  # fail fast on any scenario
-    server.wait()
-    what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
+    server = prefect_server.start()  # before Prefect is imported: its settings are read once, at import
+    try:
+        from flows.whatif import load_scenarios, what_if
+
+        base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
+        load_scenarios(args.scenarios, base)  # fail fast on any scenario: exit 2, nothing written
+        server.wait()
+        what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
+    finally:
+        server.stop()
     return 0
 
 

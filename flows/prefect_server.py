@@ -28,12 +28,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+from flows.inputs import InputError
+
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
 
 
 class PrefectStartupError(RuntimeError):
-    """The Prefect API could not be reached or started; the message says what to do."""
+    """The temporary Prefect server could not be started; the message says what to do (exit 1)."""
+
+
+class PrefectSettingError(InputError):
+    """A Prefect setting is wrong (``PREFECT_API_URL`` answers nothing, a bad start-up limit): bad input, exit 2."""
 
 
 def startup_timeout_s() -> float:
@@ -41,9 +47,9 @@ def startup_timeout_s() -> float:
     try:
         value = float(text) if text else DEFAULT_STARTUP_TIMEOUT_S
     except ValueError:
-        raise PrefectStartupError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text!r} is not a number of seconds") from None
+        raise PrefectSettingError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text!r} is not a number of seconds") from None
     if not 1.0 <= value <= 3600.0:
-        raise PrefectStartupError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text} is out of range: allowed 1 to 3600")
+        raise PrefectSettingError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text} is out of range: allowed 1 to 3600")
     return value
 
 
@@ -58,10 +64,12 @@ def healthy(api_url: str, timeout_s: float = HEALTH_CHECK_TIMEOUT_S) -> bool:
 class TemporaryServer:
     """A Prefect server process for the life of one command."""
 
-    def __init__(self, process: subprocess.Popen | None, api_url: str, log_path: Path | None):
+    def __init__(self, process: subprocess.Popen | None, api_url: str, log_path: Path | None,
+                 previous_api_url: str | None = None):
         self.process = process
         self.api_url = api_url
         self.log_path = log_path
+        self.previous_api_url = previous_api_url
 
     def wait(self) -> None:
         """Block until the API answers; a one-line :class:`PrefectStartupError` if it does not in time."""
@@ -83,6 +91,12 @@ class TemporaryServer:
             f"SNHC_PREFECT_STARTUP_TIMEOUT_S, or start a server with `prefect server start` and set PREFECT_API_URL")
 
     def stop(self) -> None:
+        """Stop a server this command started (a reused one is left alone) and restore ``PREFECT_API_URL``."""
+        if self.process is not None and os.environ.get("PREFECT_API_URL") == self.api_url:
+            if self.previous_api_url is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = self.previous_api_url
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -101,15 +115,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _api_url_of_loaded_prefect() -> str | None:
+    """The API URL of a Prefect already imported and configured in this process (e.g. a test harness)."""
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
+
+
 def start() -> TemporaryServer:
     """Reuse ``PREFECT_API_URL`` if it is set and healthy, else start a temporary server (not yet waited for).
 
     Sets ``PREFECT_API_URL`` for this process, so call it before Prefect is imported.
     """
-    configured = os.environ.get("PREFECT_API_URL")
+    startup_timeout_s()  # a bad limit is bad input: say so before anything starts
+    configured = os.environ.get("PREFECT_API_URL") or _api_url_of_loaded_prefect()
     if configured:
         if not healthy(configured):
-            raise PrefectStartupError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it "
+            raise PrefectSettingError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it "
                                       f"(`prefect server start`) or unset PREFECT_API_URL for a temporary one")
         return TemporaryServer(None, configured, None)
     spec = importlib.util.find_spec("prefect")
@@ -125,7 +149,7 @@ def start() -> TemporaryServer:
              "--log-level", "error", "--lifespan", "on"],
             env=environment, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)  # Ctrl-C in the terminal reaches the campaign, not the server
-    server = TemporaryServer(process, f"http://127.0.0.1:{port}/api", log)
+    server = TemporaryServer(process, f"http://127.0.0.1:{port}/api", log, os.environ.get("PREFECT_API_URL"))
     atexit.register(server.stop)
     os.environ["PREFECT_API_URL"] = server.api_url
     return server

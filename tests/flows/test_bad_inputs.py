@@ -6,6 +6,7 @@ project's own mlruns/ untouched). Most cases run the CLI in-process (``flows.cli
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -266,7 +267,7 @@ def option_cases() -> list[Case]:
         Case("option: suggest without what was done", ["suggest", "--batch", "2"], "--observations"),
         Case("option: predict --temperature-C 500", ["predict", "--temperature-C", "500"], "--temperature-C",
              store_option=False),
-        Case("option: predict --sn-fraction nan", ["predict", "--sn-fraction", "nan"], "--sn-fraction",
+        Case("option: predict --sn-fraction nan", ["predict", "--sn-fraction", "nan"], "--sn-mass-fraction",
              store_option=False),
         Case("option: predict --cycles 0", ["predict", "--cycles", "0"], "--cycles", store_option=False),
         Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
@@ -499,19 +500,20 @@ def test_secret_never_reaches_params_config_artifact_or_state(tracker):
     params, config.yaml, a state file, a failure reason), holds no password anywhere in the store."""
     import yaml
 
-    from flows import state as state_module
+    from flows.campaign import Campaign
     from flows.config import load_config
-    from flows.optimise import flatten
-    from flows.search import SearchState
+    from flows.store import MlflowStateStore
+    from flows.tracking import CONFIG_TAG, flatten
 
     tracker, artifacts = tracker
     uri = f"postgresql://snhc:{SECRET}@db.example.org:5432/mlflow?sslpassword={SECRET}"
     config = load_config(overrides={"tracking": {"tracking_uri": uri},
                                     "description": f"mirror of https://host/x?token={SECRET}"})
-    run_id = tracker.start_run("campaign")
+    run_id = tracker.start_run("campaign", {CONFIG_TAG: json.dumps(config.model_dump(mode="json"))})
     tracker.log(run_id, params=flatten(config.model_dump(mode="json")), tags={"note": uri})
     tracker.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json")), "config.yaml")
-    state_module.save_state(tracker, run_id, -1, state_module.state_document(config, SearchState.from_known([])))
+    store = MlflowStateStore(tracker.client)
+    store.save(run_id, -1, Campaign.new(config).to_document())
     tracker.log_files(run_id, {"table.csv": pd.DataFrame({"uri": [uri]}), "note.txt": uri})
     tracker.fail(run_id, f"ConnectionError: {uri}")
 
@@ -520,7 +522,7 @@ def test_secret_never_reaches_params_config_artifact_or_state(tracker):
     stored = [*run.data.params.values(), *run.data.tags.values()]
     stored += [path.read_text(encoding="utf-8") for path in _artifacts_of(artifacts, run_id)]
     assert len(stored) > 20 and not [text for text in stored if SECRET in text]
-    saved = state_module.load_state(tracker.client, run_id)
+    saved = store.load(run_id, "logged")
     assert SECRET not in str(saved) and "***" in saved["config"]["tracking"]["tracking_uri"]
 
 
@@ -538,7 +540,7 @@ def test_flow_parameters_get_the_redacted_uri(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_flow(config_path, overrides, resume, observations):
+    def fake_flow(config_path, overrides, resume, observations, campaign_token=None):
         seen["overrides"] = overrides
         raise cli.UsageError("stopped before the flow")
 
@@ -546,7 +548,10 @@ def test_flow_parameters_get_the_redacted_uri(monkeypatch, tmp_path):
     try:
         uri = f"http://bob:{SECRET}@127.0.0.1:{listening.getsockname()[1]}"
         monkeypatch.setattr(optimise, "optimise_anode", fake_flow)
-        monkeypatch.setattr(optimise, "resolve_config", lambda path, overrides, resume: None)
+        from flows.campaign import Campaign
+        from flows.config import load_config
+
+        monkeypatch.setattr(cli, "_build_and_start", lambda args: (Campaign.new(load_config()), None))
         assert main(["optimise", "--tracking-uri", uri]) == 2
     finally:
         listening.close()
