@@ -18,21 +18,28 @@ for _variable, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NO
                           ("PYBAMM_DISABLE_TELEMETRY", "true")):
     os.environ.setdefault(_variable, _value)
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from flows.config import ConfigError, default_config_path, load_config  # noqa: F401 (ConfigError: tests)
-from flows.inputs import (InputError, check_run_id, check_server, check_tracking_store, existing_file, existing_path,
-                          redact, redact_document, reveal, write_csv, writable_output)
-from flows.objective import SCORE, CapacityObjective
-from surrogate.calibration import CalibrationDataError, calibrate
-from surrogate.model import PredictionRequest, predict
-from surrogate.parameters import ModelParameters, ParameterError
-from surrogate.paths import config_dir
-from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, Recipes, load_materials
+from surrogate.recipe import FIELDS, RECIPE_FIELDS  # noqa: E402 - the schema drives the options; numpy only
 
+if TYPE_CHECKING:
+    from surrogate.recipe import Recipes
+
+# Everything else is imported where it is used, so `snhc --help` and a bad option answer in well under a second.
 EXIT_USAGE = 2
-console = Console()
+
+
+def console():
+    """The rich console (created on first use)."""
+    from rich.console import Console
+
+    global _console
+    if _console is None:
+        _console = Console()
+    return _console
+
+
+_console = None
 
 
 class UsageError(Exception):
@@ -40,10 +47,16 @@ class UsageError(Exception):
 
 
 def _reference_recipe() -> dict[str, float]:
+    from surrogate.paths import config_dir
+    from surrogate.recipe import load_materials
+
     return load_materials(config_dir() / "materials.yaml")["Sn@HC-2-1"].to_records()[0]
 
 
 def _recipe_from_args(args) -> tuple[str, Recipes]:
+    from surrogate.paths import config_dir
+    from surrogate.recipe import Recipes, load_materials
+
     materials = load_materials(config_dir() / "materials.yaml")
     given = {f.name: getattr(args, f.name) for f in RECIPE_FIELDS if getattr(args, f.name) is not None}
     if args.material is not None:
@@ -75,6 +88,15 @@ def cmd_predict(args) -> int:
     cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True)]
     if not -40.0 <= args.temperature_C <= 80.0:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
+    from flows.config import load_config
+    from flows.inputs import existing_file
+    from flows.objective import SCORE, CapacityObjective
+    from surrogate.calibration import calibrate
+    from surrogate.model import PredictionRequest, predict
+    from surrogate.parameters import ModelParameters
+
+    if args.config is not None:
+        existing_file(args.config, "--config")
     p = calibrate().apply(ModelParameters.load())
     objective = load_config(args.config).objective if args.config else CapacityObjective()
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
@@ -100,6 +122,8 @@ def cmd_predict(args) -> int:
 
 
 def _print_prediction(name, recipe, record, args) -> None:
+    from rich.table import Table
+
     fidelity = " (PyBaMM rate capability)" if args.fidelity == "physics" else ""
     table = Table(title=f"Predicted performance of {name}{fidelity}", show_header=True, header_style="bold")
     table.add_column("metric")
@@ -117,10 +141,14 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_row("electrode expansion after 1000 cycles (%)", f"{record['electrode_expansion_after_1000_cycles_pct']:.1f}")
     table.add_row("apparent activation energy (kJ/mol)", f"{record['activation_energy_kJ_per_mol']:.2f}")
     table.add_row("objective (mAh/g)", f"{record['objective']:.1f}")
-    console.print(table)
+    console().print(table)
 
 
 def cmd_calibrate(args) -> int:
+    from flows.inputs import existing_file
+    from surrogate.calibration import calibrate
+    from surrogate.parameters import ModelParameters
+
     if args.data is not None:
         existing_file(args.data, "--data")
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
@@ -140,6 +168,8 @@ def _campaign_overrides(args) -> dict:
     A smaller ``--n-calls`` keeps at most half its budget for random starts, so it does not fail validation
     against the config's ``n_initial_points``.
     """
+    from flows.config import load_config
+
     optimiser = {key: value for key, value in (("n_calls", args.n_calls), ("batch_size", args.batch_size),
                                                ("seed", args.seed)) if value is not None}
     if args.n_calls is not None:
@@ -156,6 +186,9 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
 
     Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
     """
+    from flows.config import load_config
+    from flows.inputs import check_run_id, check_server, check_tracking_store, existing_file
+
     resume = check_run_id(getattr(args, "resume", None))
     if args.tracking_uri is not None and not args.tracking_uri.strip():
         raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
@@ -174,6 +207,8 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
 
 
 def cmd_optimise(args) -> int:
+    from flows.inputs import redact
+
     from flows import interrupts
 
     interrupts.install()
@@ -191,10 +226,10 @@ def cmd_optimise(args) -> int:
 
     config = campaign.config
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
-    console.print(f"Fidelity: {summary['fidelity']}")
-    console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
+    console().print(f"Fidelity: {summary['fidelity']}")
+    console().print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {redact(config.tracking.tracking_uri)}")
-    console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
+    console().print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
                   f"/runs/{summary['run_id']}")
     return 0
 
@@ -216,6 +251,9 @@ def _build_and_start(args):
 
 
 def _run_optimisation(args, campaign) -> dict:
+    from flows.config import default_config_path
+    from flows.inputs import redact_document
+
     from flows.campaign import hand_over
     from flows.optimise import optimise_anode
 
@@ -234,6 +272,8 @@ def _interrupted_message(args, campaign, interrupt) -> str:
 
 
 def cmd_suggest(args) -> int:
+    from flows.inputs import writable_output, write_csv
+
     from flows.campaign import build_campaign
     from flows.suggest import suggest
 
@@ -248,7 +288,7 @@ def cmd_suggest(args) -> int:
     from flows.reporting import print_frame
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
-    console.print(f"{len(table)} suggestions written to [bold]{args.output}[/]")
+    console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]")
     return 0
 
 
@@ -260,6 +300,9 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
+    from flows.config import default_config_path
+    from flows.inputs import existing_path, redact_document
+
     from flows.config import deep_merge, read_yaml
 
     for scenario in args.scenarios:
@@ -281,6 +324,9 @@ def cmd_what_if(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    from flows.config import load_config
+    from flows.inputs import check_tracking_store, existing_file, redact, reveal
+
     if args.config is not None:
         existing_file(args.config, "--config")
     overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
@@ -288,12 +334,15 @@ def cmd_ui(args) -> int:
     check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
-    console.print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")
+    console().print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
 
 
 def cmd_serve(args) -> int:
+    from flows.config import load_config
+    from flows.inputs import existing_file, existing_path
+
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
@@ -318,6 +367,7 @@ def _add_campaign_options(command) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snhc", description="Design Sn / hard-carbon composite anodes for Na-ion batteries in silico.")
+    parser.add_argument("--version", action="version", version=f"snhc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     optimise = commands.add_parser("optimise", help="run the Bayesian optimisation campaign (the main job)",
@@ -400,19 +450,38 @@ def _number_text(text: str) -> str:
     return text
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("snhc")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's input: one line, exit 2 (imported only when one is being handled)."""
+    from flows.inputs import InputError
+    from surrogate.calibration import CalibrationDataError
+    from surrogate.parameters import ParameterError
+    from surrogate.recipe import RecipeError
+
+    return UsageError, RecipeError, ParameterError, CalibrationDataError, InputError
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RecipeError, ParameterError, CalibrationDataError, InputError) as error:
-        print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - a start-up failure is one line with its fix, not a traceback
+    except Exception as error:  # noqa: BLE001 - bad input and start-up failures are one line, not a traceback
+        if isinstance(error, usage_errors()):
+            print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
+            return EXIT_USAGE
         from flows.prefect_server import PrefectStartupError
 
         if isinstance(error, PrefectStartupError):
-            print(f"snhc {args.command}: error: {error}", file=sys.stderr)
+            print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
             return 1
         raise
 
@@ -422,6 +491,8 @@ MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; m
 
 def one_line(error: Exception) -> str:
     """An error as one redacted line of bounded length."""
+    from flows.inputs import redact
+
     text = " ".join(redact(str(error)).split())
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
