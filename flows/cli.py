@@ -221,7 +221,7 @@ def cmd_optimise(args) -> int:
         return interrupt.exit_code
     finally:
         if server is not None:
-            server.stop()
+            server.release()
     from flows.reporting import print_recommendation
 
     config = campaign.config
@@ -319,7 +319,7 @@ def cmd_what_if(args) -> int:
         server.wait()
         what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
     finally:
-        server.stop()
+        server.release()
     return 0
 
 

@@ -123,10 +123,10 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         compare_with_lab(campaign, p, recorder, quiet)
         progress = reporting.BatchProgress(campaign, quiet)
-        with interrupts.deferred():  # Ctrl-C / SIGTERM: the batch in hand is finished and saved, then it stops
-            optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
-                                   lambda batch, evaluations: (recorder.after_batch(batch, evaluations),
-                                                               progress(batch), interrupts.check()))
+        # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
+        optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
+                               lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
+                               atomic=interrupts.deferred)
         ranking = physics_check(campaign, p)
         if ranking is not None:
             recorder.log_physics_check(ranking)

@@ -90,13 +90,18 @@ class TemporaryServer:
             f"Prefect's temporary server did not answer within {limit:g} s (a busy machine?): raise "
             f"SNHC_PREFECT_STARTUP_TIMEOUT_S, or start a server with `prefect server start` and set PREFECT_API_URL")
 
-    def stop(self) -> None:
-        """Stop a server this command started (a reused one is left alone) and restore ``PREFECT_API_URL``."""
+    def release(self) -> None:
+        """The command is done with the server: restore ``PREFECT_API_URL``. The process itself stops at exit,
+        after Prefect's own exit handlers have flushed their logs to it (stopping it earlier makes them retry)."""
         if self.process is not None and os.environ.get("PREFECT_API_URL") == self.api_url:
             if self.previous_api_url is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = self.previous_api_url
+
+    def stop(self) -> None:
+        """Stop a server this command started (a reused one is left alone)."""
+        self.release()
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)

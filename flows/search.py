@@ -6,7 +6,8 @@ optional callback per batch. The Prefect flow and the bare benchmark loop run th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import numpy as np
 from skopt import Optimizer
@@ -93,12 +94,14 @@ def on_fixed_values(recipe: dict[str, Any], fixed: dict[str, Any]) -> bool:
 
 
 def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
-               on_batch: Callable[[int, list[Evaluation]], None] | None = None) -> Optimizer:
-    """Ask a batch, evaluate it, tell the results, add it to the campaign; repeat until the campaign's budget of
+               on_batch: Callable[[int, list[Evaluation]], None] | None = None,
+               atomic: Callable[[], ContextManager] = nullcontext) -> Optimizer:
+    """Ask a batch, evaluate it, add it to the campaign, tell the results; repeat until the campaign's budget of
     model evaluations is spent.
 
     The campaign's evaluations from before (a resumed run, lab observations) are told first and never evaluated
-    again.
+    again. ``atomic`` wraps evaluating and recording a batch (the flow defers Ctrl-C there, so a batch is either
+    saved whole or not at all); asking and telling, the optimiser's own work, stay interruptible.
     """
     config = campaign.config
     settings = config.optimiser
@@ -107,11 +110,12 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())
         points = [[_plain(v) for v in point] for point in optimizer.ask(n_points=n_points)]
-        evaluations = evaluate_batch([recipe_of(point, config) for point in points])
+        with atomic():
+            evaluations = evaluate_batch([recipe_of(point, config) for point in points])
+            batch = campaign.add_batch(points, evaluations)
+            if on_batch:
+                on_batch(batch, evaluations)
         optimizer.tell(points, [loss_of(e, config) for e in evaluations])
-        batch = campaign.add_batch(points, evaluations)
-        if on_batch:
-            on_batch(batch, evaluations)
     return optimizer
 
 

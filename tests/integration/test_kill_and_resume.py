@@ -21,10 +21,10 @@ from surrogate.paths import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 N_CALLS, BATCH = 16, 2
-CAMPAIGN = f"""
+CAMPAIGN = """
 name: kill-points
-optimiser: {{n_calls: {N_CALLS}, n_initial_points: 4, batch_size: {BATCH}, seed: 11}}
-tracking: {{tracking_uri: "sqlite:///{{store}}/mlflow.db", experiment_name: kill-points}}
+optimiser: {{n_calls: {n_calls}, n_initial_points: 4, batch_size: {batch}, seed: 11}}
+tracking: {{tracking_uri: "sqlite:///{store}/mlflow.db", experiment_name: kill-points}}
 physics_check: {{top_k: 3}}
 """
 FINAL_SAVES = 1 + N_CALLS // BATCH  # the initial state plus one per batch
@@ -86,7 +86,7 @@ def wait_for(point, client, process, log, run_id):
 
 def test_ten_kill_points_lose_nothing_and_a_finished_campaign_extends(params, tmp_path):
     config = tmp_path / "campaign.yaml"
-    config.write_text(CAMPAIGN.format(store=tmp_path))
+    config.write_text(CAMPAIGN.format(n_calls=N_CALLS, batch=BATCH, store=tmp_path))
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     run_id, first_seen = None, {}
     for number, (signum, point) in enumerate(KILL_POINTS):
