@@ -117,6 +117,7 @@ class CampaignResult:
 
 def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bool = False) -> CampaignResult:
     """Run one optimisation campaign and log it; the body of :func:`optimise_anode`, reused by what-ifs."""
+    interrupts.install()  # Prefect's flow engine installed its own SIGTERM handler: the campaign's comes first
     config = campaign.config
     p, calibration = calibrate_task(config)
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration)
