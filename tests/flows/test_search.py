@@ -1,0 +1,103 @@
+"""The batch ask of flows.search: q distinct points inside the space, one surrogate fit per told batch, the liar
+conditioning, and same seed -> same points."""
+
+import numpy as np
+import pytest
+from sklearn.gaussian_process import GaussianProcessRegressor as SklearnGP
+
+from flows.config import ConfigError, load_config
+from flows.search import BatchOptimizer, make_optimizer
+
+SMALL = {"n_calls": 40, "n_initial_points": 8, "batch_size": 4, "seed": 5}
+
+
+def config_with(**optimiser):
+    return load_config(overrides={"optimiser": SMALL | optimiser})
+
+
+def loss(point) -> float:
+    """A smooth bowl in the search space (cheap stand-in for the model: these tests are about the optimiser)."""
+    sn, time_h, speed_rpm, bpr = point
+    return (sn - 0.6) ** 2 + (np.log(time_h / 8.0)) ** 2 / 10 + ((speed_rpm - 450) / 450) ** 2 + ((bpr - 20) / 35) ** 2
+
+
+def told(optimizer, batches: int, q: int = 4):
+    for _ in range(batches):
+        points = optimizer.ask(n_points=q)
+        optimizer.tell(points, [loss(x) for x in points])
+    return optimizer
+
+
+@pytest.mark.parametrize("acquisition,acq_optimizer", [("EI", "sampling"), ("LCB", "lbfgs"), ("gp_hedge", "sampling")])
+def test_batch_ask_gives_q_distinct_points_inside_the_space(acquisition, acq_optimizer):
+    optimizer = told(make_optimizer(config_with(acquisition=acquisition, acq_optimizer=acq_optimizer,
+                                                acquisition_samples=500)), 3)
+    assert optimizer.models, "the surrogate leads after the initial points"
+    for q in (1, 4, 6):
+        points = optimizer.ask(n_points=q)
+        assert len(points) == q
+        assert all(point in optimizer.space for point in points)
+        unit = optimizer.space.transform(points + optimizer.Xi)
+        distances = np.linalg.norm(unit[:, None, :] - unit[None, :, :], axis=-1)[:q]
+        np.fill_diagonal(distances, np.inf)
+        assert distances.min() > 1e-6, "no point repeats another of the batch or an evaluated one"
+
+
+def test_one_surrogate_fit_per_told_batch(monkeypatch):
+    """Hyperparameter searches happen in tell only (gp_restarts + 1 of them per fit), never in ask."""
+    searches = []
+    original = SklearnGP._constrained_optimization
+    monkeypatch.setattr(SklearnGP, "_constrained_optimization",
+                        lambda self, *a, **k: searches.append(1) or original(self, *a, **k))
+    config = config_with(acquisition="EI", acq_optimizer="sampling", acquisition_samples=500, gp_restarts=1)
+    optimizer = told(make_optimizer(config), 2)  # the 8 initial points: the second tell fits the first model
+    assert len(optimizer.models) == 1 and len(searches) == 2
+    for batch in range(3):
+        points = optimizer.ask(n_points=4)
+        assert len(searches) == 2 * (batch + 1), "asking a batch searches no hyperparameters"
+        optimizer.tell(points, [loss(x) for x in points])
+        assert len(optimizer.models) == batch + 2
+        assert len(searches) == 2 * (batch + 2)
+
+
+def test_liar_points_are_conditioned_on_with_the_fitted_kernel():
+    optimizer = told(make_optimizer(config_with(acquisition="EI", acq_optimizer="sampling",
+                                                acquisition_samples=500)), 3)
+    model = optimizer.models[-1]
+    X = optimizer.space.transform(optimizer.Xi)
+    liar_point = optimizer.space.transform([[0.3, 2.0, 300.0, 30.0]])
+    lie = float(np.min(optimizer.yi))
+    before_mean, before_std = model.predict(liar_point, return_std=True)
+    conditioned = optimizer._conditioned(model, np.vstack([X, liar_point]), np.append(optimizer.yi, lie))
+    mean, std = conditioned.predict(liar_point, return_std=True)
+    assert before_std[0] > 10 * std[0], "the liar point is no longer uncertain"
+    assert mean[0] == pytest.approx(lie, abs=0.05 * abs(before_mean[0] - lie) + 1e-6)
+    assert conditioned.kernel_.get_params()["k1"] == model.kernel_.get_params()["k1"], "same fitted hyperparameters"
+
+
+def test_same_seed_same_points_and_another_seed_other_points():
+    def points(seed):
+        optimizer = told(make_optimizer(config_with(seed=seed, acquisition_samples=500)), 3)
+        return optimizer.Xi + optimizer.ask(n_points=4)
+
+    assert points(5) == points(5)
+    assert points(5) != points(6)
+
+
+def test_initial_batches_take_the_initial_design_in_order_then_random_points():
+    optimizer = make_optimizer(config_with(n_initial_points=6, initial_point_generator="sobol"))
+    assert isinstance(optimizer, BatchOptimizer)
+    design = [list(x) for x in optimizer._initial_samples]
+    first = optimizer.ask(n_points=4)
+    assert [list(x) for x in first] == design[:4]
+    assert optimizer.ask(n_points=4) == first, "asking again before a tell gives the same batch"
+    optimizer.tell(first, [loss(x) for x in first])
+    second = optimizer.ask(n_points=4)
+    assert [list(x) for x in second[:2]] == design[4:6]
+    assert all(x in optimizer.space for x in second[2:]) and second[2] != second[3]
+
+
+@pytest.mark.parametrize("noise", [0.0, 2.0, "loud"])
+def test_gp_noise_out_of_range_names_the_field(noise):
+    with pytest.raises(ConfigError, match="optimiser.gp_noise"):
+        config_with(gp_noise=noise)
