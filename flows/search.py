@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import fmin_l_bfgs_b
 from sklearn.base import clone
+from sklearn.preprocessing import PowerTransformer
 from threadpoolctl import threadpool_limits
 
 from skopt import Optimizer
@@ -63,6 +64,11 @@ class BatchOptimizer(Optimizer):
     any remainder with random points (no model has been fitted yet).
     """
 
+    def __init__(self, *args, output_warping: str = "none", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output_warping = output_warping
+        self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
+
     def _tell(self, x, y, fit=True):
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             return self._tell_and_fit(x, y, fit)
@@ -71,14 +77,20 @@ class BatchOptimizer(Optimizer):
         result = super()._tell(x, y, fit=False)
         if fit and self._n_initial_points <= 0 and self.base_estimator_ is not None:
             model = clone(self.base_estimator_)
+            losses = np.asarray(self.yi, dtype=float)
+            warp = None
+            if self.output_warping == "yeo-johnson":
+                warp = PowerTransformer(method="yeo-johnson").fit(losses[:, None])
+                losses = warp.transform(losses[:, None]).ravel()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.fit(self.space.transform(self.Xi), self.yi)
+                model.fit(self.space.transform(self.Xi), losses)
+            self._fitted = (model, warp, losses)
             if self.acq_func == "gp_hedge" and getattr(self, "next_xs_", None):
                 self.gains_ -= model.predict(np.vstack(self.next_xs_))
             if self.max_model_queue_size is not None and len(self.models) >= self.max_model_queue_size:
                 self.models.pop(0)
-            self.models.append(model)
+            self.models.append(model if warp is None else Unwarped(model, warp))
             self.next_xs_ = []
         return result
 
@@ -96,15 +108,14 @@ class BatchOptimizer(Optimizer):
 
     def _ask_batch(self, n_points: int, strategy: str) -> list[list]:
         initial = max(0, self._n_initial_points)
-        if initial > 0 or not self.models:
+        if initial > 0 or self._fitted is None:
             points = [self.space.rvs(random_state=self.rng)[0] if self._initial_samples is None
                       else self._initial_samples[len(self._initial_samples) - initial + i]
                       for i in range(min(n_points, initial))]
             remaining = n_points - len(points)
             return points + (self.space.rvs(n_samples=remaining, random_state=self.rng) if remaining else [])
-        model = self.models[-1]
+        model, _, y = self._fitted
         X = self.space.transform(self.Xi)
-        y = np.asarray(self.yi, dtype=float)
         lie = float(LIARS[strategy](y))
         candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
@@ -167,6 +178,26 @@ class BatchOptimizer(Optimizer):
             return conditioned.fit(X, y)
 
 
+class Unwarped:
+    """A model fitted to warped losses, predicting in the losses' own units (mean back-transformed, sd by the
+    slope of the back-transform): what ``optimizer.models`` holds, so reports read mAh/g."""
+
+    def __init__(self, model, warp: PowerTransformer):
+        self.model, self.warp = model, warp
+
+    def _inverse(self, z: np.ndarray) -> np.ndarray:
+        return self.warp.inverse_transform(np.asarray(z, dtype=float)[:, None]).ravel()
+
+    def predict(self, X, return_std: bool = False):
+        z, z_std = self.model.predict(X, return_std=True)
+        mean = self._inverse(z)
+        if not return_std:
+            return mean
+        step = 1e-4
+        slope = (self._inverse(z + step) - self._inverse(z - step)) / (2 * step)
+        return mean, np.abs(slope) * z_std
+
+
 def make_optimizer(config: CampaignConfig) -> BatchOptimizer:
     """The campaign's optimiser: settings from ``config.optimiser`` (chosen by benchmarks/optimiser_efficiency.py)."""
     settings = config.optimiser
@@ -185,6 +216,7 @@ def make_optimizer(config: CampaignConfig) -> BatchOptimizer:
         acq_optimizer_kwargs={"n_points": settings.acquisition_samples,
                               "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
+        output_warping=settings.output_warping,
     )
 
 
@@ -274,7 +306,8 @@ def run_search(config: CampaignConfig, evaluate_batch: EvaluateBatch,
     batch_number = max([b + 1 for b in state.batches], default=0)
     while state.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - state.model_evaluations())
-        points = [[float(np.asarray(v).item()) for v in point] for point in optimizer.ask(n_points=n_points, strategy=settings.liar)]
+        points = [[float(np.asarray(v).item()) for v in point]
+                  for point in optimizer.ask(n_points=n_points, strategy=settings.liar)]
         evaluations = evaluate_batch([recipe_of(point, config) for point in points])
         optimizer.tell(points, [loss_of(e, config) for e in evaluations])
         state.points += points

@@ -85,7 +85,7 @@ def test_same_seed_same_points_and_another_seed_other_points():
 
 
 def test_initial_batches_take_the_initial_design_in_order_then_random_points():
-    optimizer = make_optimizer(config_with(n_initial_points=6, initial_point_generator="sobol"))
+    optimizer = make_optimizer(config_with(n_initial_points=6, initial_point_generator="lhs"))
     assert isinstance(optimizer, BatchOptimizer)
     design = [list(x) for x in optimizer._initial_samples]
     first = optimizer.ask(n_points=4)
@@ -101,3 +101,12 @@ def test_initial_batches_take_the_initial_design_in_order_then_random_points():
 def test_gp_noise_out_of_range_names_the_field(noise):
     with pytest.raises(ConfigError, match="optimiser.gp_noise"):
         config_with(gp_noise=noise)
+
+
+def test_warped_surrogate_predicts_in_the_losses_own_units():
+    optimizer = told(make_optimizer(config_with(output_warping="yeo-johnson", gp_noise=1e-8,
+                                                acquisition_samples=500)), 3)
+    mean, std = optimizer.models[-1].predict(optimizer.space.transform(optimizer.Xi), return_std=True)
+    np.testing.assert_allclose(mean, optimizer.yi, atol=1e-3 * np.ptp(optimizer.yi))
+    assert np.all(std >= 0) and np.all(np.isfinite(std))
+    assert len(optimizer.ask(n_points=4)) == 4
