@@ -21,7 +21,8 @@ Every method runs with BLAS on one thread, as ``flows.search`` runs the project'
 cores, BLAS threads only spin (scikit-optimize's tell measured 10x the CPU with two threads).
 
 Run: ``.venv/bin/python benchmarks/optimiser_efficiency.py [--seeds 10] [--budget 60] [--json] [--quick]``
-(about 5 minutes on 2 cores; ``--quick``: 3 seeds, budget 40, about 2 minutes).
+(about 8 minutes on 2 busy cores, most of it scikit-optimize's defaults; ``--quick``: 2 seeds, budget 24, about
+3 minutes, the CPU runs unchanged).
 """
 
 from __future__ import annotations
@@ -238,14 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--json", action="store_true", help="print only the JSON document")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 seeds, budget 40")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, budget 24, 16 384 dense samples")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU runs (measuring evaluations only)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an optimiser setting of the project's method (measuring a choice)")
     args = parser.parse_args(argv)
-    seeds, budget = (3, 40) if args.quick else (args.seeds, args.budget)
+    seeds, budget = (2, 24) if args.quick else (args.seeds, args.budget)
     overrides = dict(_setting(s) for s in args.set)
     config = load_config(overrides={"optimiser": overrides} if overrides else None)
     methods = [m for m in args.methods.split(",") if m]
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                                        if k not in ("n_calls", "seed", "failure_penalty")))
     with threadpool_limits(limits=1, user_api="blas"):  # every method as the project's optimiser runs (see above)
         result = benchmark(config, seeds, budget, methods=methods, log=log, cpu=not args.no_cpu,
-                           first_seed=args.first_seed)
+                           first_seed=args.first_seed, dense_n=2**14 if args.quick else 2**17)
     if args.json:
         print(json_document(result))
         return 0
