@@ -113,9 +113,31 @@ class Optimiser(Strict):
     n_initial_points: int = Field(10, ge=1, le=1000, description="random points before the surrogate is used")
     batch_size: int = Field(4, ge=1, le=64, description="points per ask")
     surrogate: Literal["GP", "RF", "ET"] = "GP"
-    acquisition: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    acquisition: Literal["gp_hedge", "EI", "PI", "LCB"] = "EI"
     seed: int = Field(42, ge=0, le=2**32 - 1)
+    initial_point_generator: Literal["random", "lhs", "sobol", "halton", "hammersly"] = Field(
+        "lhs", description="design of the initial points")
+    acq_optimizer: Literal["sampling", "lbfgs"] = Field(
+        "sampling", description="GP: acquisition maximised over random samples, or L-BFGS from the best of them")
+    acquisition_samples: int = Field(10000, ge=10, le=1_000_000, description="random points the acquisition is "
+                                                                             "evaluated on per ask")
+    acquisition_restarts: int = Field(5, ge=1, le=100, description="lbfgs: starts from the best samples")
+    gp_noise: float | Literal["gaussian"] = Field(
+        "gaussian", description="GP noise variance (normalised objective): a fixed level, or 'gaussian' (fitted)")
+    gp_restarts: int = Field(2, ge=0, le=50, description="GP hyperparameter fit: restarts of its optimiser")
+    output_warping: Literal["none", "yeo-johnson"] = Field(
+        "none", description="losses the surrogate is fitted to: as told, or Yeo-Johnson transformed (tames the "
+                            "expansion penalty's cliff)")
+    liar: Literal["cl_min", "cl_mean", "cl_max"] = Field(
+        "cl_min", description="value told for a batch's pending points while the rest of the batch is chosen")
     failure_penalty: float = Field(0.0, description="objective told to the optimiser for a failed evaluation")
+
+    @field_validator("gp_noise")
+    @classmethod
+    def _noise_in_range(cls, noise: float | str) -> float | str:
+        if noise != "gaussian" and not 1e-12 <= noise <= 1.0:
+            raise ValueError(f"gp_noise={noise:g} is out of range: allowed 1e-12 to 1, or 'gaussian'")
+        return noise
 
     @model_validator(mode="after")
     def _initial_within_budget(self) -> "Optimiser":

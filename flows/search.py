@@ -6,12 +6,23 @@ optional callback per batch. The Prefect flow and the bare benchmark loop run th
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import numpy as np
+from scipy.optimize import fmin_l_bfgs_b
+from sklearn.base import clone
+from sklearn.preprocessing import PowerTransformer
+from threadpoolctl import threadpool_limits
+
 from skopt import Optimizer
+from skopt.acquisition import _gaussian_acquisition, gaussian_acquisition_1D
+from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
+from skopt.learning.gaussian_process.kernels import WhiteKernel
 from skopt.space import Categorical, Real
+from skopt.utils import cook_estimator, normalize_dimensions
 
 from flows.config import CampaignConfig
 from flows.evaluation import Evaluation
@@ -37,15 +48,182 @@ def search_dimensions(config: CampaignConfig) -> list[Real | Categorical]:
     return dimensions
 
 
-def make_optimizer(config: CampaignConfig) -> Optimizer:
+BLAS_THREADS = 1  # the GP's matrices are ~100 x 100: BLAS threads only add overhead (measured: tell CPU 10x)
+DUPLICATE_DISTANCE = 1e-6  # points closer than this in the optimiser's unit cube are the same recipe
+LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
+
+
+class BatchOptimizer(Optimizer):
+    """scikit-optimize's Optimizer with a batch ask that costs one surrogate fit per told batch.
+
+    scikit-optimize's ``ask(n_points=q)`` copies the optimiser (one fit) and tells it each constant-liar point with a
+    full refit (q more), and every ``tell`` optimises the acquisition for all three ``gp_hedge`` candidates whether
+    or not anything is asked. Here ``tell`` only fits the surrogate (hyperparameters included), and ``ask`` does the
+    acquisition work: the first point maximises the acquisition of that model; each later point of the batch is
+    taken after conditioning the fitted GP on the points already chosen, told at the liar value, with the fitted
+    kernel hyperparameters kept (a Cholesky factorisation, no hyperparameter search). Non-GP surrogates are refitted
+    for each liar point instead (they have no fixed-kernel update).
+
+    Both run with BLAS on one thread: on matrices this small, threads cost more than they give.
+
+    ``ask(n_points=None)`` returns one point as in scikit-optimize; ``gp_hedge`` chooses one acquisition per batch
+    with the same gains as scikit-optimize's. While initial points remain, a batch takes them in order and fills
+    any remainder with random points (no model has been fitted yet).
+    """
+
+    def __init__(self, *args, output_warping: str = "none", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output_warping = output_warping
+        self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
+
+    def _tell(self, x, y, fit=True):
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            return self._tell_and_fit(x, y, fit)
+
+    def _tell_and_fit(self, x, y, fit):
+        result = super()._tell(x, y, fit=False)
+        if fit and self._n_initial_points <= 0 and self.base_estimator_ is not None:
+            model = clone(self.base_estimator_)
+            losses = np.asarray(self.yi, dtype=float)
+            warp = None
+            if self.output_warping == "yeo-johnson":
+                warp = PowerTransformer(method="yeo-johnson").fit(losses[:, None])
+                losses = warp.transform(losses[:, None]).ravel()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(self.space.transform(self.Xi), losses)
+            self._fitted = (model, warp, losses)
+            if self.acq_func == "gp_hedge" and getattr(self, "next_xs_", None):
+                self.gains_ -= model.predict(np.vstack(self.next_xs_))
+            if self.max_model_queue_size is not None and len(self.models) >= self.max_model_queue_size:
+                self.models.pop(0)
+            self.models.append(model if warp is None else Unwarped(model, warp))
+            self.next_xs_ = []
+        return result
+
+    def ask(self, n_points=None, strategy="cl_min"):
+        if n_points is not None and not (isinstance(n_points, int) and n_points > 0):
+            raise ValueError(f"n_points should be int > 0, got {n_points}")
+        if strategy not in LIARS:
+            raise ValueError(f"strategy must be one of {', '.join(LIARS)}, got {strategy!r}")
+        key = (n_points, strategy)
+        if key not in self.cache_:  # asking again before a tell gives the same points, as in scikit-optimize
+            with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+                self.cache_ = {key: self._ask_batch(n_points or 1, strategy)}
+        points = self.cache_[key]
+        return points[0] if n_points is None else points
+
+    def _ask_batch(self, n_points: int, strategy: str) -> list[list]:
+        initial = max(0, self._n_initial_points)
+        if initial > 0 or self._fitted is None:
+            points = [self.space.rvs(random_state=self.rng)[0] if self._initial_samples is None
+                      else self._initial_samples[len(self._initial_samples) - initial + i]
+                      for i in range(min(n_points, initial))]
+            remaining = n_points - len(points)
+            return points + (self.space.rvs(n_samples=remaining, random_state=self.rng) if remaining else [])
+        model, _, y = self._fitted
+        X = self.space.transform(self.Xi)
+        lie = float(LIARS[strategy](y))
+        candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
+        acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
+        chosen: list[np.ndarray] = []
+        for k in range(n_points):
+            if k > 0:
+                model = self._conditioned(model, np.vstack([X, *chosen]), np.append(y, [lie] * k))
+            if k == 0 and acquisition is not None:
+                x = acquisition[1]
+            else:
+                x = self._acquisition_optimum(model, candidates, acquisition[0] if acquisition else self.acq_func,
+                                              float(min(y.min(), lie) if k else y.min()), np.vstack([X, *chosen]))
+            chosen.append(x)
+        return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
+
+    def _hedged_acquisition(self, model, candidates, X, y) -> tuple[str, np.ndarray]:
+        """gp_hedge: every candidate acquisition's optimum (kept for the gains), one chosen by their softmax."""
+        self.next_xs_ = [self._acquisition_optimum(model, candidates, name, float(y.min()), X)
+                         for name in self.cand_acq_funcs_]
+        logits = np.array(self.gains_) - np.max(self.gains_)
+        probabilities = np.exp(self.eta * logits) / np.sum(np.exp(self.eta * logits))
+        index = int(np.argmax(self.rng.multinomial(1, probabilities)))
+        return self.cand_acq_funcs_[index], self.next_xs_[index]
+
+    def _acquisition_optimum(self, model, candidates: np.ndarray, acq_func: str, y_opt: float,
+                             taken: np.ndarray) -> np.ndarray:
+        """Minimiser of the acquisition (transformed space) that is not an already taken point."""
+        values = _gaussian_acquisition(X=candidates, model=model, y_opt=y_opt, acq_func=acq_func,
+                                       acq_func_kwargs=self.acq_func_kwargs)
+        order = np.argsort(values)
+        options: list[tuple[float, np.ndarray]] = []
+        if self.acq_optimizer == "lbfgs":
+            bounds = np.array(self.space.transformed_bounds)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for start in candidates[order[:self.n_restarts_optimizer]]:
+                    x, value, _ = fmin_l_bfgs_b(gaussian_acquisition_1D, start,
+                                                args=(model, y_opt, acq_func, self.acq_func_kwargs),
+                                                bounds=self.space.transformed_bounds, approx_grad=False, maxiter=20)
+                    options.append((float(np.ravel(value)[0]), np.clip(x, bounds[:, 0], bounds[:, 1])))
+            options.sort(key=lambda option: option[0])
+        options += [(float(values[i]), candidates[i]) for i in order]
+        for _, x in options:
+            if np.min(np.linalg.norm(taken - x, axis=1)) > DUPLICATE_DISTANCE:
+                return x
+        return self.space.transform(self.space.rvs(random_state=self.rng))[0]
+
+    def _conditioned(self, model, X: np.ndarray, y: np.ndarray):
+        """The surrogate told (X, y): a GP keeps its fitted kernel hyperparameters; other surrogates are refitted."""
+        if not isinstance(model, GaussianProcessRegressor):
+            refit = clone(self.base_estimator_)
+            return refit.fit(X, y)
+        kernel = clone(model.kernel_)
+        if model.noise_ is not None:  # the fitted noise level was zeroed for prediction: put it back, fixed
+            _, white = _param_for_white_kernel_in_Sum(kernel)
+            kernel.set_params(**{white: WhiteKernel(noise_level=model.noise_, noise_level_bounds="fixed")})
+        conditioned = clone(model).set_params(kernel=kernel, optimizer=None, noise=model.noise_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return conditioned.fit(X, y)
+
+
+class Unwarped:
+    """A model fitted to warped losses, predicting in the losses' own units (mean back-transformed, sd by the
+    slope of the back-transform): what ``optimizer.models`` holds, so reports read mAh/g."""
+
+    def __init__(self, model, warp: PowerTransformer):
+        self.model, self.warp = model, warp
+
+    def _inverse(self, z: np.ndarray) -> np.ndarray:
+        return self.warp.inverse_transform(np.asarray(z, dtype=float)[:, None]).ravel()
+
+    def predict(self, X, return_std: bool = False):
+        z, z_std = self.model.predict(X, return_std=True)
+        mean = self._inverse(z)
+        if not return_std:
+            return mean
+        step = 1e-4
+        slope = (self._inverse(z + step) - self._inverse(z - step)) / (2 * step)
+        return mean, np.abs(slope) * z_std
+
+
+def make_optimizer(config: CampaignConfig) -> BatchOptimizer:
+    """The campaign's optimiser: settings from ``config.optimiser`` (chosen by benchmarks/optimiser_efficiency.py)."""
     settings = config.optimiser
-    return Optimizer(
-        search_dimensions(config),
-        base_estimator=settings.surrogate,
+    dimensions = search_dimensions(config)
+    estimator = settings.surrogate
+    if settings.surrogate == "GP":  # scikit-optimize's GP (Matern 5/2, ARD), with the configured noise
+        estimator = cook_estimator("GP", space=normalize_dimensions(dimensions), random_state=settings.seed,
+                                   noise=settings.gp_noise, n_restarts_optimizer=settings.gp_restarts)
+    return BatchOptimizer(
+        dimensions,
+        base_estimator=estimator,
         n_initial_points=settings.n_initial_points,
-        initial_point_generator="lhs",
+        initial_point_generator=settings.initial_point_generator,
         acq_func=settings.acquisition,
+        acq_optimizer=settings.acq_optimizer if settings.surrogate == "GP" else "sampling",
+        acq_optimizer_kwargs={"n_points": settings.acquisition_samples,
+                              "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
+        output_warping=settings.output_warping,
     )
 
 
@@ -109,7 +287,7 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())
-        points = [[_plain(v) for v in point] for point in optimizer.ask(n_points=n_points)]
+        points = [[_plain(v) for v in point] for point in optimizer.ask(n_points=n_points, strategy=settings.liar)]
         with atomic():
             evaluations = evaluate_batch([recipe_of(point, config) for point in points])
             batch = campaign.add_batch(points, evaluations)

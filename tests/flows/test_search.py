@@ -1,55 +1,112 @@
-"""The optimiser loop (flows/search.py): reproducible, pinned to the evaluation table it gave before the refactor
-into one owner per concept, and driven by the recipe schema."""
-
-from pathlib import Path
+"""The batch ask of flows.search: q distinct points inside the space, one surrogate fit per told batch, the liar
+conditioning, and same seed -> same points."""
 
 import numpy as np
-import pandas as pd
 import pytest
+from sklearn.gaussian_process import GaussianProcessRegressor as SklearnGP
 
-from flows.campaign import Campaign
-from flows.config import load_config
-from flows.evaluation import campaign_parameters, evaluate_batch
-from flows.search import point_of, recipe_of, run_search, search_dimensions
-from surrogate.recipe import FIELD_NAMES
+from flows.config import ConfigError, load_config
+from flows.search import BatchOptimizer, make_optimizer
 
-PINNED = Path(__file__).resolve().parents[1] / "data" / "pinned_default_campaign.csv"
-PINNED_OVERRIDES = {"optimiser": {"n_calls": 16, "n_initial_points": 6, "batch_size": 4, "seed": 7,
-                                  "acquisition": "gp_hedge", "surrogate": "GP"}}
+SMALL = {"n_calls": 40, "n_initial_points": 8, "batch_size": 4, "seed": 5}
 
 
-def run(overrides):
-    config = load_config(None, overrides)
-    p, _ = campaign_parameters(config)
-    campaign = Campaign.new(config)
-    run_search(campaign, lambda recipes: evaluate_batch(recipes, p, config.objective))
-    return campaign.table()
+def config_with(**optimiser):
+    return load_config(overrides={"optimiser": SMALL | optimiser})
 
 
-def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
-    """Same config + seed -> the table the code gave before the refactor (tests/data, written by that code)."""
-    pinned = pd.read_csv(PINNED)
-    table = run(PINNED_OVERRIDES)[pinned.columns]
-    assert list(table["status"]) == list(pinned["status"])
-    numeric = [c for c in pinned.columns if c != "status"]
-    np.testing.assert_allclose(table[numeric].to_numpy(float), pinned[numeric].to_numpy(float), rtol=1e-7, atol=1e-9)
+def loss(point) -> float:
+    """A smooth bowl in the search space (cheap stand-in for the model: these tests are about the optimiser)."""
+    sn, time_h, speed_rpm, bpr = point
+    return (sn - 0.6) ** 2 + (np.log(time_h / 8.0)) ** 2 / 10 + ((speed_rpm - 450) / 450) ** 2 + ((bpr - 20) / 35) ** 2
 
 
-def test_points_and_recipes_round_trip_with_fixed_fields():
-    config = load_config(None, {"search_space": {"milling_speed_rpm": {"value": 450.0}}})
-    assert [d.name for d in search_dimensions(config)] == [n for n in FIELD_NAMES if n != "milling_speed_rpm"]
-    recipe = recipe_of([0.6, 8.0, 20.0], config)
-    assert recipe["milling_speed_rpm"] == 450.0 and list(recipe) == list(FIELD_NAMES)
-    assert point_of(recipe, config) == [0.6, 8.0, 20.0]
+def told(optimizer, batches: int, q: int = 4):
+    for _ in range(batches):
+        points = optimizer.ask(n_points=q)
+        optimizer.tell(points, [loss(x) for x in points])
+    return optimizer
 
 
-def test_a_campaign_stops_at_its_budget_and_numbers_its_batches(params):
-    table = run({"optimiser": {"n_calls": 6, "n_initial_points": 3, "batch_size": 4, "seed": 1}})
-    assert len(table) == 6 and list(table["batch"]) == [0, 0, 0, 0, 1, 1]
-    assert (table["status"] == "FINISHED").all()
+@pytest.mark.parametrize("acquisition,acq_optimizer", [("EI", "sampling"), ("LCB", "lbfgs"), ("gp_hedge", "sampling")])
+def test_batch_ask_gives_q_distinct_points_inside_the_space(acquisition, acq_optimizer):
+    optimizer = told(make_optimizer(config_with(acquisition=acquisition, acq_optimizer=acq_optimizer,
+                                                acquisition_samples=500)), 3)
+    assert optimizer.models, "the surrogate leads after the initial points"
+    for q in (1, 4, 6):
+        points = optimizer.ask(n_points=q)
+        assert len(points) == q
+        assert all(point in optimizer.space for point in points)
+        unit = optimizer.space.transform(points + optimizer.Xi)
+        distances = np.linalg.norm(unit[:, None, :] - unit[None, :, :], axis=-1)[:q]
+        np.fill_diagonal(distances, np.inf)
+        assert distances.min() > 1e-6, "no point repeats another of the batch or an evaluated one"
 
 
-@pytest.mark.parametrize("seed", [2, 5])
-def test_same_seed_same_points(params, seed):
-    overrides = {"optimiser": {"n_calls": 8, "n_initial_points": 4, "seed": seed}}
-    pd.testing.assert_frame_equal(run(overrides), run(overrides))
+def test_one_surrogate_fit_per_told_batch(monkeypatch):
+    """Hyperparameter searches happen in tell only (gp_restarts + 1 of them per fit), never in ask."""
+    searches = []
+    original = SklearnGP._constrained_optimization
+    monkeypatch.setattr(SklearnGP, "_constrained_optimization",
+                        lambda self, *a, **k: searches.append(1) or original(self, *a, **k))
+    config = config_with(acquisition="EI", acq_optimizer="sampling", acquisition_samples=500, gp_restarts=1)
+    optimizer = told(make_optimizer(config), 2)  # the 8 initial points: the second tell fits the first model
+    assert len(optimizer.models) == 1 and len(searches) == 2
+    for batch in range(3):
+        points = optimizer.ask(n_points=4)
+        assert len(searches) == 2 * (batch + 1), "asking a batch searches no hyperparameters"
+        optimizer.tell(points, [loss(x) for x in points])
+        assert len(optimizer.models) == batch + 2
+        assert len(searches) == 2 * (batch + 2)
+
+
+def test_liar_points_are_conditioned_on_with_the_fitted_kernel():
+    optimizer = told(make_optimizer(config_with(acquisition="EI", acq_optimizer="sampling",
+                                                acquisition_samples=500)), 3)
+    model = optimizer.models[-1]
+    X = optimizer.space.transform(optimizer.Xi)
+    liar_point = optimizer.space.transform([[0.3, 2.0, 300.0, 30.0]])
+    lie = float(np.min(optimizer.yi))
+    before_mean, before_std = model.predict(liar_point, return_std=True)
+    conditioned = optimizer._conditioned(model, np.vstack([X, liar_point]), np.append(optimizer.yi, lie))
+    mean, std = conditioned.predict(liar_point, return_std=True)
+    assert before_std[0] > 10 * std[0], "the liar point is no longer uncertain"
+    assert mean[0] == pytest.approx(lie, abs=0.05 * abs(before_mean[0] - lie) + 1e-6)
+    assert conditioned.kernel_.get_params()["k1"] == model.kernel_.get_params()["k1"], "same fitted hyperparameters"
+
+
+def test_same_seed_same_points_and_another_seed_other_points():
+    def points(seed):
+        optimizer = told(make_optimizer(config_with(seed=seed, acquisition_samples=500)), 3)
+        return optimizer.Xi + optimizer.ask(n_points=4)
+
+    assert points(5) == points(5)
+    assert points(5) != points(6)
+
+
+def test_initial_batches_take_the_initial_design_in_order_then_random_points():
+    optimizer = make_optimizer(config_with(n_initial_points=6, initial_point_generator="lhs"))
+    assert isinstance(optimizer, BatchOptimizer)
+    design = [list(x) for x in optimizer._initial_samples]
+    first = optimizer.ask(n_points=4)
+    assert [list(x) for x in first] == design[:4]
+    assert optimizer.ask(n_points=4) == first, "asking again before a tell gives the same batch"
+    optimizer.tell(first, [loss(x) for x in first])
+    second = optimizer.ask(n_points=4)
+    assert [list(x) for x in second[:2]] == design[4:6]
+    assert all(x in optimizer.space for x in second[2:]) and second[2] != second[3]
+
+
+@pytest.mark.parametrize("noise", [0.0, 2.0, "loud"])
+def test_gp_noise_out_of_range_names_the_field(noise):
+    with pytest.raises(ConfigError, match="optimiser.gp_noise"):
+        config_with(gp_noise=noise)
+
+
+def test_warped_surrogate_predicts_in_the_losses_own_units():
+    optimizer = told(make_optimizer(config_with(output_warping="yeo-johnson", gp_noise=1e-8,
+                                                acquisition_samples=500)), 3)
+    mean, std = optimizer.models[-1].predict(optimizer.space.transform(optimizer.Xi), return_std=True)
+    np.testing.assert_allclose(mean, optimizer.yi, atol=1e-3 * np.ptp(optimizer.yi))
+    assert np.all(std >= 0) and np.all(np.isfinite(std))
+    assert len(optimizer.ask(n_points=4)) == 4
