@@ -1,7 +1,7 @@
 """How many evaluations, and how much optimiser CPU, the project's optimiser needs on the project's own objective.
 
 Three methods on the same objective (the calibrated model of the default campaign, through
-``flows.evaluation.evaluate_batch`` with ``flows.optimise.campaign_parameters``), the same search space (milling
+``flows.evaluation.evaluate_batch`` with ``flows.evaluation.campaign_parameters``), the same search space (milling
 time on a log scale):
 
 - ``project``: ``flows.search.run_search`` with the settings of configs/default.yaml (``--set key=value`` overrides
@@ -40,9 +40,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.config import CampaignConfig, load_config  # noqa: E402
-from flows.evaluation import evaluate_batch  # noqa: E402
+from flows.campaign import Campaign  # noqa: E402
+from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
 from flows.model_optimum import dense_optimum  # noqa: E402
-from flows.optimise import campaign_parameters  # noqa: E402
 from flows.search import loss_of, recipe_of, run_search, search_dimensions  # noqa: E402
 
 METHODS = ("project", "skopt_default", "tpe")
@@ -126,7 +126,8 @@ class Objective:
 
     def __call__(self, points: list[list[float]]) -> list:
         self.clock.pause()
-        evaluations = evaluate_batch([recipe_of(point, self.config) for point in points], self.p)
+        evaluations = evaluate_batch([recipe_of(point, self.config) for point in points], self.p,
+                                     self.config.objective)
         for e in evaluations:
             self.evaluations += 1
             if self.reached is None and e.ok and e.objective >= self.target:
@@ -144,7 +145,8 @@ class Objective:
 def run_project(config: CampaignConfig, objective: Objective, seed: int) -> None:
     seeded = config.model_copy(update={"optimiser": config.optimiser.model_copy(
         update={"seed": seed, "n_calls": objective.budget})})
-    run_search(seeded, lambda recipes: objective([[r[n] for n in seeded.search_space.searched()] for r in recipes]))
+    run_search(Campaign.new(seeded),
+               lambda recipes: objective([[r[n] for n in seeded.search_space.searched()] for r in recipes]))
 
 
 def run_skopt_default(config: CampaignConfig, objective: Objective, seed: int) -> None:

@@ -90,6 +90,19 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
         reporting.print_model_error(errors, campaign.lab.path)
 
 
+def compare_with_model_optimum(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder) -> None:
+    """How close the campaign came: the model's own optimum by a dense vectorised search, and the regret.
+
+    Only for campaigns the model alone scored (lab results score the real material, whose optimum is unknown).
+    """
+    if campaign.lab is not None or not any(e.ok for e in campaign.evaluations):
+        return
+    from flows.model_optimum import dense_optimum
+
+    recipe, objective = dense_optimum(campaign.config, p)
+    recorder.log_model_optimum(recipe, objective, campaign.best_objective())
+
+
 @dataclass(frozen=True)
 class CampaignResult:
     """Outcome of one campaign: the MLflow run, the recommendation and the full evaluation table."""
@@ -128,6 +141,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
                                lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                                atomic=interrupts.deferred)
+        compare_with_model_optimum(campaign, p, recorder)
         ranking = physics_check(campaign, p)
         if ranking is not None:
             recorder.log_physics_check(ranking)

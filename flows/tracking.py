@@ -269,6 +269,15 @@ class CampaignRecorder:
         mape = errors.groupby("metric")["error_pct"].apply(lambda e: e.abs().mean())
         self.tracker.log(self.run_id, metrics={f"lab_mape_pct.{metric}": value for metric, value in mape.items()})
 
+    def log_model_optimum(self, recipe: dict, objective: float, best_objective: float) -> None:
+        """The model's own optimum (dense search) and the campaign's regret against it, as metrics (step =
+        evaluations, so an extended campaign shows its regret shrink)."""
+        regret = objective - best_objective
+        self.tracker.log(self.run_id, step=len(self.campaign.evaluations),
+                         metrics={"model_optimum.objective": objective, "regret_mAh_per_g": regret,
+                                  "regret_pct": 100.0 * regret / abs(objective) if objective else float("nan")},
+                         tags={f"model_optimum.{k}": v for k, v in recipe.items()})
+
     def log_physics_check(self, ranking) -> None:
         """Both fidelities side by side: on each candidate's child run, in a table, and as agreement metrics."""
         child_of = {int(run.data.tags["evaluation"]): run.info.run_id for run in self.tracker.children(self.run_id)
