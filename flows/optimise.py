@@ -142,6 +142,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
                                lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                                atomic=interrupts.deferred)
         compare_with_model_optimum(campaign, p, recorder)
+        if config.physics_check.top_k:
+            progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p)
         if ranking is not None:
             recorder.log_physics_check(ranking)

@@ -25,12 +25,12 @@ CAMPAIGN = """
 name: kill-points
 optimiser: {{n_calls: {n_calls}, n_initial_points: 4, batch_size: {batch}, seed: 11}}
 tracking: {{tracking_uri: "sqlite:///{store}/mlflow.db", experiment_name: kill-points}}
-physics_check: {{top_k: 3}}
+physics_check: {{top_k: 5}}
 """
-FINAL_SAVES = 1 + N_CALLS // BATCH  # the initial state plus one per batch
+PHYSICS_STARTED = "physics check: re-evaluating"
 
 # (signal, wait until this many state saves exist; None: until the run exists, before any save; "physics": all
-# batches saved and the physics check running)
+# batches saved and the physics check started)
 KILL_POINTS = [
     (signal.SIGKILL, None),
     (signal.SIGINT, 2),
@@ -76,10 +76,10 @@ def wait_for(point, client, process, log, run_id):
         if run is None:
             continue
         run_id = run.info.run_id
-        if point is None or (point == "physics" and saves(client, run_id) >= FINAL_SAVES) or (
-                isinstance(point, int) and saves(client, run_id) >= point):
-            if point == "physics":
-                time.sleep(1.0)  # into the physics check (PyBaMM's import alone takes seconds)
+        if point == "physics":
+            if PHYSICS_STARTED in log.read_text():  # printed as the check starts; PyBaMM's import takes seconds
+                return run_id
+        elif point is None or saves(client, run_id) >= point:
             return run_id
     raise AssertionError(f"kill point {point} not reached: {log.read_text()[-2000:]}")
 
