@@ -229,7 +229,20 @@ def cmd_what_if(args) -> int:
     load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario
     server.wait()
-    what_if(args.scenarios, str(args.config or default_config_path()), overrides)
+    from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT
+
+    run = lambda: what_if(args.scenarios, str(args.config or default_config_path()), overrides,  # noqa: E731
+                          experiment_name=getattr(args, "experiment", None) or WHAT_IF_EXPERIMENT,
+                          output_dir=getattr(args, "output", None) or DEFAULT_OUTPUT_DIR)
+    if not getattr(args, "json", False):
+        run()
+        return 0
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # progress and tables to stderr: stdout is the JSON alone
+        study = run()
+    print(json.dumps({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
+                      "experiment_id": study["experiment_id"], "files": study["files"]}, indent=2))
     return 0
 
 
@@ -337,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="campaign YAML the deployments run (default configs/default.yaml)")
     serve.add_argument("--whatif", default="configs/whatif", help="scenario folder of the what-if deployment")
     serve.set_defaults(handler=cmd_serve)
+
+    whatif.add_argument("--json", action="store_true",
+                        help='print {"baseline": {...}, "scenarios": [...]} with the fixed-definition metrics')
+    whatif.add_argument("--output", metavar="DIR", help="folder for the comparison CSV and PNG (default whatif-results)")
+    whatif.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the study (default snhc-what-if)")
     return parser
 
 
