@@ -18,6 +18,8 @@ from skopt.utils import create_result  # noqa: E402
 from flows.metrics import headline  # noqa: E402,F401  (re-exported for the flows that report)
 
 console = Console()
+if not console.is_terminal:  # a pipe or a log file: wide lines, never tables folded to an 80-column guess
+    console = Console(width=max(console.width, 200))
 
 
 def convergence_figure(table: pd.DataFrame):
@@ -48,11 +50,13 @@ def objective_figure(optimizer):
     return figure
 
 
-def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label"):
+def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label",
+                      missing: dict[str, str] | None = None):
     """What-if comparison: one panel per fixed-definition metric, one bar per row (baseline first, hatched).
 
     Each panel has its own axis with quantity and unit (capacity, expansion and cycles do not share a scale);
-    a metric that cannot be negative is never drawn below zero. Rows without a value are left as gaps.
+    a metric that cannot be negative is never drawn below zero. Bars carry their value; a row without a value is a
+    gap labelled ``missing[metric]`` (default "no value").
     """
     from flows.metrics import axis_label, info, unit_of
 
@@ -71,6 +75,10 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
         for i, bar in enumerate(bars):
             if np.isnan(values[i]):
                 bar.set_visible(False)
+                axes.text(i, 0, " " + (missing or {}).get(metric, "no value"), rotation=90, ha="center",
+                          va="bottom", fontsize=8, color="dimgray")
+            else:
+                axes.text(i, values[i], f"{values[i]:.3g}", ha="center", va="bottom", fontsize=7)
             if labels[i].startswith("baseline"):
                 bar.set_hatch("//")
         axes.set_xticks(np.arange(len(labels)), labels, rotation=40, ha="right", fontsize=8)

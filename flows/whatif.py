@@ -275,7 +275,10 @@ def comparison_plot(table: pd.DataFrame, columns: list[str]):
     labelled = table.assign(label=_labels(table))
     if "status" in labelled:
         labelled = labelled[labelled["status"] == "FINISHED"]
-    return reporting.comparison_figure(labelled, columns)
+    retention = next((c for c in columns if c.startswith("cycles_to_")), None)
+    return reporting.comparison_figure(labelled, columns,
+                                       missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} % for "
+                                                        f"{RETENTION_HORIZON_CYCLES:,} cycles"})
 
 
 def _labels(table: pd.DataFrame) -> pd.Series:
