@@ -231,10 +231,12 @@ def cmd_what_if(args) -> int:
     server.wait()
     from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT
 
-    run = lambda: what_if(args.scenarios, str(args.config or default_config_path()), overrides,  # noqa: E731
-                          experiment_name=getattr(args, "experiment", None) or WHAT_IF_EXPERIMENT,
-                          output_dir=getattr(args, "output", None) or DEFAULT_OUTPUT_DIR)
-    if not getattr(args, "json", False):
+    def run():
+        return what_if(args.scenarios, str(args.config or default_config_path()), overrides,
+                       experiment_name=args.experiment or WHAT_IF_EXPERIMENT,
+                       output_dir=args.output or DEFAULT_OUTPUT_DIR)
+
+    if not args.json:
         run()
         return 0
     import contextlib
@@ -353,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     whatif.add_argument("--json", action="store_true",
                         help='print {"baseline": {...}, "scenarios": [...]} with the fixed-definition metrics')
-    whatif.add_argument("--output", metavar="DIR", help="folder for the comparison CSV and PNG (default whatif-results)")
+    whatif.add_argument("--output", metavar="DIR",
+                        help="folder for the comparison CSV and PNG (default whatif-results)")
     whatif.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the study (default snhc-what-if)")
     return parser
 

@@ -62,7 +62,8 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
 
     shown = [m for m in metrics if m in table and table[m].notna().any()]
     labels = table[label_column].astype(str).tolist()
-    figure, panels = plt.subplots(1, max(len(shown), 1), figsize=(max(4.0, 0.55 * len(labels) + 1.5) * max(len(shown), 1) / 1.6, 4.8),
+    panel_width_in = max(2.5, 0.35 * len(labels) + 1.0)
+    figure, panels = plt.subplots(1, max(len(shown), 1), figsize=(panel_width_in * max(len(shown), 1), 4.8),
                                   squeeze=False)
     colours = plt.cm.tab10(np.arange(len(labels)) % 10)
     for axes, metric in zip(panels[0], shown):
@@ -163,11 +164,16 @@ class BatchProgress:
 
     def note(self, text: str) -> None:
         self.close()
-        logger = run_logger()
-        if logger is not None:
-            logger.info(Text.from_markup(text).plain)
-        if not self.quiet:
-            console.print(text, soft_wrap=not console.is_terminal)
+        say(text, self.quiet)
+
+
+def say(text: str, quiet: bool = False) -> None:
+    """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run."""
+    logger = run_logger()
+    if logger is not None:
+        logger.info(Text.from_markup(text).plain)
+    if not quiet:
+        console.print(text, soft_wrap=not console.is_terminal)
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -225,17 +225,19 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
 
     tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
     started = datetime.now(timezone.utc)
-    name = f"what-if-{base.name}-{len(scenarios)}-scenarios-{started:%Y%m%dT%H%M}"
+    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M}"
     rows: list[dict[str, Any]] = []
     note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
             + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
     with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
-        tracker.log(parent_run_id, params={"scenarios": ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE),
+        names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
+        tracker.log(parent_run_id, params={"scenarios": names,
                                            "compared_at_current_A_per_g": base.objective.current_A_per_g,
                                            "compared_after_cycles": base.objective.cycle})
         for scenario, config, recipes in scenarios:
-            reporting.console.print(f"[bold]what-if[/] {scenario.name} ({scenario.mode}): {scenario.description}",
-                                    soft_wrap=not reporting.console.is_terminal)
+            done = len({row["scenario"] for row in rows})
+            reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
+                          f"{scenario.description}")
             try:
                 if scenario.mode == "predict":
                     rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective)
@@ -243,7 +245,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
                     rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
                                                experiment_name)
             except Exception as error:  # one broken scenario must not stop the comparison
-                reporting.console.print(f"[red]what-if {scenario.name} failed:[/] {error}")
+                reporting.say(f"[red]what-if {scenario.name} failed:[/] {error}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
                              "failure_reason": f"{type(error).__name__}: {error}"})
         table = pd.DataFrame(rows)
@@ -256,13 +258,12 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
         tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
         tracker.client.log_table(parent_run_id, data=_display_table(table, columns),
                                  artifact_file="what_if_comparison.json")
+        tracker.log(parent_run_id, tags={NOTE_TAG: note + "\n\n" + comparison_markdown(table, columns)})
         reporting.plt.close("all")
     _print_comparison(table, columns)
     url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
-    reporting.console.print(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] "
-                            f"({url})", soft_wrap=True)
-    reporting.console.print(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)",
-                            soft_wrap=True)
+    reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
+    reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
     _publish(table, columns, base, parent_run_id, url)
     records = table.replace({np.nan: None}).to_dict(orient="records")
     return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
@@ -297,6 +298,17 @@ def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return shown
 
 
+def comparison_markdown(table: pd.DataFrame, columns: list[str]) -> str:
+    """The comparison as a Markdown table (quantities with units in the header, numbers rounded)."""
+    from flows.metrics import axis_label
+
+    shown = _display_table(table, columns)
+    header = [axis_label(c) if c in columns else c for c in shown.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in shown.itertuples(False)]
+    return "\n".join(lines)
+
+
 def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_id: str, url: str) -> None:
     """The comparison as a Prefect Markdown artifact with a link to the MLflow run (inside a flow run only)."""
     from prefect.artifacts import create_markdown_artifact
@@ -304,16 +316,10 @@ def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_
 
     if FlowRunContext.get() is None:
         return
-    from flows.metrics import axis_label
-
-    shown = _display_table(table, columns)
-    header = [axis_label(c) if c in columns else c for c in shown.columns]
-    lines = [f"# What-if study on campaign `{base.name}`", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in shown.itertuples(False)]
     link = url.split(" then ")[-1]
-    lines += ["", f"MLflow run `{run_id}`: " + (f"run `snhc ui`, then [{link}]({link})" if " then " in url
-                                               else f"[{link}]({link})")]
+    lines = [f"# What-if study on campaign `{base.name}`", "", comparison_markdown(table, columns), "",
+             f"MLflow run `{run_id}`: " + (f"run `snhc ui`, then [{link}]({link})" if " then " in url
+                                           else f"[{link}]({link})")]
     create_markdown_artifact("\n".join(lines), key="what-if-comparison", description="What-if comparison")
 
 

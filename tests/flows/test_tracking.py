@@ -78,3 +78,53 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
     shown = float(rows[("recipe", "sn mass fraction")]["value"])
     assert shown == pytest.approx(summary["recipe"]["sn_mass_fraction"], rel=1e-3)
     assert run.data.params["optimiser.seed"] == "7"  # params stay exact
+
+
+class _Campaign:
+    """The little a progress line reads from a campaign."""
+
+    class config:  # noqa: N801
+        name = "default"
+
+        class optimiser:  # noqa: N801
+            n_calls = 8
+
+    def __init__(self, done):
+        self.done = done
+
+    def model_evaluations(self):
+        return self.done
+
+    def failed(self):
+        return 1
+
+    def best_objective(self):
+        return 321.04
+
+
+def test_batch_progress_reaches_the_console_and_the_prefect_run_log(prefect_local, capsys):
+    import logging
+
+    from prefect import flow
+
+    from flows.reporting import BatchProgress
+
+    campaign = _Campaign(4)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    run_log = logging.getLogger("prefect.flow_runs")  # where get_run_logger() writes (and the Prefect UI reads)
+
+    @flow(name="progress-probe")
+    def probe(quiet: bool):
+        BatchProgress(campaign, quiet)(0)
+
+    run_log.addHandler(handler)
+    try:
+        probe(quiet=True)
+    finally:
+        run_log.removeHandler(handler)
+    assert "default batch 1" not in capsys.readouterr().out  # quiet: nothing on the console ...
+    assert "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g" in seen  # ... but in the run log
+    BatchProgress(campaign)(0)  # outside a flow run: no logger, a plain line (stdout is not a terminal here)
+    assert capsys.readouterr().out == "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g\n"
