@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1600,1000", "--virtual-time-budget=20000"]
+                  "--hide-scrollbars", "--window-size=1800,1100", "--virtual-time-budget=20000"]
 
 
 def free_port() -> int:
@@ -81,9 +81,10 @@ def main() -> int:
     parser.add_argument("--output", help="folder of the PNGs (default: a new temporary folder)")
     parser.add_argument("--n-calls", type=int, default=8, help="evaluations per campaign (default 8)")
     parser.add_argument("--json", action="store_true", help="print the paths and run ids as JSON")
+    parser.add_argument("--work", help="work folder to reuse (its store keeps campaigns already run; default: new)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="snhc-mlflow-shots-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="snhc-mlflow-shots-"))
     output = Path(args.output) if args.output else work / "screenshots"
     output.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{work}/mlruns/mlflow.db"
@@ -95,18 +96,21 @@ def main() -> int:
     tiny.write_text((ROOT / "configs" / "default.yaml").read_text().replace("n_calls: 40", f"n_calls: {args.n_calls}")
                     .replace("n_initial_points: 10", "n_initial_points: 4").replace("top_k: 5", "top_k: 2"))
 
-    for seed in (1, 2):
+    sys.path.insert(0, str(ROOT))
+    from mlflow.tracking import MlflowClient
+
+    def campaign_runs():
+        experiment = MlflowClient(uri).get_experiment_by_name("snhc-optimisation")
+        return experiment, ([] if experiment is None else MlflowClient(uri).search_runs(
+            [experiment.experiment_id], "tags.campaign = 'default' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC"]))
+
+    for seed in (1, 2)[len(campaign_runs()[1]) if (work / "mlruns").exists() else 0:]:
         snhc("optimise", "--config", str(tiny), "--seed", str(seed), "--tracking-uri", uri, env=env)
     study = json.loads(snhc("what-if", "configs/whatif", "--config", str(tiny), "--tracking-uri", uri, "--json",
                             "--output", str(work / "whatif-results"), env=env))
 
-    sys.path.insert(0, str(ROOT))
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    campaigns = client.get_experiment_by_name("snhc-optimisation")
-    parents = client.search_runs([campaigns.experiment_id], "tags.campaign = 'default'",
-                                 order_by=["attributes.start_time ASC"])
+    campaigns, parents = campaign_runs()
     campaign_run = parents[0].info.run_id
 
     port = free_port()
@@ -119,16 +123,18 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/health", 120, server)
         profile = work / "chromium-profile"
+        classic = "?workflowType=machine_learning"  # MLflow 3.17's "Model training" view, not its GenAI view
+        campaign_page = f"{base}/#/experiments/{campaigns.experiment_id}/runs/{campaign_run}"
+        whatif_page = f"{base}/#/experiments/{study['experiment_id']}/runs/{study['run_id']}"
         pages = {
-            "campaign_runs": f"{base}/#/experiments/{campaigns.experiment_id}/runs",
-            "campaign_run": f"{base}/#/experiments/{campaigns.experiment_id}/runs/{campaign_run}",
-            "campaign_recommendation": (f"{base}/#/experiments/{campaigns.experiment_id}/runs/{campaign_run}"
-                                        "/artifacts/recommendation.json"),
-            "campaign_charts": f"{base}/#/experiments/{campaigns.experiment_id}/runs/{campaign_run}/model-metrics",
-            "whatif_runs": f"{base}/#/experiments/{study['experiment_id']}/runs",
-            "whatif_run": f"{base}/#/experiments/{study['experiment_id']}/runs/{study['run_id']}",
-            "whatif_comparison": (f"{base}/#/experiments/{study['experiment_id']}/runs/{study['run_id']}"
-                                  "/artifacts/what_if_comparison.png"),
+            "campaign_runs": f"{base}/#/experiments/{campaigns.experiment_id}/runs{classic}",
+            "campaign_run": f"{campaign_page}{classic}",
+            "campaign_recommendation": f"{campaign_page}/artifacts/recommendation.json{classic}",
+            "campaign_charts": f"{campaign_page}/model-metrics{classic}",
+            "whatif_runs": f"{base}/#/experiments/{study['experiment_id']}/runs{classic}",
+            "whatif_run": f"{whatif_page}{classic}",
+            "whatif_table": f"{whatif_page}/artifacts/what_if_comparison.json{classic}",
+            "whatif_comparison": f"{whatif_page}/artifacts/what_if_comparison.png{classic}",
         }
         for name, url in pages.items():
             shots[name] = str(screenshot(url, output / f"{name}.png", profile))

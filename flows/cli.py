@@ -218,18 +218,17 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.whatif import load_scenarios, what_if
-    from flows.config import deep_merge, read_yaml
-
     from flows import prefect_server
 
-    server = prefect_server.start()
+    server = prefect_server.start()  # before Prefect is imported (flows.whatif), so Prefect uses this server
+    from flows.config import deep_merge, read_yaml
+    from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, load_scenarios, what_if
+
     overrides = _campaign_overrides(args)
     base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
     load_config(args.config, overrides)
     load_scenarios(args.scenarios, base)  # fail fast on any scenario
     server.wait()
-    from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT
 
     def run():
         return what_if(args.scenarios, str(args.config or default_config_path()), overrides,

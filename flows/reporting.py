@@ -29,7 +29,8 @@ def convergence_figure(table: pd.DataFrame):
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     evaluations = np.arange(1, objective.size + 1)
     axes.plot(evaluations, objective, "o", alpha=0.45, label="each evaluation")
-    axes.plot(evaluations, np.where(np.isfinite(best), best, np.nan), "-", lw=2, label="best so far")
+    axes.step(evaluations, np.where(np.isfinite(best), best, np.nan), where="post", lw=2, label="best so far")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes.set_xlabel("evaluations [count]")
     axes.set_ylabel("campaign objective [mAh/g]\n(capacity minus expansion penalty)")
     axes.set_title("Convergence of the optimisation")
@@ -62,11 +63,16 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
 
     shown = [m for m in metrics if m in table and table[m].notna().any()]
     labels = table[label_column].astype(str).tolist()
-    panel_width_in = max(2.5, 0.35 * len(labels) + 1.0)
-    figure, panels = plt.subplots(1, max(len(shown), 1), figsize=(panel_width_in * max(len(shown), 1), 4.8),
+    n_panels = max(len(shown), 1)
+    n_columns = 2 if n_panels > 2 else n_panels  # a 2 x 2 grid stays legible in a report and in MLflow's viewer
+    n_rows = -(-n_panels // n_columns)
+    panel_width_in = max(3.5, 0.45 * len(labels) + 1.5)
+    figure, panels = plt.subplots(n_rows, n_columns, figsize=(panel_width_in * n_columns, 4.6 * n_rows),
                                   squeeze=False)
+    for axes in panels.flat[n_panels:]:
+        axes.set_visible(False)
     colours = plt.cm.tab10(np.arange(len(labels)) % 10)
-    for axes, metric in zip(panels[0], shown):
+    for axes, metric in zip(panels.flat, shown):
         values = table[metric].to_numpy(float)
         entry = info(metric)
         if entry is None or entry.non_negative:
@@ -76,16 +82,20 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
         for i, bar in enumerate(bars):
             if np.isnan(values[i]):
                 bar.set_visible(False)
-                axes.text(i, 0, " " + (missing or {}).get(metric, "no value"), rotation=90, ha="center",
-                          va="bottom", fontsize=8, color="dimgray")
+                axes.text(i, 0.02, (missing or {}).get(metric, "no value"), rotation=90, ha="center",
+                          va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
             else:
-                axes.text(i, values[i], f"{values[i]:.3g}", ha="center", va="bottom", fontsize=7)
+                shown_value = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
+                axes.text(i, values[i], shown_value, ha="center", va="bottom", fontsize=8)
             if labels[i].startswith("baseline"):
                 bar.set_hatch("//")
-        axes.set_xticks(np.arange(len(labels)), labels, rotation=40, ha="right", fontsize=8)
-        axes.set_ylabel(axis_label(metric), fontsize=9)
+        axes.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=9)
+        axes.set_ylabel(axis_label(metric).replace(" [", "\n["), fontsize=10)
         axes.grid(axis="y", alpha=0.3)
-        if unit_of(metric) in ("mAh/g", "%", "h") or metric.startswith("cycles_to"):
+        finite = values[np.isfinite(values) & (values > 0)]
+        if metric.startswith("cycles_to") and finite.size and finite.max() / finite.min() > 30:
+            axes.set_yscale("log")  # cycle counts span decades across recipes
+        elif unit_of(metric) in ("mAh/g", "%", "h") or metric.startswith("cycles_to"):
             axes.set_ylim(bottom=0)
     figure.suptitle("What-if comparison (same definitions for every row; baseline hatched)")
     figure.tight_layout()
@@ -176,18 +186,22 @@ def say(text: str, quiet: bool = False) -> None:
         console.print(text, soft_wrap=not console.is_terminal)
 
 
+CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
+
+
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """Where a person opens an MLflow run: the tracking server's own host and port for an http(s) store; for a
-    local store, the ``snhc ui`` command and the address it serves (127.0.0.1:5000 by default).
+    local store, the ``snhc ui`` command and the address it serves (127.0.0.1:5000 by default). The link opens
+    MLflow's classic ("Model training") view.
 
     Examples
     --------
     >>> mlflow_run_url("http://10.0.0.5:5050", "3", "abc")
-    'http://10.0.0.5:5050/#/experiments/3/runs/abc'
+    'http://10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
     >>> mlflow_run_url("sqlite:///mlruns/mlflow.db", "3", "abc")
-    '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc'
+    '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning'
     """
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    path = f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW}"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{tracking_uri.rstrip('/')}/{path}"
     return f"`snhc ui` then http://127.0.0.1:5000/{path}"

@@ -23,14 +23,14 @@ def test_run_names_say_campaign_seed_and_time_and_differ_across_seeds():
 
 
 def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
-    assert mlflow_run_url("http://10.1.2.3:5051", "7", "abc123") == "http://10.1.2.3:5051/#/experiments/7/runs/abc123"
+    url = mlflow_run_url("http://10.1.2.3:5051", "7", "abc123")
+    assert url == "http://10.1.2.3:5051/#/experiments/7/runs/abc123?workflowType=machine_learning"  # classic view
     local = mlflow_run_url("sqlite:///mlruns/mlflow.db", "7", "abc123")
-    assert local.startswith("`snhc ui` then http://127.0.0.1:5000/") and local.endswith("/experiments/7/runs/abc123")
+    assert local.startswith("`snhc ui` then http://127.0.0.1:5000/") and "/experiments/7/runs/abc123?" in local
     markdown = recommendation_markdown("default", {"milling_time_h": 12.345678}, {"particle_expansion_pct": 251.2},
                                        (400.0, 3.0), "abc123", "snhc-optimisation",
                                        run_url=mlflow_run_url("http://10.1.2.3:5051", "7", "abc123"))
-    assert "[http://10.1.2.3:5051/#/experiments/7/runs/abc123](http://10.1.2.3:5051/#/experiments/7/runs/abc123)" \
-        in markdown
+    assert f"[{url}]({url})" in markdown
     assert "| milling time | 12.35 | h |" in markdown  # rounded for reading, with its unit
     assert "±" not in markdown  # the GP's sd is not shown as a model error bar
 
