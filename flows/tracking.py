@@ -153,10 +153,12 @@ class Tracker:
         )
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation) -> str:
-        """One child run for one evaluated recipe: recipe as params, objective and metrics, FINISHED or FAILED."""
+        """One child run for one evaluated recipe: recipe as params (6 significant digits, for reading: the exact
+        values are in the campaign state and ``evaluations.csv``), objective and metrics, FINISHED or FAILED."""
         run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
                                                              "source": evaluation.source}, parent_run_id)
-        self.log(run_id, params=evaluation.recipe, metrics=evaluation.metrics | {"objective": evaluation.objective})
+        self.log(run_id, params={k: display_number(v, 6) for k, v in evaluation.recipe.items()},
+                 metrics=evaluation.metrics | {"objective": evaluation.objective})
         if evaluation.ok:
             self.client.set_terminated(run_id, evaluation.status.value)
         else:

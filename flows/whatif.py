@@ -289,8 +289,8 @@ def _labels(table: pd.DataFrame) -> pd.Series:
 
 def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The comparison for the MLflow table view: scenario, recipe, temperature and the fixed metrics, rounded."""
-    keep = [c for c in ["scenario", "recipe_label", "status", "temperature_C", "sn_mass_fraction",
-                        "milling_speed_rpm", "ball_to_powder_ratio", *columns] if c in table]
+    keep = [c for c in ["scenario", "recipe_label", *columns, "temperature_C", "sn_mass_fraction",
+                        "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
     shown = table[keep].copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
