@@ -258,7 +258,8 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
         tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
         tracker.client.log_table(parent_run_id, data=_display_table(table, columns),
                                  artifact_file="what_if_comparison.json")
-        tracker.log(parent_run_id, tags={NOTE_TAG: note + "\n\n" + comparison_markdown(table, columns)})
+        summary = comparison_markdown(table, base.objective)
+        tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
         reporting.plt.close("all")
     _print_comparison(table, columns)
     url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
@@ -298,14 +299,20 @@ def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return shown
 
 
-def comparison_markdown(table: pd.DataFrame, columns: list[str]) -> str:
-    """The comparison as a Markdown table (quantities with units in the header, numbers rounded)."""
-    from flows.metrics import axis_label
-
-    shown = _display_table(table, columns)
-    header = [axis_label(c) if c in columns else c for c in shown.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in shown.itertuples(False)]
+def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
+    """The comparison as a compact Markdown table: short headers with units, the conditions stated once above."""
+    names = fixed_metric_names(base)
+    short = {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
+             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
+             names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+    shown = _display_table(table, list(names.values()))
+    keep = [c for c in short if c in shown]
+    lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
+             f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
+             f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles).", "",
+             "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
+              for row in shown[keep].itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -317,7 +324,7 @@ def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_
     if FlowRunContext.get() is None:
         return
     link = url.split(" then ")[-1]
-    lines = [f"# What-if study on campaign `{base.name}`", "", comparison_markdown(table, columns), "",
+    lines = [f"# What-if study on campaign `{base.name}`", "", comparison_markdown(table, base.objective), "",
              f"MLflow run `{run_id}`: " + (f"run `snhc ui`, then [{link}]({link})" if " then " in url
                                            else f"[{link}]({link})")]
     create_markdown_artifact("\n".join(lines), key="what-if-comparison", description="What-if comparison")
