@@ -300,26 +300,39 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.config import default_config_path
+    from flows.config import deep_merge, default_config_path, read_yaml
     from flows.inputs import existing_path, redact_document
-
-    from flows.config import deep_merge, read_yaml
 
     for scenario in args.scenarios:
         existing_path(scenario, "scenario")
     _, overrides, _ = _checked_campaign(args)
     from flows import prefect_server
 
-    server = prefect_server.start()  # before Prefect is imported: its settings are read once, at import
+    server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
     try:
-        from flows.whatif import load_scenarios, what_if
+        from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, load_scenarios, what_if
 
         base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
         load_scenarios(args.scenarios, base)  # fail fast on any scenario: exit 2, nothing written
         server.wait()
-        what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides))
+
+        def run():
+            # Prefect records flow parameters: they get the redacted URI; the real one stays in memory.
+            return what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides),
+                           experiment_name=args.experiment or WHAT_IF_EXPERIMENT,
+                           output_dir=args.output or DEFAULT_OUTPUT_DIR)
+
+        if not args.json:
+            run()
+            return 0
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):  # progress and tables to stderr: stdout is the JSON alone
+            study = run()
     finally:
         server.release()
+    print(json.dumps({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
+                      "experiment_id": study["experiment_id"], "files": study["files"]}, indent=2))
     return 0
 
 
@@ -441,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="campaign YAML the deployments run (default configs/default.yaml)")
     serve.add_argument("--whatif", default="configs/whatif", help="scenario folder of the what-if deployment")
     serve.set_defaults(handler=cmd_serve)
+
+    whatif.add_argument("--json", action="store_true",
+                        help='print {"baseline": {...}, "scenarios": [...]} with the fixed-definition metrics')
+    whatif.add_argument("--output", metavar="DIR",
+                        help="folder for the comparison CSV and PNG (default whatif-results)")
+    whatif.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the study (default snhc-what-if)")
     return parser
 
 

@@ -11,25 +11,32 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
 from flows.metrics import headline  # noqa: E402,F401  (re-exported for the flows that report)
 
 console = Console()
+if not console.is_terminal:  # a pipe or a log file: wide lines, never tables folded to an 80-column guess
+    console = Console(width=max(console.width, 200))
 
 
 def convergence_figure(table: pd.DataFrame):
-    """Best objective so far vs evaluations (failed evaluations shown as gaps)."""
+    """Campaign objective of each evaluation and the best so far, vs evaluations (failed ones shown as gaps)."""
     objective = table["objective"].to_numpy(float)
     best = np.fmax.accumulate(np.where(np.isfinite(objective), objective, -np.inf))
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(np.arange(1, objective.size + 1), objective, "o", alpha=0.4, label="evaluation")
-    axes.plot(np.arange(1, objective.size + 1), np.where(np.isfinite(best), best, np.nan), "-", label="best so far")
-    axes.set_xlabel("evaluations")
-    axes.set_ylabel("objective (mAh/g)")
-    axes.set_title("Convergence")
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    evaluations = np.arange(1, objective.size + 1)
+    axes.plot(evaluations, objective, "o", alpha=0.45, label="each evaluation")
+    axes.step(evaluations, np.where(np.isfinite(best), best, np.nan), where="post", lw=2, label="best so far")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set_xlabel("evaluations [count]")
+    axes.set_ylabel("campaign objective [mAh/g]\n(capacity minus expansion penalty)")
+    axes.set_title("Convergence of the optimisation")
+    axes.grid(alpha=0.3)
     axes.legend()
+    figure.tight_layout()
     return figure
 
 
@@ -44,13 +51,54 @@ def objective_figure(optimizer):
     return figure
 
 
-def comparison_figure(table: pd.DataFrame, value: str, label: str):
-    """Bar chart of one metric across what-if scenarios."""
-    figure, axes = plt.subplots(figsize=(max(5, 1.3 * len(table)), 4))
-    axes.bar(table["scenario"], table[value])
-    axes.set_ylabel(label)
-    axes.set_title("What-if comparison")
-    axes.tick_params(axis="x", rotation=30)
+def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label",
+                      missing: dict[str, str] | None = None):
+    """What-if comparison: one panel per fixed-definition metric, one bar per row (baseline first, hatched).
+
+    Each panel has its own axis with quantity and unit (capacity, expansion and cycles do not share a scale);
+    a metric that cannot be negative is never drawn below zero. Bars carry their value; a row without a value is a
+    gap labelled ``missing[metric]`` (default "no value").
+    """
+    from flows.metrics import axis_label, info, unit_of
+
+    shown = [m for m in metrics if m in table and table[m].notna().any()]
+    labels = table[label_column].astype(str).tolist()
+    n_panels = max(len(shown), 1)
+    n_columns = 2 if n_panels > 2 else n_panels  # a 2 x 2 grid stays legible in a report and in MLflow's viewer
+    n_rows = -(-n_panels // n_columns)
+    panel_width_in = max(3.5, 0.45 * len(labels) + 1.5)
+    figure, panels = plt.subplots(n_rows, n_columns, figsize=(panel_width_in * n_columns, 4.6 * n_rows),
+                                  squeeze=False)
+    for axes in panels.flat[n_panels:]:
+        axes.set_visible(False)
+    colours = plt.cm.tab10(np.arange(len(labels)) % 10)
+    for axes, metric in zip(panels.flat, shown):
+        values = table[metric].to_numpy(float)
+        entry = info(metric)
+        if entry is None or entry.non_negative:
+            values = np.where(values < 0, 0.0, values)
+        bars = axes.bar(np.arange(len(labels)), np.nan_to_num(values, nan=0.0), color=colours,
+                        edgecolor="black", linewidth=0.6)
+        for i, bar in enumerate(bars):
+            if np.isnan(values[i]):
+                bar.set_visible(False)
+                axes.text(i, 0.02, (missing or {}).get(metric, "no value"), rotation=90, ha="center",
+                          va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
+            else:
+                shown_value = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
+                axes.text(i, values[i], shown_value, ha="center", va="bottom", fontsize=8)
+            if labels[i].startswith("baseline"):
+                bar.set_hatch("//")
+        axes.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=9)
+        axes.set_ylabel(axis_label(metric).replace(" [", "\n["), fontsize=10)
+        axes.grid(axis="y", alpha=0.3)
+        finite = values[np.isfinite(values) & (values > 0)]
+        if metric.startswith("cycles_to") and finite.size and finite.max() / finite.min() > 30:
+            axes.set_yscale("log")  # cycle counts span decades across recipes
+        elif unit_of(metric) in ("mAh/g", "%", "h") or metric.startswith("cycles_to"):
+            axes.set_ylim(bottom=0)
+    figure.suptitle("What-if comparison (same definitions for every row; baseline hatched)")
+    figure.tight_layout()
     return figure
 
 
@@ -63,34 +111,124 @@ def campaign_figures(table: pd.DataFrame, optimizer) -> dict:
     return files
 
 
+def run_logger():
+    """Prefect's run logger inside a flow or task (shown in the Prefect UI), else None."""
+    try:
+        from prefect import get_run_logger
+        from prefect.exceptions import MissingContextError
+
+        try:
+            return get_run_logger()
+        except MissingContextError:
+            return None
+    except ImportError:  # pragma: no cover - Prefect is a dependency
+        return None
+
+
 class BatchProgress:
-    """One console line per batch (and free-form notes), unless quiet."""
+    """Progress of a campaign's batches: a rich progress bar on a terminal (one line per batch otherwise), and the
+    same line through Prefect's run logger so the Prefect UI shows it. ``quiet`` silences the console only."""
 
     def __init__(self, campaign, quiet: bool = False):
         self.campaign = campaign
         self.quiet = quiet
+        self._bar = None
+        self._task = None
+
+    def line(self, batch: int) -> str:
+        campaign = self.campaign
+        return (f"{campaign.config.name} batch {batch + 1}: {campaign.model_evaluations()}/"
+                f"{campaign.config.optimiser.n_calls} evaluations, {campaign.failed()} failed, "
+                f"best objective {campaign.best_objective():.1f} mAh/g")
 
     def __call__(self, batch: int) -> None:
         campaign = self.campaign
-        self.note(f"[bold]{campaign.config.name}[/] batch {batch + 1}: {campaign.model_evaluations()}/"
-                  f"{campaign.config.optimiser.n_calls} evaluations, {campaign.failed()} failed, "
-                  f"best objective {campaign.best_objective():.1f} mAh/g")
+        line = self.line(batch)
+        logger = run_logger()
+        if logger is not None:
+            logger.info(line)
+        if self.quiet:
+            return
+        if not console.is_terminal:
+            console.print(line, soft_wrap=True)
+            return
+        total = campaign.config.optimiser.n_calls
+        done = min(campaign.model_evaluations(), total)
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("evaluations  {task.fields[best]}"), TimeElapsedColumn(),
+                                 console=console)
+            self._task = self._bar.add_task(campaign.config.name, total=total, best="")
+            self._bar.start()
+        self._bar.update(self._task, completed=done,
+                         best=f"best {campaign.best_objective():.1f} mAh/g, {campaign.failed()} failed")
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def note(self, text: str) -> None:
-        if not self.quiet:
-            console.print(text)
+        self.close()
+        say(text, self.quiet)
+
+
+def say(text: str, quiet: bool = False) -> None:
+    """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run."""
+    logger = run_logger()
+    if logger is not None:
+        logger.info(Text.from_markup(text).plain)
+    if not quiet:
+        console.print(text, soft_wrap=not console.is_terminal)
+
+
+CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person opens an MLflow run: the tracking server's own host and port for an http(s) store; for a
+    local store, the ``snhc ui`` command and the address it serves (127.0.0.1:5000 by default). The link opens
+    MLflow's classic ("Model training") view.
+
+    Examples
+    --------
+    >>> mlflow_run_url("http://10.0.0.5:5050", "3", "abc")
+    'http://10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
+    >>> mlflow_run_url("sqlite:///mlruns/mlflow.db", "3", "abc")
+    '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning'
+    """
+    path = f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"`snhc ui` then http://127.0.0.1:5000/{path}"
 
 
 def publish_recommendation(config, recommendation, run_id: str) -> None:
-    """The recommendation as a Prefect Markdown artifact (shown in the Prefect UI next to the flow run)."""
+    """The recommendation as a Prefect Markdown artifact (shown in the Prefect UI next to the flow run), with a
+    link to its MLflow run."""
     from prefect.artifacts import create_markdown_artifact
 
     plt.close("all")
     markdown = recommendation_markdown(config.name, recommendation.recipe,
                                        headline(recommendation.evaluation.metrics),
                                        (recommendation.surrogate_mean, recommendation.surrogate_std), run_id,
-                                       config.tracking.experiment_name, recommendation.fidelity_note)
+                                       config.tracking.experiment_name, recommendation.fidelity_note,
+                                       run_url=_run_url(config.tracking.tracking_uri, run_id))
     create_markdown_artifact(markdown, key=artifact_key(config.name), description="Recommended Sn/HC anode recipe")
+
+
+def _run_url(tracking_uri: str, run_id: str) -> str:
+    from flows.tracking import open_client
+
+    try:
+        experiment_id = open_client(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a convenience; the run id is printed anyway
+        return ""
+    return mlflow_run_url(tracking_uri, experiment_id, run_id)
 
 
 def artifact_key(name: str) -> str:
@@ -100,17 +238,24 @@ def artifact_key(name: str) -> str:
 
 
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
-                            run_id: str, experiment_name: str, fidelity_note: str = "") -> str:
+                            run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "") -> str:
+    from flows.metrics import unit_of, words
+
     mean, std = surrogate
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
-             "| recipe | value |", "|---|---|"]
-    lines += [f"| {k} | {_shown(v)} |" for k, v in recipe.items()]
-    lines += ["", "| predicted metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items()]
-    lines += ["", f"Optimiser surrogate (its GP's belief about the model, not the model's error) at this recipe: "
-              f"{mean:.1f} ± {std:.1f} mAh/g (mean ± 1 sd).",
+             "| recipe | value | unit |", "|---|---|---|"]
+    lines += [f"| {words(k)} | {_shown(v)} | {unit_of(k)} |" for k, v in recipe.items()]
+    lines += ["", "| predicted metric | value | unit |", "|---|---|---|"]
+    lines += [f"| {words(k)} | {v:.4g} | {unit_of(k)} |" for k, v in metrics.items()]
+    lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
+              f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g.",
               "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
               "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
+    if run_url.startswith("http"):
+        lines.append(f"Open it: [{run_url}]({run_url})")
+    elif run_url:
+        command, _, url = run_url.partition(" then ")
+        lines.append(f"Open it: run {command}, then [{url}]({url})")
     return "\n".join(lines)
 
 
@@ -122,7 +267,8 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
         table.add_row(key, _shown(value))
     for key, value in headline(metrics).items():
         table.add_row(key, f"{value:.1f}")
-    table.add_row("optimiser GP mean ± sd of objective", f"{surrogate[0]:.1f} ± {surrogate[1]:.1f}")
+    table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
+                  f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
 
 
@@ -132,15 +278,31 @@ def _shown(value) -> str:
 
 
 def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> None:
-    """Print chosen columns of a table on the console (column -> header); numbers to 4 significant digits."""
+    """Print chosen columns of a table on the console (column -> header); numbers to 4 significant digits.
+
+    On a terminal a rich table; otherwise (a pipe, a file, a CI log) plain comma-separated lines under the title,
+    so nothing is folded to the width of an unknown terminal.
+    """
     shown = [c for c in columns if c in frame]
+    cells = [["" if pd.isna(row[c]) else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+              for c in shown] for _, row in frame.iterrows()]
+    if not console.is_terminal:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([columns[c] for c in shown])
+        writer.writerows(cells)
+        console.print(f"# {title}", markup=False, soft_wrap=True)
+        console.print(buffer.getvalue().rstrip("\n"), markup=False, soft_wrap=True, highlight=False)
+        return
     table = Table(title=title, header_style="bold")
     for column in shown:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         table.add_column(columns[column], justify="right" if numeric else "left", overflow="fold")
-    for _, row in frame.iterrows():
-        table.add_row(*["" if pd.isna(row[c]) else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                        for c in shown])
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

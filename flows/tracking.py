@@ -6,26 +6,43 @@ run. Runs are always terminated: FINISHED on success, FAILED (with the reason as
 
 from __future__ import annotations
 
-import fcntl
 import math
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Iterator, Mapping
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_GIT_COMMIT
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from flows.inputs import redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
+from flows.metrics import display_number
 from surrogate.paths import PROJECT_ROOT
 
 MAX_PARAM_LENGTH = 6000
 CONFIG_TAG = "snhc.config"  # the campaign's validated config (JSON), set when its run is created
+NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
+RECOMMENDATION_TABLE = "recommendation.json"  # the recommendation as one MLflow table (Evaluation / Artifacts view)
+
+
+def run_name(campaign: str, seed: int | None, started: datetime | None = None) -> str:
+    """A parent run's name that says which campaign, which seed and when (UTC), e.g. ``default-seed42-20261201T1903``.
+
+    Examples
+    --------
+    >>> run_name("default", 42, datetime(2026, 12, 1, 19, 3, tzinfo=timezone.utc))
+    'default-seed42-20261201T1903'
+    """
+    started = started or datetime.now(timezone.utc)
+    seed_part = f"-seed{seed}" if seed is not None else ""
+    return f"{campaign}{seed_part}-{started.astimezone(timezone.utc):%Y%m%dT%H%M}"
 
 
 def artifact_location_for(tracking_uri: str, configured: str | None) -> str | None:
@@ -50,13 +67,9 @@ def open_client(tracking_uri: str) -> MlflowClient:
         return MlflowClient(tracking_uri=tracking_uri)
     database = Path(tracking_uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(tracking_uri=tracking_uri)
-            client.search_experiments(max_results=1)  # creates or migrates the schema
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(database.with_name(database.name + ".lock")):  # portable (fcntl does not exist on Windows)
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)  # creates or migrates the schema
     return client
 
 
@@ -144,10 +157,12 @@ class Tracker:
         )
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation) -> str:
-        """One child run for one evaluated recipe: recipe as params, objective and metrics, FINISHED or FAILED."""
+        """One child run for one evaluated recipe: recipe as params (6 significant digits, for reading: the exact
+        values are in the campaign state and ``evaluations.csv``), objective and metrics, FINISHED or FAILED."""
         run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
                                                              "source": evaluation.source}, parent_run_id)
-        self.log(run_id, params=evaluation.recipe, metrics=evaluation.metrics | {"objective": evaluation.objective})
+        self.log(run_id, params={k: display_number(v, 6) for k, v in evaluation.recipe.items()},
+                 metrics=evaluation.metrics | {"objective": evaluation.objective})
         if evaluation.ok:
             self.client.set_terminated(run_id, evaluation.status.value)
         else:
@@ -199,6 +214,7 @@ class CampaignRecorder:
         self.store = store
         self.calibration = calibration
         self.run_id: str | None = None
+        self.physics_of_chosen: dict[str, float] = {}  # PyBaMM's values at the recommended recipe, when checked
 
     @property
     def experiment_id(self) -> str:
@@ -220,7 +236,10 @@ class CampaignRecorder:
                 CONFIG_TAG: json.dumps(config.model_dump(mode="json"), separators=(",", ":")), **source_tags()}
         if self.calibration is not None:
             tags["calibration_data_sha256"] = self.calibration.data_sha256
-        with self.tracker.run(f"optimise-{config.name}", tags, parent_run_id, campaign.run_id) as run_id:
+        if config.description:
+            tags[NOTE_TAG] = config.description  # the run's description in the MLflow UI
+        name = run_name(config.name, config.optimiser.seed)
+        with self.tracker.run(name, tags, parent_run_id, campaign.run_id) as run_id:
             self.run_id = run_id
             resumed = campaign.run_id is not None
             if resumed:
@@ -288,29 +307,36 @@ class CampaignRecorder:
                     "physics.capacity_at_target_mAh_per_g": row["physics_capacity_at_target_mAh_per_g"],
                     "physics.objective": row["physics_objective"]}, tags={"physics_status": row["physics_status"]})
         chosen = ranking.table.iloc[ranking.chosen]
+        # the PyBaMM values of the chosen recipe go into the recommendation table, not one-bar metric charts
+        self.physics_of_chosen = {"objective": float(chosen["physics_objective"]),
+                                  "objective_capacity_mAh_per_g": float(chosen["physics_capacity_at_target_mAh_per_g"])}
         self.tracker.log(self.run_id,
                          metrics={"fidelity.rank_correlation": ranking.rank_correlation,
-                                  "fidelity.objective_difference_pct": ranking.objective_difference_pct,
-                                  "recommended.physics_objective": chosen["physics_objective"],
-                                  "recommended.physics_capacity_at_target_mAh_per_g":
-                                      chosen["physics_capacity_at_target_mAh_per_g"]},
+                                  "fidelity.objective_difference_pct": ranking.objective_difference_pct},
                          tags={"fidelity_summary": ranking.summary(), "recommended.ranked_by": ranking.ranked_by})
         self.tracker.log_files(self.run_id, {"fidelity_comparison.csv": ranking.table})
 
     def log_recommendation(self, recommendation, files: Mapping[str, object]) -> None:
-        """The recommendation, versioned: tags and metrics (both may change when a campaign is extended; MLflow params
-        may not), a JSON artifact per recommendation, and the report files."""
+        """The recommendation, versioned: recipe as tags (tags may change when a campaign is extended; MLflow params
+        may not), one readable table (``recommendation.json``: recipe and predicted metrics with units, rounded), the
+        exact values as ``recommended_recipe.json`` per recommendation, and the report files.
+
+        Single-value ``recommended.*`` metrics are not logged (MLflow draws each as a one-bar chart); only the
+        optimiser GP's mean and sd at the recommended point stay metrics, so they have a history when extended.
+        """
         import json
 
         campaign = self.campaign
         evaluation = recommendation.evaluation
         step = len(campaign.evaluations)
         self.tracker.log(self.run_id, step=step,
-                         tags={f"recommended.{k}": v for k, v in evaluation.recipe.items()}
+                         tags={f"recommended.{k}": display_number(v, 6) for k, v in evaluation.recipe.items()}
                          | {"recommended.source": evaluation.source, "recommended.evaluation": recommendation.index},
-                         metrics={**{f"recommended.{k}": v for k, v in evaluation.metrics.items()},
-                                  "recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
+                         metrics={"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
                                   "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
+        table = recommendation_table(recommendation, step, self.physics_of_chosen)
+        self.tracker.client.log_table(self.run_id, data=table, artifact_file=RECOMMENDATION_TABLE)
+        self.tracker.log(self.run_id, tags={NOTE_TAG: run_description(campaign.config, table)})
         document = json.dumps(recommendation.record(), indent=2)
         self.tracker.log_text(self.run_id, document, "recommended_recipe.json")
         self.tracker.log_text(self.run_id, document, f"recommendations/after-{step:04d}-evaluations.json")
@@ -318,3 +344,36 @@ class CampaignRecorder:
         if self.calibration is not None:
             report["calibration_report.txt"] = self.calibration.report_text()
         self.tracker.log_files(self.run_id, report)
+
+
+def recommendation_table(recommendation, after_evaluations: int, physics: Mapping[str, float] | None = None):
+    """The recommendation as rows of (what, quantity, value, unit): the recipe, the predicted headline metrics, the
+    PyBaMM check's values when there was one, then the optimiser GP's belief at that recipe. Values are rounded to
+    4 significant digits for reading; the exact values are in ``recommended_recipe.json``."""
+    import pandas as pd
+
+    from flows.metrics import display_number, headline, unit_of, words
+
+    evaluation = recommendation.evaluation
+    rows = [("recipe", words(name), display_number(value), unit_of(name)) for name, value in evaluation.recipe.items()]
+    rows += [("predicted", words(name), display_number(value), unit_of(name))
+             for name, value in headline(evaluation.metrics).items()]
+    rows += [("PyBaMM check", words(name), display_number(value), unit_of(name)) for name, value in
+             (physics or {}).items()]
+    rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),
+              "mAh/g"),
+             ("optimiser GP at this recipe", "sd of objective (the GP's belief, not a model error bar)",
+              display_number(recommendation.surrogate_std), "mAh/g")]
+    table = pd.DataFrame(rows, columns=["what", "quantity", "value", "unit"])
+    table.insert(0, "after_evaluations", after_evaluations)  # appended rows of an extended campaign stay apart
+    return table
+
+
+def run_description(config, table) -> str:
+    """The run's description (Markdown, shown on the run page): what the campaign asks, then its recommendation."""
+    lines = [config.description or f"Campaign `{config.name}`", "",
+             f"Objective: {config.objective.describe()}.", "",
+             f"**Recommendation after {int(table['after_evaluations'].iloc[0])} evaluations**", "",
+             "| | quantity | value | unit |", "|---|---|---|---|"]
+    lines += [f"| {row.what} | {row.quantity} | {row.value} | {row.unit} |" for row in table.itertuples()]
+    return "\n".join(lines)

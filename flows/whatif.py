@@ -2,16 +2,27 @@
 
 A scenario file (``configs/whatif/*.yaml``) holds a name, a description, a mode (``predict`` or ``optimise``), the
 overrides deep-merged onto the base config, and for ``predict`` the recipes to evaluate (material names or explicit
-recipes). All scenarios are validated before anything runs. The MLflow parent run has one child per scenario, plus a
-comparison table and plot.
+recipes). All scenarios are validated before anything runs.
+
+Scenarios are compared like with like: besides a baseline row (the base config, unchanged), every row gets the same
+fixed-definition metrics, at the BASE objective's current and cycle whatever the scenario's own objective says:
+capacity after cycles (the condition is in the column name), particle expansion, cycles to 80 % retention at that
+current, and milling time. Each row is evaluated at its scenario's temperature (column ``temperature_C``) with its
+scenario's model parameters. The model gives point predictions only, so no interval is reported.
+
+The study is recorded in its own MLflow experiment (default ``snhc-what-if``): a parent run with one child per
+scenario, the comparison as a table (``what_if_comparison.json``), CSV and PNG; the CSV and PNG are also written to a
+local folder.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,11 +31,23 @@ from flows import reporting
 from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
-from flows.inputs import excerpt, redact
+from flows.inputs import excerpt, redact, write_csv
 from flows.optimise import calibrate_task, run_campaign
-from flows.tracking import Tracker, flatten, source_tags
+from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
+from flows.objective import CapacityObjective
+from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
+from surrogate.model import PredictionRequest, predict
+from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
-from surrogate.recipe import RecipeError, complete, load_materials
+from surrogate.recipe import RecipeError, Recipes, complete, load_materials
+
+WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
+DEFAULT_OUTPUT_DIR = "whatif-results"
+BASELINE = "baseline"
+# Cycles to 80 % retention are searched up to the longest test an objective may ask for (objective.cycle <= 100 000),
+# on a log grid fine enough for a 2 % reading of the cycle count.
+RETENTION_HORIZON_CYCLES = 100_000
+RETENTION_GRID_POINTS = 400
 
 
 class Scenario(BaseModel):
@@ -91,79 +114,229 @@ def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:
     return label, dict(item)
 
 
-def _predict_scenario(scenario, config, recipes, tracker, parent_run_id) -> list[dict[str, Any]]:
+def fixed_metric_names(base: CapacityObjective) -> dict[str, str]:
+    """The fixed-definition columns of a study on ``base``: role -> column name (the condition in the name)."""
+    return {"capacity": capacity_after_cycles_name(base.current_A_per_g, base.cycle),
+            "expansion": "particle_expansion_pct",
+            "cycles_to_retention": cycles_to_retention_name(base.current_A_per_g),
+            "milling_time": "milling_time_h"}
+
+
+def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: CapacityObjective,
+                  temperature_C: float) -> list[dict[str, float]]:
+    """The fixed-definition metrics of each recipe: capacity at the base objective's current after its cycles,
+    particle expansion, cycles until the capacity at that current falls below 80 % of its first test cycle
+    (NaN when it does not within the horizon), milling time; at ``temperature_C`` with parameters ``p``."""
+    names = fixed_metric_names(base)
+    grid = np.unique(np.geomspace(1, RETENTION_HORIZON_CYCLES, RETENTION_GRID_POINTS).round().astype(int))
+    request = PredictionRequest(currents_A_per_g=(), cycling_current_A_per_g=base.current_A_per_g,
+                                cycles=tuple(int(c) for c in grid), temperature_C=temperature_C,
+                                target_current_A_per_g=base.current_A_per_g, target_cycle=base.cycle,
+                                target_temperature_C=temperature_C)
+    prediction = predict(Recipes.from_records(recipes), p, request)
+    retention = prediction.capacity_at_cycle_mAh_per_g / prediction.capacity_at_cycle_mAh_per_g[:, :1]
+    rows = []
+    for i, recipe in enumerate(recipes):
+        rows.append({names["capacity"]: float(prediction.target_capacity_mAh_per_g[i]),
+                     names["expansion"]: float(prediction.particle_expansion_pct[i]),
+                     names["cycles_to_retention"]: _cycles_to(retention[i], grid, RETENTION_END_OF_LIFE_PCT / 100),
+                     names["milling_time"]: float(recipe["milling_time_h"])})
+    return rows
+
+
+def _cycles_to(retention: np.ndarray, cycles: np.ndarray, threshold: float) -> float:
+    """First cycle at which retention falls below ``threshold`` (log-interpolated), NaN if it never does."""
+    below = np.flatnonzero(retention < threshold)
+    if below.size == 0:
+        return float("nan")
+    j = int(below[0])
+    if j == 0:
+        return float(cycles[0])
+    x0, x1, y0, y1 = np.log(cycles[j - 1]), np.log(cycles[j]), retention[j - 1], retention[j]
+    return float(np.exp(x0 + (threshold - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base) -> list[dict[str, Any]]:
     p, _ = calibrate_task(config)
     evaluations = evaluate_batch([recipe for _, recipe in recipes], p, config.objective)
+    fixed = fixed_metrics([recipe for _, recipe in recipes], p, base, config.objective.temperature_C)
     rows = []
-    with tracker.run(scenario.name, {"scenario": scenario.name, "mode": "predict"}, parent_run_id) as run_id:
+    with tracker.run(scenario.name, {"scenario": scenario.name, "mode": "predict",
+                                     NOTE_TAG: scenario.description}, parent_run_id) as run_id:
         tracker.log(run_id, params={"scenario_description": scenario.description, **_override_params(scenario)})
-        for (label, recipe), evaluation in zip(recipes, evaluations):
+        for (label, recipe), evaluation, metrics in zip(recipes, evaluations, fixed):
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
-            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in reporting.headline(evaluation.metrics).items()})
-            rows.append({"scenario": scenario.name, "mode": "predict", "recipe_label": label, **recipe,
-                         "status": evaluation.status, **reporting.headline(evaluation.metrics)})
+            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items()})
+            rows.append(_row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics,
+                             run_id))
     return rows
+
+
+def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experiment_name) -> list[dict[str, Any]]:
+    named = deep_merge(config.model_dump(), {"name": scenario.name, "description": scenario.description,
+                                             "tracking": {"log_evaluation_runs": False,
+                                                          "experiment_name": experiment_name}})
+    result = run_campaign(Campaign.new(CampaignConfig.model_validate(named)), parent_run_id)
+    p, _ = calibrate_task(config)
+    metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C)[0]
+    tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
+                params=_override_params(scenario), metrics={f"fixed.{k}": v for k, v in metrics.items()})
+    return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id)]
+
+
+def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config: CampaignConfig,
+         metrics: dict[str, float], run_id: str) -> dict[str, Any]:
+    return {"scenario": scenario, "mode": mode, "recipe_label": label, "status": status,
+            "temperature_C": config.objective.temperature_C, **recipe, **metrics, "mlflow_run_id": run_id}
 
 
 def _override_params(scenario: Scenario) -> dict[str, Any]:
     return {f"override.{k}": v for k, v in flatten(scenario.overrides).items()}
 
 
+def baseline_scenario() -> Scenario:
+    """The base config unchanged, optimised as the scenarios are: what the campaign gives without any what-if."""
+    return Scenario(name=BASELINE, description="the base campaign, unchanged", mode="optimise")
+
+
 @flow(name="what-if")
 def what_if(scenario_paths: list[str], config_path: str | None = None,
-            overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run every scenario on the base config and compare them.
+            overrides: dict[str, Any] | None = None, experiment_name: str = WHAT_IF_EXPERIMENT,
+            output_dir: str = DEFAULT_OUTPUT_DIR, baseline: bool = True) -> dict[str, Any]:
+    """Run every scenario (and a baseline) on the base config and compare them on fixed-definition metrics.
 
     Parameters
     ----------
     scenario_paths : scenario files or folders of them (e.g. ``["configs/whatif"]``).
     config_path : base campaign (default ``configs/default.yaml``).
     overrides : merged onto the base before the scenarios (e.g. a budget or tracking URI for all of them).
+    experiment_name : MLflow experiment of the study (default ``snhc-what-if``, apart from the campaigns).
+    output_dir : local folder for the comparison CSV and PNG (a subfolder per study, named like its MLflow run).
+    baseline : add a baseline row: the base config unchanged, optimised with the same budget as the scenarios.
+
+    Returns
+    -------
+    ``{"baseline": row or None, "scenarios": [row, ...], "run_id", "experiment_id", "files"}``; every row carries
+    the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
     base_path = Path(config_path) if config_path else default_config_path()
     base_document = deep_merge(read_yaml(base_path), overrides or {})
     base = validate_config(base_document, str(base_path))
     scenarios = load_scenarios(scenario_paths, base_document)
+    if baseline:
+        scenarios = [(baseline_scenario(), base, [])] + scenarios
 
-    tracker = Tracker(base.tracking.tracking_uri, base.tracking.experiment_name, base.tracking.artifact_location)
+    tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
+    started = datetime.now(timezone.utc)
+    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M}"
     rows: list[dict[str, Any]] = []
-    with tracker.run(f"what-if-{len(scenarios)}-scenarios", {"kind": "what-if", **source_tags()}) as parent_run_id:
-        tracker.log(parent_run_id, params={"scenarios": ", ".join(s.name for s, _, _ in scenarios)})
+    note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
+            + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
+    with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
+        names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
+        tracker.log(parent_run_id, params={"scenarios": names,
+                                           "compared_at_current_A_per_g": base.objective.current_A_per_g,
+                                           "compared_after_cycles": base.objective.cycle})
         for scenario, config, recipes in scenarios:
-            reporting.console.print(f"[bold]what-if[/] {scenario.name} ({scenario.mode}): {scenario.description}")
+            done = len({row["scenario"] for row in rows})
+            reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
+                          f"{scenario.description}")
             try:
                 if scenario.mode == "predict":
-                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id)
+                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective)
                 else:
-                    named = deep_merge(config.model_dump(), {"name": scenario.name, "description": scenario.description,
-                                                             "tracking": {"log_evaluation_runs": False}})
-                    result = run_campaign(Campaign.new(CampaignConfig.model_validate(named)), parent_run_id, quiet=True)
-                    tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
-                                params=_override_params(scenario))
-                    rows.append({"scenario": scenario.name, "mode": "optimise", "recipe_label": "recommended",
-                                 **result.recipe, "status": "FINISHED", **reporting.headline(result.metrics)})
+                    rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
+                                               experiment_name)
             except Exception as error:  # one broken scenario must not stop the comparison
-                reporting.console.print(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
+                reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
                              "failure_reason": f"{type(error).__name__}: {error}"})
         table = pd.DataFrame(rows)
-        files = {"what_if_comparison.csv": table}
-        if "objective" in table:
-            labelled = table.assign(scenario=table["scenario"] + ": " + table["recipe_label"].fillna(""))
-            files["what_if_comparison.png"] = reporting.comparison_figure(labelled.dropna(subset=["objective"]),
-                                                                          "objective", "objective (mAh/g)")
-        tracker.log_files(parent_run_id, files)
+        columns = list(fixed_metric_names(base.objective).values())
+        figure = comparison_plot(table, columns)
+        folder = Path(output_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+        figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
+        tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
+        tracker.client.log_table(parent_run_id, data=_display_table(table, columns),
+                                 artifact_file="what_if_comparison.json")
+        summary = comparison_markdown(table, base.objective)
+        tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
         reporting.plt.close("all")
-    _print_comparison(table)
-    return table.to_dict(orient="records")
+    _print_comparison(table, columns)
+    url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
+    reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
+    reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
+    _publish(table, columns, base, parent_run_id, url)
+    records = table.replace({np.nan: None}).to_dict(orient="records")
+    return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
+            "scenarios": [r for r in records if r["scenario"] != BASELINE],
+            "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
 
 
-COMPARISON_COLUMNS = {  # table column -> short console header
-    "scenario": "scenario", "recipe_label": "recipe", "status": "status", "sn_mass_fraction": "Sn frac",
-    "milling_time_h": "time h", "milling_speed_rpm": "rpm", "ball_to_powder_ratio": "BPR", "objective": "objective",
-    "capacity_at_cycle_1000_mAh_per_g": "Q@1000 mAh/g", "particle_expansion_pct": "swell %",
-}
+def comparison_plot(table: pd.DataFrame, columns: list[str]):
+    """Grouped bars of the fixed-definition metrics, one bar per row (scenario: recipe)."""
+    labelled = table.assign(label=_labels(table))
+    if "status" in labelled:
+        labelled = labelled[labelled["status"] == "FINISHED"]
+    retention = next((c for c in columns if c.startswith("cycles_to_")), None)
+    return reporting.comparison_figure(labelled, columns,
+                                       missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} % for "
+                                                        f"{RETENTION_HORIZON_CYCLES:,} cycles"})
 
 
-def _print_comparison(table: pd.DataFrame) -> None:
-    reporting.print_frame(table, COMPARISON_COLUMNS, "What-if comparison")
+def _labels(table: pd.DataFrame) -> pd.Series:
+    recipe = table["recipe_label"].fillna("") if "recipe_label" in table else pd.Series("", index=table.index)
+    return table["scenario"] + ": " + recipe
+
+
+def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The comparison for the MLflow table view: scenario, recipe, temperature and the fixed metrics, rounded."""
+    keep = [c for c in ["scenario", "recipe_label", *columns, "temperature_C", "sn_mass_fraction",
+                        "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
+    shown = table[keep].copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: None if pd.isna(v) else float(f"{v:.4g}"))
+    return shown
+
+
+def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
+    """The comparison as a compact Markdown table: short headers with units, the conditions stated once above."""
+    names = fixed_metric_names(base)
+    short = {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
+             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
+             names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+    shown = _display_table(table, list(names.values()))
+    keep = [c for c in short if c in shown]
+    lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
+             f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
+             f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles).", "",
+             "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
+              for row in shown[keep].itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_id: str, url: str) -> None:
+    """The comparison as a Prefect Markdown artifact with a link to the MLflow run (inside a flow run only)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return
+    link = url.split(" then ")[-1]
+    lines = [f"# What-if study on campaign `{base.name}`", "", comparison_markdown(table, base.objective), "",
+             f"MLflow run `{run_id}`: " + (f"run `snhc ui`, then [{link}]({link})" if " then " in url
+                                           else f"[{link}]({link})")]
+    create_markdown_artifact("\n".join(lines), key="what-if-comparison", description="What-if comparison")
+
+
+def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
+    from flows.metrics import axis_label
+
+    headers = {"scenario": "scenario", "recipe_label": "recipe", "status": "status", "temperature_C": "T [°C]",
+               "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
+               "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns}
+    reporting.print_frame(table, headers, "What-if comparison")

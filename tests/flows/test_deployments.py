@@ -64,3 +64,20 @@ def test_deployments_have_cron_schedules_and_a_triggered_run_completes(prefect_s
         assert (store / "mlflow.db").exists()
     finally:
         stop(serving)
+
+
+def test_cron_schedules_carry_the_configured_time_zone():
+    import yaml
+
+    from flows.deployments import TIMEZONE, build_deployments
+    from flows.config import read_yaml
+    from surrogate.paths import config_dir
+
+    assert TIMEZONE == read_yaml(config_dir() / "schedules.yaml")["timezone"] == "UTC"
+    zones = {d.name: [(s.schedule.cron, s.schedule.timezone) for s in d.schedules] for d in build_deployments()}
+    assert zones == {"nightly-optimisation": [(NIGHTLY_CRON, "UTC")], "weekly-what-if": [(WEEKLY_WHAT_IF_CRON, "UTC")]}
+    moved = build_deployments(timezone="Europe/London")
+    assert {s.schedule.timezone for d in moved for s in d.schedules} == {"Europe/London"}
+    # prefect.yaml (the team's deployments) states the same zone on every schedule
+    team = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    assert {s["timezone"] for d in team["deployments"] for s in d["schedules"]} == {TIMEZONE}

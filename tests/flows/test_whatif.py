@@ -1,5 +1,8 @@
 """What-if studies: scenario files on a base config, one MLflow child run per scenario, a comparison table."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -8,37 +11,82 @@ from flows.cli import main
 from flows.whatif import what_if
 from surrogate.paths import config_dir
 
-TINY = {"optimiser": {"n_calls": 4, "n_initial_points": 2, "batch_size": 2}}
+TINY = {"optimiser": {"n_calls": 4, "n_initial_points": 2, "batch_size": 2}, "physics_check": {"top_k": 0}}
+CAPACITY = "capacity_at_1.7_A_per_g_after_1000_cycles_mAh_per_g"  # the default config's objective condition
+FIXED = {CAPACITY, "particle_expansion_pct", "cycles_to_80pct_retention_at_1.7_A_per_g", "milling_time_h"}
 
 
-def test_scenarios_become_child_runs_with_a_comparison(prefect_local, params, tmp_path):
+def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_local, params, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     folder = config_dir() / "whatif"
-    rows = what_if([str(folder / "study_materials_cold.yaml"), str(folder / "milling_under_4h.yaml")],
-                   overrides=TINY | {"tracking": {"tracking_uri": uri, "experiment_name": "what-if"}})
-    table = pd.DataFrame(rows)
-    assert set(table["scenario"]) == {"study-materials-at-0C", "milling-under-4h"}
-    assert (table["status"] == "FINISHED").all()
-    recommended = table[table["scenario"] == "milling-under-4h"].iloc[0]
-    assert recommended["milling_time_h"] <= 4.0
+    study = what_if([str(folder / "study_materials_cold.yaml"), str(folder / "target_4p2_A_per_g.yaml")],
+                    overrides=TINY | {"tracking": {"tracking_uri": uri, "experiment_name": "campaigns"}},
+                    output_dir=str(tmp_path / "out"))
+    baseline, rows = study["baseline"], study["scenarios"]
+    assert baseline["scenario"] == "baseline" and baseline["status"] == "FINISHED"
+    assert {r["scenario"] for r in rows} == {"study-materials-at-0C", "target-4.2-A-per-g"}
+    assert all(FIXED <= set(r) for r in rows + [baseline])
+    fast = [r for r in rows if r["scenario"] == "target-4.2-A-per-g"][0]
+    # the 4.2 A/g scenario is still measured at 1.7 A/g after 1000 cycles, like the baseline
+    assert not any("4.2_A_per_g_after" in k for k in fast)
+    assert 0 < fast[CAPACITY] and 0 < baseline[CAPACITY]
 
-    # predictions at 0 C are below the same recipe's predictions at 25 C
+    # the same recipe predicts less at 0 C than at 25 C, on the same fixed definition
     warm_scenario = tmp_path / "warm.yaml"
     warm_scenario.write_text("name: warm\nmode: predict\nrecipes: [Sn@HC-2-1]\n")
-    warm = what_if([str(warm_scenario)], overrides={"tracking": {"tracking_uri": uri}})
-    cold_composite = table[(table["recipe_label"] == "Sn@HC-2-1")]["objective"].iloc[0]
-    warm_composite = [r for r in warm if r["recipe_label"] == "Sn@HC-2-1"][0]["objective"]
-    assert cold_composite < warm_composite
+    warm = what_if([str(warm_scenario)], overrides={"tracking": {"tracking_uri": uri}}, baseline=False,
+                   output_dir=str(tmp_path / "out"))
+    assert warm["baseline"] is None
+    cold = [r for r in rows if r["recipe_label"] == "Sn@HC-2-1"][0]
+    assert cold["temperature_C"] == 0 and warm["scenarios"][0]["temperature_C"] == 25
+    assert cold[CAPACITY] < warm["scenarios"][0][CAPACITY]
 
+    # the study lives in its own experiment, not the campaigns'
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("what-if")
-    parents = client.search_runs([experiment.experiment_id], filter_string="tags.kind = 'what-if'")
-    parent = [p for p in parents if p.data.params["scenarios"] == "study-materials-at-0C, milling-under-4h"][0]
+    experiment = client.get_experiment_by_name("snhc-what-if")
+    assert study["experiment_id"] == experiment.experiment_id
+    assert client.get_experiment_by_name("campaigns") is None
+    parent = client.get_run(study["run_id"])
+    assert parent.data.tags["kind"] == "what-if" and parent.data.params["scenarios"] == \
+        "study-materials-at-0C, target-4.2-A-per-g"
     children = client.search_runs([experiment.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(c.data.tags["scenario"] for c in children) == ["milling-under-4h", "study-materials-at-0C"]
-    assert {"what_if_comparison.csv", "what_if_comparison.png"} <= {
+    assert sorted(c.data.tags.get("scenario", c.info.run_name) for c in children) == [
+        "baseline", "study-materials-at-0C", "target-4.2-A-per-g"]
+    assert {"what_if_comparison.csv", "what_if_comparison.png", "what_if_comparison.json"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
+    written = Path(study["files"])
+    assert written.parent == tmp_path / "out"
+    table = pd.read_csv(written / "what_if_comparison.csv")
+    assert list(table["scenario"]).count("baseline") == 1 and FIXED <= set(table.columns)
+    assert (written / "what_if_comparison.png").stat().st_size > 10_000
+
+
+def test_what_if_json_prints_a_baseline_and_every_scenario(prefect_local, params, tmp_path, capsys):
+    scenario = tmp_path / "cold.yaml"
+    scenario.write_text("name: cold\nmode: predict\noverrides: {objective: {temperature_C: 0.0}}\n"
+                        "recipes: [HC, Sn@HC-2-1]\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("optimiser: {n_calls: 4, n_initial_points: 2, batch_size: 2}\nphysics_check: {top_k: 0}\n")
+    assert main(["what-if", str(scenario), "--json", "--config", str(config),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--output", str(tmp_path / "out")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["baseline"]["scenario"] == "baseline"
+    assert [r["recipe_label"] for r in document["scenarios"]] == ["HC", "Sn@HC-2-1"]
+    assert all(FIXED <= set(r) for r in document["scenarios"] + [document["baseline"]])
+    assert Path(document["files"]).is_dir()
+
+
+def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
+    from flows.whatif import _print_comparison
+
+    table = pd.DataFrame([{"scenario": "baseline", "recipe_label": "recommended", CAPACITY: 401.23456},
+                          {"scenario": "a-long-scenario-name-" * 3, "recipe_label": "HC", CAPACITY: 250.0}])
+    _print_comparison(table, [CAPACITY])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "scenario,recipe,capacity at 1.7 A/g after 1000 cycles [mAh/g]"
+    assert out[2] == "baseline,recommended,401.2"
+    assert out[3].startswith("a-long-scenario-name-a-long-scenario-name-a-long")  # one line, not folded
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,0 +1,130 @@
+"""The campaign's MLflow record as a reader sees it: run names, description, the recommendation table, the link in
+the Prefect artifact, and the portable store lock."""
+
+import json
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.reporting import mlflow_run_url, recommendation_markdown
+from flows.tracking import NOTE_TAG, RECOMMENDATION_TABLE, open_client, run_name
+
+WHEN = datetime(2026, 12, 1, 19, 3, tzinfo=timezone.utc)
+
+
+def test_run_names_say_campaign_seed_and_time_and_differ_across_seeds():
+    names = {run_name("default", seed, WHEN) for seed in (1, 2, 42)}
+    assert names == {"default-seed1-20261201T1903", "default-seed2-20261201T1903", "default-seed42-20261201T1903"}
+    assert run_name("default", 42, WHEN) != run_name("default", 42, WHEN.replace(minute=4))
+
+
+def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
+    url = mlflow_run_url("http://10.1.2.3:5051", "7", "abc123")
+    assert url == "http://10.1.2.3:5051/#/experiments/7/runs/abc123?workflowType=machine_learning"  # classic view
+    local = mlflow_run_url("sqlite:///mlruns/mlflow.db", "7", "abc123")
+    assert local.startswith("`snhc ui` then http://127.0.0.1:5000/") and "/experiments/7/runs/abc123?" in local
+    markdown = recommendation_markdown("default", {"milling_time_h": 12.345678}, {"particle_expansion_pct": 251.2},
+                                       (400.0, 3.0), "abc123", "snhc-optimisation",
+                                       run_url=mlflow_run_url("http://10.1.2.3:5051", "7", "abc123"))
+    assert f"[{url}]({url})" in markdown
+    assert "| milling time | 12.35 | h |" in markdown  # rounded for reading, with its unit
+    assert "±" not in markdown  # the GP's sd is not shown as a model error bar
+
+
+def test_two_clients_open_a_new_store_at_once(tmp_path):
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    errors = []
+
+    def open_it():
+        try:
+            open_client(uri).search_experiments()
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == [] and (tmp_path / "new" / "mlflow.db").exists()
+
+
+def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
+    """Name with campaign and seed, the config's description as the run description, one recommendation table with
+    units, and no single-value metric per predicted quantity."""
+    from flows.optimise import optimise_anode
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = {"optimiser": {"n_calls": 4, "n_initial_points": 2, "batch_size": 2, "seed": 7},
+                 "physics_check": {"top_k": 0}, "tracking": {"tracking_uri": uri, "experiment_name": "glance"},
+                 "description": "a short campaign for the MLflow view"}
+    summary = optimise_anode(overrides=overrides)
+    client = MlflowClient(uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.run_name.startswith("default-seed7-")
+    description = run.data.tags[NOTE_TAG]
+    assert description.startswith("a short campaign for the MLflow view\n")
+    assert "| recipe | milling time |" in description and "**Recommendation after 4 evaluations**" in description
+    assert not [m for m in run.data.metrics if m.startswith("recommended.")
+                and "optimiser_surrogate" not in m]  # the predicted metrics are in the table, not 1-bar charts
+    document = json.loads(Path(client.download_artifacts(summary["run_id"], RECOMMENDATION_TABLE,
+                                                         str(tmp_path))).read_text())
+    table = pd.DataFrame(document["data"], columns=document["columns"])  # MLflow's table format
+    rows = {(r["what"], r["quantity"]): r for _, r in table.iterrows()}
+    assert rows[("recipe", "milling time")]["unit"] == "h"
+    assert rows[("predicted", "particle expansion")]["unit"] == "%"
+    shown = float(rows[("recipe", "sn mass fraction")]["value"])
+    assert shown == pytest.approx(summary["recipe"]["sn_mass_fraction"], rel=1e-3)
+    assert run.data.params["optimiser.seed"] == "7"  # params stay exact
+
+
+class _Campaign:
+    """The little a progress line reads from a campaign."""
+
+    class config:  # noqa: N801
+        name = "default"
+
+        class optimiser:  # noqa: N801
+            n_calls = 8
+
+    def __init__(self, done):
+        self.done = done
+
+    def model_evaluations(self):
+        return self.done
+
+    def failed(self):
+        return 1
+
+    def best_objective(self):
+        return 321.04
+
+
+def test_batch_progress_reaches_the_console_and_the_prefect_run_log(prefect_local, capsys):
+    import logging
+
+    from prefect import flow
+
+    from flows.reporting import BatchProgress
+
+    campaign = _Campaign(4)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    run_log = logging.getLogger("prefect.flow_runs")  # where get_run_logger() writes (and the Prefect UI reads)
+
+    @flow(name="progress-probe")
+    def probe(quiet: bool):
+        BatchProgress(campaign, quiet)(0)
+
+    run_log.addHandler(handler)
+    try:
+        probe(quiet=True)
+    finally:
+        run_log.removeHandler(handler)
+    assert "default batch 1" not in capsys.readouterr().out  # quiet: nothing on the console ...
+    assert "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g" in seen  # ... but in the run log
+    BatchProgress(campaign)(0)  # outside a flow run: no logger, a plain line (stdout is not a terminal here)
+    assert capsys.readouterr().out == "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g\n"
