@@ -215,22 +215,32 @@ def cmd_optimise(args) -> int:
     campaign, server = None, None
     try:
         campaign, server = _build_and_start(args)
-        summary = _run_optimisation(args, campaign)
+        if args.json:  # stdout is the JSON alone: progress and tables go to stderr
+            import contextlib
+
+            with contextlib.redirect_stdout(sys.stderr):
+                summary = _run_optimisation(args, campaign)
+        else:
+            summary = _run_optimisation(args, campaign)
     except interrupts.CampaignInterrupted as interrupt:
         print(_interrupted_message(args, campaign, interrupt), file=sys.stderr)
         return interrupt.exit_code
     finally:
         if server is not None:
             server.release()
-    from flows.reporting import print_recommendation
+    from flows.reporting import mlflow_run_url, print_recommendation
 
     config = campaign.config
+    link = mlflow_run_url(config.tracking.tracking_uri, summary["experiment_id"], summary["run_id"])
+    if args.json:
+        print(json.dumps(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": link},
+                         indent=2, default=str))
+        return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console().print(f"Fidelity: {summary['fidelity']}")
     console().print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {redact(config.tracking.tracking_uri)}")
-    console().print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"
-                  f"/runs/{summary['run_id']}")
+    console().print(f"Open it: {link}")
     return 0
 
 
@@ -285,6 +295,9 @@ def cmd_suggest(args) -> int:
     writable_output(args.output, "--output")  # before the work, not after it
     table = suggest(build_campaign(args.config, overrides, run_id, args.observations), args.batch)
     write_csv(table, args.output)
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+        return 0
     from flows.reporting import print_frame
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
@@ -389,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_campaign_options(optimise)
     optimise.add_argument("--resume", metavar="RUN_ID", help="continue this campaign run from its last saved batch")
     optimise.add_argument("--observations", metavar="CSV", help="lab results to warm-start with (see README)")
+    optimise.add_argument("--json", action="store_true", help="print the recommendation as one JSON object (progress "
+                                                              "goes to stderr)")
     optimise.set_defaults(handler=cmd_optimise)
 
     suggest = commands.add_parser("suggest", help="the next recipes to make in the lab",
@@ -400,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
     suggest.add_argument("--tracking-uri", help="MLflow tracking URI of the --resume run")
     suggest.add_argument("--output", default="suggestions.csv", help="CSV to write (default suggestions.csv)")
+    suggest.add_argument("--json", action="store_true", help="also print the suggestions as JSON records")
     suggest.set_defaults(handler=cmd_suggest)
 
     whatif = commands.add_parser("what-if", help="run what-if scenarios and compare them",
