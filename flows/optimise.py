@@ -99,7 +99,11 @@ def compare_with_model_optimum(campaign: Campaign, p: ModelParameters, recorder:
         return
     from flows.model_optimum import dense_optimum
 
-    recipe, objective = dense_optimum(campaign.config, p)
+    try:
+        recipe, objective = dense_optimum(campaign.config, p)
+    except Exception as error:  # noqa: BLE001 - a report, never a reason to fail the campaign
+        recorder.tracker.log(recorder.run_id, tags={"model_optimum_failed": f"{type(error).__name__}: {error}"})
+        return
     recorder.log_model_optimum(recipe, objective, campaign.best_objective())
 
 
