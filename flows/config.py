@@ -79,7 +79,10 @@ class Dimension(Strict):
 
 
 def _default_dimension(field: RecipeField) -> Dimension:
-    """The search of a field when a config does not say: its typical lab range from the recipe schema."""
+    """The search of a field when a config does not say: its typical lab range from the recipe schema, or its
+    default value when the schema gives no search range (an optional process variable a config may search)."""
+    if not field.search:
+        return Dimension(value=field.default)
     if field.categorical:
         return Dimension(choices=tuple(field.search or field.choices))
     return Dimension(low=field.search[0], high=field.search[1], log_scale=field.log_scale)

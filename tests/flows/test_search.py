@@ -1,5 +1,5 @@
-"""The optimiser loop (flows/search.py): reproducible, pinned to the evaluation table it gave before the refactor
-into one owner per concept, and driven by the recipe schema."""
+"""The optimiser loop (flows/search.py): reproducible, pinned to the evaluation table it gave after the milling
+physics of issue 12 (tests/data, rewritten when the model's physics changes), and driven by the recipe schema."""
 
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def run(overrides):
 
 
 def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
-    """Same config + seed -> the table the code gave before the refactor (tests/data, written by that code)."""
+    """Same config + seed -> the pinned table (tests/data, written by this code when the physics last changed)."""
     pinned = pd.read_csv(PINNED)
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])
@@ -37,7 +37,8 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
 
 def test_points_and_recipes_round_trip_with_fixed_fields():
     config = load_config(None, {"search_space": {"milling_speed_rpm": {"value": 450.0}}})
-    assert [d.name for d in search_dimensions(config)] == [n for n in FIELD_NAMES if n != "milling_speed_rpm"]
+    fixed = {"milling_speed_rpm", *config.search_space.fixed_values()}  # the process fields are fixed by default
+    assert [d.name for d in search_dimensions(config)] == [n for n in FIELD_NAMES if n not in fixed]
     recipe = recipe_of([0.6, 8.0, 20.0], config)
     assert recipe["milling_speed_rpm"] == 450.0 and list(recipe) == list(FIELD_NAMES)
     assert point_of(recipe, config) == [0.6, 8.0, 20.0]
