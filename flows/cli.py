@@ -154,6 +154,8 @@ def cmd_optimise(args) -> int:
                              campaign_token=hand_over(campaign))
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console.print(f"Fidelity: {summary['fidelity']}")
+    for note in summary.get("notes", []):
+        console.print(f"Recommendation: {note}")
     console.print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {config.tracking.tracking_uri}")
     console.print(f"Open it with [bold]snhc ui[/] -> http://127.0.0.1:5000/#/experiments/{summary['experiment_id']}"

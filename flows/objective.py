@@ -132,9 +132,13 @@ class _Objective(BaseModel):
         """Axis label: name and unit."""
         return f"{self.name} ({self.unit})"
 
+    def conditions(self) -> dict[str, Any]:
+        """The prediction conditions this objective needs (PredictionRequest fields); none by default."""
+        return {}
+
     def request(self) -> PredictionRequest:
         """What the model must predict for this objective (the model's usual report otherwise)."""
-        return PredictionRequest()
+        return PredictionRequest(**self.conditions())
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -161,9 +165,9 @@ class CapacityAtCycleObjective(_Objective):
     cycle: int = Field(1000, ge=1, le=100_000, description="test cycles before the capacity counts")
     temperature_C: float = Field(25.0, ge=-40.0, le=80.0, description="cell temperature (C)")
 
-    def request(self) -> PredictionRequest:
-        return PredictionRequest(temperature_C=self.temperature_C, target_current_A_per_g=self.current_A_per_g,
-                                 target_cycle=self.cycle, target_temperature_C=self.temperature_C)
+    def conditions(self) -> dict[str, Any]:
+        return {"temperature_C": self.temperature_C, "target_current_A_per_g": self.current_A_per_g,
+                "target_cycle": self.cycle, "target_temperature_C": self.temperature_C}
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: prediction.target_capacity_mAh_per_g}
@@ -197,8 +201,8 @@ class ElectrodeThickeningObjective(_Objective):
 
     current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0, description="cycling current (A/g)")
 
-    def request(self) -> PredictionRequest:
-        return PredictionRequest(cycling_current_A_per_g=self.current_A_per_g)
+    def conditions(self) -> dict[str, Any]:
+        return {"cycling_current_A_per_g": self.current_A_per_g}
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: prediction.electrode_expansion_after_1000_cycles_pct}
@@ -226,8 +230,8 @@ class CyclesToRetentionObjective(_Objective):
     def cycle_grid(self) -> tuple[int, ...]:
         return tuple(int(c) for c in np.unique(np.round(np.geomspace(1, self.max_cycles, self.grid_points))))
 
-    def request(self) -> PredictionRequest:
-        return PredictionRequest(cycling_current_A_per_g=self.current_A_per_g, retention_cycles=self.cycle_grid())
+    def conditions(self) -> dict[str, Any]:
+        return {"cycling_current_A_per_g": self.current_A_per_g, "retention_cycles": self.cycle_grid()}
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         grid = np.asarray(prediction.request.retention_cycles, dtype=float)
@@ -331,31 +335,25 @@ class ObjectiveSet:
 
     def _merge_requests(self) -> PredictionRequest:
         """One request for every objective; two objectives wanting different conditions cannot share it."""
-        base = PredictionRequest()
-        values = {}
+        values: dict[str, Any] = {}
         for objective in self.objectives:
-            request = objective.request()
-            for key in ("cycling_current_A_per_g", "target_current_A_per_g", "target_cycle", "temperature_C",
-                        "retention_cycles"):
-                value = getattr(request, key)
-                if value == getattr(base, key):
-                    continue
+            for key, value in objective.conditions().items():
                 if key in values and values[key] != value:
                     raise ValueError(f"objectives ask for two different {key} ({values[key]} and {value}): a "
                                      f"campaign predicts one condition of each kind")
                 values[key] = value
-        if "target_current_A_per_g" in values:
-            values["target_temperature_C"] = values.get("temperature_C", base.temperature_C)
         return PredictionRequest(**values)
 
     def request(self, currents_A_per_g=None, cycling_current_A_per_g=None, cycles=None) -> PredictionRequest:
-        merged = self._merged
-        changes = {k: v for k, v in (("currents_A_per_g", currents_A_per_g), ("cycles", cycles)) if v is not None}
-        if cycling_current_A_per_g is not None and merged.cycling_current_A_per_g == PredictionRequest().cycling_current_A_per_g:
-            changes["cycling_current_A_per_g"] = cycling_current_A_per_g
+        """The merged request, with the report's currents and cycles (and the cycling current, unless an objective
+        fixes it) replaced where given."""
         from dataclasses import replace
 
-        return replace(merged, **changes)
+        changes = {k: v for k, v in (("currents_A_per_g", currents_A_per_g), ("cycles", cycles)) if v is not None}
+        fixed = {key for o in self.objectives for key in o.conditions()}
+        if cycling_current_A_per_g is not None and "cycling_current_A_per_g" not in fixed:
+            changes["cycling_current_A_per_g"] = cycling_current_A_per_g
+        return replace(self._merged, **changes)
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
