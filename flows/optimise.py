@@ -152,7 +152,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
         recommendation = recommend(campaign, optimizer, ranking)
         files = reporting.campaign_figures(campaign.table(), optimizer)
-        if config.multi_objective:
+        if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
+            files = {"evaluations.csv": files["evaluations.csv"]}
             front = pareto_table(campaign)
             chosen = int(np.flatnonzero(front["evaluation"].to_numpy() == recommendation.index)[0])
             files |= front_files(campaign, front, chosen)
