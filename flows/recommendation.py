@@ -109,7 +109,8 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
         k, rule = cheapest_equivalent(indexes, list(table["physics_objective"]),
                                       [campaign.evaluations[i].recipe for i in indexes], tolerance)
         chosen = indexes[k]
-        rule = rule.replace("evaluated recipes", "physics-checked recipes")
+        rule = rule.replace("evaluated recipes", "physics-checked recipes").replace("best objective",
+                                                                                       "best PyBaMM objective")
     else:
         indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok]
         k, rule = cheapest_equivalent(indexes, [campaign.evaluations[i].objective for i in indexes],
