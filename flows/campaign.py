@@ -130,6 +130,9 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
     resumed run's saved state), the lab file and the resume id. Problems raise :class:`ConfigError`."""
     base = load_config(config_path, overrides)
+    if observations_path and base.objectives:
+        raise ConfigError(f"{observations_path}: lab observations score the capacity 'objective'; a campaign with "
+                          f"'objectives' cannot take them yet")
     if not resume_run_id:
         lab = read_observations(observations_path, base) if observations_path else None
         return Campaign.new(base, lab)

@@ -238,6 +238,8 @@ def cmd_optimise(args) -> int:
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
     console().print(f"Fidelity: {summary['fidelity']}")
+    for note in summary.get("notes", []):
+        console().print(f"Recommendation: {note}")
     console().print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {redact(config.tracking.tracking_uri)}")
     console().print(f"Open it: {link}")

@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from flows.inputs import (EXCERPT_CHARS, InputError, check_artifact_location, check_finite, check_tracking_scheme,
                           excerpt, keep_secret, read_yaml_mapping)
-from flows.objective import CapacityObjective
+from flows.objective import OBJECTIVE_KINDS, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
@@ -80,7 +80,10 @@ class Dimension(Strict):
 
 
 def _default_dimension(field: RecipeField) -> Dimension:
-    """The search of a field when a config does not say: its typical lab range from the recipe schema."""
+    """The search of a field when a config does not say: its typical lab range from the recipe schema, or its
+    default value when the schema gives no search range (an optional process variable a config may search)."""
+    if not field.search:
+        return Dimension(value=field.default)
     if field.categorical:
         return Dimension(choices=tuple(field.search or field.choices))
     return Dimension(low=field.search[0], high=field.search[1], log_scale=field.log_scale)
@@ -193,11 +196,46 @@ class PhysicsCheck(Strict):
     top_k: int = Field(5, ge=0, le=50, description="how many of the best recipes to re-evaluate (0: no check)")
 
 
+ObjectiveSpec = Annotated[Union[tuple(OBJECTIVE_KINDS.values())], Field(discriminator="kind")]
+
+
+class RecommendationSettings(Strict):
+    """How a campaign picks its recommendation.
+
+    Single objective: among evaluated recipes within ``tolerance_pct`` of the best objective, the cheapest
+    (shortest milling time, then lowest milling energy). Several objectives: on the Pareto front of the evaluated
+    recipes that meet ``limits``, the knee (``rule: knee``: the smallest sum of the objectives normalised to 0..1
+    over the front, i.e. the point farthest below the plane through the front's extremes) or the smallest
+    weighted sum of the normalised objectives (``rule: weights``).
+    """
+
+    rule: Literal["knee", "weights"] = "knee"
+    weights: dict[str, float] = Field(default_factory=dict, description="objective name -> weight (rule: weights)")
+    limits: dict[str, float] = Field(default_factory=dict,
+                                     description="objective name -> worst acceptable value (a floor for a maximised "
+                                                 "objective, a ceiling for a minimised one)")
+    tolerance_pct: float = Field(0.5, ge=0.0, le=50.0, description="single objective: recipes this close to the best "
+                                                                   "count as equivalent (%)")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_are_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for name, weight in weights.items():
+            if not 0.0 <= weight <= 1.0e6:
+                raise ValueError(f"weights.{name}={weight:g} is out of range: allowed 0 to 1e+06")
+        if weights and not any(weights.values()):
+            raise ValueError("weights: at least one weight must be above 0")
+        return weights
+
+
 class CampaignConfig(Strict):
     name: str = Field("default", min_length=1)
     description: str = ""
     search_space: SearchSpace = SearchSpace()
     objective: CapacityObjective = CapacityObjective()
+    objectives: list[ObjectiveSpec] | None = Field(None, description="objectives to pick and combine (kinds: "
+                                                   + ", ".join(OBJECTIVE_KINDS) + "); replaces 'objective'")
+    recommendation: RecommendationSettings = RecommendationSettings()
     model_parameters: dict[str, Any] = Field(default_factory=dict,
                                              description="overrides of configs/model_parameters.yaml")
     recalibrate: bool = Field(True, description="refit the fitted parameters under the overridden assumptions "
@@ -220,6 +258,57 @@ class CampaignConfig(Strict):
         except ParameterError as error:
             raise ValueError(str(error).removeprefix("model_parameters.")) from None
         return overrides
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _known_objective_kinds(cls, objectives: Any) -> Any:
+        if objectives is None:
+            return objectives
+        if not isinstance(objectives, list) or not objectives:
+            raise ValueError("expected a non-empty list of objectives, each {kind: ..., ...}")
+        for i, item in enumerate(objectives):
+            kind = item.get("kind") if isinstance(item, dict) else None
+            if kind not in OBJECTIVE_KINDS:
+                raise ValueError(f"objectives[{i}].kind={kind!r} is unknown: allowed {', '.join(OBJECTIVE_KINDS)}")
+        return objectives
+
+    @model_validator(mode="after")
+    def _objectives_and_recommendation_agree(self) -> "CampaignConfig":
+        settings = self.recommendation
+        if self.objectives is None:
+            if settings.weights or settings.limits:
+                key = "weights" if settings.weights else "limits"
+                name = next(iter(getattr(settings, key)))
+                raise ValueError(f"recommendation.{key}.{name}: a weight or limit needs a list of 'objectives' "
+                                 f"naming it (this campaign has the single 'objective')")
+            if settings.rule != "knee":
+                raise ValueError("recommendation.rule: weights needs a list of 'objectives'")
+            return self
+        if "objective" in self.model_fields_set:
+            raise ValueError("give 'objective' (the capacity objective) or 'objectives' (a list), not both")
+        scoring = ObjectiveSet(self.objectives)  # raises on duplicate names or conflicting conditions
+        for key in ("weights", "limits"):
+            for name in getattr(settings, key):
+                if name not in scoring.names:
+                    raise ValueError(f"recommendation.{key}.{name}: no objective of that name; objectives are "
+                                     f"{', '.join(scoring.names)}")
+        for name, limit in settings.limits.items():
+            low, high = scoring[name].value_range
+            if not low <= limit <= high:
+                raise ValueError(f"recommendation.limits.{name}={limit:g} is out of range: allowed {low:g} to {high:g} "
+                                 f"{scoring[name].unit}")
+        if settings.rule == "weights" and not settings.weights:
+            raise ValueError("recommendation.rule: weights needs recommendation.weights (objective name -> weight)")
+        return self
+
+    def scoring(self):
+        """The campaign's objective stage: the objective set when ``objectives`` is given, else the capacity
+        objective."""
+        return ObjectiveSet(self.objectives) if self.objectives else self.objective
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.objectives) and len(self.objectives) > 1
 
     def digest(self) -> str:
         """SHA-256 of the validated config: tags the MLflow run so identical campaigns can be found."""
@@ -258,8 +347,15 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = (
 def _allowed_range(loc: tuple) -> str:
     """'allowed LOW to HIGH' for a numeric config field, from its pydantic constraints ('' if none)."""
     model: Any = CampaignConfig
-    for part in loc[:-1]:
-        model = model.model_fields[part].annotation
+    for previous, part in zip((None,) + tuple(loc), loc[:-1]):
+        if isinstance(part, int):
+            continue
+        if isinstance(previous, int) and part in OBJECTIVE_KINDS:  # the tag of a list item: its objective kind
+            model = OBJECTIVE_KINDS[part]
+        elif hasattr(model, "model_fields") and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        else:
+            model = None
     field = model.model_fields.get(loc[-1]) if hasattr(model, "model_fields") else None
     if field is None:
         return ""
@@ -280,7 +376,9 @@ def validate_config(document: dict[str, Any], source: str = "config") -> Campaig
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            path = ".".join(str(part) for part in item["loc"])
+            loc = item["loc"]
+            path = ".".join(str(part) for i, part in enumerate(loc)  # without an objective list item's tag
+                            if not (i and isinstance(loc[i - 1], int) and part in OBJECTIVE_KINDS))
             path = path if len(path) <= 2 * EXCERPT_CHARS else path[: 2 * EXCERPT_CHARS - 3] + "..."
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":

@@ -69,7 +69,7 @@ def model_metrics(recipes: Recipes, p: ModelParameters, objective: CapacityObjec
                   request: PredictionRequest | None = None) -> dict[str, np.ndarray]:
     """Every metric of a batch: the model's prediction, the objective's inputs and its score (arrays of N)."""
     prediction = predict(recipes, p, request or objective.request())
-    inputs = objective.inputs(prediction)
+    inputs = objective.inputs(prediction, recipes)
     return prediction.scalar_metrics() | inputs | objective.score(inputs)
 
 

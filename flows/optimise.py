@@ -23,6 +23,7 @@ from flows.config import CampaignConfig
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
+from flows.pareto import front_files, pareto_table, run_pareto_search
 from flows.recommendation import Recommendation, recommend
 from flows.search import run_search
 from flows.store import store_for
@@ -61,7 +62,7 @@ def in_chunks(work, recipes: list[dict], config: CampaignConfig, *args) -> list:
 
 def evaluate_in_chunks(recipes: list[dict], p: ModelParameters, config: CampaignConfig) -> list[Evaluation]:
     """Evaluate one batch of candidates, split over the runner's workers."""
-    parts = in_chunks(evaluate_batch_task, recipes, config, p, config.objective)
+    parts = in_chunks(evaluate_batch_task, recipes, config, p, config.scoring())
     return [evaluation for part in parts for evaluation in part]
 
 
@@ -70,14 +71,32 @@ def physics_check(campaign: Campaign, p: ModelParameters) -> fidelity.Ranking | 
     config = campaign.config
     if config.physics_check.top_k == 0 or not any(e.ok and e.source == MODEL for e in campaign.evaluations):
         return None
+    if config.objectives:  # the PyBaMM fidelity scores the capacity objective only
+        return None
     from surrogate.physics import calibrated_physics_parameters
 
     q = calibrated_physics_parameters(p)
     candidates = fidelity.top_candidates(campaign.evaluations, config.physics_check.top_k)
+    cheapest = _cheapest_model_equivalent(campaign)
+    if cheapest is not None and cheapest not in candidates:  # so the cheapest-equivalent rule can pick it
+        candidates.append(cheapest)
     recipes = [campaign.evaluations[i].recipe for i in candidates]
     table = pd.concat(in_chunks(physics_check_task, recipes, config, p, q, config.objective), ignore_index=True)
     table.insert(0, "evaluation", candidates)
     return fidelity.rank(table)
+
+
+def _cheapest_model_equivalent(campaign: Campaign) -> int | None:
+    """The model evaluation the cheapest-equivalent rule picks among the model's evaluations."""
+    from flows.recommendation import cheapest_equivalent
+
+    indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok and e.source == MODEL]
+    if not indexes:
+        return None
+    k, _ = cheapest_equivalent(indexes, [campaign.evaluations[i].objective for i in indexes],
+                               [campaign.evaluations[i].recipe for i in indexes],
+                               campaign.config.recommendation.tolerance_pct)
+    return indexes[k]
 
 
 def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool) -> None:
@@ -129,7 +148,8 @@ class CampaignResult:
         r = self.recommendation
         return {"run_id": self.run_id, "experiment_id": self.experiment_id, "recipe": r.recipe,
                 "metrics": reporting.headline(self.metrics), "surrogate_mean": r.surrogate_mean,
-                "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note}
+                "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
+                "notes": r.notes()}
 
 
 def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bool = False) -> CampaignResult:
@@ -142,18 +162,27 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         compare_with_lab(campaign, p, recorder, quiet)
         progress = reporting.BatchProgress(campaign, quiet)
         # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
-        optimizer = run_search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
-                               lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
-                               atomic=interrupts.deferred)
+        search = run_pareto_search if config.multi_objective else run_search
+        optimizer = search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
+                           lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
+                           atomic=interrupts.deferred)
         compare_with_model_optimum(campaign, p, recorder)
-        if config.physics_check.top_k:
+        if config.physics_check.top_k and not config.multi_objective:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p)
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
         recommendation = recommend(campaign, optimizer, ranking)
-        recorder.log_recommendation(recommendation, reporting.campaign_figures(campaign.table(), optimizer))
+        files = reporting.campaign_figures(campaign.table(), optimizer)
+        if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
+            files = {"evaluations.csv": files["evaluations.csv"]}
+            front = pareto_table(campaign)
+            chosen = int(np.flatnonzero(front["evaluation"].to_numpy() == recommendation.index)[0])
+            files |= front_files(campaign, front, chosen)
+        for line in recommendation.notes():
+            progress.note(f"[bold]recommendation[/]: {line}")
+        recorder.log_recommendation(recommendation, files)
     reporting.publish_recommendation(config, recommendation, run_id)
     return CampaignResult(run_id, recorder.experiment_id, recommendation, campaign.failed(), campaign.table())
 

@@ -1,17 +1,28 @@
-"""The recommendation: which evaluated recipe a campaign puts forward, and what is known about it.
+"""The recommendation: which evaluated recipe a campaign puts forward, by a stated rule, and what is known about it.
 
-The best finished model evaluation, or the one the physics check re-ranked first; with the optimiser surrogate's
-mean and sd at that point (the optimiser's belief about the model, not the model's error) and a note saying which
-fidelity ranked it.
+- **One objective.** Recipes the model cannot tell apart should not be chosen by chance: among finished
+  evaluations within ``recommendation.tolerance_pct`` of the best objective, the cheapest one (shortest milling time,
+  then lowest milling energy) is recommended, and the note says so. When the physics check ran, the same rule applies
+  to the candidates it scored, by their physics objective.
+- **Several objectives.** The Pareto front of the evaluated recipes, and on it the point chosen by
+  ``recommendation.rule`` (knee, or weights) within ``recommendation.limits`` (:func:`flows.pareto.choose_on_front`).
+
+In both cases a recommendation on a search bound says which and suggests widening it (as Ax's health checks do).
+The optimiser surrogate's mean and sd at the point are its belief about the model, not the model's error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from flows.campaign import Campaign
+from flows.objective import MillingEnergyObjective
 from flows.search import surrogate_prediction
+
+BOUND_SHARE = 0.01  # a searched value within 1 % of its range from a bound sits on it
 
 
 @dataclass(frozen=True)
@@ -21,27 +32,105 @@ class Recommendation:
     surrogate_mean: float
     surrogate_std: float
     fidelity_note: str
+    rule_note: str = ""  # how the recipe was chosen
+    bound_notes: tuple[str, ...] = field(default_factory=tuple)  # search bounds it sits on
 
     @property
     def recipe(self) -> dict[str, Any]:
         return self.evaluation.recipe
 
+    def notes(self) -> list[str]:
+        return [n for n in (self.rule_note, *self.bound_notes) if n]
+
     def record(self) -> dict[str, Any]:
         """JSON-ready view (the recommended_recipe.json artifact)."""
         return {"evaluation": self.index, "recipe": self.recipe, "source": self.evaluation.source,
                 "objective": self.evaluation.objective, "fidelity": self.fidelity_note,
+                "rule": self.rule_note, "search_bounds": list(self.bound_notes),
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
                 "optimiser_surrogate_std_objective": self.surrogate_std}
 
 
+def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:
+    """Sort key of cheapness: milling time (h), then milling energy (kWh/kg, the default mill's constants)."""
+    energy = MillingEnergyObjective().energy_kWh_per_kg(recipe["milling_time_h"], recipe["milling_speed_rpm"],
+                                                         recipe["ball_to_powder_ratio"],
+                                                         recipe.get("pause_duty_cycle", 1.0))
+    return float(recipe["milling_time_h"]), float(energy)
+
+
+def cheapest_equivalent(indexes: list[int], scores: list[float], recipes: list[dict], tolerance_pct: float
+                        ) -> tuple[int, str]:
+    """Position (in ``indexes``) of the cheapest recipe whose score is within ``tolerance_pct`` of the best, and
+    the rule in words."""
+    scores = np.asarray(scores, dtype=float)
+    best = float(np.nanmax(scores))
+    floor = best - abs(best) * tolerance_pct / 100.0
+    near = [k for k in range(len(indexes)) if scores[k] >= floor]
+    choice = min(near, key=lambda k: (*milling_cost(recipes[k]), -scores[k]))
+    note = (f"cheapest of the {len(near)} evaluated recipes within {tolerance_pct:g} % of the best objective "
+            f"({best:.1f}): shortest milling time, then lowest milling energy")
+    return choice, note
+
+
+def bound_notes(recipe: dict[str, Any], config) -> tuple[str, ...]:
+    """One sentence per searched real field the recipe sits on a bound of."""
+    notes = []
+    space = config.search_space
+    for name in space.searched():
+        dimension = getattr(space, name)
+        if dimension.choices is not None:
+            continue
+        low, high, value = dimension.low, dimension.high, float(recipe[name])
+        if dimension.log_scale:
+            low, high, value = np.log(low), np.log(high), np.log(max(value, 1e-300))
+        share = (value - low) / (high - low)
+        if share <= BOUND_SHARE or share >= 1.0 - BOUND_SHARE:
+            side, bound = ("lower", dimension.low) if share <= BOUND_SHARE else ("upper", dimension.high)
+            notes.append(f"{name} = {float(recipe[name]):.4g} sits on the {side} search bound ({bound:g}): the "
+                         f"optimum may lie beyond it; consider widening search_space.{name}."
+                         f"{'low' if side == 'lower' else 'high'}")
+    return tuple(notes)
+
+
 def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
     """The campaign's recommendation; raises RuntimeError when every evaluation failed."""
+    config = campaign.config
     best = campaign.best_index()
     if best is None:
         raise RuntimeError(f"all {len(campaign.evaluations)} evaluations failed; first reason: "
                            f"{campaign.evaluations[0].reason}")
-    if ranking is not None:
-        best = int(ranking.table.iloc[ranking.chosen]["evaluation"])
-    mean, std = surrogate_prediction(optimizer, campaign.points[best])
+    if config.multi_objective:
+        return _recommend_on_front(campaign)
+    tolerance = config.recommendation.tolerance_pct
+    if ranking is not None and ranking.ranked_by == "physics":
+        table = ranking.table[ranking.table["physics_status"] == "FINISHED"]
+        indexes = [int(i) for i in table["evaluation"]]
+        k, rule = cheapest_equivalent(indexes, list(table["physics_objective"]),
+                                      [campaign.evaluations[i].recipe for i in indexes], tolerance)
+        chosen = indexes[k]
+        rule = rule.replace("evaluated recipes", "physics-checked recipes").replace("best objective",
+                                                                                       "best PyBaMM objective")
+    else:
+        indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok]
+        k, rule = cheapest_equivalent(indexes, [campaign.evaluations[i].objective for i in indexes],
+                                      [campaign.evaluations[i].recipe for i in indexes], tolerance)
+        chosen = indexes[k]
+    mean, std = surrogate_prediction(optimizer, campaign.points[chosen])
     note = ranking.summary() if ranking else "ranked by the numpy model (physics check off)"
-    return Recommendation(best, campaign.evaluations[best], mean, std, note)
+    evaluation = campaign.evaluations[chosen]
+    return Recommendation(chosen, evaluation, mean, std, note, rule, bound_notes(evaluation.recipe, config))
+
+
+def _recommend_on_front(campaign: Campaign) -> Recommendation:
+    from flows.pareto import choose_on_front, pareto_table
+
+    config = campaign.config
+    front = pareto_table(campaign)
+    row, rule = choose_on_front(front, config.scoring(), config.recommendation)
+    chosen = int(front["evaluation"].iloc[row])
+    evaluation = campaign.evaluations[chosen]
+    note = (f"ParEGO over {len(config.objectives)} objectives; {len(front)} non-dominated of "
+            f"{sum(e.ok for e in campaign.evaluations)} evaluated recipes")
+    return Recommendation(chosen, evaluation, float("nan"), float("nan"), note, rule,
+                          bound_notes(evaluation.recipe, config))

@@ -216,7 +216,8 @@ def publish_recommendation(config, recommendation, run_id: str) -> None:
     markdown = recommendation_markdown(config.name, recommendation.recipe,
                                        headline(recommendation.evaluation.metrics),
                                        (recommendation.surrogate_mean, recommendation.surrogate_std), run_id,
-                                       config.tracking.experiment_name, recommendation.fidelity_note,
+                                       config.tracking.experiment_name,
+                                       "; ".join([recommendation.fidelity_note, *recommendation.notes()]),
                                        run_url=_run_url(config.tracking.tracking_uri, run_id))
     create_markdown_artifact(markdown, key=artifact_key(config.name), description="Recommended Sn/HC anode recipe")
 

@@ -34,6 +34,7 @@ class PredictionRequest:
     target_current_A_per_g: float | None = None
     target_cycle: int | None = None
     target_temperature_C: float | None = None
+    retention_cycles: tuple[int, ...] = ()  # extra test cycles of the cycling curve (a retention objective's grid)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Prediction:
     target_capacity_mAh_per_g: np.ndarray | None  # at the request's target condition (None without one)
     sn_linear_strain: np.ndarray  # strain of Sn domains at the cycling current (drives damage)
     microstructure: Microstructure = field(repr=False)
+    retention_capacity_mAh_per_g: np.ndarray | None = None  # (N, len(request.retention_cycles)) at the cycling current
 
     def scalar_metrics(self) -> dict[str, np.ndarray]:
         """Flat name -> array(N) view for logging and tables; names carry units and conditions."""
@@ -131,9 +133,11 @@ def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | N
     # Long cycling at the cycling current; cycle 1 is the first test cycle after formation.
     cell_cycles = formation_cycles + np.asarray(request.cycles, dtype=float)
     expansion_cycle = formation_cycles + ELECTRODE_EXPANSION_CYCLES
+    retention_cycles = formation_cycles + np.asarray(request.retention_cycles, dtype=float)
     cycling, law, strain = _capacity_after_cycles(recipes, micro, request.cycling_current_A_per_g,
-                                                  np.append(cell_cycles, expansion_cycle), temperature,
-                                                  first.total_mAh_per_g, p)
+                                                  np.concatenate([cell_cycles, retention_cycles, [expansion_cycle]]),
+                                                  temperature, first.total_mAh_per_g, p)
+    n_cycles = cell_cycles.size
     damage = 1.0 - ((1.0 - law.vulnerable_fraction * cycle_life.mechanical_damage([expansion_cycle], law, p)[:, 0])
                     * cycle_life.catastrophic_survival([expansion_cycle], law, p)[:, 0])
     electrode = expansion.electrode_expansion_pct(particle, damage, p)
@@ -151,11 +155,12 @@ def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | N
         hc_share_of_reversible_capacity_mAh_per_g=first.hc_mAh_per_g,
         initial_coulombic_efficiency_pct=ice,
         capacity_at_current_mAh_per_g=rate,
-        capacity_at_cycle_mAh_per_g=cycling[:, :-1],
+        capacity_at_cycle_mAh_per_g=cycling[:, :n_cycles],
         particle_expansion_pct=particle,
         electrode_expansion_after_1000_cycles_pct=electrode,
         activation_energy_kJ_per_mol=activation,
         target_capacity_mAh_per_g=target,
         sn_linear_strain=strain,
         microstructure=micro,
+        retention_capacity_mAh_per_g=cycling[:, n_cycles:-1] if request.retention_cycles else None,
     )

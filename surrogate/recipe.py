@@ -116,6 +116,10 @@ RECIPE_FIELDS: tuple[RecipeField, ...] = (
                 log_scale=True),
     RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0)),
     RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0)),
+    # Fields with a default and no search range are fixed at their default unless a config searches them.
+    RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon"),
+    RecipeField("pause_duty_cycle", "share of the milling time the mill runs (pause cycles; 1 = no pauses)",
+                0.1, 1.0, default=1.0),
 )
 FIELDS: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)

@@ -40,6 +40,21 @@ BAD_CONFIGS = [
     ("initial points above budget", GOOD.replace("n_initial_points: 3", "n_initial_points: 30"),
      "must not exceed n_calls"),
     ("not a mapping", "- just\n- a list\n", "expected a mapping"),
+    # objectives (issue 12): an unknown kind, a weight or limit naming no objective, a limit outside its range
+    ("unknown objective", GOOD + "objectives: [{kind: capacity}, {kind: happiness}]\n",
+     "objectives[1].kind='happiness' is unknown: allowed capacity, particle_expansion"),
+    ("weight without an objective", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
+     "recommendation: {rule: weights, weights: {particle_expansion_pct: 1}}\n",
+     "recommendation.weights.particle_expansion_pct: no objective of that name"),
+    ("weight on the single objective", GOOD + "recommendation: {weights: {objective: 1}}\n",
+     "recommendation.weights.objective: a weight or limit needs a list of 'objectives'"),
+    ("limit outside its range", GOOD + "objectives: [{kind: capacity}, {kind: particle_expansion}]\n"
+     "recommendation: {limits: {particle_expansion_pct: -20}}\n",
+     "recommendation.limits.particle_expansion_pct=-20 is out of range: allowed 0 to 2000 %"),
+    ("objective setting out of range", GOOD + "objectives: [{kind: cycles_to_retention, retention_pct: 120}]\n",
+     "objectives.0.retention_pct: 120 is out of range: allowed 0 to 100"),
+    ("objective and objectives", GOOD + "objective: {cycle: 400}\nobjectives: [{kind: milling_time}]\n",
+     "not both"),
 ]
 
 

@@ -127,3 +127,14 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     taken |= {tuple(round(r[k], 6) for k in recipe) for r in lab.pending}
     assert not taken & {tuple(round(v, 6) for v in row) for row in suggestions[recipe].to_numpy()}
     assert not suggestions[recipe].duplicated().any()
+
+
+def test_lab_observations_in_a_campaign_with_objectives_exit_2(tmp_path, capsys):
+    lab = tmp_path / "lab.csv"
+    lab.write_text(HEADER + "\n" + "\n".join(GOOD_ROWS) + "\n", encoding="utf-8")
+    store = tmp_path / "mlruns" / "mlflow.db"
+    assert main(["optimise", "--config", "configs/pareto.yaml", "--observations", str(lab),
+                 "--tracking-uri", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot take them yet" in err
+    assert not store.parent.exists()

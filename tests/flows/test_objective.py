@@ -70,3 +70,71 @@ def test_scores_are_vectorised(params):
     together = score(batch, params)
     alone = np.array([score(batch.take([i]), params)[0] for i in range(batch.size)])
     np.testing.assert_allclose(together, alone, rtol=1e-12)
+
+
+# --- pickable objectives (issue 12) ------------------------------------------------------------------------------
+
+from dataclasses import replace  # noqa: E402
+
+from flows.config import validate_config  # noqa: E402
+from flows.objective import (MINIMISE, MAXIMISE, MillingEnergyObjective, ObjectiveSet,  # noqa: E402
+                             OBJECTIVE_KINDS, cycles_to_fraction)
+
+ALL_KINDS = [{"kind": kind} for kind in OBJECTIVE_KINDS]
+
+
+def test_every_objective_declares_name_unit_and_direction():
+    scoring = validate_config({"objectives": ALL_KINDS}).scoring()
+    assert scoring.names == ["capacity_mAh_per_g", "particle_expansion_pct",
+                             "electrode_expansion_after_1000_cycles_pct", "cycles_to_80pct_retention",
+                             "milling_time_h", "milling_energy_kWh_per_kg"]
+    assert [o.direction for o in scoring.objectives] == [MAXIMISE, MINIMISE, MINIMISE, MAXIMISE, MINIMISE, MINIMISE]
+    assert [o.unit for o in scoring.objectives] == ["mAh/g", "%", "%", "cycles", "h", "kWh/kg"]
+
+
+def test_milling_energy_is_mill_power_times_running_time_per_kg_of_powder():
+    mill = MillingEnergyObjective(mill_rated_power_W=500.0, mill_rated_speed_rpm=500.0,
+                                  mill_rated_ball_to_powder_ratio=20.0, batch_mass_g=25.0)
+    # At the rated speed and BPR the mill draws 500 W: 10 h is 5 kWh for 0.025 kg of powder = 200 kWh/kg.
+    assert mill.energy_kWh_per_kg(10.0, 500.0, 20.0) == pytest.approx(200.0)
+    assert mill.energy_kWh_per_kg(10.0, 500.0, 20.0, 0.5) == pytest.approx(100.0)  # paused half the time
+    assert mill.energy_kWh_per_kg(10.0, 250.0, 20.0) == pytest.approx(200.0 / 8)  # power ~ rpm^3
+    assert mill.energy_kWh_per_kg(10.0, 500.0, 40.0) == pytest.approx(400.0)  # power ~ ball load
+
+
+def test_objective_set_reads_recipe_objectives_from_the_recipe(params):
+    scoring = ObjectiveSet([OBJECTIVE_KINDS["milling_time"](), OBJECTIVE_KINDS["milling_energy"]()])
+    recipes = Recipes(0.6, [2.0, 8.0], 400.0, 20.0)
+    metrics = model_metrics(recipes, params, scoring)
+    np.testing.assert_allclose(metrics["milling_time_h"], [2.0, 8.0])
+    np.testing.assert_allclose(metrics["milling_energy_kWh_per_kg"],
+                               MillingEnergyObjective().energy_kWh_per_kg(np.array([2.0, 8.0]), 400.0, 20.0))
+    np.testing.assert_allclose(metrics[SCORE], [-2.0, -8.0])  # the first objective, larger is better
+
+
+def test_cycles_to_retention_is_where_the_models_curve_crosses_it(params, materials):
+    objective = OBJECTIVE_KINDS["cycles_to_retention"](retention_pct=80.0)
+    recipes = materials["Sn@HC-2-1"]
+    life = model_metrics(recipes, params, ObjectiveSet([objective]))["cycles_to_80pct_retention"][0]
+    assert 10 < life < 10_000
+    request = replace(objective.request(), cycles=(1, int(life * 0.9), int(life * 1.1)), retention_cycles=())
+    check = predict(recipes, params, request)
+    first, before, after = check.capacity_at_cycle_mAh_per_g[0]
+    assert before / first > 0.8 > after / first
+
+
+def test_cycles_to_fraction_is_vectorised_and_censored():
+    cycles = np.array([1.0, 10.0, 100.0, 1000.0])
+    retention = np.array([[1.0, 0.95, 0.85, 0.75], [1.0, 0.99, 0.98, 0.97], [1.0, 0.7, 0.6, 0.5]])
+    life = cycles_to_fraction(cycles, retention, 0.8)
+    assert life[0] == pytest.approx(10 ** (2 + 0.5))
+    assert life[1] == 1000.0  # never below 80 %: the longest life looked for
+    assert life[2] == pytest.approx(10 ** (2 / 3))
+    np.testing.assert_allclose([cycles_to_fraction(cycles, retention[i:i + 1], 0.8)[0] for i in range(3)], life)
+
+
+def test_a_lab_row_scores_like_the_prediction_for_every_objective(params, materials):
+    scoring = validate_config({"objectives": ALL_KINDS}).scoring()
+    metrics = model_metrics(materials["Sn@HC-2-1"], params, scoring)
+    row = {name: float(metrics[name][0]) for name in scoring.names}
+    assert scoring.score(row) == pytest.approx({name: row[name] for name in scoring.names} | {SCORE: row[scoring.names[0]]})

@@ -188,7 +188,7 @@ def test_invalid_input_fails_without_raising(params, physics_params, materials):
 # --- builds, inputs and threads ------------------------------------------------------------------------------------
 
 def test_a_batch_with_the_same_rounded_radii_shares_one_build(params, physics_params):
-    recipes = Recipes(sn_mass_fraction=[0.6, 0.65, 2 / 3, 0.7], milling_time_h=[9.0, 10.0, 10.0, 11.0],
+    recipes = Recipes(sn_mass_fraction=[0.6, 0.65, 2 / 3, 0.68], milling_time_h=[9.0, 10.0, 10.0, 10.5],
                       milling_speed_rpm=400.0, ball_to_powder_ratio=20.0)
     design = physics.electrode_design(recipes, params, physics_params)
     points = physics_params.radius_grid_points_per_decade

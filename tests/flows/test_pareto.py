@@ -1,0 +1,90 @@
+"""Multi-objective campaigns (flows/pareto.py): the front, its hypervolume, ParEGO and the recommended point."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.campaign import Campaign
+from flows.config import load_config
+from flows.evaluation import evaluate_batch
+from flows.pareto import (chebyshev, choose_on_front, hypervolume, non_dominated, oriented_matrix, pareto_table,
+                          run_pareto_search)
+
+SMALL = {"optimiser": {"n_calls": 10, "n_initial_points": 6, "batch_size": 2, "seed": 3}}
+
+
+def brute_force_non_dominated(values):
+    keep = []
+    for i, row in enumerate(values):
+        dominated = np.any(np.all(values <= row, axis=1) & np.any(values < row, axis=1))
+        duplicate_before = np.any(np.all(values[:i] == row, axis=1))
+        keep.append(not dominated and not duplicate_before)
+    return np.array(keep)
+
+
+def test_non_dominated_matches_brute_force():
+    rng = np.random.default_rng(0)
+    values = np.round(rng.uniform(size=(300, 3)), 1)  # rounding makes ties and duplicates
+    np.testing.assert_array_equal(non_dominated(values), brute_force_non_dominated(values))
+
+
+def test_hypervolume_is_exact_against_boxes_and_monte_carlo():
+    assert hypervolume(np.array([[0.5, 0.5]]), np.ones(2)) == pytest.approx(0.25)
+    assert hypervolume(np.array([[0.0, 0.5], [0.5, 0.0]]), np.ones(2)) == pytest.approx(0.75)
+    rng = np.random.default_rng(1)
+    points = rng.uniform(size=(12, 3))
+    samples = rng.uniform(size=(200_000, 3))
+    dominated = np.zeros(len(samples), bool)
+    for point in points:
+        dominated |= np.all(samples >= point, axis=1)
+    assert hypervolume(points, np.ones(3)) == pytest.approx(dominated.mean(), abs=0.005)
+    assert hypervolume(np.array([[2.0, 0.0, 0.0]]), np.ones(3)) == 0.0  # beyond the reference
+
+
+def test_augmented_chebyshev_weighs_the_worst_weighted_objective():
+    values = np.array([[0.2, 0.8], [0.5, 0.5]])
+    scores = chebyshev(values, np.array([0.5, 0.5]), rho=0.0)
+    np.testing.assert_allclose(scores, [0.4, 0.25])
+
+
+@pytest.fixture(scope="module")
+def pareto_campaign(params):
+    config = load_config("configs/pareto.yaml", SMALL)
+    campaign = Campaign.new(config)
+    run_pareto_search(campaign, lambda recipes: evaluate_batch(recipes, params, config.scoring()))
+    return campaign
+
+
+def test_parego_spends_its_budget_and_its_front_is_non_dominated(pareto_campaign):
+    campaign = pareto_campaign
+    assert campaign.model_evaluations() == 10
+    front = pareto_table(campaign)
+    scoring = campaign.config.scoring()
+    everything = oriented_matrix([e for e in campaign.evaluations if e.ok], scoring)
+    on_front = scoring.oriented(front)
+    for row in on_front:  # nothing evaluated dominates a front point
+        assert not np.any(np.all(everything <= row, axis=1) & np.any(everything < row, axis=1))
+    for row in everything:  # and every evaluated point is on the front or dominated by it
+        assert np.any(np.all(on_front <= row, axis=1))
+    assert set(scoring.names) <= set(front.columns)
+
+
+def test_parego_is_reproducible(params, pareto_campaign):
+    config = pareto_campaign.config
+    again = Campaign.new(config)
+    run_pareto_search(again, lambda recipes: evaluate_batch(recipes, params, config.scoring()))
+    pd.testing.assert_frame_equal(again.table(), pareto_campaign.table())
+
+
+def test_front_choice_by_knee_weights_and_limits(pareto_campaign):
+    scoring = pareto_campaign.config.scoring()
+    front = pd.DataFrame({"capacity_mAh_per_g": [350.0, 300.0, 200.0], "milling_time_h": [40.0, 5.0, 0.5],
+                          "particle_expansion_pct": [300.0, 120.0, 40.0]})
+    settings = pareto_campaign.config.recommendation.model_copy(update={"limits": {}})
+    row, rule = choose_on_front(front, scoring, settings)
+    assert row == 1 and "knee" in rule
+    weighted = settings.model_copy(update={"rule": "weights", "weights": {"capacity_mAh_per_g": 1.0}})
+    assert choose_on_front(front, scoring, weighted)[0] == 0
+    limited = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0}})
+    row, rule = choose_on_front(front, scoring, limited)
+    assert row == 0 and "capacity_mAh_per_g >= 320" in rule

@@ -1,0 +1,66 @@
+"""The recommendation rule (flows/recommendation.py): equivalent recipes go to the cheapest, bounds are reported,
+and a multi-objective campaign logs its front to MLflow."""
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from flows.campaign import Campaign
+from flows.config import load_config
+from flows.evaluation import Evaluation
+from flows.optimise import optimise_anode
+from flows.recommendation import bound_notes, recommend
+from surrogate.recipe import complete
+from surrogate.status import Status
+
+
+def evaluated(recipe, objective):
+    return Evaluation(complete(recipe), Status.FINISHED, objective, {"objective": objective})
+
+
+def recipe(time_h, rpm=400.0, bpr=20.0, sn=0.65):
+    return {"sn_mass_fraction": sn, "milling_time_h": time_h, "milling_speed_rpm": rpm, "ball_to_powder_ratio": bpr}
+
+
+class NoModel:
+    models = []
+
+
+def campaign_of(rows, tolerance_pct=0.5):
+    config = load_config(None, {"recommendation": {"tolerance_pct": tolerance_pct}})
+    campaign = Campaign.new(config)
+    campaign.add_batch([[r["sn_mass_fraction"], r["milling_time_h"], r["milling_speed_rpm"], r["ball_to_powder_ratio"]]
+                        for r, _ in rows], [evaluated(r, score) for r, score in rows])
+    return campaign
+
+
+def test_the_cheapest_recipe_within_the_tolerance_is_recommended_and_said_so():
+    rows = [(recipe(40.0), 340.0), (recipe(12.0), 339.0), (recipe(12.0, rpm=300.0), 338.9), (recipe(2.0), 320.0)]
+    result = recommend(campaign_of(rows), NoModel())
+    # 12 h recipes are within 0.5 % of 340; of the two, the slower mill uses less energy.
+    assert result.index == 2
+    assert "cheapest of the 3 evaluated recipes within 0.5 %" in result.rule_note
+    assert recommend(campaign_of(rows, tolerance_pct=0.0), NoModel()).index == 0
+
+
+def test_a_recommendation_on_a_search_bound_says_which_and_suggests_widening():
+    config = load_config()
+    notes = bound_notes(complete(recipe(40.0, bpr=5.0)), config)
+    assert len(notes) == 2
+    assert "milling_time_h = 40 sits on the upper search bound (40)" in notes[0]
+    assert "search_space.milling_time_h.high" in notes[0]
+    assert "ball_to_powder_ratio = 5 sits on the lower search bound" in notes[1]
+    assert bound_notes(complete(recipe(10.0)), config) == ()
+
+
+def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_local, params, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    summary = optimise_anode("configs/pareto.yaml", {
+        "optimiser": {"n_calls": 8, "n_initial_points": 6, "batch_size": 2, "seed": 1},
+        "tracking": {"tracking_uri": uri, "experiment_name": "pareto", "log_evaluation_runs": False}})
+    client = MlflowClient(uri)
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert {"pareto.csv", "pareto.png", "recommended_recipe.json"} <= artifacts
+    front = pd.read_csv(client.download_artifacts(summary["run_id"], "pareto.csv", str(tmp_path)))
+    assert {"capacity_mAh_per_g", "milling_time_h", "particle_expansion_pct", "recommended"} <= set(front.columns)
+    assert front["recommended"].sum() == 1
+    assert any("knee" in note for note in summary["notes"])

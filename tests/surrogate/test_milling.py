@@ -1,0 +1,88 @@
+"""Milling physics (surrogate/milling.py): time, speed and BPR act differently (science.md 3.4, 3.7)."""
+
+import numpy as np
+import pytest
+
+from flows.evaluation import model_metrics
+from flows.objective import SCORE, CapacityObjective
+from surrogate.milling import microstructure, milling_dose
+from surrogate.recipe import Recipes
+
+
+def test_the_reference_condition_keeps_the_plain_dose_models_microstructure(params, materials):
+    micro = microstructure(materials["Sn@HC-2-1"], params)
+    assert micro.milling_dose[0] == pytest.approx(1.0)
+    assert micro.impact_energy_relative[0] == pytest.approx(1.0)
+    assert micro.impact_count_relative[0] == pytest.approx(1.0)
+    assert micro.inactive_mass_fraction[0] == pytest.approx(1.0 - np.exp(-0.004), rel=1e-9)
+    assert micro.hc_amorphous_fraction[0] == pytest.approx(1.0 - np.exp(-params.hc_amorphisation_rate))
+    assert micro.sn_welding[0] == pytest.approx(params.sn_welding_at_reference)
+
+
+def test_at_equal_dose_higher_speed_runs_hotter_and_welds_more(params):
+    # Same BPR x t x rpm^3: 10 h at 400 rpm against 1.25 h at 800 rpm.
+    recipes = Recipes(2 / 3, [10.0, 1.25], [400.0, 800.0], 20.0)
+    micro = microstructure(recipes, params)
+    np.testing.assert_allclose(milling_dose(recipes, params), [1.0, 1.0])
+    assert micro.vial_temperature_C[1] > micro.vial_temperature_C[0] + 20
+    assert micro.sn_welding[1] > 3 * micro.sn_welding[0]
+    assert micro.sn_size_nm[1] > micro.sn_size_nm[0]
+    assert micro.sn_anchoring[1] < micro.sn_anchoring[0]
+
+
+def test_gentle_impacts_below_the_threshold_neither_fracture_nor_amorphise_hard_carbon(params):
+    # Equal dose at 150 rpm needs 19x the impacts of 400 rpm: given by the BPR at equal time.
+    ratio = (400.0 / 150.0) ** 3
+    recipes = Recipes(2 / 3, [10.0, 10.0], [400.0, 150.0], [5.0, 5.0 * ratio])
+    micro = microstructure(recipes, params)
+    np.testing.assert_allclose(micro.milling_dose, micro.milling_dose[0])
+    assert micro.hc_amorphous_fraction[1] < 0.2 * micro.hc_amorphous_fraction[0]
+    assert micro.hc_size_um[1] > micro.hc_size_um[0]
+
+
+def test_wear_debris_follows_archard_bpr_time_rpm_squared(params):
+    recipes = Recipes(2 / 3, [10.0, 20.0, 10.0, 10.0], [400.0, 400.0, 800.0, 400.0], [20.0, 20.0, 20.0, 40.0])
+    debris = microstructure(recipes, params).wear_debris_mass_fraction
+    np.testing.assert_allclose(debris / debris[0], [1.0, 2.0, 4.0, 2.0], rtol=1e-12)
+
+
+def test_air_oxidises_more_than_argon_and_costs_capacity(params):
+    recipes = Recipes(2 / 3, 10.0, 400.0, 20.0, milling_atmosphere=["argon", "air"])
+    micro = microstructure(recipes, params)
+    assert micro.oxide_mass_fraction[1] == pytest.approx(params.oxidation_air_to_argon_ratio
+                                                         * micro.oxide_mass_fraction[0])
+    assert micro.inactive_mass_fraction[1] > micro.inactive_mass_fraction[0]
+    scores = model_metrics(recipes, params, CapacityObjective())[SCORE]
+    assert scores[1] < scores[0]
+
+
+def test_oxide_grows_with_the_time_milled(params):
+    oxide = microstructure(Recipes(2 / 3, [2.5, 10.0, 40.0], 400.0, 20.0), params).oxide_mass_fraction
+    assert oxide[0] < oxide[1] < oxide[2]
+
+
+def test_pauses_cool_the_vial_and_limit_welding_at_equal_milled_time(params):
+    # 10 h of milling either straight or with a 50 % duty cycle (20 h in the mill): same impacts, cooler vial.
+    recipes = Recipes(2 / 3, [10.0, 20.0], 550.0, 30.0, pause_duty_cycle=[1.0, 0.5])
+    micro = microstructure(recipes, params)
+    np.testing.assert_allclose(micro.milling_dose, micro.milling_dose[0])
+    assert micro.vial_temperature_C[1] < micro.vial_temperature_C[0] - 10
+    assert micro.sn_welding[1] < micro.sn_welding[0]
+
+
+def test_welding_saturates(params):
+    welding = microstructure(Recipes(2 / 3, [20.0, 40.0, 80.0], 600.0, 40.0), params).sn_welding
+    assert np.all(welding <= params.sn_welding_saturation)
+    assert welding[2] - welding[1] < 0.1 * params.sn_welding_saturation
+
+
+def test_overmilling_costs_clearly_more_than_the_plain_dose_model_did(params):
+    """Two to four times the reference dose, by time or by speed, costs well above 1 % of the objective."""
+    hours = np.array([10.0, 20.0, 40.0])
+    by_time = model_metrics(Recipes(2 / 3, hours, 400.0, 20.0), params, CapacityObjective())[SCORE]
+    by_speed = model_metrics(Recipes(2 / 3, 10.0, 400.0 * np.cbrt(hours / 10.0), 20.0), params,
+                             CapacityObjective())[SCORE]
+    for scores in (by_time, by_speed):
+        assert scores[1] < 0.97 * scores[0]
+        assert scores[2] < 0.85 * scores[0]
+    assert by_speed[1] < by_time[1], "at equal dose the faster (hotter) mill welds more"
