@@ -202,7 +202,7 @@ def benchmark(config: CampaignConfig, seeds: int, budget: int, counts=CPU_COUNTS
     recipe, optimum = dense_optimum(config, p, n=dense_n)
     target = optimum - WITHIN * abs(optimum)
     log(f"dense optimum ({dense_n} Sobol recipes + Nelder-Mead, {time.perf_counter() - start:.1f} s): "
-        f"{optimum:.3f} mAh/g at " + ", ".join(f"{k} {v:.4g}" for k, v in recipe.items())
+        f"{optimum:.3f} mAh/g at " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in recipe.items())
         + f"; target >= {target:.3f}")
     result: dict = {"methods": {}, "optimum_objective": optimum, "per_seed": {}}
     for method in methods:
