@@ -36,6 +36,9 @@ benchmark: install
 	$(BIN)/python benchmarks/optimiser_efficiency.py
 	$(BIN)/python benchmarks/physics_cost.py
 	$(BIN)/python benchmarks/scale_out.py
+	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/pareto_front.py
+	$(BIN)/python benchmarks/seed_agreement.py
 
 ui: install
 	$(BIN)/snhc ui

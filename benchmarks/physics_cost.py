@@ -1,4 +1,4 @@
-"""Cost of the PyBaMM model of the Sn/HC electrode (surrogate/physics.py): build once, solve many.
+"""Cost of the PyBaMM model of the Sn/HC electrode (surrogate/physics/): build once, solve many.
 
 Measured here, in one run on this machine:
 
