@@ -65,16 +65,25 @@ class TemporaryServer:
     """A Prefect server process for the life of one command."""
 
     def __init__(self, process: subprocess.Popen | None, api_url: str, log_path: Path | None,
-                 previous_api_url: str | None = None):
+                 previous_api_url: str | None = None, start_lock=None):
         self.process = process
         self.api_url = api_url
         self.log_path = log_path
         self.previous_api_url = previous_api_url
+        self.start_lock = start_lock  # held until the server answers (see start)
 
     def wait(self) -> None:
         """Block until the API answers; a one-line :class:`PrefectStartupError` if it does not in time."""
         if self.process is None:
             return
+        try:
+            self._wait()
+        finally:
+            if self.start_lock is not None:
+                self.start_lock.release()
+                self.start_lock = None
+
+    def _wait(self) -> None:
         limit = startup_timeout_s()
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
@@ -93,6 +102,9 @@ class TemporaryServer:
     def release(self) -> None:
         """The command is done with the server: restore ``PREFECT_API_URL``. The process itself stops at exit,
         after Prefect's own exit handlers have flushed their logs to it (stopping it earlier makes them retry)."""
+        if self.start_lock is not None:
+            self.start_lock.release()
+            self.start_lock = None
         if self.process is not None and os.environ.get("PREFECT_API_URL") == self.api_url:
             if self.previous_api_url is None:
                 os.environ.pop("PREFECT_API_URL", None)
@@ -141,6 +153,18 @@ def start() -> TemporaryServer:
             raise PrefectSettingError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it "
                                       f"(`prefect server start`) or unset PREFECT_API_URL for a temporary one")
         return TemporaryServer(None, configured, None)
+    # Servers sharing a PREFECT_HOME share its database: one that starts migrates it, and two migrating a new
+    # database at once collide. So starts take turns (the lock is released once this server answers).
+    from filelock import FileLock, Timeout
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    home.mkdir(parents=True, exist_ok=True)
+    start_lock = FileLock(str(home / "snhc-server-start.lock"))
+    try:
+        start_lock.acquire(timeout=startup_timeout_s())
+    except Timeout:
+        raise PrefectStartupError(f"another snhc command has been starting a Prefect server in {home} for over "
+                                  f"{startup_timeout_s():g} s; retry, or start one with `prefect server start`") from None
     spec = importlib.util.find_spec("prefect")
     app_dir = str(Path(spec.origin).parent.parent)
     port = _free_port()
@@ -154,7 +178,8 @@ def start() -> TemporaryServer:
              "--log-level", "error", "--lifespan", "on"],
             env=environment, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)  # Ctrl-C in the terminal reaches the campaign, not the server
-    server = TemporaryServer(process, f"http://127.0.0.1:{port}/api", log, os.environ.get("PREFECT_API_URL"))
+    server = TemporaryServer(process, f"http://127.0.0.1:{port}/api", log, os.environ.get("PREFECT_API_URL"),
+                             start_lock)
     atexit.register(server.stop)
     os.environ["PREFECT_API_URL"] = server.api_url
     return server
