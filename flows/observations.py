@@ -29,6 +29,7 @@ import pandas as pd
 from flows.config import CampaignConfig, ConfigError
 from flows.evaluation import LAB, Evaluation
 from flows.inputs import MAX_CSV_BYTES, excerpt
+from surrogate.yaml_safety import YamlInputError, read_text_file
 from flows.metrics import info as metric_info
 from flows.objective import CAPACITY, SCORE
 from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
@@ -48,20 +49,10 @@ class LabData:
 def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     """Read and check a lab CSV; any problem raises ConfigError naming the file, line and column."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, expected a lab CSV file")
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CSV_BYTES + 1)
-        if len(raw) > MAX_CSV_BYTES:
-            raise ConfigError(f"{path}: lab CSV larger than {MAX_CSV_BYTES // 2**20} MiB: refused")
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the file ({error.strerror or type(error).__name__})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (save the CSV as UTF-8)") from None
+        text = read_text_file(path, "lab CSV file", MAX_CSV_BYTES)
+    except YamlInputError as error:
+        raise ConfigError(str(error)) from None
     if not text.strip():
         raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
     try:

@@ -95,24 +95,29 @@ def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
     path : the file.
     what : what the file is for, used in messages ("config", "scenario file", "calibration data file").
     """
+    return load_yaml_text(read_text_file(path, what, MAX_YAML_BYTES), str(Path(path)))
+
+
+def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of a file a user gave us, at most ``max_bytes``; a folder, a missing or unreadable file, an
+    oversized one or one that is not UTF-8 is one :class:`YamlInputError` naming the file (YAML and CSV alike)."""
     path = Path(path)
     if path.is_dir():
         raise YamlInputError(f"{path}: is a folder, expected a {what}")
     try:
         with path.open("rb") as handle:
-            raw = handle.read(MAX_YAML_BYTES + 1)
+            raw = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise YamlInputError(f"{path}: {what} not found") from None
     except OSError as error:
         raise YamlInputError(f"{path}: cannot read the {what} ({error.strerror or type(error).__name__})") from None
-    if len(raw) > MAX_YAML_BYTES:
-        raise YamlInputError(f"{path}: {what} larger than {MAX_YAML_BYTES // 1024} KiB: refused")
+    if len(raw) > max_bytes:
+        raise YamlInputError(f"{path}: {what} larger than {max_bytes // 1024} KiB: refused")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise YamlInputError(f"{path}: not UTF-8 text (line {line}): save the {what} as UTF-8") from None
-    return load_yaml_text(text, str(path))
 
 
 def non_finite_number(document: Any, prefix: str = "") -> tuple[str, float] | None:
