@@ -242,7 +242,7 @@ def cmd_optimise(args) -> int:
         console().print(f"Recommendation: {note}")
     console().print(f"MLflow: experiment [bold]{config.tracking.experiment_name}[/], run [bold]{summary['run_id']}[/] "
                   f"in {redact(config.tracking.tracking_uri)}")
-    console().print(f"Open it: {link}")
+    console().print(f"Open it: {link}", soft_wrap=True)  # a URL folded over lines cannot be clicked
     return 0
 
 
