@@ -115,8 +115,13 @@ class Optimiser(Strict):
     n_calls: int = Field(40, ge=2, le=2000, description="total evaluations")
     n_initial_points: int = Field(10, ge=1, le=1000, description="random points before the surrogate is used")
     batch_size: int = Field(4, ge=1, le=64, description="points per ask")
-    surrogate: Literal["GP", "RF", "ET"] = "GP"
+    surrogate: Literal["GP", "RF", "ET", "physics_gp"] = Field(
+        "GP", description="GP: scikit-optimize's Gaussian process; physics_gp: the model as prior mean, a GP on the "
+                          "discrepancy (flows/physics_gp.py); RF, ET: forests")
     acquisition: Literal["gp_hedge", "EI", "PI", "LCB"] = "EI"
+    physics_initial_points: int = Field(
+        4, ge=1, le=1000, description="physics_gp: random points before it leads (fewer than a plain GP needs: the "
+                                      "model's prior already shapes the surrogate)")
     seed: int = Field(42, ge=0, le=2**32 - 1)
     initial_point_generator: Literal["random", "lhs", "sobol", "halton", "hammersly"] = Field(
         "lhs", description="design of the initial points")

@@ -19,14 +19,13 @@ from threadpoolctl import threadpool_limits
 from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition, gaussian_acquisition_1D
 from skopt.learning import GaussianProcessRegressor
-from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
-from skopt.learning.gaussian_process.kernels import WhiteKernel
 from skopt.space import Categorical, Real
 from skopt.utils import cook_estimator, normalize_dimensions
 
 from flows.config import CampaignConfig
-from flows.evaluation import Evaluation
-from surrogate.recipe import FIELD_NAMES, FIELDS, same_value
+from flows.evaluation import Evaluation, model_metrics
+from flows.physics_gp import ModelPrior, PhysicsInformedGP, condition_gp
+from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
@@ -171,18 +170,14 @@ class BatchOptimizer(Optimizer):
         return self.space.transform(self.space.rvs(random_state=self.rng))[0]
 
     def _conditioned(self, model, X: np.ndarray, y: np.ndarray):
-        """The surrogate told (X, y): a GP keeps its fitted kernel hyperparameters; other surrogates are refitted."""
+        """The surrogate told (X, y): a GP (plain or physics-informed) keeps its fitted hyperparameters; other
+        surrogates are refitted."""
+        if hasattr(model, "conditioned"):
+            return model.conditioned(X, y)
         if not isinstance(model, GaussianProcessRegressor):
             refit = clone(self.base_estimator_)
             return refit.fit(X, y)
-        kernel = clone(model.kernel_)
-        if model.noise_ is not None:  # the fitted noise level was zeroed for prediction: put it back, fixed
-            _, white = _param_for_white_kernel_in_Sum(kernel)
-            kernel.set_params(**{white: WhiteKernel(noise_level=model.noise_, noise_level_bounds="fixed")})
-        conditioned = clone(model).set_params(kernel=kernel, optimizer=None, noise=model.noise_)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return conditioned.fit(X, y)
+        return condition_gp(model, X, y)
 
 
 class Unwarped:
@@ -205,26 +200,61 @@ class Unwarped:
         return mean, np.abs(slope) * z_std
 
 
-def make_optimizer(config: CampaignConfig) -> BatchOptimizer:
-    """The campaign's optimiser: settings from ``config.optimiser`` (chosen by benchmarks/optimiser_efficiency.py)."""
+def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None) -> BatchOptimizer:
+    """The campaign's optimiser: settings from ``config.optimiser`` (chosen by benchmarks/optimiser_efficiency.py).
+
+    ``surrogate`` overrides ``config.optimiser.surrogate`` (``snhc suggest`` asks for ``physics_gp``); the
+    physics-informed surrogate uses the model with parameters ``p`` (the campaign's own when not given) as its prior.
+    """
     settings = config.optimiser
+    surrogate = surrogate or settings.surrogate
     dimensions = search_dimensions(config)
-    estimator = settings.surrogate
-    if settings.surrogate == "GP":  # scikit-optimize's GP (Matern 5/2, ARD), with the configured noise
+    estimator = surrogate
+    if surrogate == "GP":  # scikit-optimize's GP (Matern 5/2, ARD), with the configured noise
         estimator = cook_estimator("GP", space=normalize_dimensions(dimensions), random_state=settings.seed,
                                    noise=settings.gp_noise, n_restarts_optimizer=settings.gp_restarts)
-    return BatchOptimizer(
+    elif surrogate == "physics_gp":  # the model as prior mean, a GP on the lab's discrepancy (flows/physics_gp.py)
+        dimensions = normalize_dimensions(dimensions)  # the unit cube, as scikit-optimize's own GP
+        estimator = PhysicsInformedGP(n_restarts_optimizer=settings.gp_restarts, random_state=settings.seed)
+    optimizer = BatchOptimizer(
         dimensions,
         base_estimator=estimator,
-        n_initial_points=settings.n_initial_points,
+        n_initial_points=settings.physics_initial_points if surrogate == "physics_gp" else settings.n_initial_points,
         initial_point_generator=settings.initial_point_generator,
         acq_func=settings.acquisition,
-        acq_optimizer=settings.acq_optimizer if settings.surrogate == "GP" else "sampling",
+        acq_optimizer=settings.acq_optimizer if surrogate == "GP" else "sampling",
         acq_optimizer_kwargs={"n_points": settings.acquisition_samples,
                               "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
         output_warping=settings.output_warping,
     )
+    if surrogate == "physics_gp":
+        if p is None:
+            from flows.evaluation import campaign_parameters
+
+            p, _ = campaign_parameters(config)
+        optimizer.base_estimator_.set_params(prior=ModelPrior(optimizer.space, model_losses(config, p)))
+    return optimizer
+
+
+def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray]:
+    """The model's loss (what the optimiser is told) at a list of points, vectorised: the physics prior."""
+    names = config.search_space.searched()
+    fixed = config.search_space.fixed_values()
+    penalty = -config.optimiser.failure_penalty
+
+    def losses(points: list[list]) -> np.ndarray:
+        columns = {name: np.asarray([point[i] for point in points]) for i, name in enumerate(names)}
+        try:
+            objective = model_metrics(Recipes(**(columns | fixed)), p, config.objective)["objective"]
+        except Exception:  # a batch the model cannot take whole: recipe by recipe, failures at the penalty
+            from flows.evaluation import evaluate_batch
+
+            return np.array([loss_of(e, config) for e in
+                             evaluate_batch([recipe_of(point, config) for point in points], p, config.objective)])
+        return np.where(np.isfinite(objective), -np.asarray(objective, dtype=float), penalty)
+
+    return losses
 
 
 def _plain(value):
