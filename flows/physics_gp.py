@@ -72,8 +72,9 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, prior: Callable[[np.ndarray], np.ndarray] | None = None, n_restarts_optimizer: int = 2,
-                 random_state: int | None = None):
+                 random_state: int | None = None, model_input: bool = True):
         self.prior = prior
+        self.model_input = model_input
         self.n_restarts_optimizer = n_restarts_optimizer
         self.random_state = random_state
 
@@ -86,6 +87,8 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
 
     def _inputs(self, X: np.ndarray, m: np.ndarray) -> np.ndarray:
         """The discrepancy GP's inputs: the point and the model's standardised prediction there."""
+        if not self.model_input:
+            return X
         return np.column_stack([X, (m - self.prior_center_) / self.prior_scale_])
 
     def fit(self, X, y) -> "PhysicsInformedGP":
@@ -99,7 +102,7 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
         self.weight_, self.offset_ = self._prior_weight(m, y)
         residual = y - (self.weight_ * m + self.offset_)
         kernel = (ConstantKernel(1.0, AMPLITUDE_BOUNDS)
-                  * Matern(length_scale=np.ones(X.shape[1] + 1), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5))
+                  * Matern(length_scale=np.ones(X.shape[1] + int(self.model_input)), length_scale_bounds=LENGTH_SCALE_BOUNDS, nu=2.5))
         self.gp_ = GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise="gaussian",
                                             n_restarts_optimizer=self.n_restarts_optimizer,
                                             random_state=self.random_state)
