@@ -313,7 +313,8 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     """
     config = campaign.config
     settings = config.optimiser
-    optimizer = make_optimizer(config)
+    lab = campaign.lab is not None and settings.surrogate == "GP"  # lab data: the model as the GP's prior
+    optimizer = make_optimizer(config, surrogate="physics_gp" if lab else None)
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())

@@ -3,6 +3,10 @@
 The optimiser is told everything known (a campaign's saved evaluations and/or lab results); recipes still in the lab
 (pending rows of the lab file) are told as "liars" at the best value so far, so the batch steers away from them.
 No suggestion duplicates a done or pending recipe.
+
+The optimiser's surrogate is the physics-informed GP (``flows/physics_gp.py``) unless the campaign chooses a forest
+(``optimiser.surrogate: RF`` or ``ET``): on lab data the model is the prior and the GP learns the lab's discrepancy.
+Each suggestion shows the model's own prediction, the correction the lab data taught it, and the combined mean and sd.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
     """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd."""
     config = campaign.config
     p, _ = campaign_parameters(config)
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(config, p, surrogate=lab_surrogate(config))
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     pending = campaign.lab.pending if campaign.lab else []
     if pending:
@@ -44,10 +48,16 @@ def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
     rows = []
     for recipe, evaluation, (mean, std) in zip(suggestions, evaluate_batch(suggestions, p, config.objective),
                                                mean_std):
-        rows.append({**recipe, "predicted_objective": evaluation.objective, "surrogate_mean_objective": mean,
+        rows.append({**recipe, "predicted_objective": evaluation.objective,
+                     "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
                      "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
                                                         if k.endswith(("_mAh_per_g", "_pct"))}})
     return pd.DataFrame(rows)
+
+
+def lab_surrogate(config) -> str:
+    """The surrogate for lab data: the physics-informed GP in place of the plain GP (forests stay as chosen)."""
+    return "physics_gp" if config.optimiser.surrogate == "GP" else config.optimiser.surrogate
 
 
 def _uncertainty(optimizer, config, recipes) -> list[tuple[float, float]]:
