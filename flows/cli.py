@@ -151,6 +151,15 @@ def cmd_calibrate(args) -> int:
 
     if args.data is not None:
         existing_file(args.data, "--data")
+    if args.observations is not None:
+        from flows.config import load_config
+        from flows.observations import read_observations
+        from flows.recalibration import recalibrate
+
+        existing_file(args.observations, "--observations")
+        config = load_config()
+        print(recalibrate(config, read_observations(args.observations, config), args.data).report_text())
+        return 0
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
     if args.fidelity == "physics":
         from surrogate.physics import fit_physics
@@ -455,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "the data hash) and print each point, model value and residual.")
     calibration.add_argument("--data", help="calibration data file (default configs/calibration/li2025.yaml)")
     calibration.add_argument("--refit", action="store_true", help="ignore the cache and fit again")
+    calibration.add_argument("--observations", metavar="CSV",
+                             help="refit on the study's data plus these lab rows and show how each parameter and "
+                                  "lab prediction moved")
     calibration.add_argument("--fidelity", choices=("model", "physics"), default="model",
                              help="which model to fit: the numpy model (default) or the PyBaMM model")
     calibration.set_defaults(handler=cmd_calibrate)

@@ -246,6 +246,13 @@ class CampaignConfig(Strict):
     recalibrate: bool = Field(True, description="refit the fitted parameters under the overridden assumptions "
                                                 "(True), or keep the study's calibration and change only the "
                                                 "overridden values, i.e. a different material (False)")
+    recalibrate_on_observations: bool = Field(
+        False, description="with lab observations, refit the fitted parameters on the study's data plus the lab rows "
+                           "(flows/recalibration.py) before optimising")
+    lab_uncertainty_pct: float = Field(
+        5.0, gt=0.0, le=100.0, allow_inf_nan=False,
+        description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
+                    "(coin cells of one batch scatter by a few %)")
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()

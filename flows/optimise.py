@@ -9,6 +9,7 @@ MLflow record in :mod:`flows.tracking`, the second fidelity in :mod:`flows.fidel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,24 @@ def _cheapest_model_equivalent(campaign: Campaign) -> int | None:
     return indexes[k]
 
 
+def recalibrate_on_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder,
+                       quiet: bool) -> ModelParameters:
+    """With ``recalibrate_on_observations``, the model refitted on the study's data plus the lab rows (logged:
+    each parameter's move and the lab error before and after); otherwise ``p`` unchanged."""
+    if not (campaign.config.recalibrate_on_observations and campaign.lab and campaign.lab.measured):
+        return p
+    from flows.recalibration import recalibrate
+
+    recalibration = recalibrate(campaign.config, campaign.lab)
+    recorder.tracker.log(recorder.run_id, metrics=recalibration.metrics())
+    recorder.tracker.log_files(recorder.run_id, {"recalibration_parameters.csv": recalibration.parameter_moves,
+                                                 "recalibration_lab_predictions.csv":
+                                                     recalibration.prediction_moves})
+    if not quiet:
+        print(recalibration.report_text())
+    return recalibration.parameters
+
+
 def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool) -> None:
     """The model's error at the campaign's measured lab points: logged, and printed unless quiet."""
     if not campaign.lab or not campaign.lab.measured:
@@ -159,10 +178,11 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     p, calibration = calibrate_task(config)
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
+        p = recalibrate_on_lab(campaign, p, recorder, quiet)
         compare_with_lab(campaign, p, recorder, quiet)
         progress = reporting.BatchProgress(campaign, quiet)
         # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
-        search = run_pareto_search if config.multi_objective else run_search
+        search = run_pareto_search if config.multi_objective else partial(run_search, p=p)
         optimizer = search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
                            lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                            atomic=interrupts.deferred)

@@ -303,18 +303,19 @@ def on_fixed_values(recipe: dict[str, Any], fixed: dict[str, Any]) -> bool:
 
 def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
                on_batch: Callable[[int, list[Evaluation]], None] | None = None,
-               atomic: Callable[[], ContextManager] = nullcontext) -> Optimizer:
+               atomic: Callable[[], ContextManager] = nullcontext, p=None) -> Optimizer:
     """Ask a batch, evaluate it, add it to the campaign, tell the results; repeat until the campaign's budget of
     model evaluations is spent.
 
     The campaign's evaluations from before (a resumed run, lab observations) are told first and never evaluated
     again. ``atomic`` wraps evaluating and recording a batch (the flow defers Ctrl-C there, so a batch is either
-    saved whole or not at all); asking and telling, the optimiser's own work, stay interruptible.
+    saved whole or not at all); asking and telling, the optimiser's own work, stay interruptible. ``p``: the model
+    parameters the physics-informed surrogate uses as its prior (the campaign's own when not given).
     """
     config = campaign.config
     settings = config.optimiser
     lab = campaign.lab is not None and settings.surrogate == "GP"  # lab data: the model as the GP's prior
-    optimizer = make_optimizer(config, surrogate="physics_gp" if lab else None)
+    optimizer = make_optimizer(config, p, surrogate="physics_gp" if lab else None)
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())

@@ -1,0 +1,105 @@
+"""Recalibration from lab results: the model's free parameters refitted on the study's data plus a lab's rows.
+
+The study's calibration (``surrogate/calibration.py``) fits the ``fitted`` parameters to the study's measurements.
+Lab rows are more measurements of the same quantities at other recipes: here they join the study's rows in the same
+weighted least squares (each residual divided by its uncertainty: the study's ``sigma_pct``, and for lab rows the
+campaign's ``lab_uncertainty_pct``), started from the study's fit. The result reports how each parameter and each lab
+prediction moved, so a researcher sees what the lab taught the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from flows.config import CampaignConfig
+from flows.evaluation import campaign_parameters
+from flows.observations import LabData, lab_predictions
+from surrogate.calibration import _Transform, load_observations, model_values
+from surrogate.parameters import ModelParameters
+from surrogate.paths import config_dir
+from surrogate.recipe import load_materials
+
+MAX_FUNCTION_EVALUATIONS = 400  # the start is the study's fit: a few hundred model runs settle the lab's part
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """The refit: parameters before and after, and the model's predictions at the lab rows before and after."""
+
+    parameters: ModelParameters
+    parameter_moves: pd.DataFrame
+    prediction_moves: pd.DataFrame
+
+    def report_text(self) -> str:
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        return "\n".join(["fitted parameters, study only -> study + lab rows:",
+                          self.parameter_moves.to_string(index=False, float_format=fmt), "",
+                          "lab rows, measured vs model before and after:",
+                          self.prediction_moves.to_string(index=False, float_format=fmt)])
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics: each parameter's new value and its move, and the lab error before and after."""
+        out = {f"recalibrated.{r.parameter}": float(r.after) for r in self.parameter_moves.itertuples()}
+        out |= {f"recalibrated.{r.parameter}.change_pct": float(r.change_pct)
+                for r in self.parameter_moves.itertuples()}
+        errors = self.prediction_moves
+        if len(errors):
+            out["recalibrated.lab_mape_pct.before"] = float(np.mean(np.abs(errors["error_before_pct"])))
+            out["recalibrated.lab_mape_pct.after"] = float(np.mean(np.abs(errors["error_after_pct"])))
+        return out
+
+
+def _lab_rows(lab: LabData) -> list[tuple[int, str, float]]:
+    """(row index, metric, measured value) of every measured number of the lab file, the objective excepted (it is
+    a score, not a measurement the model predicts under that name)."""
+    return [(i, name, value) for i, e in enumerate(lab.measured) for name, value in e.metrics.items()
+            if name != "objective" and value]
+
+
+def _lab_values(p: ModelParameters, lab: LabData, config: CampaignConfig, rows) -> np.ndarray:
+    predictions = lab_predictions(lab, p, config)
+    return np.array([predictions[i].metrics.get(name, np.nan) for i, name, _ in rows], dtype=float)
+
+
+def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalibration:
+    """The campaign's model refitted on the study's data plus the lab's measured rows."""
+    before, _ = campaign_parameters(config)
+    materials = load_materials(config_dir() / "materials.yaml")
+    observations = load_observations(data_path, materials)
+    study = observations[observations["fit"]]
+    study_measured = study["value"].to_numpy(float)
+    study_sigma = study["sigma_pct"].to_numpy(float) / 100.0 * study_measured
+    rows = [r for r in _lab_rows(lab)]
+    lab_measured = np.array([v for _, _, v in rows], dtype=float)
+    lab_sigma = config.lab_uncertainty_pct / 100.0 * np.abs(lab_measured)
+    known = np.isfinite(_lab_values(before, lab, config, rows))  # metrics the model predicts
+    transform = _Transform(before)
+    low, high = transform.box()
+
+    def trial_of(x) -> ModelParameters:
+        return before.with_values(**dict(zip(transform.names, transform.backward(x).tolist())))
+
+    def residuals(x):
+        trial = trial_of(x)
+        study_part = (model_values(trial, study, materials) - study_measured) / study_sigma
+        lab_part = (_lab_values(trial, lab, config, rows)[known] - lab_measured[known]) / lab_sigma[known]
+        return np.concatenate([study_part, np.nan_to_num(lab_part, nan=1e3)])
+
+    start = np.clip(transform.forward(np.array([before[n].value for n in transform.names], float)), low, high)
+    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac",
+                             max_nfev=MAX_FUNCTION_EVALUATIONS)
+    after = trial_of(solution.x)
+    moves = pd.DataFrame([{"parameter": n, "before": before[n].value, "after": after[n].value,
+                           "change_pct": 100.0 * (after[n].value - before[n].value) / before[n].value
+                           if before[n].value else float("nan")} for n in transform.names])
+    model_before, model_after = _lab_values(before, lab, config, rows), _lab_values(after, lab, config, rows)
+    predictions = pd.DataFrame([{"line": lab.measured_lines[i], "metric": name, "measured": value,
+                                 "model_before": b, "model_after": a,
+                                 "error_before_pct": 100.0 * (b - value) / value,
+                                 "error_after_pct": 100.0 * (a - value) / value}
+                                for (i, name, value), b, a in zip(rows, model_before, model_after)])
+    return Recalibration(after, moves, predictions)
