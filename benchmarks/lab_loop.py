@@ -219,9 +219,11 @@ def experiments_to_target(method: str, lab: Lab, target: float, seed: int, budge
     return bench.count()
 
 
-def lab_targets(lab: Lab, dense_n: int) -> dict[str, Any]:
-    """The lab's true optimum (dense, on its own model), the target and the unchanged model's shortfall there."""
-    model_recipe, _ = dense_optimum(lab.config, lab.p_model, n=dense_n)
+def lab_targets(lab: Lab, dense_n: int, model_recipe: dict | None = None) -> dict[str, Any]:
+    """The lab's true optimum (dense, on its own model), the target and the unchanged model's shortfall there
+    (``model_recipe``: the model's own best recipe, if already known for this lab's campaign)."""
+    if model_recipe is None:
+        model_recipe, _ = dense_optimum(lab.config, lab.p_model, n=dense_n)
     recipe, optimum = dense_optimum(lab.config, lab.p_lab, n=dense_n)
     at_model_best = float(lab.true_objective([point_of(model_recipe, lab.config)])[0])
     return {"optimum_objective": optimum, "optimum_recipe": recipe, "target": optimum - WITHIN * abs(optimum),

@@ -38,21 +38,24 @@ def test_a_bad_lab_file_gets_one_line_and_exit_2(lab_loop, tmp_path, capsys, tex
 
 
 def test_every_shipped_lab_is_one_the_model_does_not_know(lab_loop):
-    labs = lab_loop.shipped_labs()
+    labs = [lab_loop.load_lab(path) for path in lab_loop.shipped_labs()]
     assert len(labs) >= 3
-    for path in labs:
-        targets = lab_loop.lab_targets(lab_loop.load_lab(path), dense_n=2**12)
+    model_recipe = None  # the unchanged model's best recipe: the same for labs that keep the default objective
+    for path, lab in zip(lab_loop.shipped_labs(), labs):
+        if lab.spec.objective or model_recipe is None:
+            model_recipe, _ = lab_loop.dense_optimum(lab.config, lab.p_model, n=2**12)
+        targets = lab_loop.lab_targets(lab, dense_n=2**12, model_recipe=model_recipe)
         assert targets["shortfall_pct"] >= 3.0, path.name
 
 
 def test_a_tiny_run_prints_the_documented_json(lab_loop, capsys):
     path = lab_loop.shipped_labs()[0]
-    assert lab_loop.main(["--lab-spec", str(path), "--seeds", "2", "--budget", "8", "--json", "--no-cpu",
+    assert lab_loop.main(["--lab-spec", str(path), "--seeds", "1", "--budget", "8", "--json", "--no-cpu",
                           "--dense", "1024"]) == 0
     document = json.loads(capsys.readouterr().out.strip())
     assert document["lab"] == lab_loop.load_lab(path).spec.name
     assert set(document["methods"]) == {"physics_gp", "plain_gp", "tpe", "random"}
     for row in document["methods"].values():
-        assert len(row["per_seed"]) == 2 and all(1 <= c <= 9 for c in row["per_seed"])
-        assert row["not_reached"] == sum(c > 8 for c in row["per_seed"])
-        assert row["median_experiments"] == sorted(row["per_seed"])[0] / 2 + sorted(row["per_seed"])[1] / 2
+        assert len(row["per_seed"]) == 1 and 1 <= row["per_seed"][0] <= 9
+        assert row["not_reached"] == int(row["per_seed"][0] > 8)
+        assert row["median_experiments"] == row["per_seed"][0]

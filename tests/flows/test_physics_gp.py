@@ -62,3 +62,23 @@ def test_conditioning_keeps_what_was_learned():
     assert told.predict(lie)[0] < model.predict(lie)[0] - 0.1  # pulled towards the liar value
     _, std = told.predict(lie, return_std=True)
     assert std[0] < model.predict(lie, return_std=True)[1][0]
+
+
+def test_a_campaign_optimiser_with_physics_gp_uses_the_model_as_prior():
+    """make_optimizer(surrogate="physics_gp"): its regressor's model part is the campaign's model objective."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters, evaluate_batch
+    from flows.search import make_optimizer, recipe_of
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    optimizer = make_optimizer(config, p, surrogate="physics_gp")
+    points = optimizer.ask(n_points=config.optimiser.physics_initial_points)
+    points = [[float(v) if not isinstance(v, str) else v for v in point] for point in points]
+    evaluations = evaluate_batch([recipe_of(point, config) for point in points], p, config.objective)
+    optimizer.tell(points, [-e.objective for e in evaluations])
+    model = optimizer.models[-1]
+    assert isinstance(model, PhysicsInformedGP)
+    parts = model.decompose(optimizer.space.transform(points))
+    np.testing.assert_allclose(-parts["model"], [e.objective for e in evaluations], rtol=1e-9)
+    np.testing.assert_allclose(parts["mean"], [-e.objective for e in evaluations], atol=2.0)  # fits its data
