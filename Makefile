@@ -39,6 +39,7 @@ benchmark: install
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/pareto_front.py
 	$(BIN)/python benchmarks/seed_agreement.py
+	$(BIN)/python benchmarks/lab_loop.py
 
 ui: install
 	$(BIN)/snhc ui

@@ -204,6 +204,10 @@ def lab_cases() -> list[Case]:
                                                  "{dir}/out.csv"], "line 2", f"{LAB_HEADER}\n0.5,6\n", "lab.csv"),
         Case("lab: suggest with a folder", ["suggest", "--observations", "{dir}", "--output", "{dir}/out.csv"],
              "is a folder"),
+        Case("lab: calibrate with a broken file", ["calibrate", "--observations", "{file}"], "line 2",
+             f"{LAB_HEADER}\n0.5,6\n", "lab.csv", store_option=False),
+        Case("lab: calibrate with a folder", ["calibrate", "--observations", "{dir}"], "is a folder",
+             store_option=False),
     ]
     return cases
 
