@@ -26,6 +26,10 @@ def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
     """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd."""
     config = campaign.config
     p, _ = campaign_parameters(config)
+    if config.recalibrate_on_observations and campaign.lab and campaign.lab.measured:
+        from flows.recalibration import recalibrate
+
+        p = recalibrate(config, campaign.lab).parameters  # the model taught by the lab rows is the prior
     optimizer = make_optimizer(config, p, surrogate=lab_surrogate(config))
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     pending = campaign.lab.pending if campaign.lab else []
