@@ -34,7 +34,10 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])
     numeric = [c for c in pinned.columns if c != "status"]
-    np.testing.assert_allclose(table[numeric].to_numpy(float), pinned[numeric].to_numpy(float), rtol=1e-7, atol=1e-9)
+    # rtol 1e-6: the calibration and the GP run through scipy/numpy solvers whose last digits differ between
+    # library builds (a fresh install of the same pins moved 4 of 208 values by 2.4e-7). Any change of a recipe
+    # or of the physics moves values by far more than that.
+    np.testing.assert_allclose(table[numeric].to_numpy(float), pinned[numeric].to_numpy(float), rtol=1e-6, atol=1e-9)
 
 
 def test_points_and_recipes_round_trip_with_fixed_fields():
