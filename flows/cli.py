@@ -111,9 +111,21 @@ def cmd_predict(args) -> int:
             print(f"snhc predict: the PyBaMM model could not evaluate {name}: {failure}", file=sys.stderr)
             return 1
     else:
-        prediction = predict(recipes, p, request)
-        record = prediction.record(0, current_labels=args.current)
-        record[SCORE] = float(objective.score(objective.inputs(prediction))[SCORE][0])
+        from surrogate.uncertainty import build_ensemble
+
+        calibration = calibrate()
+        uncertain = build_ensemble(ModelParameters.load(), calibration).predict(recipes, request)
+        prediction = uncertain.central
+        record = uncertain.record(0, current_labels=args.current)
+        score = lambda pred: objective.score(objective.inputs(pred))[SCORE]  # noqa: E731
+        record[SCORE] = float(score(prediction)[0])
+        low, high = uncertain.scalar_interval(score)
+        record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
+        record["extrapolated"][SCORE] = bool(
+            objective.current_A_per_g > uncertain.ensemble.domain.max_current_A_per_g * (1 + 1e-9)
+            or objective.cycle > uncertain.ensemble.domain.max_cycle
+            or uncertain.ensemble.domain.temperature_outside(
+                objective.temperature_C if objective.temperature_C is not None else args.temperature_C))
     if args.json:
         print(json.dumps(record, indent=2))
         return 0
@@ -130,17 +142,31 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_column("value", justify="right")
     for field, value in recipe.items():
         table.add_row(f"recipe: {field}", f"{value:.4g}" if isinstance(value, float) else str(value))
-    table.add_row("theoretical capacity (mAh/g)", f"{record['theoretical_capacity_mAh_per_g']:.1f}")
-    table.add_row("reversible capacity, first cycle at 0.08 A/g (mAh/g)", f"{record['reversible_capacity_mAh_per_g']:.1f}")
-    table.add_row("initial Coulombic efficiency (%)", f"{record['initial_coulombic_efficiency_pct']:.1f}")
-    for current, value in record["capacity_at_current_mAh_per_g"].items():
-        table.add_row(f"capacity at {current} A/g (mAh/g)", f"{value:.1f}")
-    for cycle, value in record["capacity_at_cycle_mAh_per_g"].items():
-        table.add_row(f"capacity at cycle {cycle}, {args.cycling_current:g} A/g (mAh/g)", f"{value:.1f}")
-    table.add_row("particle expansion (%)", f"{record['particle_expansion_pct']:.1f}")
-    table.add_row("electrode expansion after 1000 cycles (%)", f"{record['electrode_expansion_after_1000_cycles_pct']:.1f}")
-    table.add_row("apparent activation energy (kJ/mol)", f"{record['activation_energy_kJ_per_mol']:.2f}")
-    table.add_row("objective (mAh/g)", f"{record['objective']:.1f}")
+    def shown(key, sub=None, digits=1) -> str:
+        """``value [low-high]``, marked "extrapolated" beyond the calibrated domain (PyBaMM records have no band)."""
+        value = record[key] if sub is None else record[key][sub]
+        text = f"{value:.{digits}f}"
+        if "interval_90" in record:
+            band = record["interval_90"][key] if sub is None else record["interval_90"][key][sub]
+            text += f" [{band[0]:.{digits}f}–{band[1]:.{digits}f}]"
+            flag = record["extrapolated"][key] if sub is None else record["extrapolated"][key][sub]
+            text += " extrapolated" if flag else ""
+        return text
+
+    table.add_row("theoretical capacity (mAh/g)", shown("theoretical_capacity_mAh_per_g"))
+    table.add_row("reversible capacity, first cycle at 0.08 A/g (mAh/g)", shown("reversible_capacity_mAh_per_g"))
+    table.add_row("initial Coulombic efficiency (%)", shown("initial_coulombic_efficiency_pct"))
+    for current in record["capacity_at_current_mAh_per_g"]:
+        table.add_row(f"capacity at {current} A/g (mAh/g)", shown("capacity_at_current_mAh_per_g", current))
+    for cycle in record["capacity_at_cycle_mAh_per_g"]:
+        table.add_row(f"capacity at cycle {cycle}, {args.cycling_current:g} A/g (mAh/g)",
+                      shown("capacity_at_cycle_mAh_per_g", cycle))
+    table.add_row("particle expansion (%)", shown("particle_expansion_pct"))
+    table.add_row("electrode expansion after 1000 cycles (%)", shown("electrode_expansion_after_1000_cycles_pct"))
+    table.add_row("apparent activation energy (kJ/mol)", shown("activation_energy_kJ_per_mol", digits=2))
+    table.add_row("objective (mAh/g)", shown("objective"))
+    if "interval_90" in record:
+        table.caption = "\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's data"
     console().print(table)
 
 
@@ -160,6 +186,8 @@ def cmd_calibrate(args) -> int:
         config = load_config()
         print(recalibrate(config, read_observations(args.observations, config), args.data).report_text())
         return 0
+    if args.validate:
+        return _validate(args)
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
     if args.fidelity == "physics":
         from surrogate.physics import fit_physics
@@ -169,6 +197,42 @@ def cmd_calibrate(args) -> int:
         return 0
     print(calibration.report_text())  # a wide table: never re-wrapped
     return 0
+
+
+def _validate(args) -> int:
+    """``snhc calibrate --validate``: the leave-out studies, printed and logged to MLflow (experiment
+    ``snhc-calibration``, artifacts ``validation.json`` and ``validation.csv``)."""
+    import pandas as pd
+
+    from flows.config import load_config
+    from flows.inputs import check_tracking_store, redact
+    from flows.reporting import mlflow_run_url
+    from flows.tracking import Tracker
+    from surrogate.validation import report_text, validate
+
+    uri = args.tracking_uri or load_config().tracking.tracking_uri
+    check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    rows = validate(data_path=args.data)
+    document = {"leave_out": rows}
+    tracker = Tracker(uri, VALIDATION_EXPERIMENT)
+    with tracker.run("leave-out-validation", {"snhc.kind": "validation"}) as run_id:
+        covered = sum(r["covered"] for r in rows)
+        tracker.log(run_id, metrics={"covered_count": covered, "leave_out_count": len(rows),
+                                     "max_abs_error_pct": max(abs(r["error_pct"]) for r in rows)})
+        tracker.log_files(run_id, {"validation.json": json.dumps(document, indent=2),
+                                   "validation.csv": pd.DataFrame(rows).assign(
+                                       interval_90=[f"{r['interval_90'][0]:.6g}..{r['interval_90'][1]:.6g}"
+                                                    for r in rows])})
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    print(report_text(rows))
+    print(f"MLflow: experiment {VALIDATION_EXPERIMENT}, run {run_id} in {redact(uri)}")
+    print(mlflow_run_url(uri, tracker.experiment_id, run_id))
+    return 0
+
+
+VALIDATION_EXPERIMENT = "snhc-calibration"
 
 
 def _campaign_overrides(args) -> dict:
@@ -469,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "lab prediction moved")
     calibration.add_argument("--fidelity", choices=("model", "physics"), default="model",
                              help="which model to fit: the numpy model (default) or the PyBaMM model")
+    calibration.add_argument("--validate", action="store_true",
+                             help="leave-out validation: refit without the points a user would extrapolate to, "
+                                  "predict them with 90 %% intervals, log the report to MLflow (snhc-calibration)")
+    calibration.add_argument("--json", action="store_true", help="with --validate: print the report as JSON")
+    calibration.add_argument("--tracking-uri", help="with --validate: MLflow tracking URI (default the config's)")
     calibration.set_defaults(handler=cmd_calibrate)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",

@@ -181,28 +181,48 @@ class _Transform:
         return np.where(self.log, np.log10(np.maximum(values, 1e-300)), values)
 
     def backward(self, x):
-        return np.where(self.log, 10.0**x, x)
+        values = np.where(self.log, 10.0 ** np.asarray(x, dtype=float), x)
+        return np.clip(values, self.bounds[:, 0], self.bounds[:, 1])  # 10**log10(b) can round past a bound
 
     def box(self):
         return self.forward(self.bounds[:, 0]), self.forward(self.bounds[:, 1])
 
 
-def fit(p: ModelParameters, data_path: str | Path | None = None) -> Calibration:
-    """Fit the 'fitted' parameters of ``p`` to the data (trust-region reflective least squares)."""
+class LeastSquaresProblem:
+    """The fit's weighted residuals, (model - measured) / sigma, as a function of the transformed fitted parameters.
+
+    One owner for what a fit minimises: :func:`fit` solves it, ``surrogate/uncertainty.py`` takes its Jacobian.
+    """
+
+    def __init__(self, p: ModelParameters, observations: pd.DataFrame, materials: dict[str, Recipes]):
+        self.p = p
+        self.rows = observations[observations["fit"]]
+        self.materials = materials
+        self.measured = self.rows["value"].to_numpy(float)
+        self.sigma = self.rows["sigma_pct"].to_numpy(float) / 100.0 * self.measured
+        self.transform = _Transform(p)
+
+    def parameters(self, x, base: ModelParameters | None = None) -> ModelParameters:
+        """``base`` (default the problem's parameters) with the fitted values at transformed point x."""
+        return (self.p if base is None else base).with_values(**dict(zip(self.transform.names, self.transform.backward(x).tolist())))
+
+    def residuals(self, x, base: ModelParameters | None = None) -> np.ndarray:
+        return (model_values(self.parameters(x, base), self.rows, self.materials) - self.measured) / self.sigma
+
+
+def fit(p: ModelParameters, data_path: str | Path | None = None,
+        observations: pd.DataFrame | None = None) -> Calibration:
+    """Fit the 'fitted' parameters of ``p`` to the data (trust-region reflective least squares).
+
+    ``observations`` replaces the data file's table (a leave-out study marks rows ``fit = False``).
+    """
     materials = load_materials(config_dir() / "materials.yaml")
-    observations = load_observations(data_path, materials)
-    fitted_rows = observations[observations["fit"]]
-    measured = fitted_rows["value"].to_numpy(float)
-    sigma = fitted_rows["sigma_pct"].to_numpy(float) / 100.0 * measured
-    transform = _Transform(p)
+    observations = observations if observations is not None else load_observations(data_path, materials)
+    problem = LeastSquaresProblem(p, observations, materials)
+    transform = problem.transform
     low, high = transform.box()
-
-    def residuals(x):
-        trial = p.with_values(**dict(zip(transform.names, transform.backward(x).tolist())))
-        return (model_values(trial, fitted_rows, materials) - measured) / sigma
-
     start = np.clip(transform.forward(np.array([p[n].value for n in transform.names], float)), low, high)
-    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", max_nfev=4000)
+    solution = least_squares(problem.residuals, start, bounds=(low, high), x_scale="jac", max_nfev=4000)
     fitted_values = dict(zip(transform.names, transform.backward(solution.x).tolist()))
     return _calibration(p, fitted_values, observations, materials, data_path)
 

@@ -98,15 +98,28 @@ def stop(process) -> None:
             process.wait()
 
 
+PREFECT_RETRY_STATUSES = (429, 502, 503)  # busy server (its SQLite locked): retry, as Prefect's own client does
+PREFECT_RETRY_DELAYS_S = (1, 2, 4, 8, 15)
+
+
 def prefect_api(base: str, path: str, payload=None, method: str = "POST"):
-    """Call a Prefect server's REST API (JSON in, JSON out)."""
+    """Call a Prefect server's REST API (JSON in, JSON out), retrying while the server says it is busy."""
     import json
+    import time
+    import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(f"{base}{path}", method=method, headers={"Content-Type": "application/json"},
-                                     data=None if payload is None else json.dumps(payload).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
+    for delay in (*PREFECT_RETRY_DELAYS_S, None):
+        request = urllib.request.Request(f"{base}{path}", method=method,
+                                         headers={"Content-Type": "application/json"},
+                                         data=None if payload is None else json.dumps(payload).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            if error.code not in PREFECT_RETRY_STATUSES or delay is None:
+                raise
+            time.sleep(delay)
 
 
 def wait_for_flow_run(base: str, flow_run_id: str, timeout_s: float) -> str:

@@ -22,10 +22,40 @@ def run_json(capsys, *args):
 
 def test_predict_material_json_has_exactly_the_documented_numeric_keys(capsys, params):
     record = run_json(capsys, "--material", "Sn@HC-2-1")
-    assert set(record) == PREDICT_KEYS
+    assert set(record) == PREDICT_KEYS | {"interval_90", "extrapolated"}
     assert record["theoretical_capacity_mAh_per_g"] == pytest.approx(664.7, abs=0.5)
     for value in record["capacity_at_current_mAh_per_g"].values():
         assert isinstance(value, float)
+
+
+def test_every_value_has_a_90_pct_interval_around_it_and_an_extrapolation_flag(capsys, params):
+    """interval_90 and extrapolated mirror the value keys: r["interval_90"][k][sub] == [low, high]."""
+    record = run_json(capsys, "--material", "Sn@HC-2-1", "--current", "0.17", "4.2", "10", "--cycles", "1", "20000")
+    for key in PREDICT_KEYS:
+        value, band, flag = record[key], record["interval_90"][key], record["extrapolated"][key]
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            low, high = band[sub] if sub is not None else band
+            assert low <= v <= high, (key, sub)
+            assert isinstance(flag[sub] if sub is not None else flag, bool)
+    rate = record["interval_90"]["capacity_at_current_mAh_per_g"]
+    assert rate["10"][1] - rate["10"][0] > rate["0.17"][1] - rate["0.17"][0]  # wider beyond the data
+    flags = record["extrapolated"]
+    assert flags["capacity_at_current_mAh_per_g"] == {"0.17": False, "4.2": False, "10": True}
+    assert flags["capacity_at_cycle_mAh_per_g"] == {"1": False, "20000": True}
+    assert flags["theoretical_capacity_mAh_per_g"] is False
+
+
+def test_a_temperature_outside_the_measured_one_is_flagged_as_extrapolated(capsys, params):
+    record = run_json(capsys, "--material", "Sn@HC-2-1", "--temperature-C", "45")
+    assert record["extrapolated"]["reversible_capacity_mAh_per_g"] is True
+    assert all(record["extrapolated"]["capacity_at_current_mAh_per_g"].values())
+
+
+def test_the_console_shows_value_and_interval(capsys, params):
+    assert main(["predict", "--material", "Sn@HC-2-1", "--current", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "extrapolated" in out and "–" in out and "90 % interval" in out
 
 
 def test_predict_keys_currents_as_written_and_cycles(capsys, params):
@@ -79,3 +109,30 @@ def test_calibrate_prints_the_fit_report(capsys, params):
     assert main(["calibrate"]) == 0
     out = capsys.readouterr().out
     assert "capacity_at_current_mAh_per_g" in out and "residual_pct" in out
+
+
+def test_calibrate_validate_json_reports_every_leave_out_and_logs_it_to_mlflow(capsys, params, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["calibrate", "--validate", "--json", "--tracking-uri", uri]) == 0
+    rows = json.loads(capsys.readouterr().out)["leave_out"]
+    names = " ".join(r["name"] for r in rows)
+    for study in ("4.2 A/g from <= 1.7", "from <= 0.84", "cycle 12000 from <= 400", "HC at 1.7", "nano-Sn"):
+        assert study in names
+    for row in rows:
+        assert {"name", "predicted", "measured", "error_pct", "interval_90", "covered"} <= set(row)
+        low, high = row["interval_90"]
+        assert row["covered"] == (low <= row["measured"] <= high)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("snhc-calibration")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"validation.json", "validation.csv"}
+    assert run.data.metrics["leave_out_count"] == len(rows)
+
+
+def test_calibrate_validate_with_an_unreachable_server_is_one_line_and_exit_2(capsys, params):
+    assert main(["calibrate", "--validate", "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "127.0.0.1:9" in err

@@ -1,0 +1,293 @@
+"""Uncertainty on every prediction: a calibrated parameter ensemble, widened by the assumed parameters' ranges.
+
+Why: a lab acts on a predicted number, so it must know how far to trust it. Three sources are combined
+(``configs/uncertainty.yaml`` says which and how much):
+
+* **parametric** - the fitted parameters are drawn from the weighted least-squares fit's Laplace approximation,
+  precision J^T J / s^2 (s^2 = the reduced chi-square when above 1) plus a weak prior spanning each parameter's
+  allowed range, so directions the data cannot see stay inside physical bounds instead of blowing up;
+* **assumed** - every assumed parameter listed as uncertain is drawn uniformly within its range, and the fitted
+  parameters follow it as a refit would (linearised: d fitted / d assumed = -H^-1 J^T d residual / d assumed), so
+  each member still fits the data;
+* **measurement** - each member's value is scattered by the data's own stated sigma for that kind of quantity, so
+  the interval is where a new measurement should fall.
+
+The interval is the ensemble's central 90 %. A prediction beyond the calibrated domain (a current above the highest
+measured one, a cycle past the last, a temperature other than the measured ones) is flagged as extrapolated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from surrogate.calibration import Calibration, LeastSquaresProblem, load_observations
+from surrogate.model import Prediction, PredictionRequest, predict
+from surrogate.parameters import ModelParameters, ParameterError
+from surrogate.paths import config_dir
+from surrogate.recipe import Recipes, load_materials
+from surrogate.yaml_safety import read_yaml_file
+
+# Which measurement sigma applies to a metric of Prediction.record (its top-level key).
+FAMILY_OF_METRIC = {
+    "theoretical_capacity_mAh_per_g": None,  # arithmetic on composition: no measurement scatter
+    "reversible_capacity_mAh_per_g": "capacity",
+    "initial_coulombic_efficiency_pct": "efficiency",
+    "capacity_at_current_mAh_per_g": "capacity",
+    "capacity_at_cycle_mAh_per_g": "cycling",
+    "particle_expansion_pct": "particle_expansion",
+    "electrode_expansion_after_1000_cycles_pct": "electrode_expansion",
+    "activation_energy_kJ_per_mol": "activation_energy",
+}
+PRIOR_SD_PER_RANGE = 0.25  # the weak prior: sd = a quarter of each fitted parameter's (transformed) range
+FD_STEP_PER_RANGE = 1e-4
+REFIT_EVALUATIONS = 60  # model evaluations of each member's short refit (a full fit takes ~1000)  # finite-difference step, as a share of each parameter's (transformed) range
+
+
+@dataclass(frozen=True)
+class UncertaintySettings:
+    """The ensemble's size, seed, interval, uncertain assumed parameters and measurement sigmas."""
+
+    ensemble_size: int
+    candidates_per_member: int
+    min_effective_share: float
+    seed: int
+    interval_probability: float
+    uncertain_assumed_parameters: tuple[str, ...]
+    measurement_sigma_pct: dict[str, float]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "UncertaintySettings":
+        document = read_yaml_file(Path(path) if path else config_dir() / "uncertainty.yaml", "uncertainty settings")
+        return cls(int(document["ensemble_size"]), int(document["candidates_per_member"]),
+                   float(document["min_effective_share"]), int(document["seed"]), float(document["interval_probability"]),
+                   tuple(document["uncertain_assumed_parameters"]),
+                   {k: float(v) for k, v in document["measurement_sigma_pct"].items()})
+
+
+@dataclass(frozen=True)
+class CalibratedDomain:
+    """Where the calibration data lie; predictions outside are extrapolations."""
+
+    max_current_A_per_g: float
+    max_cycle: int
+    temperatures_C: tuple[float, ...]
+
+    @classmethod
+    def of(cls, observations: pd.DataFrame, p: ModelParameters) -> "CalibratedDomain":
+        fitted = observations[observations["fit"]]
+        currents = fitted["current_A_per_g"].dropna()
+        cycles = fitted["cycle"].dropna()
+        return cls(float(currents.max()) if len(currents) else 0.0, int(cycles.max()) if len(cycles) else 1,
+                   (float(p.reference_temperature_C),))
+
+    def temperature_outside(self, temperature_C: float) -> bool:
+        return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Parameter sets that each fit the data, and the scatter of a measurement for each member."""
+
+    central: ModelParameters
+    members: tuple[ModelParameters, ...]
+    measurement_factors: tuple[dict[str, float], ...]  # per member: family -> 1 + relative measurement error
+    domain: CalibratedDomain
+    settings: UncertaintySettings
+    effective_size: float  # effective number of independent candidates behind the members (importance weights)
+    weight_temperature: float  # 1 = exact importance correction; larger = tempered (see _tempered)
+
+    def predict(self, recipes: Recipes, request: PredictionRequest | None = None) -> "UncertainPrediction":
+        """The central prediction and every member's (one model evaluation per member)."""
+        request = request or PredictionRequest()
+        return UncertainPrediction(predict(recipes, self.central, request),
+                                   tuple(predict(recipes, m, request) for m in self.members), self)
+
+
+@dataclass(frozen=True)
+class UncertainPrediction:
+    """A central prediction with its ensemble: values, 90 % intervals and extrapolation flags."""
+
+    central: Prediction
+    members: tuple[Prediction, ...]
+    ensemble: Ensemble
+
+    def record(self, i: int, current_labels=None) -> dict[str, Any]:
+        """Recipe i's metrics (``Prediction.record`` shape), plus ``interval_90`` and ``extrapolated`` with the same
+        keys: ``r["interval_90"]["capacity_at_current_mAh_per_g"]["10"] == [low, high]``."""
+        value = self.central.record(i, current_labels)
+        member_records = [self._scattered(m.record(i, current_labels), k) for k, m in enumerate(self.members)]
+        return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
+                "extrapolated": self._extrapolated(value)}
+
+    def scalar_interval(self, values_of) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
+
+        Measurement scatter is left out: the caller's quantity (an objective) is a model quantity.
+        """
+        stack = np.vstack([np.asarray(values_of(m), dtype=float) for m in self.members])
+        tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
+        low, high = np.nanpercentile(stack, [tail, 100.0 - tail], axis=0)
+        central = np.asarray(values_of(self.central), dtype=float)
+        return np.minimum(low, central), np.maximum(high, central)
+
+    def _scattered(self, record: dict, k: int) -> dict:
+        factors = self.ensemble.measurement_factors[k]
+        out = {}
+        for key, value in record.items():
+            family = FAMILY_OF_METRIC.get(key)
+            factor = factors.get(family, 1.0) if family else 1.0
+            out[key] = {c: v * factor for c, v in value.items()} if isinstance(value, dict) else value * factor
+        return out
+
+    def _extrapolated(self, value: dict) -> dict:
+        domain, request = self.ensemble.domain, self.central.request
+        hot_or_cold = domain.temperature_outside(request.temperature_C)
+        beyond_cycles = request.cycling_current_A_per_g > domain.max_current_A_per_g * (1 + 1e-9)
+        flags: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "capacity_at_current_mAh_per_g":
+                flags[key] = {label: hot_or_cold or current > domain.max_current_A_per_g * (1 + 1e-9)
+                              for label, current in zip(item, request.currents_A_per_g)}
+            elif key == "capacity_at_cycle_mAh_per_g":
+                flags[key] = {c: hot_or_cold or beyond_cycles or int(c) > domain.max_cycle for c in item}
+            elif key == "electrode_expansion_after_1000_cycles_pct":
+                flags[key] = hot_or_cold or beyond_cycles
+            elif key == "theoretical_capacity_mAh_per_g":
+                flags[key] = False
+            else:
+                flags[key] = hot_or_cold
+        return flags
+
+
+def _intervals(value: dict, members: list[dict], probability: float) -> dict:
+    tail = 50.0 * (1.0 - probability)
+
+    def band(central: float, samples: list[float]) -> list[float]:
+        low, high = np.nanpercentile(np.asarray(samples, dtype=float), [tail, 100.0 - tail])
+        return [float(min(low, central)), float(max(high, central))]
+
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            out[key] = {c: band(v, [m[key][c] for m in members]) for c, v in item.items()}
+        else:
+            out[key] = band(item, [m[key] for m in members])
+    return out
+
+
+def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str | Path | None = None,
+                   observations: pd.DataFrame | None = None,
+                   settings: UncertaintySettings | None = None) -> Ensemble:
+    """The ensemble around a calibration of ``p`` (its non-fitted values as given) to its data.
+
+    ``observations`` is the table the calibration was fitted to (default: read ``data_path``); a leave-out study
+    passes its own, so the ensemble knows only what that fit knew.
+    """
+    settings = settings or UncertaintySettings.load()
+    materials = load_materials(config_dir() / "materials.yaml")
+    observations = observations if observations is not None else load_observations(data_path, materials)
+    central = calibration.apply(p)
+    problem = LeastSquaresProblem(central, observations, materials)
+    transform = problem.transform
+    low, high = transform.box()
+    span = np.maximum(high - low, 1e-12)
+    x0 = transform.forward(np.array([central[n].value for n in transform.names], float))
+    r0 = problem.residuals(x0)
+
+    # One Laplace approximation over the fitted parameters and the uncertain assumed ones together: the data's
+    # precision J^T J / s^2 plus a prior on each - weak (a quarter of the allowed range) on the fitted ones, the
+    # assumed range (uniform, taken as +-2 sd) on the assumed ones. Combinations the data pin down come out narrow,
+    # ones the data cannot see keep their prior width.
+    step = np.where(x0 + FD_STEP_PER_RANGE * span <= high, 1.0, -1.0) * FD_STEP_PER_RANGE * span  # stay inside
+    columns = [(problem.residuals(x0 + step[j] * _unit(j, x0.size)) - r0) / step[j] for j in range(x0.size)]
+    assumed = [_check_uncertain(central, name) for name in settings.uncertain_assumed_parameters]
+    a0 = np.array([float(central[name].value) for name, _, _ in assumed])
+    a_low = np.array([lo for _, lo, _ in assumed])
+    a_high = np.array([hi for _, _, hi in assumed])
+    for (name, lo, hi), value in zip(assumed, a0):
+        integer = isinstance(central[name].value, int)
+        h = 1.0 if integer else 1e-3 * (hi - lo)
+        h = h if value + h <= hi else -h
+        moved = central.with_values(**{name: _typed(central, name, value + h)})
+        columns.append((problem.residuals(x0, moved) - r0) / h)
+    jacobian = np.column_stack(columns)
+    dof = max(len(r0) - x0.size, 1)
+    scale = max(1.0, float(r0 @ r0) / dof)
+    prior_sd = np.concatenate([PRIOR_SD_PER_RANGE * span, (a_high - a_low) / 4.0])
+    precision = jacobian.T @ jacobian / scale + np.diag(1.0 / prior_sd**2)
+    covariance = np.linalg.inv(precision)
+    root = np.linalg.cholesky(0.5 * (covariance + covariance.T) + 1e-12 * np.diag(prior_sd**2))
+
+    # Candidates from that Gaussian, importance-weighted by how much better or worse they really fit the data
+    # than the linearisation says (the plateau drop-out is strongly nonlinear), then resampled to
+    # ``ensemble_size`` equal members (sampling-importance-resampling).
+    rng = np.random.default_rng(settings.seed)
+    n_fitted = x0.size
+    n_candidates = settings.candidates_per_member * settings.ensemble_size
+    candidates, log_weights = [], np.empty(n_candidates)
+    for c in range(n_candidates):
+        draw = root @ rng.standard_normal(n_fitted + len(assumed))
+        x = np.clip(x0 + draw[:n_fitted], low, high)
+        a = np.clip(a0 + draw[n_fitted:], a_low, a_high)
+        base = central.with_values(**{name: _typed(central, name, v) for (name, _, _), v in zip(assumed, a)})
+        delta = np.concatenate([x - x0, [float(base[name].value) for name, _, _ in assumed] - a0])
+        linear, actual = r0 + jacobian @ delta, problem.residuals(x, base)
+        log_weights[c] = -0.5 * (actual @ actual - linear @ linear) / scale
+        candidates.append(problem.parameters(x, base))
+    temperature, weights = _tempered(log_weights, settings.min_effective_share * settings.ensemble_size)
+    effective_size = float(1.0 / np.sum(weights**2))
+    positions = (rng.random() + np.arange(settings.ensemble_size)) / settings.ensemble_size  # systematic resampling
+    members = [candidates[k] for k in np.minimum(np.searchsorted(np.cumsum(weights), positions), n_candidates - 1)]
+    families = sorted(settings.measurement_sigma_pct)
+    factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
+               for _ in members]
+    return Ensemble(central, tuple(members), tuple(factors), CalibratedDomain.of(observations, central), settings,
+                    effective_size, temperature)
+
+
+def _tempered(log_weights: np.ndarray, min_effective_size: float) -> tuple[float, np.ndarray]:
+    """Importance weights raised to 1 / T, with the smallest T >= 1 that keeps ``min_effective_size`` candidates.
+
+    T = 1 is the exact correction; a larger T stops part way from the Gaussian towards it (one step of tempered
+    sequential Monte Carlo), so a few lucky candidates cannot stand for the whole ensemble.
+    """
+    def weights_at(t: float) -> np.ndarray:
+        w = np.exp((log_weights - log_weights.max()) / t)
+        return w / w.sum()
+
+    def ess(t: float) -> float:
+        return 1.0 / float(np.sum(weights_at(t) ** 2))
+
+    if ess(1.0) >= min_effective_size:
+        return 1.0, weights_at(1.0)
+    low, high = 1.0, 2.0
+    while ess(high) < min_effective_size and high < 1e12:
+        low, high = high, high * 2.0
+    for _ in range(40):
+        middle = np.sqrt(low * high)
+        low, high = (middle, high) if ess(middle) < min_effective_size else (low, middle)
+    return high, weights_at(high)
+
+
+def _unit(j: int, n: int) -> np.ndarray:
+    e = np.zeros(n)
+    e[j] = 1.0
+    return e
+
+
+def _typed(p: ModelParameters, name: str, value: float):
+    return int(round(value)) if isinstance(p[name].value, int) else float(value)
+
+
+def _check_uncertain(p: ModelParameters, name: str) -> tuple[str, float, float]:
+    if name not in p:
+        raise ParameterError(f"uncertain_assumed_parameters: {name!r} is not a model parameter")
+    entry = p[name]
+    if entry.tag != "assumed" or entry.bounds is None:
+        raise ParameterError(f"uncertain_assumed_parameters: {name!r} must be an assumed parameter with bounds")
+    return name, float(entry.bounds[0]), float(entry.bounds[1])

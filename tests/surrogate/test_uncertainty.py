@@ -1,0 +1,79 @@
+"""The parameter ensemble behind every 90 % interval (surrogate/uncertainty.py) and the leave-out report."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from surrogate.calibration import calibrate
+from surrogate.model import PredictionRequest
+from surrogate.parameters import ModelParameters, ParameterError
+from surrogate.recipe import Recipes
+from surrogate.uncertainty import UncertaintySettings, build_ensemble
+from surrogate.validation import LeaveOut, validate
+
+REFERENCE = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[10], milling_speed_rpm=[400], ball_to_powder_ratio=[20])
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    p = ModelParameters.load()
+    return build_ensemble(p, calibrate(p))
+
+
+def test_the_same_settings_give_the_same_ensemble(ensemble):
+    p = ModelParameters.load()
+    again = build_ensemble(p, calibrate(p))
+    assert [m.digest() for m in again.members] == [m.digest() for m in ensemble.members]
+
+
+def test_members_differ_in_fitted_parameters_and_keep_their_bounds(ensemble):
+    names = ensemble.central.names("fitted")
+    values = np.array([[m[n].value for n in names] for m in ensemble.members])
+    assert len(ensemble.members) == ensemble.settings.ensemble_size
+    assert (values.std(axis=0) > 0).sum() >= len(names) // 2
+    for j, n in enumerate(names):
+        low, high = ensemble.central[n].bounds
+        assert np.all((values[:, j] >= low) & (values[:, j] <= high))
+
+
+def test_intervals_widen_with_extrapolation_in_current(ensemble):
+    request = PredictionRequest(currents_A_per_g=(0.84, 10.0))
+    band = ensemble.predict(REFERENCE, request).record(0)["interval_90"]["capacity_at_current_mAh_per_g"]
+    assert band["10"][1] - band["10"][0] > 1.5 * (band["0.84"][1] - band["0.84"][0])
+
+
+def test_an_unknown_or_unranged_uncertain_parameter_is_refused():
+    p = ModelParameters.load()
+    settings = UncertaintySettings.load()
+    for name in ("no_such_parameter", "sn_capacity_mAh_per_g"):
+        with pytest.raises(ParameterError, match=name):
+            build_ensemble(p, calibrate(p), settings=dataclasses.replace(settings,
+                                                                         uncertain_assumed_parameters=(name,)))
+
+
+def test_an_uncertain_assumed_parameter_widens_the_interval_it_acts_on(ensemble):
+    """A milling constant's range, declared uncertain, must widen the intervals of a recipe it changes."""
+    p = ModelParameters.load()
+    settings = dataclasses.replace(UncertaintySettings.load(), uncertain_assumed_parameters=("oxide_growth_exponent",))
+    wider = build_ensemble(p, calibrate(p), settings=settings)
+    air = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[30], milling_speed_rpm=[400], ball_to_powder_ratio=[20],
+                  milling_atmosphere=["air"])
+    def width(e):
+        low, high = e.predict(air).record(0)["interval_90"]["reversible_capacity_mAh_per_g"]
+        return high - low
+    assert width(wider) > width(ensemble)
+
+
+def test_a_leave_out_study_refits_without_the_hidden_rows_and_reports_each():
+    study = LeaveOut("rate 4.2 A/g from <= 1.7 A/g", "rate points up to 1.7 A/g",
+                     lambda r: r["quantity"] == "capacity_at_current_mAh_per_g" and r["current_A_per_g"] > 1.7)
+    (row,) = validate(studies=(study,))
+    assert set(row) >= {"name", "predicted", "measured", "error_pct", "interval_90", "covered"}
+    assert row["measured"] == 449.0
+    low, high = row["interval_90"]
+    assert low <= row["predicted"] <= high
+    assert row["covered"] == (low <= row["measured"] <= high)
+    assert row["error_pct"] == pytest.approx(100 * (row["predicted"] - 449.0) / 449.0)
+    # hidden from the fit: the full calibration meets 4.2 A/g far more closely than this extrapolation
+    assert abs(row["error_pct"]) > 1.0
