@@ -309,7 +309,8 @@ def cmd_optimise(args) -> int:
         print(json.dumps(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": link},
                          indent=2, default=str))
         return 0
-    print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]))
+    print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
+                         summary["interval_90"])
     console().print(f"Fidelity: {summary['fidelity']}")
     for note in summary.get("notes", []):
         console().print(f"Recommendation: {note}")

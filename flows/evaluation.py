@@ -73,6 +73,30 @@ def model_metrics(recipes: Recipes, p: ModelParameters, objective: CapacityObjec
     return prediction.scalar_metrics() | inputs | objective.score(inputs)
 
 
+def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "Calibration",
+                     objective: CapacityObjective, request: PredictionRequest | None = None) -> dict[str, list[float]]:
+    """90 % interval of every metric of one recipe (as :func:`model_metrics` names them), from the calibration's
+    parameter ensemble (``surrogate/uncertainty.py``); each member's metrics are scattered by the data's
+    measurement sigma for that kind of quantity, as ``snhc predict`` does."""
+    from surrogate.uncertainty import build_ensemble, measurement_family
+
+    ensemble = build_ensemble(p, calibration)
+    recipes = Recipes.from_records([recipe])
+    central = model_metrics(recipes, ensemble.central, objective, request)
+    members = [model_metrics(recipes, m, objective, request) for m in ensemble.members]
+    tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
+    intervals = {}
+    for name, value in central.items():
+        family = measurement_family(name)
+        samples = np.array([float(m[name][0]) * (f.get(family, 1.0) if family else 1.0)
+                            for m, f in zip(members, ensemble.measurement_factors)])
+        if not np.all(np.isfinite(samples)) or not np.isfinite(value[0]):
+            continue
+        low, high = np.percentile(samples, [tail, 100.0 - tail])
+        intervals[name] = [float(min(low, value[0])), float(max(high, value[0]))]
+    return intervals
+
+
 def evaluate_batch(recipes: list[dict[str, Any]], p: ModelParameters, objective: CapacityObjective,
                    request: PredictionRequest | None = None) -> list[Evaluation]:
     """Objective and metrics of each recipe; never raises for a model failure."""

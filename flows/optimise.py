@@ -25,7 +25,7 @@ from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_ba
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
-from flows.recommendation import Recommendation, recommend
+from flows.recommendation import Recommendation, recommend, with_intervals
 from flows.search import run_search
 from flows.store import store_for
 from flows.tracking import CampaignRecorder
@@ -166,7 +166,9 @@ class CampaignResult:
     def summary(self) -> dict[str, Any]:
         r = self.recommendation
         return {"run_id": self.run_id, "experiment_id": self.experiment_id, "recipe": r.recipe,
-                "metrics": reporting.headline(self.metrics), "surrogate_mean": r.surrogate_mean,
+                "metrics": reporting.headline(self.metrics),
+                "interval_90": {k: v for k, v in r.intervals.items() if k in reporting.headline(self.metrics)},
+                "surrogate_mean": r.surrogate_mean,
                 "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
                 "notes": r.notes()}
 
@@ -193,7 +195,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
-        recommendation = recommend(campaign, optimizer, ranking)
+        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config)
         files = reporting.campaign_figures(campaign.table(), optimizer)
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
             files = {"evaluations.csv": files["evaluations.csv"]}

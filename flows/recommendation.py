@@ -34,6 +34,7 @@ class Recommendation:
     fidelity_note: str
     rule_note: str = ""  # how the recipe was chosen
     bound_notes: tuple[str, ...] = field(default_factory=tuple)  # search bounds it sits on
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> 90 % interval (model predictions)
 
     @property
     def recipe(self) -> dict[str, Any]:
@@ -48,7 +49,22 @@ class Recommendation:
                 "objective": self.evaluation.objective, "fidelity": self.fidelity_note,
                 "rule": self.rule_note, "search_bounds": list(self.bound_notes),
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
-                "optimiser_surrogate_std_objective": self.surrogate_std}
+                "optimiser_surrogate_std_objective": self.surrogate_std,
+                "metrics": self.evaluation.metrics, "interval_90": self.intervals}
+
+
+def with_intervals(recommendation: Recommendation, config) -> Recommendation:
+    """The recommendation with the model's 90 % interval on each metric (a lab-measured one keeps none: its
+    numbers are measurements, not predictions)."""
+    from dataclasses import replace
+
+    from flows.evaluation import MODEL, campaign_parameters, metric_intervals
+
+    if recommendation.evaluation.source != MODEL:
+        return recommendation
+    p, calibration = campaign_parameters(config)
+    return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
+                                                              config.objective))
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

@@ -218,7 +218,8 @@ def publish_recommendation(config, recommendation, run_id: str) -> None:
                                        (recommendation.surrogate_mean, recommendation.surrogate_std), run_id,
                                        config.tracking.experiment_name,
                                        "; ".join([recommendation.fidelity_note, *recommendation.notes()]),
-                                       run_url=_run_url(config.tracking.tracking_uri, run_id))
+                                       run_url=_run_url(config.tracking.tracking_uri, run_id),
+                                       intervals=recommendation.intervals)
     create_markdown_artifact(markdown, key=artifact_key(config.name), description="Recommended Sn/HC anode recipe")
 
 
@@ -238,16 +239,22 @@ def artifact_key(name: str) -> str:
     return f"recommendation-{key or 'campaign'}"
 
 
+def _band(band) -> str:
+    return f"{band[0]:.4g}–{band[1]:.4g}" if band else "–"
+
+
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
-                            run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "") -> str:
+                            run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "",
+                            intervals: dict | None = None) -> str:
     from flows.metrics import unit_of, words
 
     mean, std = surrogate
+    intervals = intervals or {}
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
              "| recipe | value | unit |", "|---|---|---|"]
     lines += [f"| {words(k)} | {_shown(v)} | {unit_of(k)} |" for k, v in recipe.items()]
-    lines += ["", "| predicted metric | value | unit |", "|---|---|---|"]
-    lines += [f"| {words(k)} | {v:.4g} | {unit_of(k)} |" for k, v in metrics.items()]
+    lines += ["", "| predicted metric | value | 90 % interval | unit |", "|---|---|---|---|"]
+    lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} |" for k, v in metrics.items()]
     lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
               f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g.",
               "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
@@ -260,17 +267,24 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     return "\n".join(lines)
 
 
-def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float]) -> None:
+def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float],
+                         intervals: dict | None = None) -> None:
     table = Table(title="Recommended recipe", header_style="bold")
     table.add_column("")
-    table.add_column("value", justify="right")
+    table.add_column("value \\[90 % interval]", justify="right")
     for key, value in recipe.items():
         table.add_row(key, _shown(value))
     for key, value in headline(metrics).items():
-        table.add_row(key, f"{value:.1f}")
+        table.add_row(key, with_interval(value, (intervals or {}).get(key)))
     table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
                   f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
+
+
+def with_interval(value: float, band=None, digits: int = 1) -> str:
+    """``value [low–high]`` (or the value alone without a band)."""
+    text = f"{value:.{digits}f}"
+    return text + (f" [{band[0]:.{digits}f}–{band[1]:.{digits}f}]" if band else "")
 
 
 def _shown(value) -> str:

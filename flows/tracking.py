@@ -358,6 +358,9 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     rows = [("recipe", words(name), display_number(value), unit_of(name)) for name, value in evaluation.recipe.items()]
     rows += [("predicted", words(name), display_number(value), unit_of(name))
              for name, value in headline(evaluation.metrics).items()]
+    rows += [("predicted, 90 % interval", words(name),
+              f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name))
+             for name, band in recommendation.intervals.items() if name in headline(evaluation.metrics)]
     rows += [("PyBaMM check", words(name), display_number(value), unit_of(name)) for name, value in
              (physics or {}).items()]
     rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),

@@ -43,6 +43,21 @@ FAMILY_OF_METRIC = {
     "electrode_expansion_after_1000_cycles_pct": "electrode_expansion",
     "activation_energy_kJ_per_mol": "activation_energy",
 }
+_FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
+    ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
+    ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
+    ("initial_coulombic_efficiency", "efficiency"), ("activation_energy", "activation_energy"),
+    ("particle_expansion", "particle_expansion"), ("electrode_expansion", "electrode_expansion"),
+)
+
+
+def measurement_family(name: str) -> str | None:
+    """Which measurement sigma of configs/uncertainty.yaml applies to a metric name (None: no measurement)."""
+    if name in FAMILY_OF_METRIC:
+        return FAMILY_OF_METRIC[name]
+    return next((family for prefix, family in _FAMILY_OF_FLAT_PREFIX if name.startswith(prefix)), None)
+
+
 PRIOR_SD_PER_RANGE = 0.25  # the weak prior: sd = a quarter of each fitted parameter's (transformed) range
 FD_STEP_PER_RANGE = 1e-4
 REFIT_EVALUATIONS = 60  # model evaluations of each member's short refit (a full fit takes ~1000)  # finite-difference step, as a share of each parameter's (transformed) range

@@ -64,3 +64,25 @@ def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_
     assert {"capacity_mAh_per_g", "milling_time_h", "particle_expansion_pct", "recommended"} <= set(front.columns)
     assert front["recommended"].sum() == 1
     assert any("knee" in note for note in summary["notes"])
+
+
+def test_the_recommendation_carries_a_90_pct_interval_on_each_predicted_metric():
+    from flows.config import load_config
+    from flows.evaluation import LAB, campaign_parameters, evaluate_batch
+    from flows.recommendation import Recommendation, with_intervals
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    recipe = {"sn_mass_fraction": 0.6, "milling_time_h": 8.0, "milling_speed_rpm": 400.0, "ball_to_powder_ratio": 20.0,
+              "milling_atmosphere": "argon", "pause_duty_cycle": 1.0}
+    (evaluation,) = evaluate_batch([recipe], p, config.objective)
+    plain = Recommendation(0, evaluation, 0.0, 0.0, "")
+    recommendation = with_intervals(plain, config)
+    assert {"objective", "reversible_capacity_mAh_per_g", "particle_expansion_pct"} <= set(recommendation.intervals)
+    for name, (low, high) in recommendation.intervals.items():
+        assert low <= evaluation.metrics[name] <= high, name
+    low, high = recommendation.intervals["objective"]
+    assert high > low
+    assert recommendation.record()["interval_90"] == recommendation.intervals
+    measured = Recommendation(0, type(evaluation)(recipe, evaluation.status, 300.0, {}, source=LAB), 0.0, 0.0, "")
+    assert with_intervals(measured, config).intervals == {}  # lab numbers are measurements, not predictions
