@@ -23,7 +23,8 @@ def test_predict_at_physics_fidelity_keeps_the_json_shape_and_matches_the_rate_d
     physics = json.loads(capsys.readouterr().out)
     assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", *RATE_CURRENTS]) == 0
     surrogate = json.loads(capsys.readouterr().out)
-    assert set(physics) == set(surrogate)
+    # the same value keys; the numpy model's record adds its 90 % intervals and extrapolation flags (PyBaMM's has none yet)
+    assert set(physics) == set(surrogate) - {"interval_90", "extrapolated"}
     model = np.array([physics["capacity_at_current_mAh_per_g"][c] for c in RATE_CURRENTS])
     assert np.mean(np.abs(model - RATE_MEASURED) / RATE_MEASURED) * 100 <= 8.0
     assert physics["capacity_at_current_mAh_per_g"] != surrogate["capacity_at_current_mAh_per_g"]
