@@ -30,7 +30,7 @@ from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import Recipes, load_materials
-from surrogate.yaml_safety import read_yaml_file
+from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
 # Which measurement sigma applies to a metric of Prediction.record (its top-level key).
 FAMILY_OF_METRIC = {
@@ -77,11 +77,44 @@ class UncertaintySettings:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "UncertaintySettings":
-        document = read_yaml_file(Path(path) if path else config_dir() / "uncertainty.yaml", "uncertainty settings")
-        return cls(int(document["ensemble_size"]), int(document["candidates_per_member"]),
-                   float(document["min_effective_share"]), int(document["seed"]), float(document["interval_probability"]),
-                   tuple(document["uncertain_assumed_parameters"]),
-                   {k: float(v) for k, v in document["measurement_sigma_pct"].items()})
+        """Read and check ``configs/uncertainty.yaml``; a problem raises ParameterError naming the field."""
+        path = Path(path) if path else config_dir() / "uncertainty.yaml"
+        try:
+            document = read_yaml_file(path, "uncertainty settings")
+        except YamlInputError as error:
+            raise ParameterError(str(error)) from None
+        if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | {
+                "uncertain_assumed_parameters", "measurement_sigma_pct"}:
+            raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + "
+                                 "['measurement_sigma_pct', 'uncertain_assumed_parameters']")
+        values = {}
+        for key, (kind, low, high) in _SETTINGS_RANGES.items():
+            value = document[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or (
+                    kind is int and value != int(value)):
+                raise ParameterError(f"{path}: {key}={excerpt(value)} is out of range: allowed {kind.__name__} "
+                                     f"{low:g} to {high:g}")
+            values[key] = kind(value)
+        names = document["uncertain_assumed_parameters"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ParameterError(f"{path}: uncertain_assumed_parameters must be a list of parameter names")
+        sigmas = document["measurement_sigma_pct"]
+        if not isinstance(sigmas, dict) or set(sigmas) != set(FAMILIES) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 50.0 for v in sigmas.values()):
+            raise ParameterError(f"{path}: measurement_sigma_pct needs exactly {list(FAMILIES)}, each 0 to 50 (%)")
+        return cls(values["ensemble_size"], values["candidates_per_member"], values["min_effective_share"],
+                   values["seed"], values["interval_probability"], tuple(names),
+                   {k: float(v) for k, v in sigmas.items()})
+
+
+FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
+_SETTINGS_RANGES = {  # key: (type, low, high)
+    "ensemble_size": (int, 8, 4096),
+    "candidates_per_member": (int, 1, 64),
+    "min_effective_share": (float, 0.01, 1.0),
+    "seed": (int, 0, 2**32 - 1),
+    "interval_probability": (float, 0.5, 0.99),
+}
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,25 @@ def test_a_leave_out_study_refits_without_the_hidden_rows_and_reports_each():
     assert row["error_pct"] == pytest.approx(100 * (row["predicted"] - 449.0) / 449.0)
     # hidden from the fit: the full calibration meets 4.2 A/g far more closely than this extrapolation
     assert abs(row["error_pct"]) > 1.0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(ensemble_size=0), "ensemble_size=0 is out of range: allowed int 8 to 4096"),
+    (lambda d: d.update(interval_probability=float("nan")), "interval_probability"),
+    (lambda d: d.update(seed=1.5), "seed=1.5 is out of range"),
+    (lambda d: d.pop("seed"), "expected exactly the keys"),
+    (lambda d: d.update(uncertain_assumed_parameters="separator"), "uncertain_assumed_parameters must be a list"),
+    (lambda d: d["measurement_sigma_pct"].update(capacity=-1), "measurement_sigma_pct needs exactly"),
+])
+def test_a_broken_uncertainty_file_is_refused_naming_the_field(tmp_path, edit, message):
+    import yaml
+
+    from surrogate.paths import config_dir
+
+    document = yaml.safe_load((config_dir() / "uncertainty.yaml").read_text())
+    edit(document)
+    path = tmp_path / "uncertainty.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        UncertaintySettings.load(path)
+    assert len(str(error.value).splitlines()) == 1
