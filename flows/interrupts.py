@@ -35,16 +35,19 @@ _pending: list[int] = []
 
 
 def _handler(signum, frame) -> None:
-    if _deferring[0]:
-        _pending.append(signum)
-        return
-    raise CampaignInterrupted(signum)
+    # Noted first, then raised: Python swallows an exception raised while a finaliser runs ("Exception ignored in
+    # ... __del__", seen when a signal landed in the GC of an asyncio transport during the PyBaMM check), and the
+    # next check() between stages raises the noted signal instead.
+    _pending.append(signum)
+    if not _deferring[0]:
+        raise CampaignInterrupted(signum)
 
 
 def install() -> None:
     """Route SIGINT and SIGTERM to :class:`CampaignInterrupted` (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         return
+    _pending.clear()
     for signum in EXIT_CODES:
         signal.signal(signum, _handler)
 
@@ -62,6 +65,8 @@ def deferred() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise :class:`CampaignInterrupted` if a signal arrived while deferred."""
+    """Raise :class:`CampaignInterrupted` if a signal arrived while deferred (or its raise was swallowed)."""
     if _pending:
-        raise CampaignInterrupted(_pending.pop(0))
+        signum = _pending[0]
+        _pending.clear()
+        raise CampaignInterrupted(signum)

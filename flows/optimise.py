@@ -192,10 +192,12 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         if config.physics_check.top_k and not config.multi_objective:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p)
+        interrupts.check()  # a signal whose raise was swallowed inside the check (a finaliser) stops here
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
         recommendation = with_intervals(recommend(campaign, optimizer, ranking), config)
+        interrupts.check()
         files = reporting.campaign_figures(campaign.table(), optimizer)
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
             files = {"evaluations.csv": files["evaluations.csv"]}

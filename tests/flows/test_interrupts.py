@@ -33,3 +33,16 @@ def test_inside_the_loop_the_batch_in_hand_finishes_first(installed):
             finished.append("next batch")
     assert finished == ["batch"] and caught.value.exit_code == 130
     interrupts.check()  # nothing pending afterwards
+
+
+def test_a_signal_whose_raise_a_finaliser_swallowed_stops_at_the_next_check(installed):
+    """Python ignores an exception raised while a __del__ runs; the signal must still stop the campaign."""
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler's raise happens inside __del__: ignored
+
+    Finalised()  # collected at once; "Exception ignored in ... __del__" goes to stderr
+    with pytest.raises(interrupts.CampaignInterrupted) as caught:
+        interrupts.check()
+    assert caught.value.exit_code == 130
+    interrupts.check()  # raised once, then nothing pending
