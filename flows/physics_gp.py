@@ -158,12 +158,22 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
 
 
 def condition_gp(model: GaussianProcessRegressor, X: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-    """A fitted GP refitted on (X, y) with its kernel hyperparameters and noise level fixed (a Cholesky, no search)."""
+    """A fitted GP refitted on (X, y) with its kernel hyperparameters, noise level and output scaling fixed (a
+    Cholesky, no search).
+
+    The output scaling (``normalize_y``'s mean and sd of the targets) is kept too: the kernel's amplitude was learned
+    in those units, and re-standardising on the new targets would let one told value - a batch liar far from the
+    rest - rescale every variance, so that telling a point could widen the GP's uncertainty there.
+    """
     kernel = clone(model.kernel_)
     if model.noise_ is not None:  # the fitted noise level was zeroed for prediction: put it back, fixed
         _, white = _param_for_white_kernel_in_Sum(kernel)
         kernel.set_params(**{white: WhiteKernel(noise_level=model.noise_, noise_level_bounds="fixed")})
-    conditioned = clone(model).set_params(kernel=kernel, optimizer=None, noise=model.noise_)
+    conditioned = clone(model).set_params(kernel=kernel, optimizer=None, noise=model.noise_, normalize_y=False)
+    y_mean, y_scale = model._y_train_mean, model._y_train_std
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return conditioned.fit(X, y)
+        conditioned.fit(X, (np.asarray(y, dtype=float) - y_mean) / y_scale)
+    conditioned._y_train_mean, conditioned._y_train_std = y_mean, y_scale  # read by sklearn's predict
+    conditioned.y_train_mean_, conditioned.y_train_std_ = y_mean, y_scale  # read by skopt's predict
+    return conditioned
