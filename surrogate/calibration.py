@@ -32,6 +32,14 @@ COLUMNS = ("material", "quantity", "current_A_per_g", "cycle", "value", "unit", 
 DATA_TAGS = ("measured", "derived", "literature")
 
 
+# The fit stops when the cost or the step changes by less than this share. Directions the data barely see (the
+# calibration is ill-conditioned, see ``snhc calibrate``) make the default 1e-8 crawl for thousands of iterations
+# while the cost moves in its third digit; the uncertainty ensemble, not the last digits of the optimum, carries
+# what those directions leave open.
+FIT_TOLERANCE = 1e-6
+FIT_MAX_EVALUATIONS = 1000  # residual evaluations, besides the Jacobian's
+
+
 class CalibrationDataError(ValueError):
     """A broken calibration data file; the message names the file, the row and the field."""
 
@@ -222,7 +230,8 @@ def fit(p: ModelParameters, data_path: str | Path | None = None,
     transform = problem.transform
     low, high = transform.box()
     start = np.clip(transform.forward(np.array([p[n].value for n in transform.names], float)), low, high)
-    solution = least_squares(problem.residuals, start, bounds=(low, high), x_scale="jac", max_nfev=4000)
+    solution = least_squares(problem.residuals, start, bounds=(low, high), x_scale="jac", ftol=FIT_TOLERANCE,
+                             xtol=FIT_TOLERANCE, max_nfev=FIT_MAX_EVALUATIONS)
     fitted_values = dict(zip(transform.names, transform.backward(solution.x).tolist()))
     return _calibration(p, fitted_values, observations, materials, data_path)
 
