@@ -55,7 +55,9 @@ def test_an_unknown_or_unranged_uncertain_parameter_is_refused():
 def test_an_uncertain_assumed_parameter_widens_the_interval_it_acts_on(ensemble):
     """A milling constant's range, declared uncertain, must widen the intervals of a recipe it changes."""
     p = ModelParameters.load()
-    settings = dataclasses.replace(UncertaintySettings.load(), uncertain_assumed_parameters=("oxide_growth_exponent",))
+    configured = UncertaintySettings.load()
+    settings = dataclasses.replace(configured, uncertain_assumed_parameters=(
+        *configured.uncertain_assumed_parameters, "oxide_growth_exponent"))
     wider = build_ensemble(p, calibrate(p), settings=settings)
     air = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[30], milling_speed_rpm=[400], ball_to_powder_ratio=[20],
                   milling_atmosphere=["air"])
