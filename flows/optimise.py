@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
-from flows.config import CampaignConfig
+from flows.config import CampaignConfig, CampaignOverrides, overrides_document
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
@@ -212,7 +212,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
 
 
 @flow(name="optimise-anode")
-def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | None = None,
+def optimise_anode(config_path: str | None = None, overrides: CampaignOverrides | None = None,
                    resume_run_id: str | None = None, observations_path: str | None = None,
                    campaign_token: str | None = None) -> dict[str, Any]:
     """Find the Sn:HC ratio and milling recipe that maximise the campaign objective.
@@ -220,14 +220,16 @@ def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | N
     Parameters
     ----------
     config_path : campaign YAML (default ``configs/default.yaml``); ignored when resuming.
-    overrides : nested keys merged onto the config before validation (e.g. ``{"optimiser": {"n_calls": 20}}``).
+    overrides : nested keys merged onto the config before validation (e.g. ``{"optimiser": {"n_calls": 20}}``);
+        typed (:data:`flows.config.CampaignOverrides`: the config's keys, types and ranges, all optional), so
+        Prefect's run form shows each field and rejects an unknown key or a value out of range.
     resume_run_id : continue this MLflow run from its last saved state (its saved config, plus ``overrides``).
     observations_path : lab CSV whose measured results warm-start the campaign.
     campaign_token : a campaign the CLI already built and validated (:func:`flows.campaign.hand_over`); then the
         arguments above only label the run and nothing is read twice.
     """
     campaign = (take_over(campaign_token) if campaign_token
-                else build_campaign(config_path, overrides, resume_run_id, observations_path))
+                else build_campaign(config_path, overrides_document(overrides), resume_run_id, observations_path))
     runner = task_runner_for(campaign.config)
     if runner is None:
         return run_campaign(campaign).summary()

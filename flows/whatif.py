@@ -30,7 +30,8 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows import reporting
-from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
+from flows.config import (CampaignConfig, CampaignOverrides, ConfigError, deep_merge, default_config_path,
+                          overrides_document, read_yaml, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.inputs import excerpt, redact, write_csv
@@ -266,7 +267,7 @@ def baseline_scenario() -> Scenario:
 
 @flow(name="what-if")
 def what_if(scenario_paths: list[str], config_path: str | None = None,
-            overrides: dict[str, Any] | None = None, experiment_name: str = WHAT_IF_EXPERIMENT,
+            overrides: CampaignOverrides | None = None, experiment_name: str = WHAT_IF_EXPERIMENT,
             output_dir: str = DEFAULT_OUTPUT_DIR, baseline: bool = True) -> dict[str, Any]:
     """Run every scenario (and a baseline) on the base config and compare them on fixed-definition metrics.
 
@@ -274,7 +275,8 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     ----------
     scenario_paths : scenario files or folders of them (e.g. ``["configs/whatif"]``).
     config_path : base campaign (default ``configs/default.yaml``).
-    overrides : merged onto the base before the scenarios (e.g. a budget or tracking URI for all of them).
+    overrides : merged onto the base before the scenarios (e.g. a budget or tracking URI for all of them); typed
+        as :data:`flows.config.CampaignOverrides`, so Prefect's run form validates it.
     experiment_name : MLflow experiment of the study (default ``snhc-what-if``, apart from the campaigns).
     output_dir : local folder for the comparison CSV and PNG (a subfolder per study, named like its MLflow run).
     baseline : add a baseline row: the base config unchanged, optimised with the same budget as the scenarios.
@@ -285,7 +287,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
     base_path = Path(config_path) if config_path else default_config_path()
-    base_document = deep_merge(read_yaml(base_path), overrides or {})
+    base_document = deep_merge(read_yaml(base_path), overrides_document(overrides))
     base = validate_config(base_document, str(base_path))
     scenarios = load_scenarios(scenario_paths, base_document)
     if baseline:
