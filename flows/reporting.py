@@ -214,6 +214,46 @@ class BatchProgress:
         say(text, self.quiet)
 
 
+class StepProgress:
+    """Progress of a long step made of a known number of parts (the PyBaMM check's recipes): a rich progress bar on
+    a terminal (one line per part otherwise), and each part's line through Prefect's run logger, so the Prefect UI
+    shows it too. ``quiet`` silences the console only."""
+
+    def __init__(self, description: str, total: int, quiet: bool = False):
+        self.description, self.total, self.quiet = description, total, quiet
+        self.done = 0
+        self._bar = None
+        self._task = None
+
+    def advance(self, detail: str = "", parts: int = 1) -> None:
+        """``parts`` more are done; ``detail`` says what came out (e.g. the last recipe's PyBaMM objective)."""
+        self.done = min(self.done + parts, self.total)
+        line = f"{self.description} {self.done}/{self.total}" + (f": {detail}" if detail else "")
+        logger = run_logger()
+        if logger is not None:
+            logger.info(Text.from_markup(line).plain)
+        if self.quiet:
+            return
+        if not console.is_terminal:
+            console.print(line, soft_wrap=True)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
+            self._task = self._bar.add_task(self.description, total=self.total, detail="")
+            self._bar.start()
+        self._bar.update(self._task, completed=self.done, detail=detail)
+        if self.done >= self.total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
 def say(text: str, quiet: bool = False) -> None:
     """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run."""
     logger = run_logger()
