@@ -85,6 +85,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="snhc-mlflow-shots-"))
+    work.mkdir(parents=True, exist_ok=True)
     output = Path(args.output) if args.output else work / "screenshots"
     output.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{work}/mlruns/mlflow.db"
