@@ -328,7 +328,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
         write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
         figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
         tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-        tracker.client.log_table(parent_run_id, data=_display_table(table, columns),
+        tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
                                  artifact_file="what_if_comparison.json")
         summary = comparison_markdown(table, base.objective)
         tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
@@ -403,8 +403,28 @@ def _labels(table: pd.DataFrame) -> pd.Series:
     return table["scenario"] + ": " + recipe
 
 
-def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The comparison for the MLflow table view: scenario, recipe, temperature and the fixed metrics, rounded."""
+def short_headers(base: CapacityObjective) -> dict[str, str]:
+    """Column name -> short header with its unit, for tables read by people (the conditions stated once beside)."""
+    names = fixed_metric_names(base)
+    return {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
+            names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
+            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+
+
+def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame:
+    """The comparison for the MLflow table view: scenario, recipe, the fixed metrics each with its 90 % interval,
+    temperature and the recipe, rounded, under short headers with units.
+
+    The headers carry no ``.``: MLflow's table view reads a dot in a column name as a path into nested data and
+    shows such a column empty (seen with ``capacity_at_1.7_A_per_g_...``). The conditions (current, cycle) are in
+    the run's description and params ``compared_at_current_A_per_g``, ``compared_after_cycles``.
+    """
+    columns = list(fixed_metric_names(base).values())
+    headers = short_headers(base) | {"sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
+                                     "ball_to_powder_ratio": "ball:powder", "status": "status"}
+    for metric in columns:  # "capacity, 90 % low": short enough for the view's column width, unit as the value's
+        name, (low, high) = headers[metric].split(" ")[0], interval_columns(metric)
+        headers |= {low: f"{name}, 90 % low", high: f"{name}, 90 % high"}
     metrics = [name for c in columns for name in (c, *interval_columns(c))]  # each value, then its interval
     keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
                         "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
@@ -412,15 +432,13 @@ def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: None if pd.isna(v) else float(f"{v:.4g}"))
-    return shown
+    return shown.rename(columns=headers)
 
 
 def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
     """The comparison as a compact Markdown table: short headers with units, the conditions stated once above."""
     names = fixed_metric_names(base)
-    short = {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
-             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
-             names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+    short = short_headers(base)
     shown = with_bands(table, list(names.values()))
     keep = [c for c in short if c in shown]
     lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
