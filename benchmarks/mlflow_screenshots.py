@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1800,1100", "--virtual-time-budget=20000"]
+                  "--hide-scrollbars", "--window-size=1800,1100", "--virtual-time-budget=20000",
+                  "--run-all-compositor-stages-before-draw"]  # without it the metric charts stay loading spinners
 
 
 def free_port() -> int:
