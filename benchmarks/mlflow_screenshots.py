@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1800,1100", "--virtual-time-budget=20000"]
+                  "--hide-scrollbars", "--window-size=1800,1100", "--virtual-time-budget=20000",
+                  "--run-all-compositor-stages-before-draw"]  # without it the metric charts stay loading spinners
 
 
 def free_port() -> int:
@@ -85,6 +86,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="snhc-mlflow-shots-"))
+    work.mkdir(parents=True, exist_ok=True)
     output = Path(args.output) if args.output else work / "screenshots"
     output.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{work}/mlruns/mlflow.db"

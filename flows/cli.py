@@ -320,6 +320,29 @@ def cmd_optimise(args) -> int:
     return 0
 
 
+def wait_for_prefect(server, to_stderr: bool = False) -> None:
+    """Wait for the Prefect API the command started, with a spinner on a terminal (a line before and after
+    otherwise) and how long it took; a reused server answers at once and says nothing. ``to_stderr`` keeps stdout
+    for ``--json``. (No flow run exists yet, so this step cannot reach Prefect's run logger.)"""
+    if server.process is None:
+        server.wait()
+        return
+    import time
+
+    from rich.console import Console
+
+    out = Console(stderr=True) if to_stderr else console()
+    started = time.monotonic()
+    text = "Starting Prefect's temporary server (set PREFECT_API_URL to reuse a running one)"
+    if out.is_terminal:
+        with out.status(f"{text} ..."):
+            server.wait()
+    else:
+        out.print(f"{text} ...", soft_wrap=True)
+        server.wait()
+    out.print(f"Prefect server ready after {time.monotonic() - started:.1f} s at {server.api_url}", soft_wrap=True)
+
+
 def _build_and_start(args):
     """Start (or find) the Prefect API while the campaign is built and validated, once, before anything runs."""
     from flows import prefect_server
@@ -329,7 +352,7 @@ def _build_and_start(args):
     server = prefect_server.start()
     try:
         campaign = build_campaign(args.config, overrides, resume, args.observations)
-        server.wait()
+        wait_for_prefect(server, to_stderr=args.json)
     except BaseException:
         server.stop()
         raise
@@ -403,7 +426,7 @@ def cmd_what_if(args) -> int:
 
         base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
         load_scenarios(args.scenarios, base)  # fail fast on any scenario: exit 2, nothing written
-        server.wait()
+        wait_for_prefect(server, to_stderr=args.json)
 
         def run():
             # Prefect records flow parameters: they get the redacted URI; the real one stays in memory.

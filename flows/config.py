@@ -431,3 +431,44 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     path = Path(path) if path else default_config_path()
     document = deep_merge(deep_merge(read_yaml(path), environment_overrides()), overrides or {})
     return validate_config(document, str(path))
+
+
+def partial_model(model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
+    """``model`` with every field optional (default: not given), nested models made partial too, the same types,
+    ranges and descriptions, and no unknown keys: the typed shape of an overrides document.
+
+    Only the fields' own constraints are kept; checks across fields (validators) stay with the full config, which an
+    overrides document is merged into (:func:`deep_merge`, :func:`validate_config`).
+    """
+    from typing import Optional
+
+    fields = {}
+    for key, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = partial_model(annotation)
+        elif info.metadata:  # ranges (ge, le, min_length, ...) apply to the value, not to "not given"
+            annotation = Annotated[(annotation, *info.metadata)]
+        fields[key] = (Optional[annotation], Field(None, alias=info.alias, description=info.description))
+    return create_model(name or f"{model.__name__}Overrides",
+                        __config__=ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True),
+                        **fields)
+
+
+# Typed overrides of a campaign: what a Prefect run form (and a flow's ``overrides`` parameter) accepts.
+CampaignOverrides = partial_model(CampaignConfig, "CampaignOverrides")
+
+
+def overrides_document(overrides: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    """The keys an overrides parameter sets, as the nested dict :func:`deep_merge` takes (a dict is checked as
+    :data:`CampaignOverrides` first: an unknown key or a value out of its range raises a ConfigError naming it)."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        try:
+            overrides = CampaignOverrides.model_validate(overrides)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"overrides: {key}: {first['msg']} (got {excerpt(first.get('input'))})") from None
+    return overrides.model_dump(exclude_unset=True, by_alias=True)

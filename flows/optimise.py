@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
-from flows.config import CampaignConfig
+from flows.config import CampaignConfig, CampaignOverrides, overrides_document
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
@@ -67,8 +67,12 @@ def evaluate_in_chunks(recipes: list[dict], p: ModelParameters, config: Campaign
     return [evaluation for part in parts for evaluation in part]
 
 
-def physics_check(campaign: Campaign, p: ModelParameters) -> fidelity.Ranking | None:
-    """Re-rank the campaign's top-k model recipes with the PyBaMM model (None when the check is off)."""
+def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False) -> fidelity.Ranking | None:
+    """Re-rank the campaign's top-k model recipes with the PyBaMM model (None when the check is off).
+
+    Progress (console and Prefect's run logger) moves per recipe: on one worker the recipes are solved one at a
+    time (the built PyBaMM models are cached per thread, so nothing is rebuilt); split over several workers, per
+    finished chunk."""
     config = campaign.config
     if config.physics_check.top_k == 0 or not any(e.ok and e.source == MODEL for e in campaign.evaluations):
         return None
@@ -82,9 +86,32 @@ def physics_check(campaign: Campaign, p: ModelParameters) -> fidelity.Ranking | 
     if cheapest is not None and cheapest not in candidates:  # so the cheapest-equivalent rule can pick it
         candidates.append(cheapest)
     recipes = [campaign.evaluations[i].recipe for i in candidates]
-    table = pd.concat(in_chunks(physics_check_task, recipes, config, p, q, config.objective), ignore_index=True)
+    progress = reporting.StepProgress("physics check (PyBaMM)", len(recipes), quiet)
+    try:
+        if config.runner.chunks_per_batch == 1:
+            parts = []
+            for recipe in recipes:
+                parts.append(physics_check_task([recipe], p, q, config.objective))
+                progress.advance(_physics_detail(parts[-1]))
+                interrupts.check()  # Ctrl-C between two solves stops here, not after the whole check
+        else:
+            parts = in_chunks(physics_check_task, recipes, config, p, q, config.objective)
+            progress.advance(f"{config.runner.chunks_per_batch} chunks", parts=len(recipes))
+    finally:
+        progress.close()
+    table = pd.concat(parts, ignore_index=True)
     table.insert(0, "evaluation", candidates)
     return fidelity.rank(table)
+
+
+def _physics_detail(part: pd.DataFrame) -> str:
+    """One recipe's outcome of the physics check, for its progress line."""
+    row = part.iloc[0]
+    recipe = f"Sn {row['sn_mass_fraction']:.2f}, {row['milling_time_h']:.3g} h"
+    if row["physics_status"] != "FINISHED":
+        return f"{recipe}: PyBaMM failed"
+    return (f"{recipe}: objective {row['physics_objective']:.1f} mAh/g by PyBaMM, "
+            f"{row['model_objective']:.1f} by the numpy model")
 
 
 def _cheapest_model_equivalent(campaign: Campaign) -> int | None:
@@ -191,7 +218,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         compare_with_model_optimum(campaign, p, recorder)
         if config.physics_check.top_k and not config.multi_objective:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
-        ranking = physics_check(campaign, p)
+        ranking = physics_check(campaign, p, quiet)
         interrupts.check()  # a signal whose raise was swallowed inside the check (a finaliser) stops here
         if ranking is not None:
             recorder.log_physics_check(ranking)
@@ -212,7 +239,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
 
 
 @flow(name="optimise-anode")
-def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | None = None,
+def optimise_anode(config_path: str | None = None, overrides: CampaignOverrides | None = None,
                    resume_run_id: str | None = None, observations_path: str | None = None,
                    campaign_token: str | None = None) -> dict[str, Any]:
     """Find the Sn:HC ratio and milling recipe that maximise the campaign objective.
@@ -220,14 +247,16 @@ def optimise_anode(config_path: str | None = None, overrides: dict[str, Any] | N
     Parameters
     ----------
     config_path : campaign YAML (default ``configs/default.yaml``); ignored when resuming.
-    overrides : nested keys merged onto the config before validation (e.g. ``{"optimiser": {"n_calls": 20}}``).
+    overrides : nested keys merged onto the config before validation (e.g. ``{"optimiser": {"n_calls": 20}}``);
+        typed (:data:`flows.config.CampaignOverrides`: the config's keys, types and ranges, all optional), so
+        Prefect's run form shows each field and rejects an unknown key or a value out of range.
     resume_run_id : continue this MLflow run from its last saved state (its saved config, plus ``overrides``).
     observations_path : lab CSV whose measured results warm-start the campaign.
     campaign_token : a campaign the CLI already built and validated (:func:`flows.campaign.hand_over`); then the
         arguments above only label the run and nothing is read twice.
     """
     campaign = (take_over(campaign_token) if campaign_token
-                else build_campaign(config_path, overrides, resume_run_id, observations_path))
+                else build_campaign(config_path, overrides_document(overrides), resume_run_id, observations_path))
     runner = task_runner_for(campaign.config)
     if runner is None:
         return run_campaign(campaign).summary()

@@ -52,12 +52,14 @@ def objective_figure(optimizer):
 
 
 def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label",
-                      missing: dict[str, str] | None = None):
+                      missing: dict[str, str] | None = None,
+                      intervals: dict[str, tuple[str, str]] | None = None):
     """What-if comparison: one panel per fixed-definition metric, one bar per row (baseline first, hatched).
 
     Each panel has its own axis with quantity and unit (capacity, expansion and cycles do not share a scale);
     a metric that cannot be negative is never drawn below zero. Bars carry their value; a row without a value is a
-    gap labelled ``missing[metric]`` (default "no value").
+    gap labelled ``missing[metric]`` (default "no value"). ``intervals`` (metric -> its low and high columns) draws
+    each row's 90 % interval as an error bar; a missing upper bound (past the horizon) as an arrow to the top.
     """
     from flows.metrics import axis_label, info, unit_of
 
@@ -79,6 +81,10 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
             values = np.where(values < 0, 0.0, values)
         bars = axes.bar(np.arange(len(labels)), np.nan_to_num(values, nan=0.0), color=colours,
                         edgecolor="black", linewidth=0.6)
+        tops = values  # a bar's value is written above its error bar, not across it
+        if metric in (intervals or {}):
+            tops = np.fmax(values, table[intervals[metric][1]].to_numpy(float))
+            _error_bars(axes, table, metric, *intervals[metric])
         for i, bar in enumerate(bars):
             if np.isnan(values[i]):
                 bar.set_visible(False)
@@ -86,20 +92,51 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
                           va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
             else:
                 shown_value = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
-                axes.text(i, values[i], shown_value, ha="center", va="bottom", fontsize=8)
+                axes.text(i, tops[i], shown_value, ha="center", va="bottom", fontsize=8)
             if labels[i].startswith("baseline"):
                 bar.set_hatch("//")
         axes.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=9)
         axes.set_ylabel(axis_label(metric).replace(" [", "\n["), fontsize=10)
         axes.grid(axis="y", alpha=0.3)
-        finite = values[np.isfinite(values) & (values > 0)]
+        drawn = np.concatenate([values, *(table[c].to_numpy(float) for c in (intervals or {}).get(metric, ()))])
+        finite = drawn[np.isfinite(drawn) & (drawn > 0)]
         if metric.startswith("cycles_to") and finite.size and finite.max() / finite.min() > 30:
             axes.set_yscale("log")  # cycle counts span decades across recipes
         elif unit_of(metric) in ("mAh/g", "%", "h") or metric.startswith("cycles_to"):
             axes.set_ylim(bottom=0)
-    figure.suptitle("What-if comparison (same definitions for every row; baseline hatched)")
+        if metric in (intervals or {}):
+            _open_intervals(axes, table, metric, *intervals[metric])
+    figure.suptitle("What-if comparison (same definitions for every row; baseline hatched"
+                    + ("; error bars: the model's 90 % interval)" if intervals else ")"))
     figure.tight_layout()
     return figure
+
+
+def _error_bars(axes, table: pd.DataFrame, metric: str, low_column: str, high_column: str) -> None:
+    """One panel's closed 90 % intervals: a black error bar per row."""
+    values = table[metric].to_numpy(float)
+    low, high = table[low_column].to_numpy(float), table[high_column].to_numpy(float)
+    x = np.arange(len(values))
+    closed = np.isfinite(values) & np.isfinite(low) & np.isfinite(high)
+    axes.errorbar(x[closed], values[closed], yerr=[values[closed] - low[closed], high[closed] - values[closed]],
+                  fmt="none", ecolor="black", elinewidth=1.2, capsize=4)
+
+
+def _open_intervals(axes, table: pd.DataFrame, metric: str, low_column: str, high_column: str) -> None:
+    """Intervals without an upper bound (past the horizon): a line from the low bound and an arrow to the top;
+    drawn once the panel's scale is set."""
+    values = table[metric].to_numpy(float)
+    low, high = table[low_column].to_numpy(float), table[high_column].to_numpy(float)
+    open_top = np.flatnonzero(np.isfinite(low) & ~np.isfinite(high))
+    if open_top.size:  # room above the highest open bound, so its arrow is seen to leave the plotted range
+        bottom, top = axes.get_ylim()
+        highest = float(np.nanmax(np.fmax(low[open_top], values[open_top])))
+        axes.set_ylim(bottom, max(top, highest * (4.0 if axes.get_yscale() == "log" else 1.25)))
+    for i in open_top:
+        start = float(np.fmax(values[i], low[i]))
+        axes.vlines(i, low[i], start, colors="black", linewidth=1.2)
+        axes.annotate("", xy=(i, 0.98), xycoords=("data", "axes fraction"), xytext=(i, low[i]),
+                      textcoords="data", arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
 
 
 def campaign_figures(table: pd.DataFrame, optimizer) -> dict:
@@ -175,6 +212,46 @@ class BatchProgress:
     def note(self, text: str) -> None:
         self.close()
         say(text, self.quiet)
+
+
+class StepProgress:
+    """Progress of a long step made of a known number of parts (the PyBaMM check's recipes): a rich progress bar on
+    a terminal (one line per part otherwise), and each part's line through Prefect's run logger, so the Prefect UI
+    shows it too. ``quiet`` silences the console only."""
+
+    def __init__(self, description: str, total: int, quiet: bool = False):
+        self.description, self.total, self.quiet = description, total, quiet
+        self.done = 0
+        self._bar = None
+        self._task = None
+
+    def advance(self, detail: str = "", parts: int = 1) -> None:
+        """``parts`` more are done; ``detail`` says what came out (e.g. the last recipe's PyBaMM objective)."""
+        self.done = min(self.done + parts, self.total)
+        line = f"{self.description} {self.done}/{self.total}" + (f": {detail}" if detail else "")
+        logger = run_logger()
+        if logger is not None:
+            logger.info(Text.from_markup(line).plain)
+        if self.quiet:
+            return
+        if not console.is_terminal:
+            console.print(line, soft_wrap=True)
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
+            self._task = self._bar.add_task(self.description, total=self.total, detail="")
+            self._bar.start()
+        self._bar.update(self._task, completed=self.done, detail=detail)
+        if self.done >= self.total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 def say(text: str, quiet: bool = False) -> None:

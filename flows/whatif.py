@@ -8,7 +8,9 @@ Scenarios are compared like with like: besides a baseline row (the base config, 
 fixed-definition metrics, at the BASE objective's current and cycle whatever the scenario's own objective says:
 capacity after cycles (the condition is in the column name), particle expansion, cycles to 80 % retention at that
 current, and milling time. Each row is evaluated at its scenario's temperature (column ``temperature_C``) with its
-scenario's model parameters. The model gives point predictions only, so no interval is reported.
+scenario's model parameters. Capacity, expansion and cycles to 80 % carry the model's 90 % interval (the parameter
+ensemble of the scenario's own calibration, ``surrogate/uncertainty.py``, built once per parameter set); milling
+time is a recipe input and has none.
 
 The study is recorded in its own MLflow experiment (default ``snhc-what-if``): a parent run with one child per
 scenario, the comparison as a table (``what_if_comparison.json``), CSV and PNG; the CSV and PNG are also written to a
@@ -20,7 +22,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,7 +30,8 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows import reporting
-from flows.config import CampaignConfig, ConfigError, deep_merge, default_config_path, read_yaml, validate_config
+from flows.config import (CampaignConfig, CampaignOverrides, ConfigError, deep_merge, default_config_path,
+                          overrides_document, read_yaml, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.inputs import excerpt, redact, write_csv
@@ -40,6 +43,9 @@ from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import RecipeError, Recipes, complete, load_materials
+
+if TYPE_CHECKING:
+    from surrogate.uncertainty import Ensemble
 
 WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
 DEFAULT_OUTPUT_DIR = "whatif-results"
@@ -122,26 +128,82 @@ def fixed_metric_names(base: CapacityObjective) -> dict[str, str]:
             "milling_time": "milling_time_h"}
 
 
+# Which measurement sigma (configs/uncertainty.yaml) scatters each fixed metric's interval, as snhc predict does:
+# capacity after cycles is a cycling measurement, expansion a particle-expansion one. Cycles to 80 % have no stated
+# measurement sigma, so their interval is the model's (parameter ensemble) alone; milling time is a recipe input
+# and has no interval.
+INTERVAL_FAMILIES = {"capacity": "cycling", "expansion": "particle_expansion", "cycles_to_retention": None}
+INTERVAL = "interval_90"
+
+
+def interval_columns(metric: str) -> tuple[str, str]:
+    """The table columns of a fixed metric's 90 % interval: ``(<metric>_interval_90_low, ..._high)``."""
+    return f"{metric}_{INTERVAL}_low", f"{metric}_{INTERVAL}_high"
+
+
 def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: CapacityObjective,
-                  temperature_C: float) -> list[dict[str, float]]:
+                  temperature_C: float, ensemble: Ensemble | None = None) -> list[dict[str, float]]:
     """The fixed-definition metrics of each recipe: capacity at the base objective's current after its cycles,
     particle expansion, cycles until the capacity at that current falls below 80 % of its first test cycle
-    (NaN when it does not within the horizon), milling time; at ``temperature_C`` with parameters ``p``."""
+    (NaN when it does not within the horizon), milling time; at ``temperature_C`` with parameters ``p``.
+
+    With ``ensemble`` (the parameter ensemble of ``p``'s calibration, :func:`surrogate.uncertainty.build_ensemble`)
+    each metric of :data:`INTERVAL_FAMILIES` also gets its 90 % interval in the columns of
+    :func:`interval_columns`. A cycles-to-80 % bound past the horizon is NaN: "not within the horizon".
+    """
     names = fixed_metric_names(base)
     grid = np.unique(np.geomspace(1, RETENTION_HORIZON_CYCLES, RETENTION_GRID_POINTS).round().astype(int))
     request = PredictionRequest(currents_A_per_g=(), cycling_current_A_per_g=base.current_A_per_g,
                                 cycles=tuple(int(c) for c in grid), temperature_C=temperature_C,
                                 target_current_A_per_g=base.current_A_per_g, target_cycle=base.cycle,
                                 target_temperature_C=temperature_C)
-    prediction = predict(Recipes.from_records(recipes), p, request)
-    retention = prediction.capacity_at_cycle_mAh_per_g / prediction.capacity_at_cycle_mAh_per_g[:, :1]
+    batch = Recipes.from_records(recipes)
+    uncertain = ensemble.predict(batch, request) if ensemble is not None else None
+    prediction = uncertain.central if uncertain is not None else predict(batch, p, request)
+    values_of = {"capacity": lambda pred: pred.target_capacity_mAh_per_g,
+                 "expansion": lambda pred: pred.particle_expansion_pct,
+                 "cycles_to_retention": lambda pred: _cycles_to_retention(pred, grid)}
+    central = {role: values_of[role](prediction) for role in values_of}
+    bands = {}
+    if uncertain is not None:
+        for role, family in INTERVAL_FAMILIES.items():
+            censored = role == "cycles_to_retention"  # a member that never falls below 80 % counts as the horizon
+            low, high = uncertain.scalar_interval(
+                (lambda pred: np.nan_to_num(values_of[role](pred), nan=RETENTION_HORIZON_CYCLES)) if censored
+                else values_of[role], family)
+            if censored:
+                low, high = (np.where(bound >= RETENTION_HORIZON_CYCLES, np.nan, bound) for bound in (low, high))
+            bands[role] = low, high
     rows = []
     for i, recipe in enumerate(recipes):
-        rows.append({names["capacity"]: float(prediction.target_capacity_mAh_per_g[i]),
-                     names["expansion"]: float(prediction.particle_expansion_pct[i]),
-                     names["cycles_to_retention"]: _cycles_to(retention[i], grid, RETENTION_END_OF_LIFE_PCT / 100),
-                     names["milling_time"]: float(recipe["milling_time_h"])})
+        row = {names[role]: float(central[role][i]) for role in values_of}
+        row[names["milling_time"]] = float(recipe["milling_time_h"])
+        for role, (low, high) in bands.items():
+            row |= dict(zip(interval_columns(names[role]), (float(low[i]), float(high[i]))))
+        rows.append(row)
     return rows
+
+
+def _cycles_to_retention(prediction, cycles: np.ndarray) -> np.ndarray:
+    """Per recipe: cycles until its capacity falls below 80 % of its first test cycle (NaN: not on ``cycles``)."""
+    retention = prediction.capacity_at_cycle_mAh_per_g / prediction.capacity_at_cycle_mAh_per_g[:, :1]
+    return np.array([_cycles_to(r, cycles, RETENTION_END_OF_LIFE_PCT / 100) for r in retention])
+
+
+def ensemble_for(p: ModelParameters, calibration, cache: dict[str, Ensemble]) -> Ensemble | None:
+    """The parameter ensemble of ``p`` and its calibration, built once per parameter set of a study (~4 s each);
+    None, with a line saying why, when it cannot be built (the scenario's values are then reported without
+    intervals)."""
+    from surrogate.uncertainty import build_ensemble
+
+    key = p.digest()
+    if key not in cache:
+        try:
+            cache[key] = build_ensemble(p, calibration)
+        except Exception as error:  # noqa: BLE001 - intervals are a report; the values still count
+            reporting.say(f"[yellow]no 90 % intervals for this parameter set:[/] {type(error).__name__}: {error}")
+            cache[key] = None
+    return cache[key]
 
 
 def _cycles_to(retention: np.ndarray, cycles: np.ndarray, threshold: float) -> float:
@@ -156,31 +218,35 @@ def _cycles_to(retention: np.ndarray, cycles: np.ndarray, threshold: float) -> f
     return float(np.exp(x0 + (threshold - y0) * (x1 - x0) / (y1 - y0)))
 
 
-def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base) -> list[dict[str, Any]]:
-    p, _ = calibrate_task(config)
+def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, ensembles) -> list[dict[str, Any]]:
+    p, calibration = calibrate_task(config)
     evaluations = evaluate_batch([recipe for _, recipe in recipes], p, config.objective)
-    fixed = fixed_metrics([recipe for _, recipe in recipes], p, base, config.objective.temperature_C)
+    fixed = fixed_metrics([recipe for _, recipe in recipes], p, base, config.objective.temperature_C,
+                          ensemble_for(p, calibration, ensembles))
     rows = []
     with tracker.run(scenario.name, {"scenario": scenario.name, "mode": "predict",
                                      NOTE_TAG: scenario.description}, parent_run_id) as run_id:
         tracker.log(run_id, params={"scenario_description": scenario.description, **_override_params(scenario)})
         for (label, recipe), evaluation, metrics in zip(recipes, evaluations, fixed):
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
-            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items()})
+            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if INTERVAL not in k})
             rows.append(_row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics,
                              run_id))
     return rows
 
 
-def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experiment_name) -> list[dict[str, Any]]:
+def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experiment_name, ensembles
+                       ) -> list[dict[str, Any]]:
     named = deep_merge(config.model_dump(), {"name": scenario.name, "description": scenario.description,
                                              "tracking": {"log_evaluation_runs": False,
                                                           "experiment_name": experiment_name}})
     result = run_campaign(Campaign.new(CampaignConfig.model_validate(named)), parent_run_id)
-    p, _ = calibrate_task(config)
-    metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C)[0]
+    p, calibration = calibrate_task(config)
+    metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C,
+                            ensemble_for(p, calibration, ensembles))[0]
     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
-                params=_override_params(scenario), metrics={f"fixed.{k}": v for k, v in metrics.items()})
+                params=_override_params(scenario),
+                metrics={f"fixed.{k}": v for k, v in metrics.items() if INTERVAL not in k})
     return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id)]
 
 
@@ -201,7 +267,7 @@ def baseline_scenario() -> Scenario:
 
 @flow(name="what-if")
 def what_if(scenario_paths: list[str], config_path: str | None = None,
-            overrides: dict[str, Any] | None = None, experiment_name: str = WHAT_IF_EXPERIMENT,
+            overrides: CampaignOverrides | None = None, experiment_name: str = WHAT_IF_EXPERIMENT,
             output_dir: str = DEFAULT_OUTPUT_DIR, baseline: bool = True) -> dict[str, Any]:
     """Run every scenario (and a baseline) on the base config and compare them on fixed-definition metrics.
 
@@ -209,7 +275,8 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     ----------
     scenario_paths : scenario files or folders of them (e.g. ``["configs/whatif"]``).
     config_path : base campaign (default ``configs/default.yaml``).
-    overrides : merged onto the base before the scenarios (e.g. a budget or tracking URI for all of them).
+    overrides : merged onto the base before the scenarios (e.g. a budget or tracking URI for all of them); typed
+        as :data:`flows.config.CampaignOverrides`, so Prefect's run form validates it.
     experiment_name : MLflow experiment of the study (default ``snhc-what-if``, apart from the campaigns).
     output_dir : local folder for the comparison CSV and PNG (a subfolder per study, named like its MLflow run).
     baseline : add a baseline row: the base config unchanged, optimised with the same budget as the scenarios.
@@ -220,7 +287,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
     base_path = Path(config_path) if config_path else default_config_path()
-    base_document = deep_merge(read_yaml(base_path), overrides or {})
+    base_document = deep_merge(read_yaml(base_path), overrides_document(overrides))
     base = validate_config(base_document, str(base_path))
     scenarios = load_scenarios(scenario_paths, base_document)
     if baseline:
@@ -230,6 +297,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     started = datetime.now(timezone.utc)
     name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M}"
     rows: list[dict[str, Any]] = []
+    ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share it
     note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
             + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
     with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
@@ -243,10 +311,11 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
                           f"{scenario.description}")
             try:
                 if scenario.mode == "predict":
-                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective)
+                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
+                                              ensembles)
                 else:
                     rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
-                                               experiment_name)
+                                               experiment_name, ensembles)
             except Exception as error:  # one broken scenario must not stop the comparison
                 reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
@@ -259,7 +328,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
         write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
         figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
         tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-        tracker.client.log_table(parent_run_id, data=_display_table(table, columns),
+        tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
                                  artifact_file="what_if_comparison.json")
         summary = comparison_markdown(table, base.objective)
         tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
@@ -269,7 +338,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
     reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
     _publish(table, columns, base, parent_run_id, url)
-    records = table.replace({np.nan: None}).to_dict(orient="records")
+    records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
     return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
             "scenarios": [r for r in records if r["scenario"] != BASELINE],
             "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
@@ -283,7 +352,50 @@ def comparison_plot(table: pd.DataFrame, columns: list[str]):
     retention = next((c for c in columns if c.startswith("cycles_to_")), None)
     return reporting.comparison_figure(labelled, columns,
                                        missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} % for "
-                                                        f"{RETENTION_HORIZON_CYCLES:,} cycles"})
+                                                        f"{RETENTION_HORIZON_CYCLES:,} cycles"},
+                                       intervals={c: interval_columns(c) for c in columns
+                                                  if interval_columns(c)[0] in labelled})
+
+
+def interval_mirror(record: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """A row for JSON: the interval columns folded into ``"interval_90": {metric: [low, high]}`` next to the values,
+    as ``snhc predict --json`` has them (a bound past the retention horizon is null; a metric without an interval,
+    such as milling time, has no entry)."""
+    record = dict(record)
+    bands = {}
+    for column in columns:
+        low_column, high_column = interval_columns(column)
+        low, high = record.pop(low_column, None), record.pop(high_column, None)
+        if low is not None or high is not None:
+            bands[column] = [low, high]
+    return record | {INTERVAL: bands}
+
+
+def _number(value: float) -> str:
+    """A metric value for reading: one decimal (mAh/g, %, h), thousands whole and grouped (cycle counts)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.1f}"
+
+
+def with_bands(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The table with each metric that has an interval shown as text ``value [low–high]`` (a bound past the
+    retention horizon as ``>100,000``); the interval columns themselves are dropped."""
+    shown = table.copy()
+    for column in columns:
+        low_column, high_column = interval_columns(column)
+        if column not in shown or low_column not in shown:
+            continue
+
+        def text(row) -> str:
+            value, low, high = row[column], row[low_column], row[high_column]
+            if pd.isna(low) and pd.isna(high):  # no interval (a failed row, or no ensemble)
+                return "" if pd.isna(value) else _number(value)
+            beyond = f">{RETENTION_HORIZON_CYCLES:,}"  # only cycles to 80 % are undefined within an interval
+            cell = beyond if pd.isna(value) else _number(value)
+            return f"{cell} [{_number(low)}–{beyond if pd.isna(high) else _number(high)}]"
+
+        shown[column] = shown.apply(text, axis=1)
+        shown = shown.drop(columns=[low_column, high_column])
+    return shown
 
 
 def _labels(table: pd.DataFrame) -> pd.Series:
@@ -291,31 +403,51 @@ def _labels(table: pd.DataFrame) -> pd.Series:
     return table["scenario"] + ": " + recipe
 
 
-def _display_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The comparison for the MLflow table view: scenario, recipe, temperature and the fixed metrics, rounded."""
-    keep = [c for c in ["scenario", "recipe_label", *columns, "temperature_C", "sn_mass_fraction",
+def short_headers(base: CapacityObjective) -> dict[str, str]:
+    """Column name -> short header with its unit, for tables read by people (the conditions stated once beside)."""
+    names = fixed_metric_names(base)
+    return {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
+            names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
+            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+
+
+def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame:
+    """The comparison for the MLflow table view: scenario, recipe, the fixed metrics each with its 90 % interval,
+    temperature and the recipe, rounded, under short headers with units.
+
+    The headers carry no ``.``: MLflow's table view reads a dot in a column name as a path into nested data and
+    shows such a column empty (seen with ``capacity_at_1.7_A_per_g_...``). The conditions (current, cycle) are in
+    the run's description and params ``compared_at_current_A_per_g``, ``compared_after_cycles``.
+    """
+    columns = list(fixed_metric_names(base).values())
+    headers = short_headers(base) | {"sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
+                                     "ball_to_powder_ratio": "ball:powder", "status": "status"}
+    for metric in columns:  # "capacity, 90 % low": short enough for the view's column width, unit as the value's
+        name, (low, high) = headers[metric].split(" ")[0], interval_columns(metric)
+        headers |= {low: f"{name}, 90 % low", high: f"{name}, 90 % high"}
+    metrics = [name for c in columns for name in (c, *interval_columns(c))]  # each value, then its interval
+    keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
                         "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
     shown = table[keep].copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: None if pd.isna(v) else float(f"{v:.4g}"))
-    return shown
+    return shown.rename(columns=headers)
 
 
 def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
     """The comparison as a compact Markdown table: short headers with units, the conditions stated once above."""
     names = fixed_metric_names(base)
-    short = {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
-             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
-             names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
-    shown = _display_table(table, list(names.values()))
+    short = short_headers(base)
+    shown = with_bands(table, list(names.values()))
     keep = [c for c in short if c in shown]
     lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
              f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
-             f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles).", "",
+             f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles). [low–high]: the model's 90 % interval "
+             "(configs/uncertainty.yaml).", "",
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
-    lines += ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
-              for row in shown[keep].itertuples(index=False)]
+    lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
+              + " |" for row in shown[keep].itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -339,4 +471,6 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
     headers = {"scenario": "scenario", "recipe_label": "recipe", "status": "status", "temperature_C": "T [°C]",
                "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
                "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns}
-    reporting.print_frame(table, headers, "What-if comparison")
+    banded = any(interval_columns(c)[0] in table for c in columns)
+    reporting.print_frame(with_bands(table, columns), headers,
+                          "What-if comparison" + (" (value [90 % interval])" if banded else ""))

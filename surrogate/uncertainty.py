@@ -172,16 +172,21 @@ class UncertainPrediction:
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
                 "extrapolated": self._extrapolated(value)}
 
-    def scalar_interval(self, values_of) -> tuple[np.ndarray, np.ndarray]:
+    def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
 
-        Measurement scatter is left out: the caller's quantity (an objective) is a model quantity.
+        ``family`` (a key of ``measurement_sigma_pct``, see :func:`measurement_family`) scatters each member by
+        that kind of measurement's sigma, as :meth:`record` does; without it (an objective, a model quantity) there
+        is no measurement scatter. The interval always contains a finite central value; a NaN central value (the
+        quantity is undefined for the central parameters) leaves the members' interval as it is.
         """
-        stack = np.vstack([np.asarray(values_of(m), dtype=float) for m in self.members])
+        factors = [f.get(family, 1.0) if family else 1.0 for f in self.ensemble.measurement_factors]
+        stack = np.vstack([np.asarray(values_of(m), dtype=float) * factor
+                           for m, factor in zip(self.members, factors)])
         tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
         low, high = np.nanpercentile(stack, [tail, 100.0 - tail], axis=0)
         central = np.asarray(values_of(self.central), dtype=float)
-        return np.minimum(low, central), np.maximum(high, central)
+        return np.fmin(low, central), np.fmax(high, central)
 
     def _scattered(self, record: dict, k: int) -> dict:
         factors = self.ensemble.measurement_factors[k]

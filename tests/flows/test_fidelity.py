@@ -55,3 +55,24 @@ def test_flow_finishes_when_pybamm_cannot_reach_the_target(prefect_local, params
     comparison = pd.read_csv(client.download_artifacts(summary["run_id"], "fidelity_comparison.csv", str(tmp_path)))
     assert (comparison["physics_status"] == "FAILED").all()
     assert comparison["physics_reason"].str.contains("beyond what the electrode carries").all()
+
+
+def test_the_physics_check_reports_each_recipe_on_the_console_and_in_the_prefect_run_log(prefect_local, params,
+                                                                                          tmp_path, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogHandler
+
+    overrides = {"optimiser": {"n_calls": 4, "n_initial_points": 2, "batch_size": 2}, "physics_check": {"top_k": 2},
+                 "tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment_name": "progress",
+                              "log_evaluation_runs": False}}
+    summary = optimise_anode(overrides=overrides)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("physics check (PyBaMM)")]
+    # one line per recipe as it is solved (stdout is not a terminal here), each with what PyBaMM gave
+    assert [line.split(":")[0] for line in lines] == ["physics check (PyBaMM) 1/2", "physics check (PyBaMM) 2/2"]
+    assert all("objective" in line and "by PyBaMM" in line for line in lines)
+    assert "ranked by the PyBaMM model" in summary["fidelity"]
+
+    APILogHandler().flush()  # the run logger sends to the Prefect API in batches
+    with get_client(sync_client=True) as client:
+        messages = [log.message for log in client.read_logs()]
+    assert {"physics check (PyBaMM) 1/2", "physics check (PyBaMM) 2/2"} <= {m.split(":")[0] for m in messages}

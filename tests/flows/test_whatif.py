@@ -55,6 +55,13 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
         "baseline", "study-materials-at-0C", "target-4.2-A-per-g"]
     assert {"what_if_comparison.csv", "what_if_comparison.png", "what_if_comparison.json"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
+    shown = json.loads(Path(client.download_artifacts(parent.info.run_id, "what_if_comparison.json",
+                                                      str(tmp_path))).read_text())
+    # short headers without "." (MLflow's table view reads a dot as a nested path and shows the column empty)
+    assert {"capacity [mAh/g]", "capacity, 90 % low", "capacity, 90 % high"} <= set(shown["columns"])
+    assert not any("." in name for name in shown["columns"])
+    capacity = [row[shown["columns"].index("capacity [mAh/g]")] for row in shown["data"]]
+    assert all(isinstance(value, float) and value > 0 for value in capacity)
     written = Path(study["files"])
     assert written.parent == tmp_path / "out"
     table = pd.read_csv(written / "what_if_comparison.csv")
@@ -75,6 +82,64 @@ def test_what_if_json_prints_a_baseline_and_every_scenario(prefect_local, params
     assert [r["recipe_label"] for r in document["scenarios"]] == ["HC", "Sn@HC-2-1"]
     assert all(FIXED <= set(r) for r in document["scenarios"] + [document["baseline"]])
     assert Path(document["files"]).is_dir()
+    # every value the model predicts has its 90 % interval beside it, as in snhc predict --json
+    for row in document["scenarios"] + [document["baseline"]]:
+        bands = row["interval_90"]
+        assert set(bands) == FIXED - {"milling_time_h"}  # milling time is a recipe input
+        for metric in (CAPACITY, "particle_expansion_pct"):
+            low, high = bands[metric]
+            assert low <= row[metric] <= high and low < high
+    csv = pd.read_csv(Path(document["files"]) / "what_if_comparison.csv")
+    assert {f"{CAPACITY}_interval_90_low", f"{CAPACITY}_interval_90_high"} <= set(csv.columns)
+
+
+def test_fixed_metrics_intervals_come_from_each_parameter_sets_own_ensemble(params, materials):
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.whatif import RETENTION_HORIZON_CYCLES, ensemble_for, fixed_metrics, interval_columns
+
+    base = load_config()
+    recipes = [materials[name].to_records()[0] for name in ("HC", "Sn@HC-2-1")]
+    ensembles = {}
+    p, calibration = campaign_parameters(base)
+    plain = fixed_metrics(recipes, p, base.objective, 25.0)
+    banded = fixed_metrics(recipes, p, base.objective, 25.0, ensemble_for(p, calibration, ensembles))
+    low, high = interval_columns(CAPACITY)
+    for without, row in zip(plain, banded):
+        assert all(row[k] == v or (v != v and row[k] != row[k]) for k, v in without.items())  # same values
+        assert row[low] < row[CAPACITY] < row[high]
+    # HC keeps > 80 % for the whole horizon at its central parameters: the upper bound is open (NaN), not a number
+    cycles_low, cycles_high = interval_columns("cycles_to_80pct_retention_at_1.7_A_per_g")
+    assert banded[0]["cycles_to_80pct_retention_at_1.7_A_per_g"] != banded[0]["cycles_to_80pct_retention_at_1.7_A_per_g"]
+    assert banded[0][cycles_high] != banded[0][cycles_high] and banded[0][cycles_low] <= RETENTION_HORIZON_CYCLES
+
+    # a scenario with another hard carbon gets its own ensemble, and its interval brackets its own value
+    richer = load_config(overrides={"model_parameters": {"hc_capacity_mAh_per_g": 330.0}, "recalibrate": False})
+    q, q_calibration = campaign_parameters(richer)
+    hc = fixed_metrics(recipes[:1], q, base.objective, 25.0, ensemble_for(q, q_calibration, ensembles))[0]
+    assert len(ensembles) == 2
+    assert hc[CAPACITY] > banded[0][CAPACITY] and hc[low] < hc[CAPACITY] < hc[high]
+    assert hc[low] > banded[0][low]
+    ensemble_for(p, calibration, ensembles)
+    assert len(ensembles) == 2  # built once per parameter set
+
+
+def test_comparison_shows_each_value_with_its_interval(capsys):
+    from flows.whatif import _print_comparison, comparison_markdown, interval_mirror
+    from flows.objective import CapacityObjective
+
+    cycles = "cycles_to_80pct_retention_at_1.7_A_per_g"
+    table = pd.DataFrame([{"scenario": "baseline", "recipe_label": "recommended", CAPACITY: 401.23,
+                           f"{CAPACITY}_interval_90_low": 390.04, f"{CAPACITY}_interval_90_high": 410.55,
+                           cycles: float("nan"), f"{cycles}_interval_90_low": 35036.9,
+                           f"{cycles}_interval_90_high": float("nan")}])
+    _print_comparison(table, [CAPACITY, cycles])
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == 'baseline,recommended,401.2 [390.0–410.6],">100,000 [35,037–>100,000]"'
+    assert "| 401.2 [390.0–410.6] |" in comparison_markdown(table, CapacityObjective())
+    record = interval_mirror(table.astype(object).where(table.notna(), None).iloc[0].to_dict(), [CAPACITY, cycles])
+    assert record["interval_90"] == {CAPACITY: [390.04, 410.55], cycles: [35036.9, None]}
+    assert not any("interval_90_" in key for key in record)
 
 
 def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
