@@ -18,7 +18,7 @@ from scipy.optimize import least_squares
 from flows.config import CampaignConfig
 from flows.evaluation import campaign_parameters
 from flows.observations import LabData, lab_predictions
-from surrogate.calibration import _Transform, load_observations, model_values
+from surrogate.calibration import FIT_TOLERANCE, LeastSquaresProblem, load_observations
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
@@ -70,28 +70,22 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
     before, _ = campaign_parameters(config)
     materials = load_materials(config_dir() / "materials.yaml")
     observations = load_observations(data_path, materials)
-    study = observations[observations["fit"]]
-    study_measured = study["value"].to_numpy(float)
-    study_sigma = study["sigma_pct"].to_numpy(float) / 100.0 * study_measured
+    study = LeastSquaresProblem(before, observations, materials)  # the study's part: the calibration's own residuals
     rows = [r for r in _lab_rows(lab)]
     lab_measured = np.array([v for _, _, v in rows], dtype=float)
     lab_sigma = config.lab_uncertainty_pct / 100.0 * np.abs(lab_measured)
     known = np.isfinite(_lab_values(before, lab, config, rows))  # metrics the model predicts
-    transform = _Transform(before)
+    transform = study.transform
     low, high = transform.box()
-
-    def trial_of(x) -> ModelParameters:
-        return before.with_values(**dict(zip(transform.names, transform.backward(x).tolist())))
+    trial_of = study.parameters
 
     def residuals(x):
-        trial = trial_of(x)
-        study_part = (model_values(trial, study, materials) - study_measured) / study_sigma
-        lab_part = (_lab_values(trial, lab, config, rows)[known] - lab_measured[known]) / lab_sigma[known]
-        return np.concatenate([study_part, np.nan_to_num(lab_part, nan=1e3)])
+        lab_part = (_lab_values(trial_of(x), lab, config, rows)[known] - lab_measured[known]) / lab_sigma[known]
+        return np.concatenate([study.residuals(x), np.nan_to_num(lab_part, nan=1e3)])
 
     start = np.clip(transform.forward(np.array([before[n].value for n in transform.names], float)), low, high)
-    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac",
-                             max_nfev=MAX_FUNCTION_EVALUATIONS)
+    solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", ftol=FIT_TOLERANCE,
+                             xtol=FIT_TOLERANCE, max_nfev=MAX_FUNCTION_EVALUATIONS)
     after = trial_of(solution.x)
     moves = pd.DataFrame([{"parameter": n, "before": before[n].value, "after": after[n].value,
                            "change_pct": 100.0 * (after[n].value - before[n].value) / before[n].value

@@ -58,11 +58,6 @@ def measurement_family(name: str) -> str | None:
     return next((family for prefix, family in _FAMILY_OF_FLAT_PREFIX if name.startswith(prefix)), None)
 
 
-PRIOR_SD_PER_RANGE = 0.25  # the weak prior: sd = a quarter of each fitted parameter's (transformed) range
-FD_STEP_PER_RANGE = 1e-4
-REFIT_EVALUATIONS = 60  # model evaluations of each member's short refit (a full fit takes ~1000)  # finite-difference step, as a share of each parameter's (transformed) range
-
-
 @dataclass(frozen=True)
 class UncertaintySettings:
     """The ensemble's size, seed, interval, uncertain assumed parameters and measurement sigmas."""
@@ -72,6 +67,8 @@ class UncertaintySettings:
     min_effective_share: float
     seed: int
     interval_probability: float
+    prior_sd_per_range: float
+    finite_difference_step_per_range: float
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
 
@@ -102,9 +99,8 @@ class UncertaintySettings:
         if not isinstance(sigmas, dict) or set(sigmas) != set(FAMILIES) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 50.0 for v in sigmas.values()):
             raise ParameterError(f"{path}: measurement_sigma_pct needs exactly {list(FAMILIES)}, each 0 to 50 (%)")
-        return cls(values["ensemble_size"], values["candidates_per_member"], values["min_effective_share"],
-                   values["seed"], values["interval_probability"], tuple(names),
-                   {k: float(v) for k, v in sigmas.items()})
+        return cls(**values, uncertain_assumed_parameters=tuple(names),
+                   measurement_sigma_pct={k: float(v) for k, v in sigmas.items()})
 
 
 FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
@@ -114,6 +110,8 @@ _SETTINGS_RANGES = {  # key: (type, low, high)
     "min_effective_share": (float, 0.01, 1.0),
     "seed": (int, 0, 2**32 - 1),
     "interval_probability": (float, 0.5, 0.99),
+    "prior_sd_per_range": (float, 0.01, 10.0),
+    "finite_difference_step_per_range": (float, 1e-8, 1e-2),
 }
 
 
@@ -200,16 +198,16 @@ class UncertainPrediction:
     def _extrapolated(self, value: dict) -> dict:
         domain, request = self.ensemble.domain, self.central.request
         hot_or_cold = domain.temperature_outside(request.temperature_C)
-        beyond_cycles = request.cycling_current_A_per_g > domain.max_current_A_per_g * (1 + 1e-9)
+        cycled_above_data = request.cycling_current_A_per_g > domain.max_current_A_per_g * (1 + 1e-9)
         flags: dict[str, Any] = {}
         for key, item in value.items():
             if key == "capacity_at_current_mAh_per_g":
                 flags[key] = {label: hot_or_cold or current > domain.max_current_A_per_g * (1 + 1e-9)
                               for label, current in zip(item, request.currents_A_per_g)}
             elif key == "capacity_at_cycle_mAh_per_g":
-                flags[key] = {c: hot_or_cold or beyond_cycles or int(c) > domain.max_cycle for c in item}
+                flags[key] = {c: hot_or_cold or cycled_above_data or int(c) > domain.max_cycle for c in item}
             elif key == "electrode_expansion_after_1000_cycles_pct":
-                flags[key] = hot_or_cold or beyond_cycles
+                flags[key] = hot_or_cold or cycled_above_data
             elif key == "theoretical_capacity_mAh_per_g":
                 flags[key] = False
             else:
@@ -256,7 +254,8 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     # precision J^T J / s^2 plus a prior on each - weak (a quarter of the allowed range) on the fitted ones, the
     # assumed range (uniform, taken as +-2 sd) on the assumed ones. Combinations the data pin down come out narrow,
     # ones the data cannot see keep their prior width.
-    step = np.where(x0 + FD_STEP_PER_RANGE * span <= high, 1.0, -1.0) * FD_STEP_PER_RANGE * span  # stay inside
+    fd_step = settings.finite_difference_step_per_range
+    step = np.where(x0 + fd_step * span <= high, 1.0, -1.0) * fd_step * span  # stay inside the box
     columns = [(problem.residuals(x0 + step[j] * _unit(j, x0.size)) - r0) / step[j] for j in range(x0.size)]
     assumed = [_check_uncertain(central, name) for name in settings.uncertain_assumed_parameters]
     a0 = np.array([float(central[name].value) for name, _, _ in assumed])
@@ -271,7 +270,7 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     jacobian = np.column_stack(columns)
     dof = max(len(r0) - x0.size, 1)
     scale = max(1.0, float(r0 @ r0) / dof)
-    prior_sd = np.concatenate([PRIOR_SD_PER_RANGE * span, (a_high - a_low) / 4.0])
+    prior_sd = np.concatenate([settings.prior_sd_per_range * span, (a_high - a_low) / 4.0])
     precision = jacobian.T @ jacobian / scale + np.diag(1.0 / prior_sd**2)
     covariance = np.linalg.inv(precision)
     root = np.linalg.cholesky(0.5 * (covariance + covariance.T) + 1e-12 * np.diag(prior_sd**2))

@@ -19,7 +19,7 @@ from surrogate.calibration import fit, load_observations, model_values
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
-from surrogate.uncertainty import FAMILY_OF_METRIC, UncertaintySettings, build_ensemble
+from surrogate.uncertainty import UncertaintySettings, build_ensemble, measurement_family
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         targets = table[hidden]
         predicted = model_values(ensemble.central, targets, materials)
         members = np.vstack([model_values(m, targets, materials) for m in ensemble.members])
-        family = [_family(q) for q in targets["quantity"]]
+        family = [measurement_family(q) for q in targets["quantity"]]
         noise = np.array([[factors.get(f, 1.0) for f in family] for factors in ensemble.measurement_factors])
         low, high = np.percentile(members * noise, [tail, 100.0 - tail], axis=0)
         for k, (_, row) in enumerate(targets.iterrows()):
@@ -101,10 +101,6 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
                 "effective_ensemble_size": ensemble.effective_size,
             })
     return rows
-
-
-def _family(quantity: str) -> str:
-    return FAMILY_OF_METRIC.get(quantity) or ""
 
 
 def report_text(rows: list[dict]) -> str:
