@@ -195,7 +195,11 @@ def cmd_calibrate(args) -> int:
         print(fit_physics(calibration.apply(ModelParameters.load()), data_path=args.data,
                           refit=args.refit).report_text())
         return 0
+    from surrogate.calibration import diagnostics
+
     print(calibration.report_text())  # a wide table: never re-wrapped
+    print()
+    print(diagnostics(ModelParameters.load(), calibration, args.data).text())
     return 0
 
 

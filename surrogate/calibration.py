@@ -246,6 +246,73 @@ def _calibration(p, fitted_values, observations, materials, data_path) -> Calibr
     return Calibration(fitted_values, report, data_digest(data_path), p.digest(exclude_tag="fitted"))
 
 
+@dataclass(frozen=True)
+class FitDiagnostics:
+    """How far the data determine the fit: what a sceptical modeller asks before trusting a calibration.
+
+    ``degrees_of_freedom`` = fitted rows - fitted parameters; ``met_by_construction`` names the rows the fit meets to
+    within round-off (a parameter that only serves that row, so the row checks nothing); ``correlated`` the
+    parameter pairs whose estimates correlate beyond ``CORRELATION_REPORTED``; ``condition_number`` that of the
+    scaled J^T J (columns normalised, so units do not count); ``on_bound`` the parameters the fit pushed to a bound.
+    """
+
+    degrees_of_freedom: int
+    met_by_construction: tuple[str, ...]
+    correlated: tuple[tuple[str, str, float], ...]
+    condition_number: float
+    on_bound: tuple[str, ...]
+
+    def text(self) -> str:
+        lines = [f"degrees of freedom: {self.degrees_of_freedom} (fitted rows - fitted parameters)",
+                 f"condition number of the scaled J^T J: {self.condition_number:.3g}",
+                 "rows met by construction (|residual| < 1e-6 sigma): " + (", ".join(self.met_by_construction) or "none"),
+                 "parameters on a bound: " + (", ".join(self.on_bound) or "none")]
+        lines.append(f"parameter correlations beyond {CORRELATION_REPORTED:g}:" + ("" if self.correlated else " none"))
+        lines += [f"  {a} ~ {b}: {r:+.2f}" for a, b, r in self.correlated]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"degrees_of_freedom": self.degrees_of_freedom, "met_by_construction": list(self.met_by_construction),
+                "correlated": [{"a": a, "b": b, "correlation": r} for a, b, r in self.correlated],
+                "condition_number": self.condition_number, "on_bound": list(self.on_bound)}
+
+
+CORRELATION_REPORTED = 0.9  # |correlation| above which a pair of fitted parameters is reported as not separated
+MET_BY_CONSTRUCTION_SIGMA = 1e-6  # |residual| in sigmas below which a row is met by construction, not by fit
+JACOBIAN_STEP_PER_RANGE = 1e-4  # finite-difference step of the diagnostics' Jacobian, as a share of the range
+
+
+def diagnostics(p: ModelParameters, calibration: Calibration, data_path: str | Path | None = None) -> FitDiagnostics:
+    """Identifiability of a calibration of ``p``: dof, rows met by construction, correlations, conditioning, bounds."""
+    materials = load_materials(config_dir() / "materials.yaml")
+    problem = LeastSquaresProblem(calibration.apply(p), load_observations(data_path, materials), materials)
+    names, transform = problem.transform.names, problem.transform
+    low, high = transform.box()
+    span = np.maximum(high - low, 1e-12)
+    x0 = transform.forward(np.array([problem.p[n].value for n in names], float))
+    r0 = problem.residuals(x0)
+    step = np.where(x0 + JACOBIAN_STEP_PER_RANGE * span <= high, 1.0, -1.0) * JACOBIAN_STEP_PER_RANGE * span
+    jacobian = np.column_stack([(problem.residuals(x0 + step[j] * np.eye(x0.size)[j]) - r0) / step[j]
+                                for j in range(x0.size)])
+    norms = np.linalg.norm(jacobian, axis=0)
+    scaled = jacobian / np.where(norms > 0, norms, 1.0)
+    information = scaled.T @ scaled
+    covariance = np.linalg.pinv(information)
+    sd = np.sqrt(np.maximum(np.diag(covariance), 1e-300))
+    correlation = covariance / np.outer(sd, sd)
+    pairs = [(names[i], names[j], float(correlation[i, j])) for i in range(len(names)) for j in range(i + 1, len(names))
+             if abs(correlation[i, j]) > CORRELATION_REPORTED]
+    rows = problem.rows
+    met = tuple(f"{row.material} {row.quantity}" + (f" at {row.current_A_per_g:g} A/g" if not pd.isna(row.current_A_per_g) else "")
+                for row, r in zip(rows.itertuples(index=False), r0) if abs(r) < MET_BY_CONSTRUCTION_SIGMA)
+    bounds = problem.p
+    on_bound = tuple(n for n in names if np.isclose(bounds[n].value, bounds[n].bounds[0], rtol=1e-6, atol=1e-12)
+                     or np.isclose(bounds[n].value, bounds[n].bounds[1], rtol=1e-6, atol=1e-12))
+    singular = np.linalg.svd(scaled, compute_uv=False)
+    condition = float((singular[0] / singular[-1]) ** 2) if singular[-1] > 0 else float("inf")
+    return FitDiagnostics(len(r0) - x0.size, met, tuple(sorted(pairs, key=lambda t: -abs(t[2]))), condition, on_bound)
+
+
 def calibrate(p: ModelParameters | None = None, data_path: str | Path | None = None, refit: bool = False) -> Calibration:
     """The calibration for these parameters and data: from the cache when both are unchanged, else a new fit."""
     p = p or ModelParameters.load()

@@ -109,6 +109,7 @@ def test_calibrate_prints_the_fit_report(capsys, params):
     assert main(["calibrate"]) == 0
     out = capsys.readouterr().out
     assert "capacity_at_current_mAh_per_g" in out and "residual_pct" in out
+    assert "degrees of freedom:" in out and "condition number" in out and "parameters on a bound:" in out
 
 
 def test_calibrate_validate_json_reports_every_leave_out_and_logs_it_to_mlflow(capsys, params, tmp_path):

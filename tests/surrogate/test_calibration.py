@@ -54,3 +54,23 @@ def test_fit_report_lists_every_point_with_model_value_and_residual(params):
     assert (report["residual"] == report["model"] - report["measured"]).all()
     text = result.report_text()
     assert "Sn@HC-2-1" in text and "residual" in text and "fitted parameters:" in text
+
+
+def test_fit_diagnostics_count_dof_and_name_what_the_data_cannot_check():
+    """dof = fitted rows - fitted parameters; a row a parameter meets exactly, a correlated pair and a parameter
+    put on its bound are each named."""
+    from surrogate.calibration import Calibration, calibrate, diagnostics
+
+    p = ModelParameters.load()
+    calibration = calibrate(p)
+    d = diagnostics(p, calibration)
+    fitted_rows = int(calibration.report["fit"].sum())
+    assert d.degrees_of_freedom == fitted_rows - len(p.names("fitted"))
+    # each material's ICE has its own irreversible-capacity parameter, so the fit meets it to round-off
+    assert any("HC initial_coulombic_efficiency_pct" in row for row in d.met_by_construction)
+    assert d.condition_number > 1.0 and all(abs(r) > 0.9 for _, _, r in d.correlated)
+    high = p["ohmic_resistance_ohm_g"].bounds[1]
+    pushed = Calibration({**calibration.fitted_values, "ohmic_resistance_ohm_g": high}, calibration.report,
+                         calibration.data_sha256, calibration.parameters_sha256)
+    assert "ohmic_resistance_ohm_g" in diagnostics(p, pushed).on_bound
+    assert "ohmic_resistance_ohm_g" not in d.on_bound
