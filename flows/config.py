@@ -159,6 +159,9 @@ class Tracking(Strict):
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_location: str | None = Field(None, description="artifact root of a new experiment (default mlruns/)")
     log_evaluation_runs: bool = Field(True, description="one child run per evaluated recipe")
+    log_evaluation_intervals: bool = Field(
+        True, description="each child run's metrics with their 90 % interval (one parameter ensemble per campaign, "
+                          "one model evaluation per member and batch)")
 
     @field_validator("tracking_uri")
     @classmethod

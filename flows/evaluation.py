@@ -20,6 +20,7 @@ from surrogate.status import Status
 
 if TYPE_CHECKING:
     from surrogate.calibration import Calibration
+    from surrogate.uncertainty import Ensemble
 
 MODEL, LAB = "model", "lab"  # where an evaluation's numbers come from
 
@@ -76,25 +77,49 @@ def model_metrics(recipes: Recipes, p: ModelParameters, objective: CapacityObjec
 def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "Calibration",
                      objective: CapacityObjective, request: PredictionRequest | None = None) -> dict[str, list[float]]:
     """90 % interval of every metric of one recipe (as :func:`model_metrics` names them), from the calibration's
-    parameter ensemble (``surrogate/uncertainty.py``); each member's metrics are scattered by the data's
-    measurement sigma for that kind of quantity, as ``snhc predict`` does."""
-    from surrogate.uncertainty import build_ensemble, measurement_family
+    parameter ensemble (``surrogate/uncertainty.py``); see :func:`batch_intervals`."""
+    from surrogate.uncertainty import build_ensemble
 
-    ensemble = build_ensemble(p, calibration)
-    recipes = Recipes.from_records([recipe])
-    central = model_metrics(recipes, ensemble.central, objective, request)
-    members = [model_metrics(recipes, m, objective, request) for m in ensemble.members]
+    return batch_intervals([recipe], build_ensemble(p, calibration), objective, request)[0]
+
+
+def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
+                    request: PredictionRequest | None = None) -> list[dict[str, list[float]]]:
+    """90 % interval of every metric of each recipe of a batch (one model evaluation of the batch per member).
+
+    Each member's metrics are scattered by the data's measurement sigma for that kind of quantity, as
+    ``snhc predict`` does; a metric some member cannot compute (NaN) gets no interval.
+    """
+    from surrogate.uncertainty import measurement_family
+
+    batch = Recipes.from_records(recipes)
+    central = model_metrics(batch, ensemble.central, objective, request)
+    members = [model_metrics(batch, m, objective, request) for m in ensemble.members]
     tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
-    intervals = {}
+    out: list[dict[str, list[float]]] = [{} for _ in recipes]
     for name, value in central.items():
         family = measurement_family(name)
-        samples = np.array([float(m[name][0]) * (f.get(family, 1.0) if family else 1.0)
-                            for m, f in zip(members, ensemble.measurement_factors)])
-        if not np.all(np.isfinite(samples)) or not np.isfinite(value[0]):
-            continue
-        low, high = np.percentile(samples, [tail, 100.0 - tail])
-        intervals[name] = [float(min(low, value[0])), float(max(high, value[0]))]
-    return intervals
+        samples = np.array([np.asarray(m[name], dtype=float) * (f.get(family, 1.0) if family else 1.0)
+                            for m, f in zip(members, ensemble.measurement_factors)])  # (members, recipes)
+        low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
+        for i, intervals in enumerate(out):
+            if np.all(np.isfinite(samples[:, i])) and np.isfinite(value[i]):
+                intervals[name] = [float(min(low[i], value[i])), float(max(high[i], value[i]))]
+    return out
+
+
+def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective):
+    """``recipes -> [intervals per recipe]`` for a campaign's child runs; the ensemble is built on first use."""
+    from surrogate.uncertainty import build_ensemble
+
+    ensembles = []
+
+    def intervals_of(recipes: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
+        if not ensembles:
+            ensembles.append(build_ensemble(p, calibration))
+        return batch_intervals(recipes, ensembles[0], objective)
+
+    return intervals_of
 
 
 def evaluate_batch(recipes: list[dict[str, Any]], p: ModelParameters, objective: CapacityObjective,

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
-from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch
+from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
@@ -205,7 +205,9 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     interrupts.install()  # Prefect's flow engine installed its own SIGTERM handler: the campaign's comes first
     config = campaign.config
     p, calibration = calibrate_task(config)
-    recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration)
+    intervals_of = (interval_function(p, calibration, config.scoring())
+                    if config.tracking.log_evaluation_intervals and config.tracking.log_evaluation_runs else None)
+    recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         p = recalibrate_on_lab(campaign, p, recorder, quiet)
         compare_with_lab(campaign, p, recorder, quiet)

@@ -10,6 +10,7 @@ import math
 import subprocess
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
+from flows.evaluation import MODEL
 from flows.inputs import redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
 from flows.metrics import display_number
@@ -156,13 +158,19 @@ class Tracker:
             tags=[RunTag(k, redact(str(v))) for k, v in (tags or {}).items()],
         )
 
-    def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation) -> str:
+    def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation,
+                       intervals: Mapping[str, list[float]] | None = None) -> str:
         """One child run for one evaluated recipe: recipe as params (6 significant digits, for reading: the exact
-        values are in the campaign state and ``evaluations.csv``), objective and metrics, FINISHED or FAILED."""
+        values are in the campaign state and ``evaluations.csv``), objective and metrics, FINISHED or FAILED.
+
+        ``intervals`` (metric -> [low, high], the model's 90 % interval) go beside each metric as
+        ``<metric>_interval_90_low`` and ``<metric>_interval_90_high``."""
         run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
                                                              "source": evaluation.source}, parent_run_id)
+        bands = {f"{name}_interval_90_{end}": bound for name, band in (intervals or {}).items()
+                 for end, bound in zip(("low", "high"), band)}
         self.log(run_id, params={k: display_number(v, 6) for k, v in evaluation.recipe.items()},
-                 metrics=evaluation.metrics | {"objective": evaluation.objective})
+                 metrics=evaluation.metrics | {"objective": evaluation.objective} | bands)
         if evaluation.ok:
             self.client.set_terminated(run_id, evaluation.status.value)
         else:
@@ -207,12 +215,13 @@ class CampaignRecorder:
     every batch, so the run can be resumed.
     """
 
-    def __init__(self, campaign, store, calibration=None):
+    def __init__(self, campaign, store, calibration=None, intervals_of=None):
         settings = campaign.config.tracking
         self.campaign = campaign
         self.tracker = Tracker(settings.tracking_uri, settings.experiment_name, settings.artifact_location)
         self.store = store
         self.calibration = calibration
+        self.intervals_of = intervals_of  # recipes -> [metric -> [low, high]] for child runs (None: no intervals)
         self.run_id: str | None = None
         self.physics_of_chosen: dict[str, float] = {}  # PyBaMM's values at the recommended recipe, when checked
 
@@ -262,8 +271,23 @@ class CampaignRecorder:
         if not self.campaign.config.tracking.log_evaluation_runs:
             return
         campaign = self.campaign
-        for index in range(start, len(campaign.evaluations)):
-            self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index])
+        indices = range(start, len(campaign.evaluations))
+        intervals = self._intervals([i for i in indices if campaign.evaluations[i].ok
+                                     and campaign.evaluations[i].source == MODEL])
+        for index in indices:
+            self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index],
+                                        intervals.get(index))
+
+    def _intervals(self, indices: list[int]) -> dict[int, dict[str, list[float]]]:
+        """The model's intervals of these evaluations; a failure there costs the intervals, not the campaign."""
+        if self.intervals_of is None or not indices:
+            return {}
+        try:
+            bands = self.intervals_of([self.campaign.evaluations[i].recipe for i in indices])
+        except Exception as error:  # noqa: BLE001 - the child runs are still logged, without bands
+            warnings.warn(f"child-run intervals skipped: {type(error).__name__}: {error}", stacklevel=2)
+            return {}
+        return dict(zip(indices, bands))
 
     def _forget_orphans(self, saved: int) -> int:
         """Delete child runs of evaluations that were logged but never saved (the batch in flight at a kill)."""

@@ -78,6 +78,14 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
     shown = float(rows[("recipe", "sn mass fraction")]["value"])
     assert shown == pytest.approx(summary["recipe"]["sn_mass_fraction"], rel=1e-3)
     assert run.data.params["optimiser.seed"] == "7"  # params stay exact
+    # every child run carries the model's 90 % interval beside its metrics, around its value
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert len(children) == 4
+    for child in children:
+        metrics = child.data.metrics
+        for name in ("objective", "capacity_at_4.2_A_per_g_mAh_per_g", "particle_expansion_pct"):
+            low, high = metrics[f"{name}_interval_90_low"], metrics[f"{name}_interval_90_high"]
+            assert low <= metrics[name] <= high and high - low > 0
 
 
 class _Campaign:
