@@ -36,7 +36,12 @@ def particle_expansion_pct(sn_mass_fraction, na_per_sn, micro: Microstructure, p
 
 
 def electrode_expansion_pct(particle_expansion, damage, p: ModelParameters):
-    """Irreversible electrode thickening, %: superlinear in particle swelling, proportional to mechanical damage."""
-    swelling = np.asarray(particle_expansion) / 100.0
-    return 100.0 * p.electrode_expansion_coefficient * swelling**p.electrode_expansion_exponent * np.asarray(damage)
+    """Irreversible electrode thickening, %: superlinear in particle swelling, proportional to mechanical damage.
+
+    The law is normalised at a reference swelling, ``coefficient x (swelling / reference)^exponent``, so the
+    coefficient is the thickening per unit damage at that swelling and does not trade off against the exponent (in
+    the unnormalised form the two correlate at -0.95 and the fit's uncertainty runs along a curved valley)."""
+    relative_swelling = np.asarray(particle_expansion) / p.electrode_expansion_reference_swelling_pct
+    return (100.0 * p.electrode_expansion_coefficient * relative_swelling**p.electrode_expansion_exponent
+            * np.asarray(damage))
 
