@@ -319,7 +319,7 @@ class CampaignRecorder:
         self.tracker.log(self.run_id, step=len(self.campaign.evaluations),
                          metrics={"model_optimum.objective": objective, "regret_mAh_per_g": regret,
                                   "regret_pct": 100.0 * regret / abs(objective) if objective else float("nan")},
-                         tags={f"model_optimum.{k}": v for k, v in recipe.items()})
+                         tags={f"model_optimum.{k}": display_number(v, 6) for k, v in recipe.items()})
 
     def log_physics_check(self, ranking) -> None:
         """Both fidelities side by side: on each candidate's child run, in a table, and as agreement metrics."""
