@@ -197,9 +197,16 @@ def cmd_calibrate(args) -> int:
         return 0
     from surrogate.calibration import diagnostics
 
+    checks = diagnostics(ModelParameters.load(), calibration, args.data)
+    if args.json:
+        report = calibration.report.astype(object).where(calibration.report.notna(), None)
+        print(json.dumps({"fitted_values": calibration.fitted_values, "rows": report.to_dict("records"),
+                          "diagnostics": checks.as_dict(), "data_sha256": calibration.data_sha256,
+                          "parameters_sha256": calibration.parameters_sha256}, indent=2))
+        return 0
     print(calibration.report_text())  # a wide table: never re-wrapped
     print()
-    print(diagnostics(ModelParameters.load(), calibration, args.data).text())
+    print(checks.text())
     return 0
 
 
@@ -564,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration.add_argument("--validate", action="store_true",
                              help="leave-out validation: refit without the points a user would extrapolate to, "
                                   "predict them with 90 %% intervals, log the report to MLflow (snhc-calibration)")
-    calibration.add_argument("--json", action="store_true", help="with --validate: print the report as JSON")
+    calibration.add_argument("--json", action="store_true",
+                             help="print the fit report (or, with --validate, the leave-out report) as JSON")
     calibration.add_argument("--tracking-uri", help="with --validate: MLflow tracking URI (default the config's)")
     calibration.set_defaults(handler=cmd_calibrate)
 

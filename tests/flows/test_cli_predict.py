@@ -112,6 +112,16 @@ def test_calibrate_prints_the_fit_report(capsys, params):
     assert "degrees of freedom:" in out and "condition number" in out and "parameters on a bound:" in out
 
 
+def test_calibrate_json_has_the_fit_its_rows_and_the_diagnostics(capsys, params):
+    assert main(["calibrate", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert set(document["fitted_values"]) == set(params.names("fitted"))
+    rate = [r for r in document["rows"] if r["quantity"] == "capacity_at_current_mAh_per_g"]
+    assert len(rate) == 5 and all(abs(r["residual_pct"]) < 3.0 for r in rate)  # the study's rate MAPE target
+    assert document["diagnostics"]["degrees_of_freedom"] == sum(r["fit"] for r in document["rows"]) - len(
+        document["fitted_values"])
+
+
 def test_calibrate_validate_json_reports_every_leave_out_and_logs_it_to_mlflow(capsys, params, tmp_path):
     from mlflow.tracking import MlflowClient
 
