@@ -123,7 +123,8 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
 
     Parameters
     ----------
-    table : :func:`physics_scores` rows, optionally with the :data:`DIFFERENCE_LOW` / :data:`DIFFERENCE_HIGH`
+    table : :func:`physics_scores` rows (a copy, with a ``model_choice`` column marking the reference, goes into
+        the ranking), optionally with the :data:`DIFFERENCE_LOW` / :data:`DIFFERENCE_HIGH`
         columns (the model's 90 % interval on each row's objective minus the reference's).
     noise_mAh_per_g : numerical noise of the PyBaMM objective (``physics_check.numerical_noise_mAh_per_g``).
     reference : row of the numpy model's choice (default: its best objective).
@@ -137,6 +138,7 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
         scored candidate is chosen; if it failed everywhere, the reference.
     """
     reference = int(table["model_objective"].idxmax()) if reference is None else reference
+    table = table.assign(model_choice=table.index == reference)  # logged with the comparison
     scored = table[table["physics_status"] == Status.FINISHED.value]
     gain, uncertainty = float("nan"), 0.0
     if scored.empty:

@@ -101,6 +101,7 @@ def test_a_physics_difference_within_the_noise_keeps_the_models_pick_and_reports
     ranking = rank(candidates([342.50, 342.49, 340.0], [342.58, 342.65, 339.0]), noise_mAh_per_g=0.1)
     assert ranking.chosen == 0 and ranking.ranked_by == "model" and ranking.agreement
     assert ranking.physics_gain_mAh_per_g == pytest.approx(0.07)
+    assert list(ranking.table["model_choice"]) == [True, False, False]
     assert "agreement within noise + uncertainty" in ranking.summary()
     assert "ranked by the PyBaMM model" not in ranking.summary()
 
