@@ -67,7 +67,8 @@ def physics_scores(recipes: list[dict], p: ModelParameters, q: ModelParameters,
 
 DIFFERENCE_LOW, DIFFERENCE_HIGH = "model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"
 """Optional table columns: the numpy model's 90 % interval on each candidate's objective minus the reference's
-(:func:`flows.evaluation.difference_intervals`); without them the model's uncertainty counts as zero."""
+(:func:`flows.evaluation.difference_intervals`); without them (or NaN) the model's uncertainty counts as zero and
+the tolerance is the numerical noise alone."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Ranking:
     physics_gain_mAh_per_g: float = float("nan")  # PyBaMM's best candidate minus the model's choice, by PyBaMM
     noise_mAh_per_g: float = 0.0  # numerical noise of the PyBaMM objective
     uncertainty_mAh_per_g: float = 0.0  # model's 90 % half-width on that candidate's difference to the reference
+    physics_best: int = -1  # row PyBaMM scores best (-1: none scored)
 
     @property
     def tolerance_mAh_per_g(self) -> float:
@@ -102,6 +104,11 @@ class Ranking:
             if np.isfinite(self.physics_gain_mAh_per_g):
                 head += (f": it scores this recipe {self.physics_gain_mAh_per_g:.2f} mAh/g above the numpy model's "
                          f"choice, beyond noise + uncertainty ({self._tolerance_text()})")
+            else:
+                head += " (it could not evaluate the numpy model's choice, so nothing was compared)"
+        elif self.agreement and self.physics_best == self.reference:
+            head = ("ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate is the "
+                    "model's choice")
         elif self.agreement:
             head = (f"ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate "
                     f"gains {self.physics_gain_mAh_per_g:.2f} mAh/g over the model's choice, inside "
@@ -140,11 +147,12 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
     reference = int(table["model_objective"].idxmax()) if reference is None else reference
     table = table.assign(model_choice=table.index == reference)  # logged with the comparison
     scored = table[table["physics_status"] == Status.FINISHED.value]
-    gain, uncertainty = float("nan"), 0.0
+    gain, uncertainty, physics_best = float("nan"), 0.0, -1
     if scored.empty:
         chosen, ranked_by = reference, "model"
     elif reference not in scored.index:
         chosen, ranked_by = int(scored["physics_objective"].idxmax()), "physics"
+        physics_best = chosen
     else:
         half_width = pd.Series(0.0, index=table.index)
         if DIFFERENCE_LOW in table and DIFFERENCE_HIGH in table:
@@ -152,7 +160,7 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
         gains = scored["physics_objective"] - table.loc[reference, "physics_objective"]
         beyond = gains[gains > noise_mAh_per_g + half_width[scored.index]]
         best = int(beyond.idxmax()) if not beyond.empty else int(gains.idxmax())
-        gain, uncertainty = float(gains[best]), float(half_width[best])
+        gain, uncertainty, physics_best = float(gains[best]), float(half_width[best]), int(gains.idxmax())
         chosen, ranked_by = (best, "physics") if not beyond.empty else (reference, "model")
     correlation = float("nan")
     if len(scored) >= 3:
@@ -160,7 +168,7 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
     row = table.loc[chosen]
     difference = 100.0 * (row["physics_objective"] - row["model_objective"]) / abs(row["model_objective"])
     return Ranking(table, chosen, ranked_by, correlation, float(difference) if np.isfinite(difference) else np.nan,
-                   reference, gain, noise_mAh_per_g, uncertainty)
+                   reference, gain, noise_mAh_per_g, uncertainty, physics_best)
 
 
 class PhysicsFailure(RuntimeError):

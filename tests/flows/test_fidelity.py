@@ -130,6 +130,8 @@ def test_the_reference_is_the_models_own_pick_not_its_top_objective():
     assert ranking.chosen == 2 and ranking.agreement
     assert rank(candidates([342.50, 342.40, 342.45], [344.0, 330.0, 342.55]), noise_mAh_per_g=0.1,
                 reference=2).chosen == 0
+    same = rank(candidates([342.50, 342.40], [342.60, 330.0]), noise_mAh_per_g=0.1)
+    assert same.chosen == 0 and same.agreement and "PyBaMM's best candidate is the model's choice" in same.summary()
 
 
 def test_without_pybamm_at_the_models_pick_nothing_is_compared():
@@ -138,7 +140,7 @@ def test_without_pybamm_at_the_models_pick_nothing_is_compared():
     assert "PyBaMM scored none" in failed.summary()
     partial = rank(candidates([342.5, 342.4], [float("nan"), 300.0], status=["FAILED", "FINISHED"]),
                    noise_mAh_per_g=0.1)
-    assert partial.chosen == 1 and partial.ranked_by == "physics"
+    assert partial.chosen == 1 and partial.ranked_by == "physics" and "nothing was compared" in partial.summary()
 
 
 @pytest.fixture(scope="module")
