@@ -202,6 +202,11 @@ class PhysicsCheck(Strict):
     """After the optimisation, re-evaluate the best recipes with the PyBaMM model and re-rank them."""
 
     top_k: int = Field(5, ge=0, le=50, description="how many of the best recipes to re-evaluate (0: no check)")
+    numerical_noise_mAh_per_g: float = Field(
+        0.1, ge=0.0, le=100.0,
+        description="PyBaMM objective differences up to this are solver noise, not physics; PyBaMM replaces the "
+                    "numpy model's choice only when it scores a candidate better by more than this plus the model's "
+                    "90 % uncertainty on the difference (flows/fidelity.py:rank)")
 
 
 ObjectiveSpec = Annotated[Union[tuple(OBJECTIVE_KINDS.values())], Field(discriminator="kind")]

@@ -7,12 +7,13 @@ their reason.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from flows.objective import CapacityObjective
+from flows.objective import SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
@@ -90,34 +91,70 @@ def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     Each member's metrics are scattered by the data's measurement sigma for that kind of quantity, as
     ``snhc predict`` does; a metric some member cannot compute (NaN) gets no interval.
     """
+    central, samples = _member_samples(recipes, ensemble, objective, request)
+    tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
+    out: list[dict[str, list[float]]] = [{} for _ in recipes]
+    for name, value in central.items():
+        low, high = np.percentile(samples[name], [tail, 100.0 - tail], axis=0)
+        for i, intervals in enumerate(out):
+            if np.all(np.isfinite(samples[name][:, i])) and np.isfinite(value[i]):
+                intervals[name] = [float(min(low[i], value[i])), float(max(high[i], value[i]))]
+    return out
+
+
+def difference_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
+                         reference: int, name: str = SCORE) -> np.ndarray:
+    """90 % interval of ``name`` of each recipe minus that of ``recipes[reference]``, shape (N, 2).
+
+    The difference is taken within each ensemble member, so the uncertainty the recipes share (the parameters and
+    the measurement scatter move both alike) cancels; only what separates them is left. This is the model's
+    uncertainty on a ranking, much narrower than two metric intervals combined. NaN rows: some member could not
+    compute the metric.
+    """
+    central, samples = _member_samples(recipes, ensemble, objective)
+    tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
+    value = central[name] - central[name][reference]
+    differences = samples[name] - samples[name][:, [reference]]  # (members, recipes)
+    low, high = np.percentile(differences, [tail, 100.0 - tail], axis=0)
+    finite = np.all(np.isfinite(differences), axis=0) & np.isfinite(value)
+    out = np.column_stack([np.minimum(low, value), np.maximum(high, value)])
+    out[~finite] = np.nan
+    return out
+
+
+def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
+                    request: PredictionRequest | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The central metrics of a batch (arrays of N) and each member's, scattered by the measurement sigma of the
+    metric's kind of quantity (arrays of members x N)."""
     from surrogate.uncertainty import measurement_family
 
     batch = Recipes.from_records(recipes)
     central = model_metrics(batch, ensemble.central, objective, request)
     members = [model_metrics(batch, m, objective, request) for m in ensemble.members]
-    tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
-    out: list[dict[str, list[float]]] = [{} for _ in recipes]
-    for name, value in central.items():
+    samples = {}
+    for name in central:
         family = measurement_family(name)
-        samples = np.array([np.asarray(m[name], dtype=float) * (f.get(family, 1.0) if family else 1.0)
-                            for m, f in zip(members, ensemble.measurement_factors)])  # (members, recipes)
-        low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
-        for i, intervals in enumerate(out):
-            if np.all(np.isfinite(samples[:, i])) and np.isfinite(value[i]):
-                intervals[name] = [float(min(low[i], value[i])), float(max(high[i], value[i]))]
-    return out
+        samples[name] = np.array([np.asarray(m[name], dtype=float) * (f.get(family, 1.0) if family else 1.0)
+                                  for m, f in zip(members, ensemble.measurement_factors)])
+    return central, samples
 
 
-def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective):
-    """``recipes -> [intervals per recipe]`` for a campaign's child runs; the ensemble is built on first use."""
+def lazy_ensemble(p: ModelParameters, calibration: "Calibration") -> Callable[[], "Ensemble"]:
+    """``() -> Ensemble``: the calibration's parameter ensemble, built on the first call and then reused, so a
+    campaign builds one for its child runs' intervals and its physics check together."""
     from surrogate.uncertainty import build_ensemble
 
-    ensembles = []
+    return functools.cache(lambda: build_ensemble(p, calibration))
+
+
+def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,
+                      ensemble: Callable[[], "Ensemble"] | None = None):
+    """``recipes -> [intervals per recipe]`` for a campaign's child runs; the ensemble is built on first use
+    (``ensemble``: a :func:`lazy_ensemble` to share)."""
+    ensemble = ensemble or lazy_ensemble(p, calibration)
 
     def intervals_of(recipes: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
-        if not ensembles:
-            ensembles.append(build_ensemble(p, calibration))
-        return batch_intervals(recipes, ensembles[0], objective)
+        return batch_intervals(recipes, ensemble(), objective)
 
     return intervals_of
 

@@ -65,39 +65,110 @@ def physics_scores(recipes: list[dict], p: ModelParameters, q: ModelParameters,
     return pd.DataFrame(rows)
 
 
+DIFFERENCE_LOW, DIFFERENCE_HIGH = "model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"
+"""Optional table columns: the numpy model's 90 % interval on each candidate's objective minus the reference's
+(:func:`flows.evaluation.difference_intervals`); without them (or NaN) the model's uncertainty counts as zero and
+the tolerance is the numerical noise alone."""
+
+
 @dataclass(frozen=True)
 class Ranking:
     """Outcome of the physics check: the comparison table, the chosen row, and how far the fidelities agree."""
 
     table: pd.DataFrame  # one row per candidate, best by the numpy model first
     chosen: int  # row of the recommended recipe
-    ranked_by: str  # "physics", or "model" when no physics evaluation succeeded
+    ranked_by: str  # "physics" when PyBaMM replaced the model's choice, else "model"
     rank_correlation: float  # Spearman, over candidates both fidelities scored
     objective_difference_pct: float  # physics vs model objective at the chosen recipe
+    reference: int = 0  # row of the numpy model's choice
+    physics_gain_mAh_per_g: float = float("nan")  # PyBaMM's best candidate minus the model's choice, by PyBaMM
+    noise_mAh_per_g: float = 0.0  # numerical noise of the PyBaMM objective
+    uncertainty_mAh_per_g: float = 0.0  # model's 90 % half-width on that candidate's difference to the reference
+    physics_best: int = -1  # row PyBaMM scores best (-1: none scored)
+
+    @property
+    def tolerance_mAh_per_g(self) -> float:
+        """How much better PyBaMM must score a candidate to replace the model's choice."""
+        return self.noise_mAh_per_g + self.uncertainty_mAh_per_g
+
+    @property
+    def agreement(self) -> bool:
+        """PyBaMM scored the model's choice and found no candidate better by more than the tolerance."""
+        return self.ranked_by == "model" and np.isfinite(self.physics_gain_mAh_per_g)
 
     def summary(self) -> str:
         row = self.table.iloc[self.chosen]
         spread = self.table["model_objective"].max() - self.table["model_objective"].min()
-        ranked = "PyBaMM" if self.ranked_by == "physics" else "numpy"
-        return (f"ranked by the {ranked} model; at this recipe the numpy model scores "
+        if self.ranked_by == "physics":
+            head = "ranked by the PyBaMM model"
+            if np.isfinite(self.physics_gain_mAh_per_g):
+                head += (f": it scores this recipe {self.physics_gain_mAh_per_g:.2f} mAh/g above the numpy model's "
+                         f"choice, beyond noise + uncertainty ({self._tolerance_text()})")
+            else:
+                head += " (it could not evaluate the numpy model's choice, so nothing was compared)"
+        elif self.agreement and self.physics_best == self.reference:
+            head = ("ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate is the "
+                    "model's choice")
+        elif self.agreement:
+            head = (f"ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate "
+                    f"gains {self.physics_gain_mAh_per_g:.2f} mAh/g over the model's choice, inside "
+                    f"{self._tolerance_text()}")
+        else:
+            head = "ranked by the numpy model (PyBaMM scored none of the candidates)"
+        return (f"{head}; at this recipe the numpy model scores "
                 f"{row['model_objective']:.1f} and PyBaMM {row['physics_objective']:.1f} mAh/g "
                 f"({self.objective_difference_pct:+.1f} %); over the top {len(self.table)} (model spread "
                 f"{spread:.1f} mAh/g) the rank correlation is {self.rank_correlation:.2f}")
 
+    def _tolerance_text(self) -> str:
+        return (f"{self.tolerance_mAh_per_g:.2f} = noise {self.noise_mAh_per_g:.2f} + model uncertainty "
+                f"{self.uncertainty_mAh_per_g:.2f} mAh/g")
 
-def rank(table: pd.DataFrame) -> Ranking:
-    """Re-rank candidates by the physics objective where PyBaMM succeeded; otherwise keep the model's order."""
+
+def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | None = None) -> Ranking:
+    """Re-rank candidates by the physics objective where PyBaMM succeeded, unless the fidelities agree.
+
+    Parameters
+    ----------
+    table : :func:`physics_scores` rows (a copy, with a ``model_choice`` column marking the reference, goes into
+        the ranking), optionally with the :data:`DIFFERENCE_LOW` / :data:`DIFFERENCE_HIGH`
+        columns (the model's 90 % interval on each row's objective minus the reference's).
+    noise_mAh_per_g : numerical noise of the PyBaMM objective (``physics_check.numerical_noise_mAh_per_g``).
+    reference : row of the numpy model's choice (default: its best objective).
+
+    Returns
+    -------
+    Ranking
+        PyBaMM's choice (``ranked_by="physics"``) only if it scores that candidate above the reference by more
+        than the noise plus the model's interval half-width on their difference; otherwise the reference
+        (``ranked_by="model"``, agreement). If PyBaMM failed at the reference, nothing can be compared and its best
+        scored candidate is chosen; if it failed everywhere, the reference.
+    """
+    reference = int(table["model_objective"].idxmax()) if reference is None else reference
+    table = table.assign(model_choice=table.index == reference)  # logged with the comparison
     scored = table[table["physics_status"] == Status.FINISHED.value]
+    gain, uncertainty, physics_best = float("nan"), 0.0, -1
     if scored.empty:
-        chosen, ranked_by = int(table["model_objective"].idxmax()), "model"
-    else:
+        chosen, ranked_by = reference, "model"
+    elif reference not in scored.index:
         chosen, ranked_by = int(scored["physics_objective"].idxmax()), "physics"
+        physics_best = chosen
+    else:
+        half_width = pd.Series(0.0, index=table.index)
+        if DIFFERENCE_LOW in table and DIFFERENCE_HIGH in table:
+            half_width = ((table[DIFFERENCE_HIGH] - table[DIFFERENCE_LOW]) / 2.0).fillna(0.0)
+        gains = scored["physics_objective"] - table.loc[reference, "physics_objective"]
+        beyond = gains[gains > noise_mAh_per_g + half_width[scored.index]]
+        best = int(beyond.idxmax()) if not beyond.empty else int(gains.idxmax())
+        gain, uncertainty, physics_best = float(gains[best]), float(half_width[best]), int(gains.idxmax())
+        chosen, ranked_by = (best, "physics") if not beyond.empty else (reference, "model")
     correlation = float("nan")
     if len(scored) >= 3:
         correlation = float(spearmanr(scored["model_objective"], scored["physics_objective"]).statistic)
     row = table.loc[chosen]
     difference = 100.0 * (row["physics_objective"] - row["model_objective"]) / abs(row["model_objective"])
-    return Ranking(table, chosen, ranked_by, correlation, float(difference) if np.isfinite(difference) else np.nan)
+    return Ranking(table, chosen, ranked_by, correlation, float(difference) if np.isfinite(difference) else np.nan,
+                   reference, gain, noise_mAh_per_g, uncertainty, physics_best)
 
 
 class PhysicsFailure(RuntimeError):

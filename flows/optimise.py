@@ -8,6 +8,7 @@ MLflow record in :mod:`flows.tracking`, the second fidelity in :mod:`flows.fidel
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +22,8 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
-from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function
+from flows.evaluation import (MODEL, Evaluation, campaign_parameters, difference_intervals, evaluate_batch,
+                              interval_function, lazy_ensemble)
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
@@ -67,8 +69,14 @@ def evaluate_in_chunks(recipes: list[dict], p: ModelParameters, config: Campaign
     return [evaluation for part in parts for evaluation in part]
 
 
-def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False) -> fidelity.Ranking | None:
+def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
+                  ensemble=None) -> fidelity.Ranking | None:
     """Re-rank the campaign's top-k model recipes with the PyBaMM model (None when the check is off).
+
+    PyBaMM replaces the numpy model's choice only by a candidate it scores better by more than
+    ``physics_check.numerical_noise_mAh_per_g`` plus the model's 90 % uncertainty on the two recipes' objective
+    difference, from ``ensemble`` (a :func:`flows.evaluation.lazy_ensemble`; None: the noise alone); otherwise the
+    ranking reports agreement (:func:`flows.fidelity.rank`).
 
     Progress (console and Prefect's run logger) moves per recipe: on one worker the recipes are solved one at a
     time (the built PyBaMM models are cached per thread, so nothing is rebuilt); split over several workers, per
@@ -101,7 +109,15 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False) -
         progress.close()
     table = pd.concat(parts, ignore_index=True)
     table.insert(0, "evaluation", candidates)
-    return fidelity.rank(table)
+    reference = candidates.index(cheapest) if cheapest is not None else 0  # the numpy model's own pick
+    if ensemble is not None:
+        try:
+            bands = difference_intervals(recipes, ensemble(), config.objective, reference)
+            table[fidelity.DIFFERENCE_LOW], table[fidelity.DIFFERENCE_HIGH] = bands[:, 0], bands[:, 1]
+        except Exception as error:  # noqa: BLE001 - the check still runs, on the numerical noise alone
+            warnings.warn(f"physics check without the model's uncertainty: {type(error).__name__}: {error}",
+                          stacklevel=2)
+    return fidelity.rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
 
 
 def _physics_detail(part: pd.DataFrame) -> str:
@@ -205,7 +221,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     interrupts.install()  # Prefect's flow engine installed its own SIGTERM handler: the campaign's comes first
     config = campaign.config
     p, calibration = calibrate_task(config)
-    intervals_of = (interval_function(p, calibration, config.scoring())
+    ensemble = lazy_ensemble(p, calibration)  # one per campaign: the child runs' intervals and the physics check
+    intervals_of = (interval_function(p, calibration, config.scoring(), ensemble)
                     if config.tracking.log_evaluation_intervals and config.tracking.log_evaluation_runs else None)
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
@@ -220,7 +237,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         compare_with_model_optimum(campaign, p, recorder)
         if config.physics_check.top_k and not config.multi_objective:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
-        ranking = physics_check(campaign, p, quiet)
+        ranking = physics_check(campaign, p, quiet, ensemble)
         interrupts.check()  # a signal whose raise was swallowed inside the check (a finaliser) stops here
         if ranking is not None:
             recorder.log_physics_check(ranking)

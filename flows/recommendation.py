@@ -2,8 +2,10 @@
 
 - **One objective.** Recipes the model cannot tell apart should not be chosen by chance: among finished
   evaluations within ``recommendation.tolerance_pct`` of the best objective, the cheapest one (shortest milling time,
-  then lowest milling energy) is recommended, and the note says so. When the physics check ran, the same rule applies
-  to the candidates it scored, by their physics objective.
+  then lowest milling energy) is recommended, and the note says so. When the physics check ran and PyBaMM's choice
+  beats the model's by more than numerical noise plus the model's uncertainty (``ranked_by == "physics"``), the same
+  rule applies to the candidates it scored, by their physics objective; otherwise the model's choice stands and the
+  note reports the agreement (:func:`flows.fidelity.rank`).
 - **Several objectives.** The Pareto front of the evaluated recipes, and on it the point chosen by
   ``recommendation.rule`` (knee, or weights) within ``recommendation.limits`` (:func:`flows.pareto.choose_on_front`).
 

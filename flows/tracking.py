@@ -336,8 +336,11 @@ class CampaignRecorder:
                                   "objective_capacity_mAh_per_g": float(chosen["physics_capacity_at_target_mAh_per_g"])}
         self.tracker.log(self.run_id,
                          metrics={"fidelity.rank_correlation": ranking.rank_correlation,
-                                  "fidelity.objective_difference_pct": ranking.objective_difference_pct},
-                         tags={"fidelity_summary": ranking.summary(), "recommended.ranked_by": ranking.ranked_by})
+                                  "fidelity.objective_difference_pct": ranking.objective_difference_pct,
+                                  "fidelity.physics_gain_mAh_per_g": ranking.physics_gain_mAh_per_g,
+                                  "fidelity.tolerance_mAh_per_g": ranking.tolerance_mAh_per_g},
+                         tags={"fidelity_summary": ranking.summary(), "recommended.ranked_by": ranking.ranked_by,
+                               "fidelity.agreement": str(ranking.agreement).lower()})
         self.tracker.log_files(self.run_id, {"fidelity_comparison.csv": ranking.table})
 
     def log_recommendation(self, recommendation, files: Mapping[str, object]) -> None:

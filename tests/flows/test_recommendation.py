@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 from flows.campaign import Campaign
 from flows.config import load_config
 from flows.evaluation import Evaluation
+from flows.fidelity import rank
 from flows.optimise import optimise_anode
 from flows.recommendation import bound_notes, recommend
 from surrogate.recipe import complete
@@ -86,3 +87,27 @@ def test_the_recommendation_carries_a_90_pct_interval_on_each_predicted_metric()
     assert recommendation.record()["interval_90"] == recommendation.intervals
     measured = Recommendation(0, type(evaluation)(recipe, evaluation.status, 300.0, {}, source=LAB), 0.0, 0.0, "")
     assert with_intervals(measured, config).intervals == {}  # lab numbers are measurements, not predictions
+
+
+def checked(campaign, physics_objectives):
+    """A physics check of every evaluation of ``campaign`` (the model's best first), as flows/optimise.py builds it."""
+    return pd.DataFrame({"evaluation": range(len(campaign.evaluations)),
+                         "model_objective": [e.objective for e in campaign.evaluations],
+                         "physics_objective": physics_objectives, "physics_status": "FINISHED"})
+
+
+def test_pybamm_agreeing_within_noise_leaves_the_models_recommendation_and_the_note_says_so():
+    campaign = campaign_of([(recipe(12.0), 340.0), (recipe(20.0, sn=0.6), 330.0)], tolerance_pct=0.0)
+    ranking = rank(checked(campaign, [341.00, 341.07]), noise_mAh_per_g=0.1)
+    result = recommend(campaign, NoModel(), ranking)
+    assert result.index == 0
+    assert "agreement within noise + uncertainty" in result.fidelity_note
+    assert "physics-checked" not in result.rule_note
+
+
+def test_pybamm_beyond_noise_replaces_the_models_recommendation():
+    campaign = campaign_of([(recipe(12.0), 340.0), (recipe(20.0, sn=0.6), 330.0)], tolerance_pct=0.0)
+    ranking = rank(checked(campaign, [341.0, 345.0]), noise_mAh_per_g=0.1)
+    result = recommend(campaign, NoModel(), ranking)
+    assert result.index == 1
+    assert "ranked by the PyBaMM model" in result.fidelity_note and "physics-checked" in result.rule_note
