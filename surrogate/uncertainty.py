@@ -231,18 +231,34 @@ def _intervals(value: dict, members: list[dict], probability: float) -> dict:
     return out
 
 
+_BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
+_BUILT_KEPT = 16
+
+
 def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str | Path | None = None,
                    observations: pd.DataFrame | None = None,
                    settings: UncertaintySettings | None = None) -> Ensemble:
     """The ensemble around a calibration of ``p`` (its non-fitted values as given) to its data.
 
     ``observations`` is the table the calibration was fitted to (default: read ``data_path``); a leave-out study
-    passes its own, so the ensemble knows only what that fit knew.
+    passes its own, so the ensemble knows only what that fit knew. The ensemble depends only on the calibrated
+    parameters, the table and the settings (its seed among them), so one built before in this process is reused:
+    a campaign asks for it for its child runs, its physics check and its recommendation.
     """
     settings = settings or UncertaintySettings.load()
     materials = load_materials(config_dir() / "materials.yaml")
     observations = observations if observations is not None else load_observations(data_path, materials)
     central = calibration.apply(p)
+    key = (central.digest(), tuple((name, central[name].tag) for name in central),
+           int(pd.util.hash_pandas_object(observations, index=False).sum()), repr(settings))
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_KEPT:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = _build(central, observations, materials, settings)
+    return _BUILT[key]
+
+
+def _build(central: ModelParameters, observations: pd.DataFrame, materials, settings: UncertaintySettings) -> Ensemble:
     problem = LeastSquaresProblem(central, observations, materials)
     transform = problem.transform
     low, high = transform.box()
