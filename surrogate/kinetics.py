@@ -102,7 +102,9 @@ def reachable_fraction(potential_V, overpotential_V, p: ModelParameters):
 
 
 # Probabilists' Gauss-Hermite nodes and weights (normalised): E[f(z)], z ~ N(0, 1), exact for polynomials of degree
-# 2n - 1; 16 nodes keep the drop-out curve smooth to well below the data's 2 % scatter.
+# 2n - 1. Measured against 32 nodes on 4 000 random recipes: capacity at 4.2 A/g moves by at most 2 %, capacity after
+# 1000 cycles by at most 10 % (the worst recipes, far from the data); 8 nodes move the latter by up to 36 %. Cost
+# grows in proportion to the nodes. A quadrature-free form is an open item (issue 10).
 _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
 _LOG_NORMAL_QUADRATURE = (_HERMITE_NODES, _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum())
 
