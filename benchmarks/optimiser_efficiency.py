@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.config import CampaignConfig, load_config  # noqa: E402
 from flows.campaign import Campaign  # noqa: E402
 from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
-from flows.model_optimum import dense_optimum  # noqa: E402
+from flows.model_optimum import DENSE_SAMPLES, dense_optimum  # noqa: E402
 from flows.search import loss_of, recipe_of, run_search, search_dimensions  # noqa: E402
 
 METHODS = ("project", "skopt_default", "tpe")
@@ -194,14 +194,14 @@ def cpu_per_evaluation(method: str, config, p, target: float, counts, seed: int 
     return {str(c): objective.clock.per_evaluation(c) for c in counts}
 
 
-def benchmark(config: CampaignConfig, seeds: int, budget: int, counts=CPU_COUNTS, dense_n: int = 2**17,
+def benchmark(config: CampaignConfig, seeds: int, budget: int, counts=CPU_COUNTS, dense_n: int = DENSE_SAMPLES,
               methods=METHODS, log=print, cpu: bool = True, first_seed: int = 0) -> dict:
     """The benchmark's JSON document (plus per-seed counts and the optimum, under extra keys)."""
     p, _ = campaign_parameters(config)
     start = time.perf_counter()
     recipe, optimum = dense_optimum(config, p, n=dense_n)
     target = optimum - WITHIN * abs(optimum)
-    log(f"dense optimum ({dense_n} Sobol recipes + Nelder-Mead, {time.perf_counter() - start:.1f} s): "
+    log(f"dense optimum ({dense_n} Sobol recipes + differential evolution, {time.perf_counter() - start:.1f} s): "
         f"{optimum:.3f} mAh/g at " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in recipe.items())
         + f"; target >= {target:.3f}")
     result: dict = {"methods": {}, "optimum_objective": optimum, "per_seed": {}}
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--json", action="store_true", help="print only the JSON document")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, budget 24, 16 384 dense samples")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, budget 24, 4 096 dense samples")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU runs (measuring evaluations only)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                                        if k not in ("n_calls", "seed", "failure_penalty")))
     with threadpool_limits(limits=1, user_api="blas"):  # every method as the project's optimiser runs (see above)
         result = benchmark(config, seeds, budget, methods=methods, log=log, cpu=not args.no_cpu,
-                           first_seed=args.first_seed, dense_n=2**14 if args.quick else 2**17)
+                           first_seed=args.first_seed, dense_n=2**12 if args.quick else DENSE_SAMPLES)
     if args.json:
         print(json_document(result))
         return 0

@@ -1,7 +1,7 @@
 """Do different seeds of one campaign recommend the same recipe? (issue 12's done-when)
 
-Runs the campaign's optimisation for several seeds as the flow does (the same search, physics check and
-recommendation rule, without Prefect or MLflow) and prints each recommended recipe, then the spread: the range of
+Runs the campaign's optimisation for several seeds as the flow does (the same search, dense-search candidates,
+physics check and recommendation rule, without Prefect or MLflow) and prints each recommended recipe, then the spread: the range of
 the Sn fraction and the ratio of the longest to the shortest milling time. Target for configs/default.yaml: within
 0.03 in Sn fraction and a factor 1.5 in milling time over three seeds.
 
@@ -19,7 +19,8 @@ from flows import fidelity
 from flows.campaign import Campaign
 from flows.config import load_config
 from flows.evaluation import campaign_parameters, evaluate_batch
-from flows.optimise import _cheapest_model_equivalent
+from flows.model_optimum import add_model_optimum
+from flows.optimise import physics_candidates
 from flows.pareto import run_pareto_search
 from flows.recommendation import recommend
 from flows.search import run_search
@@ -31,19 +32,19 @@ TARGET_TIME_RATIO = 1.5
 def recommended(config, p) -> dict:
     campaign = Campaign.new(config)
     search = run_pareto_search if config.multi_objective else run_search
-    optimizer = search(campaign, lambda recipes: evaluate_batch(recipes, p, config.scoring()))
+    evaluate = lambda recipes: evaluate_batch(recipes, p, config.scoring())  # noqa: E731
+    optimizer = search(campaign, evaluate)
+    add_model_optimum(campaign, p, evaluate)  # the dense search's optimum and cheapest equivalent, as the flow adds
     ranking = None
     if config.physics_check.top_k and not config.objectives:
         from surrogate.physics import calibrated_physics_parameters
 
-        candidates = fidelity.top_candidates(campaign.evaluations, config.physics_check.top_k)
-        cheapest = _cheapest_model_equivalent(campaign)
-        if cheapest is not None and cheapest not in candidates:
-            candidates.append(cheapest)
+        candidates, reference = physics_candidates(campaign)
         table = fidelity.physics_scores([campaign.evaluations[i].recipe for i in candidates], p,
                                         calibrated_physics_parameters(p), config.objective)
         table.insert(0, "evaluation", candidates)
-        ranking = fidelity.rank(table)
+        # the flow also widens the tolerance by the model's uncertainty on each difference; here noise alone
+        ranking = fidelity.rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
     result = recommend(campaign, optimizer, ranking)
     return {**result.recipe, "objective": result.evaluation.objective, "rule": result.rule_note,
             "bounds": list(result.bound_notes)}

@@ -89,18 +89,20 @@ class Campaign:
         return batch
 
     def model_evaluations(self) -> int:
-        """Evaluations by the model (lab observations do not use up the budget)."""
+        """Evaluations the optimiser asked the model for: its budget (lab observations and the dense search's
+        candidates do not use it up)."""
         return sum(e.source == MODEL for e in self.evaluations)
 
     def failed(self) -> int:
         return sum(not e.ok for e in self.evaluations)
 
-    def best_index(self) -> int | None:
-        finished = [i for i, e in enumerate(self.evaluations) if e.ok]
+    def best_index(self, sources: tuple[str, ...] | None = None) -> int | None:
+        """The finished evaluation of highest objective (among ``sources`` only, when given)."""
+        finished = [i for i, e in enumerate(self.evaluations) if e.ok and (sources is None or e.source in sources)]
         return max(finished, key=lambda i: self.evaluations[i].objective) if finished else None
 
-    def best_objective(self) -> float:
-        best = self.best_index()
+    def best_objective(self, sources: tuple[str, ...] | None = None) -> float:
+        best = self.best_index(sources)
         return self.evaluations[best].objective if best is not None else float("nan")
 
     # --- views -----------------------------------------------------------------------------------------------------

@@ -23,13 +23,17 @@ if TYPE_CHECKING:
     from surrogate.calibration import Calibration
     from surrogate.uncertainty import Ensemble
 
-MODEL, LAB = "model", "lab"  # where an evaluation's numbers come from
+# Where an evaluation's numbers come from and who chose the recipe: the model at the optimiser's suggestion, the
+# model at the dense search's optimum (flows.model_optimum; not part of the optimiser's budget), or a lab measurement.
+MODEL, DENSE_SEARCH, LAB = "model", "dense_search", "lab"
+PREDICTED = (MODEL, DENSE_SEARCH)  # sources whose numbers are model predictions
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluated recipe: status, objective (NaN unless FINISHED), metrics, failure reason, and its source:
-    ``model`` (the model) or ``lab`` (a measured result)."""
+    ``model`` (the model, at the optimiser's suggestion), ``dense_search`` (the model, at its dense-search optimum)
+    or ``lab`` (a measured result)."""
 
     recipe: dict[str, Any]
     status: Status
@@ -41,6 +45,11 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.status == Status.FINISHED
+
+    @property
+    def predicted(self) -> bool:
+        """Its numbers are the model's predictions (not measurements)."""
+        return self.source in PREDICTED
 
     def record(self) -> dict[str, Any]:
         """JSON-ready view (campaign state files)."""

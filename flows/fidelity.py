@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from flows.evaluation import MODEL, Evaluation
+from flows.evaluation import Evaluation
 from flows.objective import CAPACITY, EXPANSION, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -24,7 +24,7 @@ from surrogate.status import Status
 
 def top_candidates(evaluations: list[Evaluation], k: int) -> list[int]:
     """Indexes of the k best finished model evaluations, distinct recipes only."""
-    order = sorted((i for i, e in enumerate(evaluations) if e.ok and e.source == MODEL),
+    order = sorted((i for i, e in enumerate(evaluations) if e.ok and e.predicted),
                    key=lambda i: evaluations[i].objective, reverse=True)
     chosen, seen = [], set()
     for i in order:

@@ -22,8 +22,8 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
-from flows.evaluation import (MODEL, Evaluation, campaign_parameters, difference_intervals, evaluate_batch,
-                              interval_function, lazy_ensemble)
+from flows.evaluation import (MODEL, Evaluation, campaign_parameters, difference_intervals,
+                              evaluate_batch, interval_function, lazy_ensemble)
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
@@ -82,17 +82,14 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
     time (the built PyBaMM models are cached per thread, so nothing is rebuilt); split over several workers, per
     finished chunk."""
     config = campaign.config
-    if config.physics_check.top_k == 0 or not any(e.ok and e.source == MODEL for e in campaign.evaluations):
+    if config.physics_check.top_k == 0 or not any(e.ok and e.predicted for e in campaign.evaluations):
         return None
     if config.objectives:  # the PyBaMM fidelity scores the capacity objective only
         return None
     from surrogate.physics import calibrated_physics_parameters
 
     q = calibrated_physics_parameters(p)
-    candidates = fidelity.top_candidates(campaign.evaluations, config.physics_check.top_k)
-    cheapest = _cheapest_model_equivalent(campaign)
-    if cheapest is not None and cheapest not in candidates:  # so the cheapest-equivalent rule can pick it
-        candidates.append(cheapest)
+    candidates, reference = physics_candidates(campaign)
     recipes = [campaign.evaluations[i].recipe for i in candidates]
     progress = reporting.StepProgress("physics check (PyBaMM)", len(recipes), quiet)
     try:
@@ -109,7 +106,6 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
         progress.close()
     table = pd.concat(parts, ignore_index=True)
     table.insert(0, "evaluation", candidates)
-    reference = candidates.index(cheapest) if cheapest is not None else 0  # the numpy model's own pick
     if ensemble is not None:
         try:
             bands = difference_intervals(recipes, ensemble(), config.objective, reference)
@@ -118,6 +114,16 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
             warnings.warn(f"physics check without the model's uncertainty: {type(error).__name__}: {error}",
                           stacklevel=2)
     return fidelity.rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
+
+
+def physics_candidates(campaign: Campaign) -> tuple[list[int], int]:
+    """The evaluations the physics check re-scores (the top-k model evaluations, plus the numpy model's own pick by
+    the cheapest-equivalent rule, so that rule can pick it) and the position of that pick among them."""
+    candidates = fidelity.top_candidates(campaign.evaluations, campaign.config.physics_check.top_k)
+    cheapest = _cheapest_model_equivalent(campaign)
+    if cheapest is not None and cheapest not in candidates:
+        candidates.append(cheapest)
+    return candidates, candidates.index(cheapest) if cheapest is not None else 0
 
 
 def _physics_detail(part: pd.DataFrame) -> str:
@@ -134,7 +140,7 @@ def _cheapest_model_equivalent(campaign: Campaign) -> int | None:
     """The model evaluation the cheapest-equivalent rule picks among the model's evaluations."""
     from flows.recommendation import cheapest_equivalent
 
-    indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok and e.source == MODEL]
+    indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok and e.predicted]
     if not indexes:
         return None
     k, _ = cheapest_equivalent(indexes, [campaign.evaluations[i].objective for i in indexes],
@@ -171,21 +177,23 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
         reporting.print_model_error(errors, campaign.lab.path)
 
 
-def compare_with_model_optimum(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder) -> None:
-    """How close the campaign came: the model's own optimum by a dense vectorised search, and the regret.
+def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool):
+    """The model's own optimum and its cheapest equivalent join the candidates
+    (:func:`flows.model_optimum.add_model_optimum`, evaluated and saved like a batch), and the optimiser's regret
+    against the optimum is logged; a failed search is a tag, never a reason to fail the campaign."""
+    from flows.model_optimum import add_model_optimum
 
-    Only for campaigns the model alone scored (lab results score the real material, whose optimum is unknown).
-    """
-    if campaign.lab is not None or not any(e.ok for e in campaign.evaluations):
-        return
-    from flows.model_optimum import dense_optimum
-
+    config = campaign.config
     try:
-        recipe, objective = dense_optimum(campaign.config, p)
+        found = add_model_optimum(campaign, p, lambda recipes: evaluate_in_chunks(recipes, p, config),
+                                  recorder.after_batch, atomic=interrupts.deferred)
     except Exception as error:  # noqa: BLE001 - a report, never a reason to fail the campaign
         recorder.tracker.log(recorder.run_id, tags={"model_optimum_failed": f"{type(error).__name__}: {error}"})
         return
-    recorder.log_model_optimum(recipe, objective, campaign.best_objective())
+    if found is not None:
+        best = campaign.best_objective(sources=(MODEL,))
+        recorder.log_model_optimum(found.recipe, found.objective, best)
+        reporting.say(reporting.model_optimum_note(found, best, added=not config.multi_objective), quiet)
 
 
 @dataclass(frozen=True)
@@ -234,7 +242,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         optimizer = search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
                            lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                            atomic=interrupts.deferred)
-        compare_with_model_optimum(campaign, p, recorder)
+        progress.close()
+        model_optimum_stage(campaign, p, recorder, quiet)
         if config.physics_check.top_k and not config.multi_objective:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p, quiet, ensemble)

@@ -60,9 +60,9 @@ def with_intervals(recommendation: Recommendation, config) -> Recommendation:
     numbers are measurements, not predictions)."""
     from dataclasses import replace
 
-    from flows.evaluation import MODEL, campaign_parameters, metric_intervals
+    from flows.evaluation import campaign_parameters, metric_intervals
 
-    if recommendation.evaluation.source != MODEL:
+    if not recommendation.evaluation.predicted:
         return recommendation
     p, calibration = campaign_parameters(config)
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,

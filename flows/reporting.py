@@ -266,6 +266,20 @@ def say(text: str, quiet: bool = False) -> None:
 CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
 
 
+def model_optimum_note(found, best_by_optimiser: float, added: bool) -> str:
+    """One line on the model's own optimum (:class:`flows.model_optimum.ModelOptimum`) against the optimiser's
+    best, and (``added``: both were added to the candidates) the cheapest recipe as good as it."""
+    regret_pct = 100.0 * (found.objective - best_by_optimiser) / abs(found.objective) if found.objective else 0.0
+    line = (f"[bold]model optimum[/] (dense search): {found.objective:.1f}, the optimiser's best "
+            f"{best_by_optimiser:.1f} (regret {regret_pct:.1f} %)")
+    if not added:
+        return line
+    cheap = found.cheapest_recipe
+    return (f"{line}; cheapest within {found.tolerance_pct:g} %: "
+            f"{found.cheapest_objective:.1f} at Sn {cheap['sn_mass_fraction']:.3f}, {cheap['milling_time_h']:.3g} h, "
+            f"{cheap['milling_speed_rpm']:.0f} rpm, BPR {cheap['ball_to_powder_ratio']:.3g} (both added as candidates)")
+
+
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """Where a person opens an MLflow run: the tracking server's own host and port for an http(s) store; for a
     local store, the ``snhc ui`` command and the address it serves (127.0.0.1:5000 by default). The link opens

@@ -22,7 +22,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
-from flows.evaluation import MODEL
 from flows.inputs import redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
 from flows.metrics import display_number
@@ -273,7 +272,7 @@ class CampaignRecorder:
         campaign = self.campaign
         indices = range(start, len(campaign.evaluations))
         intervals = self._intervals([i for i in indices if campaign.evaluations[i].ok
-                                     and campaign.evaluations[i].source == MODEL])
+                                     and campaign.evaluations[i].predicted])
         for index in indices:
             self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index],
                                         intervals.get(index))

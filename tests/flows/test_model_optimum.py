@@ -31,3 +31,29 @@ def test_dense_optimum_keeps_fixed_dimensions():
     recipe, objective = dense_optimum(config, p, n=2**10)
     assert recipe["milling_speed_rpm"] == 300.0
     assert np.isfinite(objective)
+
+
+def test_cheapest_equivalent_is_within_tolerance_and_no_dearer_than_any_sampled_recipe_as_good():
+    """The cheapest recipe within the tolerance of the optimum: it scores within it, and no recipe of a random
+    sample that scores within it mills for less time."""
+    from flows.model_optimum import model_optimum
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    found = model_optimum(config, p, n=2**12, seed=1, tolerance_pct=2.0)
+    floor = found.objective * (1 - 0.02)
+    assert objective_of([found.cheapest_recipe], p, config)[0] == found.cheapest_objective >= floor
+    assert found.cheapest_recipe["milling_time_h"] <= found.recipe["milling_time_h"]
+    random = [recipe_of(x, config) for x in make_optimizer(config).space.rvs(20000, random_state=11)]
+    scores = objective_of(random, p, config)
+    good = [r["milling_time_h"] for r, s in zip(random, scores) if s >= floor]
+    assert found.cheapest_recipe["milling_time_h"] <= min(good, default=np.inf) * 1.001
+
+
+def test_cheapest_equivalent_with_no_tolerance_is_the_optimum():
+    from flows.model_optimum import model_optimum
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    found = model_optimum(config, p, n=2**10, tolerance_pct=0.0)
+    assert found.cheapest_objective >= found.objective  # nothing below the optimum qualifies

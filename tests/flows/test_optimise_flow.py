@@ -54,7 +54,7 @@ def test_parent_run_has_config_tags_recommendation_and_artifacts(campaign):
         assert BOUNDS[field][0] <= value <= BOUNDS[field][1]
     assert np.isfinite(parent.data.metrics["recommended.optimiser_surrogate_std_objective"])
     history = client.get_metric_history(summary["run_id"], "best_objective")
-    assert [m.step for m in history] == [4, 8]
+    assert [m.step for m in history] == [4, 8, 10]  # two batches, then the dense search's two candidates
     assert history[-1].value >= history[0].value
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "evaluations.csv", "calibration_report.txt", "convergence.png", "objective.png",
@@ -93,15 +93,37 @@ def test_one_child_run_per_evaluation_with_recipe_and_metrics(campaign, tmp_path
     uri, summary = campaign
     client = MlflowClient(uri)
     children = children_of(client, summary["experiment_id"], summary["run_id"])
-    assert len(children) == 8
+    assert len(children) == 10  # the optimiser's eight, and the dense search's optimum and cheapest equivalent
+    assert sorted(c.data.tags["source"] for c in children) == ["dense_search"] * 2 + ["model"] * 8
     for child in children:
         assert child.info.status == "FINISHED"
         assert set(RECIPE) <= set(child.data.params)
         assert {"objective", "capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"} <= set(child.data.metrics)
     table = evaluation_table(uri, summary["run_id"], tmp_path)
-    assert len(table) == 8 and (table["status"] == "FINISHED").all()
+    assert len(table) == 10 and (table["status"] == "FINISHED").all()
     assert table["objective"].max() == pytest.approx(summary["metrics"]["objective"])
     assert max(c.data.metrics["objective"] for c in children) == pytest.approx(summary["metrics"]["objective"])
+
+
+def test_the_model_optimum_joins_the_candidates_outside_the_budget(campaign, tmp_path):
+    """The dense search's optimum and the cheapest recipe within the tolerance of it are evaluated beside the
+    optimiser's eight (which stay the budget), the regret is logged, and what the model ranks first is at least as
+    good as the optimum minus the tolerance."""
+    uri, summary = campaign
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["run_id"])
+    table = evaluation_table(uri, summary["run_id"], tmp_path)
+    dense = table[table["source"] == "dense_search"]
+    optimiser = table[table["source"] == "model"]
+    optimum = parent.data.metrics["model_optimum.objective"]
+    assert len(optimiser) == 8 and len(dense) == 2
+    assert dense["objective"].max() == pytest.approx(optimum)
+    assert dense["objective"].min() >= optimum * (1 - 0.005) - 1e-9  # the default tolerance, 0.5 %
+    assert dense["milling_time_h"].min() < dense.loc[dense["objective"].idxmax(), "milling_time_h"]
+    assert parent.data.metrics["regret_mAh_per_g"] == pytest.approx(optimum - optimiser["objective"].max())
+    assert parent.data.metrics["regret_mAh_per_g"] > 0  # eight evaluations do not reach the model's optimum
+    if parent.data.tags["recommended.ranked_by"] == "model":
+        assert summary["metrics"]["objective"] >= optimum * (1 - 0.005) - 1e-9
 
 
 def test_real_mlflow_server_lists_the_runs_over_rest(campaign, tmp_path):
@@ -123,7 +145,7 @@ def test_real_mlflow_server_lists_the_runs_over_rest(campaign, tmp_path):
         stop(server)
     listed = {run["info"]["run_id"] for run in runs}
     assert summary["run_id"] in listed
-    assert len(listed) == 9  # the parent and its eight evaluations
+    assert len(listed) == 11  # the parent and its ten evaluations
 
 
 def test_same_config_and_seed_give_the_same_evaluation_table(campaign, tmp_path):

@@ -81,7 +81,9 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     table = pd.read_csv(client.download_artifacts(run_id, "evaluations.csv", str(tmp_path)))
-    assert len(table) == 12 and table["evaluation"].is_unique
+    # the optimiser's twelve, then the dense search's optimum and cheapest equivalent, once
+    assert len(table) == 14 and table["evaluation"].is_unique
+    assert (table["source"] == "model").sum() == 12 and list(table["source"].iloc[12:]) == ["dense_search"] * 2
     recipes = table[["sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio"]]
     assert not recipes.duplicated().any()
     for item in before:  # everything finished before the kill is in the final table, unchanged
@@ -90,7 +92,7 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
         assert row["objective"] == pytest.approx(item["objective"])
     experiment, _ = campaign_runs(client)
     children = active_children(client, experiment, run_id)
-    assert sorted(int(c.data.tags["evaluation"]) for c in children) == list(range(12))
+    assert sorted(int(c.data.tags["evaluation"]) for c in children) == list(range(14))
     assert all(c.info.status == "FINISHED" for c in children)
 
 
@@ -109,7 +111,7 @@ def test_two_campaigns_at_once_on_one_sqlite_store(params, tmp_path):
     assert sorted(r.data.tags["campaign"] for r in runs) == ["first", "second"]
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "best_objective")] == [2, 4, 6, 8]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "best_objective")] == [2, 4, 6, 8, 10]
         children = active_children(client, experiment, run.info.run_id)
         assert len(children) == 8
         assert all("objective" in c.data.metrics for c in children)
