@@ -395,7 +395,7 @@ def cmd_suggest(args) -> int:
     from flows.inputs import writable_output, write_csv
 
     from flows.campaign import build_campaign
-    from flows.suggest import suggest
+    from flows.suggest import log_suggestions, suggest
 
     if args.batch < 1 or args.batch > 64:
         raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
@@ -403,15 +403,18 @@ def cmd_suggest(args) -> int:
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
     writable_output(args.output, "--output")  # before the work, not after it
-    table = suggest(build_campaign(args.config, overrides, run_id, args.observations), args.batch)
+    campaign = build_campaign(args.config, overrides, run_id, args.observations)
+    table = suggest(campaign, args.batch)
     write_csv(table, args.output)
+    mlflow_run = log_suggestions(campaign, table)
     if args.json:
         print(table.to_json(orient="records", indent=2))
         return 0
     from flows.reporting import print_frame
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
-    console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]")
+    console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
+                    f"(experiment {campaign.config.tracking.experiment_name})")
     return 0
 
 

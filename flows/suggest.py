@@ -6,7 +6,8 @@ No suggestion duplicates a done or pending recipe.
 
 The optimiser's surrogate is the physics-informed GP (``flows/physics_gp.py``) unless the campaign chooses a forest
 (``optimiser.surrogate: RF`` or ``ET``): on lab data the model is the prior and the GP learns the lab's discrepancy.
-Each suggestion shows the model's own prediction, the correction the lab data taught it, and the combined mean and sd.
+Each suggestion shows the model's own prediction, the correction the lab data taught it, and the combined mean and sd,
+on the console and in an MLflow run of the campaign's experiment (:func:`log_suggestions`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from skopt.utils import cook_estimator
 from flows.campaign import Campaign
 from flows.evaluation import LAB, Evaluation, campaign_parameters, evaluate_batch
 from flows.search import make_optimizer, point_of, recipe_of, surrogate_prediction, tell_known
-from surrogate.recipe import recipe_key
+from surrogate.recipe import FIELD_NAMES, recipe_key
 from surrogate.status import Status
 
 
@@ -76,3 +77,52 @@ def _uncertainty(optimizer, config, recipes) -> list[tuple[float, float]]:
     model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
     mean, std = model.predict(optimizer.space.transform(points), return_std=True)
     return [(float(-m), float(s)) for m, s in zip(mean, std)]
+
+
+SUGGESTION_METRICS = {  # table column -> MLflow metric (one step per suggestion)
+    "predicted_objective": "suggestion.model_objective",
+    "learned_correction_objective": "suggestion.learned_correction",
+    "surrogate_mean_objective": "suggestion.combined_mean",
+    "surrogate_std_objective": "suggestion.combined_sd",
+}
+
+
+def log_suggestions(campaign: Campaign, table: pd.DataFrame) -> str:
+    """Record one ``snhc suggest`` as an MLflow run (tag ``snhc.kind: suggestions``) in the campaign's experiment:
+    the suggestions table as an artifact and as the run's description, and per suggestion (step = its row) the
+    model's objective, the learned correction and the combined mean and sd, so the MLflow UI charts how much the
+    lab has taught the model. Returns the run id."""
+    from flows.tracking import NOTE_TAG, Tracker, run_name
+
+    config = campaign.config
+    tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment_name,
+                      config.tracking.artifact_location)
+    measured = len(campaign.lab.measured) if campaign.lab else 0
+    tags = {"snhc.kind": "suggestions", "campaign": config.name,
+            "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate}
+    if campaign.run_id:
+        tags["suggested_after_run"] = campaign.run_id
+    if campaign.lab:
+        tags["observations"] = str(campaign.lab.path)
+    with tracker.run(run_name(f"{config.name}-suggest", config.optimiser.seed), tags) as run_id:
+        tracker.log(run_id, params={"batch": len(table), "lab_rows_measured": measured,
+                                    "lab_rows_pending": len(campaign.lab.pending) if campaign.lab else 0,
+                                    "known_evaluations": len(campaign.evaluations)})
+        for step, row in enumerate(table.to_dict("records")):
+            tracker.log(run_id, metrics={name: row[column] for column, name in SUGGESTION_METRICS.items()},
+                        step=step)
+        tracker.log(run_id, tags={NOTE_TAG: suggestions_markdown(table)})
+        tracker.log_files(run_id, {"suggestions.csv": table})
+    return run_id
+
+
+def suggestions_markdown(table: pd.DataFrame) -> str:
+    """The suggestions as a Markdown table (the MLflow run's description): recipe, then model + correction =
+    combined mean, and its sd."""
+    columns = [c for c in table.columns if c in FIELD_NAMES] + list(SUGGESTION_METRICS)
+    lines = [f"**{len(table)} suggested recipes**: the model's objective (mAh/g), the correction the lab data "
+             "taught it, the combined mean and its sd", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+              for row in table[columns].itertuples(index=False)]
+    return "\n".join(lines)

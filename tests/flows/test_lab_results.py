@@ -1,6 +1,7 @@
 """Lab results in (warm start, surrogate error) and next experiments out (suggest); bad lab files and bad resume
 ids get one clear line and exit code 2, before any run is created."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -127,6 +128,23 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     taken |= {tuple(round(r[k], 6) for k in recipe) for r in lab.pending}
     assert not taken & {tuple(round(v, 6) for v in row) for row in suggestions[recipe].to_numpy()}
     assert not suggestions[recipe].duplicated().any()
+    # the same suggestions in MLflow: one run per suggest, model + learned correction = combined mean, per step
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    runs = client.search_runs([summary["experiment_id"]], "tags.`snhc.kind` = 'suggestions'")
+    assert len(runs) == 1 and runs[0].data.tags["suggested_after_run"] == summary["run_id"]
+    run_id = runs[0].info.run_id
+
+    def history(name):
+        return [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
+
+    model, correction = history("suggestion.model_objective"), history("suggestion.learned_correction")
+    combined = history("suggestion.combined_mean")
+    assert len(model) == 3 and np.allclose(np.add(model, correction), combined)
+    assert np.allclose(combined, suggestions["surrogate_mean_objective"])
+    assert all(sd > 0 for sd in history("suggestion.combined_sd"))
+    logged = pd.read_csv(client.download_artifacts(run_id, "suggestions.csv", str(tmp_path / "logged")))
+    assert np.allclose(logged[recipe].to_numpy(), suggestions[recipe].to_numpy())
+    assert "3 suggested recipes" in runs[0].data.tags["mlflow.note.content"]
 
 
 def test_lab_observations_in_a_campaign_with_objectives_exit_2(tmp_path, capsys):
