@@ -130,6 +130,13 @@ class Optimiser(Strict):
     acquisition_samples: int = Field(10000, ge=10, le=1_000_000, description="random points the acquisition is "
                                                                              "evaluated on per ask")
     acquisition_restarts: int = Field(5, ge=1, le=100, description="lbfgs: starts from the best samples")
+    local_candidates_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of the acquisition's samples drawn around the best evaluated recipes "
+                                         "rather than over the whole space (a thin optimum ridge is rarely hit by "
+                                         "uniform samples)")
+    local_candidates_scale: float = Field(
+        0.02, gt=0.0, le=1.0, description="sd of those local samples, as a share of each searched range (on the "
+                                          "optimiser's axes: log where a field is searched on a log scale)")
     gp_noise: float | Literal["gaussian"] = Field(
         "gaussian", description="GP noise variance (normalised objective): a fixed level, or 'gaussian' (fitted)")
     gp_restarts: int = Field(2, ge=0, le=50, description="GP hyperparameter fit: restarts of its optimiser")

@@ -50,6 +50,7 @@ def search_dimensions(config: CampaignConfig) -> list[Real | Categorical]:
 BLAS_THREADS = 1  # the GP's matrices are ~100 x 100: BLAS threads only add overhead (measured: tell CPU 10x)
 DUPLICATE_DISTANCE = 1e-6  # points closer than this in the optimiser's unit cube are the same recipe
 LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
+LOCAL_CENTRES = 5  # local acquisition samples step from the best few evaluated points, not only the best one
 
 
 class BatchOptimizer(Optimizer):
@@ -70,9 +71,11 @@ class BatchOptimizer(Optimizer):
     any remainder with random points (no model has been fitted yet).
     """
 
-    def __init__(self, *args, output_warping: str = "none", **kwargs):
+    def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.05,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.output_warping = output_warping
+        self.local_share, self.local_scale = local_share, local_scale
         self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
 
     def _tell(self, x, y, fit=True):
@@ -123,7 +126,7 @@ class BatchOptimizer(Optimizer):
         model, _, y = self._fitted
         X = self.space.transform(self.Xi)
         lie = float(LIARS[strategy](y))
-        candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
+        candidates = self._candidates(X, y)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
         chosen: list[np.ndarray] = []
         for k in range(n_points):
@@ -136,6 +139,23 @@ class BatchOptimizer(Optimizer):
                                               float(min(y.min(), lie) if k else y.min()), np.vstack([X, *chosen]))
             chosen.append(x)
         return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
+
+    def _candidates(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Points (transformed space) the acquisition is evaluated on: uniform samples, of which a share
+        ``local_share`` is replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real
+        dimensions only; categorical columns keep the centre's choice)."""
+        candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
+        n_local = int(round(self.local_share * len(candidates)))
+        if n_local == 0:
+            return candidates
+        real = np.concatenate([np.full(d.transformed_size, isinstance(d, Real)) for d in self.space.dimensions])
+        centres = X[np.argsort(y, kind="stable")[:LOCAL_CENTRES]]
+        local = centres[self.rng.randint(len(centres), size=n_local)].astype(float)
+        low, high = np.array(self.space.transformed_bounds, dtype=float)[real].T
+        steps = self.rng.normal(0.0, self.local_scale, size=(n_local, int(real.sum()))) * (high - low)
+        local[:, real] = np.clip(local[:, real] + steps, low, high)
+        candidates[:n_local] = local
+        return candidates
 
     def _hedged_acquisition(self, model, candidates, X, y) -> tuple[str, np.ndarray]:
         """gp_hedge: every candidate acquisition's optimum (kept for the gains), one chosen by their softmax."""
@@ -227,6 +247,8 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
                               "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
         output_warping=settings.output_warping,
+        local_share=settings.local_candidates_share,
+        local_scale=settings.local_candidates_scale,
     )
     if surrogate == "physics_gp":
         if p is None:

@@ -110,3 +110,32 @@ def test_warped_surrogate_predicts_in_the_losses_own_units():
     np.testing.assert_allclose(mean, optimizer.yi, atol=1e-3 * np.ptp(optimizer.yi))
     assert np.all(std >= 0) and np.all(np.isfinite(std))
     assert len(optimizer.ask(n_points=4)) == 4
+
+
+def test_local_candidates_step_from_the_best_evaluated_points_and_keep_categorical_choices():
+    """With local_candidates_share 1 every acquisition sample lies a few sd from one of the best evaluated points
+    (on the optimiser's unit axes), and a categorical field keeps that point's choice."""
+    overrides = {"optimiser": SMALL | {"local_candidates_share": 1.0, "local_candidates_scale": 0.02,
+                                       "acquisition_samples": 400},
+                 "search_space": {"milling_atmosphere": {"choices": ["argon", "air"]}}}
+    optimizer = make_optimizer(load_config(overrides=overrides))
+    for _ in range(3):
+        points = optimizer.ask(n_points=4)
+        optimizer.tell(points, [loss(x[:4]) for x in points])
+    X, y = optimizer.space.transform(optimizer.Xi), np.asarray(optimizer.yi)
+    candidates = optimizer._candidates(X, y)
+    centres = X[np.argsort(y)[:5]]
+    distances = np.abs(candidates[:, None, :] - centres[None, :, :])  # (candidate, centre, column)
+    nearest = distances.max(-1).argmin(1)
+    assert distances.max(-1).min(1).max() < 0.02 * 6  # six sd: every candidate is local
+    atmosphere = [d.name for d in optimizer.space.dimensions].index("milling_atmosphere")
+    assert np.array_equal(candidates[:, atmosphere], centres[nearest, atmosphere])
+    uniform = make_optimizer(load_config(overrides={"optimiser": SMALL | {"acquisition_samples": 400}}))
+    spread = uniform.space.transform(uniform.space.rvs(400, random_state=1))
+    assert spread.std(0).min() > 0.2  # uniform samples, by contrast, fill the cube
+
+
+@pytest.mark.parametrize("setting", [{"local_candidates_share": 1.5}, {"local_candidates_scale": 0.0}])
+def test_local_candidate_settings_out_of_range_name_the_field(setting):
+    with pytest.raises(ConfigError, match=next(iter(setting))):
+        config_with(**setting)
