@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.config import CampaignConfig, ConfigError, load_config  # noqa: E402
+from flows.config import CampaignConfig, ConfigError, load_config, parse_setting  # noqa: E402
 from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
 from flows.model_optimum import dense_optimum  # noqa: E402
 from flows.search import make_optimizer, model_losses, point_of, search_dimensions  # noqa: E402
@@ -100,7 +100,9 @@ def load_lab(path: str | Path, base: CampaignConfig | None = None, p_model: Mode
         raise LabSpecError(f"{path}: {field}: {first['msg']}"
                            + (f" (allowed 0 to {MAX_NOISE_PCT:g})" if field == "noise_pct" else "")) from None
     try:
-        config = load_config(overrides={"objective": spec.objective}) if spec.objective else (base or load_config())
+        settings = {"optimiser": base.optimiser.model_dump(mode="json")} if base is not None else {}
+        config = (load_config(overrides=settings | {"objective": spec.objective}) if spec.objective
+                  else (base or load_config()))
     except ConfigError as error:
         raise LabSpecError(f"{path}: objective: {error}") from None
     if p_model is None:
@@ -268,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--dense", type=int, default=2**15, help="Sobol samples of the dense optimum search")
     parser.add_argument("--no-cpu", action="store_true", help="skip the optimiser CPU measurement")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an optimiser setting of the GP methods (measuring a choice)")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--methods must be among {','.join(METHODS)}, --seeds >= 1, --budget >= {BATCH}", file=sys.stderr)
         return 2
     paths = [Path(p) for p in args.lab_spec] or shipped_labs()
-    base = load_config()
+    base = load_config(overrides={"optimiser": dict(parse_setting(s) for s in args.set)} if args.set else None)
     p_model, _ = campaign_parameters(base)
     try:
         labs = [load_lab(path, base, p_model) for path in paths]

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.config import CampaignConfig, load_config  # noqa: E402
+from flows.config import CampaignConfig, load_config, parse_setting  # noqa: E402
 from flows.campaign import Campaign  # noqa: E402
 from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
 from flows.model_optimum import DENSE_SAMPLES, dense_optimum  # noqa: E402
@@ -226,16 +226,6 @@ def json_document(result: dict) -> str:
     return json.dumps({"methods": result["methods"]})
 
 
-def _setting(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -249,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override an optimiser setting of the project's method (measuring a choice)")
     args = parser.parse_args(argv)
     seeds, budget = (2, 24) if args.quick else (args.seeds, args.budget)
-    overrides = dict(_setting(s) for s in args.set)
+    overrides = dict(parse_setting(s) for s in args.set)
     config = load_config(overrides={"optimiser": overrides} if overrides else None)
     methods = [m for m in args.methods.split(",") if m]
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print

@@ -487,3 +487,15 @@ def overrides_document(overrides: BaseModel | dict[str, Any] | None) -> dict[str
             key = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"overrides: {key}: {first['msg']} (got {excerpt(first.get('input'))})") from None
     return overrides.model_dump(exclude_unset=True, by_alias=True)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` from a command line (the benchmarks' ``--set``) as (key, value), the value typed as int, float or
+    str; the config's validation then checks it like any other value."""
+    key, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
