@@ -37,6 +37,7 @@ benchmark: install
 	$(BIN)/python benchmarks/physics_cost.py
 	$(BIN)/python benchmarks/scale_out.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/optimise_wall.py
 	$(BIN)/python benchmarks/pareto_front.py
 	$(BIN)/python benchmarks/seed_agreement.py
 	$(BIN)/python benchmarks/lab_loop.py

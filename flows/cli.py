@@ -363,11 +363,33 @@ def _build_and_start(args):
     server = prefect_server.start()
     try:
         campaign = build_campaign(args.config, overrides, resume, args.observations)
+        if server.process is not None:  # a temporary server takes seconds to start: use them
+            _warm_up(campaign.config)
         wait_for_prefect(server, to_stderr=args.json)
     except BaseException:
         server.stop()
         raise
     return campaign, server
+
+
+def _warm_up(config) -> None:
+    """While Prefect's temporary server starts (in its own process), import the flow, load the campaign's
+    calibration and build its parameter ensemble, which this process keeps for the flow (``build_ensemble`` reuses
+    one built for the same inputs): on two cores the server's start and this work overlap
+    (benchmarks/optimise_wall.py). A failure here is left for the flow to meet and report in its own words."""
+    try:
+        import flows.optimise  # noqa: F401 - Prefect's flow machinery and the models: seconds of imports
+        from flows.evaluation import campaign_parameters
+
+
+        p, calibration = campaign_parameters(config)
+        if config.physics_check.top_k or (config.tracking.log_evaluation_runs
+                                          and config.tracking.log_evaluation_intervals):
+            from surrogate.uncertainty import build_ensemble
+
+            build_ensemble(p, calibration)
+    except Exception:  # noqa: BLE001 - the flow calibrates again and reports what went wrong
+        pass
 
 
 def _run_optimisation(args, campaign) -> dict:
