@@ -57,7 +57,7 @@ CPU_SEED = 0
 # `--methods project --no-cpu --set KEY=VALUE ...` (seeds 0-9, budget 60), each row changing the settings of row A.
 # Evaluations to within 1 %: (median, max). Seed-to-seed spread is large (a few evaluations either way), so only
 # differences beyond it decided; "held out" rows repeat the finalists on seeds 10-29 (`--first-seed 10 --seeds 20`).
-CHOICES = (  # chosen: A
+CHOICES = (  # A: on the model before its milling physics (issue 12), chosen; B: on the current model
     ("A  EI, sampling 10000, 10 LHS initial points, noise gaussian", 21.0, 34),
     ("   sampling 2000", 24.5, 35),
     ("   sampling 20000", 32.0, 50),
@@ -76,6 +76,17 @@ CHOICES = (  # chosen: A
     ("   6 initial points, LCB", 24.0, 49),
     ("A  held out: seeds 10-29", 21.0, 49),
     ("   6 initial points, held out: seeds 10-29", 29.0, 51),
+    ("B  A on linear rpm and BPR axes", 61.0, 61),
+    ("B  A on log rpm and BPR axes (the default search space since)", 51.0, 61),
+    ("   local candidates 0.5, sd 0.02", 40.5, 51),
+    ("   local candidates 0.5, sd 0.03", 55.5, 61),
+    ("   local candidates 0.5, sd 0.05", 37.0, 61),
+    ("   local candidates 0.5, sd 0.1", 44.0, 61),
+    ("   local candidates 0.25, sd 0.05", 57.5, 61),
+    ("   local candidates 0.8, sd 0.05", 58.0, 61),
+    ("   local candidates 0.5, sd 0.03, output warping Yeo-Johnson", 45.0, 61),
+    ("B  held out: seeds 10-19", 39.5, 61),
+    ("   local candidates 0.5, sd 0.02, held out: seeds 10-19", 38.0, 61),
 )
 
 
