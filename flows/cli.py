@@ -381,7 +381,6 @@ def _warm_up(config) -> None:
         import flows.optimise  # noqa: F401 - Prefect's flow machinery and the models: seconds of imports
         from flows.evaluation import campaign_parameters
 
-
         p, calibration = campaign_parameters(config)
         if config.physics_check.top_k or (config.tracking.log_evaluation_runs
                                           and config.tracking.log_evaluation_intervals):

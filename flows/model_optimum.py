@@ -8,12 +8,12 @@ recipe within the recommendation's tolerance of it (shortest milling time, then 
 :func:`flows.recommendation.cheapest_equivalent`).
 
 The default objective has near-equal local optima on that ridge (e.g. 342.78 mAh/g at 457 rpm, BPR 5 and 342.62 at
-296 rpm, BPR 18, both at 40 h): the search returns one or the other by its seed (3 of 5 seeds found the first; a
-larger population or an L-BFGS-B polish did not change that). They differ by 0.05 %, well inside the
+296 rpm, BPR 18, both at 40 h): the search returns one or the other by its seed (4 of 5 seeds tried found the first,
+seed 42 the second; a larger population or an L-BFGS-B polish did not change that). They differ by 0.05 %, well inside the
 recommendation's tolerance, and their cheapest equivalents by 4 % in milling time.
 
 Campaigns report the optimum and the Bayesian optimisation's regret against it, and a surrogate-only campaign adds
-both recipes to its candidates (:func:`flows.optimise.add_model_optimum`); the optimiser benchmark counts evaluations
+both recipes to its candidates (:func:`add_model_optimum`); the optimiser benchmark counts evaluations
 until the best so far is within 1 % of it.
 """
 
@@ -43,6 +43,7 @@ ELITE = 48  # the evolution's population: the best Sobol samples (several basins
 GENERATIONS = 400  # at most; it stops earlier once the population agrees to CONVERGENCE_TOLERANCE
 CONVERGENCE_TOLERANCE = 1e-9  # relative spread of the population's objectives: far below the 1 % that matters
 ENERGY_TIE_BREAK = 1e-6  # cheapest search: milling energy (relative to its maximum) only breaks ties in time
+COST_CEILING = 1e12  # cheapest search: above any milling cost, where an infeasible point's loss starts
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,6 @@ def model_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAM
     cheap_categories, cheap, cheap_objective, _ = _cheapest(searches, config, p, floor, seed, incumbent)
     return ModelOptimum(_full_recipe(best, config, categories), optimum, _full_recipe(cheap, config, cheap_categories),
                         cheap_objective, tolerance_pct)
-
-
-COST_CEILING = 1e12  # above any milling cost: where an infeasible point's loss starts
 
 
 def dense_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAMPLES,

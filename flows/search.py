@@ -71,7 +71,7 @@ class BatchOptimizer(Optimizer):
     any remainder with random points (no model has been fitted yet).
     """
 
-    def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.05,
+    def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.output_warping = output_warping
