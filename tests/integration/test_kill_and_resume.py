@@ -21,6 +21,7 @@ from surrogate.paths import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 N_CALLS, BATCH = 40, 2  # 20 batches: enough for every kill point on a fast, idle machine too
+N_DENSE = 2  # the dense search's model optimum and its cheapest equivalent, outside the optimiser's budget
 CAMPAIGN = """
 name: kill-points
 optimiser: {{n_calls: {n_calls}, n_initial_points: 4, batch_size: {batch}, seed: 11}}
@@ -121,13 +122,14 @@ def test_ten_kill_points_lose_nothing_and_a_finished_campaign_extends(params, tm
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
     table = pd.read_csv(client.download_artifacts(run_id, "evaluations.csv", str(tmp_path)))
-    assert len(table) == N_CALLS and table["evaluation"].is_unique
+    assert len(table) == N_CALLS + N_DENSE and table["evaluation"].is_unique
+    assert (table["source"] == "model").sum() == N_CALLS
     for index, item in first_seen.items():  # every saved evaluation survives unchanged
         assert table.iloc[index]["objective"] == pytest.approx(item["objective"])
         assert table.iloc[index]["sn_mass_fraction"] == pytest.approx(item["recipe"]["sn_mass_fraction"])
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
                                   max_results=1000)
-    assert sorted(int(c.data.tags["evaluation"]) for c in children) == list(range(N_CALLS))
+    assert sorted(int(c.data.tags["evaluation"]) for c in children) == list(range(N_CALLS + N_DENSE))
 
     log = tmp_path / "extend.log"
     extended = snhc(tmp_path, log, "--config", str(config), "--resume", run_id, "--n-calls", str(N_CALLS + 4))
@@ -135,5 +137,6 @@ def test_ten_kill_points_lose_nothing_and_a_finished_campaign_extends(params, tm
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     table = pd.read_csv(client.download_artifacts(run_id, "evaluations.csv", str(tmp_path)))
-    assert len(table) == N_CALLS + 4
+    assert len(table) == N_CALLS + 4 + N_DENSE, "the dense search's recipes are held, not evaluated again"
+    assert (table["source"] == "model").sum() == N_CALLS + 4
     assert len(client.list_artifacts(run_id, "recommendations")) >= 2, "each recommendation is kept"
