@@ -232,7 +232,8 @@ def lab_targets(lab: Lab, dense_n: int, model_recipe: dict | None = None) -> dic
             "model_best_in_lab": at_model_best, "shortfall_pct": 100.0 * (optimum - at_model_best) / abs(optimum)}
 
 
-def benchmark_lab(lab: Lab, seeds: int, budget: int, methods=METHODS, dense_n: int = 2**15, log=print) -> dict:
+def benchmark_lab(lab: Lab, seeds: int, budget: int, methods=METHODS, dense_n: int = 2**15, log=print,
+                  first_seed: int = 0) -> dict:
     """One lab's JSON document: ``{"lab", "shortfall_pct", "methods": {M: {median_experiments, not_reached,
     per_seed}}}``."""
     targets = lab_targets(lab, dense_n)
@@ -242,7 +243,7 @@ def benchmark_lab(lab: Lab, seeds: int, budget: int, methods=METHODS, dense_n: i
     result = {"lab": lab.spec.name, "shortfall_pct": round(targets["shortfall_pct"], 3), "methods": {}}
     for method in methods:
         start = time.perf_counter()
-        per_seed = [experiments_to_target(method, lab, targets["target"], seed, budget) for seed in range(seeds)]
+        per_seed = [experiments_to_target(method, lab, targets["target"], seed, budget) for seed in range(first_seed, first_seed + seeds)]
         result["methods"][method] = {"median_experiments": float(np.median(per_seed)),
                                      "not_reached": int(sum(c > budget for c in per_seed)), "per_seed": per_seed}
         log(f"  {method:10s} per seed {per_seed} ({time.perf_counter() - start:.0f} s)")
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab-spec", action="append", default=[], metavar="FILE",
                         help="a lab file (repeatable); default: every file in benchmarks/labs/")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed, first-seed + 1, ... (held-out seeds check a choice made on 0-9)")
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--json", action="store_true", help="print only the JSON documents, one per lab per line")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
@@ -275,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
-    if unknown or args.seeds < 1 or args.budget < BATCH:
-        print(f"--methods must be among {','.join(METHODS)}, --seeds >= 1, --budget >= {BATCH}", file=sys.stderr)
+    if unknown or args.seeds < 1 or args.first_seed < 0 or args.budget < BATCH:
+        print(f"--methods must be among {','.join(METHODS)}, --seeds >= 1, --first-seed >= 0, --budget >= {BATCH}",
+              file=sys.stderr)
         return 2
     paths = [Path(p) for p in args.lab_spec] or shipped_labs()
     base = load_config(overrides={"optimiser": dict(parse_setting(s) for s in args.set)} if args.set else None)
@@ -290,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with threadpool_limits(limits=1, user_api="blas"):  # as flows.search runs its GP
         for lab in labs:
-            results.append(benchmark_lab(lab, args.seeds, args.budget, methods, args.dense, log))
+            results.append(benchmark_lab(lab, args.seeds, args.budget, methods, args.dense, log,
+                                         args.first_seed))
             if args.json:
                 print(json.dumps(results[-1]), flush=True)
         cpu = {} if args.no_cpu else {m: cpu_per_evaluation(labs[0], m) for m in methods if m.endswith("_gp")}

@@ -137,6 +137,13 @@ class Optimiser(Strict):
     local_candidates_scale: float = Field(
         0.02, gt=0.0, le=1.0, description="sd of those local samples, as a share of each searched range (on the "
                                           "optimiser's axes: log where a field is searched on a log scale)")
+    physics_screened_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="physics_gp: share of the acquisition's samples taken as the best predicted "
+                                          "(surrogate mean) of a uniform pool, so candidates lie where model and lab "
+                                          "data expect the optimum")
+    physics_screened_pool_factor: int = Field(
+        4, ge=2, le=100, description="physics_gp: size of that pool, in multiples of acquisition_samples (its first "
+                                     "1 - physics_screened_share are the uniform candidates)")
     gp_noise: float | Literal["gaussian"] = Field(
         "gaussian", description="GP noise variance (normalised objective): a fixed level, or 'gaussian' (fitted)")
     gp_restarts: int = Field(2, ge=0, le=50, description="GP hyperparameter fit: restarts of its optimiser")

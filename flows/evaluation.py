@@ -84,6 +84,12 @@ def model_metrics(recipes: Recipes, p: ModelParameters, objective: CapacityObjec
     return prediction.scalar_metrics() | inputs | objective.score(inputs)
 
 
+def model_objective(recipes: Recipes, p: ModelParameters, objective: CapacityObjective) -> np.ndarray:
+    """The objective alone (array of N), predicting only what it needs (no rate table): the fast path of the dense
+    search and of the physics-informed GP's prior, which score tens of thousands of recipes per call."""
+    return model_metrics(recipes, p, objective, objective.request(currents_A_per_g=()))["objective"]
+
+
 def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "Calibration",
                      objective: CapacityObjective, request: PredictionRequest | None = None) -> dict[str, list[float]]:
     """90 % interval of every metric of one recipe (as :func:`model_metrics` names them), from the calibration's

@@ -29,7 +29,7 @@ from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
 from flows.config import CampaignConfig
-from flows.evaluation import DENSE_SEARCH, model_metrics
+from flows.evaluation import DENSE_SEARCH, model_objective
 from flows.objective import MillingEnergyObjective
 from flows.search import EvaluateBatch, point_of, recipe_of
 from surrogate.parameters import ModelParameters
@@ -93,8 +93,7 @@ def _objective_of_unit(unit: np.ndarray, config: CampaignConfig, p: ModelParamet
     """Model objective of points of the unit cube (rows) at fixed choices of the categorical fields; a non-finite
     objective counts as -inf. Only what the objective needs is predicted (no rate table)."""
     columns = _recipes_of_unit(unit, config, categories or {})
-    request = config.objective.request(currents_A_per_g=())
-    objective = model_metrics(Recipes(**columns), p, config.objective, request)["objective"]
+    objective = model_objective(Recipes(**columns), p, config.objective)
     return np.where(np.isfinite(objective), objective, -np.inf)
 
 

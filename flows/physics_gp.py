@@ -32,11 +32,14 @@ from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, Whit
 PRIOR_WEIGHT_PSEUDO_OBSERVATIONS = 1.0  # shrinkage of the prior weight towards 1: worth one (standardised) point
 LENGTH_SCALE_BOUNDS = (0.01, 100.0)  # unit-cube lengths, as scikit-optimize's GP
 AMPLITUDE_BOUNDS = (1e-3, 1e3)  # of the normalised discrepancy: from "model is exact" to "model is noise"
-PRIOR_CACHE_SIZE = 4  # an ask evaluates the acquisition on one candidate set several times: the model runs once
+PRIOR_CACHE_ROWS = 200_000  # points whose model loss is kept: an ask's screened pool, its candidates and the data
 
 
 class ModelPrior:
-    """The model's loss at points of the optimiser's transformed space, with a small cache.
+    """The model's loss at points of the optimiser's transformed space, remembered point by point.
+
+    An ask scores a screened pool, then the acquisition's candidates (drawn from that pool) several times, and each
+    fit the data: with the memo the model runs once per point.
 
     Parameters
     ----------
@@ -46,16 +49,19 @@ class ModelPrior:
 
     def __init__(self, space, losses_of_points: Callable[[list[list[Any]]], np.ndarray]):
         self.space, self.losses_of_points = space, losses_of_points
-        self._cache: dict[tuple, np.ndarray] = {}
+        self._memo: dict[bytes, float] = {}
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=float)
-        key = (X.shape, hash(X.tobytes()))
-        if key not in self._cache:
-            if len(self._cache) >= PRIOR_CACHE_SIZE:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = np.asarray(self.losses_of_points(self.space.inverse_transform(X)), dtype=float)
-        return self._cache[key]
+        keys = [row.tobytes() for row in X]
+        out = np.array([self._memo.get(key, np.nan) for key in keys], dtype=float)
+        missing = np.flatnonzero([key not in self._memo for key in keys])
+        if missing.size:
+            out[missing] = np.asarray(self.losses_of_points(self.space.inverse_transform(X[missing])), dtype=float)
+            if len(self._memo) + missing.size > PRIOR_CACHE_ROWS:
+                self._memo.clear()
+            self._memo.update(zip((keys[i] for i in missing), out[missing].tolist()))
+        return out
 
     def __deepcopy__(self, memo):  # sklearn's clone deep-copies parameters: the prior is shared, not copied
         return self

@@ -23,7 +23,7 @@ from skopt.space import Categorical, Real
 from skopt.utils import cook_estimator, normalize_dimensions
 
 from flows.config import CampaignConfig
-from flows.evaluation import Evaluation, model_metrics
+from flows.evaluation import Evaluation, model_objective
 from flows.physics_gp import ModelPrior, PhysicsInformedGP, condition_gp
 from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
 
@@ -72,10 +72,11 @@ class BatchOptimizer(Optimizer):
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
-                 **kwargs):
+                 screened_share: float = 0.0, screened_pool_factor: int = 4, **kwargs):
         super().__init__(*args, **kwargs)
         self.output_warping = output_warping
         self.local_share, self.local_scale = local_share, local_scale
+        self.screened_share, self.screened_pool_factor = screened_share, screened_pool_factor
         self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
 
     def _tell(self, x, y, fit=True):
@@ -126,7 +127,7 @@ class BatchOptimizer(Optimizer):
         model, _, y = self._fitted
         X = self.space.transform(self.Xi)
         lie = float(LIARS[strategy](y))
-        candidates = self._candidates(X, y)
+        candidates = self._candidates(X, y, model)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
         chosen: list[np.ndarray] = []
         for k in range(n_points):
@@ -140,11 +141,21 @@ class BatchOptimizer(Optimizer):
             chosen.append(x)
         return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
 
-    def _candidates(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Points (transformed space) the acquisition is evaluated on: uniform samples, of which a share
-        ``local_share`` is replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real
-        dimensions only; categorical columns keep the centre's choice)."""
-        candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
+    def _candidates(self, X: np.ndarray, y: np.ndarray, model=None) -> np.ndarray:
+        """Points (transformed space) the acquisition is evaluated on: ``n_points`` uniform samples, or, with
+        ``screened_share``, the first ``1 - screened_share`` of a uniform pool ``screened_pool_factor`` times larger
+        plus the best predicted (lowest ``model`` mean) of the rest; then a share ``local_share`` of them is
+        replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real dimensions only;
+        categorical columns keep the centre's choice)."""
+        n_screened = int(round(self.screened_share * self.n_points)) if model is not None else 0
+        n_pool = self.n_points * (self.screened_pool_factor if n_screened else 1)
+        candidates = self.space.transform(self.space.rvs(n_samples=n_pool, random_state=self.rng))
+        if n_screened:
+            uniform, rest = candidates[:self.n_points - n_screened], candidates[self.n_points - n_screened:]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mean = np.asarray(model.predict(rest), dtype=float)
+            candidates = np.vstack([uniform, rest[np.argsort(mean, kind="stable")[:n_screened]]])
         n_local = int(round(self.local_share * len(candidates)))
         if n_local == 0:
             return candidates
@@ -249,6 +260,8 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         output_warping=settings.output_warping,
         local_share=settings.local_candidates_share,
         local_scale=settings.local_candidates_scale,
+        screened_share=settings.physics_screened_share if surrogate == "physics_gp" else 0.0,
+        screened_pool_factor=settings.physics_screened_pool_factor,
     )
     if surrogate == "physics_gp":
         if p is None:
@@ -268,7 +281,7 @@ def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray
     def losses(points: list[list]) -> np.ndarray:
         columns = {name: np.asarray([point[i] for point in points]) for i, name in enumerate(names)}
         try:
-            objective = model_metrics(Recipes(**(columns | fixed)), p, config.objective)["objective"]
+            objective = model_objective(Recipes(**(columns | fixed)), p, config.objective)
         except Exception:  # a batch the model cannot take whole: recipe by recipe, failures at the penalty
             from flows.evaluation import evaluate_batch
 

@@ -82,3 +82,27 @@ def test_a_campaign_optimiser_with_physics_gp_uses_the_model_as_prior():
     parts = model.decompose(optimizer.space.transform(points))
     np.testing.assert_allclose(-parts["model"], [e.objective for e in evaluations], rtol=1e-9)
     np.testing.assert_allclose(parts["mean"], [-e.objective for e in evaluations], atol=2.0)  # fits its data
+
+
+def test_model_prior_runs_the_model_once_per_point():
+    """An ask scores a pool, then candidates drawn from it, then the data: the prior remembers each point's loss, so
+    the model sees only points it has not scored, and the values are those of a fresh evaluation."""
+    from skopt.space import Real, Space
+    from skopt.utils import normalize_dimensions
+
+    from flows.physics_gp import ModelPrior
+
+    seen = []
+
+    def losses(points):
+        seen.append(len(points))
+        return np.array([sum(p) for p in points], dtype=float)
+
+    space = Space(normalize_dimensions([Real(0.0, 2.0), Real(1.0, 3.0)]))  # the optimiser's unit square
+    prior = ModelPrior(space, losses)
+    pool = np.random.default_rng(0).uniform(size=(50, 2))
+    first = prior(pool)
+    again = prior(np.vstack([pool[10:20], np.array([[0.5, 0.5]])]))
+    assert seen == [50, 1]
+    np.testing.assert_allclose(again[:10], first[10:20])
+    np.testing.assert_allclose(again[10], 1.0 + 2.0)  # (0.5, 0.5) of the unit square is (1, 2)
