@@ -49,12 +49,13 @@ COST_CEILING = 1e12  # cheapest search: above any milling cost, where an infeasi
 @dataclass(frozen=True)
 class ModelOptimum:
     """The model's best recipe and the cheapest recipe within ``tolerance_pct`` of it (full recipes, fixed
-    dimensions included; objectives in the objective's unit)."""
+    dimensions included; objectives in the objective's unit). A multi-objective campaign's report has no cheapest
+    recipe (None): it never adds it to its candidates."""
 
     recipe: dict
     objective: float
-    cheapest_recipe: dict
-    cheapest_objective: float
+    cheapest_recipe: dict | None
+    cheapest_objective: float | None
     tolerance_pct: float
 
 
@@ -212,9 +213,10 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     config = campaign.config
     if campaign.lab is not None or not any(e.ok for e in campaign.evaluations):
         return None
+    if config.multi_objective:  # the optimum is reported; the cheapest-equivalent search (~1 s) would go unused
+        recipe, objective = dense_optimum(config, p, seed=config.optimiser.seed)
+        return ModelOptimum(recipe, objective, None, None, config.recommendation.tolerance_pct)
     found = model_optimum(config, p, seed=config.optimiser.seed)
-    if config.multi_objective:
-        return found
     held = {recipe_key(e.recipe) for e in campaign.evaluations}
     recipes = list({recipe_key(r): r for r in (found.recipe, found.cheapest_recipe)
                     if recipe_key(r) not in held}.values())

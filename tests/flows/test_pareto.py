@@ -88,3 +88,19 @@ def test_front_choice_by_knee_weights_and_limits(pareto_campaign):
     limited = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0}})
     row, rule = choose_on_front(front, scoring, limited)
     assert row == 0 and "capacity_mAh_per_g >= 320" in rule
+
+
+def test_a_front_gets_its_first_objectives_optimum_reported_and_nothing_added(params, pareto_campaign):
+    """A multi-objective campaign reports the dense optimum of its first objective, adds no evaluation and runs no
+    cheapest-equivalent search (a front has no single recipe to be cheaper than)."""
+    from dataclasses import replace
+
+    from flows.model_optimum import add_model_optimum, dense_optimum
+
+    campaign = replace(pareto_campaign, points=list(pareto_campaign.points),
+                       evaluations=list(pareto_campaign.evaluations), batches=list(pareto_campaign.batches))
+    found = add_model_optimum(campaign, params, lambda recipes: pytest.fail("a front evaluates nothing more"))
+    config = campaign.config
+    assert (found.recipe, found.objective) == dense_optimum(config, params, seed=config.optimiser.seed)
+    assert found.cheapest_recipe is None and found.cheapest_objective is None
+    assert len(campaign.evaluations) == len(pareto_campaign.evaluations)
