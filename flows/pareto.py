@@ -6,8 +6,13 @@ random from the simplex, and the augmented Chebyshev scalarisation
 
     f_lambda(x) = max_j(lambda_j f_j(x)) + rho sum_j(lambda_j f_j(x))
 
-is minimised by an ordinary single-objective Bayesian optimiser. Each point of a batch gets its own weights (drawn
-from the campaign's seed), so one batch spreads along the front. The loop is the same ask/tell as
+is minimised. As in qNParEGO (Daulton et al., NeurIPS 2020) each objective has its own scikit-optimize GP, and the
+scalarisation is applied to draws of their posteriors (Monte Carlo expected improvement): each objective is smoother
+than the Chebyshev maximum of all of them, which a single GP fitted to the scalarised values has to learn. Each point
+of a batch gets its own weights (drawn from the campaign's seed), so one batch spreads along the front. Measured
+(benchmarks/pareto_front.py, configs/pareto.yaml, hypervolume at 96 evaluations): 91.7 / 93.3 / 93.2 / 89.7 % on
+seeds 42 / 7 / 1 / 2, against 90.3 / 86.8 / 91.3 / 90.9 % with one GP on the scalarised values (a gain about
+as large as the seed-to-seed scatter). The loop is the same ask/tell as
 :func:`flows.search.run_search`: it knows nothing of Prefect or MLflow.
 """
 
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -28,7 +35,8 @@ if TYPE_CHECKING:
     from flows.campaign import Campaign
 
 CHEBYSHEV_RHO = 0.05  # Knowles 2006: the augmentation term's weight
-ACQUISITION_SAMPLES = 2000  # random candidates the acquisition is maximised over, per scalarised point
+POSTERIOR_SAMPLES = 128  # Monte Carlo draws of the objectives' posterior per candidate (shared by all candidates)
+DUPLICATE_DISTANCE = 1e-6  # candidates closer than this (unit cube) to an evaluated or chosen point are skipped
 
 
 def random_weights(rng: np.random.Generator, n_objectives: int) -> np.ndarray:
@@ -117,51 +125,79 @@ def oriented_matrix(evaluations: list[Evaluation], scoring) -> np.ndarray:
 def run_pareto_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
                       on_batch: Callable[[int, list[Evaluation]], None] | None = None,
                       atomic: Callable[[], ContextManager] = nullcontext) -> Optimizer:
-    """ParEGO: a space-filling start, then per batch point a fresh scalarisation with random weights, minimised by
-    scikit-optimize's Bayesian optimiser (the campaign's surrogate and acquisition). Returns the last optimiser."""
+    """ParEGO: a space-filling start, then batches of :func:`_parego_batch` (per batch point a fresh scalarisation
+    with random weights). Returns the optimiser that drew the start (its surrogate is never fitted: the front, not a
+    partial-dependence plot, reports a multi-objective campaign)."""
     config = campaign.config
     settings = config.optimiser
     scoring = config.scoring()
     rng = np.random.default_rng(settings.seed)
     start = make_optimizer(config)  # its Latin hypercube gives the space-filling start
     start_points = [[_plain(v) for v in p] for p in start.ask(n_points=settings.n_initial_points)]
-    optimizer = start
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())
         done = campaign.model_evaluations()
         if done < settings.n_initial_points:
             points = start_points[done:done + n_points]
         else:
-            points = []
-            for _ in range(n_points):
-                optimizer = _scalarised_optimizer(campaign, scoring, random_weights(rng, len(scoring.objectives)),
-                                                  points, int(rng.integers(2**31 - 1)))
-                points.append([_plain(v) for v in optimizer.ask()])
+            points = _parego_batch(campaign, scoring, rng, n_points)
         with atomic():  # a batch is saved whole or not at all (see flows.search.run_search)
             evaluations = evaluate_batch([recipe_of(point, config) for point in points])
             batch = campaign.add_batch(points, evaluations)
             if on_batch:
                 on_batch(batch, evaluations)
-    return optimizer
+    return start
 
 
-def _scalarised_optimizer(campaign: "Campaign", scoring, weights: np.ndarray, pending: list, seed: int) -> Optimizer:
-    """An optimiser told every finished evaluation's scalarised loss (and the batch's pending points at the best
-    loss so far, a constant liar), ready to ask for one point."""
+def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_points: int) -> list[list]:
+    """A batch by ParEGO on one surrogate per objective (as qNParEGO, Daulton et al. 2020): each objective's
+    normalised values get their own GP (each is smoother than their Chebyshev maximum, and milling time is a recipe
+    input the GP learns exactly); each batch point draws weights and maximises the Monte Carlo expected improvement
+    of the scalarised posterior samples; points already chosen are told to the GPs at their predicted mean (kriging
+    believer, fitted hyperparameters kept), so the batch spreads. The GPs take the optimiser's ``gp_noise``,
+    ``gp_restarts`` and ``acquisition_samples``; its ``surrogate`` and ``acquisition`` choose single-objective
+    search only."""
+    from skopt.utils import cook_estimator, normalize_dimensions
+
+    from flows.physics_gp import condition_gp
+
     config = campaign.config
-    space = _space(config)
-    finished = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.ok and point in space]
-    values = oriented_matrix([e for _, e in finished], scoring)
-    loss = chebyshev(normalised(values), weights)
     settings = config.optimiser
-    optimizer = Optimizer(search_dimensions(config), base_estimator=settings.surrogate, n_initial_points=1,
-                          acq_func="EI" if settings.acquisition == "gp_hedge" else settings.acquisition,
-                          acq_optimizer="sampling", acq_optimizer_kwargs={"n_points": ACQUISITION_SAMPLES},
-                          random_state=seed)
-    points = [p for p, _ in finished] + pending
-    losses = list(loss) + [float(loss.min())] * len(pending)
-    optimizer.tell(points, losses)
-    return optimizer
+    space = Space(normalize_dimensions(search_dimensions(config)))
+    finished = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.ok and point in space]
+    X = space.transform([p for p, _ in finished])
+    values = normalised(oriented_matrix([e for _, e in finished], scoring))
+    models = []
+    for j in range(values.shape[1]):
+        model = cook_estimator("GP", space=space, random_state=int(rng.integers(2**31 - 1)), noise=settings.gp_noise,
+                               n_restarts_optimizer=settings.gp_restarts)
+        with warnings.catch_warnings():  # length scales at their bound: an objective flat along a recipe axis
+            warnings.simplefilter("ignore")
+            model.fit(X, values[:, j])
+        models.append(model)
+    candidates = space.transform(space.rvs(n_samples=settings.acquisition_samples,
+                                           random_state=int(rng.integers(2**31 - 1))))
+    chosen: list[np.ndarray] = []
+    taken = X
+    for _ in range(n_points):
+        weights = random_weights(rng, len(models))
+        best = float(chebyshev(values, weights).min())
+        predictions = [m.predict(candidates, return_std=True) for m in models]
+        mean = np.stack([p[0] for p in predictions], axis=-1)  # (C, M)
+        std = np.stack([p[1] for p in predictions], axis=-1)
+        base = rng.standard_normal((POSTERIOR_SAMPLES, 1, mean.shape[1]))  # shared by all candidates: ranks them
+        draws = mean[None] + std[None] * base  # (S, C, M)                 # without Monte Carlo noise between them
+        scalar = (draws * weights).max(-1) + CHEBYSHEV_RHO * (draws * weights).sum(-1)
+        improvement = np.maximum(best - scalar, 0.0).mean(0)
+        order = np.argsort(-improvement, kind="stable")
+        x = next((candidates[i] for i in order
+                  if np.min(np.linalg.norm(taken - candidates[i], axis=1)) > DUPLICATE_DISTANCE), candidates[order[0]])
+        chosen.append(x)
+        taken = np.vstack([taken, x])
+        believed = np.array([m.predict(x[None])[0] for m in models])
+        values = np.vstack([values, believed])
+        models = [condition_gp(m, taken, values[:, j]) for j, m in enumerate(models)]
+    return [[_plain(v) for v in space.inverse_transform(x[None])[0]] for x in chosen]
 
 
 def _space(config) -> Space:
