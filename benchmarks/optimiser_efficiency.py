@@ -57,7 +57,7 @@ CPU_SEED = 0
 # `--methods project --no-cpu --set KEY=VALUE ...` (seeds 0-9, budget 60), each row changing the settings of row A.
 # Evaluations to within 1 %: (median, max). Seed-to-seed spread is large (a few evaluations either way), so only
 # differences beyond it decided; "held out" rows repeat the finalists on seeds 10-29 (`--first-seed 10 --seeds 20`).
-CHOICES = (  # A: on the model before its milling physics (issue 12), chosen; B: on the current model
+CHOICES = (  # A: on the model before its milling physics (issue 12), chosen; B: on the current model; C: chosen on it
     ("A  EI, sampling 10000, 10 LHS initial points, noise gaussian", 21.0, 34),
     ("   sampling 2000", 24.5, 35),
     ("   sampling 20000", 32.0, 50),
@@ -87,6 +87,10 @@ CHOICES = (  # A: on the model before its milling physics (issue 12), chosen; B:
     ("   local candidates 0.5, sd 0.03, output warping Yeo-Johnson", 45.0, 61),
     ("B  held out: seeds 10-19", 39.5, 61),
     ("   local candidates 0.5, sd 0.02, held out: seeds 10-19", 38.0, 61),
+    ("   composite GP (one GP per objective input)", 37.5, 61),
+    ("   composite GP, held out: seeds 10-19", 38.5, 61),
+    ("C  composite GP + local candidates 0.5, sd 0.02 (the default since)", 31.5, 61),
+    ("C  held out: seeds 10-19", 25.5, 61),
 )
 
 

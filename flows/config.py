@@ -131,7 +131,7 @@ class Optimiser(Strict):
                                                                              "evaluated on per ask")
     acquisition_restarts: int = Field(5, ge=1, le=100, description="lbfgs: starts from the best samples")
     local_candidates_share: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of the acquisition's samples drawn around the best evaluated recipes "
+        0.5, ge=0.0, le=1.0, description="GP: share of the acquisition's samples drawn around the best evaluated recipes "
                                          "rather than over the whole space (a thin optimum ridge is rarely hit by "
                                          "uniform samples)")
     local_candidates_scale: float = Field(
@@ -144,6 +144,10 @@ class Optimiser(Strict):
     physics_screened_pool_factor: int = Field(
         4, ge=2, le=100, description="physics_gp: size of that pool, in multiples of acquisition_samples (its first "
                                      "1 - physics_screened_share are the uniform candidates)")
+    composite: bool = Field(
+        True, description="GP: model the objective's inputs (capacity, expansion) with one GP each and score their "
+                           "posterior draws with the objective's own formula (composite BO): the expansion penalty's "
+                           "kink, where the optimum sits, is then known exactly instead of learned")
     gp_noise: float | Literal["gaussian"] = Field(
         "gaussian", description="GP noise variance (normalised objective): a fixed level, or 'gaussian' (fitted)")
     gp_restarts: int = Field(2, ge=0, le=50, description="GP hyperparameter fit: restarts of its optimiser")

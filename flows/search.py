@@ -20,10 +20,11 @@ from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition, gaussian_acquisition_1D
 from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Real
-from skopt.utils import cook_estimator, normalize_dimensions
+from skopt.utils import cook_estimator, is_2Dlistlike, normalize_dimensions
 
 from flows.config import CampaignConfig
 from flows.evaluation import Evaluation, model_objective
+from flows.objective import CAPACITY, EXPANSION, SCORE
 from flows.physics_gp import ModelPrior, PhysicsInformedGP, condition_gp
 from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
 
@@ -50,6 +51,8 @@ def search_dimensions(config: CampaignConfig) -> list[Real | Categorical]:
 BLAS_THREADS = 1  # the GP's matrices are ~100 x 100: BLAS threads only add overhead (measured: tell CPU 10x)
 DUPLICATE_DISTANCE = 1e-6  # points closer than this in the optimiser's unit cube are the same recipe
 LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
+COMPOSITE_INPUTS = (CAPACITY, EXPANSION)  # what the single objective's formula scores (flows/objective.py)
+COMPOSITE_SAMPLES = 128  # posterior draws per candidate of each input, for the composite expected improvement
 LOCAL_CENTRES = 5  # local acquisition samples step from the best few evaluated points, not only the best one
 
 
@@ -72,16 +75,44 @@ class BatchOptimizer(Optimizer):
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
-                 screened_share: float = 0.0, screened_pool_factor: int = 4, **kwargs):
+                 screened_share: float = 0.0, screened_pool_factor: int = 4, composite=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
+        self._inputs: list[dict[str, float] | None] = []  # each told point's objective inputs, in the order of Xi
+        self._composite = None  # {input name: fitted GP} of the last fit, when every told point has its inputs
         self.output_warping = output_warping
         self.local_share, self.local_scale = local_share, local_scale
         self.screened_share, self.screened_pool_factor = screened_share, screened_pool_factor
         self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
 
+    def tell(self, x, y, fit=True, inputs=None):
+        """scikit-optimize's tell; ``inputs`` (one dict per point, or None) are the objective's inputs of each
+        point, which a composite optimiser models instead of the loss."""
+        many = is_2Dlistlike(x)
+        rows = list(inputs) if inputs is not None else [None] * (len(x) if many else 1)
+        self._inputs.extend(rows if many else rows[:1])
+        return super().tell(x, y, fit=fit)
+
     def _tell(self, x, y, fit=True):
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             return self._tell_and_fit(x, y, fit)
+
+    def _fit_composite(self):
+        """One GP per objective input on every told point, or None when some point lacks a finite input."""
+        names = COMPOSITE_INPUTS
+        rows = self._inputs
+        if (self.composite is None or len(rows) != len(self.Xi)
+                or not all(r is not None and all(np.isfinite(r.get(n, np.nan)) for n in names) for r in rows)):
+            return None
+        X = self.space.transform(self.Xi)
+        models = {}
+        for name in names:
+            model = clone(self.base_estimator_)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(X, np.array([r[name] for r in rows], dtype=float))
+            models[name] = model
+        return models
 
     def _tell_and_fit(self, x, y, fit):
         result = super()._tell(x, y, fit=False)
@@ -96,6 +127,7 @@ class BatchOptimizer(Optimizer):
                 warnings.simplefilter("ignore")
                 model.fit(self.space.transform(self.Xi), losses)
             self._fitted = (model, warp, losses)
+            self._composite = self._fit_composite()
             if self.acq_func == "gp_hedge" and getattr(self, "next_xs_", None):
                 self.gains_ -= model.predict(np.vstack(self.next_xs_))
             if self.max_model_queue_size is not None and len(self.models) >= self.max_model_queue_size:
@@ -128,6 +160,8 @@ class BatchOptimizer(Optimizer):
         X = self.space.transform(self.Xi)
         lie = float(LIARS[strategy](y))
         candidates = self._candidates(X, y, model)
+        if self._composite is not None:
+            return self._composite_batch(candidates, X, n_points)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
         chosen: list[np.ndarray] = []
         for k in range(n_points):
@@ -139,6 +173,34 @@ class BatchOptimizer(Optimizer):
                 x = self._acquisition_optimum(model, candidates, acquisition[0] if acquisition else self.acq_func,
                                               float(min(y.min(), lie) if k else y.min()), np.vstack([X, *chosen]))
             chosen.append(x)
+        return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
+
+    def _composite_batch(self, candidates: np.ndarray, X: np.ndarray, n_points: int) -> list[list]:
+        """A batch by Monte Carlo expected improvement of the objective scored on draws of its inputs' GPs
+        (composite BO, Astudillo & Frazier 2019); each chosen point is told to the input GPs at their mean (kriging
+        believer, hyperparameters kept), so the batch spreads."""
+        models = dict(self._composite)
+        rows = [dict(r) for r in self._inputs]
+        taken, best = X, float(np.min(self.yi))  # losses as told (y may be warped)
+        base = self.rng.standard_normal((COMPOSITE_SAMPLES, len(models)))  # shared by every candidate: the ranking
+        # carries no Monte Carlo noise; one column per input (independent posteriors)
+        chosen: list[np.ndarray] = []
+        for _ in range(n_points):
+            draws = {}
+            for k, (name, model) in enumerate(models.items()):
+                mean, std = model.predict(candidates, return_std=True)
+                draws[name] = mean[None, :] + std[None, :] * base[:, k:k + 1]
+            losses = -np.asarray(self.composite.score(draws)[SCORE], dtype=float)  # (samples, candidates)
+            improvement = np.maximum(best - losses, 0.0).mean(0)
+            order = np.argsort(-improvement, kind="stable")
+            x = next((candidates[i] for i in order
+                      if np.min(np.linalg.norm(taken - candidates[i], axis=1)) > DUPLICATE_DISTANCE),
+                     self.space.transform(self.space.rvs(random_state=self.rng))[0])
+            chosen.append(x)
+            taken = np.vstack([taken, x])
+            rows.append({name: float(model.predict(x[None])[0]) for name, model in models.items()})
+            models = {name: condition_gp(model, taken, np.array([r[name] for r in rows]))
+                      for name, model in models.items()}
         return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
 
     def _candidates(self, X: np.ndarray, y: np.ndarray, model=None) -> np.ndarray:
@@ -258,10 +320,11 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
                               "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
         output_warping=settings.output_warping,
-        local_share=settings.local_candidates_share,
+        local_share=settings.local_candidates_share if surrogate == "GP" else 0.0,  # measured on the plain GP only
         local_scale=settings.local_candidates_scale,
         screened_share=settings.physics_screened_share if surrogate == "physics_gp" else 0.0,
         screened_pool_factor=settings.physics_screened_pool_factor,
+        composite=config.objective if settings.composite and surrogate == "GP" else None,
     )
     if surrogate == "physics_gp":
         if p is None:
@@ -326,8 +389,8 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
     usable = [(point, e) for point, e in known
               if point in optimizer.space and on_fixed_values(e.recipe, fixed)]
     if usable:
-        optimizer.tell([p for p, _ in usable],
-                       [loss_of(e, config) if loss is None else loss for _, e in usable])
+        optimizer.tell([p for p, _ in usable], [loss_of(e, config) if loss is None else loss for _, e in usable],
+                       **_inputs_of(optimizer, [e for _, e in usable] if loss is None else None))
     return len(usable)
 
 
@@ -360,8 +423,19 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
             batch = campaign.add_batch(points, evaluations)
             if on_batch:
                 on_batch(batch, evaluations)
-        optimizer.tell(points, [loss_of(e, config) for e in evaluations])
+        optimizer.tell(points, [loss_of(e, config) for e in evaluations], **_inputs_of(optimizer, evaluations))
     return optimizer
+
+
+def _inputs_of(optimizer: Optimizer, evaluations: list[Evaluation] | None) -> dict:
+    """The ``inputs`` keyword of a composite optimiser's tell: each evaluation's objective inputs (None for a
+    failure or a liar); nothing for other optimisers."""
+    if getattr(optimizer, "composite", None) is None:
+        return {}
+    if evaluations is None:
+        return {"inputs": None}
+    return {"inputs": [{name: e.metrics.get(name, np.nan) for name in COMPOSITE_INPUTS} if e.ok else None
+                       for e in evaluations]}
 
 
 def surrogate_prediction(optimizer: Optimizer, point: list) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor as SklearnGP
 
 from flows.config import ConfigError, load_config
-from flows.search import BatchOptimizer, make_optimizer
+from flows.search import BatchOptimizer, make_optimizer, run_search
 
 SMALL = {"n_calls": 40, "n_initial_points": 8, "batch_size": 4, "seed": 5}
 
@@ -162,3 +162,27 @@ def test_physics_gp_screened_candidates_are_the_best_predicted_of_a_larger_pool(
 def test_local_candidate_settings_out_of_range_name_the_field(setting):
     with pytest.raises(ConfigError, match=next(iter(setting))):
         config_with(**setting)
+
+
+def test_composite_optimiser_models_each_objective_input_and_falls_back_without_them(params):
+    """With optimiser.composite (the default) the plain GP campaign fits one GP per objective input (capacity, expansion) on every
+    told point and asks distinct points inside the space; a told point without its inputs (a failure) turns the
+    composite off, back to the GP on the losses. Physics-informed campaigns never use it."""
+    from flows.campaign import Campaign
+    from flows.evaluation import evaluate_batch
+    from flows.objective import CAPACITY, EXPANSION
+
+    config = config_with(composite=True, n_calls=12, n_initial_points=8)
+    optimizer = run_search(Campaign.new(config), lambda recipes: evaluate_batch(recipes, params, config.objective),
+                           p=params)
+    assert optimizer._composite is not None and set(optimizer._composite) == {CAPACITY, EXPANSION}
+    assert len(optimizer._inputs) == len(optimizer.Xi) == 12
+    points = optimizer.ask(n_points=4)
+    assert all(point in optimizer.space for point in points)
+    unit = optimizer.space.transform(points)
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(unit) for b in unit[i + 1:]) > 1e-6
+    optimizer.tell(points[0], 0.0, inputs=[None])  # a failure: no inputs to model
+    assert optimizer._composite is None and len(optimizer._inputs) == len(optimizer.Xi)
+    assert make_optimizer(config, params, surrogate="physics_gp").composite is None
+    assert make_optimizer(config_with(composite=False)).composite is None
+    assert make_optimizer(config_with()).composite is not None  # the default
