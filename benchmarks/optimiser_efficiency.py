@@ -89,8 +89,8 @@ CHOICES = (  # A: on the model before its milling physics (issue 12), chosen; B:
     ("   local candidates 0.5, sd 0.02, held out: seeds 10-19", 38.0, 61),
     ("   composite GP (one GP per objective input)", 37.5, 61),
     ("   composite GP, held out: seeds 10-19", 38.5, 61),
-    ("C  composite GP + local candidates 0.5, sd 0.02 (the default since)", 31.5, 61),
-    ("C  held out: seeds 10-19", 25.5, 61),
+    ("C  composite GP + local candidates 0.5, sd 0.02 (the default since)", 35.5, 55),
+    ("C  held out: seeds 10-19", 32.5, 61),
 )
 
 

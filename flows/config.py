@@ -137,13 +137,6 @@ class Optimiser(Strict):
     local_candidates_scale: float = Field(
         0.02, gt=0.0, le=1.0, description="sd of those local samples, as a share of each searched range (on the "
                                           "optimiser's axes: log where a field is searched on a log scale)")
-    physics_screened_share: float = Field(
-        0.0, ge=0.0, le=1.0, description="physics_gp: share of the acquisition's samples taken as the best predicted "
-                                          "(surrogate mean) of a uniform pool, so candidates lie where model and lab "
-                                          "data expect the optimum")
-    physics_screened_pool_factor: int = Field(
-        4, ge=2, le=100, description="physics_gp: size of that pool, in multiples of acquisition_samples (its first "
-                                     "1 - physics_screened_share are the uniform candidates)")
     composite: bool = Field(
         True, description="GP: model the objective's inputs (capacity, expansion) with one GP each and score their "
                            "posterior draws with the objective's own formula (composite BO): the expansion penalty's "

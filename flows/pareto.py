@@ -18,10 +18,9 @@ as large as the seed-to-seed scatter). The loop is the same ask/tell as
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
-
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -29,14 +28,12 @@ from skopt import Optimizer
 from skopt.space import Space
 
 from flows.evaluation import Evaluation
-from flows.search import EvaluateBatch, make_optimizer, point_of, recipe_of, search_dimensions
+from flows.search import EvaluateBatch, make_optimizer, monte_carlo_batch, point_of, recipe_of, search_dimensions
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
 
 CHEBYSHEV_RHO = 0.05  # Knowles 2006: the augmentation term's weight
-POSTERIOR_SAMPLES = 128  # Monte Carlo draws of the objectives' posterior per candidate (shared by all candidates)
-DUPLICATE_DISTANCE = 1e-6  # candidates closer than this (unit cube) to an evaluated or chosen point are skipped
 
 
 def random_weights(rng: np.random.Generator, n_objectives: int) -> np.ndarray:
@@ -52,9 +49,9 @@ def normalised(values: np.ndarray, low: np.ndarray | None = None, high: np.ndarr
 
 
 def chebyshev(values01: np.ndarray, weights: np.ndarray, rho: float = CHEBYSHEV_RHO) -> np.ndarray:
-    """Augmented Chebyshev scalarisation of normalised minimisation values (N, M) -> (N,)."""
+    """Augmented Chebyshev scalarisation of normalised minimisation values (..., M) -> (...)."""
     weighted = values01 * weights
-    return weighted.max(axis=1) + rho * weighted.sum(axis=1)
+    return weighted.max(axis=-1) + rho * weighted.sum(axis=-1)
 
 
 def non_dominated(values: np.ndarray) -> np.ndarray:
@@ -159,8 +156,6 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
     search only."""
     from skopt.utils import cook_estimator, normalize_dimensions
 
-    from flows.physics_gp import condition_gp
-
     config = campaign.config
     settings = config.optimiser
     space = Space(normalize_dimensions(search_dimensions(config)))
@@ -177,31 +172,13 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
         models.append(model)
     candidates = space.transform(space.rvs(n_samples=settings.acquisition_samples,
                                            random_state=int(rng.integers(2**31 - 1))))
-    chosen: list[np.ndarray] = []
-    taken = X
-    for _ in range(n_points):
+
+    def scalarisation(_: int):  # fresh random weights for each batch point
         weights = random_weights(rng, len(models))
-        best = float(chebyshev(values, weights).min())
-        predictions = [m.predict(candidates, return_std=True) for m in models]
-        mean = np.stack([p[0] for p in predictions], axis=-1)  # (C, M)
-        std = np.stack([p[1] for p in predictions], axis=-1)
-        base = rng.standard_normal((POSTERIOR_SAMPLES, 1, mean.shape[1]))  # shared by all candidates: ranks them
-        draws = mean[None] + std[None] * base  # (S, C, M)                 # without Monte Carlo noise between them
-        scalar = (draws * weights).max(-1) + CHEBYSHEV_RHO * (draws * weights).sum(-1)
-        improvement = np.maximum(best - scalar, 0.0).mean(0)
-        order = np.argsort(-improvement, kind="stable")
-        x = next((candidates[i] for i in order
-                  if np.min(np.linalg.norm(taken - candidates[i], axis=1)) > DUPLICATE_DISTANCE), candidates[order[0]])
-        chosen.append(x)
-        taken = np.vstack([taken, x])
-        believed = np.array([m.predict(x[None])[0] for m in models])
-        values = np.vstack([values, believed])
-        models = [condition_gp(m, taken, values[:, j]) for j, m in enumerate(models)]
+        return lambda outputs: chebyshev(outputs, weights)
+
+    chosen = monte_carlo_batch(models, candidates, X, values, n_points, scalarisation, rng)
     return [[_plain(v) for v in space.inverse_transform(x[None])[0]] for x in chosen]
-
-
-def _space(config) -> Space:
-    return Space(search_dimensions(config))
 
 
 def _plain(value):

@@ -32,14 +32,14 @@ from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, Whit
 PRIOR_WEIGHT_PSEUDO_OBSERVATIONS = 1.0  # shrinkage of the prior weight towards 1: worth one (standardised) point
 LENGTH_SCALE_BOUNDS = (0.01, 100.0)  # unit-cube lengths, as scikit-optimize's GP
 AMPLITUDE_BOUNDS = (1e-3, 1e3)  # of the normalised discrepancy: from "model is exact" to "model is noise"
-PRIOR_CACHE_ROWS = 200_000  # points whose model loss is kept: an ask's screened pool, its candidates and the data
+PRIOR_CACHE_ROWS = 200_000  # points whose model loss is kept: an ask's candidates and the data, many asks over
 
 
 class ModelPrior:
     """The model's loss at points of the optimiser's transformed space, remembered point by point.
 
-    An ask scores a screened pool, then the acquisition's candidates (drawn from that pool) several times, and each
-    fit the data: with the memo the model runs once per point.
+    An ask scores its candidates several times (each point of a batch), and each fit scores the data: with the memo
+    the model runs once per point.
 
     Parameters
     ----------

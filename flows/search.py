@@ -52,7 +52,7 @@ BLAS_THREADS = 1  # the GP's matrices are ~100 x 100: BLAS threads only add over
 DUPLICATE_DISTANCE = 1e-6  # points closer than this in the optimiser's unit cube are the same recipe
 LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
 COMPOSITE_INPUTS = (CAPACITY, EXPANSION)  # what the single objective's formula scores (flows/objective.py)
-COMPOSITE_SAMPLES = 128  # posterior draws per candidate of each input, for the composite expected improvement
+MONTE_CARLO_SAMPLES = 128  # posterior draws per candidate, for the Monte Carlo expected improvement (composite, ParEGO)
 LOCAL_CENTRES = 5  # local acquisition samples step from the best few evaluated points, not only the best one
 
 
@@ -75,14 +75,13 @@ class BatchOptimizer(Optimizer):
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
-                 screened_share: float = 0.0, screened_pool_factor: int = 4, composite=None, **kwargs):
+                 composite=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
         self._inputs: list[dict[str, float] | None] = []  # each told point's objective inputs, in the order of Xi
         self._composite = None  # {input name: fitted GP} of the last fit, when every told point has its inputs
         self.output_warping = output_warping
         self.local_share, self.local_scale = local_share, local_scale
-        self.screened_share, self.screened_pool_factor = screened_share, screened_pool_factor
         self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
 
     def tell(self, x, y, fit=True, inputs=None):
@@ -159,7 +158,7 @@ class BatchOptimizer(Optimizer):
         model, _, y = self._fitted
         X = self.space.transform(self.Xi)
         lie = float(LIARS[strategy](y))
-        candidates = self._candidates(X, y, model)
+        candidates = self._candidates(X, y)
         if self._composite is not None:
             return self._composite_batch(candidates, X, n_points)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
@@ -177,47 +176,22 @@ class BatchOptimizer(Optimizer):
 
     def _composite_batch(self, candidates: np.ndarray, X: np.ndarray, n_points: int) -> list[list]:
         """A batch by Monte Carlo expected improvement of the objective scored on draws of its inputs' GPs
-        (composite BO, Astudillo & Frazier 2019); each chosen point is told to the input GPs at their mean (kriging
-        believer, hyperparameters kept), so the batch spreads."""
-        models = dict(self._composite)
-        rows = [dict(r) for r in self._inputs]
-        taken, best = X, float(np.min(self.yi))  # losses as told (y may be warped)
-        base = self.rng.standard_normal((COMPOSITE_SAMPLES, len(models)))  # shared by every candidate: the ranking
-        # carries no Monte Carlo noise; one column per input (independent posteriors)
-        chosen: list[np.ndarray] = []
-        for _ in range(n_points):
-            draws = {}
-            for k, (name, model) in enumerate(models.items()):
-                mean, std = model.predict(candidates, return_std=True)
-                draws[name] = mean[None, :] + std[None, :] * base[:, k:k + 1]
-            losses = -np.asarray(self.composite.score(draws)[SCORE], dtype=float)  # (samples, candidates)
-            improvement = np.maximum(best - losses, 0.0).mean(0)
-            order = np.argsort(-improvement, kind="stable")
-            x = next((candidates[i] for i in order
-                      if np.min(np.linalg.norm(taken - candidates[i], axis=1)) > DUPLICATE_DISTANCE),
-                     self.space.transform(self.space.rvs(random_state=self.rng))[0])
-            chosen.append(x)
-            taken = np.vstack([taken, x])
-            rows.append({name: float(model.predict(x[None])[0]) for name, model in models.items()})
-            models = {name: condition_gp(model, taken, np.array([r[name] for r in rows]))
-                      for name, model in models.items()}
+        (composite BO, Astudillo & Frazier 2019; :func:`monte_carlo_batch`)."""
+        names = list(self._composite)
+        told = np.array([[row[name] for name in names] for row in self._inputs], dtype=float)
+
+        def losses(outputs: np.ndarray) -> np.ndarray:  # the objective's own formula, on arrays of its inputs
+            return -np.asarray(self.composite.score({n: outputs[..., j] for j, n in enumerate(names)})[SCORE])
+
+        chosen = monte_carlo_batch([self._composite[n] for n in names], candidates, X, told, n_points,
+                                   lambda _: losses, self.rng)
         return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
 
-    def _candidates(self, X: np.ndarray, y: np.ndarray, model=None) -> np.ndarray:
-        """Points (transformed space) the acquisition is evaluated on: ``n_points`` uniform samples, or, with
-        ``screened_share``, the first ``1 - screened_share`` of a uniform pool ``screened_pool_factor`` times larger
-        plus the best predicted (lowest ``model`` mean) of the rest; then a share ``local_share`` of them is
-        replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real dimensions only;
-        categorical columns keep the centre's choice)."""
-        n_screened = int(round(self.screened_share * self.n_points)) if model is not None else 0
-        n_pool = self.n_points * (self.screened_pool_factor if n_screened else 1)
-        candidates = self.space.transform(self.space.rvs(n_samples=n_pool, random_state=self.rng))
-        if n_screened:
-            uniform, rest = candidates[:self.n_points - n_screened], candidates[self.n_points - n_screened:]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mean = np.asarray(model.predict(rest), dtype=float)
-            candidates = np.vstack([uniform, rest[np.argsort(mean, kind="stable")[:n_screened]]])
+    def _candidates(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Points (transformed space) the acquisition is evaluated on: uniform samples, of which a share
+        ``local_share`` is replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real
+        dimensions only; categorical columns keep the centre's choice)."""
+        candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
         n_local = int(round(self.local_share * len(candidates)))
         if n_local == 0:
             return candidates
@@ -293,6 +267,38 @@ class Unwarped:
         return mean, np.abs(slope) * z_std
 
 
+def monte_carlo_batch(models: list, candidates: np.ndarray, X: np.ndarray, outputs: np.ndarray, n_points: int,
+                      loss_for: Callable[[int], Callable[[np.ndarray], np.ndarray]], rng) -> list[np.ndarray]:
+    """A batch of candidates (transformed space) by Monte Carlo expected improvement of a loss of several GP outputs.
+
+    ``models`` are fitted GPs, one per column of ``outputs`` (their values at ``X``); ``loss_for(k)`` is the loss of
+    batch point k, mapping outputs (..., M) to losses (...): the objective's formula (composite BO) or a random
+    scalarisation per point (ParEGO). Each point maximises the mean improvement over the best loss so far of
+    ``MONTE_CARLO_SAMPLES`` posterior draws, the same standard-normal draws for every candidate, so the ranking
+    carries no Monte Carlo noise (independent posteriors across outputs). Each chosen point is told to the GPs at
+    their mean (kriging believer, fitted hyperparameters kept, :func:`condition_gp`), so the batch spreads; a point
+    already taken is never chosen again.
+    """
+    chosen: list[np.ndarray] = []
+    taken, outputs = X, np.asarray(outputs, dtype=float)
+    for k in range(n_points):
+        loss = loss_for(k)
+        best = float(np.min(loss(outputs)))
+        predictions = [model.predict(candidates, return_std=True) for model in models]
+        mean = np.stack([m for m, _ in predictions], axis=-1)  # (candidates, outputs)
+        std = np.stack([s for _, s in predictions], axis=-1)
+        base = rng.standard_normal((MONTE_CARLO_SAMPLES, 1, len(models)))
+        improvement = np.maximum(best - loss(mean[None] + std[None] * base), 0.0).mean(0)
+        order = np.argsort(-improvement, kind="stable")
+        x = next((candidates[i] for i in order
+                  if np.min(np.linalg.norm(taken - candidates[i], axis=1)) > DUPLICATE_DISTANCE), candidates[order[0]])
+        chosen.append(x)
+        taken = np.vstack([taken, x])
+        outputs = np.vstack([outputs, [model.predict(x[None])[0] for model in models]])
+        models = [condition_gp(model, taken, outputs[:, j]) for j, model in enumerate(models)]
+    return chosen
+
+
 def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None) -> BatchOptimizer:
     """The campaign's optimiser: settings from ``config.optimiser`` (chosen by benchmarks/optimiser_efficiency.py).
 
@@ -322,8 +328,6 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         output_warping=settings.output_warping,
         local_share=settings.local_candidates_share if surrogate == "GP" else 0.0,  # measured on the plain GP only
         local_scale=settings.local_candidates_scale,
-        screened_share=settings.physics_screened_share if surrogate == "physics_gp" else 0.0,
-        screened_pool_factor=settings.physics_screened_pool_factor,
         composite=config.objective if settings.composite and surrogate == "GP" else None,
     )
     if surrogate == "physics_gp":

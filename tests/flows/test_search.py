@@ -135,30 +135,7 @@ def test_local_candidates_step_from_the_best_evaluated_points_and_keep_categoric
     assert spread.std(0).min() > 0.2  # uniform samples, by contrast, fill the cube
 
 
-def test_physics_gp_screened_candidates_are_the_best_predicted_of_a_larger_pool():
-    """With physics_screened_share 0.25 a quarter of the acquisition's samples are those the fitted surrogate
-    predicts best among the 1300 of a four times larger pool that are not uniform candidates (its top 1/13), so
-    even the worst of them beats the uniform candidates' 1/8 quantile (1/13 give or take the sampling scatter)."""
-    settings = SMALL | {"acquisition_samples": 400, "physics_screened_share": 0.25, "physics_screened_pool_factor": 4}
-    optimizer = make_optimizer(config_with(**settings), surrogate="physics_gp")
-    for _ in range(3):
-        points = optimizer.ask(n_points=4)
-        optimizer.tell(points, [loss(x[:4]) for x in points])
-    model = optimizer._fitted[0]
-    X, y = optimizer.space.transform(optimizer.Xi), np.asarray(optimizer.yi)
-    candidates = optimizer._candidates(X, y, model)
-    assert len(candidates) == 400
-    mean = model.predict(candidates)
-    screened, uniform = mean[300:], mean[:300]
-    assert screened.max() <= np.quantile(uniform, 1 / 8)
-    assert np.median(screened) < np.quantile(uniform, 1 / 16)
-    assert len(optimizer.ask(n_points=4)) == 4
-    plain = make_optimizer(config_with(**settings))  # a plain GP's mean is no guide early on: uniform samples
-    assert plain.screened_share == 0.0
-
-
-@pytest.mark.parametrize("setting", [{"local_candidates_share": 1.5}, {"local_candidates_scale": 0.0},
-                                     {"physics_screened_share": -0.1}, {"physics_screened_pool_factor": 1}])
+@pytest.mark.parametrize("setting", [{"local_candidates_share": 1.5}, {"local_candidates_scale": 0.0}])
 def test_local_candidate_settings_out_of_range_name_the_field(setting):
     with pytest.raises(ConfigError, match=next(iter(setting))):
         config_with(**setting)
