@@ -365,9 +365,8 @@ def interval_mirror(record: dict[str, Any], columns: list[str]) -> dict[str, Any
     bands = {}
     for column in columns:
         low_column, high_column = interval_columns(column)
-        low, high = record.pop(low_column, None), record.pop(high_column, None)
-        if low is not None or high is not None:
-            bands[column] = [low, high]
+        if low_column in record or high_column in record:  # both bounds null: the whole interval is past the horizon
+            bands[column] = [record.pop(low_column, None), record.pop(high_column, None)]
     return record | {INTERVAL: bands}
 
 

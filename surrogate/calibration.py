@@ -173,8 +173,16 @@ def _condition(row) -> str:
     return ", ".join(parts) or "-"
 
 
+def model_source_digest() -> str:
+    """SHA-256 of the model's source (``surrogate/*.py``): a fit cached by an older model is never reused."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_key(data_sha: str, parameters_sha: str) -> str:
-    return hashlib.sha256((data_sha + parameters_sha).encode()).hexdigest()[:20]
+    return hashlib.sha256((data_sha + parameters_sha + model_source_digest()).encode()).hexdigest()[:20]
 
 
 class _Transform:

@@ -7,7 +7,9 @@ Q(N) = Q_fresh(I) x SEI(t) x [mechanical retention of the Sn share] x catastroph
   exponential exp(-(N / N_m)^beta); both the share and 1 / N_m grow as (strain / reference)^m;
 * catastrophic failure (pulverisation, contact loss, soft shorts) above a critical linear strain.
 
-Cycles count from the cell's first cycle: ``formation_cycles`` at the formation current come before any test.
+A prediction is for one cycle of a test; the cycles run before it form a history of steps at different currents
+(:class:`CyclingStep`): ``formation_cycles`` at the formation current, then for a rate test the lower rate steps,
+then the test's own cycles. Each step damages by its own strain (science.md 3.6, "the rate test as run").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from surrogate.kinetics import arrhenius_factor
 from surrogate.parameters import ModelParameters
 
 
@@ -44,16 +47,67 @@ def degradation_law(linear_strain, sn_volume_fraction, p: ModelParameters) -> De
     return DegradationLaw(vulnerable, mechanical_life, catastrophic_life)
 
 
-def mechanical_damage(cycles, law: DegradationLaw, p: ModelParameters):
-    """Share of the vulnerable capacity lost after N cycles (0 at the first cycle); shape (N_recipes, N_cycles)."""
-    elapsed = np.maximum(np.atleast_1d(cycles)[None, :] - 1.0, 0.0)
-    return 1.0 - np.exp(-(elapsed / law.mechanical_life_cycles[:, None]) ** p.mechanical_loss_shape)
+@dataclass(frozen=True)
+class CyclingStep:
+    """A stretch of cycles run at one current before the cycle a prediction is for.
+
+    Parameters
+    ----------
+    law : the degradation law at this current's Sn strain.
+    cycles : cycles run at this current; a scalar, or shape (M,) for M predicted cycle numbers.
+    cycle_hours : duration of one of these cycles, per recipe (N,).
+    """
+
+    law: DegradationLaw
+    cycles: np.ndarray | float
+    cycle_hours: np.ndarray
 
 
-def catastrophic_survival(cycles, law: DegradationLaw, p: ModelParameters):
-    """Probability-like share of the electrode not yet failed catastrophically; shape (N_recipes, N_cycles)."""
-    elapsed = np.maximum(np.atleast_1d(cycles)[None, :] - 1.0, 0.0)
-    return np.exp(-(elapsed / law.catastrophic_life_cycles[:, None]) ** p.catastrophic_shape)
+@dataclass(frozen=True)
+class CycledState:
+    """What a cycling history has done to the electrode; arrays of shape (N_recipes, M).
+
+    ``vulnerable_fraction``: share of the Sn capacity that the highest strain cycled so far can remove;
+    ``mechanical_damage``: share of that vulnerable capacity already lost; ``catastrophic_survival``: share of the
+    electrode not yet failed catastrophically; ``sei_retention``: capacity left by SEI growth.
+    """
+
+    vulnerable_fraction: np.ndarray
+    mechanical_damage: np.ndarray
+    catastrophic_survival: np.ndarray
+    sei_retention: np.ndarray
+
+    @property
+    def electrode_damage(self) -> np.ndarray:
+        """Share of the electrode mechanically damaged or failed: drives irreversible thickening."""
+        return 1.0 - (1.0 - self.vulnerable_fraction * self.mechanical_damage) * self.catastrophic_survival
+
+
+def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParameters) -> CycledState:
+    """Damage after a sequence of cycling steps at different currents (the test as it was run).
+
+    Each step counts with its own strain: fatigue accumulates as the life fraction spent, sum of n_k / N_m,k
+    (Miner's rule inside the stretched exponential), and likewise for catastrophic failure, so a formation at low
+    current and high strain damages a cell later tested at high current by its own strain, not the test's. Cracked
+    Sn stays cracked: the vulnerable share is the one of the highest strain that has been cycled. SEI grows as the
+    square root of the total time. Both SEI growth and fatigue speed up with temperature (Arrhenius, relative to the
+    reference temperature of the study's cycling).
+    """
+    sei_speed = arrhenius_factor(p.sei_activation_energy_kJ_per_mol, temperature_C, p)
+    fatigue_speed = arrhenius_factor(p.fatigue_activation_energy_kJ_per_mol, temperature_C, p)
+    life_spent = catastrophic_spent = hours = vulnerable = 0.0
+    for step in steps:
+        cycles = np.atleast_1d(np.asarray(step.cycles, dtype=float))[None, :]
+        life_spent = life_spent + cycles * fatigue_speed / step.law.mechanical_life_cycles[:, None]
+        catastrophic_spent = catastrophic_spent + cycles * fatigue_speed / step.law.catastrophic_life_cycles[:, None]
+        hours = hours + cycles * np.asarray(step.cycle_hours)[:, None]
+        vulnerable = np.maximum(vulnerable, np.where(cycles > 0, step.law.vulnerable_fraction[:, None], 0.0))
+    return CycledState(
+        vulnerable_fraction=vulnerable,
+        mechanical_damage=1.0 - np.exp(-life_spent ** p.mechanical_loss_shape),
+        catastrophic_survival=np.exp(-catastrophic_spent ** p.catastrophic_shape),
+        sei_retention=np.clip(1.0 - p.sei_loss_per_sqrt_hour * np.sqrt(sei_speed * hours), 0.0, 1.0),
+    )
 
 
 def cycle_time_h(capacity_mAh_per_g, current_A_per_g):
@@ -61,27 +115,13 @@ def cycle_time_h(capacity_mAh_per_g, current_A_per_g):
     return 2.0 * np.asarray(capacity_mAh_per_g) / 1000.0 / current_A_per_g
 
 
-def capacity_retention(cycles, law: DegradationLaw, sn_share, capacity_mAh_per_g, current_A_per_g,
-                       formation_capacity_mAh_per_g, p: ModelParameters):
-    """Q(N) / Q_fresh(I) for cell cycle numbers N (formation included); shape (N_recipes, N_cycles).
+def capacity_retention(state: CycledState, sn_share):
+    """Q / Q_fresh(I) after a cycling history; shape (N_recipes, M).
 
-    Parameters
-    ----------
-    cycles : cell cycle numbers, 1 = the first formation cycle.
-    sn_share : share of the capacity stored in Sn (only Sn suffers mechanical loss).
-    capacity_mAh_per_g, current_A_per_g : fresh capacity and current of the test cycles (set the cycle time).
-    formation_capacity_mAh_per_g : capacity of the formation cycles (their time counts for SEI growth).
+    ``sn_share`` is the share of the capacity at the measured current stored in Sn: only Sn suffers mechanical loss.
     """
-    cycles = np.atleast_1d(np.asarray(cycles, dtype=float))
-    n_formation = float(p.formation_cycles)
-    formation_hours = n_formation * cycle_time_h(formation_capacity_mAh_per_g, p.formation_current_A_per_g)
-    test_cycles = np.maximum(cycles[None, :] - n_formation, 0.0)
-    formation_done = np.minimum(cycles[None, :], n_formation)
-    hours = (formation_done / n_formation * formation_hours[:, None]
-             + test_cycles * cycle_time_h(capacity_mAh_per_g, current_A_per_g)[:, None])
-    sei = np.clip(1.0 - p.sei_loss_per_sqrt_hour * np.sqrt(hours), 0.0, 1.0)
-    mechanical = 1.0 - (np.asarray(sn_share) * law.vulnerable_fraction)[:, None] * mechanical_damage(cycles, law, p)
-    return sei * mechanical * catastrophic_survival(cycles, law, p)
+    mechanical = 1.0 - np.asarray(sn_share)[:, None] * state.vulnerable_fraction * state.mechanical_damage
+    return state.sei_retention * mechanical * state.catastrophic_survival
 
 
 def initial_coulombic_efficiency_pct(sn_mass_fraction, reversible_mAh_per_g, micro, p: ModelParameters):

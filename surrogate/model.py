@@ -90,15 +90,64 @@ class Prediction:
         }
 
 
-def _capacity_after_cycles(recipes, micro, current_A_per_g, cell_cycles, temperature_C, formation_mAh, p):
-    """Capacity (N, M) at cell cycle numbers for one current, plus the degradation law and Sn strain behind it."""
-    fresh = capacity_at_current(recipes.sn_mass_fraction, micro, current_A_per_g, temperature_C, p)
-    strain = expansion.local_sn_linear_strain(fresh.sn_na_per_sn, micro, p)
-    law = cycle_life.degradation_law(strain, micro.sn_volume_fraction, p)
-    sn_share = fresh.sn_mAh_per_g / np.maximum(fresh.total_mAh_per_g, 1e-9)
-    retention = cycle_life.capacity_retention(cell_cycles, law, sn_share, fresh.total_mAh_per_g, current_A_per_g,
-                                              formation_mAh, p)
-    return fresh.total_mAh_per_g[:, None] * retention, law, strain
+@dataclass(frozen=True)
+class _Regime:
+    """Cycling at one current and temperature: fresh capacity, Sn strain, degradation law, hours per cycle."""
+
+    fresh: object  # kinetics.RateCapacity
+    strain: np.ndarray
+    law: cycle_life.DegradationLaw
+    cycle_hours: np.ndarray
+
+    def step(self, cycles) -> cycle_life.CyclingStep:
+        return cycle_life.CyclingStep(self.law, cycles, self.cycle_hours)
+
+    def capacity_after(self, history: list[cycle_life.CyclingStep], temperature_C, p) -> np.ndarray:
+        """Capacity (N, M) at this regime's current after ``history`` (which ends with this regime's own cycles)."""
+        state = cycle_life.cycled_state(history, temperature_C, p)
+        sn_share = self.fresh.sn_mAh_per_g / np.maximum(self.fresh.total_mAh_per_g, 1e-9)
+        return self.fresh.total_mAh_per_g[:, None] * cycle_life.capacity_retention(state, sn_share)
+
+
+class _Regimes:
+    """The regimes of one prediction, each computed once (the rate steps and the cycling share currents)."""
+
+    def __init__(self, recipes: Recipes, micro: Microstructure, p: ModelParameters):
+        self.recipes, self.micro, self.p = recipes, micro, p
+        self._memo: dict[tuple[float, float], _Regime] = {}
+
+    def at(self, current_A_per_g: float, temperature_C: float) -> _Regime:
+        key = (float(current_A_per_g), float(temperature_C))
+        if key not in self._memo:
+            fresh = capacity_at_current(self.recipes.sn_mass_fraction, self.micro, current_A_per_g, temperature_C,
+                                        self.p)
+            strain = expansion.local_sn_linear_strain(fresh.sn_na_per_sn, self.micro, self.p)
+            law = cycle_life.degradation_law(strain, self.micro.sn_volume_fraction, self.p)
+            self._memo[key] = _Regime(fresh, strain, law, cycle_life.cycle_time_h(fresh.total_mAh_per_g,
+                                                                                  current_A_per_g))
+        return self._memo[key]
+
+    def formation(self, temperature_C: float) -> cycle_life.CyclingStep:
+        """The formation cycles every test starts with, at the formation current's own strain."""
+        return self.at(self.p.formation_current_A_per_g, temperature_C).step(float(self.p.formation_cycles))
+
+    def rate_step_capacity(self, current_A_per_g: float, temperature_C: float) -> np.ndarray:
+        """Capacity (N,) at the first cycle of a rate step, with the test run as the study ran it: formation, then
+        ``rate_test_cycles_per_step`` cycles at each of the protocol's currents below this one, rising."""
+        p = self.p
+        history = [self.formation(temperature_C)]
+        history += [self.at(lower, temperature_C).step(float(p.rate_test_cycles_per_step))
+                    for lower in sorted(p.rate_test_currents_A_per_g) if lower < current_A_per_g]
+        regime = self.at(current_A_per_g, temperature_C)
+        return regime.capacity_after(history + [regime.step(0.0)], temperature_C, p)[:, 0]
+
+    def cycling(self, current_A_per_g: float, test_cycles, temperature_C: float):
+        """Capacity (N, M) at test cycles 1.. of a long-cycling test after formation, and the state behind it."""
+        regime = self.at(current_A_per_g, temperature_C)
+        elapsed = np.maximum(np.asarray(test_cycles, dtype=float) - 1.0, 0.0)
+        history = [self.formation(temperature_C), regime.step(elapsed)]
+        return regime.capacity_after(history, temperature_C, self.p), cycle_life.cycled_state(history, temperature_C,
+                                                                                               self.p)
 
 
 def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | None = None) -> Prediction:
@@ -116,38 +165,30 @@ def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | N
     micro = microstructure(recipes, p)
     w_sn = recipes.sn_mass_fraction
     temperature = request.temperature_C
-    formation_cycles = int(p.formation_cycles)
 
-    first = capacity_at_current(w_sn, micro, p.formation_current_A_per_g, temperature, p)
+    regimes = _Regimes(recipes, micro, p)
+    first = regimes.at(p.formation_current_A_per_g, temperature).fresh
     ice = cycle_life.initial_coulombic_efficiency_pct(w_sn, first.total_mAh_per_g, micro, p)
     particle = expansion.particle_expansion_pct(w_sn, first.sn_na_per_sn, micro, p)
     activation = exchange_currents(w_sn, micro, temperature, p).apparent_activation_energy_kJ_per_mol
 
-    # Rate capability: the first test cycle at each current, right after formation.
-    after_formation = [formation_cycles + 1]
-    rate = np.column_stack([
-        _capacity_after_cycles(recipes, micro, current, after_formation, temperature, first.total_mAh_per_g, p)[0][:, 0]
-        for current in request.currents_A_per_g
-    ]) if request.currents_A_per_g else np.zeros((recipes.size, 0))
+    # Rate capability: each current's step of the rate test, run as the study ran it.
+    rate = np.column_stack([regimes.rate_step_capacity(current, temperature)
+                            for current in request.currents_A_per_g]) \
+        if request.currents_A_per_g else np.zeros((recipes.size, 0))
 
     # Long cycling at the cycling current; cycle 1 is the first test cycle after formation.
-    cell_cycles = formation_cycles + np.asarray(request.cycles, dtype=float)
-    expansion_cycle = formation_cycles + ELECTRODE_EXPANSION_CYCLES
-    retention_cycles = formation_cycles + np.asarray(request.retention_cycles, dtype=float)
-    cycling, law, strain = _capacity_after_cycles(recipes, micro, request.cycling_current_A_per_g,
-                                                  np.concatenate([cell_cycles, retention_cycles, [expansion_cycle]]),
-                                                  temperature, first.total_mAh_per_g, p)
-    n_cycles = cell_cycles.size
-    damage = 1.0 - ((1.0 - law.vulnerable_fraction * cycle_life.mechanical_damage([expansion_cycle], law, p)[:, 0])
-                    * cycle_life.catastrophic_survival([expansion_cycle], law, p)[:, 0])
-    electrode = expansion.electrode_expansion_pct(particle, damage, p)
+    test_cycles = np.concatenate([np.asarray(request.cycles, dtype=float),
+                                  np.asarray(request.retention_cycles, dtype=float), [ELECTRODE_EXPANSION_CYCLES]])
+    cycling, state = regimes.cycling(request.cycling_current_A_per_g, test_cycles, temperature)
+    n_cycles = len(request.cycles)
+    strain = regimes.at(request.cycling_current_A_per_g, temperature).strain
+    electrode = expansion.electrode_expansion_pct(particle, state.electrode_damage[:, -1], p)
 
     target = None
     if request.target_current_A_per_g is not None:
         target_temperature = request.target_temperature_C if request.target_temperature_C is not None else temperature
-        target = _capacity_after_cycles(recipes, micro, request.target_current_A_per_g,
-                                        [formation_cycles + request.target_cycle], target_temperature,
-                                        first.total_mAh_per_g, p)[0][:, 0]
+        target = regimes.cycling(request.target_current_A_per_g, [request.target_cycle], target_temperature)[0][:, 0]
     return Prediction(
         request=request,
         theoretical_capacity_mAh_per_g=theoretical_capacity_mAh_per_g(w_sn, p),

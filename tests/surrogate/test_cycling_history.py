@@ -1,0 +1,70 @@
+"""The cycling history behind each prediction: formation at its own strain, rate steps, ageing with temperature."""
+
+import numpy as np
+
+from surrogate import calibration, cycle_life
+from surrogate.model import PredictionRequest, _Regimes, predict
+from surrogate.milling import microstructure
+
+
+def _regimes(materials, params, name="Sn@HC-2-1"):
+    recipes = materials[name]
+    return _Regimes(recipes, microstructure(recipes, params), params)
+
+
+def test_formation_damages_by_the_formation_currents_strain_whatever_the_test_current(materials, params):
+    regimes = _regimes(materials, params)
+    formation = regimes.formation(25.0)
+    states = {current: cycle_life.cycled_state([formation, regimes.at(current, 25.0).step(0.0)], 25.0, params)
+              for current in (0.17, 4.2)}
+    # the first test cycle has lost what formation took, at the formation strain, for a slow and a fast test alike
+    lost = {c: s.vulnerable_fraction * s.mechanical_damage for c, s in states.items()}
+    assert lost[0.17][0, 0] > 0.01
+    np.testing.assert_allclose(lost[4.2], lost[0.17], rtol=1e-12)
+    # charged with the fast test's (smaller) strain instead, formation would have cost far less
+    fast_only = cycle_life.cycled_state([regimes.at(4.2, 25.0).step(float(params.formation_cycles))], 25.0, params)
+    assert (fast_only.vulnerable_fraction * fast_only.mechanical_damage)[0, 0] < 0.8 * lost[4.2][0, 0]
+
+
+def test_cycles_at_different_currents_add_up_as_life_fractions(materials, params):
+    regimes = _regimes(materials, params)
+    slow, fast = regimes.at(0.17, 25.0), regimes.at(4.2, 25.0)
+    both = cycle_life.cycled_state([slow.step(10.0), fast.step(30.0)], 25.0, params)
+    # Miner's rule: 10 slow cycles spend as much life as the number of fast cycles with the same life fraction
+    equivalent = 10.0 * fast.law.mechanical_life_cycles / slow.law.mechanical_life_cycles
+    fast_only = cycle_life.cycled_state([slow.step(0.0), fast.step(30.0 + float(equivalent[0]))], 25.0, params)
+    np.testing.assert_allclose(both.mechanical_damage, fast_only.mechanical_damage, rtol=1e-9)
+
+
+def test_rate_steps_before_a_point_cost_capacity_only_when_the_protocol_runs_them(materials, params):
+    recipe = materials["Sn@HC-2-1"]
+    request = PredictionRequest(currents_A_per_g=(0.17, 4.2))
+    right_after_formation = predict(recipe, params.with_values(rate_test_cycles_per_step=0), request)
+    as_run = predict(recipe, params.with_values(rate_test_cycles_per_step=5), request)
+    first_step, last_step = 0, 1
+    # the first step follows formation only; the 4.2 A/g step follows 20 cycles at the lower currents
+    np.testing.assert_allclose(as_run.capacity_at_current_mAh_per_g[:, first_step],
+                               right_after_formation.capacity_at_current_mAh_per_g[:, first_step], rtol=1e-12)
+    assert as_run.capacity_at_current_mAh_per_g[0, last_step] < \
+        right_after_formation.capacity_at_current_mAh_per_g[0, last_step] - 1.0
+
+
+def test_a_warm_cell_ages_faster_unless_ageing_has_no_activation_energy(materials, params):
+    recipe = materials["Sn@HC-2-1"]
+
+    def retention(p, temperature_C):
+        cycles = predict(recipe, p, PredictionRequest(cycles=(1, 2000), temperature_C=temperature_C))
+        return cycles.capacity_at_cycle_mAh_per_g[0, 1] / cycles.capacity_at_cycle_mAh_per_g[0, 0]
+
+    assert retention(params, 45.0) < retention(params, 25.0) - 0.01
+    assert retention(params, 0.0) > retention(params, 25.0)
+    athermal = params.with_values(fatigue_activation_energy_kJ_per_mol=0.0, sei_loss_per_sqrt_hour=0.0)
+    # with no SEI term and athermal fatigue, only the strain (which moves a little with temperature) is left
+    assert abs(retention(athermal, 45.0) - retention(athermal, 25.0)) < \
+        0.5 * abs(retention(params, 45.0) - retention(params, 25.0))
+
+
+def test_a_cached_fit_is_keyed_on_the_models_source(monkeypatch):
+    key = calibration._cache_key("data", "parameters")
+    monkeypatch.setattr(calibration, "model_source_digest", lambda: "another model")
+    assert calibration._cache_key("data", "parameters") != key
