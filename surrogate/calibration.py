@@ -173,10 +173,11 @@ def _condition(row) -> str:
     return ", ".join(parts) or "-"
 
 
-def model_source_digest() -> str:
-    """SHA-256 of the model's source (``surrogate/*.py``): a fit cached by an older model is never reused."""
+def model_source_digest(folder: Path | None = None) -> str:
+    """SHA-256 of a model's source (the ``*.py`` of ``folder``, default ``surrogate/``): a fit cached by an older
+    model is never reused."""
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    for source in sorted((folder or Path(__file__).parent).glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 

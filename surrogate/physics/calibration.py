@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from surrogate.calibration import model_source_digest
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import Recipes
@@ -131,7 +132,9 @@ def _fitted_values(p: ModelParameters, q: ModelParameters, observations: pd.Data
                    refit: bool = False) -> tuple[dict[str, float], str, str]:
     """Fitted values from the cache, or from a new fit that is then cached."""
     data_sha, parameters_sha = _digests(p, q, observations)
-    key = hashlib.sha256((data_sha + parameters_sha).encode()).hexdigest()[:20]
+    # the numpy model's source too: the physics model reads its kinetics and microstructure
+    sources = model_source_digest() + model_source_digest(Path(__file__).parent)
+    key = hashlib.sha256((data_sha + parameters_sha + sources).encode()).hexdigest()[:20]
     cache_file = cache_dir() / f"physics-calibration-{key}.json"
     if not refit and (cache_file, key) in _fits_in_memory:
         return dict(_fits_in_memory[(cache_file, key)]), data_sha, parameters_sha

@@ -66,7 +66,9 @@ def electrode_design(recipes: Recipes, p: ModelParameters, q: ModelParameters,
     w_sn = recipes.sn_mass_fraction
     v_sn = sn_volume_fraction(w_sn, p)
     powder = q.electrode_powder_volume_fraction
-    connected = powder * (1.0 - micro.inactive_mass_fraction) * q.capacity_utilisation
+    # The utilisation is the Sn that formation has disconnected (the surrogate's mechanical loss hits Sn only);
+    # hard carbon hardly swells and stays connected.
+    connected = powder * (1.0 - micro.inactive_mass_fraction)
     floor = powder * q.absent_phase_volume_share
     mix_density_g_per_m3 = 1e6 / (w_sn / p.sn_density_g_per_cm3 + (1.0 - w_sn) / p.hc_density_g_per_cm3)
     active_mass = q.electrode_thickness_um * 1e-6 * powder * mix_density_g_per_m3
@@ -81,7 +83,7 @@ def electrode_design(recipes: Recipes, p: ModelParameters, q: ModelParameters,
         sn_mass_fraction=w_sn,
         sn_radius_m=0.5 * sn_diameter_m,
         hc_radius_m=0.5 * micro.hc_size_um * 1e-6,
-        sn_volume_fraction=np.maximum(connected * v_sn, floor),
+        sn_volume_fraction=np.maximum(connected * v_sn * q.capacity_utilisation, floor),
         hc_volume_fraction=np.maximum(connected * (1.0 - v_sn), floor),
         active_mass_g_per_m2=active_mass,
         theoretical_capacity_mAh_per_g=theoretical_capacity_mAh_per_g(w_sn, p),
