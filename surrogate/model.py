@@ -13,7 +13,7 @@ import numpy as np
 
 from surrogate import cycle_life, expansion
 from surrogate.composition import theoretical_capacity_mAh_per_g
-from surrogate.kinetics import capacity_at_current, exchange_currents
+from surrogate.kinetics import RateCapacity, capacity_at_current, exchange_currents
 from surrogate.milling import Microstructure, microstructure
 from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
@@ -94,7 +94,7 @@ class Prediction:
 class _Regime:
     """Cycling at one current and temperature: fresh capacity, Sn strain, degradation law, hours per cycle."""
 
-    fresh: object  # kinetics.RateCapacity
+    fresh: RateCapacity
     strain: np.ndarray
     law: cycle_life.DegradationLaw
     cycle_hours: np.ndarray
@@ -102,9 +102,8 @@ class _Regime:
     def step(self, cycles) -> cycle_life.CyclingStep:
         return cycle_life.CyclingStep(self.law, cycles, self.cycle_hours)
 
-    def capacity_after(self, history: list[cycle_life.CyclingStep], temperature_C, p) -> np.ndarray:
-        """Capacity (N, M) at this regime's current after ``history`` (which ends with this regime's own cycles)."""
-        state = cycle_life.cycled_state(history, temperature_C, p)
+    def capacity_in(self, state: cycle_life.CycledState) -> np.ndarray:
+        """Capacity (N, M) at this regime's current in a cycled state (a history ending with this regime's cycles)."""
         sn_share = self.fresh.sn_mAh_per_g / np.maximum(self.fresh.total_mAh_per_g, 1e-9)
         return self.fresh.total_mAh_per_g[:, None] * cycle_life.capacity_retention(state, sn_share)
 
@@ -136,18 +135,18 @@ class _Regimes:
         ``rate_test_cycles_per_step`` cycles at each of the protocol's currents below this one, rising."""
         p = self.p
         history = [self.formation(temperature_C)]
-        history += [self.at(lower, temperature_C).step(float(p.rate_test_cycles_per_step))
-                    for lower in sorted(p.rate_test_currents_A_per_g) if lower < current_A_per_g]
+        if p.rate_test_cycles_per_step > 0:  # 0: each point right after formation, no lower steps to solve
+            history += [self.at(lower, temperature_C).step(float(p.rate_test_cycles_per_step))
+                        for lower in sorted(p.rate_test_currents_A_per_g) if lower < current_A_per_g]
         regime = self.at(current_A_per_g, temperature_C)
-        return regime.capacity_after(history + [regime.step(0.0)], temperature_C, p)[:, 0]
+        return regime.capacity_in(cycle_life.cycled_state(history + [regime.step(0.0)], temperature_C, p))[:, 0]
 
     def cycling(self, current_A_per_g: float, test_cycles, temperature_C: float):
         """Capacity (N, M) at test cycles 1.. of a long-cycling test after formation, and the state behind it."""
         regime = self.at(current_A_per_g, temperature_C)
         elapsed = np.maximum(np.asarray(test_cycles, dtype=float) - 1.0, 0.0)
-        history = [self.formation(temperature_C), regime.step(elapsed)]
-        return regime.capacity_after(history, temperature_C, self.p), cycle_life.cycled_state(history, temperature_C,
-                                                                                               self.p)
+        state = cycle_life.cycled_state([self.formation(temperature_C), regime.step(elapsed)], temperature_C, self.p)
+        return regime.capacity_in(state), state
 
 
 def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | None = None) -> Prediction:
