@@ -11,7 +11,9 @@ the project knows. For each lab:
    1 % of the lab's optimum, over ``--seeds`` seeds with ``--budget`` experiments; a seed that never gets there
    counts as budget + 1 in the median:
 
-   - ``physics_gp``: ``flows.search.make_optimizer(config, surrogate="physics_gp")``, the unchanged model as prior;
+   - ``physics_gp``: ``flows.search.make_optimizer(config, surrogate="physics_gp")``, the unchanged model as prior,
+     its ``lab_parameters`` re-estimated from the lab's results (weighted by the lab's ``noise_pct``, stated to the
+     campaign as ``lab_uncertainty_pct``);
    - ``plain_gp``: ``make_optimizer(config)``, the campaign's plain GP (today's ``snhc suggest`` on lab data);
    - ``tpe``: Optuna's ``TPESampler(seed=seed)``, 4 trials per ask;
    - ``random``: uniform over the search space (log-uniform where it is searched on a log scale);
@@ -53,6 +55,7 @@ WITHIN = 0.01  # "within 1 % of the lab's optimum"
 BATCH = 4  # experiments per round, as a lab works
 CPU_AT, CPU_WINDOW = 50, 8  # CPU per evaluation: batches ending within CPU_WINDOW evaluations of CPU_AT
 MAX_NOISE_PCT = 50.0
+MIN_STATED_UNCERTAINTY_PCT = 0.1  # the scatter a lab states for a noiseless lab file: a coin cell's reading error
 
 
 class LabSpecError(ValueError):
@@ -105,6 +108,9 @@ def load_lab(path: str | Path, base: CampaignConfig | None = None, p_model: Mode
                   else (base or load_config()))
     except ConfigError as error:
         raise LabSpecError(f"{path}: objective: {error}") from None
+    # The lab states its measurement scatter, as a user sets lab_uncertainty_pct: the physics-informed GP weighs the
+    # lab's results by it when it infers the lab's parameters (a noiseless lab still states a small scatter).
+    config = config.model_copy(update={"lab_uncertainty_pct": max(spec.noise_pct, MIN_STATED_UNCERTAINTY_PCT)})
     if p_model is None:
         p_model, _ = campaign_parameters(config)
     try:

@@ -131,7 +131,8 @@ class Optimiser(Strict):
                                                                              "evaluated on per ask")
     acquisition_restarts: int = Field(5, ge=1, le=100, description="lbfgs: starts from the best samples")
     local_candidates_share: float = Field(
-        0.5, ge=0.0, le=1.0, description="GP: share of the acquisition's samples drawn around the best evaluated recipes "
+        0.5, ge=0.0, le=1.0, description="GP, physics_gp: share of the acquisition's samples drawn around the best "
+                                         "evaluated recipes "
                                          "rather than over the whole space (a thin optimum ridge is rarely hit by "
                                          "uniform samples)")
     local_candidates_scale: float = Field(
@@ -272,6 +273,10 @@ class CampaignConfig(Strict):
         5.0, gt=0.0, le=100.0, allow_inf_nan=False,
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
+    lab_parameters: list[str] = Field(
+        default_factory=list,
+        description="assumed parameters a lab's own mill, powders or glove box may set differently; the "
+                    "physics-informed GP infers them from the lab's results within their ranges (flows/physics_gp.py)")
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()
@@ -289,6 +294,21 @@ class CampaignConfig(Strict):
         except ParameterError as error:
             raise ValueError(str(error).removeprefix("model_parameters.")) from None
         return overrides
+
+    @field_validator("lab_parameters")
+    @classmethod
+    def _inferable_lab_parameters(cls, names: list[str]) -> list[str]:
+        base = ModelParameters.load()
+        for name in names:
+            if name not in base:
+                raise ValueError(f"{name}: unknown parameter (see configs/model_parameters.yaml)")
+            entry = base[name]
+            if entry.tag != "assumed" or not entry.bounds or not entry.bounds[0] < entry.bounds[1]:
+                raise ValueError(f"{name}: a lab parameter must be assumed and have a range (bounds low < high) in "
+                                 "configs/model_parameters.yaml")
+        if len(set(names)) != len(names):
+            raise ValueError("a parameter is listed twice")
+        return names
 
     @field_validator("objectives", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ from skopt.utils import cook_estimator, is_2Dlistlike, normalize_dimensions
 from flows.config import CampaignConfig
 from flows.evaluation import Evaluation, model_objective
 from flows.objective import CAPACITY, EXPANSION, SCORE
-from flows.physics_gp import ModelPrior, PhysicsInformedGP, condition_gp
+from flows.physics_gp import LabCalibratedPrior, LabParameters, ModelPrior, PhysicsInformedGP, condition_gp
 from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
 
 if TYPE_CHECKING:
@@ -326,7 +326,7 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
                               "n_restarts_optimizer": settings.acquisition_restarts},
         random_state=settings.seed,
         output_warping=settings.output_warping,
-        local_share=settings.local_candidates_share if surrogate == "GP" else 0.0,  # measured on the plain GP only
+        local_share=settings.local_candidates_share if surrogate in ("GP", "physics_gp") else 0.0,
         local_scale=settings.local_candidates_scale,
         composite=config.objective if settings.composite and surrogate == "GP" else None,
     )
@@ -335,7 +335,12 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
             from flows.evaluation import campaign_parameters
 
             p, _ = campaign_parameters(config)
-        optimizer.base_estimator_.set_params(prior=ModelPrior(optimizer.space, model_losses(config, p)))
+        if config.lab_parameters:  # the lab's own values of some assumed parameters, inferred from its results
+            prior = LabCalibratedPrior(optimizer.space, lambda q: model_losses(config, q),
+                                       LabParameters(p, config.lab_parameters), config.lab_uncertainty_pct)
+        else:
+            prior = ModelPrior(optimizer.space, model_losses(config, p))
+        optimizer.base_estimator_.set_params(prior=prior)
     return optimizer
 
 

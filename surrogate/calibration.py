@@ -186,11 +186,12 @@ def _cache_key(data_sha: str, parameters_sha: str) -> str:
     return hashlib.sha256((data_sha + parameters_sha + model_source_digest()).encode()).hexdigest()[:20]
 
 
-class _Transform:
-    """Maps fitted parameters to an unbounded-scale vector: log for wide positive ranges, linear otherwise."""
+class ParameterTransform:
+    """Maps bounded parameters (the fitted ones unless ``names`` are given) to the scale a fit searches: log10 for
+    wide positive ranges, linear otherwise."""
 
-    def __init__(self, p: ModelParameters):
-        self.names = p.names("fitted")
+    def __init__(self, p: ModelParameters, names: list[str] | None = None):
+        self.names = p.names("fitted") if names is None else list(names)
         self.bounds = np.array([p[n].bounds for n in self.names], dtype=float)
         self.log = (self.bounds[:, 0] > 0) & (self.bounds[:, 1] / np.maximum(self.bounds[:, 0], 1e-300) >= 50)
 
@@ -217,7 +218,7 @@ class LeastSquaresProblem:
         self.materials = materials
         self.measured = self.rows["value"].to_numpy(float)
         self.sigma = self.rows["sigma_pct"].to_numpy(float) / 100.0 * self.measured
-        self.transform = _Transform(p)
+        self.transform = ParameterTransform(p)
 
     def parameters(self, x, base: ModelParameters | None = None) -> ModelParameters:
         """``base`` (default the problem's parameters) with the fitted values at transformed point x."""

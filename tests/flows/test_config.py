@@ -110,3 +110,11 @@ def test_a_cold_campaign_reaches_the_models(params):
     cold_result = evaluate_batch([recipe], p, cold.objective)[0]
     warm_result = evaluate_batch([recipe], campaign_parameters(warm)[0], warm.objective)[0]
     assert cold_result.ok and cold_result.objective < warm_result.objective
+
+
+@pytest.mark.parametrize("name, why", [("ohmic_resistance_ohm_g", "assumed"), ("no_such_parameter", "unknown"),
+                                       ("reference_milling_time_h", "range")])
+def test_a_lab_parameter_must_be_an_assumed_parameter_with_a_range(name, why):
+    """Only assumed parameters with bounds can be inferred from lab results: the range is the prior."""
+    with pytest.raises(ConfigError, match=f"lab_parameters.*{name}.*{why}"):
+        load_config(overrides={"lab_parameters": [name]})
