@@ -42,6 +42,7 @@ RANGE_IN_SD = 4.0  # a lab parameter's allowed range is read as +-2 sd of its pr
 # seeds' spread) and cuts the optimiser's CPU per evaluation at 50 from 0.27 to 0.15 s; at most 40 steps.
 LAB_FIT_FUNCTION_EVALUATIONS = 40
 LAB_FIT_TOLERANCE = 1e-3
+PARAMETER_DRAWS, PARAMETER_DRAWS_SEED = 32, 0  # the lab parameters' spread shown with a suggestion
 LAB_FIT_DIFF_STEP = 1e-3  # finite-difference step in prior sd: well above the model's round-off, below its curvature
 
 
@@ -130,6 +131,7 @@ class LabCalibratedPrior(ModelPrior):
     def __init__(self, space, losses_for: Callable, lab_parameters: LabParameters, sigma_pct: float):
         self.losses_for, self.lab_parameters, self.sigma_pct = losses_for, lab_parameters, float(sigma_pct)
         self.x_ = np.zeros(len(lab_parameters.names))
+        self.covariance_ = np.eye(len(lab_parameters.names))  # no lab results yet: the prior
         super().__init__(space, losses_for(lab_parameters.p))
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -150,10 +152,29 @@ class LabCalibratedPrior(ModelPrior):
         solution = least_squares(residuals, np.clip(self.x_, low, high), bounds=(low, high), method="trf",
                                  diff_step=LAB_FIT_DIFF_STEP, max_nfev=LAB_FIT_FUNCTION_EVALUATIONS,
                                  ftol=LAB_FIT_TOLERANCE, xtol=LAB_FIT_TOLERANCE)
+        # Laplace: the residuals are in sd units and include the prior's rows, so (J^T J)^-1 is the posterior
+        # covariance (J^T J >= I: always invertible)
+        self.covariance_ = np.linalg.inv(solution.jac.T @ solution.jac)
         if not np.array_equal(solution.x, self.x_):
             self.x_ = solution.x
             self.losses_of_points = self.losses_for(lab.parameters(self.x_))
             self._memo.clear()
+
+    def sd(self, X: np.ndarray) -> np.ndarray:
+        """The model loss's sd at X over the lab parameters' posterior: the spread of the model across
+        ``PARAMETER_DRAWS`` parameter sets drawn from the Laplace Gaussian (kept inside the ranges, fixed seed). The
+        model is far from linear over the prior's width (a welding or swelling threshold), so the sd is sampled, not
+        linearised. One model run per draw: for the few recipes a user is shown, not for an acquisition's thousands."""
+        X = np.asarray(X, dtype=float)
+        if not self.lab_parameters.names or not len(X):
+            return np.zeros(len(X))
+        points = self.space.inverse_transform(X)
+        rng = np.random.default_rng(PARAMETER_DRAWS_SEED)
+        root = np.linalg.cholesky(self.covariance_ + 1e-12 * np.eye(self.x_.size))
+        low, high = self.lab_parameters.box()
+        draws = np.clip(self.x_ + rng.standard_normal((PARAMETER_DRAWS, self.x_.size)) @ root.T, low, high)
+        losses = np.array([self.losses_for(self.lab_parameters.parameters(x))(points) for x in draws], dtype=float)
+        return losses.std(axis=0, ddof=1)
 
     def estimate(self) -> dict[str, float]:
         """The lab parameters as now estimated."""
@@ -229,14 +250,26 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
         return weight, float(y.mean() - weight * m.mean())
 
     def predict(self, X, return_std: bool = False, return_cov: bool = False):
-        parts = self.decompose(X)
+        """Mean and sd as the acquisition uses them: the sd is the discrepancy GP's (cheap on thousands of
+        candidates); :meth:`decompose` adds the lab parameters' own uncertainty for the recipes a user is shown."""
+        parts = self._parts(X)
         if return_std:
             return parts["mean"], parts["std"]
         return parts["mean"]
 
     def decompose(self, X) -> dict[str, np.ndarray]:
-        """The prediction in parts (losses): ``model`` (the model's own loss), ``prior`` (weighted model),
-        ``correction`` (what the data add: combined minus model), ``mean`` and ``std`` (combined)."""
+        """The prediction in parts (losses): ``model`` (the model's own loss, with the lab's parameters where the
+        prior infers them), ``prior`` (weighted model), ``correction`` (what the data add: mean minus model),
+        ``mean``, ``std`` (the discrepancy GP's), ``parameter_std`` (the lab parameters' posterior, propagated) and
+        ``total_std`` (both)."""
+        parts = self._parts(X)
+        sd_of = getattr(self.prior, "sd", None)
+        parts["parameter_std"] = (abs(self.weight_) * sd_of(np.asarray(X, dtype=float)) if sd_of is not None
+                                  else np.zeros_like(parts["std"]))
+        parts["total_std"] = np.hypot(parts["std"], parts["parameter_std"])
+        return parts
+
+    def _parts(self, X) -> dict[str, np.ndarray]:
         X = np.asarray(X, dtype=float)
         m = self._prior_of(X)
         with warnings.catch_warnings():  # variances rounded below 0 at the data are set to 0: expected there

@@ -449,9 +449,14 @@ def _inputs_of(optimizer: Optimizer, evaluations: list[Evaluation] | None) -> di
 
 def surrogate_prediction(optimizer: Optimizer, point: list) -> tuple[float, float]:
     """The optimiser's surrogate (its regressor, a GP by default) mean and standard deviation of the objective at a
-    point. This is the optimiser's belief about a deterministic model, not the model's own error."""
+    point. For a plain GP on the model this is the optimiser's belief about a deterministic model, not the model's own
+    error; the physics-informed GP on lab data adds the uncertainty of the lab parameters it inferred."""
     if not optimizer.models:
         return float("nan"), float("nan")
     model = optimizer.models[-1]
-    mean, std = model.predict(optimizer.space.transform([point]), return_std=True)
+    X = optimizer.space.transform([point])
+    if hasattr(model, "decompose"):
+        parts = model.decompose(X)
+        return float(-parts["mean"][0]), float(parts["total_std"][0])
+    mean, std = model.predict(X, return_std=True)
     return float(-mean[0]), float(std[0])

@@ -171,3 +171,26 @@ def test_a_lab_that_agrees_with_the_model_leaves_its_parameters_alone():
     prior.fit(space.transform(points), model_losses(config, p)(points))
     for name, value in prior.estimate().items():
         assert np.isclose(value, p[name].value, rtol=1e-6, atol=1e-9), name
+
+
+def test_the_lab_parameters_uncertainty_shrinks_as_results_come_in():
+    """What the lab parameters are still unsure of is shown with a suggestion: wide after 4 results, narrower after
+    24, and the combined sd a suggestion reports is never below the discrepancy GP's."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.search import model_losses
+
+    config = load_config(overrides={"lab_uncertainty_pct": 0.5})
+    p, _ = campaign_parameters(config)
+    p_lab = p.with_values(sn_welding_at_reference=0.2, welding_contact_loss=3.0)
+    prior, space, points = _lab_prior_and_points(config, p, 24, seed=3)
+    shown = space.transform(space.rvs(n_samples=20, random_state=4))
+    spread = {}
+    for n in (4, 24):
+        prior.fit(space.transform(points[:n]), model_losses(config, p_lab)(points[:n]))
+        spread[n] = float(np.median(prior.sd(shown)))
+    assert spread[4] > 0 and spread[24] < 0.7 * spread[4]
+    model = PhysicsInformedGP(prior=prior, random_state=0).fit(space.transform(points),
+                                                               model_losses(config, p_lab)(points))
+    parts = model.decompose(shown)
+    assert np.all(parts["total_std"] >= parts["std"]) and np.all(parts["parameter_std"] > 0)
