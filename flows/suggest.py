@@ -12,6 +12,7 @@ on the console and in an MLflow run of the campaign's experiment (:func:`log_sug
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from skopt.learning import GaussianProcessRegressor
 from skopt.utils import cook_estimator
@@ -23,8 +24,9 @@ from surrogate.recipe import FIELD_NAMES, recipe_key
 from surrogate.status import Status
 
 
-def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
-    """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd."""
+def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd, and the lab
+    parameters the physics-informed GP inferred from the results (:func:`lab_parameter_table`; empty without)."""
     config = campaign.config
     p, _ = campaign_parameters(config)
     if config.recalibrate_on_observations and campaign.lab and campaign.lab.measured:
@@ -57,7 +59,25 @@ def suggest(campaign: Campaign, batch_size: int) -> pd.DataFrame:
                      "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
                      "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
                                                         if k.endswith(("_mAh_per_g", "_pct"))}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), lab_parameter_table(optimizer)
+
+
+def lab_parameter_table(optimizer) -> pd.DataFrame:
+    """What the lab's results taught the model's parameters: per lab parameter (configs/default.yaml
+    ``lab_parameters``) the project's value, the lab's estimate, how far it moved (in prior sd) and the share of the
+    prior's width still left (1: the results say nothing about it yet). Empty unless the surrogate infers them."""
+    prior = getattr(optimizer.models[-1], "prior", None) if optimizer.models else None
+    if not hasattr(prior, "estimate"):
+        return pd.DataFrame(columns=LAB_PARAMETER_COLUMNS)
+    estimate, lab = prior.estimate(), prior.lab_parameters
+    return pd.DataFrame([{"parameter": name, "project_value": float(lab.p[name].value), "lab_estimate": estimate[name],
+                          "moved_prior_sd": float(prior.x_[j]), "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
+                          "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1]}
+                         for j, name in enumerate(lab.names)], columns=LAB_PARAMETER_COLUMNS)
+
+
+LAB_PARAMETER_COLUMNS = ["parameter", "project_value", "lab_estimate", "moved_prior_sd", "prior_width_left", "low",
+                         "high"]
 
 
 def lab_surrogate(config) -> str:
@@ -87,11 +107,12 @@ SUGGESTION_METRICS = {  # table column -> MLflow metric (one step per suggestion
 }
 
 
-def log_suggestions(campaign: Campaign, table: pd.DataFrame) -> str:
+def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.DataFrame | None = None) -> str:
     """Record one ``snhc suggest`` as an MLflow run (tag ``snhc.kind: suggestions``) in the campaign's experiment:
     the suggestions table as an artifact and as the run's description, and per suggestion (step = its row) the
     model's objective, the learned correction and the combined mean and sd, so the MLflow UI charts how much the
-    lab has taught the model. Returns the run id."""
+    lab has taught the model; the inferred lab parameters as ``lab_parameters.csv`` and as metrics
+    ``lab_parameter.<name>`` and ``lab_parameter.<name>.moved_prior_sd``. Returns the run id."""
     from flows.tracking import NOTE_TAG, Tracker, run_name
 
     config = campaign.config
@@ -113,6 +134,11 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame) -> str:
                         step=step)
         tracker.log(run_id, tags={NOTE_TAG: suggestions_markdown(table)})
         tracker.log_files(run_id, {"suggestions.csv": table})
+        if lab_parameters is not None and len(lab_parameters):
+            tracker.log(run_id, metrics={f"lab_parameter.{r.parameter}{suffix}": float(value)
+                                         for r in lab_parameters.itertuples()
+                                         for suffix, value in (("", r.lab_estimate), (".moved_prior_sd", r.moved_prior_sd))})
+            tracker.log_files(run_id, {"lab_parameters.csv": lab_parameters})
     return run_id
 
 

@@ -145,6 +145,15 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     logged = pd.read_csv(client.download_artifacts(run_id, "suggestions.csv", str(tmp_path / "logged")))
     assert np.allclose(logged[recipe].to_numpy(), suggestions[recipe].to_numpy())
     assert "3 suggested recipes" in runs[0].data.tags["mlflow.note.content"]
+    # what the lab taught the model's parameters: every lab parameter, inside its range, logged as table and metrics
+    taught = pd.read_csv(client.download_artifacts(run_id, "lab_parameters.csv", str(tmp_path / "taught")))
+    assert list(taught["parameter"]) == load_config().lab_parameters
+    assert ((taught["lab_estimate"] >= taught["low"]) & (taught["lab_estimate"] <= taught["high"])).all()
+    assert (taught["lab_estimate"] != taught["project_value"]).any()  # the lab's results moved something
+    assert ((taught["prior_width_left"] > 0) & (taught["prior_width_left"] <= 1.0 + 1e-9)).all()
+    metrics = runs[0].data.metrics
+    first = taught.iloc[0]
+    assert np.isclose(metrics[f"lab_parameter.{first.parameter}"], first.lab_estimate)
 
 
 def test_lab_observations_in_a_campaign_with_objectives_exit_2(tmp_path, capsys):
