@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
-from flows.evaluation import LAB, MODEL, Evaluation
+from flows.evaluation import ASKED, LAB, Evaluation
 from flows.inputs import redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import recipe_key
@@ -89,9 +89,9 @@ class Campaign:
         return batch
 
     def model_evaluations(self) -> int:
-        """Evaluations the optimiser asked the model for: its budget (lab observations and the dense search's
-        candidates do not use it up)."""
-        return sum(e.source == MODEL for e in self.evaluations)
+        """Evaluations the optimiser asked for, of the numpy model or (fidelity: physics) of PyBaMM: its budget (lab
+        observations and the dense search's candidates do not use it up)."""
+        return sum(e.source in ASKED for e in self.evaluations)
 
     def failed(self) -> int:
         return sum(not e.ok for e in self.evaluations)
@@ -132,6 +132,9 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
     resumed run's saved state), the lab file and the resume id. Problems raise :class:`ConfigError`."""
     base = load_config(config_path, overrides)
+    if observations_path and base.fidelity == "physics":
+        raise ConfigError(f"{observations_path}: a campaign with fidelity: physics takes no lab observations (one GP "
+                          f"would mix PyBaMM's predictions with measurements); use fidelity: model")
     if observations_path and base.objectives:
         raise ConfigError(f"{observations_path}: lab observations score the capacity 'objective'; a campaign with "
                           f"'objectives' cannot take them yet")

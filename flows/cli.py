@@ -262,6 +262,8 @@ def _campaign_overrides(args) -> dict:
     overrides: dict = {"optimiser": optimiser} if optimiser else {}
     if args.tracking_uri:
         overrides["tracking"] = {"tracking_uri": args.tracking_uri}
+    if getattr(args, "fidelity", None):
+        overrides["fidelity"] = args.fidelity
     return overrides
 
 
@@ -533,8 +535,16 @@ def _add_campaign_options(command) -> None:
     command.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.tracking_uri)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's rule for bad input: one line naming the option and what it allows, exit 2 (no
+    usage block; ``--help`` has it). Subcommands inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="snhc", description="Design Sn / hard-carbon composite anodes for Na-ion batteries in silico.")
     parser.add_argument("--version", action="version", version=f"snhc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -545,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_campaign_options(optimise)
     optimise.add_argument("--resume", metavar="RUN_ID", help="continue this campaign run from its last saved batch")
     optimise.add_argument("--observations", metavar="CSV", help="lab results to warm-start with (see README)")
+    optimise.add_argument("--fidelity", choices=("model", "physics"),
+                          help="what each evaluation runs: the numpy model, or PyBaMM with the numpy model as the "
+                               "GP's prior mean (overrides fidelity)")
     optimise.add_argument("--json", action="store_true", help="print the recommendation as one JSON object (progress "
                                                               "goes to stderr)")
     optimise.set_defaults(handler=cmd_optimise)

@@ -277,6 +277,10 @@ class CampaignConfig(Strict):
         default_factory=list,
         description="assumed parameters a lab's own mill, powders or glove box may set differently; the "
                     "physics-informed GP infers them from the lab's results within their ranges (flows/physics_gp.py)")
+    fidelity: Literal["model", "physics"] = Field(
+        "model", description="what the optimiser's evaluations are: the numpy model (0.5 ms a recipe), or the PyBaMM "
+                             "model (about 0.1-0.5 s a recipe), searched by the physics-informed GP with the numpy "
+                             "model as its prior mean (flows/fidelity.py)")
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()
@@ -326,6 +330,9 @@ class CampaignConfig(Strict):
     @model_validator(mode="after")
     def _objectives_and_recommendation_agree(self) -> "CampaignConfig":
         settings = self.recommendation
+        if self.fidelity == "physics" and self.objectives is not None:
+            raise ValueError("fidelity: physics scores the capacity 'objective' (PyBaMM gives the capacity, not "
+                             "milling cost or expansion); a campaign with 'objectives' needs fidelity: model")
         if self.objectives is None:
             if settings.weights or settings.limits:
                 key = "weights" if settings.weights else "limits"

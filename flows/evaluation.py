@@ -24,16 +24,18 @@ if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
 
 # Where an evaluation's numbers come from and who chose the recipe: the model at the optimiser's suggestion, the
-# model at the dense search's optimum (flows.model_optimum; not part of the optimiser's budget), or a lab measurement.
-MODEL, DENSE_SEARCH, LAB = "model", "dense_search", "lab"
-PREDICTED = (MODEL, DENSE_SEARCH)  # sources whose numbers are model predictions
+# model at the dense search's optimum (flows.model_optimum; not part of the optimiser's budget), a lab measurement,
+# or the PyBaMM model at the optimiser's suggestion (a campaign with fidelity: physics, flows.fidelity).
+MODEL, DENSE_SEARCH, LAB, PHYSICS = "model", "dense_search", "lab", "physics"
+PREDICTED = (MODEL, DENSE_SEARCH)  # sources whose numbers are the numpy model's predictions (its intervals apply)
+ASKED = (MODEL, PHYSICS)  # sources the optimiser asked for: its budget
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluated recipe: status, objective (NaN unless FINISHED), metrics, failure reason, and its source:
-    ``model`` (the model, at the optimiser's suggestion), ``dense_search`` (the model, at its dense-search optimum)
-    or ``lab`` (a measured result)."""
+    ``model`` (the model, at the optimiser's suggestion), ``dense_search`` (the model, at its dense-search optimum),
+    ``lab`` (a measured result) or ``physics`` (the PyBaMM model, at the optimiser's suggestion)."""
 
     recipe: dict[str, Any]
     status: Status

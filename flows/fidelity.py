@@ -4,17 +4,21 @@ The PyBaMM model (:mod:`surrogate.physics`) gives the fresh capacity at a curren
 numpy model's. So a recipe's physics objective is the PyBaMM capacity at the target current, times the model's
 retention after the target cycles, scored by the same objective formula (``flows/objective.py``): both fidelities
 score the same quantity and differ only in the electrochemistry.
+
+Two uses: the physics check re-ranks a numpy-model campaign's top recipes (:func:`physics_scores`, :func:`rank`),
+and a campaign with ``fidelity: physics`` spends every optimiser evaluation on PyBaMM
+(:func:`evaluate_physics_batch`), searched by the physics-informed GP with the numpy model as its prior mean.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from flows.evaluation import Evaluation
+from flows.evaluation import PHYSICS, Evaluation, evaluate_batch
 from flows.objective import CAPACITY, EXPANSION, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -60,9 +64,45 @@ def physics_scores(recipes: list[dict], p: ModelParameters, q: ModelParameters,
         rows.append({**recipes[i], "physics_status": result.status.value, "physics_reason": result.reason,
                      "model_capacity_at_target_mAh_per_g": float(fresh[i]),
                      "physics_capacity_at_target_mAh_per_g": physics_capacity,
+                     PHYSICS_AGED_CAPACITY: physics_capacity * float(retention[i]),
                      "model_objective": float(model_scores[SCORE][i]),
                      "physics_objective": physics[SCORE]})
     return pd.DataFrame(rows)
+
+
+PHYSICS_AGED_CAPACITY = "physics_objective_capacity_mAh_per_g"  # PyBaMM's fresh capacity x the model's retention
+
+
+def evaluate_physics_batch(recipes: list[dict], p: ModelParameters, q: ModelParameters,
+                           objective: CapacityObjective) -> list[Evaluation]:
+    """The optimiser's evaluations at physics fidelity (a campaign with ``fidelity: physics``); never raises for a
+    failed solve.
+
+    Each recipe's objective is :func:`physics_scores`' (PyBaMM's capacity at the target current x the numpy model's
+    retention, scored by the objective's one formula); its metrics are the numpy model's (expansion, ICE, ageing:
+    no second fidelity has them) with the objective's capacity and score replaced by PyBaMM's, and the numpy
+    model's own objective kept as ``model_objective`` beside the fresh ``physics_capacity_at_target_mAh_per_g``.
+    A solve PyBaMM cannot finish is FAILED with its reason, as is a recipe the numpy model cannot take.
+    """
+    model = evaluate_batch(recipes, p, objective)
+    scores = physics_scores(recipes, p, q, objective)
+    evaluations = []
+    for evaluation, (_, row) in zip(model, scores.iterrows()):
+        if not evaluation.ok:
+            evaluations.append(replace(evaluation, source=PHYSICS))
+            continue
+        metrics = evaluation.metrics | {"model_objective": evaluation.objective,
+                                        "physics_capacity_at_target_mAh_per_g":
+                                            float(row["physics_capacity_at_target_mAh_per_g"])}
+        value = float(row["physics_objective"])
+        if row["physics_status"] != Status.FINISHED.value or not np.isfinite(value):
+            evaluations.append(Evaluation(evaluation.recipe, Status.FAILED, float("nan"), metrics,
+                                          reason=f"PyBaMM: {row['physics_reason'] or 'no finite objective'}",
+                                          source=PHYSICS))
+            continue
+        metrics |= {CAPACITY: float(row[PHYSICS_AGED_CAPACITY]), SCORE: value}
+        evaluations.append(Evaluation(evaluation.recipe, Status.FINISHED, value, metrics, source=PHYSICS))
+    return evaluations
 
 
 DIFFERENCE_LOW, DIFFERENCE_HIGH = "model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"

@@ -52,6 +52,13 @@ def physics_check_task(recipes: list[dict], p: ModelParameters, q: ModelParamete
     return fidelity.physics_scores(recipes, p, q, objective)
 
 
+@task(name="evaluate-batch-physics", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def evaluate_physics_task(recipes: list[dict], p: ModelParameters, q: ModelParameters,
+                          objective: CapacityObjective) -> list[Evaluation]:
+    """Evaluate one batch with the PyBaMM model (fidelity: physics; failed solves come back as FAILED)."""
+    return fidelity.evaluate_physics_batch(recipes, p, q, objective)
+
+
 def in_chunks(work, recipes: list[dict], config: CampaignConfig, *args) -> list:
     """Run a task over ``runner.chunks_per_batch`` chunks submitted together, so they can run on separate workers
     (Dask), and gather the results in order."""
@@ -64,9 +71,25 @@ def in_chunks(work, recipes: list[dict], config: CampaignConfig, *args) -> list:
 
 
 def evaluate_in_chunks(recipes: list[dict], p: ModelParameters, config: CampaignConfig) -> list[Evaluation]:
-    """Evaluate one batch of candidates, split over the runner's workers."""
+    """Evaluate one batch of candidates with the numpy model, split over the runner's workers."""
     parts = in_chunks(evaluate_batch_task, recipes, config, p, config.scoring())
     return [evaluation for part in parts for evaluation in part]
+
+
+def campaign_evaluator(config: CampaignConfig, p: ModelParameters):
+    """``recipes -> evaluations`` at the campaign's fidelity: the numpy model, or (``fidelity: physics``) PyBaMM
+    with its fitted values (:func:`surrogate.physics.calibrated_physics_parameters`, fitted once and cached)."""
+    if config.fidelity == "model":
+        return lambda recipes: evaluate_in_chunks(recipes, p, config)
+    from surrogate.physics import calibrated_physics_parameters
+
+    q = calibrated_physics_parameters(p)
+
+    def evaluate(recipes: list[dict]) -> list[Evaluation]:
+        parts = in_chunks(evaluate_physics_task, recipes, config, p, q, config.objective)
+        return [evaluation for part in parts for evaluation in part]
+
+    return evaluate
 
 
 def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
@@ -82,7 +105,8 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
     time (the built PyBaMM models are cached per thread, so nothing is rebuilt); split over several workers, per
     finished chunk."""
     config = campaign.config
-    if config.physics_check.top_k == 0 or not any(e.ok and e.predicted for e in campaign.evaluations):
+    if (config.physics_check.top_k == 0 or config.fidelity == "physics"  # PyBaMM scored every evaluation already
+            or not any(e.ok and e.predicted for e in campaign.evaluations)):
         return None
     if config.objectives:  # the PyBaMM fidelity scores the capacity objective only
         return None
@@ -239,12 +263,14 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         progress = reporting.BatchProgress(campaign, quiet)
         # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
         search = run_pareto_search if config.multi_objective else partial(run_search, p=p)
-        optimizer = search(campaign, lambda recipes: evaluate_in_chunks(recipes, p, config),
+        optimizer = search(campaign, campaign_evaluator(config, p),
                            lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                            atomic=interrupts.deferred)
         progress.close()
-        model_optimum_stage(campaign, p, recorder, quiet)
-        if config.physics_check.top_k and not config.multi_objective:
+        surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
+        if surrogate_only:
+            model_optimum_stage(campaign, p, recorder, quiet)
+        if config.physics_check.top_k and not config.multi_objective and surrogate_only:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p, quiet, ensemble)
         interrupts.check()  # a signal whose raise was swallowed inside the check (a finaliser) stops here

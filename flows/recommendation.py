@@ -135,7 +135,10 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
                                       [campaign.evaluations[i].recipe for i in indexes], tolerance)
         chosen = indexes[k]
     mean, std = surrogate_prediction(optimizer, campaign.points[chosen])
-    note = ranking.summary() if ranking else "ranked by the numpy model (physics check off)"
+    note = (ranking.summary() if ranking
+            else "every evaluation by the PyBaMM model (fidelity: physics), searched with the numpy model as the "
+                 "GP's prior mean" if config.fidelity == "physics"
+            else "ranked by the numpy model (physics check off)")
     evaluation = campaign.evaluations[chosen]
     return Recommendation(chosen, evaluation, mean, std, note, rule, bound_notes(evaluation.recipe, config))
 

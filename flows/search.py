@@ -335,7 +335,10 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
             from flows.evaluation import campaign_parameters
 
             p, _ = campaign_parameters(config)
-        if config.lab_parameters:  # the lab's own values of some assumed parameters, inferred from its results
+        # The lab's own values of some assumed parameters, inferred from its results. Not from PyBaMM's
+        # (fidelity: physics): it shares the numpy model's milling and microstructure, so what it adds is
+        # electrochemistry, which the prior weight and the discrepancy GP learn.
+        if config.lab_parameters and config.fidelity == "model":
             prior = LabCalibratedPrior(optimizer.space, lambda q: model_losses(config, q),
                                        LabParameters(p, config.lab_parameters), config.lab_uncertainty_pct)
         else:
@@ -421,8 +424,9 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     """
     config = campaign.config
     settings = config.optimiser
-    lab = campaign.lab is not None and settings.surrogate == "GP"  # lab data: the model as the GP's prior
-    optimizer = make_optimizer(config, p, surrogate="physics_gp" if lab else None)
+    # lab data, or PyBaMM's evaluations (fidelity: physics): the numpy model as the GP's prior mean
+    informed = (campaign.lab is not None or config.fidelity == "physics") and settings.surrogate == "GP"
+    optimizer = make_optimizer(config, p, surrogate="physics_gp" if informed else None)
     tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())

@@ -3,6 +3,7 @@ replaces the model's pick only beyond numerical noise plus the model's uncertain
 the cell's reach (PyBaMM fails, the failures are recorded, the campaign still finishes on the surrogate's ranking)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -164,3 +165,74 @@ def test_the_models_uncertainty_on_a_difference_cancels_what_two_recipes_share(e
     # a neighbour's difference is known far better than either objective; a distant recipe's less so
     assert 0.0 < bands[1, 1] - bands[1, 0] < 0.05 * widths[0]
     assert bands[1, 1] - bands[1, 0] < bands[2, 1] - bands[2, 0]
+
+
+# --- campaigns at physics fidelity (issue 15: the optimiser's evaluations spent on PyBaMM) -------------------------
+
+def test_physics_evaluations_score_pybamms_capacity_with_the_models_ageing(params):
+    from flows.evaluation import PHYSICS, evaluate_batch
+    from flows.fidelity import PHYSICS_AGED_CAPACITY, evaluate_physics_batch, physics_scores
+    from flows.objective import CAPACITY, EXPANSION
+    from surrogate.physics import calibrated_physics_parameters
+
+    objective = load_config().objective
+    q = calibrated_physics_parameters(params)
+    recipes = [complete({"sn_mass_fraction": 0.65, "milling_time_h": 10.0, "milling_speed_rpm": 450.0,
+                         "ball_to_powder_ratio": 8.0}),
+               complete({"sn_mass_fraction": 0.3, "milling_time_h": 2.0, "milling_speed_rpm": 300.0,
+                         "ball_to_powder_ratio": 20.0})]
+    evaluations = evaluate_physics_batch(recipes, params, q, objective)
+    table = physics_scores(recipes, params, q, objective)
+    model = evaluate_batch(recipes, params, objective)
+    for evaluation, (_, row), numpy_model in zip(evaluations, table.iterrows(), model):
+        assert evaluation.ok and evaluation.source == PHYSICS and not evaluation.predicted
+        assert evaluation.objective == pytest.approx(row["physics_objective"])
+        assert evaluation.metrics["objective"] == evaluation.objective
+        assert evaluation.metrics[CAPACITY] == pytest.approx(row[PHYSICS_AGED_CAPACITY])
+        assert evaluation.metrics["model_objective"] == pytest.approx(numpy_model.objective)
+        assert evaluation.metrics[EXPANSION] == numpy_model.metrics[EXPANSION]  # no second fidelity for swelling
+        assert evaluation.objective != pytest.approx(numpy_model.objective, abs=1e-6)  # PyBaMM's, not the model's
+
+    unreachable = objective.model_copy(update={"current_A_per_g": 500.0})
+    failed = evaluate_physics_batch(recipes[:1], params, q, unreachable)[0]
+    assert not failed.ok and failed.source == PHYSICS and np.isnan(failed.objective)
+    assert failed.reason.startswith("PyBaMM: ") and "beyond what the electrode carries" in failed.reason
+
+
+def test_a_physics_campaign_is_searched_with_the_model_as_prior_and_infers_no_lab_parameters(params):
+    from flows.campaign import Campaign
+    from flows.evaluation import PHYSICS, evaluate_batch
+    from flows.physics_gp import LabCalibratedPrior, ModelPrior, PhysicsInformedGP
+    from flows.search import run_search
+
+    config = load_config(overrides={"fidelity": "physics",
+                                    "optimiser": {"n_calls": 8, "n_initial_points": 4, "physics_initial_points": 4,
+                                                  "batch_size": 4}})
+    assert config.lab_parameters  # the default config lists them: a physics campaign must still not infer them
+    campaign = Campaign.new(config)
+    # the model's numbers stand in for PyBaMM's here: this test is about the search, not the solver
+    optimizer = run_search(campaign, lambda recipes: [replace(e, source=PHYSICS) for e in
+                                                      evaluate_batch(recipes, params, config.objective)], p=params)
+    assert campaign.model_evaluations() == 8  # PyBaMM's evaluations are the budget
+    model = optimizer.models[-1]
+    assert isinstance(model, PhysicsInformedGP)
+    assert isinstance(model.prior, ModelPrior) and not isinstance(model.prior, LabCalibratedPrior)
+
+
+def test_a_physics_campaign_spends_its_budget_on_pybamm(prefect_local, params, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = {"fidelity": "physics",
+                 "optimiser": {"n_calls": 8, "n_initial_points": 4, "physics_initial_points": 4, "batch_size": 4},
+                 "tracking": {"tracking_uri": uri, "experiment_name": "physics-fidelity"}}
+    summary = optimise_anode(overrides=overrides)
+    client = MlflowClient(uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["fidelity"] == "physics"
+    table = pd.read_csv(client.download_artifacts(summary["run_id"], "evaluations.csv", str(tmp_path)))
+    assert len(table) == 8 and (table["source"] == "physics").all()  # no dense-search rows: those are the model's
+    finished = table[table["status"] == "FINISHED"]
+    assert len(finished) > 0 and (finished["objective"] != finished["model_objective"]).all()
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
+    assert "fidelity_comparison.csv" not in artifacts  # every evaluation is PyBaMM's: nothing to re-rank
+    assert "PyBaMM" in summary["fidelity"]
+    assert summary["metrics"]["objective"] == pytest.approx(finished["objective"].max(), rel=0.005)
