@@ -122,6 +122,11 @@ class Optimiser(Strict):
     physics_initial_points: int = Field(
         4, ge=1, le=1000, description="physics_gp: random points before it leads (fewer than a plain GP needs: the "
                                       "model's prior already shapes the surrogate)")
+    parameter_draw_points: int = Field(
+        1, ge=0, le=64, description="physics_gp with lab parameters: points of each batch (its last ones, never its "
+                                    "first) chosen as the best recipe of the model under one draw of the lab "
+                                    "parameters' posterior (Thompson sampling), so the search explores where what the "
+                                    "lab has not yet pinned down moves the optimum")
     seed: int = Field(42, ge=0, le=2**32 - 1)
     initial_point_generator: Literal["random", "lhs", "sobol", "halton", "hammersly"] = Field(
         "lhs", description="design of the initial points")

@@ -54,6 +54,7 @@ LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
 COMPOSITE_INPUTS = (CAPACITY, EXPANSION)  # what the single objective's formula scores (flows/objective.py)
 MONTE_CARLO_SAMPLES = 128  # posterior draws per candidate, for the Monte Carlo expected improvement (composite, ParEGO)
 LOCAL_CENTRES = 5  # local acquisition samples step from the best few evaluated points, not only the best one
+DRAW_CANDIDATES = 2000  # of the acquisition's samples, those a lab-parameter draw scores (one model run over them)
 
 
 class BatchOptimizer(Optimizer):
@@ -75,8 +76,9 @@ class BatchOptimizer(Optimizer):
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
-                 composite=None, **kwargs):
+                 composite=None, draw_points: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.draw_points = draw_points  # last points of a batch taken by a lab-parameter draw (physics_gp)
         self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
         self._inputs: list[dict[str, float] | None] = []  # each told point's objective inputs, in the order of Xi
         self._composite = None  # {input name: fitted GP} of the last fit, when every told point has its inputs
@@ -117,6 +119,8 @@ class BatchOptimizer(Optimizer):
         result = super()._tell(x, y, fit=False)
         if fit and self._n_initial_points <= 0 and self.base_estimator_ is not None:
             model = clone(self.base_estimator_)
+            if self.models and hasattr(model, "warm_start_from"):  # from the last fit's hyperparameters
+                model.warm_start_from(self.models[-1])
             losses = np.asarray(self.yi, dtype=float)
             warp = None
             if self.output_warping == "yeo-johnson":
@@ -163,7 +167,13 @@ class BatchOptimizer(Optimizer):
             return self._composite_batch(candidates, X, n_points)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
         chosen: list[np.ndarray] = []
+        fitted = model
         for k in range(n_points):
+            if 0 < k and n_points - k <= self.draw_points:
+                x = self._parameter_draw_point(fitted, candidates, np.vstack([X, *chosen]))
+                if x is not None:
+                    chosen.append(x)
+                    continue
             if k > 0:
                 model = self._conditioned(model, np.vstack([X, *chosen]), np.append(y, [lie] * k))
             if k == 0 and acquisition is not None:
@@ -186,6 +196,22 @@ class BatchOptimizer(Optimizer):
         chosen = monte_carlo_batch([self._composite[n] for n in names], candidates, X, told, n_points,
                                    lambda _: losses, self.rng)
         return [self.space.inverse_transform(x.reshape(1, -1))[0] for x in chosen]
+
+    def _parameter_draw_point(self, model, candidates: np.ndarray, taken: np.ndarray) -> np.ndarray | None:
+        """Thompson sampling of the lab parameters: the best of ``DRAW_CANDIDATES`` of the candidates under one draw
+        of their posterior (the fitted model, not the batch's liars), or None when the surrogate has no lab
+        parameters. EI trusts the estimated parameters; this point asks where the optimum would be if they were
+        otherwise, as far as the lab's results allow."""
+        if not hasattr(model, "parameter_draw"):
+            return None
+        pool = candidates[self.rng.choice(len(candidates), size=min(DRAW_CANDIDATES, len(candidates)), replace=False)]
+        losses = model.parameter_draw(pool, self.rng)
+        if losses is None:
+            return None
+        for i in np.argsort(losses, kind="stable"):
+            if np.min(np.linalg.norm(taken - pool[i], axis=1)) > DUPLICATE_DISTANCE:
+                return pool[i]
+        return None
 
     def _candidates(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Points (transformed space) the acquisition is evaluated on: uniform samples, of which a share
@@ -329,6 +355,7 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         local_share=settings.local_candidates_share if surrogate in ("GP", "physics_gp") else 0.0,
         local_scale=settings.local_candidates_scale,
         composite=config.objective if settings.composite and surrogate == "GP" else None,
+        draw_points=settings.parameter_draw_points if surrogate == "physics_gp" else 0,
     )
     if surrogate == "physics_gp":
         if p is None:
