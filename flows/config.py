@@ -284,7 +284,7 @@ class CampaignConfig(Strict):
                     "physics-informed GP infers them from the lab's results within their ranges (flows/physics_gp.py)")
     fidelity: Literal["model", "physics"] = Field(
         "model", description="what the optimiser's evaluations are: the numpy model (0.5 ms a recipe), or the PyBaMM "
-                             "model (about 0.1-0.5 s a recipe), searched by the physics-informed GP with the numpy "
+                             "model (0.04 s a recipe once built), searched by the physics-informed GP with the numpy "
                              "model as its prior mean (flows/fidelity.py)")
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()

@@ -429,7 +429,7 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
               if point in optimizer.space and on_fixed_values(e.recipe, fixed)]
     if usable:
         optimizer.tell([p for p, _ in usable], [loss_of(e, config) if loss is None else loss for _, e in usable],
-                       **_inputs_of(optimizer, [e for _, e in usable] if loss is None else None))
+                       **told_inputs(optimizer, [e for _, e in usable] if loss is None else None))
     return len(usable)
 
 
@@ -463,11 +463,11 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
             batch = campaign.add_batch(points, evaluations)
             if on_batch:
                 on_batch(batch, evaluations)
-        optimizer.tell(points, [loss_of(e, config) for e in evaluations], **_inputs_of(optimizer, evaluations))
+        optimizer.tell(points, [loss_of(e, config) for e in evaluations], **told_inputs(optimizer, evaluations))
     return optimizer
 
 
-def _inputs_of(optimizer: Optimizer, evaluations: list[Evaluation] | None) -> dict:
+def told_inputs(optimizer: Optimizer, evaluations: list[Evaluation] | None) -> dict:
     """The ``inputs`` keyword of a composite optimiser's tell: each evaluation's objective inputs (None for a
     failure or a liar); nothing for other optimisers."""
     if getattr(optimizer, "composite", None) is None:
