@@ -17,12 +17,13 @@ the project knows. For each lab:
    - ``plain_gp``: ``make_optimizer(config)``, the campaign's plain GP (today's ``snhc suggest`` on lab data);
    - ``tpe``: Optuna's ``TPESampler(seed=seed)``, 4 trials per ask;
    - ``random``: uniform over the search space (log-uniform where it is searched on a log scale);
-3. the optimiser's own CPU time per evaluation (``time.process_time`` around ask + tell), batches ending within 8
-   evaluations of 50, one run of seed 0 on the first lab (``--no-cpu`` skips it).
+3. the optimiser's own CPU time per evaluation (``time.process_time`` around ask + tell) of the GP methods, batches
+   ending within 8 evaluations of 50, one run of seed 0 on each lab (``--no-cpu`` skips it).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/lab_loop.py [--lab-spec FILE] [--seeds 10] [--budget 60] [--json]``
 (every shipped lab unless ``--lab-spec``; ``--json`` prints one JSON document per lab per line:
-``{"lab": name, "shortfall_pct": s, "methods": {M: {"median_experiments", "not_reached", "per_seed"}}}``).
+``{"lab": name, "shortfall_pct": s, "methods": {M: {"median_experiments", "not_reached", "per_seed"}},
+"cpu_s_per_evaluation_at_50": {M: s}}``, the last key unless ``--no-cpu``).
 A bad lab file gets one line on stderr and exit code 2.
 """
 
@@ -302,14 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         for lab in labs:
             results.append(benchmark_lab(lab, args.seeds, args.budget, methods, args.dense, log,
                                          args.first_seed))
+            if not args.no_cpu:
+                cpu = {m: cpu_per_evaluation(lab, m) for m in methods if m.endswith("_gp")}
+                results[-1][f"cpu_s_per_evaluation_at_{CPU_AT}"] = cpu
+                log(f"  optimiser CPU per evaluation at {CPU_AT} evaluations (seed 0): "
+                    + ", ".join(f"{m} {s:.3f} s" for m, s in cpu.items()))
             if args.json:
                 print(json.dumps(results[-1]), flush=True)
-        cpu = {} if args.no_cpu else {m: cpu_per_evaluation(labs[0], m) for m in methods if m.endswith("_gp")}
-    cpu_lines = [f"optimiser CPU per evaluation at {CPU_AT} evaluations ({labs[0].spec.name}, seed 0): {method} "
-                 f"{seconds:.3f} s" for method, seconds in cpu.items()]
-    if args.json:  # stdout keeps one document per lab; the CPU goes with the log
-        for line in cpu_lines:
-            log(line)
+    if args.json:
         return 0
     print(f"\nexperiments until the best measured recipe is within {WITHIN:.0%} of the lab's optimum, batches of "
           f"{BATCH}, {args.seeds} seeds, budget {args.budget} (median; not reached):")
@@ -317,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         cells = [f"{r['median_experiments']:7.1f}; {r['not_reached']:2d} miss" for r in result["methods"].values()]
         print(f"{result['lab']:24s} {result['shortfall_pct']:8.1f}% " + " ".join(f"{c:>16s}" for c in cells))
-    for line in cpu_lines:
-        print(line)
     return 0
 
 

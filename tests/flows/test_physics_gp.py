@@ -1,5 +1,7 @@
 """flows/physics_gp.py: the physics-informed surrogate learns how far to trust its prior."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -272,3 +274,23 @@ def test_a_batch_ends_with_the_best_recipe_of_a_lab_parameter_draw():
         batches[draws] = optimizer.ask(n_points=4)
     assert batches[0][:3] == batches[1][:3]  # expected improvement chooses the first points either way
     assert batches[0][3] != batches[1][3] and batches[1][3] in optimizer.space
+
+
+def test_the_fast_mean_and_sd_are_the_gps_own():
+    from flows.physics_gp import condition_gp, gp_mean_std
+
+    X = points(20, 11)
+    model = PhysicsInformedGP(prior=wrong_model, random_state=0).fit(X, lab(X))
+    test = np.vstack([points(500, 12), X[:5]])  # at the data the variance rounds to about 0
+    for gp in (model.gp_, condition_gp(model.gp_, model._inputs(X[:12], wrong_model(X[:12])), lab(X[:12]))):
+        inputs = model._inputs(test, wrong_model(test))
+        with warnings.catch_warnings():  # skopt warns where it rounds a variance below 0 to 0
+            warnings.simplefilter("ignore")
+            mean, std = gp.predict(inputs, return_std=True)
+        fast_mean, fast_std = gp_mean_std(gp, inputs)
+        scale = gp.y_train_std_
+        prior_variance = gp.kernel_.diag(inputs) * scale**2
+        assert np.allclose(fast_mean, mean, rtol=1e-10, atol=1e-10 * scale)
+        # the same variance up to round-off, which a nearly noise-free GP's K^-1 amplifies to ~1e-6 of the prior's
+        assert np.all(np.abs(fast_std**2 - std**2) <= 1e-5 * prior_variance)
+        assert np.median(std) > 1e-3 * scale  # a real spread away from the data, not only round-off
