@@ -243,13 +243,8 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
         """Start the next fit's hyperparameter search from ``previous``'s fitted kernel and noise, with no random
         restarts: a batch more data moves the optimum little, and the restarts were most of a tell's GP cost."""
         gp = getattr(previous, "gp_", None)
-        if gp is None or gp.noise_ is None or previous.model_input != self.model_input:
-            return
-        kernel = clone(gp.kernel_)
-        _, white = _param_for_white_kernel_in_Sum(kernel)
-        kernel.set_params(**{white: WhiteKernel(noise_level=float(np.clip(gp.noise_, *NOISE_BOUNDS)),
-                                                noise_level_bounds=NOISE_BOUNDS)})
-        self._warm_kernel = kernel
+        if gp is not None and previous.model_input == self.model_input:
+            self._warm_kernel = warm_kernel(gp)
 
     # --- the model part --------------------------------------------------------------------------------------------
     def _prior_of(self, X: np.ndarray) -> np.ndarray:
@@ -357,6 +352,19 @@ class PhysicsInformedGP(RegressorMixin, BaseEstimator):
         new.gp_ = condition_gp(self.gp_, new._inputs(X, m), y - (new.weight_ * m + new.offset_))
         new.X_train_, new.y_train_ = X, y
         return new
+
+
+def warm_kernel(gp: GaussianProcessRegressor):
+    """A fitted scikit-optimize GP's kernel with its fitted noise level put back as a free parameter: where the next
+    fit's hyperparameter search starts (None if the GP fitted no noise). Its fitted white-noise term was zeroed for
+    prediction, so the kernel alone would start the search from no noise."""
+    if getattr(gp, "noise_", None) is None:
+        return None
+    kernel = clone(gp.kernel_)
+    _, white = _param_for_white_kernel_in_Sum(kernel)
+    kernel.set_params(**{white: WhiteKernel(noise_level=float(np.clip(gp.noise_, *NOISE_BOUNDS)),
+                                            noise_level_bounds=NOISE_BOUNDS)})
+    return kernel
 
 
 def gp_mean_std(gp: GaussianProcessRegressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -163,3 +163,24 @@ def test_composite_optimiser_models_each_objective_input_and_falls_back_without_
     assert make_optimizer(config, params, surrogate="physics_gp").composite is None
     assert make_optimizer(config_with(composite=False)).composite is None
     assert make_optimizer(config_with()).composite is not None  # the default
+
+
+def test_only_the_gp_that_does_not_choose_points_is_warm_started(params):
+    """In a composite campaign the input GPs choose the points and keep their random restarts; the GP on the losses
+    only reports, so from its second fit on it starts from its last hyperparameters without restarts. Without the
+    composite, the GP on the losses chooses the points and keeps its restarts."""
+    from flows.campaign import Campaign
+    from flows.evaluation import evaluate_batch
+
+    config = config_with(composite=True, n_calls=16, n_initial_points=8)
+    optimizer = run_search(Campaign.new(config), lambda recipes: evaluate_batch(recipes, params, config.objective),
+                           p=params)
+    restarts = config.optimiser.gp_restarts
+    assert [m.n_restarts_optimizer for m in optimizer.models] == [restarts, 0, 0]  # fits at 8, 12 and 16 points
+    assert all(gp.n_restarts_optimizer == restarts for gp in optimizer._composite.values())
+    first, warm = optimizer.models[:2]
+    assert warm.kernel.get_params()["k2__noise_level"] == pytest.approx(first.noise_)  # started from the last fit
+    plain = config_with(composite=False, n_calls=16, n_initial_points=8)
+    optimizer = run_search(Campaign.new(plain), lambda recipes: evaluate_batch(recipes, params, plain.objective),
+                           p=params)
+    assert [m.n_restarts_optimizer for m in optimizer.models] == [restarts] * 3
