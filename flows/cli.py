@@ -454,6 +454,7 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
     "sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
     "ball_to_powder_ratio": "BPR", "predicted_objective": "model", "learned_correction_objective": "+ lab corr.",
     "surrogate_mean_objective": "= mean", "surrogate_std_objective": "sd", "capacity_at_cycle_1000_mAh_per_g": "Q@1000", "particle_expansion_pct": "swell %",
+    "chosen_by": "chosen by",
 }
 
 

@@ -55,6 +55,8 @@ LIARS = {"cl_min": np.min, "cl_mean": np.mean, "cl_max": np.max}
 COMPOSITE_INPUTS = (CAPACITY, EXPANSION)  # what the single objective's formula scores (flows/objective.py)
 MONTE_CARLO_SAMPLES = 128  # posterior draws per candidate, for the Monte Carlo expected improvement (composite, ParEGO)
 LOCAL_CENTRES = 5  # local acquisition samples step from the best few evaluated points, not only the best one
+# How a point of an ask was chosen (BatchOptimizer.asked_by_, shown with each suggestion)
+INITIAL_DESIGN, ACQUISITION, PARAMETER_DRAW = "initial design", "expected improvement", "lab-parameter draw"
 DRAW_CANDIDATES = 2000  # of the acquisition's samples, those a lab-parameter draw scores (one model run over them)
 
 
@@ -80,6 +82,7 @@ class BatchOptimizer(Optimizer):
                  composite=None, draw_points: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.draw_points = draw_points  # last points of a batch taken by a lab-parameter draw (physics_gp)
+        self.asked_by_: list[str] = []  # how each point of the last computed ask was chosen (ASKED_BY values)
         self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
         self._inputs: list[dict[str, float] | None] = []  # each told point's objective inputs, in the order of Xi
         self._composite = None  # {input name: fitted GP} of the last fit, when every told point has its inputs
@@ -175,11 +178,13 @@ class BatchOptimizer(Optimizer):
                       else self._initial_samples[len(self._initial_samples) - initial + i]
                       for i in range(min(n_points, initial))]
             remaining = n_points - len(points)
+            self.asked_by_ = [INITIAL_DESIGN] * n_points
             return points + (self.space.rvs(n_samples=remaining, random_state=self.rng) if remaining else [])
         model, _, y = self._fitted
         X = self.space.transform(self.Xi)
         lie = float(LIARS[strategy](y))
         candidates = self._candidates(X, y)
+        self.asked_by_ = [ACQUISITION] * n_points
         if self._composite is not None:
             return self._composite_batch(candidates, X, n_points)
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
@@ -190,6 +195,7 @@ class BatchOptimizer(Optimizer):
                 x = self._parameter_draw_point(fitted, candidates, np.vstack([X, *chosen]))
                 if x is not None:
                     chosen.append(x)
+                    self.asked_by_[k] = PARAMETER_DRAW
                     continue
             if k > 0:
                 model = self._conditioned(model, np.vstack([X, *chosen]), np.append(y, [lie] * k))

@@ -43,19 +43,22 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     taken = {recipe_key(e.recipe) for e in campaign.evaluations} | {recipe_key(r) for r in pending}
 
     suggestions: list[dict] = []
+    chosen_by: list[str] = []
     attempts = 0
     while len(suggestions) < batch_size and attempts < 10:
-        for point in optimizer.ask(n_points=batch_size - len(suggestions)):
+        points = optimizer.ask(n_points=batch_size - len(suggestions))
+        for point, how in zip(points, getattr(optimizer, "asked_by_", None) or [""] * len(points)):
             recipe = recipe_of(point, config)
             if recipe_key(recipe) not in taken:
                 taken.add(recipe_key(recipe))
                 suggestions.append(recipe)
+                chosen_by.append(how)
         attempts += 1
     mean_std = _uncertainty(optimizer, config, suggestions)
     rows = []
-    for recipe, evaluation, (mean, std) in zip(suggestions, evaluate_batch(suggestions, p, config.objective),
-                                               mean_std):
-        rows.append({**recipe, "predicted_objective": evaluation.objective,
+    for recipe, how, evaluation, (mean, std) in zip(suggestions, chosen_by,
+                                                    evaluate_batch(suggestions, p, config.objective), mean_std):
+        rows.append({**recipe, "chosen_by": how, "predicted_objective": evaluation.objective,
                      "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
                      "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
                                                         if k.endswith(("_mAh_per_g", "_pct"))}})
@@ -145,9 +148,11 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
 def suggestions_markdown(table: pd.DataFrame) -> str:
     """The suggestions as a Markdown table (the MLflow run's description): recipe, then model + correction =
     combined mean, and its sd."""
-    columns = [c for c in table.columns if c in FIELD_NAMES] + list(SUGGESTION_METRICS)
+    columns = ([c for c in table.columns if c in FIELD_NAMES] + list(SUGGESTION_METRICS)
+               + [c for c in ("chosen_by",) if c in table.columns])
     lines = [f"**{len(table)} suggested recipes**: the model's objective (mAh/g), the correction the lab data "
-             "taught it, the combined mean and its sd", "", "| " + " | ".join(columns) + " |",
+             "taught it, the combined mean and its sd, and how each was chosen", "",
+             "| " + " | ".join(columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
               for row in table[columns].itertuples(index=False)]

@@ -128,6 +128,8 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     taken |= {tuple(round(r[k], 6) for k in recipe) for r in lab.pending}
     assert not taken & {tuple(round(v, 6) for v in row) for row in suggestions[recipe].to_numpy()}
     assert not suggestions[recipe].duplicated().any()
+    # how each was chosen: expected improvement, and the batch's last a draw of the lab parameters' posterior
+    assert suggestions["chosen_by"].tolist() == ["expected improvement"] * 2 + ["lab-parameter draw"]
     # the same suggestions in MLflow: one run per suggest, model + learned correction = combined mean, per step
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     runs = client.search_runs([summary["experiment_id"]], "tags.`snhc.kind` = 'suggestions'")
@@ -145,6 +147,7 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     logged = pd.read_csv(client.download_artifacts(run_id, "suggestions.csv", str(tmp_path / "logged")))
     assert np.allclose(logged[recipe].to_numpy(), suggestions[recipe].to_numpy())
     assert "3 suggested recipes" in runs[0].data.tags["mlflow.note.content"]
+    assert "lab-parameter draw" in runs[0].data.tags["mlflow.note.content"]
     # what the lab taught the model's parameters: every lab parameter, inside its range, logged as table and metrics
     taught = pd.read_csv(client.download_artifacts(run_id, "lab_parameters.csv", str(tmp_path / "taught")))
     assert list(taught["parameter"]) == load_config().lab_parameters
