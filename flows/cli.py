@@ -219,31 +219,62 @@ def _validate(args) -> int:
     from flows.inputs import check_tracking_store, redact
     from flows.reporting import mlflow_run_url
     from flows.tracking import Tracker
+    from flows.reporting import disagreement_figure
     from surrogate.validation import report_text, validate
 
-    uri = args.tracking_uri or load_config().tracking.tracking_uri
+    config = load_config()
+    uri = args.tracking_uri or config.tracking.tracking_uri
     check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
     rows = validate(data_path=args.data)
-    document = {"leave_out": rows}
+    design, summary = _fidelity_disagreement(config, args.data)
+    document = {"leave_out": rows, "fidelity_disagreement": summary}
     tracker = Tracker(uri, VALIDATION_EXPERIMENT)
     with tracker.run("leave-out-validation", {"snhc.kind": "validation"}) as run_id:
         covered = sum(r["covered"] for r in rows)
         tracker.log(run_id, metrics={"covered_count": covered, "leave_out_count": len(rows),
-                                     "max_abs_error_pct": max(abs(r["error_pct"]) for r in rows)})
-        tracker.log_files(run_id, {"validation.json": json.dumps(document, indent=2),
+                                     "max_abs_error_pct": max(abs(r["error_pct"]) for r in rows)}
+                    | {f"fidelity.{stat}.at_{current}_A_per_g": value
+                       for stat in ("median_abs_difference_pct", "max_abs_difference_pct")
+                       for current, value in summary[stat].items()})
+        tracker.log_files(run_id, {"validation.json": json.dumps(document, indent=2, default=str),
                                    "validation.csv": pd.DataFrame(rows).assign(
                                        interval_90=[f"{r['interval_90'][0]:.6g}..{r['interval_90'][1]:.6g}"
-                                                    for r in rows])})
+                                                    for r in rows]),
+                                   "fidelity_disagreement.csv": design,
+                                   "fidelity_disagreement.png": disagreement_figure(
+                                       design, tuple(summary["current_A_per_g"]))})
     if args.json:
-        print(json.dumps(document, indent=2))
+        print(json.dumps(document, indent=2, default=str))
         return 0
     print(report_text(rows))
+    print(f"\nPyBaMM against the numpy model over a {summary['design_points']}-recipe Sobol design of the search "
+          f"space (fresh capacity; {summary['physics_failed']} solves failed): "
+          + "; ".join(f"at {c} A/g median |difference| {summary['median_abs_difference_pct'][c]:.1f} %, largest "
+                      f"{summary['max_abs_difference_pct'][c]:.1f} % at Sn "
+                      f"{summary['largest_difference_at'][c]['sn_mass_fraction']:.2f}"
+                      for c in summary["median_abs_difference_pct"]))
     print(f"MLflow: experiment {VALIDATION_EXPERIMENT}, run {run_id} in {redact(uri)}")
     print(mlflow_run_url(uri, tracker.experiment_id, run_id))
     return 0
 
 
 VALIDATION_EXPERIMENT = "snhc-calibration"
+DISAGREEMENT_CURRENTS_A_PER_G = (1.7, 4.2)  # the study's long-cycling current and its highest measured one
+
+
+def _fidelity_disagreement(config, data_path):
+    """Both fidelities over a Sobol design of the default search space (``physics_check.design_points``): the
+    table and its JSON summary (``flows.fidelity.disagreement_table``)."""
+    from flows.evaluation import campaign_parameters
+    from flows.fidelity import disagreement_summary, disagreement_table
+    from flows.model_optimum import sobol_recipes
+    from surrogate.physics import calibrated_physics_parameters
+
+    p, _ = campaign_parameters(config)
+    q = calibrated_physics_parameters(p, data_path=data_path)
+    design = disagreement_table(sobol_recipes(config, config.physics_check.design_points), p, q,
+                                DISAGREEMENT_CURRENTS_A_PER_G, config.objective.temperature_C)
+    return design, disagreement_summary(design, DISAGREEMENT_CURRENTS_A_PER_G)
 
 
 def _campaign_overrides(args) -> dict:

@@ -224,6 +224,9 @@ class PhysicsCheck(Strict):
         description="PyBaMM objective differences up to this are solver noise, not physics; PyBaMM replaces the "
                     "numpy model's choice only when it scores a candidate better by more than this plus the model's "
                     "90 % uncertainty on the difference (flows/fidelity.py:rank)")
+    design_points: int = Field(
+        64, ge=4, le=4096, description="snhc calibrate --validate: recipes of the space-filling (Sobol) design over "
+                                       "the search space on which the two fidelities are compared")
 
 
 ObjectiveSpec = Annotated[Union[tuple(OBJECTIVE_KINDS.values())], Field(discriminator="kind")]

@@ -22,7 +22,7 @@ from flows.evaluation import PHYSICS, Evaluation, evaluate_batch
 from flows.objective import CAPACITY, EXPANSION, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
-from surrogate.recipe import Recipes, recipe_key
+from surrogate.recipe import FIELD_NAMES, Recipes, recipe_key
 from surrogate.status import Status
 
 
@@ -103,6 +103,47 @@ def evaluate_physics_batch(recipes: list[dict], p: ModelParameters, q: ModelPara
         metrics |= {CAPACITY: float(row[PHYSICS_AGED_CAPACITY]), SCORE: value}
         evaluations.append(Evaluation(evaluation.recipe, Status.FINISHED, value, metrics, source=PHYSICS))
     return evaluations
+
+
+def disagreement_table(recipes: list[dict], p: ModelParameters, q: ModelParameters,
+                       currents_A_per_g: tuple[float, ...], temperature_C: float = 25.0) -> pd.DataFrame:
+    """Both fidelities' fresh capacity at each current, recipe by recipe (a space-filling design shows where they
+    disagree): columns ``model_capacity_at_<c>_A_per_g_mAh_per_g``, ``physics_capacity_at_...`` and
+    ``difference_pct_at_<c>_A_per_g`` (PyBaMM minus the numpy model, % of the model), with PyBaMM's status and
+    reason (a failed solve leaves its capacities NaN)."""
+    from surrogate.physics import evaluate_physics
+
+    batch = Recipes.from_records(recipes)
+    model = predict(batch, p, PredictionRequest(tuple(currents_A_per_g), currents_A_per_g[0], (1,), temperature_C))
+    physics = evaluate_physics(batch, list(currents_A_per_g), p, temperature_C, physics_parameters=q)
+    rows = []
+    for i, (recipe, result) in enumerate(zip(recipes, physics)):
+        row = {**recipe, "physics_status": result.status.value, "physics_reason": result.reason}
+        for j, current in enumerate(currents_A_per_g):
+            ours = float(model.capacity_at_current_mAh_per_g[i, j])
+            theirs = float(result.capacity_mAh_per_g[j]) if result.ok else float("nan")
+            row[f"model_capacity_at_{current:g}_A_per_g_mAh_per_g"] = ours
+            row[f"physics_capacity_at_{current:g}_A_per_g_mAh_per_g"] = theirs
+            row[f"difference_pct_at_{current:g}_A_per_g"] = 100.0 * (theirs - ours) / ours if ours else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def disagreement_summary(table: pd.DataFrame, currents_A_per_g: tuple[float, ...]) -> dict:
+    """JSON-ready summary of :func:`disagreement_table`: per current the median and largest absolute difference (%)
+    and the recipe of the largest; how many solves failed."""
+    summary = {"design_points": len(table), "physics_failed": int((table["physics_status"] != "FINISHED").sum()),
+               "current_A_per_g": list(currents_A_per_g), "median_abs_difference_pct": {},
+               "max_abs_difference_pct": {}, "largest_difference_at": {}}
+    for current in currents_A_per_g:
+        key = f"{current:g}"
+        difference = table[f"difference_pct_at_{current:g}_A_per_g"].abs()
+        if difference.notna().any():
+            worst = int(difference.idxmax())
+            summary["median_abs_difference_pct"][key] = float(difference.median())
+            summary["max_abs_difference_pct"][key] = float(difference.max())
+            summary["largest_difference_at"][key] = {k: table.loc[worst, k] for k in FIELD_NAMES}
+    return summary
 
 
 DIFFERENCE_LOW, DIFFERENCE_HIGH = "model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"

@@ -134,6 +134,15 @@ def _full_recipe(unit_point: np.ndarray, config: CampaignConfig, categories: dic
     return recipe_of(point, config)
 
 
+def sobol_recipes(config: CampaignConfig, n: int, seed: int = 0) -> list[dict]:
+    """``n`` full recipes spread over the campaign's search space: a scrambled Sobol sample of the searched real
+    fields (log-spaced where searched on a log scale), the categorical choices taken in turn."""
+    low, _, _ = _bounds(config)
+    unit = qmc.Sobol(d=low.size, scramble=True, seed=seed).random_base2(int(np.ceil(np.log2(max(n, 2)))))[:n]
+    choices = _category_choices(config)
+    return [_full_recipe(row, config, choices[i % len(choices)]) for i, row in enumerate(unit)]
+
+
 def _searches(config: CampaignConfig, p: ModelParameters, n: int, seed: int) -> list[tuple]:
     """Per combination of the categorical choices: (choices, Sobol samples, their objectives, best point, its
     objective), the best point found by evolving the best samples."""

@@ -40,6 +40,37 @@ def convergence_figure(table: pd.DataFrame):
     return figure
 
 
+def disagreement_figure(table: pd.DataFrame, currents_A_per_g: tuple[float, ...]):
+    """Where the two fidelities disagree over a space-filling design: PyBaMM against the numpy model at each current
+    (left, the diagonal is agreement) and their difference against the Sn fraction, coloured by milling time
+    (right)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.4))
+    markers = "osd^v<>"
+    for k, current in enumerate(currents_A_per_g):
+        model = table[f"model_capacity_at_{current:g}_A_per_g_mAh_per_g"]
+        physics = table[f"physics_capacity_at_{current:g}_A_per_g_mAh_per_g"]
+        left.scatter(model, physics, s=18, alpha=0.7, marker=markers[k % len(markers)], label=f"{current:g} A/g")
+        points = right.scatter(table["sn_mass_fraction"], table[f"difference_pct_at_{current:g}_A_per_g"], s=18,
+                               alpha=0.8, marker=markers[k % len(markers)], c=np.log10(table["milling_time_h"]),
+                               cmap="viridis", label=f"{current:g} A/g")
+    span = [0.0, float(np.nanmax(table.filter(like="_capacity_at_").to_numpy(float)))]
+    left.plot(span, span, "k--", lw=1, label="agreement")
+    left.set_xlabel("numpy model: fresh capacity [mAh/g]")
+    left.set_ylabel("PyBaMM: fresh capacity [mAh/g]")
+    left.set_title("Both fidelities over the design")
+    left.legend(fontsize=8)
+    right.axhline(0.0, color="k", lw=1)
+    right.set_xlabel("Sn mass fraction [-]")
+    right.set_ylabel("PyBaMM minus numpy model [% of the model]")
+    right.set_title("Where they disagree")
+    right.legend(fontsize=8)
+    figure.colorbar(points, ax=right, label="log10 milling time [h]")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def objective_figure(optimizer):
     """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model)."""
     if not optimizer.models:
