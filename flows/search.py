@@ -82,7 +82,7 @@ class BatchOptimizer(Optimizer):
                  composite=None, draw_points: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.draw_points = draw_points  # last points of a batch taken by a lab-parameter draw (physics_gp)
-        self.asked_by_: list[str] = []  # how each point of the last computed ask was chosen (ASKED_BY values)
+        self.asked_by_: list[str] = []  # how each point of the last ask was chosen: INITIAL_DESIGN, ACQUISITION, ...
         self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
         self._inputs: list[dict[str, float] | None] = []  # each told point's objective inputs, in the order of Xi
         self._composite = None  # {input name: fitted GP} of the last fit, when every told point has its inputs
