@@ -132,13 +132,8 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
     resumed run's saved state), the lab file and the resume id. Problems raise :class:`ConfigError`."""
     base = load_config(config_path, overrides)
-    if observations_path and base.fidelity == "physics":
-        raise ConfigError(f"{observations_path}: a campaign with fidelity: physics takes no lab observations (one GP "
-                          f"would mix PyBaMM's predictions with measurements); use fidelity: model")
-    if observations_path and base.objectives:
-        raise ConfigError(f"{observations_path}: lab observations score the capacity 'objective'; a campaign with "
-                          f"'objectives' cannot take them yet")
     if not resume_run_id:
+        _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None
         return Campaign.new(base, lab)
     from flows.store import store_for
@@ -148,8 +143,23 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     # Resume on the store this command points at (a saved URI may be redacted), with the new overrides on top.
     overrides = deep_merge({"tracking": base.tracking.model_dump(mode="json")}, overrides or {})
     saved = validate_config(deep_merge(document["config"], overrides), f"run {resume_run_id}")
+    was = document["config"].get("fidelity", "model")
+    if saved.fidelity != was:  # one GP would mix the two fidelities' numbers, and the budget would count both
+        raise ConfigError(f"run {resume_run_id}: fidelity: {saved.fidelity} cannot resume a campaign evaluated with "
+                          f"fidelity: {was}; start a new campaign for the other fidelity")
+    _check_observations(saved, observations_path)
     lab = read_observations(observations_path, saved) if observations_path else None
     return Campaign.from_document(document, resume_run_id, overrides, lab)
+
+
+def _check_observations(config: CampaignConfig, observations_path: str | None) -> None:
+    """Lab rows only join a campaign of the capacity objective evaluated by the numpy model."""
+    if observations_path and config.fidelity == "physics":
+        raise ConfigError(f"{observations_path}: a campaign with fidelity: physics takes no lab observations (one GP "
+                          f"would mix PyBaMM's predictions with measurements); use fidelity: model")
+    if observations_path and config.objectives:
+        raise ConfigError(f"{observations_path}: lab observations score the capacity 'objective'; a campaign with "
+                          f"'objectives' cannot take them yet")
 
 
 _handed_over: dict[str, Campaign] = {}

@@ -216,17 +216,17 @@ def _validate(args) -> int:
     import pandas as pd
 
     from flows.config import load_config
+    from flows.fidelity import disagreement_study
     from flows.inputs import check_tracking_store, redact
-    from flows.reporting import mlflow_run_url
+    from flows.reporting import disagreement_figure, mlflow_run_url
     from flows.tracking import Tracker
-    from flows.reporting import disagreement_figure
     from surrogate.validation import report_text, validate
 
     config = load_config()
     uri = args.tracking_uri or config.tracking.tracking_uri
     check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
     rows = validate(data_path=args.data)
-    design, summary = _fidelity_disagreement(config, args.data)
+    design, summary = disagreement_study(config, args.data)
     document = {"leave_out": rows, "fidelity_disagreement": summary}
     tracker = Tracker(uri, VALIDATION_EXPERIMENT)
     with tracker.run("leave-out-validation", {"snhc.kind": "validation"}) as run_id:
@@ -259,22 +259,6 @@ def _validate(args) -> int:
 
 
 VALIDATION_EXPERIMENT = "snhc-calibration"
-DISAGREEMENT_CURRENTS_A_PER_G = (1.7, 4.2)  # the study's long-cycling current and its highest measured one
-
-
-def _fidelity_disagreement(config, data_path):
-    """Both fidelities over a Sobol design of the default search space (``physics_check.design_points``): the
-    table and its JSON summary (``flows.fidelity.disagreement_table``)."""
-    from flows.evaluation import campaign_parameters
-    from flows.fidelity import disagreement_summary, disagreement_table
-    from flows.model_optimum import sobol_recipes
-    from surrogate.physics import calibrated_physics_parameters
-
-    p, _ = campaign_parameters(config)
-    q = calibrated_physics_parameters(p, data_path=data_path)
-    design = disagreement_table(sobol_recipes(config, config.physics_check.design_points), p, q,
-                                DISAGREEMENT_CURRENTS_A_PER_G, config.objective.temperature_C)
-    return design, disagreement_summary(design, DISAGREEMENT_CURRENTS_A_PER_G)
 
 
 def _campaign_overrides(args) -> dict:
@@ -702,6 +686,9 @@ def usage_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow draws a progress bar on stderr for every artifact it downloads (a campaign's saved state when resuming):
+    # noise beside the one line a bad input gets, for files of a few kB
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

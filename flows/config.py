@@ -227,6 +227,10 @@ class PhysicsCheck(Strict):
     design_points: int = Field(
         64, ge=4, le=4096, description="snhc calibrate --validate: recipes of the space-filling (Sobol) design over "
                                        "the search space on which the two fidelities are compared")
+    design_currents_A_per_g: list[Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False)]] = Field(
+        [1.7, 4.2], min_length=1, max_length=8,
+        description="currents (A/g) at which the design compares the fidelities' fresh capacity (measured: the "
+                    "study's long-cycling current and its highest rate-test current)")
 
 
 ObjectiveSpec = Annotated[Union[tuple(OBJECTIVE_KINDS.values())], Field(discriminator="kind")]

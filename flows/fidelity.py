@@ -146,6 +146,21 @@ def disagreement_summary(table: pd.DataFrame, currents_A_per_g: tuple[float, ...
     return summary
 
 
+def disagreement_study(config, data_path=None) -> tuple[pd.DataFrame, dict]:
+    """Both fidelities over a Sobol design of the campaign's search space (``physics_check.design_points`` recipes,
+    at ``physics_check.design_currents_A_per_g``): :func:`disagreement_table` and :func:`disagreement_summary`."""
+    from flows.evaluation import campaign_parameters
+    from flows.model_optimum import sobol_recipes
+    from surrogate.physics import calibrated_physics_parameters
+
+    p, _ = campaign_parameters(config)
+    q = calibrated_physics_parameters(p, data_path=data_path)
+    currents = tuple(config.physics_check.design_currents_A_per_g)
+    design = disagreement_table(sobol_recipes(config, config.physics_check.design_points), p, q, currents,
+                                config.objective.temperature_C)
+    return design, disagreement_summary(design, currents)
+
+
 DIFFERENCE_LOW, DIFFERENCE_HIGH = "model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"
 """Optional table columns: the numpy model's 90 % interval on each candidate's objective minus the reference's
 (:func:`flows.evaluation.difference_intervals`); without them (or NaN) the model's uncertainty counts as zero and

@@ -47,7 +47,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     attempts = 0
     while len(suggestions) < batch_size and attempts < 10:
         points = optimizer.ask(n_points=batch_size - len(suggestions))
-        for point, how in zip(points, getattr(optimizer, "asked_by_", None) or [""] * len(points)):
+        for point, how in zip(points, optimizer.asked_by_):
             recipe = recipe_of(point, config)
             if recipe_key(recipe) not in taken:
                 taken.add(recipe_key(recipe))

@@ -88,6 +88,12 @@ def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
     config.write_text(f"tracking: {{tracking_uri: '{uri}', experiment_name: lab}}\n")
     assert main(["optimise", "--config", str(config), "--resume", child.info.run_id]) == 2
     assert "one evaluation's run" in capsys.readouterr().err
+    # a campaign keeps its fidelity: PyBaMM's numbers cannot join the numpy model's in one GP and one budget
+    assert main(["optimise", "--config", str(config), "--resume", summary["run_id"], "--fidelity", "physics"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fidelity: physics cannot resume" in err
+    assert len(client.search_runs([summary["experiment_id"]], "tags.mlflow.parentRunId = "
+                                  f"'{summary['run_id']}'")) == 6 + 3  # nothing evaluated: 6 model + 3 lab rows
 
 
 def test_lab_results_warm_start_and_are_never_re_evaluated(lab_campaign, tmp_path):
