@@ -8,7 +8,9 @@ This module starts the same temporary server (Prefect's ASGI app under uvicorn, 
 * before the science stack is imported, so its start overlaps with building the campaign (:func:`start`), and
   only then waits for it (:meth:`TemporaryServer.wait`) with a generous, configurable limit
   (``SNHC_PREFECT_STARTUP_TIMEOUT_S``, default :data:`DEFAULT_STARTUP_TIMEOUT_S`);
-* and stops it when the command ends.
+* and stops it when the command ends - also when the command is killed outright (SIGKILL, an OOM kill), which no
+  exit handler sees: the server watches its parent and stops itself once that is gone (:func:`serve`), instead of
+  running on, orphaned, for good.
 
 With ``PREFECT_API_URL`` set (a team's ``prefect server start``, or a server left running for several commands),
 that server is used as it is, after a quick health check.
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -32,6 +35,8 @@ from flows.inputs import InputError
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
+PARENT_POLL_S = 1.0  # how often the temporary server checks that the command which started it is alive
+SHUTDOWN_GRACE_S = 10.0  # after its command is gone, the server's own graceful stop gets this long
 
 
 class PrefectStartupError(RuntimeError):
@@ -173,7 +178,7 @@ def start() -> TemporaryServer:
                    "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     with open(log, "w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
+            [sys.executable, "-m", "flows.prefect_server", str(os.getpid()), "--app-dir", app_dir, "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "error", "--lifespan", "on"],
             env=environment, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -183,3 +188,28 @@ def start() -> TemporaryServer:
     atexit.register(server.stop)
     os.environ["PREFECT_API_URL"] = server.api_url
     return server
+
+
+def serve(parent_pid: int, uvicorn_args: list[str]) -> None:
+    """Run the temporary server (uvicorn with ``uvicorn_args``) for as long as process ``parent_pid`` lives.
+
+    A thread polls the parent every :data:`PARENT_POLL_S`; once the server has been re-parented (its command was
+    killed without running its exit handlers), it sends itself SIGTERM, which uvicorn answers with a graceful stop,
+    and exits outright if that takes longer than :data:`SHUTDOWN_GRACE_S`.
+    """
+    def watch_parent() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(SHUTDOWN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    import uvicorn
+
+    sys.argv = ["uvicorn", *uvicorn_args]
+    uvicorn.main()
+
+
+if __name__ == "__main__":  # python -m flows.prefect_server PARENT_PID UVICORN_ARGS... (started by start())
+    serve(int(sys.argv[1]), sys.argv[2:])

@@ -29,6 +29,20 @@ def snhc(*args, **popen):
                             start_new_session=True, **popen)
 
 
+def temporary_servers_of(pid: int) -> list[int]:
+    """PIDs of the temporary Prefect servers that command ``pid`` started (flows/prefect_server.py)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv[1:4] == [b"-m", b"flows.prefect_server", str(pid).encode()]:
+            found.append(int(entry))
+    return found
+
+
 def campaign_runs(client):
     experiment = client.get_experiment_by_name("resilience")
     if experiment is None:
@@ -48,7 +62,7 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     process = snhc("optimise", "--config", str(config), prefect_home=str(tmp_path / "prefect"),
                    stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT)
-    run_id, saved = None, []
+    run_id, saved, servers = None, [], []
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and len(saved) < 3:  # initial state + two batches
@@ -62,10 +76,17 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
                 run_id = runs[0].info.run_id if runs else None
             if run_id:
                 saved = [a.path for a in client.list_artifacts(run_id, "state")]
+        servers = temporary_servers_of(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert len(saved) >= 3, "the campaign did not finish two batches in time"
+    # the killed command's temporary Prefect server (its own session, so the kill missed it) stops by itself
+    assert len(servers) == 1
+    deadline = time.monotonic() + 30
+    while temporary_servers_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert temporary_servers_of(process.pid) == [], "the temporary Prefect server outlived its killed command"
     assert client.get_run(run_id).info.status == "RUNNING"  # killed: nobody closed it
 
     from flows.store import MlflowStateStore
