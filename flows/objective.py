@@ -115,6 +115,7 @@ class _Objective(BaseModel):
     direction: ClassVar[str] = MAXIMISE
     value_range: ClassVar[tuple[float, float]] = (0.0, float("inf"))  # what the objective's value can be
     default_name: ClassVar[str] = ""
+    recipe_only: ClassVar[bool] = False  # its value follows from the recipe alone, known before any evaluation
 
     name_: str | None = Field(None, alias="name", min_length=1,
                               description="name in tables and in weights/limits (default: the kind's metric name)")
@@ -268,6 +269,7 @@ class MillingTimeObjective(_Objective):
     direction: ClassVar[str] = MINIMISE
     value_range: ClassVar[tuple[float, float]] = (0.0, 100.0)
     default_name: ClassVar[str] = "milling_time_h"
+    recipe_only: ClassVar[bool] = True
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: np.asarray(recipes.milling_time_h, dtype=float)}
@@ -286,6 +288,7 @@ class MillingEnergyObjective(_Objective):
     direction: ClassVar[str] = MINIMISE
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0e6)
     default_name: ClassVar[str] = "milling_energy_kWh_per_kg"
+    recipe_only: ClassVar[bool] = True
 
     mill_rated_power_W: float = Field(400.0, gt=0.0, le=100_000.0,
                                       description="assumed: power draw at the rated speed and BPR (lab planetary "

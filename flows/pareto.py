@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from skopt import Optimizer
 from skopt.space import Space
+from skopt.utils import normalize_dimensions
 
 from flows.evaluation import Evaluation
-from flows.search import EvaluateBatch, make_optimizer, monte_carlo_batch, point_of, recipe_of, search_dimensions
+from flows.search import (EvaluateBatch, ExactOutput, make_optimizer, monte_carlo_batch, plain_gp, point_of,
+                          recipe_of, recipes_of_points, search_dimensions)
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
@@ -148,24 +150,27 @@ def run_pareto_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
 
 def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_points: int) -> list[list]:
     """A batch by ParEGO on one surrogate per objective (as qNParEGO, Daulton et al. 2020): each objective's
-    normalised values get their own GP (each is smoother than their Chebyshev maximum, and milling time is a recipe
-    input the GP learns exactly); each batch point draws weights and maximises the Monte Carlo expected improvement
-    of the scalarised posterior samples; points already chosen are told to the GPs at their predicted mean (kriging
-    believer, fitted hyperparameters kept), so the batch spreads. The GPs take the optimiser's ``gp_noise``,
-    ``gp_restarts`` and ``acquisition_samples``; its ``surrogate`` and ``acquisition`` choose single-objective
-    search only."""
-    from skopt.utils import cook_estimator, normalize_dimensions
-
+    normalised values get their own GP (each is smoother than their Chebyshev maximum), except an objective that
+    follows from the recipe alone (milling time, milling energy: ``recipe_only``), which is computed exactly at each
+    candidate (:class:`flows.search.ExactOutput`); each batch point draws weights and maximises the Monte Carlo
+    expected improvement of the scalarised posterior samples; points already chosen are told to the GPs at their
+    predicted mean (kriging believer, fitted hyperparameters kept), so the batch spreads. The GPs take the
+    optimiser's ``gp_noise``, ``gp_restarts`` and ``acquisition_samples``; its ``surrogate`` and ``acquisition``
+    choose single-objective search only."""
     config = campaign.config
     settings = config.optimiser
     space = Space(normalize_dimensions(search_dimensions(config)))
     finished = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.ok and point in space]
     X = space.transform([p for p, _ in finished])
-    values = normalised(oriented_matrix([e for _, e in finished], scoring))
+    oriented = oriented_matrix([e for _, e in finished], scoring)
+    low, high = oriented.min(axis=0), oriented.max(axis=0)
+    values = normalised(oriented, low, high)
     models = []
-    for j in range(values.shape[1]):
-        model = cook_estimator("GP", space=space, random_state=int(rng.integers(2**31 - 1)), noise=settings.gp_noise,
-                               n_restarts_optimizer=settings.gp_restarts)
+    for j, objective in enumerate(scoring.objectives):
+        if objective.recipe_only:  # milling time or energy: computed at each candidate, not learned
+            models.append(ExactOutput(_exact_values(objective, space, config, low[j], high[j])))
+            continue
+        model = plain_gp(space, int(rng.integers(2**31 - 1)), settings.gp_noise, settings.gp_restarts)
         with warnings.catch_warnings():  # length scales at their bound: an objective flat along a recipe axis
             warnings.simplefilter("ignore")
             model.fit(X, values[:, j])
@@ -179,6 +184,19 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
 
     chosen = monte_carlo_batch(models, candidates, X, values, n_points, scalarisation, rng)
     return [[_plain(v) for v in space.inverse_transform(x[None])[0]] for x in chosen]
+
+
+def _exact_values(objective, space: Space, config, low: float, high: float) -> Callable[[np.ndarray], np.ndarray]:
+    """An objective that follows from the recipe, at points of the transformed space, oriented for minimisation and
+    normalised as the evaluated values are."""
+    scale = high - low if high > low else 1.0
+
+    def values_at(X: np.ndarray) -> np.ndarray:
+        recipes = recipes_of_points(space.inverse_transform(np.atleast_2d(X)), config)
+        value = -objective.sign * np.asarray(objective.inputs(None, recipes)[objective.name], dtype=float)
+        return (value - low) / scale
+
+    return values_at
 
 
 def _plain(value):

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skopt.learning import GaussianProcessRegressor
-from skopt.utils import cook_estimator
 
 from flows.campaign import Campaign
 from flows.evaluation import LAB, Evaluation, campaign_parameters, evaluate_batch
-from flows.search import make_optimizer, point_of, recipe_of, surrogate_prediction, tell_known
+from flows.search import make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction, tell_known
 from surrogate.recipe import FIELD_NAMES, recipe_key
 from surrogate.status import Status
 
@@ -95,8 +93,7 @@ def _uncertainty(optimizer, config, recipes) -> list[tuple[float, float]]:
         return [surrogate_prediction(optimizer, point) for point in points]
     if len(optimizer.yi) < 2:
         return [(float("nan"), float("nan"))] * len(points)
-    model: GaussianProcessRegressor = cook_estimator("GP", space=optimizer.space,
-                                                     random_state=config.optimiser.seed)
+    model = plain_gp(optimizer.space, config.optimiser.seed)
     model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
     mean, std = model.predict(optimizer.space.transform(points), return_std=True)
     return [(float(-m), float(s)) for m, s in zip(mean, std)]

@@ -69,6 +69,38 @@ def test_parego_spends_its_budget_and_its_front_is_non_dominated(pareto_campaign
     assert set(scoring.names) <= set(front.columns)
 
 
+def test_objectives_that_follow_from_the_recipe_are_computed_not_learned(params, pareto_campaign, monkeypatch):
+    """Milling time (and energy) are known for any recipe before it is evaluated: ParEGO scores them exactly at every
+    candidate, with no GP (here one GP fewer than objectives), and the batch's milling times are the asked ones."""
+    import flows.pareto as pareto
+    from flows.search import ExactOutput
+
+    fitted, batches = [], []
+    real_plain_gp, real_batch = pareto.plain_gp, pareto.monte_carlo_batch
+    monkeypatch.setattr(pareto, "plain_gp", lambda *a, **k: fitted.append(1) or real_plain_gp(*a, **k))
+
+    def spy(models, candidates, *args):
+        batches.append((models, candidates))
+        return real_batch(models, candidates, *args)
+
+    monkeypatch.setattr(pareto, "monte_carlo_batch", spy)
+    config = pareto_campaign.config
+    campaign = Campaign.new(config)
+    run_pareto_search(campaign, lambda recipes: evaluate_batch(recipes, params, config.scoring()))
+    scoring = config.scoring()
+    assert [o.recipe_only for o in scoring.objectives] == [False, True, False]
+    assert len(fitted) == 2 * len(batches) and batches
+    models, candidates = batches[-1]
+    exact = models[1]
+    assert isinstance(exact, ExactOutput) and not isinstance(models[0], ExactOutput)
+    # the exact output is the candidates' milling time, normalised as the evaluations before that batch were
+    space = pareto.Space(pareto.normalize_dimensions(pareto.search_dimensions(config)))
+    times = np.array([recipe[1] for recipe in space.inverse_transform(candidates[:50])])
+    before = [e.recipe["milling_time_h"] for e in campaign.evaluations[:-config.optimiser.batch_size] if e.ok]
+    np.testing.assert_allclose(exact.predict(candidates[:50]),
+                               (times - min(before)) / (max(before) - min(before)), rtol=1e-9)
+
+
 def test_parego_is_reproducible(params, pareto_campaign):
     config = pareto_campaign.config
     again = Campaign.new(config)
