@@ -58,7 +58,8 @@ CPU_SEED = 0
 # Evaluations to within 1 %: (median, max). Seed-to-seed spread is large (a few evaluations either way), so only
 # differences beyond it decided; "held out" rows repeat the finalists on seeds 10-29 (`--first-seed 10 --seeds 20`).
 # A: on the model before its milling physics (issue 12), chosen; B: on the current model; C: chosen on it; D: C with
-# the GP's hyperparameter fit stopped at a looser tolerance (flows.search.GP_FIT_FTOL).
+# the GP's hyperparameter fit stopped at a looser tolerance (`--set gp_fit_tolerance=...`; CPU/eval at 50, two
+# `--quick` runs each in one session: 0.144-0.151 s at 2.2e-9, 0.123-0.127 s at 1e-4).
 CHOICES = (
     ("A  EI, sampling 10000, 10 LHS initial points, noise gaussian", 21.0, 34),
     ("   sampling 2000", 24.5, 35),
@@ -93,8 +94,8 @@ CHOICES = (
     ("   composite GP, held out: seeds 10-19", 38.5, 61),
     ("C  composite GP + local candidates 0.5, sd 0.02 (the default since)", 35.5, 55),
     ("C  held out: seeds 10-19", 32.5, 61),
-    ("C  seeds 0-29, GP hyperparameter fit to scipy's default ftol 2.2e-9", 37.0, 61),
-    ("D  seeds 0-29, ftol 1e-4 (flows.search.GP_FIT_FTOL, the default since; CPU -21 to -27 %)", 34.0, 61),
+    ("C  seeds 0-29, gp_fit_tolerance 2.2e-9 (scipy's default)", 37.0, 61),
+    ("D  seeds 0-29, gp_fit_tolerance 1e-4 (the default since)", 34.0, 61),
 )
 
 

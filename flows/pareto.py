@@ -160,8 +160,8 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
     candidate (:class:`flows.search.ExactOutput`); each batch point draws weights and maximises the Monte Carlo
     expected improvement of the scalarised posterior samples; points already chosen are told to the GPs at their
     predicted mean (kriging believer, fitted hyperparameters kept), so the batch spreads. The GPs take the
-    optimiser's ``gp_noise``, ``gp_restarts`` and ``acquisition_samples``; its ``surrogate`` and ``acquisition``
-    choose single-objective search only."""
+    optimiser's ``gp_noise``, ``gp_restarts``, ``gp_fit_tolerance`` and ``acquisition_samples``; its ``surrogate``
+    and ``acquisition`` choose single-objective search only."""
     config = campaign.config
     settings = config.optimiser
     space = Space(normalize_dimensions(search_dimensions(config)))
@@ -175,7 +175,7 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
         if objective.recipe_only:  # milling time or energy: computed at each candidate, not learned
             models.append(ExactOutput(_exact_values(objective, space, config, low[j], high[j])))
             continue
-        model = plain_gp(space, int(rng.integers(2**31 - 1)), settings.gp_noise, settings.gp_restarts)
+        model = plain_gp(space, int(rng.integers(2**31 - 1)), settings)
         with warnings.catch_warnings():  # length scales at their bound: an objective flat along a recipe axis
             warnings.simplefilter("ignore")
             model.fit(X, values[:, j])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 import numpy as np
@@ -35,27 +36,25 @@ if TYPE_CHECKING:
 EvaluateBatch = Callable[[list[dict[str, Any]]], list[Evaluation]]
 
 
-# The GP's hyperparameter search (L-BFGS-B on the log marginal likelihood) stops once an iteration changes the
-# likelihood by less than this relative amount. scipy's default, 2.2e-9, spends about half of the iterations below
-# 1e-4, where the length scales no longer move the acquisition; the fits were two thirds of the optimiser's CPU.
-GP_FIT_FTOL = 1e-4
-
-
-def fit_hyperparameters(obj_func, initial_theta: np.ndarray, bounds) -> tuple[np.ndarray, float]:
-    """The GP's hyperparameter search: scikit-learn's own (L-BFGS-B on the negative log marginal likelihood) with
-    the tolerance :data:`GP_FIT_FTOL`. Passed to scikit-learn's GP as its ``optimizer`` callable."""
+def fit_hyperparameters(obj_func, initial_theta: np.ndarray, bounds, tolerance: float) -> tuple[np.ndarray, float]:
+    """The GP's hyperparameter search: scikit-learn's own (L-BFGS-B on the negative log marginal likelihood), stopped
+    once a step changes it by less than the share ``tolerance`` (``optimiser.gp_fit_tolerance``). scipy's default,
+    2.2e-9, spends about half of its iterations below 1e-4, where the length scales no longer move the acquisition;
+    those fits were two thirds of the optimiser's CPU."""
     from scipy.optimize import minimize
 
     result = minimize(obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds,
-                      options={"ftol": GP_FIT_FTOL})
+                      options={"ftol": tolerance})
     return result.x, result.fun
 
 
-def plain_gp(space, random_state: int, noise="gaussian", restarts: int = 2) -> GaussianProcessRegressor:
+def plain_gp(space, random_state: int, settings) -> GaussianProcessRegressor:
     """scikit-optimize's GP (Matern 5/2 with a length scale per dimension, constant amplitude, fitted or fixed
-    noise) on ``space`` (normalised dimensions), its hyperparameters searched by :func:`fit_hyperparameters`."""
-    model = cook_estimator("GP", space=space, random_state=random_state, noise=noise, n_restarts_optimizer=restarts)
-    return model.set_params(optimizer=fit_hyperparameters)
+    noise) on ``space`` (normalised dimensions), with the noise, restarts and fit tolerance of ``settings``
+    (``config.optimiser``)."""
+    model = cook_estimator("GP", space=space, random_state=random_state, noise=settings.gp_noise,
+                           n_restarts_optimizer=settings.gp_restarts)
+    return model.set_params(optimizer=partial(fit_hyperparameters, tolerance=settings.gp_fit_tolerance))
 
 
 def search_dimensions(config: CampaignConfig) -> list[Real | Categorical]:
@@ -354,6 +353,7 @@ class ExactOutput:
 
 
 def _mean_std(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictive mean and sd of a fitted GP or an :class:`ExactOutput` (sd 0) at X."""
     if isinstance(model, ExactOutput):
         return model.predict(X), np.zeros(len(X))
     return gp_mean_std(model, X)
@@ -403,7 +403,7 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
     dimensions = search_dimensions(config)
     estimator = surrogate
     if surrogate == "GP":  # scikit-optimize's GP (Matern 5/2, ARD), with the configured noise
-        estimator = plain_gp(normalize_dimensions(dimensions), settings.seed, settings.gp_noise, settings.gp_restarts)
+        estimator = plain_gp(normalize_dimensions(dimensions), settings.seed, settings)
     elif surrogate == "physics_gp":  # the model as prior mean, a GP on the lab's discrepancy (flows/physics_gp.py)
         dimensions = normalize_dimensions(dimensions)  # the unit cube, as scikit-optimize's own GP
         estimator = PhysicsInformedGP(n_restarts_optimizer=settings.gp_restarts, random_state=settings.seed)

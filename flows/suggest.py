@@ -93,7 +93,7 @@ def _uncertainty(optimizer, config, recipes) -> list[tuple[float, float]]:
         return [surrogate_prediction(optimizer, point) for point in points]
     if len(optimizer.yi) < 2:
         return [(float("nan"), float("nan"))] * len(points)
-    model = plain_gp(optimizer.space, config.optimiser.seed)
+    model = plain_gp(optimizer.space, config.optimiser.seed, config.optimiser)
     model.fit(optimizer.space.transform(optimizer.Xi), optimizer.yi)
     mean, std = model.predict(optimizer.space.transform(points), return_std=True)
     return [(float(-m), float(s)) for m, s in zip(mean, std)]

@@ -105,6 +105,8 @@ def config_cases() -> list[Case]:
         ("n_calls too large", GOOD_CONFIG.replace("n_calls: 6", "n_calls: 1000000000"), "optimiser.n_calls"),
         ("zero batch size", GOOD_CONFIG.replace("batch_size: 3", "batch_size: 0"), "optimiser.batch_size"),
         ("negative seed", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, seed: -1}"), "optimiser.seed"),
+        ("GP fit tolerance of 0", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, gp_fit_tolerance: 0}"),
+         "optimiser.gp_fit_tolerance"),
         ("cycle zero", _config("objective: {cycle: 0}"), "objective.cycle"),
         ("temperature too hot", _config("objective: {temperature_C: 400}"), "objective.temperature_C"),
         ("string for n_calls", GOOD_CONFIG.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),

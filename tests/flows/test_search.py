@@ -60,6 +60,20 @@ def test_one_surrogate_fit_per_told_batch(monkeypatch):
         assert len(searches) == 2 * (batch + 2)
 
 
+def test_the_gp_fit_tolerance_reaches_the_hyperparameter_search(monkeypatch):
+    """optimiser.gp_fit_tolerance stops the likelihood search sooner when looser, on the same points."""
+    evaluations = []
+    original = SklearnGP.log_marginal_likelihood
+    monkeypatch.setattr(SklearnGP, "log_marginal_likelihood",
+                        lambda self, *a, **k: evaluations.append(1) or original(self, *a, **k))
+    counts = {}
+    for tolerance in (1e-12, 1e-2):
+        evaluations.clear()
+        told(make_optimizer(config_with(gp_fit_tolerance=tolerance, acquisition_samples=500, gp_restarts=0)), 2)
+        counts[tolerance] = len(evaluations)
+    assert 0 < counts[1e-2] < counts[1e-12]
+
+
 def test_liar_points_are_conditioned_on_with_the_fitted_kernel():
     # A fixed, small noise: with a fitted one the liar is believed only as far as the fitted noise allows, and twelve
     # points cannot tell a noise of 1e-5 from 0.02 (their likelihoods differ by 0.06)
