@@ -92,15 +92,14 @@ class Prediction:
 
 @dataclass(frozen=True)
 class _Regime:
-    """Cycling at one current and temperature: fresh capacity, Sn strain, degradation law, hours per cycle."""
+    """Cycling at one current and temperature: fresh capacity, Sn strain, degradation law."""
 
     fresh: RateCapacity
     strain: np.ndarray
     law: cycle_life.DegradationLaw
-    cycle_hours: np.ndarray
 
     def step(self, cycles) -> cycle_life.CyclingStep:
-        return cycle_life.CyclingStep(self.law, cycles, self.cycle_hours)
+        return cycle_life.CyclingStep(self.law, cycles)
 
     def capacity_in(self, state: cycle_life.CycledState) -> np.ndarray:
         """Capacity (N, M) at this regime's current in a cycled state (a history ending with this regime's cycles)."""
@@ -122,8 +121,7 @@ class _Regimes:
                                         self.p)
             strain = expansion.local_sn_linear_strain(fresh.sn_na_per_sn, self.micro, self.p)
             law = cycle_life.degradation_law(strain, self.micro.sn_volume_fraction, self.p)
-            self._memo[key] = _Regime(fresh, strain, law, cycle_life.cycle_time_h(fresh.total_mAh_per_g,
-                                                                                  current_A_per_g))
+            self._memo[key] = _Regime(fresh, strain, law)
         return self._memo[key]
 
     def formation(self, temperature_C: float) -> cycle_life.CyclingStep:

@@ -30,8 +30,8 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
     """Same config + seed -> the pinned table (tests/data). It was written by the code before the refactor into one
     owner per concept, which reproduced it exactly; it is rewritten only for a deliberate change of the search path
     or the physics (so far: one GP fit per told batch, the milling physics that tells time from speed, log axes
-    for milling speed and BPR, the composite GP with local candidates, and formation damage at the formation
-    current's strain)."""
+    for milling speed and BPR, the composite GP with local candidates, formation damage at the formation
+    current's strain, and no SEI capacity loss in the half cell)."""
     pinned = pd.read_csv(PINNED)
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])

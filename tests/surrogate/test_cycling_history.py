@@ -58,8 +58,8 @@ def test_a_warm_cell_ages_faster_unless_ageing_has_no_activation_energy(material
 
     assert retention(params, 45.0) < retention(params, 25.0) - 0.01
     assert retention(params, 0.0) > retention(params, 25.0)
-    athermal = params.with_values(fatigue_activation_energy_kJ_per_mol=0.0, sei_loss_per_sqrt_hour=0.0)
-    # with no SEI term and athermal fatigue, only the strain (which moves a little with temperature) is left
+    athermal = params.with_values(fatigue_activation_energy_kJ_per_mol=0.0)
+    # with athermal fatigue, only the strain (which moves a little with temperature) is left
     assert abs(retention(athermal, 45.0) - retention(athermal, 25.0)) < \
         0.5 * abs(retention(params, 45.0) - retention(params, 25.0))
 
