@@ -92,40 +92,39 @@ def cmd_predict(args) -> int:
     from flows.inputs import existing_file
     from flows.objective import SCORE, CapacityObjective
     from surrogate.calibration import calibrate
-    from surrogate.model import PredictionRequest, predict
+    from surrogate.model import PredictionRequest
     from surrogate.parameters import ModelParameters
+    from surrogate.uncertainty import build_ensemble
 
     if args.config is not None:
         existing_file(args.config, "--config")
-    p = calibrate().apply(ModelParameters.load())
+    calibration = calibrate()
+    p = calibration.apply(ModelParameters.load())
     objective = load_config(args.config).objective if args.config else CapacityObjective()
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
                                 objective.current_A_per_g, objective.cycle, objective.temperature_C)
+    # The numpy model's prediction with its ensemble: the record itself, or the bands of a PyBaMM record
+    uncertain = build_ensemble(ModelParameters.load(), calibration).predict(recipes, request)
+    record = uncertain.record(0, current_labels=args.current)
+    score = lambda pred: objective.score(objective.inputs(pred))[SCORE]  # noqa: E731
+    record[SCORE] = float(score(uncertain.central)[0])
+    low, high = uncertain.scalar_interval(score)
+    record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
+    record["extrapolated"][SCORE] = bool(
+        objective.current_A_per_g > uncertain.ensemble.domain.max_current_A_per_g * (1 + 1e-9)
+        or objective.cycle > uncertain.ensemble.domain.max_cycle
+        or uncertain.ensemble.domain.temperature_outside(
+            objective.temperature_C if objective.temperature_C is not None else args.temperature_C))
     if args.fidelity == "physics":
-        from flows.fidelity import PhysicsFailure, physics_record
+        from flows.fidelity import PhysicsFailure, physics_record, with_model_form_intervals
         from surrogate.physics import calibrated_physics_parameters
 
         try:
-            record = physics_record(recipes, p, calibrated_physics_parameters(p), request, args.current, objective)
+            physics = physics_record(recipes, p, calibrated_physics_parameters(p), request, args.current, objective)
         except PhysicsFailure as failure:
             print(f"snhc predict: the PyBaMM model could not evaluate {name}: {failure}", file=sys.stderr)
             return 1
-    else:
-        from surrogate.uncertainty import build_ensemble
-
-        calibration = calibrate()
-        uncertain = build_ensemble(ModelParameters.load(), calibration).predict(recipes, request)
-        prediction = uncertain.central
-        record = uncertain.record(0, current_labels=args.current)
-        score = lambda pred: objective.score(objective.inputs(pred))[SCORE]  # noqa: E731
-        record[SCORE] = float(score(prediction)[0])
-        low, high = uncertain.scalar_interval(score)
-        record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
-        record["extrapolated"][SCORE] = bool(
-            objective.current_A_per_g > uncertain.ensemble.domain.max_current_A_per_g * (1 + 1e-9)
-            or objective.cycle > uncertain.ensemble.domain.max_cycle
-            or uncertain.ensemble.domain.temperature_outside(
-                objective.temperature_C if objective.temperature_C is not None else args.temperature_C))
+        record = with_model_form_intervals(physics, record)
     if args.json:
         print(json.dumps(record, indent=2))
         return 0
@@ -143,7 +142,7 @@ def _print_prediction(name, recipe, record, args) -> None:
     for field, value in recipe.items():
         table.add_row(f"recipe: {field}", f"{value:.4g}" if isinstance(value, float) else str(value))
     def shown(key, sub=None, digits=1) -> str:
-        """``value [low-high]``, marked "extrapolated" beyond the calibrated domain (PyBaMM records have no band)."""
+        """``value [low-high]``, marked "extrapolated" beyond the calibrated domain."""
         value = record[key] if sub is None else record[key][sub]
         text = f"{value:.{digits}f}"
         if "interval_90" in record:
@@ -165,8 +164,10 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_row("electrode expansion after 1000 cycles (%)", shown("electrode_expansion_after_1000_cycles_pct"))
     table.add_row("apparent activation energy (kJ/mol)", shown("activation_energy_kJ_per_mol", digits=2))
     table.add_row("objective (mAh/g)", shown("objective"))
-    if "interval_90" in record:
-        table.caption = "\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's data"
+    table.caption = "\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's data"
+    if args.fidelity == "physics":
+        table.caption += ("; a PyBaMM value's interval joins the numpy model's band moved to it and the numpy "
+                          "model's own band (two model forms)")
     console().print(table)
 
 

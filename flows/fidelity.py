@@ -271,6 +271,38 @@ class PhysicsFailure(RuntimeError):
     """The PyBaMM model could not evaluate a recipe; the message carries its reason."""
 
 
+def with_model_form_intervals(physics: dict, model: dict) -> dict:
+    """A physics record (:func:`physics_record`) with a 90 % interval and an extrapolation flag on every value, in
+    the numpy model's ``interval_90`` / ``extrapolated`` shape.
+
+    ``model`` is the numpy model's record of the same recipe and request, with its intervals
+    (``UncertainPrediction.record`` plus the objective's). A value PyBaMM computes gets the envelope of two bands:
+
+    * the numpy model's band moved to PyBaMM's value (``value + (low - model value)`` to ``value + (high - model
+      value)``): both fidelities take the same microstructure from the same calibrated parameters and are fitted to
+      the same data, so that spread - the fitted parameters', the assumed ranges' and a measurement's - is theirs too;
+    * the numpy model's own band: two model forms that both meet the study's data and disagree away from it are a
+      structural uncertainty the data cannot settle (issue 10), so neither alone bounds the answer.
+
+    A value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. The flags are
+    the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
+    """
+
+    def band(value, model_value, interval):
+        if value == model_value:
+            return list(interval)
+        low, high = value + (interval[0] - model_value), value + (interval[1] - model_value)
+        return [float(min(low, interval[0], value)), float(max(high, interval[1], value))]
+
+    intervals = {}
+    for key, value in physics.items():
+        if isinstance(value, dict):
+            intervals[key] = {k: band(v, model[key][k], model["interval_90"][key][k]) for k, v in value.items()}
+        else:
+            intervals[key] = band(value, model[key], model["interval_90"][key])
+    return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"]}
+
+
 def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, request: PredictionRequest,
                    current_labels, objective: CapacityObjective) -> dict:
     """The ``snhc predict --json`` record of one recipe at physics fidelity.

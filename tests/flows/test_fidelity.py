@@ -29,13 +29,39 @@ def test_predict_at_physics_fidelity_keeps_the_json_shape_and_matches_the_rate_d
     physics = json.loads(capsys.readouterr().out)
     assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", *RATE_CURRENTS]) == 0
     surrogate = json.loads(capsys.readouterr().out)
-    # the same value keys; the numpy model's record adds its 90 % intervals and extrapolation flags (PyBaMM's has none yet)
-    assert set(physics) == set(surrogate) - {"interval_90", "extrapolated"}
+    # the same keys, 90 % intervals and extrapolation flags included
+    assert set(physics) == set(surrogate)
     model = np.array([physics["capacity_at_current_mAh_per_g"][c] for c in RATE_CURRENTS])
     assert np.mean(np.abs(model - RATE_MEASURED) / RATE_MEASURED) * 100 <= 8.0
     assert physics["capacity_at_current_mAh_per_g"] != surrogate["capacity_at_current_mAh_per_g"]
     assert physics["particle_expansion_pct"] == surrogate["particle_expansion_pct"]  # no second fidelity for it
     assert physics["capacity_at_cycle_mAh_per_g"]["1"] == pytest.approx(physics["capacity_at_current_mAh_per_g"]["1.7"])
+
+
+def test_a_pybamm_value_carries_both_model_forms_in_its_interval(capsys, params):
+    """Every value of a physics record has an interval; where PyBaMM and the numpy model disagree (10 A/g, beyond the
+    data) the interval spans both, so the disagreement shows as uncertainty instead of being hidden by a choice."""
+    currents = ["1.7", "10"]
+    assert main(["predict", "--material", "Sn@HC-2-1", "--fidelity", "physics", "--json", "--current", *currents]) == 0
+    physics = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", *currents]) == 0
+    surrogate = json.loads(capsys.readouterr().out)
+    assert physics["extrapolated"] == surrogate["extrapolated"]
+    assert physics["extrapolated"]["capacity_at_current_mAh_per_g"] == {"1.7": False, "10": True}
+    for key, value in physics.items():
+        if key in ("interval_90", "extrapolated"):
+            continue
+        pairs = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in pairs:
+            low, high = physics["interval_90"][key] if sub is None else physics["interval_90"][key][sub]
+            model = surrogate[key] if sub is None else surrogate[key][sub]
+            assert low <= v <= high and low <= model <= high, (key, sub)
+    # beyond the data the two forms part: PyBaMM far below the numpy model, and the band holds both
+    low, high = physics["interval_90"]["capacity_at_current_mAh_per_g"]["10"]
+    pybamm, numpy_model = physics["capacity_at_current_mAh_per_g"]["10"], surrogate["capacity_at_current_mAh_per_g"]["10"]
+    assert pybamm < 0.7 * numpy_model and high - low > numpy_model - pybamm
+    # a value with no second fidelity keeps the numpy model's interval exactly
+    assert physics["interval_90"]["particle_expansion_pct"] == surrogate["interval_90"]["particle_expansion_pct"]
 
 
 def test_predict_beyond_the_cells_reach_fails_with_the_reason(capsys, params):
