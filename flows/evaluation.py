@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # or the PyBaMM model at the optimiser's suggestion (a campaign with fidelity: physics, flows.fidelity).
 MODEL, DENSE_SEARCH, LAB, PHYSICS = "model", "dense_search", "lab", "physics"
 PREDICTED = (MODEL, DENSE_SEARCH)  # sources whose numbers are the numpy model's predictions (its intervals apply)
+MODELLED = (*PREDICTED, PHYSICS)  # sources whose numbers come from a model, not a lab: they carry 90 % intervals
 ASKED = (MODEL, PHYSICS)  # sources the optimiser asked for: its budget
 
 
@@ -52,6 +53,11 @@ class Evaluation:
     def predicted(self) -> bool:
         """Its numbers are the model's predictions (not measurements)."""
         return self.source in PREDICTED
+
+    @property
+    def modelled(self) -> bool:
+        """Its numbers come from a model, either fidelity (not a lab): they carry 90 % intervals."""
+        return self.source in MODELLED
 
     def record(self) -> dict[str, Any]:
         """JSON-ready view (campaign state files)."""
@@ -92,21 +98,41 @@ def model_objective(recipes: Recipes, p: ModelParameters, objective: CapacityObj
     return model_metrics(recipes, p, objective, objective.request(currents_A_per_g=()))["objective"]
 
 
+def model_form_interval(value: float, model_value: float, interval) -> list[float]:
+    """The 90 % interval of a value another model form (PyBaMM) computes where the numpy model gives ``model_value``
+    with ``interval``: the envelope of the model's band moved to ``value`` and the model's own band.
+
+    Both fidelities take their microstructure from the same calibrated parameters and are fitted to the same data,
+    so the model's spread (fitted parameters, assumed ranges, a measurement's scatter) is theirs too; and two model
+    forms that both meet the data but disagree away from it are an uncertainty the data cannot settle (issue 10), so
+    neither value alone bounds the answer. For the model's own value this is its interval unchanged.
+    """
+    low, high = float(interval[0]), float(interval[1])
+    if value == model_value:
+        return [low, high]
+    return [float(min(value + low - model_value, low, value)), float(max(value + high - model_value, high, value))]
+
+
 def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "Calibration",
-                     objective: CapacityObjective, request: PredictionRequest | None = None) -> dict[str, list[float]]:
+                     objective: CapacityObjective, request: PredictionRequest | None = None,
+                     values: dict[str, float] | None = None) -> dict[str, list[float]]:
     """90 % interval of every metric of one recipe (as :func:`model_metrics` names them), from the calibration's
     parameter ensemble (``surrogate/uncertainty.py``); see :func:`batch_intervals`."""
     from surrogate.uncertainty import build_ensemble
 
-    return batch_intervals([recipe], build_ensemble(p, calibration), objective, request)[0]
+    return batch_intervals([recipe], build_ensemble(p, calibration), objective, request,
+                           None if values is None else [values])[0]
 
 
 def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
-                    request: PredictionRequest | None = None) -> list[dict[str, list[float]]]:
+                    request: PredictionRequest | None = None,
+                    values: list[dict[str, float]] | None = None) -> list[dict[str, list[float]]]:
     """90 % interval of every metric of each recipe of a batch (one model evaluation of the batch per member).
 
     Each member's metrics are scattered by the data's measurement sigma for that kind of quantity, as
-    ``snhc predict`` does; a metric some member cannot compute (NaN) gets no interval.
+    ``snhc predict`` does; a metric some member cannot compute (NaN) gets no interval. ``values`` (one metric dict
+    per recipe, e.g. a physics evaluation's metrics) are the values the intervals are for where another model form
+    computed them: such a metric gets :func:`model_form_interval`.
     """
     central, samples = _member_samples(recipes, ensemble, objective, request)
     tail = 50.0 * (1.0 - ensemble.settings.interval_probability)
@@ -115,7 +141,10 @@ def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
         low, high = np.percentile(samples[name], [tail, 100.0 - tail], axis=0)
         for i, intervals in enumerate(out):
             if np.all(np.isfinite(samples[name][:, i])) and np.isfinite(value[i]):
-                intervals[name] = [float(min(low[i], value[i])), float(max(high[i], value[i]))]
+                band = [float(min(low[i], value[i])), float(max(high[i], value[i]))]
+                given = values[i].get(name, value[i]) if values is not None else value[i]
+                intervals[name] = model_form_interval(float(given), float(value[i]), band) \
+                    if np.isfinite(given) else band
     return out
 
 
@@ -166,12 +195,14 @@ def lazy_ensemble(p: ModelParameters, calibration: "Calibration") -> Callable[[]
 
 def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,
                       ensemble: Callable[[], "Ensemble"] | None = None):
-    """``recipes -> [intervals per recipe]`` for a campaign's child runs; the ensemble is built on first use
-    (``ensemble``: a :func:`lazy_ensemble` to share)."""
+    """``(recipes, values=None) -> [intervals per recipe]`` for a campaign's child runs (``values``: their metrics,
+    for evaluations another model form computed); the ensemble is built on first use (``ensemble``: a
+    :func:`lazy_ensemble` to share)."""
     ensemble = ensemble or lazy_ensemble(p, calibration)
 
-    def intervals_of(recipes: list[dict[str, Any]]) -> list[dict[str, list[float]]]:
-        return batch_intervals(recipes, ensemble(), objective)
+    def intervals_of(recipes: list[dict[str, Any]],
+                     values: list[dict[str, float]] | None = None) -> list[dict[str, list[float]]]:
+        return batch_intervals(recipes, ensemble(), objective, values=values)
 
     return intervals_of
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from flows.evaluation import PHYSICS, Evaluation, evaluate_batch
+from flows.evaluation import PHYSICS, Evaluation, evaluate_batch, model_form_interval
 from flows.objective import CAPACITY, EXPANSION, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -276,30 +276,18 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     the numpy model's ``interval_90`` / ``extrapolated`` shape.
 
     ``model`` is the numpy model's record of the same recipe and request, with its intervals
-    (``UncertainPrediction.record`` plus the objective's). A value PyBaMM computes gets the envelope of two bands:
-
-    * the numpy model's band moved to PyBaMM's value (``value + (low - model value)`` to ``value + (high - model
-      value)``): both fidelities take the same microstructure from the same calibrated parameters and are fitted to
-      the same data, so that spread - the fitted parameters', the assumed ranges' and a measurement's - is theirs too;
-    * the numpy model's own band: two model forms that both meet the study's data and disagree away from it are a
-      structural uncertainty the data cannot settle (issue 10), so neither alone bounds the answer.
-
-    A value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. The flags are
+    (``UncertainPrediction.record`` plus the objective's). A value PyBaMM computes gets
+    :func:`flows.evaluation.model_form_interval` (the model's band moved to it, joined with the model's own band);
+    a value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. The flags are
     the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
     """
-
-    def band(value, model_value, interval):
-        if value == model_value:
-            return list(interval)
-        low, high = value + (interval[0] - model_value), value + (interval[1] - model_value)
-        return [float(min(low, interval[0], value)), float(max(high, interval[1], value))]
-
     intervals = {}
     for key, value in physics.items():
         if isinstance(value, dict):
-            intervals[key] = {k: band(v, model[key][k], model["interval_90"][key][k]) for k, v in value.items()}
+            intervals[key] = {k: model_form_interval(v, model[key][k], model["interval_90"][key][k])
+                              for k, v in value.items()}
         else:
-            intervals[key] = band(value, model[key], model["interval_90"][key])
+            intervals[key] = model_form_interval(value, model[key], model["interval_90"][key])
     return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"]}
 
 

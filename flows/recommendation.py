@@ -56,17 +56,19 @@ class Recommendation:
 
 
 def with_intervals(recommendation: Recommendation, config) -> Recommendation:
-    """The recommendation with the model's 90 % interval on each metric (a lab-measured one keeps none: its
-    numbers are measurements, not predictions)."""
+    """The recommendation with a 90 % interval on each metric: the model's, or for a PyBaMM evaluation the
+    envelope of both model forms (:func:`flows.evaluation.model_form_interval`). A lab-measured one keeps none: its
+    numbers are measurements, not predictions."""
     from dataclasses import replace
 
     from flows.evaluation import campaign_parameters, metric_intervals
 
-    if not recommendation.evaluation.predicted:
+    if not recommendation.evaluation.modelled:
         return recommendation
     p, calibration = campaign_parameters(config)
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
-                                                              config.objective))
+                                                              config.objective,
+                                                              values=recommendation.evaluation.metrics))
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

@@ -272,7 +272,7 @@ class CampaignRecorder:
         campaign = self.campaign
         indices = range(start, len(campaign.evaluations))
         intervals = self._intervals([i for i in indices if campaign.evaluations[i].ok
-                                     and campaign.evaluations[i].predicted])
+                                     and campaign.evaluations[i].modelled])
         for index in indices:
             self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index],
                                         intervals.get(index))
@@ -282,7 +282,8 @@ class CampaignRecorder:
         if self.intervals_of is None or not indices:
             return {}
         try:
-            bands = self.intervals_of([self.campaign.evaluations[i].recipe for i in indices])
+            evaluations = [self.campaign.evaluations[i] for i in indices]
+            bands = self.intervals_of([e.recipe for e in evaluations], [e.metrics for e in evaluations])
         except Exception as error:  # noqa: BLE001 - the child runs are still logged, without bands
             warnings.warn(f"child-run intervals skipped: {type(error).__name__}: {error}", stacklevel=2)
             return {}

@@ -262,3 +262,13 @@ def test_a_physics_campaign_spends_its_budget_on_pybamm(prefect_local, params, t
     assert "fidelity_comparison.csv" not in artifacts  # every evaluation is PyBaMM's: nothing to re-rank
     assert "PyBaMM" in summary["fidelity"]
     assert summary["metrics"]["objective"] == pytest.approx(finished["objective"].max(), rel=0.005)
+    # PyBaMM's numbers carry intervals too, holding both model forms: the recommendation's and each child run's
+    low, high = summary["interval_90"]["objective"]
+    assert low <= summary["metrics"]["objective"] <= high
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    banded = [c for c in children if "objective_interval_90_low" in c.data.metrics]
+    assert len(banded) == len(finished)
+    for child in banded:
+        m = child.data.metrics
+        assert m["objective_interval_90_low"] <= m["objective"] <= m["objective_interval_90_high"]
+        assert m["objective_interval_90_low"] <= m["model_objective"] <= m["objective_interval_90_high"]
