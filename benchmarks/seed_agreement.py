@@ -18,7 +18,7 @@ import pandas as pd
 from flows import fidelity
 from flows.campaign import Campaign
 from flows.config import load_config
-from flows.evaluation import campaign_parameters, evaluate_batch
+from flows.evaluation import campaign_parameters, evaluate_batch, lazy_ensemble
 from flows.model_optimum import add_model_optimum
 from flows.optimise import physics_candidates
 from flows.pareto import run_pareto_search
@@ -29,7 +29,7 @@ TARGET_SN_SPREAD = 0.03
 TARGET_TIME_RATIO = 1.5
 
 
-def recommended(config, p) -> dict:
+def recommended(config, p, ensemble) -> dict:
     campaign = Campaign.new(config)
     search = run_pareto_search if config.multi_objective else run_search
     evaluate = lambda recipes: evaluate_batch(recipes, p, config.scoring())  # noqa: E731
@@ -40,11 +40,10 @@ def recommended(config, p) -> dict:
         from surrogate.physics import calibrated_physics_parameters
 
         candidates, reference = physics_candidates(campaign)
-        table = fidelity.physics_scores([campaign.evaluations[i].recipe for i in candidates], p,
-                                        calibrated_physics_parameters(p), config.objective)
-        table.insert(0, "evaluation", candidates)
-        # the flow also widens the tolerance by the model's uncertainty on each difference; here noise alone
-        ranking = fidelity.rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
+        recipes = [campaign.evaluations[i].recipe for i in candidates]
+        table = fidelity.physics_scores(recipes, p, calibrated_physics_parameters(p), config.objective)
+        # as the flow ranks them: beyond numerical noise plus the model's uncertainty on each difference
+        ranking = fidelity.rank_candidates(table, candidates, recipes, reference, config, ensemble)
     result = recommend(campaign, optimizer, ranking)
     return {**result.recipe, "objective": result.evaluation.objective, "rule": result.rule_note,
             "bounds": list(result.bound_notes)}
@@ -59,12 +58,13 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_config(args.config)
-    p, _ = campaign_parameters(base)
+    p, calibration = campaign_parameters(base)
+    ensemble = lazy_ensemble(p, calibration)  # one for every seed, as a campaign builds one
     rows = []
     for seed in args.seeds:
         update = {"seed": seed} | ({"n_calls": args.n_calls} if args.n_calls else {})
         config = base.model_copy(update={"optimiser": base.optimiser.model_copy(update=update)})
-        rows.append({"seed": seed, **recommended(config, p)})
+        rows.append({"seed": seed, **recommended(config, p, ensemble)})
     table = pd.DataFrame(rows)
     sn_spread = float(table["sn_mass_fraction"].max() - table["sn_mass_fraction"].min())
     time_ratio = float(table["milling_time_h"].max() / table["milling_time_h"].min())

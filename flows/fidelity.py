@@ -12,13 +12,14 @@ and a campaign with ``fidelity: physics`` spends every optimiser evaluation on P
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from flows.evaluation import PHYSICS, Evaluation, evaluate_batch, model_form_interval
+from flows.evaluation import PHYSICS, Evaluation, difference_intervals, evaluate_batch, model_form_interval
 from flows.objective import CAPACITY, EXPANSION, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -269,6 +270,24 @@ def rank(table: pd.DataFrame, noise_mAh_per_g: float = 0.0, reference: int | Non
 
 class PhysicsFailure(RuntimeError):
     """The PyBaMM model could not evaluate a recipe; the message carries its reason."""
+
+
+def rank_candidates(table: pd.DataFrame, candidates: list[int], recipes: list[dict], reference: int, config,
+                    ensemble=None) -> Ranking:
+    """The physics check's ranking of its scored candidates (:func:`physics_scores` rows of ``recipes``, evaluations
+    ``candidates``; ``reference`` is the numpy model's pick among them): PyBaMM replaces that pick only beyond
+    ``physics_check.numerical_noise_mAh_per_g`` plus the model's 90 % interval on each candidate's objective minus
+    the pick's, from ``ensemble`` (a :func:`flows.evaluation.lazy_ensemble`; None or a failure: the noise alone)."""
+    table = table.copy()
+    table.insert(0, "evaluation", candidates)
+    if ensemble is not None:
+        try:
+            bands = difference_intervals(recipes, ensemble(), config.objective, reference)
+            table[DIFFERENCE_LOW], table[DIFFERENCE_HIGH] = bands[:, 0], bands[:, 1]
+        except Exception as error:  # noqa: BLE001 - the check still runs, on the numerical noise alone
+            warnings.warn(f"physics check without the model's uncertainty: {type(error).__name__}: {error}",
+                          stacklevel=2)
+    return rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
 
 
 def with_model_form_intervals(physics: dict, model: dict) -> dict:

@@ -8,7 +8,6 @@ MLflow record in :mod:`flows.tracking`, the second fidelity in :mod:`flows.fidel
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,8 +21,7 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
-from flows.evaluation import (MODEL, Evaluation, campaign_parameters, difference_intervals,
-                              evaluate_batch, interval_function, lazy_ensemble)
+from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function, lazy_ensemble
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
@@ -128,16 +126,8 @@ def physics_check(campaign: Campaign, p: ModelParameters, quiet: bool = False,
             progress.advance(f"{config.runner.chunks_per_batch} chunks", parts=len(recipes))
     finally:
         progress.close()
-    table = pd.concat(parts, ignore_index=True)
-    table.insert(0, "evaluation", candidates)
-    if ensemble is not None:
-        try:
-            bands = difference_intervals(recipes, ensemble(), config.objective, reference)
-            table[fidelity.DIFFERENCE_LOW], table[fidelity.DIFFERENCE_HIGH] = bands[:, 0], bands[:, 1]
-        except Exception as error:  # noqa: BLE001 - the check still runs, on the numerical noise alone
-            warnings.warn(f"physics check without the model's uncertainty: {type(error).__name__}: {error}",
-                          stacklevel=2)
-    return fidelity.rank(table, config.physics_check.numerical_noise_mAh_per_g, reference)
+    return fidelity.rank_candidates(pd.concat(parts, ignore_index=True), candidates, recipes, reference, config,
+                                    ensemble)
 
 
 def physics_candidates(campaign: Campaign) -> tuple[list[int], int]:
