@@ -79,16 +79,18 @@ def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:
     return float(recipe["milling_time_h"]), float(energy)
 
 
-def cheapest_equivalent(indexes: list[int], scores: list[float], recipes: list[dict], tolerance_pct: float
-                        ) -> tuple[int, str]:
+def cheapest_equivalent(indexes: list[int], scores: list[float], recipes: list[dict], tolerance_pct: float,
+                        resolution: float = 0.0) -> tuple[int, str]:
     """Position (in ``indexes``) of the cheapest recipe whose score is within ``tolerance_pct`` of the best, and
-    the rule in words."""
+    the rule in words. ``resolution`` (the score's unit) widens the tolerance by what the scores cannot tell apart:
+    the physics check's noise plus the model's uncertainty on a difference, when PyBaMM's scores rank."""
     scores = np.asarray(scores, dtype=float)
     best = float(np.nanmax(scores))
-    floor = best - abs(best) * tolerance_pct / 100.0
+    floor = best - abs(best) * tolerance_pct / 100.0 - resolution
     near = [k for k in range(len(indexes)) if scores[k] >= floor]
     choice = min(near, key=lambda k: (*milling_cost(recipes[k]), -scores[k]))
-    note = (f"cheapest of the {len(near)} evaluated recipes within {tolerance_pct:g} % of the best objective "
+    within = f"{tolerance_pct:g} %" + (f" + {resolution:.2f} mAh/g (what the check resolves)" if resolution > 0 else "")
+    note = (f"cheapest of the {len(near)} evaluated recipes within {within} of the best objective "
             f"({best:.1f}): shortest milling time, then lowest milling energy")
     return choice, note
 
@@ -126,8 +128,11 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
     if ranking is not None and ranking.ranked_by == "physics":
         table = ranking.table[ranking.table["physics_status"] == "FINISHED"]
         indexes = [int(i) for i in table["evaluation"]]
+        # a PyBaMM score is known to the check's noise plus the model's uncertainty on a difference: a recipe
+        # that much below the tolerance is as equivalent as one inside it (a 0.1 % edge must not decide the recipe)
+        resolution = ranking.tolerance_mAh_per_g if np.isfinite(ranking.tolerance_mAh_per_g) else 0.0
         k, rule = cheapest_equivalent(indexes, list(table["physics_objective"]),
-                                      [campaign.evaluations[i].recipe for i in indexes], tolerance)
+                                      [campaign.evaluations[i].recipe for i in indexes], tolerance, resolution)
         chosen = indexes[k]
         rule = rule.replace("evaluated recipes", "physics-checked recipes").replace("best objective",
                                                                                        "best PyBaMM objective")

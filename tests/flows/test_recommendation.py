@@ -1,6 +1,7 @@
 """The recommendation rule (flows/recommendation.py): equivalent recipes go to the cheapest, bounds are reported,
 and a multi-objective campaign logs its front to MLflow."""
 
+import pytest
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
@@ -111,3 +112,23 @@ def test_pybamm_beyond_noise_replaces_the_models_recommendation():
     result = recommend(campaign, NoModel(), ranking)
     assert result.index == 1
     assert "ranked by the PyBaMM model" in result.fidelity_note and "physics-checked" in result.rule_note
+
+
+def test_a_pybamm_score_the_check_cannot_tell_from_the_tolerance_edge_counts_as_equivalent():
+    """PyBaMM ranks (the 40 h recipe beats the model's 12 h pick by 4 mAh/g, beyond noise 0.1 + uncertainty 0.5),
+    and the 20 h recipe sits 0.05 % below the 0.5 % tolerance of PyBaMM's best: less than the check resolves
+    (0.6 mAh/g), so it counts as equivalent and, cheaper than 40 h, is recommended. Without that resolution a
+    0.1 % edge decided between 20 and 40 h of milling, and did so differently from seed to seed."""
+    campaign = campaign_of([(recipe(12.0), 340.0), (recipe(40.0), 339.9), (recipe(20.0), 339.8)], tolerance_pct=0.5)
+    table = checked(campaign, [344.0, 348.0, 346.1])  # 346.1 < 348 x 0.995 = 346.26, by 0.16 mAh/g
+    table["model_difference_low_mAh_per_g"] = [0.0, -0.6, -0.7]
+    table["model_difference_high_mAh_per_g"] = [0.0, 0.4, 0.3]
+    ranking = rank(table, noise_mAh_per_g=0.1, reference=0)
+    assert ranking.ranked_by == "physics" and ranking.tolerance_mAh_per_g == pytest.approx(0.6)
+    result = recommend(campaign, NoModel(), ranking)
+    assert result.index == 2
+    assert "within 0.5 % + 0.60 mAh/g (what the check resolves)" in result.rule_note
+    # the same scores with the resolution ignored: only PyBaMM's best is inside the tolerance
+    ranking_without = rank(table.drop(columns=["model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"]),
+                           noise_mAh_per_g=0.0, reference=0)
+    assert recommend(campaign, NoModel(), ranking_without).index == 1
