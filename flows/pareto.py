@@ -18,9 +18,8 @@ gain beyond that scatter (8 seeds each, median): a fixed GP noise of 1e-6 (91.0)
 with its corners (90.2 on 4 seeds), log axes for speed and BPR (90.5 on 4), an optimistic hypervolume improvement in
 place of the scalarisation (91.9 on 4), and half the acquisition samples stepped from the non-dominated recipes (sd
 0.02 of each range), as the single-objective search steps from its best ones (89.2 on seeds 42, 7, 1, 2 against 91.0
-without). A greedy subset
-of 16 points of the true front already holds 96.7 % of its hypervolume, so what is missing is the campaign's
-precision on capacity along the front, not its spread. The loop is the same ask/tell as
+without). A greedy subset of 16 points of the true front already holds 96.7 % of its hypervolume, so what is
+missing is the campaign's precision on capacity along the front, not its spread. The loop is the same ask/tell as
 :func:`flows.search.run_search`: it knows nothing of Prefect or MLflow.
 """
 

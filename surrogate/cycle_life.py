@@ -10,8 +10,8 @@ Q(N) = Q_fresh(I) x [mechanical retention of the Sn share] x catastrophic surviv
 No SEI capacity loss: in the study's half cells the Na-metal counter electrode replaces the Na an SEI consumes, so a
 growing SEI shows as impedance and particle isolation, not as lost inventory (science.md 3.6). Its impedance is
 left out of the polarisation budget because the measured film is thin: 2 nm on the composite after 1000 cycles
-gives at most a few mV at the study's currents (``sei_film_overpotential_estimate_mV`` in
-configs/model_parameters.yaml shows the arithmetic). Measured on the leave-out validation (``snhc calibrate
+gives at most a few mV at the study's currents (the arithmetic is the comment above
+``fatigue_activation_energy_kJ_per_mol`` in configs/model_parameters.yaml). Measured on the leave-out validation (``snhc calibrate
 --validate``): with a sqrt(time) SEI loss fitted alongside the mechanical one, cycles up to 400 could not tell the
 two apart and the interval at cycle 12 000 was 0-431 mAh/g; the study's full fit put that SEI loss at its bound, 0.
 
