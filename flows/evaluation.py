@@ -176,7 +176,8 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
 
     batch = Recipes.from_records(recipes)
     central = model_metrics(batch, ensemble.central, objective, request)
-    members = [model_metrics(batch, m, objective, request) for m in ensemble.members]
+    members = ensemble.evaluate(batch, lambda tiled, p: model_metrics(tiled, p, objective, request),
+                                lambda metrics, rows: {name: value[rows] for name, value in metrics.items()})
     samples = {}
     for name in central:
         family = measurement_family(name)

@@ -97,7 +97,7 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
     Sn stays cracked: the vulnerable share is the one of the highest strain that has been cycled. Fatigue speeds up
     with temperature (Arrhenius, relative to the reference temperature of the study's cycling).
     """
-    fatigue_speed = arrhenius_factor(p.fatigue_activation_energy_kJ_per_mol, temperature_C, p)
+    fatigue_speed = _column(arrhenius_factor(p.fatigue_activation_energy_kJ_per_mol, temperature_C, p))
     life_spent = catastrophic_spent = vulnerable = 0.0
     for step in steps:
         cycles = np.atleast_1d(np.asarray(step.cycles, dtype=float))[None, :]
@@ -106,9 +106,15 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
         vulnerable = np.maximum(vulnerable, np.where(cycles > 0, step.law.vulnerable_fraction[:, None], 0.0))
     return CycledState(
         vulnerable_fraction=vulnerable,
-        mechanical_damage=1.0 - np.exp(-life_spent ** p.mechanical_loss_shape),
-        catastrophic_survival=np.exp(-catastrophic_spent ** p.catastrophic_shape),
+        mechanical_damage=1.0 - np.exp(-life_spent ** _column(p.mechanical_loss_shape)),
+        catastrophic_survival=np.exp(-catastrophic_spent ** _column(p.catastrophic_shape)),
     )
+
+
+def _column(value) -> np.ndarray:
+    """A parameter as a column against (N_recipes, M) arrays: one value, or one per recipe (an ensemble's members
+    stacked into one batch, ``surrogate/uncertainty.py``)."""
+    return np.asarray(value, dtype=float)[..., None]
 
 
 def capacity_retention(state: CycledState, sn_share):

@@ -57,8 +57,9 @@ def exchange_currents(sn_mass_fraction: np.ndarray, micro: Microstructure, tempe
 
     # The electrode's R_ct is the parallel combination of the paths; its apparent barrier is the i0-weighted mean.
     weights = np.stack([w_sn * sn_surface, w_sn * interface, w_hc * hc_surface])
-    barriers = np.array([p.sn_activation_energy_kJ_per_mol, p.interface_activation_energy_kJ_per_mol,
-                         p.hc_activation_energy_kJ_per_mol])[:, None]
+    barriers = np.stack([np.broadcast_to(barrier, weights.shape[1:]) for barrier in (  # per recipe: a parameter
+        p.sn_activation_energy_kJ_per_mol, p.interface_activation_energy_kJ_per_mol,  # may be an array
+        p.hc_activation_energy_kJ_per_mol)])
     apparent = (weights * barriers).sum(0) / weights.sum(0)
 
     factors = arrhenius_factor(barriers, temperature_C, p)
@@ -92,13 +93,14 @@ def reachable_fraction(potential_V, overpotential_V, p: ModelParameters):
     """
     eta = np.asarray(overpotential_V, dtype=float)
     headroom_V = np.asarray(potential_V) - p.lower_cutoff_V
-    s = p.overpotential_relative_spread
-    if s == 0.0:
+    s = np.asarray(p.overpotential_relative_spread, dtype=float)
+    if not np.any(s):
         return ndtr((headroom_V - eta) / p.overpotential_spread_V)
     nodes, weights = _LOG_NORMAL_QUADRATURE
-    factors = np.exp(s * nodes - 0.5 * s**2)
+    factors = np.exp(s[..., None] * nodes - 0.5 * s[..., None] ** 2)
     local_eta = eta[..., None] * factors
-    return (ndtr((headroom_V[..., None] - local_eta) / p.overpotential_spread_V) * weights).sum(-1)
+    spread_V = np.asarray(p.overpotential_spread_V, dtype=float)[..., None]
+    return (ndtr((headroom_V[..., None] - local_eta) / spread_V) * weights).sum(-1)
 
 
 # Probabilists' Gauss-Hermite nodes and weights (normalised): E[f(z)], z ~ N(0, 1), exact for polynomials of degree
@@ -127,12 +129,14 @@ def cell_polarisation_V(current_A_per_g: float, temperature_C: float, p: ModelPa
     ohmic_V = current_A_per_g * p.ohmic_resistance_ohm_g / transport
     limiting_mA_per_cm2 = p.limiting_current_mA_per_cm2 * transport
     depletion = current_density_mA_per_cm2 / limiting_mA_per_cm2
-    concentration_V = (-2.0 * thermal_V * (1.0 - p.sodium_transference_number) * np.log1p(-depletion)
-                       if depletion < 1.0 else np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):  # at or above the limiting current: no capacity
+        concentration_V = np.where(depletion < 1.0, -2.0 * thermal_V * (1.0 - p.sodium_transference_number)
+                                   * np.log1p(-np.minimum(depletion, 1.0)), np.inf)
     counter_i0 = p.counter_exchange_current_mA_per_cm2 * arrhenius_factor(
         p.counter_activation_energy_kJ_per_mol, temperature_C, p)
     counter_V = 2.0 * thermal_V * np.arcsinh(current_density_mA_per_cm2 / (2.0 * counter_i0))
-    return float(ohmic_V + concentration_V + counter_V)
+    total_V = ohmic_V + concentration_V + counter_V
+    return float(total_V) if np.ndim(total_V) == 0 else total_V  # an array when parameters are one per recipe
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ temperature, and the optional *target* condition an objective asks for) is a :cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -55,6 +55,17 @@ class Prediction:
     sn_linear_strain: np.ndarray  # strain of Sn domains at the cycling current (drives damage)
     microstructure: Microstructure = field(repr=False)
     retention_capacity_mAh_per_g: np.ndarray | None = None  # (N, len(request.retention_cycles)) at the cycling current
+
+    def take(self, rows) -> "Prediction":
+        """The prediction of some recipes only (``rows``: a slice or an index into the batch)."""
+        def part(value):
+            if isinstance(value, np.ndarray) and value.ndim:
+                return value[rows]
+            if isinstance(value, Microstructure):
+                return Microstructure(**{f.name: part(getattr(value, f.name)) for f in fields(value)})
+            return value
+
+        return Prediction(**{f.name: part(getattr(self, f.name)) for f in fields(self)})
 
     def scalar_metrics(self) -> dict[str, np.ndarray]:
         """Flat name -> array(N) view for logging and tables; names carry units and conditions."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from surrogate.paths import config_dir
 from surrogate.yaml_safety import YamlInputError, read_yaml_file
 
@@ -110,6 +112,14 @@ class ModelParameters(Mapping):
             elif type(value) is not type(old.value):
                 raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got {value!r}")
             entries[name] = replace(old, value=value)
+        return ModelParameters(entries)
+
+    def with_arrays(self, values: Mapping[str, Any]) -> "ModelParameters":
+        """A copy in which some numeric values are arrays, one value per recipe of a batch (unchecked: the values
+        come from parameter sets that were checked, e.g. an ensemble's members stacked into one model call)."""
+        entries = dict(self._entries)
+        for name, value in values.items():
+            entries[name] = replace(entries[name], value=np.asarray(value, dtype=float))
         return ModelParameters(entries)
 
     def names(self, tag: str | None = None) -> list[str]:

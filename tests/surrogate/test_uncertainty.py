@@ -41,6 +41,23 @@ def test_members_differ_in_fitted_parameters_and_keep_their_bounds(ensemble):
         assert np.all((values[:, j] >= low) & (values[:, j] <= high))
 
 
+@pytest.mark.parametrize("stacked_rows", [2**16, 7])  # all members in one call; a few members per call
+def test_members_stacked_into_one_batch_predict_what_each_member_predicts_alone(ensemble, stacked_rows, monkeypatch):
+    import surrogate.uncertainty as uncertainty
+    from surrogate.model import predict
+
+    monkeypatch.setattr(uncertainty, "STACKED_ROWS", stacked_rows)
+    recipes = Recipes(sn_mass_fraction=[0.3, 2 / 3, 0.9], milling_time_h=[1.0, 10.0, 40.0],
+                      milling_speed_rpm=[200, 400, 600], ball_to_powder_ratio=[5, 20, 40])
+    request = PredictionRequest(currents_A_per_g=(0.17, 4.2, 10.0), cycles=(1, 400, 12000), temperature_C=45.0)
+    stacked = ensemble.predict(recipes, request)
+    for alone, member in zip((predict(recipes, m, request) for m in ensemble.members), stacked.members):
+        expected = alone.scalar_metrics()
+        assert member.scalar_metrics().keys() == expected.keys()
+        for name, value in member.scalar_metrics().items():
+            np.testing.assert_allclose(value, expected[name], rtol=1e-12, err_msg=name)
+
+
 def test_intervals_widen_with_extrapolation_in_current(ensemble):
     request = PredictionRequest(currents_A_per_g=(0.84, 10.0))
     band = ensemble.predict(REFERENCE, request).record(0)["interval_90"]["capacity_at_current_mAh_per_g"]
