@@ -18,6 +18,9 @@ measured one, a cycle past the last, a temperature other than the measured ones)
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from surrogate.calibration import Calibration, LeastSquaresProblem, load_observations
+from surrogate.calibration import Calibration, LeastSquaresProblem, load_observations, model_source_digest
 from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
-from surrogate.paths import config_dir
+from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import Recipes, load_materials
 from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
@@ -270,7 +273,9 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     ``observations`` is the table the calibration was fitted to (default: read ``data_path``); a leave-out study
     passes its own, so the ensemble knows only what that fit knew. The ensemble depends only on the calibrated
     parameters, the table and the settings (its seed among them), so one built before in this process is reused:
-    a campaign asks for it for its child runs, its physics check and its recommendation.
+    a campaign asks for it for its child runs, its physics check and its recommendation. It is also kept on disk
+    beside the calibration it belongs to (:func:`_cached_build`): building it takes seconds (a residual evaluation
+    per candidate), and every command that reports intervals needs it.
     """
     settings = settings or UncertaintySettings.load()
     materials = load_materials(config_dir() / "materials.yaml")
@@ -281,8 +286,39 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     if key not in _BUILT:
         if len(_BUILT) >= _BUILT_KEPT:
             _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = _build(central, observations, materials, settings)
+        _BUILT[key] = _cached_build(key, central, observations, materials, settings)
     return _BUILT[key]
+
+
+def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFrame, materials,
+                  settings: UncertaintySettings) -> Ensemble:
+    """:func:`_build`, or the ensemble a previous process built for the same key and model source.
+
+    The file holds each member's values that differ from the central ones and its measurement factors; JSON keeps
+    floats to the last bit, so a loaded ensemble is the one built. An unreadable or inconsistent file is rebuilt.
+    """
+    text = json.dumps([str(part) for part in key]) + model_source_digest()
+    cache_file = cache_dir() / f"ensemble-{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
+    try:
+        saved = json.loads(cache_file.read_text(encoding="utf-8"))
+        members = tuple(central.with_values(**values) for values in saved["members"])
+        return Ensemble(central, members, tuple(saved["measurement_factors"]), CalibratedDomain.of(observations, central),
+                        settings, float(saved["effective_size"]), float(saved["weight_temperature"]))
+    except (OSError, ValueError, KeyError, TypeError, ParameterError):
+        pass  # none yet, or not one this code can read: build it
+    ensemble = _build(central, observations, materials, settings)
+    document = {"members": [{name: m[name].value for name in m if m[name].value != central[name].value}
+                            for m in ensemble.members],
+                "measurement_factors": list(ensemble.measurement_factors),
+                "effective_size": ensemble.effective_size, "weight_temperature": ensemble.weight_temperature}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(document), encoding="utf-8")
+        temporary.replace(cache_file)  # atomic: a reader never sees half a file
+    except OSError:
+        pass  # a read-only checkout still works, building each time
+    return ensemble
 
 
 def _build(central: ModelParameters, observations: pd.DataFrame, materials, settings: UncertaintySettings) -> Ensemble:

@@ -21,14 +21,42 @@ def ensemble():
     return build_ensemble(p, calibrate(p))
 
 
-def test_the_same_settings_give_the_same_ensemble(ensemble):
+def test_the_same_settings_give_the_same_ensemble(ensemble, isolated_cache):
     import surrogate.uncertainty as uncertainty
 
     p = ModelParameters.load()
-    uncertainty._BUILT.clear()  # a real rebuild from the seed, not the process's reuse of the same object
+    for saved in isolated_cache.glob("ensemble-*.json"):
+        saved.unlink()
+    uncertainty._BUILT.clear()  # a real rebuild from the seed, not the process's or the disk's copy
     again = build_ensemble(p, calibrate(p))
     assert again is not ensemble
     assert [m.digest() for m in again.members] == [m.digest() for m in ensemble.members]
+
+
+def test_an_ensemble_saved_by_one_process_is_loaded_bit_for_bit_and_a_broken_file_is_rebuilt(ensemble, isolated_cache,
+                                                                                              monkeypatch):
+    import surrogate.uncertainty as uncertainty
+
+    p = ModelParameters.load()
+    for other in isolated_cache.glob("ensemble-*.json"):  # other tests' ensembles (other data, other settings)
+        other.unlink()
+    uncertainty._BUILT.clear()
+    built = build_ensemble(p, calibrate(p))
+    (saved,) = isolated_cache.glob("ensemble-*.json")
+    monkeypatch.setattr(uncertainty, "_build", lambda *args: pytest.fail("rebuilt although a file was saved"))
+    uncertainty._BUILT.clear()
+    loaded = build_ensemble(p, calibrate(p))
+    assert loaded is not built
+    assert [m.digest() for m in loaded.members] == [m.digest() for m in built.members]
+    assert loaded.measurement_factors == built.measurement_factors
+    assert loaded.effective_size == built.effective_size
+
+    monkeypatch.undo()
+    for broken in ("{not json", '{"members": [{"no_such_parameter": 1.0}]}'):
+        saved.write_text(broken, encoding="utf-8")
+        uncertainty._BUILT.clear()
+        rebuilt = build_ensemble(p, calibrate(p))
+        assert [m.digest() for m in rebuilt.members] == [m.digest() for m in built.members]
 
 
 def test_members_differ_in_fitted_parameters_and_keep_their_bounds(ensemble):
