@@ -393,8 +393,10 @@ def _build_and_start(args):
 def _warm_up(config) -> None:
     """While Prefect's temporary server starts (in its own process), import the flow, load the campaign's
     calibration and build its parameter ensemble, which this process keeps for the flow (``build_ensemble`` reuses
-    one built for the same inputs): on two cores the server's start and this work overlap
-    (benchmarks/optimise_wall.py). A failure here is left for the flow to meet and report in its own words."""
+    one built for the same inputs), import PyBaMM when the campaign will run it, and open the campaign's SQLite
+    MLflow store (MLflow keeps one store per URI in a process): on two cores the server's start and this work
+    overlap (benchmarks/optimise_wall.py). A failure here is left for the flow to meet and report in its own words.
+    The campaign was validated before: nothing here runs on bad input."""
     try:
         import flows.optimise  # noqa: F401 - Prefect's flow machinery and the models: seconds of imports
         from flows.evaluation import campaign_parameters
@@ -405,6 +407,12 @@ def _warm_up(config) -> None:
             from surrogate.uncertainty import build_ensemble
 
             build_ensemble(p, calibration)
+        if config.physics_check.top_k or config.fidelity == "physics":
+            import surrogate.physics  # noqa: F401 - PyBaMM's import: about a second, else paid after the search
+        if config.tracking.tracking_uri.startswith("sqlite:///"):
+            from flows.tracking import open_client
+
+            open_client(config.tracking.tracking_uri)
     except Exception:  # noqa: BLE001 - the flow calibrates again and reports what went wrong
         pass
 
