@@ -16,6 +16,7 @@ from skopt.plots import plot_objective  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
 from flows.metrics import headline  # noqa: E402,F401  (re-exported for the flows that report)
+from flows.tracking import LAID_OUT  # noqa: E402
 
 console = Console()
 if not console.is_terminal:  # a pipe or a log file: wide lines, never tables folded to an 80-column guess
@@ -78,7 +79,11 @@ def objective_figure(optimizer):
     result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
     axes = plot_objective(result, n_points=20, n_samples=100)
     figure = np.asarray(axes).flat[0].figure
-    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=1.02)
+    # Room for the title and the outer tick labels inside the figure, so it is saved as laid out: a tight bounding
+    # box would draw this grid of panels twice (0.6 s against 0.27 s, a tenth of the report's time).
+    figure.subplots_adjust(top=0.94, bottom=0.07, left=0.08)
+    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=0.995)
+    figure.set_gid(LAID_OUT)
     return figure
 
 

@@ -27,6 +27,8 @@ from flows.interrupts import CampaignInterrupted
 from flows.metrics import display_number
 from surrogate.paths import PROJECT_ROOT
 
+LAID_OUT = "laid-out"  # a figure's gid when it fits its own canvas: saved as it is, without a tight bounding box
+
 MAX_PARAM_LENGTH = 6000
 CONFIG_TAG = "snhc.config"  # the campaign's validated config (JSON), set when its run is created
 NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
@@ -187,7 +189,7 @@ class Tracker:
             for name, content in files.items():
                 path = Path(folder) / name
                 if hasattr(content, "savefig"):
-                    content.savefig(path, dpi=120, bbox_inches="tight")
+                    content.savefig(path, dpi=120, bbox_inches=None if content.get_gid() == LAID_OUT else "tight")
                 elif hasattr(content, "to_csv"):
                     write_csv(content, path)
                 else:
