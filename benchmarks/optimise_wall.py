@@ -9,7 +9,8 @@ flow's own log lines (Prefect's console handler prints them to the millisecond):
 - ``start_up_s``: from the command to Prefect's "Beginning flow run" (imports, config and lab checks, the temporary
   server's start);
 - ``search_s``: to the last optimiser batch (calibration load, the batches with their child runs and intervals);
-- ``dense_search_s``: to the model-optimum line (the dense search and its two candidates);
+- ``dense_search_s``: to the model-optimum line (the dense search runs in a thread beside the optimiser's search,
+  so this is the wait for what is left of it, and its two candidates' evaluation and child runs);
 - ``physics_check_and_report_s``: from there to the process's exit (PyBaMM, the recommendation's intervals, figures,
   MLflow artifacts, the Prefect artifact, shutdown).
 

@@ -14,12 +14,14 @@ recommendation's tolerance, and their cheapest equivalents by 4 % in milling tim
 
 Campaigns report the optimum and the Bayesian optimisation's regret against it, and a surrogate-only campaign adds
 both recipes to its candidates (:func:`add_model_optimum`); the optimiser benchmark counts evaluations
-until the best so far is within 1 % of it.
+until the best so far is within 1 % of it. A campaign starts the search when it starts (:func:`in_background`): it
+needs only the config and the parameters, and runs beside the optimiser.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, ContextManager
@@ -209,9 +211,48 @@ def dense_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAM
     return _full_recipe(best, config, categories), objective
 
 
+def campaign_optimum(config: CampaignConfig, p: ModelParameters) -> ModelOptimum:
+    """What a campaign reports of the model's optimum: :func:`model_optimum` at the optimiser's seed; a
+    multi-objective campaign only the optimum of its first objective (a front has no single optimum, and the
+    cheapest-equivalent search, ~1 s, would go unused)."""
+    if config.multi_objective:
+        recipe, objective = dense_optimum(config, p, seed=config.optimiser.seed)
+        return ModelOptimum(recipe, objective, None, None, config.recommendation.tolerance_pct)
+    return model_optimum(config, p, seed=config.optimiser.seed)
+
+
+def in_background(config: CampaignConfig, p: ModelParameters) -> Callable[[], ModelOptimum]:
+    """Start :func:`campaign_optimum` in a thread and return a function that waits for its result (and raises
+    its error).
+
+    The dense search needs only the config and the parameters, not the optimiser's evaluations, so it runs while the
+    optimiser searches: its large vectorised model calls release the GIL and use the second core. The thread is a
+    daemon, so Ctrl-C never waits for it.
+    """
+    outcome: dict[str, object] = {}
+
+    def search() -> None:
+        try:
+            outcome["found"] = campaign_optimum(config, p)
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits for the result
+            outcome["error"] = error
+
+    thread = threading.Thread(target=search, name="dense-search", daemon=True)
+    thread.start()
+
+    def result() -> ModelOptimum:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["found"]
+
+    return result
+
+
 def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: EvaluateBatch,
                       on_batch: Callable[[int, list], None] | None = None,
-                      atomic: Callable[[], ContextManager] = nullcontext) -> ModelOptimum | None:
+                      atomic: Callable[[], ContextManager] = nullcontext,
+                      pending: Callable[[], ModelOptimum] | None = None) -> ModelOptimum | None:
     """Add the model's optimum and the cheapest recipe within ``recommendation.tolerance_pct`` of it to a
     surrogate-only campaign, as ``dense_search`` evaluations outside the optimiser's budget; returns what the dense
     search found (None for a campaign with lab results: they score the real material, whose optimum is unknown).
@@ -220,15 +261,15 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     recommends a recipe the model itself knows to be worse than one two seconds of dense search find. A
     multi-objective campaign only gets the optimum of its first objective reported (a front has no single optimum).
     Recipes the campaign already holds are not evaluated again; ``evaluate``, ``on_batch`` and ``atomic`` are those
-    of :func:`flows.search.run_search`.
+    of :func:`flows.search.run_search`; ``pending`` is a search already started for this campaign and ``p``
+    (:func:`in_background`).
     """
     config = campaign.config
     if campaign.lab is not None or not any(e.ok for e in campaign.evaluations):
         return None
-    if config.multi_objective:  # the optimum is reported; the cheapest-equivalent search (~1 s) would go unused
-        recipe, objective = dense_optimum(config, p, seed=config.optimiser.seed)
-        return ModelOptimum(recipe, objective, None, None, config.recommendation.tolerance_pct)
-    found = model_optimum(config, p, seed=config.optimiser.seed)
+    found = pending() if pending is not None else campaign_optimum(config, p)
+    if found.cheapest_recipe is None:  # multi-objective: reported, not added
+        return found
     held = {recipe_key(e.recipe) for e in campaign.evaluations}
     recipes = list({recipe_key(r): r for r in (found.recipe, found.cheapest_recipe)
                     if recipe_key(r) not in held}.values())

@@ -22,6 +22,7 @@ from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function, lazy_ensemble
+from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
@@ -191,16 +192,16 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
         reporting.print_model_error(errors, campaign.lab.path)
 
 
-def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool):
+def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,
+                        pending=None):
     """The model's own optimum and its cheapest equivalent join the candidates
     (:func:`flows.model_optimum.add_model_optimum`, evaluated and saved like a batch), and the optimiser's regret
-    against the optimum is logged; a failed search is a tag, never a reason to fail the campaign."""
-    from flows.model_optimum import add_model_optimum
-
+    against the optimum is logged; a failed search is a tag, never a reason to fail the campaign. ``pending``: the
+    search, started in the background when the campaign began (:func:`flows.model_optimum.in_background`)."""
     config = campaign.config
     try:
         found = add_model_optimum(campaign, p, lambda recipes: evaluate_in_chunks(recipes, p, config),
-                                  recorder.after_batch, atomic=interrupts.deferred)
+                                  recorder.after_batch, atomic=interrupts.deferred, pending=pending)
     except Exception as error:  # noqa: BLE001 - a report, never a reason to fail the campaign
         recorder.tracker.log(recorder.run_id, tags={"model_optimum_failed": f"{type(error).__name__}: {error}"})
         return
@@ -250,6 +251,9 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         p = recalibrate_on_lab(campaign, p, recorder, quiet)
         compare_with_lab(campaign, p, recorder, quiet)
+        surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
+        # The model's own optimum needs no evaluation of the optimiser's: searched while the optimiser searches.
+        dense = in_background(config, p) if surrogate_only and campaign.lab is None else None
         progress = reporting.BatchProgress(campaign, quiet)
         # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
         search = run_pareto_search if config.multi_objective else partial(run_search, p=p)
@@ -257,9 +261,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
                            lambda batch, evaluations: (recorder.after_batch(batch, evaluations), progress(batch)),
                            atomic=interrupts.deferred)
         progress.close()
-        surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
         if surrogate_only:
-            model_optimum_stage(campaign, p, recorder, quiet)
+            model_optimum_stage(campaign, p, recorder, quiet, dense)
         if config.physics_check.top_k and not config.multi_objective and surrogate_only:
             progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
         ranking = physics_check(campaign, p, quiet, ensemble)
