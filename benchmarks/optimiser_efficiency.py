@@ -102,6 +102,12 @@ CHOICES = (
     ("   16 initial points, seeds 0-29", 41.0, 61),
     ("   last batch point by Thompson sampling of the composite GPs, seeds 0-29 (not kept)", 34.5, 61),
     ("   last 2 batch points by Thompson sampling, seeds 0-29 (not kept; 30.0 with another draw stream)", 36.0, 61),
+    ("D  on the model without the half cell's SEI loss (issue 10), seeds 0-29", 36.5, 61),
+    ("   held out: seeds 30-59 (7 missed)", 38.5, 61),
+    ("E  D with GP length scales on time, dose BPR t rpm^3, BPR (gp_features milling_dose, the default since), "
+     "seeds 0-29", 30.0, 61),
+    ("E  held out: seeds 30-59 (5 missed; over seeds 0-59, better than D on 30 seeds, worse on 19)", 38.0, 61),
+    ("   axes energy per impact rpm^2, impacts BPR t rpm, power BPR rpm^3, seeds 0-29 (not kept)", 33.0, 61),
 )
 
 

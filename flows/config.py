@@ -156,6 +156,10 @@ class Optimiser(Strict):
                     "than this share (scipy's default 2.2e-9; measured: 1e-4 cuts the optimiser's CPU per evaluation "
                     "at 50 by about a sixth with no loss in evaluations to the optimum, "
                     "benchmarks/optimiser_efficiency.py)")
+    gp_features: Literal["recipe", "milling_dose"] = Field(
+        "milling_dose", description="GP: axes its length scales belong to: the recipe's own, or the milling time, "
+                                    "the dose BPR t rpm^3 (in place of the speed) and BPR, when all three are "
+                                    "searched on log axes (a linear map of the same points)")
     output_warping: Literal["none", "yeo-johnson"] = Field(
         "none", description="losses the surrogate is fitted to: as told, or Yeo-Johnson transformed (tames the "
                             "expansion penalty's cliff)")

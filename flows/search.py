@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager
 import numpy as np
 from scipy.optimize import fmin_l_bfgs_b
 from sklearn.base import clone
+from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from sklearn.preprocessing import PowerTransformer
 from threadpoolctl import threadpool_limits
 
 from skopt import Optimizer
 from skopt.acquisition import _gaussian_acquisition, gaussian_acquisition_1D
 from skopt.learning import GaussianProcessRegressor
-from skopt.space import Categorical, Real
+from skopt.learning.gaussian_process.kernels import Product
+from skopt.space import Categorical, Real, Space
 from skopt.utils import cook_estimator, is_2Dlistlike, normalize_dimensions
 
 from flows.config import CampaignConfig
@@ -50,11 +52,103 @@ def fit_hyperparameters(obj_func, initial_theta: np.ndarray, bounds, tolerance: 
 
 def plain_gp(space, random_state: int, settings) -> GaussianProcessRegressor:
     """scikit-optimize's GP (Matern 5/2 with a length scale per dimension, constant amplitude, fitted or fixed
-    noise) on ``space`` (normalised dimensions), with the noise, restarts and fit tolerance of ``settings``
-    (``config.optimiser``)."""
+    noise) on ``space`` (normalised dimensions), with the noise, restarts, fit tolerance and features of
+    ``settings`` (``config.optimiser``; ``gp_features: milling_dose`` gives the length scales to the dose's axis,
+    :class:`MappedKernel`)."""
     model = cook_estimator("GP", space=space, random_state=random_state, noise=settings.gp_noise,
                            n_restarts_optimizer=settings.gp_restarts)
+    matrix = dose_features(Space(space)) if settings.gp_features == "milling_dose" else None
+    if matrix is not None:  # amplitude x Matern on the features instead of the axes
+        model.set_params(kernel=Product(model.kernel.k1, MappedKernel(model.kernel.k2, matrix)))
     return model.set_params(optimizer=partial(fit_hyperparameters, tolerance=settings.gp_fit_tolerance))
+
+
+class MappedKernel(Kernel):
+    """A kernel on linear features of the points, ``kernel(X M^T, Y M^T)``: an ARD kernel's length scales then
+    belong to the features' axes instead of the search space's.
+
+    Why: the milling laws are power laws in time, speed and BPR, and the impacts' dose BPR t rpm^3 drives most of
+    the microstructure (science.md 3.4), so on the log axes the objective changes fastest along one diagonal and
+    least across it. Axis-aligned length scales must then be short on all three axes; with the dose as a feature
+    (:func:`dose_features`), one short length scale on it and long ones across can describe the same surface.
+    """
+
+    def __init__(self, kernel, matrix):
+        self.kernel = kernel
+        self.matrix = matrix
+
+    def get_params(self, deep=True):
+        params = dict(kernel=self.kernel, matrix=self.matrix)
+        if deep:
+            params.update(("kernel__" + k, v) for k, v in self.kernel.get_params().items())
+        return params
+
+    @property
+    def hyperparameters(self):
+        return [Hyperparameter("kernel__" + h.name, h.value_type, h.bounds, h.n_elements)
+                for h in self.kernel.hyperparameters]
+
+    @property
+    def theta(self):
+        return self.kernel.theta
+
+    @theta.setter
+    def theta(self, theta):
+        self.kernel.theta = theta
+
+    @property
+    def bounds(self):
+        return self.kernel.bounds
+
+    def __eq__(self, other):
+        return (type(self) is type(other) and self.kernel == other.kernel
+                and np.array_equal(self.matrix, other.matrix))
+
+    def __repr__(self):
+        return f"Mapped({self.kernel!r})"
+
+    def _features(self, X):
+        return None if X is None else np.asarray(X, dtype=float) @ np.asarray(self.matrix, dtype=float).T
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        return self.kernel(self._features(X), self._features(Y), eval_gradient=eval_gradient)
+
+    def diag(self, X):
+        return self.kernel.diag(self._features(X))
+
+    def is_stationary(self):
+        return self.kernel.is_stationary()
+
+    def gradient_x(self, x, X_train):
+        """d k(x, X_train) / dx, for scikit-optimize's L-BFGS acquisition (chain rule through the features)."""
+        return self.kernel.gradient_x(self._features(np.atleast_2d(x))[0], self._features(X_train)) @ self.matrix
+
+
+def dose_features(space) -> np.ndarray | None:
+    """The matrix M of :class:`MappedKernel` that replaces the milling speed's axis by the log of the dose
+    BPR t rpm^3 (scaled to [0, 1] over the box), in the optimiser's transformed space; None unless time, speed and
+    BPR are all searched on log axes (then the dose is not a plane there). M is invertible: no information is lost,
+    only the axes the length scales belong to change."""
+    names = [d.name for d in space.dimensions]
+    fields = ("milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")
+    if not all(name in names for name in fields):
+        return None
+    columns, start = {}, 0
+    for dimension in space.dimensions:
+        columns[dimension.name] = start
+        start += dimension.transformed_size
+    dims = {d.name: d for d in space.dimensions}
+    if not all(isinstance(dims[n], Real) and dims[n].prior == "log-uniform" for n in fields):
+        return None
+    spans = {n: np.log10(dims[n].high) - np.log10(dims[n].low) for n in fields}
+    exponents = {"milling_time_h": 1.0, "milling_speed_rpm": 3.0, "ball_to_powder_ratio": 1.0}
+    total = sum(exponents[n] * spans[n] for n in fields)
+    matrix = np.eye(start)
+    row = columns["milling_speed_rpm"]
+    matrix[row] = 0.0
+    for n in fields:
+        matrix[row, columns[n]] = exponents[n] * spans[n] / total
+    return matrix
 
 
 def search_dimensions(config: CampaignConfig) -> list[Real | Categorical]:

@@ -200,3 +200,61 @@ def test_only_the_gp_that_does_not_choose_points_is_warm_started(params):
     optimizer = run_search(Campaign.new(plain), lambda recipes: evaluate_batch(recipes, params, plain.objective),
                            p=params)
     assert [m.n_restarts_optimizer for m in optimizer.models] == [restarts] * 3
+
+
+def _searched_space(config):
+    from skopt.space import Space
+    from skopt.utils import normalize_dimensions
+
+    from flows.search import search_dimensions
+
+    return Space(normalize_dimensions(search_dimensions(config)))
+
+
+def test_the_dose_feature_is_one_value_for_recipes_of_equal_dose_and_the_map_loses_nothing():
+    from flows.search import dose_features
+
+    space = _searched_space(config_with())
+    matrix = dose_features(space)
+    dose = 20.0 * 4.0 * 400.0**3  # BPR t rpm^3
+    recipes = [[0.6, 4.0, 400.0, 20.0], [0.6, 16.0, 400.0 / 4 ** (1 / 3), 20.0], [0.6, 2.0, 400.0, 40.0]]
+    assert [r[3] * r[1] * r[2] ** 3 for r in recipes] == pytest.approx([dose] * 3)
+    features = space.transform(recipes) @ matrix.T
+    assert np.ptp(features[:, 2]) < 1e-12  # the speed's axis now carries the dose
+    assert np.ptp(features[:, 1]) > 0.1 and np.ptp(features[:, 3]) > 0.1  # time and BPR still tell them apart
+    assert abs(np.linalg.det(matrix)) > 0.1
+    unit_box = np.array(np.meshgrid(*[[0.0, 1.0]] * 4)).reshape(4, -1).T
+    assert (unit_box @ matrix.T).min() >= -1e-12 and (unit_box @ matrix.T).max() <= 1 + 1e-12
+
+
+def test_a_gp_on_dose_features_predicts_what_a_gp_fitted_on_the_mapped_points_predicts():
+    from flows.search import MappedKernel, dose_features, plain_gp
+
+    config = config_with()
+    space = _searched_space(config)
+    matrix = dose_features(space)
+    mapped = plain_gp(space, 0, config.optimiser)
+    plain = plain_gp(space, 0, config.optimiser.model_copy(update={"gp_features": "recipe"}))
+    assert isinstance(mapped.kernel.k2, MappedKernel) and not isinstance(plain.kernel.k2, MappedKernel)
+    rng = np.random.default_rng(1)
+    X, X_new = rng.random((30, 4)), rng.random((5, 4))
+    y = np.sin(6 * (X @ matrix.T)[:, 2]) + X[:, 0]
+    mapped.fit(X, y)
+    plain.fit(X @ matrix.T, y)
+    for a, b in zip(mapped.predict(X_new, return_std=True), plain.predict(X_new @ matrix.T, return_std=True)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    # the L-BFGS acquisition's gradient, through the features (central differences)
+    x, step = X_new[0], 1e-6
+    kernel = mapped.kernel_.k1.k2  # fitted: (amplitude x mapped Matern) + white noise
+    assert isinstance(kernel, MappedKernel)
+    analytic = kernel.gradient_x(x, X)
+    numeric = np.stack([(kernel(np.atleast_2d(x + step * e), X) - kernel(np.atleast_2d(x - step * e), X))[0]
+                        / (2 * step) for e in np.eye(4)], axis=-1)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_dose_features_need_time_speed_and_bpr_on_log_axes():
+    from flows.search import dose_features
+
+    linear = load_config("configs/pareto.yaml")  # speed and BPR on linear axes
+    assert dose_features(_searched_space(linear)) is None
