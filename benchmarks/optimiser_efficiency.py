@@ -108,6 +108,9 @@ CHOICES = (
      "seeds 0-29", 30.0, 61),
     ("E  held out: seeds 30-59 (5 missed; over seeds 0-59, better than D on 30 seeds, worse on 19)", 38.0, 61),
     ("   axes energy per impact rpm^2, impacts BPR t rpm, power BPR rpm^3, seeds 0-29 (not kept)", 33.0, 61),
+    ("   6 initial points, seeds 0-29 (5 missed)", 32.0, 61),
+    ("   14 initial points, seeds 0-29 (3 missed)", 35.5, 61),
+    ("   local candidates sd 0.05, seeds 0-29 (4 missed)", 31.5, 61),
 )
 
 

@@ -31,7 +31,7 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
     owner per concept, which reproduced it exactly; it is rewritten only for a deliberate change of the search path
     or the physics (so far: one GP fit per told batch, the milling physics that tells time from speed, log axes
     for milling speed and BPR, the composite GP with local candidates, formation damage at the formation
-    current's strain, and no SEI capacity loss in the half cell)."""
+    current's strain, no SEI capacity loss in the half cell, and the GP's length scales on the milling dose)."""
     pinned = pd.read_csv(PINNED)
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])
