@@ -63,6 +63,10 @@ def plain_gp(space, random_state: int, settings) -> GaussianProcessRegressor:
     return model.set_params(optimizer=partial(fit_hyperparameters, tolerance=settings.gp_fit_tolerance))
 
 
+# surrogate.milling.milling_dose: impacts (BPR t rpm) x energy per impact (ball speed squared, rpm^2)
+DOSE_EXPONENTS = {"milling_time_h": 1.0, "milling_speed_rpm": 3.0, "ball_to_powder_ratio": 1.0}
+
+
 class MappedKernel(Kernel):
     """A kernel on linear features of the points, ``kernel(X M^T, Y M^T)``: an ARD kernel's length scales then
     belong to the features' axes instead of the search space's.
@@ -130,7 +134,7 @@ def dose_features(space) -> np.ndarray | None:
     BPR are all searched on log axes (then the dose is not a plane there). M is invertible: no information is lost,
     only the axes the length scales belong to change."""
     names = [d.name for d in space.dimensions]
-    fields = ("milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")
+    fields = tuple(DOSE_EXPONENTS)
     if not all(name in names for name in fields):
         return None
     columns, start = {}, 0
@@ -141,13 +145,12 @@ def dose_features(space) -> np.ndarray | None:
     if not all(isinstance(dims[n], Real) and dims[n].prior == "log-uniform" for n in fields):
         return None
     spans = {n: np.log10(dims[n].high) - np.log10(dims[n].low) for n in fields}
-    exponents = {"milling_time_h": 1.0, "milling_speed_rpm": 3.0, "ball_to_powder_ratio": 1.0}
-    total = sum(exponents[n] * spans[n] for n in fields)
+    total = sum(DOSE_EXPONENTS[n] * spans[n] for n in fields)
     matrix = np.eye(start)
     row = columns["milling_speed_rpm"]
     matrix[row] = 0.0
     for n in fields:
-        matrix[row, columns[n]] = exponents[n] * spans[n] / total
+        matrix[row, columns[n]] = DOSE_EXPONENTS[n] * spans[n] / total
     return matrix
 
 
