@@ -35,6 +35,8 @@ from flows.inputs import InputError
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
+STARTUP_POLL_S = 0.2  # while a temporary server starts: how often it is asked whether it answers
+STARTUP_POLL_TIMEOUT_S = 1.0  # and how long each such question may take
 PARENT_POLL_S = 1.0  # how often the temporary server checks that the command which started it is alive
 SHUTDOWN_GRACE_S = 10.0  # after its command is gone, the server's own graceful stop gets this long
 
@@ -90,15 +92,12 @@ class TemporaryServer:
 
     def _wait(self) -> None:
         limit = startup_timeout_s()
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PrefectStartupError(
-                    f"Prefect's temporary server exited with code {self.process.returncode} while starting "
-                    f"(log: {self.log_path}); start one yourself with `prefect server start` and set PREFECT_API_URL")
-            if healthy(self.api_url, 1.0):
-                return
-            time.sleep(0.2)
+        if _answers(self.api_url, self.process, limit):
+            return
+        if self.process.poll() is not None:
+            raise PrefectStartupError(
+                f"Prefect's temporary server exited with code {self.process.returncode} while starting "
+                f"(log: {self.log_path}); start one yourself with `prefect server start` and set PREFECT_API_URL")
         self.stop()
         raise PrefectStartupError(
             f"Prefect's temporary server did not answer within {limit:g} s (a busy machine?): raise "
@@ -192,21 +191,30 @@ def start() -> TemporaryServer:
     return server
 
 
+def _answers(api_url: str, process: subprocess.Popen, limit_s: float) -> bool:
+    """Wait until the server at ``api_url`` answers its health check (True), or its process exits or ``limit_s``
+    passes (False)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and process.poll() is None:
+        if healthy(api_url, STARTUP_POLL_TIMEOUT_S):
+            return True
+        time.sleep(STARTUP_POLL_S)
+    return False
+
+
 def _first_requests(api_url: str, process: subprocess.Popen) -> None:
-    """Once the temporary server answers, send it the first requests a flow run sends: the server initialises
+    """Once the temporary server answers, send it the first request a flow run sends: the server initialises
     itself on its first API request (0.4 s, measured), so it does that while this process is still importing
     and loading, not when the flow starts. Waits on sockets only (no GIL held); any failure is left for the flow
     to meet."""
-    deadline = time.monotonic() + startup_timeout_s()
-    while time.monotonic() < deadline and process.poll() is None:
-        if healthy(api_url, 1.0):
-            try:
-                with urllib.request.urlopen(f"{api_url.rstrip('/')}/admin/version", timeout=10.0) as response:
-                    response.read()
-            except OSError:
-                pass
-            return
-        time.sleep(0.2)
+    if not _answers(api_url, process, startup_timeout_s()):
+        return
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/admin/version",
+                                    timeout=HEALTH_CHECK_TIMEOUT_S) as response:
+            response.read()
+    except OSError:
+        pass
 
 
 def serve(parent_pid: int, uvicorn_args: list[str]) -> None:

@@ -18,6 +18,7 @@ measured one, a cycle past the last, a temperature other than the measured ones)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -157,6 +158,12 @@ class Ensemble:
                                 lambda prediction, rows: prediction.take(rows))
         return UncertainPrediction(predict(recipes, self.central, request), tuple(members), self)
 
+    @functools.cached_property
+    def varying(self) -> tuple[str, ...]:
+        """Names of the parameters whose value differs between members (the rest are the central values)."""
+        return tuple(name for name in self.central
+                     if any(m[name].value != self.central[name].value for m in self.members))
+
     def evaluate(self, recipes: Recipes, model, split) -> list:
         """``model(batch, parameters)`` of every member on ``recipes``, one result per member.
 
@@ -168,8 +175,7 @@ class Ensemble:
         a real number (a count, a list) are evaluated one call each.
         """
         n = recipes.size
-        varying = [name for name in self.central
-                   if any(m[name].value != self.central[name].value for m in self.members)]
+        varying = self.varying
         if not all(type(self.central[name].value) is float for name in varying):
             return [split(model(recipes, m), slice(None)) for m in self.members]
         per_call = max(1, STACKED_ROWS // max(n, 1))
@@ -307,8 +313,7 @@ def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFra
     except (OSError, ValueError, KeyError, TypeError, ParameterError):
         pass  # none yet, or not one this code can read: build it
     ensemble = _build(central, observations, materials, settings)
-    document = {"members": [{name: m[name].value for name in m if m[name].value != central[name].value}
-                            for m in ensemble.members],
+    document = {"members": [{name: m[name].value for name in ensemble.varying} for m in ensemble.members],
                 "measurement_factors": list(ensemble.measurement_factors),
                 "effective_size": ensemble.effective_size, "weight_temperature": ensemble.weight_temperature}
     try:

@@ -1,5 +1,6 @@
-"""The temporary Prefect server is sent its first API request as soon as it answers (flows/prefect_server.py), so it
-initialises itself while the command is still importing, not when the flow starts."""
+"""Starting the temporary Prefect server (flows/prefect_server.py): its first API request is sent as soon as it
+answers, so it initialises itself while the command is still importing, not when the flow starts; a server that
+never answers, or exits while starting, is one line saying what to do."""
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,3 +56,28 @@ def test_nothing_is_sent_once_the_server_process_has_exited():
     finally:
         server.shutdown()
     assert seen == []
+
+
+def test_a_server_that_never_answers_or_exits_while_starting_gets_one_line_saying_what_to_do(monkeypatch, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import pytest
+
+    from flows.prefect_server import PrefectStartupError, TemporaryServer
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        silent = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    monkeypatch.setenv("SNHC_PREFECT_STARTUP_TIMEOUT_S", "1")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    server = TemporaryServer(alive, silent, tmp_path / "server.log")
+    with pytest.raises(PrefectStartupError, match="did not answer within 1 s"):
+        server.wait()
+    assert alive.poll() is not None  # stopped, not left running
+
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+    exited.wait()
+    with pytest.raises(PrefectStartupError, match="exited with code 3"):
+        TemporaryServer(exited, silent, tmp_path / "server.log").wait()
