@@ -206,12 +206,21 @@ def test_a_batch_with_the_same_rounded_radii_shares_one_build(params, physics_pa
 
 
 def test_radius_rounding_is_exact(params, physics_params, materials):
-    """D ~ R^2 and j0 ~ R rescaling: a much finer radius grid gives the same capacities."""
-    recipe = materials["Sn@HC-1-2"]
-    coarse = physics.evaluate_physics(recipe, [0.42, 4.2], params, physics_parameters=physics_params)[0]
-    fine = physics.evaluate_physics(recipe, [0.42, 4.2], params,
-                                    physics_parameters=physics_params.with_values(radius_grid_points_per_decade=40))[0]
-    np.testing.assert_allclose(coarse.capacity_mAh_per_g, fine.capacity_mAh_per_g, rtol=2e-3)
+    """D ~ R^2 and j0 ~ R rescaling: the shipped coarse grid (one build for all of these) and a 40-points-per-decade
+    grid (one build each) give the same capacities, for radii far from and near the coarse grid's points."""
+    recipes = Recipes.from_records([materials[name].to_records()[0] for name in ("Sn@HC-1-2", "nano-Sn", "HC")]
+                                   + [dict(sn_mass_fraction=0.9, milling_time_h=60.0, milling_speed_rpm=900.0,
+                                           ball_to_powder_ratio=60.0)])
+    physics.clear_simulation_cache()
+    before = physics.build_count()
+    coarse = physics.evaluate_physics(recipes, [0.42, 4.2], params, physics_parameters=physics_params)
+    coarse_builds = physics.build_count() - before
+    fine = physics.evaluate_physics(recipes, [0.42, 4.2], params,
+                                    physics_parameters=physics_params.with_values(radius_grid_points_per_decade=40))
+    assert physics.build_count() - before - coarse_builds > coarse_builds, "the fine grid builds more"
+    for c, f in zip(coarse, fine):
+        assert c.ok and f.ok
+        np.testing.assert_allclose(c.capacity_mAh_per_g, f.capacity_mAh_per_g, rtol=1e-4)
 
 
 def test_each_thread_uses_its_own_simulation(params, physics_params, materials):
