@@ -79,12 +79,29 @@ def objective_figure(optimizer):
     result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
     axes = plot_objective(result, n_points=20, n_samples=100)
     figure = np.asarray(axes).flat[0].figure
+    for panel in figure.axes:
+        for axis in (panel.xaxis, panel.yaxis):
+            _plain_ticks(axis)
     # Room for the title and the outer tick labels inside the figure, so it is saved as laid out: a tight bounding
     # box would draw this grid of panels twice (0.6 s against 0.27 s, a tenth of the report's time).
-    figure.subplots_adjust(top=0.94, bottom=0.07, left=0.08)
+    figure.subplots_adjust(top=0.92, bottom=0.09, left=0.08)
     figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=0.995)
     figure.set_gid(LAID_OUT)
     return figure
+
+
+def _plain_ticks(axis) -> None:
+    """Few ticks with plain numbers (1, 2, 5 x 10^k on a log axis; no minor ticks).
+
+    scikit-optimize's panels are 2 inches wide: matplotlib's default log ticks label every minor tick as
+    "2x10^2 3x10^2 ..." (they overlap) and draw them with mathtext, whose parser is built on first use; with these
+    the partial-dependence figure is saved in 0.19 s instead of 0.56 s."""
+    if axis.get_scale() == "log":
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    elif axis.get_scale() == "linear":
+        axis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
 
 
 def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label",
