@@ -159,3 +159,24 @@ def test_calibrate_validate_with_an_unreachable_server_is_one_line_and_exit_2(ca
     assert main(["calibrate", "--validate", "--tracking-uri", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "127.0.0.1:9" in err
+
+
+def test_the_command_exits_after_every_exit_handler_with_its_output_whole(params):
+    """The command skips the interpreter's teardown (flows.cli._exit_without_teardown), but only after the exit
+    handlers registered while it ran (Prefect's and MLflow's flushes, the temporary server's stop) and with its
+    output flushed: a JSON document through a pipe arrives whole, and the exit code is the command's."""
+    script = "\n".join([
+        "import atexit, sys",
+        "import flows.cli as cli",
+        "command = cli.cmd_predict",
+        "def predict(args):",
+        "    atexit.register(lambda: print('handler registered by the command ran', file=sys.stderr))",
+        "    return command(args)",
+        "cli.cmd_predict = predict",
+        "sys.argv = ['snhc', 'predict', '--json']",
+        "sys.exit(cli.main())",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "handler registered by the command ran" in result.stderr
+    assert json.loads(result.stdout)["interval_90"]["capacity_at_current_mAh_per_g"]
