@@ -37,13 +37,17 @@ class Recommendation:
     rule_note: str = ""  # how the recipe was chosen
     bound_notes: tuple[str, ...] = field(default_factory=tuple)  # search bounds it sits on
     intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> 90 % interval (model predictions)
+    beyond_data: tuple[str, ...] = field(default_factory=tuple)  # why the recipe is beyond the calibration's materials
 
     @property
     def recipe(self) -> dict[str, Any]:
         return self.evaluation.recipe
 
     def notes(self) -> list[str]:
-        return [n for n in (self.rule_note, *self.bound_notes) if n]
+        beyond = (f"predicted beyond the calibration's materials ({'; '.join(self.beyond_data)}): by the model's "
+                  "milling and composition physics with assumed constants, whose ranges are inside the intervals; "
+                  "a lab batch of this recipe is the test") if self.beyond_data else ""
+        return [n for n in (self.rule_note, *self.bound_notes, beyond) if n]
 
     def record(self) -> dict[str, Any]:
         """JSON-ready view (the recommended_recipe.json artifact)."""
@@ -52,23 +56,28 @@ class Recommendation:
                 "rule": self.rule_note, "search_bounds": list(self.bound_notes),
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
                 "optimiser_surrogate_std_objective": self.surrogate_std,
-                "metrics": self.evaluation.metrics, "interval_90": self.intervals}
+                "metrics": self.evaluation.metrics, "interval_90": self.intervals,
+                "beyond_calibrated_recipes": list(self.beyond_data)}
 
 
 def with_intervals(recommendation: Recommendation, config) -> Recommendation:
     """The recommendation with a 90 % interval on each metric: the model's, or for a PyBaMM evaluation the
-    envelope of both model forms (:func:`flows.evaluation.model_form_interval`). A lab-measured one keeps none: its
-    numbers are measurements, not predictions."""
+    envelope of both model forms (:func:`flows.evaluation.model_form_interval`), and why its recipe lies beyond the
+    calibration's materials, if it does. A lab-measured one keeps neither: its numbers are measurements, not
+    predictions."""
     from dataclasses import replace
 
     from flows.evaluation import campaign_parameters, metric_intervals
 
     if not recommendation.evaluation.modelled:
         return recommendation
+    from surrogate.uncertainty import build_ensemble
+
     p, calibration = campaign_parameters(config)
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
                                                               config.objective,
-                                                              values=recommendation.evaluation.metrics))
+                                                              values=recommendation.evaluation.metrics),
+                   beyond_data=tuple(build_ensemble(p, calibration).domain.recipe_beyond(recommendation.recipe)))
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

@@ -13,7 +13,10 @@ Why: a lab acts on a predicted number, so it must know how far to trust it. Thre
   the interval is where a new measurement should fall.
 
 The interval is the ensemble's central 90 %. A prediction beyond the calibrated domain (a current above the highest
-measured one, a cycle past the last, a temperature other than the measured ones) is flagged as extrapolated.
+measured one, a cycle past the last, a temperature other than the measured ones) is flagged as extrapolated, and a
+recipe beyond the calibration's materials (milled otherwise than the study's one condition, or a Sn fraction outside
+the milled ones) gets its reasons in ``beyond_calibrated_recipes``: its numbers rest on the milling model's assumed
+constants, whose ranges are inside the intervals.
 """
 
 from __future__ import annotations
@@ -121,22 +124,90 @@ _SETTINGS_RANGES = {  # key: (type, low, high)
 
 @dataclass(frozen=True)
 class CalibratedDomain:
-    """Where the calibration data lie; predictions outside are extrapolations."""
+    """Where the calibration data lie; predictions outside are extrapolations.
+
+    ``materials`` are the recipes of the materials behind the fitted rows (configs/materials.yaml). The study milled
+    at one condition, which its text does not give (the materials file assumes one), so a recipe milled otherwise is
+    predicted by the milling model's assumed constants: :meth:`recipe_beyond` says so, field by field.
+    """
 
     max_current_A_per_g: float
     max_cycle: int
     temperatures_C: tuple[float, ...]
+    materials: tuple[dict[str, Any], ...] = ()
 
     @classmethod
-    def of(cls, observations: pd.DataFrame, p: ModelParameters) -> "CalibratedDomain":
+    def of(cls, observations: pd.DataFrame, p: ModelParameters,
+           materials: dict[str, Recipes] | None = None) -> "CalibratedDomain":
         fitted = observations[observations["fit"]]
         currents = fitted["current_A_per_g"].dropna()
         cycles = fitted["cycle"].dropna()
+        materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
+        recipes = tuple(materials[name].to_records()[0] for name in dict.fromkeys(fitted["material"])
+                        if name in materials)
         return cls(float(currents.max()) if len(currents) else 0.0, int(cycles.max()) if len(cycles) else 1,
-                   (float(p.reference_temperature_C),))
+                   (float(p.reference_temperature_C),), recipes)
 
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
+
+    def recipe_beyond(self, recipe: dict[str, Any]) -> list[str]:
+        """Why a recipe lies beyond the calibration's materials, one line per reason (empty: it is one of them, or
+        a milled recipe of the measured milling condition between the milled Sn fractions).
+
+        Examples
+        --------
+        >>> domain = CalibratedDomain(4.2, 12000, (25.0,), (
+        ...     {"sn_mass_fraction": 0.0, "milling_time_h": 0.0}, {"sn_mass_fraction": 1.0, "milling_time_h": 0.0},
+        ...     {"sn_mass_fraction": 1 / 3, "milling_time_h": 10.0}, {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0}))
+        >>> domain.recipe_beyond({"sn_mass_fraction": 0.5, "milling_time_h": 10.0})
+        []
+        >>> for reason in domain.recipe_beyond({"sn_mass_fraction": 0.8, "milling_time_h": 20.0}):
+        ...     print(reason)
+        sn_mass_fraction 0.8 outside the calibration's milled materials' 0.3333 to 0.6667
+        milling_time_h 20 where the calibration's milled materials have 10
+        """
+        if not self.materials:
+            return []
+        milling = float(recipe["milling_time_h"]) > 0.0
+        anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
+        fraction = float(recipe["sn_mass_fraction"])
+        fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
+        if not milling:
+            if any(abs(fraction - f) <= _RECIPE_TOLERANCE for f in fractions):
+                return []
+            return [f"an unmilled blend (sn_mass_fraction {fraction:.4g}): the calibration's unmilled materials "
+                    f"have {', '.join(f'{f:.4g}' for f in fractions) or 'none'}"]
+        if not anchors:
+            return ["milled: the calibration has no milled material"]
+        reasons = []
+        if len(fractions) == 1 and not _same(fraction, fractions[0]):
+            reasons.append(f"sn_mass_fraction {fraction:.4g} where the calibration's milled materials have "
+                           f"{fractions[0]:.4g}")
+        elif not fractions[0] - _RECIPE_TOLERANCE <= fraction <= fractions[-1] + _RECIPE_TOLERANCE:
+            reasons.append(f"sn_mass_fraction {fraction:.4g} outside the calibration's milled materials' "
+                           f"{fractions[0]:.4g} to {fractions[-1]:.4g}")
+        for name, value in recipe.items():
+            if name == "sn_mass_fraction" or any(name not in m for m in anchors):
+                continue
+            measured = list(dict.fromkeys(m[name] for m in anchors))
+            if not any(_same(value, v) for v in measured):
+                reasons.append(f"{name} {_shown(value)} where the calibration's milled materials have "
+                               f"{', '.join(_shown(v) for v in measured)}")
+        return reasons
+
+
+_RECIPE_TOLERANCE = 1e-6  # relative: a recipe field read back from YAML or CSV matches the material's
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return abs(float(a) - float(b)) <= _RECIPE_TOLERANCE * max(1.0, abs(float(b)))
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else f"{float(value):.4g}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +227,7 @@ class Ensemble:
         request = request or PredictionRequest()
         members = self.evaluate(recipes, lambda batch, p: predict(batch, p, request),
                                 lambda prediction, rows: prediction.take(rows))
-        return UncertainPrediction(predict(recipes, self.central, request), tuple(members), self)
+        return UncertainPrediction(predict(recipes, self.central, request), tuple(members), self, recipes)
 
     @functools.cached_property
     def varying(self) -> tuple[str, ...]:
@@ -196,14 +267,18 @@ class UncertainPrediction:
     central: Prediction
     members: tuple[Prediction, ...]
     ensemble: Ensemble
+    recipes: Recipes | None = None
 
     def record(self, i: int, current_labels=None) -> dict[str, Any]:
         """Recipe i's metrics (``Prediction.record`` shape), plus ``interval_90`` and ``extrapolated`` with the same
-        keys: ``r["interval_90"]["capacity_at_current_mAh_per_g"]["10"] == [low, high]``."""
+        keys: ``r["interval_90"]["capacity_at_current_mAh_per_g"]["10"] == [low, high]``, and
+        ``beyond_calibrated_recipes``: why the recipe lies beyond the calibration's materials (empty if it does not;
+        :meth:`CalibratedDomain.recipe_beyond`)."""
         value = self.central.record(i, current_labels)
         member_records = [self._scattered(m.record(i, current_labels), k) for k, m in enumerate(self.members)]
+        beyond = self.ensemble.domain.recipe_beyond(self.recipes.to_records()[i]) if self.recipes is not None else []
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
-                "extrapolated": self._extrapolated(value)}
+                "extrapolated": self._extrapolated(value), "beyond_calibrated_recipes": beyond}
 
     def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
@@ -308,7 +383,7 @@ def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFra
     try:
         saved = json.loads(cache_file.read_text(encoding="utf-8"))
         members = tuple(central.with_values(**values) for values in saved["members"])
-        return Ensemble(central, members, tuple(saved["measurement_factors"]), CalibratedDomain.of(observations, central),
+        return Ensemble(central, members, tuple(saved["measurement_factors"]), CalibratedDomain.of(observations, central, materials),
                         settings, float(saved["effective_size"]), float(saved["weight_temperature"]))
     except (OSError, ValueError, KeyError, TypeError, ParameterError):
         pass  # none yet, or not one this code can read: build it
@@ -382,7 +457,7 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     families = sorted(settings.measurement_sigma_pct)
     factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
                for _ in members]
-    return Ensemble(central, tuple(members), tuple(factors), CalibratedDomain.of(observations, central), settings,
+    return Ensemble(central, tuple(members), tuple(factors), CalibratedDomain.of(observations, central, materials), settings,
                     effective_size, temperature)
 
 

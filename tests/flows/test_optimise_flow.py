@@ -60,6 +60,11 @@ def test_parent_run_has_config_tags_recommendation_and_artifacts(campaign):
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"])}
     assert {"config.yaml", "evaluations.csv", "calibration_report.txt", "convergence.png", "objective.png",
             "recommended_recipe.json", "fidelity_comparison.csv", "recommendations"} <= artifacts
+    # A searched recipe is milled otherwise than the study's one condition: the recommendation says it is predicted
+    # beyond the calibration's materials, and names the fields
+    beyond = summary["beyond_calibrated_recipes"]
+    assert beyond and all(reason.split()[0] in RECIPE for reason in beyond)
+    assert any("beyond the calibration's materials" in note for note in summary["notes"])
 
 
 def test_top_recipes_are_rechecked_with_pybamm_side_by_side(campaign, tmp_path):
