@@ -44,9 +44,11 @@ class Recommendation:
         return self.evaluation.recipe
 
     def notes(self) -> list[str]:
-        beyond = (f"predicted beyond the calibration's materials ({'; '.join(self.beyond_data)}): by the model's "
-                  "milling and composition physics with assumed constants, whose ranges are inside the intervals; "
-                  "a lab batch of this recipe is the test") if self.beyond_data else ""
+        named = [reason.split()[0] if reason.split()[0] in self.recipe else reason for reason in self.beyond_data]
+        beyond = (f"predicted beyond the calibration's materials ({', '.join(named)} unlike any of them; "
+                  "recommended_recipe.json says how): by the model's milling and composition physics with assumed "
+                  "constants, whose ranges are inside the intervals; a lab batch of this recipe is the test"
+                  ) if self.beyond_data else ""
         return [n for n in (self.rule_note, *self.bound_notes, beyond) if n]
 
     def record(self) -> dict[str, Any]:
