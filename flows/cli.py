@@ -170,13 +170,13 @@ def _print_prediction(name, recipe, record, args) -> None:
         table.caption += ("; a PyBaMM value's interval joins the numpy model's band moved to it and the numpy "
                           "model's own band (two model forms)")
     console().print(table)
-    beyond = record.get("beyond_calibrated_recipes") or []
+    beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "
                         "composition physics with assumed constants, whose ranges are inside the intervals:",
                         soft_wrap=True)
-        for reason in beyond:
-            console().print(f"  - {reason}", soft_wrap=True, markup=False)
+        for field, reason in beyond.items():
+            console().print(f"  - {field} {reason}", soft_wrap=True, markup=False)
 
 
 def cmd_calibrate(args) -> int:

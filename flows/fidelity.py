@@ -308,7 +308,7 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
         else:
             intervals[key] = model_form_interval(value, model[key], model["interval_90"][key])
     return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"],
-            "beyond_calibrated_recipes": model.get("beyond_calibrated_recipes", [])}
+            "beyond_calibrated_recipes": model.get("beyond_calibrated_recipes", {})}
 
 
 def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, request: PredictionRequest,

@@ -236,7 +236,7 @@ class CampaignResult:
                 "interval_90": {k: v for k, v in r.intervals.items() if k in reporting.headline(self.metrics)},
                 "surrogate_mean": r.surrogate_mean,
                 "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
-                "notes": r.notes(), "beyond_calibrated_recipes": list(r.beyond_data)}
+                "notes": r.notes(), "beyond_calibrated_recipes": dict(r.beyond_data)}
 
 
 def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bool = False) -> CampaignResult:

@@ -37,15 +37,14 @@ class Recommendation:
     rule_note: str = ""  # how the recipe was chosen
     bound_notes: tuple[str, ...] = field(default_factory=tuple)  # search bounds it sits on
     intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> 90 % interval (model predictions)
-    beyond_data: tuple[str, ...] = field(default_factory=tuple)  # why the recipe is beyond the calibration's materials
+    beyond_data: dict[str, str] = field(default_factory=dict)  # recipe field -> why beyond the calibration's data
 
     @property
     def recipe(self) -> dict[str, Any]:
         return self.evaluation.recipe
 
     def notes(self) -> list[str]:
-        named = [reason.split()[0] if reason.split()[0] in self.recipe else reason for reason in self.beyond_data]
-        beyond = (f"predicted beyond the calibration's materials ({', '.join(named)} unlike any of them; "
+        beyond = (f"predicted beyond the calibration's materials ({', '.join(self.beyond_data)} unlike any of them; "
                   "recommended_recipe.json says how): by the model's milling and composition physics with assumed "
                   "constants, whose ranges are inside the intervals; a lab batch of this recipe is the test"
                   ) if self.beyond_data else ""
@@ -59,7 +58,7 @@ class Recommendation:
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
                 "optimiser_surrogate_std_objective": self.surrogate_std,
                 "metrics": self.evaluation.metrics, "interval_90": self.intervals,
-                "beyond_calibrated_recipes": list(self.beyond_data)}
+                "beyond_calibrated_recipes": dict(self.beyond_data)}
 
 
 def with_intervals(recommendation: Recommendation, config) -> Recommendation:
@@ -79,7 +78,7 @@ def with_intervals(recommendation: Recommendation, config) -> Recommendation:
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
                                                               config.objective,
                                                               values=recommendation.evaluation.metrics),
-                   beyond_data=tuple(build_ensemble(p, calibration).domain.recipe_beyond(recommendation.recipe)))
+                   beyond_data=build_ensemble(p, calibration).domain.recipe_beyond(recommendation.recipe))
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

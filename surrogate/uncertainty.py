@@ -151,9 +151,9 @@ class CalibratedDomain:
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
 
-    def recipe_beyond(self, recipe: dict[str, Any]) -> list[str]:
-        """Why a recipe lies beyond the calibration's materials, one line per reason (empty: it is one of them, or
-        a milled recipe of the measured milling condition between the milled Sn fractions).
+    def recipe_beyond(self, recipe: dict[str, Any]) -> dict[str, str]:
+        """Why a recipe lies beyond the calibration's materials: recipe field -> reason (empty: it is one of them,
+        or a milled recipe of the measured milling condition between the milled Sn fractions).
 
         Examples
         --------
@@ -161,39 +161,39 @@ class CalibratedDomain:
         ...     {"sn_mass_fraction": 0.0, "milling_time_h": 0.0}, {"sn_mass_fraction": 1.0, "milling_time_h": 0.0},
         ...     {"sn_mass_fraction": 1 / 3, "milling_time_h": 10.0}, {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0}))
         >>> domain.recipe_beyond({"sn_mass_fraction": 0.5, "milling_time_h": 10.0})
-        []
-        >>> for reason in domain.recipe_beyond({"sn_mass_fraction": 0.8, "milling_time_h": 20.0}):
-        ...     print(reason)
-        sn_mass_fraction 0.8 outside the calibration's milled materials' 0.3333 to 0.6667
-        milling_time_h 20 where the calibration's milled materials have 10
+        {}
+        >>> for field, reason in domain.recipe_beyond({"sn_mass_fraction": 0.8, "milling_time_h": 20.0}).items():
+        ...     print(f"{field}: {reason}")
+        sn_mass_fraction: 0.8, outside the calibration's milled materials' 0.3333 to 0.6667
+        milling_time_h: 20, where the calibration's milled materials have 10
         """
         if not self.materials:
-            return []
+            return {}
         milling = float(recipe["milling_time_h"]) > 0.0
         anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
         fraction = float(recipe["sn_mass_fraction"])
         fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
         if not milling:
             if any(abs(fraction - f) <= _RECIPE_TOLERANCE for f in fractions):
-                return []
-            return [f"an unmilled blend (sn_mass_fraction {fraction:.4g}): the calibration's unmilled materials "
-                    f"have {', '.join(f'{f:.4g}' for f in fractions) or 'none'}"]
+                return {}
+            return {"sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials "
+                                        f"have {', '.join(f'{f:.4g}' for f in fractions) or 'none'}"}
         if not anchors:
-            return ["milled: the calibration has no milled material"]
-        reasons = []
+            return {"milling_time_h": f"{_shown(recipe['milling_time_h'])}: the calibration has no milled material"}
+        reasons = {}
         if len(fractions) == 1 and not _same(fraction, fractions[0]):
-            reasons.append(f"sn_mass_fraction {fraction:.4g} where the calibration's milled materials have "
-                           f"{fractions[0]:.4g}")
+            reasons["sn_mass_fraction"] = (f"{fraction:.4g}, where the calibration's milled materials have "
+                                           f"{fractions[0]:.4g}")
         elif not fractions[0] - _RECIPE_TOLERANCE <= fraction <= fractions[-1] + _RECIPE_TOLERANCE:
-            reasons.append(f"sn_mass_fraction {fraction:.4g} outside the calibration's milled materials' "
-                           f"{fractions[0]:.4g} to {fractions[-1]:.4g}")
+            reasons["sn_mass_fraction"] = (f"{fraction:.4g}, outside the calibration's milled materials' "
+                                           f"{fractions[0]:.4g} to {fractions[-1]:.4g}")
         for name, value in recipe.items():
             if name == "sn_mass_fraction" or any(name not in m for m in anchors):
                 continue
             measured = list(dict.fromkeys(m[name] for m in anchors))
             if not any(_same(value, v) for v in measured):
-                reasons.append(f"{name} {_shown(value)} where the calibration's milled materials have "
-                               f"{', '.join(_shown(v) for v in measured)}")
+                reasons[name] = (f"{_shown(value)}, where the calibration's milled materials have "
+                                 f"{', '.join(_shown(v) for v in measured)}")
         return reasons
 
 
@@ -272,11 +272,11 @@ class UncertainPrediction:
     def record(self, i: int, current_labels=None) -> dict[str, Any]:
         """Recipe i's metrics (``Prediction.record`` shape), plus ``interval_90`` and ``extrapolated`` with the same
         keys: ``r["interval_90"]["capacity_at_current_mAh_per_g"]["10"] == [low, high]``, and
-        ``beyond_calibrated_recipes``: why the recipe lies beyond the calibration's materials (empty if it does not;
-        :meth:`CalibratedDomain.recipe_beyond`)."""
+        ``beyond_calibrated_recipes``: recipe field -> why it lies beyond the calibration's materials (empty if it
+        does not; :meth:`CalibratedDomain.recipe_beyond`)."""
         value = self.central.record(i, current_labels)
         member_records = [self._scattered(m.record(i, current_labels), k) for k, m in enumerate(self.members)]
-        beyond = self.ensemble.domain.recipe_beyond(self.recipes.to_records()[i]) if self.recipes is not None else []
+        beyond = self.ensemble.domain.recipe_beyond(self.recipes.to_records()[i]) if self.recipes is not None else {}
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
                 "extrapolated": self._extrapolated(value), "beyond_calibrated_recipes": beyond}
 

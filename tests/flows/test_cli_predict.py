@@ -25,7 +25,7 @@ def test_predict_material_json_has_exactly_the_documented_numeric_keys(capsys, p
     record = run_json(capsys, "--material", "Sn@HC-2-1")
     assert set(record) == PREDICT_KEYS | {"interval_90", "extrapolated", "beyond_calibrated_recipes"}
     assert record["theoretical_capacity_mAh_per_g"] == pytest.approx(664.7, abs=0.5)
-    assert record["beyond_calibrated_recipes"] == [], "a material of the calibration is within it"
+    assert record["beyond_calibrated_recipes"] == {}, "a material of the calibration is within it"
     for value in record["capacity_at_current_mAh_per_g"].values():
         assert isinstance(value, float)
 
@@ -55,20 +55,21 @@ def test_a_temperature_outside_the_measured_one_is_flagged_as_extrapolated(capsy
 
 
 @pytest.mark.parametrize("args, fields", [
-    (["--material", "nano-Sn"], []),
-    (["--milling-time-h", "20"], ["milling_time_h 20"]),
+    (["--material", "nano-Sn"], {}),
+    (["--milling-time-h", "20"], {"milling_time_h": "20,"}),
     (["--sn-fraction", "0.5", "--milling-speed-rpm", "550", "--ball-to-powder-ratio", "5"],
-     ["sn_mass_fraction 0.5", "milling_speed_rpm 550", "ball_to_powder_ratio 5"]),
-    (["--milling-atmosphere", "air", "--pause-duty-cycle", "0.5"], ["milling_atmosphere air", "pause_duty_cycle 0.5"]),
-    (["--sn-fraction", "0.5", "--milling-time-h", "0"], ["an unmilled blend"]),
+     {"sn_mass_fraction": "0.5,", "milling_speed_rpm": "550,", "ball_to_powder_ratio": "5,"}),
+    (["--milling-atmosphere", "air", "--pause-duty-cycle", "0.5"],
+     {"milling_atmosphere": "air,", "pause_duty_cycle": "0.5,"}),
+    (["--sn-fraction", "0.5", "--milling-time-h", "0"], {"sn_mass_fraction": "0.5, an unmilled blend"}),
 ])
 def test_a_recipe_beyond_the_calibrations_materials_says_which_fields_and_why(capsys, params, args, fields):
     """The study milled at one condition: a recipe milled otherwise, or an unmilled blend, is predicted by the
     model's physics with assumed constants, and the record names each field that leaves the materials."""
     beyond = run_json(capsys, *args)["beyond_calibrated_recipes"]
-    assert len(beyond) == len(fields)
-    for reason, field in zip(beyond, fields):
-        assert reason.startswith(field)
+    assert set(beyond) == set(fields)
+    for field, start in fields.items():
+        assert beyond[field].startswith(start)
     assert main(["predict", *args]) == 0
     out = capsys.readouterr().out
     assert ("beyond the calibration's materials" in out) == bool(fields)

@@ -48,7 +48,7 @@ def test_a_pybamm_value_carries_both_model_forms_in_its_interval(capsys, params)
     surrogate = json.loads(capsys.readouterr().out)
     assert physics["extrapolated"] == surrogate["extrapolated"]
     assert physics["extrapolated"]["capacity_at_current_mAh_per_g"] == {"1.7": False, "10": True}
-    assert physics["beyond_calibrated_recipes"] == surrogate["beyond_calibrated_recipes"] == []
+    assert physics["beyond_calibrated_recipes"] == surrogate["beyond_calibrated_recipes"] == {}
     for key, value in physics.items():
         if key in ("interval_90", "extrapolated", "beyond_calibrated_recipes"):
             continue
