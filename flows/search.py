@@ -30,6 +30,7 @@ from flows.evaluation import Evaluation, model_objective
 from flows.objective import CAPACITY, EXPANSION, SCORE
 from flows.physics_gp import (LabCalibratedPrior, LabParameters, ModelPrior, PhysicsInformedGP, condition_gp,
                               gp_mean_std, warm_kernel)
+from surrogate.milling import DOSE_EXPONENTS
 from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
 
 if TYPE_CHECKING:
@@ -61,10 +62,6 @@ def plain_gp(space, random_state: int, settings) -> GaussianProcessRegressor:
     if matrix is not None:  # amplitude x Matern on the features instead of the axes
         model.set_params(kernel=Product(model.kernel.k1, MappedKernel(model.kernel.k2, matrix)))
     return model.set_params(optimizer=partial(fit_hyperparameters, tolerance=settings.gp_fit_tolerance))
-
-
-# surrogate.milling.milling_dose: impacts (BPR t rpm) x energy per impact (ball speed squared, rpm^2)
-DOSE_EXPONENTS = {"milling_time_h": 1.0, "milling_speed_rpm": 3.0, "ball_to_powder_ratio": 1.0}
 
 
 class MappedKernel(Kernel):

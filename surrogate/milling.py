@@ -72,6 +72,12 @@ def impact_count_relative(recipes: Recipes, p: ModelParameters) -> np.ndarray:
             * (recipes.milling_speed_rpm / p.reference_milling_speed_rpm))
 
 
+# The dose's power law, BPR^1 t^1 rpm^3: impacts (BPR t rpm) x energy per impact (rpm^2). milling_dose is written
+# out below for reading; tests/surrogate/test_milling.py checks that it scales with these exponents, which the
+# optimiser's dose axis (flows.search.dose_features) takes from here.
+DOSE_EXPONENTS = {"milling_time_h": 1.0, "milling_speed_rpm": 3.0, "ball_to_powder_ratio": 1.0}
+
+
 def milling_dose(recipes: Recipes, p: ModelParameters) -> np.ndarray:
     """Dimensionless dose BPR x t_milled x rpm^3 relative to the reference condition (0 for unmilled powders)."""
     return impact_count_relative(recipes, p) * impact_energy_relative(recipes, p)

@@ -36,7 +36,7 @@ from surrogate.calibration import Calibration, LeastSquaresProblem, load_observa
 from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import cache_dir, config_dir
-from surrogate.recipe import Recipes, load_materials
+from surrogate.recipe import Recipes, load_materials, same_value
 from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
 # Which measurement sigma applies to a metric of Prediction.record (its top-level key).
@@ -173,37 +173,28 @@ class CalibratedDomain:
         anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
         fraction = float(recipe["sn_mass_fraction"])
         fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
+        measured_fraction = any(same_value("sn_mass_fraction", fraction, f) for f in fractions)
         if not milling:
-            if any(abs(fraction - f) <= _RECIPE_TOLERANCE for f in fractions):
-                return {}
-            return {"sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials "
-                                        f"have {', '.join(f'{f:.4g}' for f in fractions) or 'none'}"}
+            return {} if measured_fraction else {
+                "sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials have "
+                                    f"{_listed(fractions) or 'none'}"}
         if not anchors:
             return {"milling_time_h": f"{_shown(recipe['milling_time_h'])}: the calibration has no milled material"}
         reasons = {}
-        if len(fractions) == 1 and not _same(fraction, fractions[0]):
-            reasons["sn_mass_fraction"] = (f"{fraction:.4g}, where the calibration's milled materials have "
-                                           f"{fractions[0]:.4g}")
-        elif not fractions[0] - _RECIPE_TOLERANCE <= fraction <= fractions[-1] + _RECIPE_TOLERANCE:
-            reasons["sn_mass_fraction"] = (f"{fraction:.4g}, outside the calibration's milled materials' "
-                                           f"{fractions[0]:.4g} to {fractions[-1]:.4g}")
+        if not (measured_fraction or fractions[0] < fraction < fractions[-1]):
+            span = _shown(fractions[0]) if len(fractions) == 1 else f"{_shown(fractions[0])} to {_shown(fractions[-1])}"
+            reasons["sn_mass_fraction"] = f"{_shown(fraction)}, outside the calibration's milled materials' {span}"
         for name, value in recipe.items():
             if name == "sn_mass_fraction" or any(name not in m for m in anchors):
                 continue
             measured = list(dict.fromkeys(m[name] for m in anchors))
-            if not any(_same(value, v) for v in measured):
-                reasons[name] = (f"{_shown(value)}, where the calibration's milled materials have "
-                                 f"{', '.join(_shown(v) for v in measured)}")
+            if not any(same_value(name, value, v) for v in measured):
+                reasons[name] = f"{_shown(value)}, where the calibration's milled materials have {_listed(measured)}"
         return reasons
 
 
-_RECIPE_TOLERANCE = 1e-6  # relative: a recipe field read back from YAML or CSV matches the material's
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, str) or isinstance(b, str):
-        return a == b
-    return abs(float(a) - float(b)) <= _RECIPE_TOLERANCE * max(1.0, abs(float(b)))
+def _listed(values) -> str:
+    return ", ".join(_shown(v) for v in values)
 
 
 def _shown(value) -> str:

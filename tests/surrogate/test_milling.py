@@ -5,7 +5,7 @@ import pytest
 
 from flows.evaluation import model_metrics
 from flows.objective import SCORE, CapacityObjective
-from surrogate.milling import microstructure, milling_dose
+from surrogate.milling import DOSE_EXPONENTS, microstructure, milling_dose
 from surrogate.recipe import Recipes
 
 
@@ -86,3 +86,13 @@ def test_overmilling_costs_clearly_more_than_the_plain_dose_model_did(params):
         assert scores[1] < 0.97 * scores[0]
         assert scores[2] < 0.85 * scores[0]
     assert by_speed[1] < by_time[1], "at equal dose the faster (hotter) mill welds more"
+
+
+def test_the_dose_scales_with_the_exponents_the_optimisers_dose_axis_uses(params):
+    """flows.search.dose_features builds the GP's dose axis from DOSE_EXPONENTS: they must be milling_dose's own."""
+    base = dict(sn_mass_fraction=0.6, milling_time_h=7.0, milling_speed_rpm=350.0, ball_to_powder_ratio=12.0)
+    dose = milling_dose(Recipes(**base), params)[0]
+    assert set(DOSE_EXPONENTS) == {"milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio"}
+    for name, exponent in DOSE_EXPONENTS.items():
+        scaled = milling_dose(Recipes(**(base | {name: base[name] * 1.7})), params)[0]
+        assert np.log(scaled / dose) / np.log(1.7) == pytest.approx(exponent, rel=1e-9)
