@@ -173,7 +173,8 @@ def _print_prediction(name, recipe, record, args) -> None:
     beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "
-                        "composition physics with assumed constants, whose ranges are inside the intervals:",
+                        "composition physics with assumed constants (the ranges of those the study's data cannot "
+                        "see are inside the intervals):",
                         soft_wrap=True)
         for field, reason in beyond.items():
             console().print(f"  - {field} {reason}", soft_wrap=True, markup=False)

@@ -46,7 +46,8 @@ class Recommendation:
     def notes(self) -> list[str]:
         beyond = (f"predicted beyond the calibration's materials ({', '.join(self.beyond_data)} unlike any of them; "
                   "recommended_recipe.json says how): by the model's milling and composition physics with assumed "
-                  "constants, whose ranges are inside the intervals; a lab batch of this recipe is the test"
+                  "constants (the ranges of those the study's data cannot see are inside the intervals); a lab batch "
+                  "of this recipe is the test"
                   ) if self.beyond_data else ""
         return [n for n in (self.rule_note, *self.bound_notes, beyond) if n]
 

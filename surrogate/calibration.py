@@ -192,7 +192,7 @@ class ParameterTransform:
 
     def __init__(self, p: ModelParameters, names: list[str] | None = None):
         self.names = p.names("fitted") if names is None else list(names)
-        self.bounds = np.array([p[n].bounds for n in self.names], dtype=float)
+        self.bounds = np.array([p[n].bounds for n in self.names], dtype=float).reshape(-1, 2)
         self.log = (self.bounds[:, 0] > 0) & (self.bounds[:, 1] / np.maximum(self.bounds[:, 0], 1e-300) >= 50)
 
     def forward(self, values):

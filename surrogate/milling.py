@@ -109,14 +109,14 @@ def vial_temperature_C(recipes: Recipes, p: ModelParameters) -> np.ndarray:
 
 def _warm_up(time_h, p: ModelParameters):
     """Mean of 1 - exp(-t / tau) over a run of length t (0 for an unmilled powder)."""
-    time_h = np.asarray(time_h, dtype=float)
-    tau = p.vial_thermal_time_constant_h
-    ratio = np.divide(tau, time_h, out=np.zeros_like(time_h), where=time_h > 0)
+    time_h, tau = np.broadcast_arrays(np.asarray(time_h, dtype=float),
+                                      np.asarray(p.vial_thermal_time_constant_h, dtype=float))  # tau per member
+    ratio = np.divide(tau, time_h, out=np.zeros(time_h.shape), where=time_h > 0)
     return np.where(time_h > 0, 1.0 - ratio * (1.0 - np.exp(-time_h / tau)), 0.0)
 
 
-def _reference_vial_temperature_C(p: ModelParameters) -> float:
-    rise = p.vial_temperature_rise_at_reference_C * float(_warm_up(p.reference_milling_time_h, p))
+def _reference_vial_temperature_C(p: ModelParameters):
+    rise = p.vial_temperature_rise_at_reference_C * _warm_up(p.reference_milling_time_h, p)
     return p.ambient_temperature_C + rise
 
 

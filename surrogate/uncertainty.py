@@ -6,9 +6,11 @@ Why: a lab acts on a predicted number, so it must know how far to trust it. Thre
 * **parametric** - the fitted parameters are drawn from the weighted least-squares fit's Laplace approximation,
   precision J^T J / s^2 (s^2 = the reduced chi-square when above 1) plus a weak prior spanning each parameter's
   allowed range, so directions the data cannot see stay inside physical bounds instead of blowing up;
-* **assumed** - every assumed parameter listed as uncertain is drawn uniformly within its range, and the fitted
-  parameters follow it as a refit would (linearised: d fitted / d assumed = -H^-1 J^T d residual / d assumed), so
-  each member still fits the data;
+* **assumed** - every assumed parameter listed as uncertain is drawn from its range read as +-2 sd (on a log scale
+  where the range spans decades). Where it moves the data's residuals, the fitted parameters follow it as a refit
+  would (linearised: d fitted / d assumed = -H^-1 J^T d residual / d assumed), so each member still fits the data;
+  where it moves none (a milling constant that acts only away from the study's milling condition, a temperature
+  law at the study's one temperature), it is drawn apart and widens only the predictions it acts on;
 * **measurement** - each member's value is scattered by the data's own stated sigma for that kind of quantity, so
   the interval is where a new measurement should fall.
 
@@ -16,7 +18,7 @@ The interval is the ensemble's central 90 %. A prediction beyond the calibrated 
 measured one, a cycle past the last, a temperature other than the measured ones) is flagged as extrapolated, and a
 recipe beyond the calibration's materials (milled otherwise than the study's one condition, or a Sn fraction outside
 the milled ones) gets its reasons in ``beyond_calibrated_recipes``: its numbers rest on the milling model's assumed
-constants, whose ranges are inside the intervals.
+constants, and the ranges of those the study's data cannot see are inside the intervals.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from surrogate.calibration import Calibration, LeastSquaresProblem, load_observations, model_source_digest
+from surrogate.calibration import (Calibration, LeastSquaresProblem, ParameterTransform, load_observations,
+                                  model_source_digest)
 from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import cache_dir, config_dir
@@ -333,6 +336,7 @@ def _intervals(value: dict, members: list[dict], probability: float) -> dict:
 
 
 STACKED_ROWS = 2**16  # rows of one stacked model call (members x recipes): bounds its memory to tens of MB
+UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
 
@@ -400,23 +404,27 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     x0 = transform.forward(np.array([central[n].value for n in transform.names], float))
     r0 = problem.residuals(x0)
 
-    # One Laplace approximation over the fitted parameters and the uncertain assumed ones together: the data's
-    # precision J^T J / s^2 plus a prior on each - weak (a quarter of the allowed range) on the fitted ones, the
-    # assumed range (uniform, taken as +-2 sd) on the assumed ones. Combinations the data pin down come out narrow,
-    # ones the data cannot see keep their prior width.
+    # One Laplace approximation over the fitted parameters and the uncertain assumed ones the data see together: the
+    # data's precision J^T J / s^2 plus a prior on each - weak (a quarter of the allowed range) on the fitted ones,
+    # the assumed range (taken as +-2 sd) on the assumed ones. Combinations the data pin down come out narrow, ones
+    # the data cannot see keep their prior width.
     fd_step = settings.finite_difference_step_per_range
     step = np.where(x0 + fd_step * span <= high, 1.0, -1.0) * fd_step * span  # stay inside the box
     columns = [(problem.residuals(x0 + step[j] * _unit(j, x0.size)) - r0) / step[j] for j in range(x0.size)]
-    assumed = [_check_uncertain(central, name) for name in settings.uncertain_assumed_parameters]
-    a0 = np.array([float(central[name].value) for name, _, _ in assumed])
-    a_low = np.array([lo for _, lo, _ in assumed])
-    a_high = np.array([hi for _, _, hi in assumed])
-    for (name, lo, hi), value in zip(assumed, a0):
-        integer = isinstance(central[name].value, int)
-        h = 1.0 if integer else 1e-3 * (hi - lo)
-        h = h if value + h <= hi else -h
-        moved = central.with_values(**{name: _typed(central, name, value + h)})
-        columns.append((problem.residuals(x0, moved) - r0) / h)
+    # The assumed parameters on the calibration's scale (log10 for a range of decades, as the fitted ones and the lab
+    # parameters): a range [0.01, 1] around 0.08 is read as a factor, not as +-0.25 that would reach 0.5 as often
+    # as 0.01.
+    listed = [_check_uncertain(central, name)[0] for name in settings.uncertain_assumed_parameters]
+    assumed_columns = {name: _assumed_column(problem, central, name, x0, r0) for name in listed}
+    # An assumed parameter that moves none of the data's residuals (a milling constant that acts only away from the
+    # study's milling condition) cannot trade off with the fit: it is drawn apart, after the resampling, from its
+    # own random stream, so listing it changes no prediction at the study's materials.
+    assumed = [name for name in listed if np.any(assumed_columns[name] != 0.0)]
+    unseen = [name for name in listed if name not in assumed]
+    columns += [assumed_columns[name] for name in assumed]
+    scale_of = ParameterTransform(central, assumed)
+    a0 = scale_of.forward(np.array([float(central[name].value) for name in assumed]))
+    a_low, a_high = scale_of.box()
     jacobian = np.column_stack(columns)
     dof = max(len(r0) - x0.size, 1)
     scale = max(1.0, float(r0 @ r0) / dof)
@@ -435,9 +443,8 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     for c in range(n_candidates):
         draw = root @ rng.standard_normal(n_fitted + len(assumed))
         x = np.clip(x0 + draw[:n_fitted], low, high)
-        a = np.clip(a0 + draw[n_fitted:], a_low, a_high)
-        base = central.with_values(**{name: _typed(central, name, v) for (name, _, _), v in zip(assumed, a)})
-        delta = np.concatenate([x - x0, [float(base[name].value) for name, _, _ in assumed] - a0])
+        base = _drawn(central, scale_of, a0 + draw[n_fitted:])
+        delta = np.concatenate([x - x0, scale_of.forward(np.array([float(base[name].value) for name in assumed])) - a0])
         linear, actual = r0 + jacobian @ delta, problem.residuals(x, base)
         log_weights[c] = -0.5 * (actual @ actual - linear @ linear) / scale
         candidates.append(problem.parameters(x, base))
@@ -445,11 +452,42 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     effective_size = float(1.0 / np.sum(weights**2))
     positions = (rng.random() + np.arange(settings.ensemble_size)) / settings.ensemble_size  # systematic resampling
     members = [candidates[k] for k in np.minimum(np.searchsorted(np.cumsum(weights), positions), n_candidates - 1)]
+    if unseen:
+        unseen_scale = ParameterTransform(central, unseen)
+        u0 = unseen_scale.forward(np.array([float(central[name].value) for name in unseen]))
+        u_low, u_high = unseen_scale.box()
+        unseen_rng = np.random.default_rng([settings.seed, UNSEEN_STREAM])
+        members = [_drawn(m, unseen_scale, u0 + (u_high - u_low) / 4.0 * unseen_rng.standard_normal(len(unseen)))
+                   for m in members]
     families = sorted(settings.measurement_sigma_pct)
     factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
                for _ in members]
     return Ensemble(central, tuple(members), tuple(factors), CalibratedDomain.of(observations, central, materials), settings,
                     effective_size, temperature)
+
+
+def _assumed_column(problem: LeastSquaresProblem, central: ModelParameters, name: str, x0: np.ndarray,
+                    r0: np.ndarray) -> np.ndarray:
+    """d residuals / d (the assumed parameter ``name`` on the calibration's scale), by a forward step of 1e-3 of its
+    range (a count moves by one), inside its bounds."""
+    scale_of = ParameterTransform(central, [name])
+    value = float(central[name].value)
+    (g_low,), (g_high,) = scale_of.box()
+    (g0,) = scale_of.forward(np.array([value]))
+    if isinstance(central[name].value, int):
+        moved = value + 1.0 if value + 1 <= scale_of.bounds[0, 1] else value - 1.0
+    else:
+        h = 1e-3 * (g_high - g_low)
+        (moved,) = scale_of.backward(np.array([g0 + (h if g0 + h <= g_high else -h)]))
+    g_step = float(scale_of.forward(np.array([moved]))[0] - g0)
+    return (problem.residuals(x0, central.with_values(**{name: _typed(central, name, moved)})) - r0) / g_step
+
+
+def _drawn(p: ModelParameters, scale_of: ParameterTransform, g: np.ndarray) -> ModelParameters:
+    """``p`` with ``scale_of``'s parameters at the point ``g`` of their scale, clipped to their bounds."""
+    low, high = scale_of.box()
+    values = scale_of.backward(np.clip(g, low, high))
+    return p.with_values(**{name: _typed(p, name, v) for name, v in zip(scale_of.names, values)})
 
 
 def _tempered(log_weights: np.ndarray, min_effective_size: float) -> tuple[float, np.ndarray]:

@@ -166,3 +166,28 @@ def test_a_broken_uncertainty_file_is_refused_naming_the_field(tmp_path, edit, m
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         UncertaintySettings.load(path)
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_milling_constants_the_data_cannot_see_widen_only_recipes_milled_otherwise():
+    """The configured milling constants move none of the study's data, so they are drawn apart from the calibrated
+    ensemble: at the study's own recipe every interval is the one without them, bit for bit; 40 h of milling, four
+    times the study's dose, rests on them (cold welding, the vial's heat), and its interval widens."""
+    p = ModelParameters.load()
+    configured = UncertaintySettings.load()
+    milling = {"sn_welding_onset_exponent", "sn_welding_saturation", "sn_welding_activation_energy_kJ_per_mol",
+               "vial_temperature_rise_at_reference_C", "oxidation_air_to_argon_ratio"}
+    assert milling <= set(configured.uncertain_assumed_parameters)
+    without = build_ensemble(p, calibrate(p), settings=dataclasses.replace(configured, uncertain_assumed_parameters=tuple(
+        name for name in configured.uncertain_assumed_parameters if name not in milling)))
+    with_them = build_ensemble(p, calibrate(p), settings=configured)
+    request = PredictionRequest(currents_A_per_g=(1.7, 4.2), cycles=(1000,))
+    assert (with_them.predict(REFERENCE, request).record(0)["interval_90"]
+            == without.predict(REFERENCE, request).record(0)["interval_90"])
+    long_milled = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[40], milling_speed_rpm=[400],
+                          ball_to_powder_ratio=[20])
+
+    def width(e):
+        low, high = e.predict(long_milled, request).record(0)["interval_90"]["capacity_at_cycle_mAh_per_g"]["1000"]
+        return high - low
+    assert width(with_them) > 1.5 * width(without)
+
