@@ -53,6 +53,7 @@ FAMILY_OF_METRIC = {
     "electrode_expansion_after_1000_cycles_pct": "electrode_expansion",
     "activation_energy_kJ_per_mol": "activation_energy",
 }
+CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
 _FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
     ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
     ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
@@ -285,18 +286,27 @@ class UncertainPrediction:
         factors = [f.get(family, 1.0) if family else 1.0 for f in self.ensemble.measurement_factors]
         stack = np.vstack([np.asarray(values_of(m), dtype=float) * factor
                            for m, factor in zip(self.members, factors)])
+        if family in CAPACITY_FAMILIES:  # within each member's theoretical capacity, as in :meth:`record`
+            stack = np.minimum(stack, np.vstack([m.theoretical_capacity_mAh_per_g for m in self.members]))
         tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
         low, high = np.nanpercentile(stack, [tail, 100.0 - tail], axis=0)
         central = np.asarray(values_of(self.central), dtype=float)
         return np.fmin(low, central), np.fmax(high, central)
 
     def _scattered(self, record: dict, k: int) -> dict:
+        """Member k's record with its measurement scatter; a capacity, scattered or not, stays within the member's
+        theoretical capacity (a cell cannot store more than its Sn and HC hold: a reading above it is a mass
+        error, not a capacity)."""
         factors = self.ensemble.measurement_factors[k]
+        ceiling = record["theoretical_capacity_mAh_per_g"]
         out = {}
         for key, value in record.items():
             family = FAMILY_OF_METRIC.get(key)
             factor = factors.get(family, 1.0) if family else 1.0
-            out[key] = {c: v * factor for c, v in value.items()} if isinstance(value, dict) else value * factor
+
+            def scattered(v: float) -> float:
+                return min(v * factor, ceiling) if family in CAPACITY_FAMILIES else v * factor
+            out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 
     def _extrapolated(self, value: dict) -> dict:

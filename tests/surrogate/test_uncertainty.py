@@ -191,3 +191,22 @@ def test_milling_constants_the_data_cannot_see_widen_only_recipes_milled_otherwi
         return high - low
     assert width(with_them) > 1.5 * width(without)
 
+
+def test_no_capacity_interval_reaches_above_the_theoretical_capacity(ensemble):
+    """A capacity's band, measurement scatter included, stays within what the electrode's Sn and HC can hold: near
+    the theoretical capacity (slow, warm, Sn-rich or pure HC) the scatter would otherwise carry it above."""
+    recipes = Recipes(sn_mass_fraction=[0.95, 2 / 3, 0.0, 0.3], milling_time_h=[10, 0.5, 0.0, 10],
+                      milling_speed_rpm=[400, 400, 400, 400], ball_to_powder_ratio=[20, 20, 20, 20])
+    for temperature_C in (25.0, 60.0):
+        uncertain = ensemble.predict(recipes, PredictionRequest(currents_A_per_g=(0.01, 0.05, 1.7), cycles=(1, 1000),
+                                                                temperature_C=temperature_C))
+        for i in range(recipes.size):
+            record = uncertain.record(i)
+            ceiling = record["theoretical_capacity_mAh_per_g"] * (1 + 1e-12)
+            bands = [record["interval_90"]["reversible_capacity_mAh_per_g"],
+                     *record["interval_90"]["capacity_at_current_mAh_per_g"].values(),
+                     *record["interval_90"]["capacity_at_cycle_mAh_per_g"].values()]
+            assert all(0.0 <= low <= high <= ceiling for low, high in bands), (i, temperature_C, bands, ceiling)
+        low, high = uncertain.scalar_interval(lambda m: m.reversible_capacity_mAh_per_g, "capacity")
+        theoretical = uncertain.central.theoretical_capacity_mAh_per_g
+        assert np.all(high <= theoretical * (1 + 1e-12)) and np.all(low >= 0)
