@@ -106,11 +106,28 @@ def model_form_interval(value: float, model_value: float, interval) -> list[floa
     so the model's spread (fitted parameters, assumed ranges, a measurement's scatter) is theirs too; and two model
     forms that both meet the data but disagree away from it are an uncertainty the data cannot settle (issue 10), so
     neither value alone bounds the answer. For the model's own value this is its interval unchanged.
+
+    A positive quantity (a capacity, an expansion) moves by ratio, so the band keeps its relative width and stays
+    positive: 26 mAh/g where the model says 236 [0, 268] moves the band to [0, 30], not to [-210, 58]. A quantity
+    that can change sign (an objective with a penalty) moves by difference.
+
+    Examples
+    --------
+    >>> model_form_interval(26.0, 236.0, [0.0, 268.0])
+    [0.0, 268.0]
+    >>> model_form_interval(110.0, 100.0, [90.0, 120.0])
+    [90.0, 132.0]
+    >>> model_form_interval(-5.0, 10.0, [-20.0, 30.0])
+    [-35.0, 30.0]
     """
     low, high = float(interval[0]), float(interval[1])
     if value == model_value:
         return [low, high]
-    return [float(min(value + low - model_value, low, value)), float(max(value + high - model_value, high, value))]
+    if value > 0 and model_value > 0 and low >= 0:
+        moved_low, moved_high = value * low / model_value, value * high / model_value
+    else:
+        moved_low, moved_high = value + low - model_value, value + high - model_value
+    return [float(min(moved_low, low, value)), float(max(moved_high, high, value))]
 
 
 def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "Calibration",
