@@ -39,7 +39,7 @@ from surrogate.calibration import (Calibration, LeastSquaresProblem, ParameterTr
 from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import cache_dir, config_dir
-from surrogate.recipe import Recipes, load_materials, same_value
+from surrogate.recipe import Recipes, load_materials
 from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
 # Which measurement sigma applies to a metric of Prediction.record (its top-level key).
@@ -166,6 +166,8 @@ class CalibratedDomain:
         ...     {"sn_mass_fraction": 1 / 3, "milling_time_h": 10.0}, {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0}))
         >>> domain.recipe_beyond({"sn_mass_fraction": 0.5, "milling_time_h": 10.0})
         {}
+        >>> domain.recipe_beyond({"sn_mass_fraction": 0.6667, "milling_time_h": 10.0})  # 2:1, as a lab states it
+        {}
         >>> for field, reason in domain.recipe_beyond({"sn_mass_fraction": 0.8, "milling_time_h": 20.0}).items():
         ...     print(f"{field}: {reason}")
         sn_mass_fraction: 0.8, outside the calibration's milled materials' 0.3333 to 0.6667
@@ -177,7 +179,7 @@ class CalibratedDomain:
         anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
         fraction = float(recipe["sn_mass_fraction"])
         fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
-        measured_fraction = any(same_value("sn_mass_fraction", fraction, f) for f in fractions)
+        measured_fraction = any(_shown(fraction) == _shown(f) for f in fractions)
         if not milling:
             return {} if measured_fraction else {
                 "sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials have "
@@ -192,7 +194,7 @@ class CalibratedDomain:
             if name == "sn_mass_fraction" or any(name not in m for m in anchors):
                 continue
             measured = list(dict.fromkeys(m[name] for m in anchors))
-            if not any(same_value(name, value, v) for v in measured):
+            if not any(_shown(value) == _shown(v) for v in measured):
                 reasons[name] = f"{_shown(value)}, where the calibration's milled materials have {_listed(measured)}"
         return reasons
 
@@ -202,6 +204,9 @@ def _listed(values) -> str:
 
 
 def _shown(value) -> str:
+    """A recipe value as :meth:`CalibratedDomain.recipe_beyond` states it, and compares it: to 4 significant digits,
+    the precision a lab states a recipe with (2:1 is 0.6667), so a value the reason would show as the material's own
+    is the material's."""
     return value if isinstance(value, str) else f"{float(value):.4g}"
 
 
