@@ -111,11 +111,7 @@ def cmd_predict(args) -> int:
     record[SCORE] = float(score(uncertain.central)[0])
     low, high = uncertain.scalar_interval(score)
     record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
-    record["extrapolated"][SCORE] = bool(
-        objective.current_A_per_g > uncertain.ensemble.domain.max_current_A_per_g * (1 + 1e-9)
-        or objective.cycle > uncertain.ensemble.domain.max_cycle
-        or uncertain.ensemble.domain.temperature_outside(
-            objective.temperature_C if objective.temperature_C is not None else args.temperature_C))
+    record["extrapolated"][SCORE] = uncertain.target_extrapolated(0)
     if args.fidelity == "physics":
         from flows.fidelity import PhysicsFailure, physics_record, with_model_form_intervals
         from surrogate.physics import calibrated_physics_parameters

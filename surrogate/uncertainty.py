@@ -53,6 +53,7 @@ FAMILY_OF_METRIC = {
     "electrode_expansion_after_1000_cycles_pct": "electrode_expansion",
     "activation_energy_kJ_per_mol": "activation_energy",
 }
+REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
 _FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
     ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
@@ -127,18 +128,55 @@ _SETTINGS_RANGES = {  # key: (type, low, high)
 
 
 @dataclass(frozen=True)
+class DataExtent:
+    """The conditions at which one material (or the study as a whole) was measured: predictions of its quantities
+    outside them are extrapolations."""
+
+    quantities: frozenset[str]          # the model metrics measured (Prediction.record's keys)
+    min_current_A_per_g: float          # lowest current of a measured capacity (inf: none)
+    max_current_A_per_g: float          # highest (0: none)
+    max_cycle: int                      # last cycle of a measured capacity fade (0: none)
+    cycling_currents_A_per_g: tuple[float, ...] = ()  # currents the fade was measured at
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> "DataExtent":
+        capacities = rows[rows["quantity"].str.startswith("capacity_at_") | (rows["quantity"] == REVERSIBLE)]
+        currents = capacities["current_A_per_g"].dropna()
+        fade = rows[rows["quantity"] == FADE].dropna(subset=["cycle"])
+        return cls(frozenset(rows["quantity"]), float(currents.min()) if len(currents) else float("inf"),
+                   float(currents.max()) if len(currents) else 0.0, int(fade["cycle"].max()) if len(fade) else 0,
+                   tuple(sorted(set(fade["current_A_per_g"].dropna().astype(float)))))
+
+    def current_beyond(self, current_A_per_g: float) -> bool:
+        return not (self.min_current_A_per_g * (1 - 1e-9) <= current_A_per_g <= self.max_current_A_per_g * (1 + 1e-9))
+
+    def fade_beyond(self, cycle: int, cycling_current_A_per_g: float) -> bool:
+        """A capacity after ``cycle`` cycles at that current: past the last measured cycle, or cycled at a current
+        the fade was not measured at (the fade law's current dependence is the model's, not the data's)."""
+        return cycle > self.max_cycle or self.cycled_otherwise(cycling_current_A_per_g)
+
+    def cycled_otherwise(self, cycling_current_A_per_g: float) -> bool:
+        return not any(abs(cycling_current_A_per_g - c) <= 1e-6 * c for c in self.cycling_currents_A_per_g)
+
+
+@dataclass(frozen=True)
 class CalibratedDomain:
     """Where the calibration data lie; predictions outside are extrapolations.
 
     ``materials`` are the recipes of the materials behind the fitted rows (configs/materials.yaml). The study milled
     at one condition, which its text does not give (the materials file assumes one), so a recipe milled otherwise is
     predicted by the milling model's assumed constants: :meth:`recipe_beyond` says so, field by field.
+    ``extents`` pairs each of those recipes with what was measured on it, so a prediction for a study material is
+    judged against that material's own data (nano-Sn's rate capability was never measured); any other recipe
+    against the study's as a whole.
     """
 
     max_current_A_per_g: float
     max_cycle: int
     temperatures_C: tuple[float, ...]
     materials: tuple[dict[str, Any], ...] = ()
+    extents: tuple[DataExtent, ...] = ()  # one per material, in the order of ``materials``
+    overall: DataExtent | None = None
 
     @classmethod
     def of(cls, observations: pd.DataFrame, p: ModelParameters,
@@ -147,10 +185,18 @@ class CalibratedDomain:
         currents = fitted["current_A_per_g"].dropna()
         cycles = fitted["cycle"].dropna()
         materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
-        recipes = tuple(materials[name].to_records()[0] for name in dict.fromkeys(fitted["material"])
-                        if name in materials)
+        names = [name for name in dict.fromkeys(fitted["material"]) if name in materials]
         return cls(float(currents.max()) if len(currents) else 0.0, int(cycles.max()) if len(cycles) else 1,
-                   (float(p.reference_temperature_C),), recipes)
+                   (float(p.reference_temperature_C),), tuple(materials[n].to_records()[0] for n in names),
+                   tuple(DataExtent.of(fitted[fitted["material"] == n]) for n in names), DataExtent.of(fitted))
+
+    def extent_of(self, recipe: dict[str, Any]) -> DataExtent | None:
+        """What was measured on this recipe: its material's data if it is one of the study's materials (as a lab
+        states it), else the study's as a whole."""
+        for material, extent in zip(self.materials, self.extents):
+            if all(name in recipe and _shown(recipe[name]) == _shown(value) for name, value in material.items()):
+                return extent
+        return self.overall
 
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
@@ -273,12 +319,34 @@ class UncertainPrediction:
         """Recipe i's metrics (``Prediction.record`` shape), plus ``interval_90`` and ``extrapolated`` with the same
         keys: ``r["interval_90"]["capacity_at_current_mAh_per_g"]["10"] == [low, high]``, and
         ``beyond_calibrated_recipes``: recipe field -> why it lies beyond the calibration's materials (empty if it
-        does not; :meth:`CalibratedDomain.recipe_beyond`)."""
+        does not; :meth:`CalibratedDomain.recipe_beyond`). A recipe beyond them has every metric flagged as
+        extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
         member_records = [self._scattered(m.record(i, current_labels), k) for k, m in enumerate(self.members)]
-        beyond = self.ensemble.domain.recipe_beyond(self.recipes.to_records()[i]) if self.recipes is not None else {}
+        beyond, extent = self._judged(i)
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
-                "extrapolated": self._extrapolated(value), "beyond_calibrated_recipes": beyond}
+                "extrapolated": self._extrapolated(value, extent, bool(beyond)), "beyond_calibrated_recipes": beyond}
+
+    def target_extrapolated(self, i: int) -> bool:
+        """Whether recipe i's capacity at the request's target condition (an objective's capacity after its cycles at
+        its current and temperature) lies beyond the data; an objective that also reads the expansion at the
+        request's temperature is beyond them if that temperature is."""
+        request, domain = self.central.request, self.ensemble.domain
+        beyond, extent = self._judged(i)
+        target_temperature = (request.target_temperature_C if request.target_temperature_C is not None
+                              else request.temperature_C)
+        return bool(beyond or domain.temperature_outside(target_temperature)
+                    or domain.temperature_outside(request.temperature_C)
+                    or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
+
+    def _judged(self, i: int) -> tuple[dict[str, str], "DataExtent"]:
+        """Recipe i's reasons for lying beyond the calibration's materials, and the data it is judged against."""
+        domain = self.ensemble.domain
+        if self.recipes is None:
+            return {}, domain.overall or _extent_without_rows(domain, self.central.request)
+        recipe = self.recipes.to_records()[i]
+        return (domain.recipe_beyond(recipe),
+                domain.extent_of(recipe) or _extent_without_rows(domain, self.central.request))
 
     def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
@@ -314,24 +382,38 @@ class UncertainPrediction:
             out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 
-    def _extrapolated(self, value: dict) -> dict:
+    def _extrapolated(self, value: dict, extent: "DataExtent", beyond: bool) -> dict:
+        """Each metric's flag: the recipe beyond the calibration's materials, a temperature other than the measured
+        ones, a quantity never measured on this material, a current outside the measured ones, or a fade past the
+        last measured cycle or at a current it was not measured at. The activation energy was measured across
+        temperatures (variable-temperature EIS), so the temperature does not flag it."""
         domain, request = self.ensemble.domain, self.central.request
         hot_or_cold = domain.temperature_outside(request.temperature_C)
-        cycled_above_data = request.cycling_current_A_per_g > domain.max_current_A_per_g * (1 + 1e-9)
         flags: dict[str, Any] = {}
         for key, item in value.items():
+            unmeasured = beyond or key not in extent.quantities
             if key == "capacity_at_current_mAh_per_g":
-                flags[key] = {label: hot_or_cold or current > domain.max_current_A_per_g * (1 + 1e-9)
+                flags[key] = {label: beyond or hot_or_cold or extent.current_beyond(current)
                               for label, current in zip(item, request.currents_A_per_g)}
             elif key == "capacity_at_cycle_mAh_per_g":
-                flags[key] = {c: hot_or_cold or cycled_above_data or int(c) > domain.max_cycle for c in item}
+                flags[key] = {c: beyond or hot_or_cold or extent.fade_beyond(int(c), request.cycling_current_A_per_g)
+                              for c in item}
             elif key == "electrode_expansion_after_1000_cycles_pct":
-                flags[key] = hot_or_cold or cycled_above_data
+                flags[key] = (unmeasured or hot_or_cold  # measured after cycling at the study's fade currents
+                              or (domain.overall or extent).cycled_otherwise(request.cycling_current_A_per_g))
             elif key == "theoretical_capacity_mAh_per_g":
                 flags[key] = False
+            elif key == "activation_energy_kJ_per_mol":
+                flags[key] = unmeasured
             else:
-                flags[key] = hot_or_cold
+                flags[key] = unmeasured or hot_or_cold
         return flags
+
+
+def _extent_without_rows(domain: CalibratedDomain, request: PredictionRequest) -> DataExtent:
+    """A domain built without its data rows (a hand-made one): judged by its largest current and cycle alone."""
+    return DataExtent(frozenset(FAMILY_OF_METRIC), 0.0, domain.max_current_A_per_g, domain.max_cycle,
+                      (request.cycling_current_A_per_g,))
 
 
 def _intervals(value: dict, members: list[dict], probability: float) -> dict:

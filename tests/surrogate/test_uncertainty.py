@@ -210,3 +210,65 @@ def test_no_capacity_interval_reaches_above_the_theoretical_capacity(ensemble):
         low, high = uncertain.scalar_interval(lambda m: m.reversible_capacity_mAh_per_g, "capacity")
         theoretical = uncertain.central.theoretical_capacity_mAh_per_g
         assert np.all(high <= theoretical * (1 + 1e-12)) and np.all(low >= 0)
+
+
+def _flags(ensemble, recipe: dict, **request):
+    from surrogate.recipe import Recipes as R
+
+    return ensemble.predict(R.from_records([recipe]), PredictionRequest(**request)).record(0)["extrapolated"]
+
+
+def _material(name: str) -> dict:
+    from surrogate.paths import config_dir
+    from surrogate.recipe import load_materials
+
+    return load_materials(config_dir() / "materials.yaml")[name].to_records()[0]
+
+
+def test_a_study_material_is_judged_by_its_own_data(ensemble):
+    """The composite was measured at 0.08-4.2 A/g and to cycle 12 000 at 1.7 A/g; HC only at 0.08 A/g and at cycle 1
+    (1.7 A/g), never for its expansion; nano-Sn's rate and fade never. Each is judged against what was measured on
+    it, a recipe stated as a lab states it (2:1 as 0.6667) included."""
+    conditions = dict(currents_A_per_g=(0.17, 1.7, 4.2), cycles=(1, 400, 12000))
+    composite = _flags(ensemble, _material("Sn@HC-2-1") | {"sn_mass_fraction": 0.6667}, **conditions)
+    assert not any(composite["capacity_at_current_mAh_per_g"].values())
+    assert not any(composite["capacity_at_cycle_mAh_per_g"].values())
+    assert not composite["particle_expansion_pct"] and not composite["electrode_expansion_after_1000_cycles_pct"]
+    hc = _flags(ensemble, _material("HC"), **conditions)
+    assert hc["capacity_at_current_mAh_per_g"] == {"0.17": False, "1.7": False, "4.2": True}
+    assert hc["capacity_at_cycle_mAh_per_g"] == {"1": False, "400": True, "12000": True}
+    assert hc["particle_expansion_pct"] and not hc["initial_coulombic_efficiency_pct"]
+    nano = _flags(ensemble, _material("nano-Sn"), **conditions)
+    assert all(nano["capacity_at_current_mAh_per_g"].values()) and all(nano["capacity_at_cycle_mAh_per_g"].values())
+    assert not nano["particle_expansion_pct"] and not nano["electrode_expansion_after_1000_cycles_pct"]
+
+
+@pytest.mark.parametrize("change", [{"milling_time_h": 40.0}, {"milling_atmosphere": "air"},
+                                    {"sn_mass_fraction": 0.9}, {"pause_duty_cycle": 0.5}])
+def test_every_metric_of_a_recipe_beyond_the_materials_is_flagged_but_its_arithmetic(ensemble, change):
+    flags = _flags(ensemble, _material("Sn@HC-2-1") | change, currents_A_per_g=(1.7,), cycles=(1, 400))
+    assert flags.pop("theoretical_capacity_mAh_per_g") is False
+    assert all(all(v.values()) if isinstance(v, dict) else v for v in flags.values()), flags
+
+
+def test_conditions_outside_the_measured_ones_are_flagged(ensemble):
+    composite = _material("Sn@HC-2-1")
+    slow = _flags(ensemble, composite, currents_A_per_g=(0.01, 0.08, 5.0))
+    assert slow["capacity_at_current_mAh_per_g"] == {"0.01": True, "0.08": False, "5": True}
+    other_fade = _flags(ensemble, composite, cycling_current_A_per_g=0.5, cycles=(1, 400))
+    assert all(other_fade["capacity_at_cycle_mAh_per_g"].values())
+    assert other_fade["electrode_expansion_after_1000_cycles_pct"]
+    cold = _flags(ensemble, composite, temperature_C=0.0)
+    assert cold["reversible_capacity_mAh_per_g"] and cold["particle_expansion_pct"]
+    assert not cold["activation_energy_kJ_per_mol"]  # measured across temperatures by variable-temperature EIS
+
+
+def test_an_objective_is_flagged_where_its_capacity_or_its_recipe_lies_beyond_the_data(ensemble):
+    composite = Recipes.from_records([_material("Sn@HC-2-1")])
+    milled_longer = Recipes.from_records([_material("Sn@HC-2-1") | {"milling_time_h": 40.0}])
+    target = dict(target_current_A_per_g=1.7, target_cycle=1000)
+    assert not ensemble.predict(composite, PredictionRequest(**target)).target_extrapolated(0)
+    assert ensemble.predict(milled_longer, PredictionRequest(**target)).target_extrapolated(0)
+    assert ensemble.predict(composite, PredictionRequest(target_current_A_per_g=4.2, target_cycle=1000)
+                            ).target_extrapolated(0)  # the fade was measured at 1.7 A/g only
+    assert ensemble.predict(composite, PredictionRequest(temperature_C=0.0, **target)).target_extrapolated(0)
