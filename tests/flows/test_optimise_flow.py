@@ -114,7 +114,12 @@ def test_one_child_run_per_evaluation_with_recipe_and_metrics(campaign, tmp_path
     assert len(table) == 10 and (table["status"] == "FINISHED").all()
     recommended = summary["metrics"]["objective"]
     if client.get_run(summary["run_id"]).data.tags["recommended.ranked_by"] == "model":
-        assert table["objective"].max() == pytest.approx(recommended)
+        # the cheapest of the evaluated recipes within the tolerance of the best (issue 12), maybe the best itself
+        from flows.config import RecommendationSettings
+
+        tolerance = RecommendationSettings().tolerance_pct / 100.0
+        assert np.isclose(table["objective"], recommended, rtol=1e-9).any()
+        assert table["objective"].max() * (1 - tolerance) - 1e-9 <= recommended <= table["objective"].max() + 1e-9
     else:  # PyBaMM re-ranked: the recommendation is one of the evaluated recipes, not necessarily the model's best
         assert np.isclose(table["objective"], recommended, rtol=1e-9).any() and recommended <= table["objective"].max()
     assert sorted(c.data.metrics["objective"] for c in children) == pytest.approx(sorted(table["objective"]))
