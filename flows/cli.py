@@ -74,19 +74,29 @@ def _recipe_from_args(args) -> tuple[str, Recipes]:
     return "custom recipe", Recipes.from_records([recipe])
 
 
-def _positive(option: str, values, integer: bool = False):
+def _positive(option: str, values, integer: bool = False, most: float = math.inf):
+    """Values of a numeric option: finite, above 0, at most ``most`` (the config's own limit for that quantity),
+    whole numbers if ``integer``."""
     for value in values:
-        if not math.isfinite(value) or value <= 0 or (integer and value != int(value)):
+        if not math.isfinite(value) or value <= 0 or value > most or (integer and value != int(value)):
             kind = "a positive integer" if integer else "a positive number"
-            raise UsageError(f"{option}={value:g} is out of range: must be {kind}")
+            limit = f" up to {most:g}" if math.isfinite(most) else ""
+            raise UsageError(f"{option}={value:g} is out of range: must be {kind}{limit}")
     return values
+
+
+def _most(field: str) -> float:
+    """The largest value the objective's config allows for ``field`` (flows.objective.CapacityObjective)."""
+    from flows.objective import CapacityObjective
+
+    return next(m.le for m in CapacityObjective.model_fields[field].metadata if getattr(m, "le", None) is not None)
 
 
 def cmd_predict(args) -> int:
     name, recipes = _recipe_from_args(args)
-    currents = _positive("--current", [float(c) for c in args.current])
-    _positive("--cycling-current", [args.cycling_current])
-    cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True)]
+    currents = _positive("--current", [float(c) for c in args.current], most=_most("current_A_per_g"))
+    _positive("--cycling-current", [args.cycling_current], most=_most("current_A_per_g"))
+    cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True, most=_most("cycle"))]
     if not -40.0 <= args.temperature_C <= 80.0:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
     from flows.config import load_config
@@ -267,6 +277,12 @@ def _validate(args) -> int:
 VALIDATION_EXPERIMENT = "snhc-calibration"
 
 
+# The config key each campaign option sets (_campaign_overrides): a bad value is reported under the option's name
+OPTION_OF_KEY = {("optimiser", "n_calls"): "--n-calls", ("optimiser", "n_initial_points"): "--n-calls",
+                 ("optimiser", "batch_size"): "--batch-size", ("optimiser", "seed"): "--seed",
+                 ("tracking", "tracking_uri"): "--tracking-uri", ("fidelity",): "--fidelity"}
+
+
 def _campaign_overrides(args) -> dict:
     """CLI options of optimise / what-if as config overrides.
 
@@ -306,7 +322,7 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
             existing_file(path, option)
     overrides = _campaign_overrides(args) if hasattr(args, "n_calls") else (
         {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
-    base = load_config(args.config, overrides)
+    base = load_config(args.config, overrides, OPTION_OF_KEY)
     check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
     if base.runner.address:
         check_server(base.runner.address, "runner.address")
@@ -493,7 +509,9 @@ def cmd_what_if(args) -> int:
 
     for scenario in args.scenarios:
         existing_path(scenario, "scenario")
-    _, overrides, _ = _checked_campaign(args)
+    base_config, overrides, _ = _checked_campaign(args)
+    if args.output is not None:
+        _output_folder(args.output)
     from flows import prefect_server
 
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
@@ -501,7 +519,8 @@ def cmd_what_if(args) -> int:
         from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, load_scenarios, what_if
 
         base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
-        load_scenarios(args.scenarios, base)  # fail fast on any scenario: exit 2, nothing written
+        for scenario, config, _ in load_scenarios(args.scenarios, base):  # fail fast: exit 2, nothing written
+            _check_scenario_servers(scenario.name, config, base_config)
         wait_for_prefect(server, to_stderr=args.json)
 
         def run():
@@ -522,6 +541,32 @@ def cmd_what_if(args) -> int:
     print(json.dumps({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
                       "experiment_id": study["experiment_id"], "files": study["files"]}, indent=2))
     return 0
+
+
+def _output_folder(path: str) -> None:
+    """A what-if study's output folder: a folder, or creatable (checked before anything runs)."""
+    from pathlib import Path
+
+    from flows.inputs import InputError, writable_output
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--output {path}: is a file, expected a folder")
+    if not folder.exists():
+        nearest = folder
+        while not nearest.exists() and nearest != nearest.parent:
+            nearest = nearest.parent
+        writable_output(nearest / "probe", "--output")
+
+
+def _check_scenario_servers(name: str, config, base_config) -> None:
+    """A scenario that points at another tracking store or Dask scheduler gets the checks the campaign's got."""
+    from flows.inputs import check_server, check_tracking_store
+
+    if config.tracking.tracking_uri != base_config.tracking.tracking_uri:
+        check_tracking_store(config.tracking.tracking_uri, key=f"scenario {name}: tracking.tracking_uri")
+    if config.runner.address and config.runner.address != base_config.runner.address:
+        check_server(config.runner.address, f"scenario {name}: runner.address")
 
 
 def cmd_ui(args) -> int:
@@ -678,6 +723,9 @@ def _number_text(text: str) -> str:
     """Keep a number as the user wrote it (JSON keys use it) after checking it parses."""
     float(text)
     return text
+
+
+_number_text.__name__ = "number"  # argparse names the type in its message: "invalid number value: 'fast'"
 
 
 def _version() -> str:

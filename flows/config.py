@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from flows.inputs import (EXCERPT_CHARS, InputError, check_artifact_location, check_finite, check_tracking_scheme,
-                          excerpt, keep_secret, read_yaml_mapping)
+from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
+                          check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
 from flows.objective import OBJECTIVE_KINDS, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
@@ -28,7 +28,7 @@ class ConfigError(InputError):
     """An invalid campaign or scenario config; the message names the file, the key path and the allowed values."""
 
 
-class Strict(BaseModel):
+class Strict(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # "nan" / "inf" strings too
 
 
@@ -165,7 +165,8 @@ class Optimiser(Strict):
                             "expansion penalty's cliff)")
     liar: Literal["cl_min", "cl_mean", "cl_max"] = Field(
         "cl_min", description="value told for a batch's pending points while the rest of the batch is chosen")
-    failure_penalty: float = Field(0.0, description="objective told to the optimiser for a failed evaluation")
+    failure_penalty: float = Field(0.0, ge=-1e4, le=1e4,
+                                   description="objective told to the optimiser for a failed evaluation (its units)")
 
     @field_validator("gp_noise")
     @classmethod
@@ -439,23 +440,38 @@ def _allowed_range(loc: tuple) -> str:
     field = model.model_fields.get(loc[-1]) if hasattr(model, "model_fields") else None
     if field is None:
         return ""
-    low = next((m.ge if hasattr(m, "ge") else m.gt for m in field.metadata if hasattr(m, "ge") or hasattr(m, "gt")), None)
-    high = next((m.le if hasattr(m, "le") else m.lt for m in field.metadata if hasattr(m, "le") or hasattr(m, "lt")), None)
+    def bound(inclusive: str, exclusive: str) -> str | None:
+        for m in field.metadata:
+            for name in (inclusive, exclusive):
+                value = getattr(m, name, None)
+                if value is not None:  # integers in full (a seed's 4294967295), floats to 6 digits
+                    shown = str(value) if isinstance(value, int) else f"{value:g}"
+                    return shown if name == inclusive else f"{shown} (exclusive)"
+        return None
+    low, high = bound("ge", "gt"), bound("le", "lt")
     if low is None and high is None:
         return ""
-    return f"allowed {'-inf' if low is None else f'{low:g}'} to {'inf' if high is None else f'{high:g}'}"
+    return f"allowed {'-inf' if low is None else low} to {'inf' if high is None else high}"
 
 
-def validate_config(document: dict[str, Any], source: str = "config") -> CampaignConfig:
-    """Validate a config mapping; every problem is reported as ``source: key.path: message``."""
+def validate_config(document: dict[str, Any], source: str = "config",
+                    origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
+    """Validate a config mapping; every problem is reported as ``source: key.path: message``, or, for a key that
+    ``origins`` says came from elsewhere (an environment variable, a command-line option), with that as its
+    source: a user is told what to change."""
+    origins = origins or {}
+
+    def origin(loc) -> str:
+        return next((label for key, label in origins.items() if tuple(map(str, loc[:len(key)])) == key), source)
     try:
         check_finite(document, source)
         return CampaignConfig.model_validate(document)
     except InputError as error:
         raise ConfigError(str(error)) from None
     except ValidationError as error:
-        problems = []
+        problems, sources = [], []
         for item in error.errors():
+            sources.append(origin(item["loc"]))
             loc = item["loc"]
             path = ".".join(str(part) for i, part in enumerate(loc)  # without an objective list item's tag
                             if not (i and isinstance(loc[i - 1], int) and part in OBJECTIVE_KINDS))
@@ -469,7 +485,9 @@ def validate_config(document: dict[str, Any], source: str = "config") -> Campaig
                 message = f"{message} (got {excerpt(item['input'])})"
             problems.append(f"{path}: {message}" if path else message)
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise ConfigError(f"{source}: " + "; ".join(problems[:3]) + more) from None
+        if all(s == source for s in sources):
+            raise ConfigError(f"{source}: " + "; ".join(problems[:3]) + more) from None
+        raise ConfigError("; ".join(f"{s}: {p}" for s, p in zip(sources[:3], problems[:3])) + more) from None
 
 
 ENVIRONMENT_KEYS = {  # environment variable -> config key it overrides
@@ -491,14 +509,27 @@ def environment_overrides() -> dict[str, Any]:
     return overrides
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CampaignConfig:
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
     """Read and validate a campaign config (default ``configs/default.yaml``).
 
-    Precedence, lowest first: the file, the environment (:data:`ENVIRONMENT_KEYS`), then ``overrides``.
+    Precedence, lowest first: the file, the environment (:data:`ENVIRONMENT_KEYS`), then ``overrides``. A problem
+    in a key the environment set names its variable; one in ``overrides`` names ``origins[key path]`` (e.g. the
+    command-line option) or "overrides".
     """
     path = Path(path) if path else default_config_path()
     document = deep_merge(deep_merge(read_yaml(path), environment_overrides()), overrides or {})
-    return validate_config(document, str(path))
+    named = {key: f"${variable}" for variable, key in ENVIRONMENT_KEYS.items() if os.environ.get(variable)}
+    named |= {key: (origins or {}).get(key, "overrides") for key in _key_paths(overrides or {})}
+    return validate_config(document, str(path), named)
+
+
+def _key_paths(document: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The leaf key paths of a nested mapping: {"a": {"b": 1}} -> [("a", "b")]."""
+    paths: list[tuple[str, ...]] = []
+    for key, value in document.items():
+        paths += _key_paths(value, (*prefix, str(key))) if isinstance(value, dict) and value else [(*prefix, str(key))]
+    return paths
 
 
 def partial_model(model: type[BaseModel], name: str | None = None) -> type[BaseModel]:

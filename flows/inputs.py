@@ -20,6 +20,7 @@ memory (MLflow params, tags and artifacts, state files, Prefect flow parameters,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, model_validator
+
 from surrogate.yaml_safety import EXCERPT_CHARS, YamlInputError, excerpt, non_finite_number, read_yaml_file
 
 REDACTED = "***"
@@ -35,6 +38,10 @@ TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postg
 # Artifact roots MLflow can write to; a bare path (no scheme) is a local folder.
 ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "mlflow-artifacts", "dbfs",
                     "runs", "models", "http", "https", "abfss")
+# The client library MLflow needs for an artifact scheme (mlflow.store.artifact); the rest need none beyond MLflow.
+ARTIFACT_LIBRARIES = {"s3": "boto3", "gs": "google.cloud.storage", "wasbs": "azure.storage.blob",
+                      "abfss": "azure.storage.filedatalake", "hdfs": "pyarrow", "viewfs": "pyarrow",
+                      "sftp": "pysftp"}
 # A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
 # MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
 CONNECT_TIMEOUT_S = 3.0
@@ -43,8 +50,12 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psyco
 # whole instrument log) costs before it is refused.
 MAX_CSV_BYTES = 16 * 2**20
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
+# ``user:password@host`` given without a scheme (a Dask address, a mistyped tracking URI): a name, a colon, a
+# password, an @ and a host, not inside a longer word or path
+_BARE_USERINFO = re.compile(r"(?<![\w.+\-/:@%])(?P<userinfo>[\w.%+\-]+:[^/?#\s@'\"]+)@(?=[\w\[])")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
     r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
@@ -66,6 +77,7 @@ def redact(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    text = _BARE_USERINFO.sub(f"{REDACTED}@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
 
 
@@ -122,6 +134,34 @@ def check_finite(document: Any, source: str) -> None:
         raise InputError(f"{source}: {key}={value!r} is not a finite number")
 
 
+class NumbersNotBooleans(BaseModel):
+    """A pydantic model whose number fields refuse booleans: YAML's ``true`` is not the number 1 (pydantic would
+    read it as 1), so ``seed: true`` or ``current_A_per_g: yes`` is a mistake to report, not a value. (A model
+    validator, not a field one: a discriminated union's tag may carry no field validator.)"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None:
+                    types = _leaf_types(field.annotation)
+                    if bool not in types and types & {int, float}:
+                        raise ValueError(f"{key}: expected a number, got {str(value).lower()}")
+        return data
+
+
+def _leaf_types(annotation: Any) -> set:
+    """The plain types inside an annotation (through Optional, Union and Annotated)."""
+    from typing import get_args
+
+    arguments = get_args(annotation)
+    if not arguments:
+        return {annotation}
+    return set().union(*(_leaf_types(a) for a in arguments))
+
+
 # --- paths -------------------------------------------------------------------------------------------------------
 
 def existing_file(path: str | Path, option: str) -> Path:
@@ -131,6 +171,8 @@ def existing_file(path: str | Path, option: str) -> Path:
         raise InputError(f"{option} {_shown(path)}: is a folder, expected a file")
     if not path.exists():
         raise InputError(f"{option} {_shown(path)}: file not found")
+    if not path.is_file():
+        raise InputError(f"{option} {_shown(path)}: not a regular file (a pipe, socket or device), expected a file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{option} {_shown(path)}: cannot read the file (permission denied)")
     return path
@@ -183,16 +225,41 @@ def _shown(value: Any) -> str:
 # --- tracking stores ---------------------------------------------------------------------------------------------
 
 def check_artifact_location(location: str | None, key: str = "tracking.artifact_location") -> str | None:
-    """An artifact root must be a plain path or use a scheme MLflow can write to."""
+    """An artifact root must be a folder that exists or can be created, or a URI of a scheme MLflow can write to
+    whose client library is installed, and must hold no credentials (MLflow stores the location as given, in
+    the open: cloud credentials belong in the environment, e.g. ``AWS_ACCESS_KEY_ID``)."""
     if location is None:
         return None
     if not location.strip():
         raise InputError(f"{key}: empty: give a folder or URI, or leave it out")
-    scheme = urlsplit(location).scheme.lower()
+    shown = excerpt(redact(location))
+    parts = _split(location, key, shown)
+    scheme = parts.scheme.lower()
     if scheme and len(scheme) > 1 and scheme not in ARTIFACT_SCHEMES:  # one letter: a Windows drive
-        raise InputError(f"{key} {excerpt(redact(location))}: unknown scheme {scheme!r}; allowed a folder or "
+        raise InputError(f"{key} {shown}: unknown scheme {scheme!r}; allowed a folder or "
                          f"{', '.join(s + ':' for s in ARTIFACT_SCHEMES[:6])}, ...".lstrip())
+    if redact(location) != location:
+        raise InputError(f"{key} {shown}: holds credentials, which MLflow would store in the open; give them "
+                         f"in the environment (e.g. AWS_ACCESS_KEY_ID) instead".lstrip())
+    library = ARTIFACT_LIBRARIES.get(scheme)
+    if library is not None and not _installed(library):
+        raise InputError(f"{key} {shown}: {scheme}: needs the Python package {library!r}, which is not "
+                         f"installed".lstrip())
+    if not scheme or len(scheme) == 1 or scheme == "file":
+        folder = Path(parts.path if scheme == "file" else location)
+        nearest = folder
+        while not nearest.exists() and nearest != nearest.parent:
+            nearest = nearest.parent
+        if not nearest.is_dir():
+            raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
     return location
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package (google.cloud) is missing
+        return False
 
 
 def check_tracking_scheme(uri: str, key: str = "tracking.tracking_uri") -> str:
@@ -221,8 +288,14 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if database.is_dir():
             raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
         if database.exists():
+            if not database.is_file():
+                raise InputError(f"{key} {shown}: {database} is not a regular file, expected a SQLite database")
             if not _can_write(database):
                 raise InputError(f"{key} {shown}: cannot write the database (permission denied or read-only)")
+            with database.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER:  # an empty file is a new database to SQLite
+                raise InputError(f"{key} {shown}: {database} is not a SQLite database (another kind of file)")
             return
         if must_exist:
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
@@ -236,11 +309,53 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
                              f"read-only)")
         return
     if uri.startswith("file:"):
-        folder = Path(urlsplit(uri).path)
+        folder = Path(_split(uri, key, shown).path)
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{key} {shown}: {folder} is a file, expected a folder")
         return
     check_server(uri, key)
+    if uri.startswith(("http://", "https://")):
+        check_mlflow_server(uri, key)
+
+
+def check_mlflow_server(uri: str, key: str) -> None:
+    """An http(s) tracking URI must be an MLflow server: ``GET /health`` answers 200 within
+    :data:`CONNECT_TIMEOUT_S` (a server that asks for credentials, 401 or 403, is taken as one). Another web server
+    on that port, or one that accepts the connection and never answers, is refused before anything starts."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    uri = reveal(uri)
+    shown = excerpt(redact(uri))[1:-1]
+    parts = _split(uri, key, shown)
+    netloc = parts.netloc.rpartition("@")[2]
+    request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/health")
+    if parts.username is not None:
+        credentials = f"{parts.username}:{parts.password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise InputError(f"{key} {shown}: no MLflow server answers ({redact(str(reason))[:80]}); is it running?"
+                         ) from None
+    if status not in (200, 401, 403):
+        raise InputError(f"{key} {shown}: not an MLflow tracking server (GET /health answered {status})")
+
+
+def _split(address: str, key: str, shown: str):
+    """``urlsplit`` of a user's address; a malformed one (``http://[::1``) is one line, not a traceback."""
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - parsing the port raises on a bad one
+    except ValueError as error:
+        reason = str(error).replace("Port", "port")
+        raise InputError(f"{key} {shown}: malformed address ({reason})") from None
+    return parts
 
 
 def check_server(address: str, key: str) -> None:
@@ -248,7 +363,7 @@ def check_server(address: str, key: str) -> None:
     connection within :data:`CONNECT_TIMEOUT_S`."""
     address = reveal(address)
     shown = excerpt(redact(address))[1:-1]
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    parts = _split(address if "://" in address else f"tcp://{address}", key, shown)
     try:
         host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:

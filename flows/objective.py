@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.inputs import NumbersNotBooleans
 from surrogate.model import Prediction, PredictionRequest
 
 CAPACITY = "objective_capacity_mAh_per_g"  # capacity at the objective's target condition
@@ -27,7 +28,7 @@ PENALTY = "expansion_penalty_mAh_per_g"
 SCORE = "objective"
 
 
-class CapacityObjective(BaseModel):
+class CapacityObjective(NumbersNotBooleans):
     """Capacity at a target current after target cycles, penalised for particle expansion above an allowance.
 
     The defaults are the project's assumed objective (configs/default.yaml says why): the study's long-cycling
@@ -106,7 +107,7 @@ class CapacityObjective(BaseModel):
 MAXIMISE, MINIMISE = "maximise", "minimise"
 
 
-class _Objective(BaseModel):
+class _Objective(NumbersNotBooleans):
     """Common shape of the pickable objectives; subclasses set kind, unit, direction, value range and metric."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

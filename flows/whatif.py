@@ -74,6 +74,8 @@ def scenario_files(paths: list[str | Path]) -> list[Path]:
             files += sorted(p for p in path.glob("*.yaml") if p.is_file())
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device), expected a scenario file")
         else:
             raise ConfigError(f"{path}: scenario file not found")
     if not files:

@@ -104,6 +104,8 @@ def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
     path = Path(path)
     if path.is_dir():
         raise YamlInputError(f"{path}: is a folder, expected a {what}")
+    if path.exists() and not path.is_file():  # reading a pipe or a device would wait for a writer, or never end
+        raise YamlInputError(f"{path}: not a regular file (a pipe, socket or device), expected a {what}")
     try:
         with path.open("rb") as handle:
             raw = handle.read(max_bytes + 1)

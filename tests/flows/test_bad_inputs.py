@@ -108,6 +108,12 @@ def config_cases() -> list[Case]:
         ("GP fit tolerance of 0", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, gp_fit_tolerance: 0}"),
          "optimiser.gp_fit_tolerance"),
         ("cycle zero", _config("objective: {cycle: 0}"), "objective.cycle"),
+        ("current zero, an exclusive bound", _config("objective: {current_A_per_g: 0}"), "0 (exclusive) to 1000"),
+        ("a boolean for a number", _config("objective: {current_A_per_g: true}"), "expected a number, got true"),
+        ("a boolean for a fixed recipe value", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: yes}")),
+         "expected a number"),
+        ("failure penalty beyond any objective", _config(base=GOOD_CONFIG.replace(
+            "batch_size: 3}", "batch_size: 3, failure_penalty: -1.0e+300}")), "optimiser.failure_penalty"),
         ("temperature too hot", _config("objective: {temperature_C: 400}"), "objective.temperature_C"),
         ("string for n_calls", GOOD_CONFIG.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
         ("search space is a list", "name: x\nsearch_space: [1, 2]\n", "search_space"),
@@ -179,6 +185,14 @@ def scenario_cases() -> list[Case]:
     cases += [
         Case("scenario: not UTF-8", ["what-if", "{file}"], "not UTF-8", b"name: \xe9t\xe9\n", names_file=True),
         Case("scenario: missing path", ["what-if", "{dir}/absent.yaml"], "absent.yaml"),
+        Case("scenario: a Dask scheduler that does not answer, with a password", ["what-if", "{file}"],
+             "scenario faster-milling: runner.address", GOOD_SCENARIO + "  runner: {kind: dask, address: "
+             f"'snhc:{SECRET}@127.0.0.1:{free_port()}'}}\n"),
+        Case("scenario: a tracking store that cannot be", ["what-if", "{file}"],
+             "scenario faster-milling: tracking.tracking_uri",
+             GOOD_SCENARIO + "  tracking: {tracking_uri: 'sqlite:////proc/x/m.db'}\n"),
+        Case("scenario: --output is a file", ["what-if", "configs/whatif", "--output", "{file}"], "--output",
+             "a file, not a folder"),
         Case("scenario: folder without scenarios", ["what-if", "{dir}"], "no scenario files"),
         Case("scenario: base config a folder", ["what-if", "configs/whatif", "--config", "{dir}"], "--config"),
     ]
@@ -285,6 +299,14 @@ def option_cases() -> list[Case]:
         Case("option: predict --sn-fraction nan", ["predict", "--sn-fraction", "nan"], "--sn-mass-fraction",
              store_option=False),
         Case("option: predict --cycles 0", ["predict", "--cycles", "0"], "--cycles", store_option=False),
+        Case("option: predict --current 1e300", ["predict", "--current", "1e300"], "up to 1000",
+             store_option=False),
+        Case("option: predict --cycles 1e30", ["predict", "--cycles", "1e30"], "up to 100000", store_option=False),
+        Case("option: predict --current not a number", ["predict", "--current", "fast"], "invalid number value",
+             store_option=False),
+        Case("option: --config is not a regular file", ["optimise", "--config", "/dev/null"],
+             "not a regular file"),
+        Case("option: --seed named as the option", ["optimise", "--seed", "-1"], "--seed: optimiser.seed"),
         Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
     ]
@@ -329,7 +351,57 @@ def tracking_cases() -> list[Case]:
              environment={"SNHC_DASK_ADDRESS": f"tcp://127.0.0.1:{closed}"}),
         Case("tracking: artifact location from the environment", ["optimise"], "tracking.artifact_location",
              environment={"SNHC_ARTIFACT_LOCATION": "nope://bucket/artifacts"}),
+        Case("tracking: malformed server address", ["optimise", "--tracking-uri", "http://[::1"], "malformed",
+             store_option=False),
+        Case("tracking: a web server that is not MLflow", ["optimise", "--tracking-uri",
+             f"http://snhc:{SECRET}@127.0.0.1:{_not_mlflow_port()}"], "not an MLflow tracking server",
+             store_option=False),
+        Case("tracking: a server that accepts and never answers", ["optimise", "--tracking-uri",
+             f"http://127.0.0.1:{_silent_port()}"], "no MLflow server answers", store_option=False),
+        Case("tracking: sqlite file that is not a database", ["optimise", "--tracking-uri", "sqlite:///{file}"],
+             "not a SQLite database", "name: not a database\n", "mlflow.db", store_option=False),
+        Case("tracking: a password without a scheme", ["optimise", "--tracking-uri",
+             f"snhc:{SECRET}@127.0.0.1:{closed}"], "--tracking-uri", store_option=False),
+        Case("tracking: Dask address with a password and no scheme", ["optimise"], "runner.address",
+             environment={"SNHC_DASK_ADDRESS": f"snhc:{SECRET}@127.0.0.1:{closed}"}),
+        Case("tracking: artifact location with credentials", ["optimise"], "credentials",
+             environment={"SNHC_ARTIFACT_LOCATION": f"s3://snhc:{SECRET}@bucket/artifacts"}),
+        Case("tracking: artifact location needing a package not installed", ["optimise"], "not installed",
+             environment={"SNHC_ARTIFACT_LOCATION": "gs://bucket/artifacts"}),
+        Case("tracking: artifact location under a file", ["optimise"], "expected a folder",
+             environment={"SNHC_ARTIFACT_LOCATION": f"{PROJECT_ROOT / 'README.md'}/artifacts"}),
     ]
+
+
+def _not_mlflow_port() -> int:
+    """A web server that answers every request 404 (not MLflow's /health), for the life of the test session."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's API
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def _silent_port() -> int:
+    """A port whose listener accepts connections (the kernel's backlog) and never answers."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    _KEPT_OPEN.append(listener)
+    return listener.getsockname()[1]
+
+
+_KEPT_OPEN: list = []  # listeners that must stay open while the cases run
 
 
 def run_id_cases() -> list[Case]:
@@ -471,6 +543,8 @@ def test_catalogue_covers_every_class():
     (f"http://h/?secret={SECRET};other=1", SECRET, "http://h/"),
     (f"http://h/?api_key={SECRET}", SECRET, "http://h/"),
     (f"failed to reach http://bob:{SECRET}@h:5000/api: refused", SECRET, "refused"),
+    (f"bob:{SECRET}@127.0.0.1:8786", SECRET, "127.0.0.1:8786"),  # no scheme: a Dask address, a mistyped URI
+    (f"runner.address 'bob:{SECRET}@[::1]:8786': no server answers", SECRET, "no server answers"),
 ])
 def test_redact_masks_credentials(text, secret, kept):
     from flows.inputs import REDACTED, redact
@@ -480,7 +554,8 @@ def test_redact_masks_credentials(text, secret, kept):
 
 
 @pytest.mark.parametrize("text", ["sqlite:///mlruns/mlflow.db", "postgresql://postgres@127.0.0.1:5432/mlflow",
-                                  "http://127.0.0.1:5000", "https://host/path?page=2&sort=name", "plain words"])
+                                  "http://127.0.0.1:5000", "https://host/path?page=2&sort=name", "plain words",
+                                  "bob@example.org", "tcp://127.0.0.1:8786", "wasbs://box@acct.blob.core.windows.net"])
 def test_redact_keeps_what_is_not_secret(text):
     from flows.inputs import redact
 

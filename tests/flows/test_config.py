@@ -28,7 +28,7 @@ BAD_CONFIGS = [
      "optimiser.n_calls: 1 is out of range: allowed 2 to 2000"),
     ("unknown surrogate", GOOD.replace("batch_size: 3}", "batch_size: 3, surrogate: GBRT}"), "optimiser.surrogate"),
     ("negative current", GOOD + "objective: {current_A_per_g: -1.7}\n",
-     "objective.current_A_per_g: -1.7 is out of range: allowed 0 to 1000"),
+     "objective.current_A_per_g: -1.7 is out of range: allowed 0 (exclusive) to 1000"),
     ("unknown model parameter", GOOD + "model_parameters: {tin_magic: 3}\n", "tin_magic: unknown parameter"),
     ("fitted parameter overridden", GOOD + "model_parameters: {ohmic_resistance_ohm_g: 0.1}\n",
      "fitted by the calibration"),
@@ -52,7 +52,7 @@ BAD_CONFIGS = [
      "recommendation: {limits: {particle_expansion_pct: -20}}\n",
      "recommendation.limits.particle_expansion_pct=-20 is out of range: allowed 0 to 2000 %"),
     ("objective setting out of range", GOOD + "objectives: [{kind: cycles_to_retention, retention_pct: 120}]\n",
-     "objectives.0.retention_pct: 120 is out of range: allowed 0 to 100"),
+     "objectives.0.retention_pct: 120 is out of range: allowed 0 (exclusive) to 100 (exclusive)"),
     ("objective and objectives", GOOD + "objective: {cycle: 400}\nobjectives: [{kind: milling_time}]\n",
      "not both"),
 ]
