@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
                           check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
-from flows.objective import OBJECTIVE_KINDS, CapacityObjective, ObjectiveSet
+from flows.objective import OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
@@ -165,7 +165,7 @@ class Optimiser(Strict):
                             "expansion penalty's cliff)")
     liar: Literal["cl_min", "cl_mean", "cl_max"] = Field(
         "cl_min", description="value told for a batch's pending points while the rest of the batch is chosen")
-    failure_penalty: float = Field(0.0, ge=-1e4, le=1e4,
+    failure_penalty: float = Field(0.0, ge=-OBJECTIVE_SPAN, le=OBJECTIVE_SPAN,
                                    description="objective told to the optimiser for a failed evaluation (its units)")
 
     @field_validator("gp_noise")

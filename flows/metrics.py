@@ -8,8 +8,11 @@ Metrics at a current or a cycle follow two patterns, e.g. ``capacity_at_4.2_A_pe
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+
+from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE, QUANTITY_UNITS
 
 
 @dataclass(frozen=True)
@@ -18,18 +21,18 @@ class MetricInfo:
     label: str  # short column header
     unit: str
     non_negative: bool = True
+    most: float = math.inf  # the largest value a measurement can physically have (surrogate.calibration)
 
 
+_MOST_CAPACITY = QUANTITY_UNITS["capacity_at_current_mAh_per_g"][1]
 _FIXED = (
-    MetricInfo("objective", "objective", "mAh/g", non_negative=False),
-    MetricInfo("objective_capacity_mAh_per_g", "target capacity", "mAh/g"),
+    MetricInfo("objective", "objective", "mAh/g", non_negative=False, most=_MOST_CAPACITY),
+    MetricInfo("objective_capacity_mAh_per_g", "target capacity", "mAh/g", most=_MOST_CAPACITY),
     MetricInfo("expansion_penalty_mAh_per_g", "penalty", "mAh/g"),
-    MetricInfo("theoretical_capacity_mAh_per_g", "theoretical", "mAh/g"),
-    MetricInfo("reversible_capacity_mAh_per_g", "reversible", "mAh/g"),
-    MetricInfo("initial_coulombic_efficiency_pct", "ICE", "%"),
-    MetricInfo("particle_expansion_pct", "swell", "%"),
-    MetricInfo("electrode_expansion_after_1000_cycles_pct", "electrode +", "%"),
-    MetricInfo("activation_energy_kJ_per_mol", "Ea", "kJ/mol"),
+    *(MetricInfo(name, label, QUANTITY_UNITS[name][0], most=QUANTITY_UNITS[name][1]) for name, label in (
+        ("theoretical_capacity_mAh_per_g", "theoretical"), ("reversible_capacity_mAh_per_g", "reversible"),
+        ("initial_coulombic_efficiency_pct", "ICE"), ("particle_expansion_pct", "swell"),
+        ("electrode_expansion_after_1000_cycles_pct", "electrode +"), ("activation_energy_kJ_per_mol", "Ea"))),
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _FIXED}
 AT_CURRENT = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_mAh_per_g$")
@@ -46,10 +49,33 @@ def info(name: str) -> MetricInfo | None:
     if name in METRICS:
         return METRICS[name]
     if match := AT_CURRENT.match(name):
-        return MetricInfo(name, f"Q@{match.group(1)} A/g", "mAh/g")
+        return MetricInfo(name, f"Q@{match.group(1)} A/g", "mAh/g", most=_MOST_CAPACITY)
     if match := AT_CYCLE.match(name):
-        return MetricInfo(name, f"Q@cycle {match.group(1)}", "mAh/g")
+        return MetricInfo(name, f"Q@cycle {match.group(1)}", "mAh/g", most=_MOST_CAPACITY)
     return None
+
+
+def condition_out_of_range(name: str) -> str | None:
+    """Why the condition a metric name carries cannot be a test's (a current of 0 or above what a campaign allows,
+    a cycle of 0 or beyond its last), or None.
+
+    >>> condition_out_of_range("capacity_at_cycle_0_mAh_per_g")
+    'cycle 0 is out of range: allowed 1 to 100000'
+    >>> condition_out_of_range("capacity_at_1.7_A_per_g_mAh_per_g") is None
+    True
+    """
+    if (match := AT_CURRENT.match(name)) and not 0 < _parsed(match.group(1)) <= MAX_CURRENT_A_PER_G:
+        return f"current {match.group(1)} A/g is out of range: allowed above 0 up to {MAX_CURRENT_A_PER_G:g}"
+    if (match := AT_CYCLE.match(name)) and not 1 <= int(match.group(1)) <= MAX_CYCLE:
+        return f"cycle {int(match.group(1))} is out of range: allowed 1 to {MAX_CYCLE}"
+    return None
+
+
+def _parsed(number: str) -> float:
+    try:
+        return float(number)
+    except ValueError:  # "1.2.3"
+        return math.nan
 
 
 def headline(metrics: dict[str, float]) -> dict[str, float]:

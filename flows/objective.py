@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.inputs import NumbersNotBooleans
 from surrogate.model import Prediction, PredictionRequest
 
+# The largest magnitude a score can have, mAh/g: a capacity (at most ~1000) less a penalty of a few mAh/g per % of
+# swelling over the allowance; a lab's stated objective or a failure penalty beyond it is a typing error.
+OBJECTIVE_SPAN = 1.0e4
 CAPACITY = "objective_capacity_mAh_per_g"  # capacity at the objective's target condition
 EXPANSION = "particle_expansion_pct"
 PENALTY = "expansion_penalty_mAh_per_g"

@@ -30,6 +30,8 @@ from flows.config import CampaignConfig, ConfigError
 from flows.evaluation import LAB, Evaluation
 from flows.inputs import MAX_CSV_BYTES, excerpt
 from surrogate.yaml_safety import YamlInputError, read_text_file
+from flows.metrics import condition_out_of_range
+from flows.objective import OBJECTIVE_SPAN
 from flows.metrics import info as metric_info
 from flows.objective import CAPACITY, SCORE
 from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
@@ -63,6 +65,10 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         if row and len(row) != len(rows[0]):
             raise ConfigError(f"{path} line {line}: not a readable CSV: {len(row)} fields where the header has "
                               f"{len(rows[0])}")
+    header = [c.strip() for c in rows[0]] if rows else []
+    duplicated = [c for c in header if header.count(c) > 1]
+    if duplicated:  # before pandas, which would rename the second one ('milling_time_h.1')
+        raise ConfigError(f"{path}: column {excerpt(duplicated[0])} appears twice")
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, ValueError) as error:
@@ -79,9 +85,8 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         if metric_info(column) is None:
             raise ConfigError(f"{path}: unknown column {excerpt(column)}; allowed: the recipe columns, "
                               f"{', '.join(TEXT_COLUMNS)}, and metric names such as objective_capacity_mAh_per_g")
-    duplicated = [c for c in table.columns if list(table.columns).count(c) > 1]
-    if duplicated:
-        raise ConfigError(f"{path}: column {excerpt(duplicated[0])} appears twice")
+        if (reason := condition_out_of_range(column)) is not None:
+            raise ConfigError(f"{path}: column {excerpt(column)}: {reason}")
     if table.empty:
         raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
 
@@ -96,8 +101,11 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}
         for name, value in metrics.items():
-            if metric_info(name).non_negative and value < 0:
-                raise ConfigError(f"{path} line {line}: {name}={value:g} must be >= 0")
+            entry = metric_info(name)
+            least = 0.0 if entry.non_negative else -OBJECTIVE_SPAN
+            if not least <= value <= entry.most:
+                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {least:g} to "
+                                  f"{entry.most:g} {entry.unit}".rstrip())
         if not metrics:
             pending.append(recipe)
             continue

@@ -30,6 +30,20 @@ QUANTITIES = (
 )
 COLUMNS = ("material", "quantity", "current_A_per_g", "cycle", "value", "unit", "tag", "sigma_pct", "fit")
 DATA_TAGS = ("measured", "derived", "literature")
+TOP_LEVEL_KEYS = ("source", "description", "observations")
+# What a value of each quantity can physically be, in its unit: a row outside is a typing or unit error, not data.
+# Capacities: above 0, at most 1000 mAh/g (Na15Sn4 gives Sn 847; hard carbon ~300); a share of the first cycle's
+# capacity, an efficiency: up to 100 %; an expansion: Sn's own ~420 % volume swelling, agglomerated particles
+# reaching 685 % in the study, so up to 2000 %; an activation energy: up to 200 kJ/mol.
+QUANTITY_UNITS = {
+    "theoretical_capacity_mAh_per_g": ("mAh/g", 1000.0), "reversible_capacity_mAh_per_g": ("mAh/g", 1000.0),
+    "hc_share_of_reversible_capacity_mAh_per_g": ("mAh/g", 1000.0),
+    "initial_coulombic_efficiency_pct": ("%", 100.0), "capacity_at_current_mAh_per_g": ("mAh/g", 1000.0),
+    "capacity_at_cycle_mAh_per_g": ("mAh/g", 1000.0), "activation_energy_kJ_per_mol": ("kJ/mol", 200.0),
+    "particle_expansion_pct": ("%", 2000.0), "electrode_expansion_after_1000_cycles_pct": ("%", 2000.0),
+}
+SIGMA_PCT_RANGE = (0.01, 100.0)  # a stated scatter below 0.01 % would weight one row beyond any other's reach
+MAX_CURRENT_A_PER_G, MAX_CYCLE = 1000.0, 100_000  # as a campaign's objective allows (flows.objective)
 
 
 # The fit stops when the cost or the step changes by less than this share. Directions the data barely see (the
@@ -59,6 +73,9 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
     rows = document.get("observations") if isinstance(document, dict) else None
     if not isinstance(rows, list) or not rows:
         raise CalibrationDataError(f"{path}: not a calibration file: expected a non-empty 'observations' list")
+    unknown_keys = sorted(map(str, set(document) - set(TOP_LEVEL_KEYS)))
+    if unknown_keys:
+        raise CalibrationDataError(f"{path}: unknown key(s) {unknown_keys}; allowed {list(TOP_LEVEL_KEYS)}")
     found = non_finite_number(rows)
     if found is not None:
         raise CalibrationDataError(f"{path}: observations{found[0]}={found[1]!r} is not a finite number")
@@ -86,6 +103,20 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: cycle={excerpt(cycle)} must be a positive integer")
         if not isinstance(row.get("fit", True), bool):
             raise CalibrationDataError(f"{where}: fit={excerpt(row.get('fit'))} must be true or false")
+        unit, most = QUANTITY_UNITS[row["quantity"]]
+        if row.get("unit") != unit:
+            raise CalibrationDataError(f"{where}: unit={excerpt(row.get('unit'))}: {row['quantity']} is in {unit}")
+        if row["value"] > most:
+            raise CalibrationDataError(f"{where}: value={row['value']:g} is out of range: {row['quantity']} allowed "
+                                       f"above 0 up to {most:g} {unit}")
+        if not SIGMA_PCT_RANGE[0] <= row["sigma_pct"] <= SIGMA_PCT_RANGE[1]:
+            raise CalibrationDataError(f"{where}: sigma_pct={row['sigma_pct']:g} is out of range: allowed "
+                                       f"{SIGMA_PCT_RANGE[0]:g} to {SIGMA_PCT_RANGE[1]:g}")
+        if current is not None and current > MAX_CURRENT_A_PER_G:
+            raise CalibrationDataError(f"{where}: current_A_per_g={current:g} is out of range: allowed above 0 up "
+                                       f"to {MAX_CURRENT_A_PER_G:g}")
+        if cycle is not None and cycle > MAX_CYCLE:
+            raise CalibrationDataError(f"{where}: cycle={cycle} is out of range: allowed 1 to {MAX_CYCLE}")
         needs_current = row["quantity"] in ("capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g")
         if needs_current and not isinstance(row.get("current_A_per_g"), (int, float)):
             raise CalibrationDataError(f"{where}: {row['quantity']} needs current_A_per_g")
@@ -93,6 +124,14 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: capacity_at_cycle_mAh_per_g needs an integer cycle")
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table["fit"] = table["fit"].fillna(True).astype(bool)
+    condition = ["material", "quantity", "current_A_per_g", "cycle"]
+    repeated = table[table[condition].astype(str).duplicated()]
+    if len(repeated):
+        row = repeated.iloc[0]
+        raise CalibrationDataError(f"{path}: observation {int(repeated.index[0]) + 1}: {row['material']} "
+                                   f"{row['quantity']} at the same condition as an earlier one: give each once")
+    if not table["fit"].any():
+        raise CalibrationDataError(f"{path}: no observation has fit: true, so there is nothing to calibrate on")
     return table
 
 

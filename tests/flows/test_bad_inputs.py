@@ -210,7 +210,17 @@ def lab_cases() -> list[Case]:
         ("inf recipe", f"{LAB_HEADER}\n0.5,inf,450,20,300\n".encode(), "milling_time_h"),
         ("text for a number", f"{LAB_HEADER}\n0.5,six,450,20,300\n".encode(), "milling_time_h"),
         ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
-        ("duplicate column", f"{LAB_HEADER},milling_time_h\n0.5,6,450,20,300,6\n".encode(), "milling_time_h"),
+        ("duplicate column", f"{LAB_HEADER},milling_time_h\n0.5,6,450,20,300,6\n".encode(),
+         "column 'milling_time_h' appears twice"),
+        ("capacity beyond any anode", f"{LAB_HEADER}\n0.5,6,450,20,999999\n".encode(), "allowed 0 to 1000 mAh/g"),
+        ("efficiency above 100 %", "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+         "initial_coulombic_efficiency_pct\n0.5,6,450,20,150\n".encode(), "allowed 0 to 100 %"),
+        ("objective beyond any score", "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+         "objective\n0.5,6,450,20,-1e300\n".encode(), "objective=-1e+300 is out of range"),
+        ("a test at cycle 0", f"{LAB_HEADER},capacity_at_cycle_0_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
+         "cycle 0 is out of range"),
+        ("a test at 0 A/g", f"{LAB_HEADER},capacity_at_0_A_per_g_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
+         "current 0 A/g is out of range"),
         ("out of range", f"{LAB_HEADER}\n1.5,6,450,20,300\n".encode(), "sn_mass_fraction=1.5"),
         ("not UTF-8", f"{LAB_HEADER}\n0.5,6,450,20,300 \xb5\n".encode("latin-1"), "not UTF-8"),
         ("NUL byte", f"{LAB_HEADER}\n0.5,6,4\x0050,20,300\n".encode(), "lab"),
@@ -257,6 +267,18 @@ def calibration_cases() -> list[Case]:
         ("duplicate key", "observations:\n" + CALIBRATION_ROW.replace("tag: measured", "tag: measured, tag: derived"),
          "duplicate key 'tag'"),
         ("malformed", "observations: [\n", "malformed YAML"),
+        ("capacity beyond any anode", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: 1.0e+300"),
+         "up to 1000 mAh/g"),
+        ("wrong unit", "observations:\n" + CALIBRATION_ROW.replace("unit: mAh/g", "unit: furlongs"), "unit='furlongs'"),
+        ("missing unit", "observations:\n" + CALIBRATION_ROW.replace("unit: mAh/g, ", ""), "unit="),
+        ("vanishing sigma", "observations:\n" + CALIBRATION_ROW.replace("sigma_pct: 5", "sigma_pct: 1.0e-300"),
+         "sigma_pct="),
+        ("current beyond any test", "observations:\n" + CALIBRATION_ROW.replace(
+            "unit:", "current_A_per_g: 1.0e+300, unit:"), "current_A_per_g="),
+        ("unknown top-level key", "colour: red\nobservations:\n" + CALIBRATION_ROW, "colour"),
+        ("the same observation twice", "observations:\n" + CALIBRATION_ROW * 2, "same condition"),
+        ("nothing to fit", "observations:\n" + CALIBRATION_ROW.replace("sigma_pct: 5", "sigma_pct: 5, fit: false"),
+         "nothing to calibrate"),
     ]
     cases = [Case(f"calibration: {label}", ["calibrate", "--data", "{file}"], expected, text, "data.yaml",
                   store_option=False, names_file=True) for label, text, expected in documents]

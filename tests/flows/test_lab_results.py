@@ -24,7 +24,7 @@ BAD_FILES = [
     ("unknown column", (HEADER + ",colour\n0.5,6,450,20,300,red\n").encode(), "unknown column 'colour'"),
     ("string for a number", (HEADER + "\n0.5,six,450,20,300\n").encode(), "line 2: milling_time_h='six' is not a number"),
     ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
-    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 must be >= 0"),
+    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 1000 mAh/g"),
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
      "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
     ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
