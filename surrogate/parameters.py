@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,19 @@ class Parameter:
     tag: str
     source: str
     bounds: tuple[float, float] | None = None
+
+
+# A parameter documented without a range (a measured or literature constant) may be overridden within this factor
+# of its documented value: a different hard carbon's capacity or a denser Sn is a what-if, a density of 0 or a
+# capacity of 1e9 mAh/g is a typing error that would divide by zero or swamp every other term.
+UNRANGED_FACTOR = 10.0
+
+
+def _within_a_factor(name: str, value: float, documented: float) -> None:
+    if documented > 0 and not documented / UNRANGED_FACTOR <= value <= documented * UNRANGED_FACTOR:
+        raise ParameterError(f"model_parameters.{name}={value!r} is out of range: allowed "
+                             f"{documented / UNRANGED_FACTOR:g} to {documented * UNRANGED_FACTOR:g} (a factor of "
+                             f"{UNRANGED_FACTOR:g} around its documented {documented:g}; it states no range)")
 
 
 class ModelParameters(Mapping):
@@ -106,9 +120,16 @@ class ModelParameters(Mapping):
                         f"model_parameters.{name}={value!r} is out of range: allowed {old.bounds[0]:g} to {old.bounds[1]:g}")
                 if not old.bounds and value < 0:
                     raise ParameterError(f"model_parameters.{name}={value!r} is out of range: must be >= 0")
+                if not old.bounds:
+                    _within_a_factor(name, value, old.value)
             elif isinstance(old.value, list):
                 if not isinstance(value, list) or len(value) != len(old.value):
                     raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} numbers")
+                for item, documented in zip(value, old.value):
+                    if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+                        raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} "
+                                             f"numbers, got {item!r}")
+                    _within_a_factor(name, item, documented)
             elif type(value) is not type(old.value):
                 raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got {value!r}")
             entries[name] = replace(old, value=value)

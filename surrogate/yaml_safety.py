@@ -10,6 +10,7 @@ lives in ``surrogate/`` because the models' readers need it too and must not imp
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
+# YAML 1.2 reads 1e9 and 2E-3 as numbers; PyYAML (YAML 1.1) wants a dot (1.0e9) and would read them as text, so a
+# capacity written 1e3 would be refused as "not a number" in one file and accepted in another.
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
 
 
 def load_yaml_text(text: str, source: str) -> Any:

@@ -74,3 +74,11 @@ def test_unreadable_calibration_file(tmp_path):
     path.write_bytes(b"\xff\xfe observations: [")
     with pytest.raises(CalibrationDataError, match=str(path)):
         load_observations(path)
+
+
+def test_numbers_in_exponent_form_are_numbers_as_yaml_1_2_reads_them():
+    """PyYAML (YAML 1.1) reads 1e9 as text; a user writing a capacity as 1e3 means a number, in every file."""
+    from surrogate.yaml_safety import load_yaml_text
+
+    assert load_yaml_text("a: 1e3\nb: -2E-3\nc: 1.5e+2\nd: 12\ne: 1e3x\nf: '1e3'\n", "test") == {
+        "a": 1000.0, "b": -0.002, "c": 150.0, "d": 12, "e": "1e3x", "f": "1e3"}
