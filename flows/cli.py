@@ -575,8 +575,11 @@ def cmd_ui(args) -> int:
 
     if args.config is not None:
         existing_file(args.config, "--config")
+    if args.tracking_uri is not None and not args.tracking_uri.strip():
+        raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
+    _free_port(args.port)
     overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
-    uri = load_config(args.config, overrides).tracking.tracking_uri
+    uri = load_config(args.config, overrides, OPTION_OF_KEY).tracking.tracking_uri
     check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
@@ -585,9 +588,23 @@ def cmd_ui(args) -> int:
     os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
 
 
+def _free_port(port: int) -> None:
+    """A port the UI can listen on at 127.0.0.1: 1 to 65535, and not taken."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port={port} is out of range: allowed 1 to 65535")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise UsageError(f"--port={port}: cannot listen there ({error.strerror or error}); is another server "
+                             f"using it?") from None
+
+
 def cmd_serve(args) -> int:
     from flows.config import load_config
-    from flows.inputs import existing_file, existing_path
+    from flows.inputs import check_health, check_server, existing_file, existing_path, redact
 
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
@@ -596,7 +613,14 @@ def cmd_serve(args) -> int:
         existing_file(args.config, "--config")
     load_config(args.config)
     existing_path(args.whatif, "--whatif")
-    from flows.deployments import serve_deployments
+    api = os.environ["PREFECT_API_URL"]
+    if not api.startswith(("http://", "https://")):
+        raise UsageError(f"PREFECT_API_URL {redact(api)}: must start with http:// or https:// "
+                         f"(e.g. http://127.0.0.1:4200/api)")
+    from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads
+
+    check_server(api, "PREFECT_API_URL")
+    check_health(api, "PREFECT_API_URL", "a Prefect API")
 
     serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
     return 0
@@ -756,6 +780,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:
+        from flows.inputs import check_environment
+
+        check_environment()
         code = args.handler(args)
         if argv is None:
             global _exit_code

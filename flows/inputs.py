@@ -50,6 +50,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psyco
 # whole instrument log) costs before it is refused.
 MAX_CSV_BYTES = 16 * 2**20
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+# The files of a config folder every command reads (SNHC_CONFIG_DIR must hold them)
+CONFIG_FILES = ("model_parameters.yaml", "materials.yaml", "default.yaml", "uncertainty.yaml",
+                "physics_parameters.yaml", "schedules.yaml", "calibration/li2025.yaml")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
@@ -322,6 +325,12 @@ def check_mlflow_server(uri: str, key: str) -> None:
     """An http(s) tracking URI must be an MLflow server: ``GET /health`` answers 200 within
     :data:`CONNECT_TIMEOUT_S` (a server that asks for credentials, 401 or 403, is taken as one). Another web server
     on that port, or one that accepts the connection and never answers, is refused before anything starts."""
+    check_health(uri, key, "an MLflow tracking server")
+
+
+def check_health(uri: str, key: str, what: str) -> None:
+    """``GET <uri>/health`` must answer 200 (or ask for credentials) within :data:`CONNECT_TIMEOUT_S`: an MLflow
+    server, or Prefect's API (``.../api/health``)."""
     import base64
     import urllib.error
     import urllib.request
@@ -341,10 +350,10 @@ def check_mlflow_server(uri: str, key: str) -> None:
         status = error.code
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise InputError(f"{key} {shown}: no MLflow server answers ({redact(str(reason))[:80]}); is it running?"
-                         ) from None
+        raise InputError(f"{key} {shown}: no answer to GET /health within {CONNECT_TIMEOUT_S:g} s "
+                         f"({redact(str(reason))[:80]}); is {what} running there?") from None
     if status not in (200, 401, 403):
-        raise InputError(f"{key} {shown}: not an MLflow tracking server (GET /health answered {status})")
+        raise InputError(f"{key} {shown}: not {what} (GET /health answered {status})")
 
 
 def _split(address: str, key: str, shown: str):
@@ -376,6 +385,32 @@ def check_server(address: str, key: str) -> None:
     except OSError as error:
         reason = "timed out" if isinstance(error, socket.timeout) else (error.strerror or type(error).__name__)
         raise InputError(f"{key} {shown}: no server answers at {host}:{port} ({reason}); is it running?") from None
+
+
+# --- the environment ---------------------------------------------------------------------------------------------
+
+def check_environment() -> None:
+    """The folders the environment points the project at: ``SNHC_CONFIG_DIR`` must be a folder holding the model's
+    files, ``SNHC_CACHE_DIR`` a folder or a path where one can be made. Checked before any command runs, so a wrong
+    variable is one line naming it, not a traceback from the first file read."""
+    from surrogate.paths import config_dir
+
+    if os.environ.get("SNHC_CONFIG_DIR"):
+        folder = config_dir()
+        if not folder.is_dir():
+            raise InputError(f"SNHC_CONFIG_DIR={_shown(folder)}: not a folder; it must hold the project's configs "
+                             f"(model_parameters.yaml, materials.yaml, ...) or be unset")
+        missing = [name for name in CONFIG_FILES if not (folder / name).is_file()]
+        if missing:
+            raise InputError(f"SNHC_CONFIG_DIR={_shown(folder)}: has no {missing[0]} (copy configs/ there, or unset "
+                             f"it)")
+    if os.environ.get("SNHC_CACHE_DIR"):
+        folder = Path(os.environ["SNHC_CACHE_DIR"])
+        nearest = folder
+        while not nearest.exists() and nearest != nearest.parent:
+            nearest = nearest.parent
+        if not nearest.is_dir():
+            raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: {_shown(nearest)} is a file, expected a folder")
 
 
 # --- run ids -----------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from surrogate.paths import config_dir
-from surrogate.yaml_safety import YamlInputError, read_yaml_file
+from surrogate.yaml_safety import YamlInputError, non_finite_number, read_yaml_file
 
 TAGS = ("measured", "literature", "derived", "assumed", "fitted")
 
@@ -93,6 +93,9 @@ class ModelParameters(Mapping):
             raise ParameterError(f"cannot read parameter file: {error}") from None
         if not isinstance(document, dict):
             raise ParameterError(f"{path}: expected a mapping of parameter names")
+        found = non_finite_number(document)
+        if found is not None:
+            raise ParameterError(f"{path}: {found[0]}={found[1]!r} is not a finite number")
         entries = {}
         for name, entry in document.items():
             if not isinstance(entry, dict) or "value" not in entry or entry.get("tag") not in TAGS:

@@ -81,3 +81,20 @@ def test_cron_schedules_carry_the_configured_time_zone():
     # prefect.yaml (the team's deployments) states the same zone on every schedule
     team = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
     assert {s["timezone"] for d in team["deployments"] for s in d["schedules"]} == {TIMEZONE}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('timezone: UTC\nnightly_optimisation: "99 99 * * *"\nweekly_what_if: "0 3 * * 1"\n', "nightly_optimisation"),
+    ('timezone: Mars/Olympus\nnightly_optimisation: "0 2 * * *"\nweekly_what_if: "0 3 * * 1"\n', "timezone"),
+    ('timezone: UTC\nnightly_optimisation: "0 2 * * *"\n', "expected exactly the keys"),
+    ("- just a list\n", "mapping"),
+])
+def test_a_broken_schedules_file_is_one_line_naming_the_key(tmp_path, text, expected):
+    from flows.deployments import load_schedules
+    from flows.inputs import InputError
+
+    path = tmp_path / "schedules.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=expected) as error:
+        load_schedules(path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
