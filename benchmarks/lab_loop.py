@@ -290,7 +290,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     paths = [Path(p) for p in args.lab_spec] or shipped_labs()
-    base = load_config(overrides={"optimiser": dict(parse_setting(s) for s in args.set)} if args.set else None)
+    try:
+        base = load_config(overrides={"optimiser": dict(parse_setting(s) for s in args.set)} if args.set else None)
+    except (ConfigError, ValueError) as error:  # a bad --set: one line, exit 2
+        print(f"lab_loop.py: error: --set: {error}", file=sys.stderr)
+        return 2
     p_model, _ = campaign_parameters(base)
     try:
         labs = [load_lab(path, base, p_model) for path in paths]

@@ -274,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override an optimiser setting of the project's method (measuring a choice)")
     args = parser.parse_args(argv)
     seeds, budget = (2, 24) if args.quick else (args.seeds, args.budget)
-    overrides = dict(parse_setting(s) for s in args.set)
-    config = load_config(overrides={"optimiser": overrides} if overrides else None)
+    try:
+        overrides = dict(parse_setting(s) for s in args.set)
+        config = load_config(overrides={"optimiser": overrides} if overrides else None)
+    except ValueError as error:  # a bad --set (ConfigError is one): one line, exit 2
+        print(f"optimiser_efficiency.py: error: --set: {error}", file=sys.stderr)
+        return 2
     methods = [m for m in args.methods.split(",") if m]
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     if not args.json:
