@@ -547,16 +547,13 @@ def _output_folder(path: str) -> None:
     """A what-if study's output folder: a folder, or creatable (checked before anything runs)."""
     from pathlib import Path
 
-    from flows.inputs import InputError, writable_output
+    from flows.inputs import InputError, nearest_existing, writable_output
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--output {path}: is a file, expected a folder")
     if not folder.exists():
-        nearest = folder
-        while not nearest.exists() and nearest != nearest.parent:
-            nearest = nearest.parent
-        writable_output(nearest / "probe", "--output")
+        writable_output(nearest_existing(folder) / "probe", "--output")
 
 
 def _check_scenario_servers(name: str, config, base_config) -> None:

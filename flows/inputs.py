@@ -204,6 +204,13 @@ def writable_output(path: str | Path, option: str) -> Path:
     return path
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists: where a folder that is not there yet would be made."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _can_write(path: Path) -> bool:
     """Whether this process can write a file (opened for appending, nothing written) or create one in a folder
     (a temporary file, removed at once). ``os.access`` is no answer for root or on read-only file systems."""
@@ -249,10 +256,7 @@ def check_artifact_location(location: str | None, key: str = "tracking.artifact_
         raise InputError(f"{key} {shown}: {scheme}: needs the Python package {library!r}, which is not "
                          f"installed".lstrip())
     if not scheme or len(scheme) == 1 or scheme == "file":
-        folder = Path(parts.path if scheme == "file" else location)
-        nearest = folder
-        while not nearest.exists() and nearest != nearest.parent:
-            nearest = nearest.parent
+        nearest = nearest_existing(Path(parts.path if scheme == "file" else location))
         if not nearest.is_dir():
             raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
     return location
@@ -302,9 +306,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
             return
         if must_exist:
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
-        folder = database.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
+        folder = nearest_existing(database.parent)
         if not folder.is_dir():
             raise InputError(f"{key} {shown}: cannot create the database: {folder} is not a folder")
         if not _can_write(folder):
@@ -406,9 +408,7 @@ def check_environment() -> None:
                              f"it)")
     if os.environ.get("SNHC_CACHE_DIR"):
         folder = Path(os.environ["SNHC_CACHE_DIR"])
-        nearest = folder
-        while not nearest.exists() and nearest != nearest.parent:
-            nearest = nearest.parent
+        nearest = nearest_existing(folder)
         if not nearest.is_dir():
             raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: {_shown(nearest)} is a file, expected a folder")
 
