@@ -39,10 +39,12 @@ class Parameter:
     bounds: tuple[float, float] | None = None
 
 
-# A parameter documented without a range (a measured or literature constant) may be overridden within this factor
-# of its documented value: a different hard carbon's capacity or a denser Sn is a what-if, a density of 0 or a
-# capacity of 1e9 mAh/g is a typing error that would divide by zero or swamp every other term.
+# A measured, literature or derived constant documented without a range may be overridden within this factor of its
+# documented value: a different hard carbon's capacity or a denser Sn is a what-if, a density of 0 or a capacity of
+# 1e9 mAh/g is a typing error that would divide by zero or swamp every other term. (Assumed settings without a
+# range, such as a solver's tolerance or a grid's density, are choices a user may move further.)
 UNRANGED_FACTOR = 10.0
+CONSTANT_TAGS = ("measured", "literature", "derived")
 
 
 def _within_a_factor(name: str, value: float, documented: float) -> None:
@@ -123,7 +125,7 @@ class ModelParameters(Mapping):
                         f"model_parameters.{name}={value!r} is out of range: allowed {old.bounds[0]:g} to {old.bounds[1]:g}")
                 if not old.bounds and value < 0:
                     raise ParameterError(f"model_parameters.{name}={value!r} is out of range: must be >= 0")
-                if not old.bounds:
+                if not old.bounds and old.tag in CONSTANT_TAGS:
                     _within_a_factor(name, value, old.value)
             elif isinstance(old.value, list):
                 if not isinstance(value, list) or len(value) != len(old.value):
@@ -132,7 +134,8 @@ class ModelParameters(Mapping):
                     if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
                         raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} "
                                              f"numbers, got {item!r}")
-                    _within_a_factor(name, item, documented)
+                    if old.tag in CONSTANT_TAGS:
+                        _within_a_factor(name, item, documented)
             elif type(value) is not type(old.value):
                 raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got {value!r}")
             entries[name] = replace(old, value=value)
