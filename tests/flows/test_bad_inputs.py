@@ -97,6 +97,8 @@ def config_cases() -> list[Case]:
          "a factor of 10"),
         ("a constant without a range set absurdly high", _config("model_parameters: {hc_capacity_mAh_per_g: 1.0e+9}"),
          "allowed 30 to 3000"),
+        ("an assumed constant beyond its stated range", _config("model_parameters: {charge_transfer_coefficient: 2.0}"),
+         "allowed 0.3 to 0.7"),
         ("a list parameter with text in it", _config("model_parameters: {sn_plateau_potentials_V: [a, b, c, d]}"),
          "sn_plateau_potentials_V"),
         ("overflowing float", GOOD_CONFIG.replace("low: 0.1,", "low: 1.0e+999,"),

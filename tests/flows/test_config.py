@@ -114,7 +114,28 @@ def test_a_cold_campaign_reaches_the_models(params):
 
 @pytest.mark.parametrize("name, why", [("ohmic_resistance_ohm_g", "assumed"), ("no_such_parameter", "unknown"),
                                        ("reference_milling_time_h", "range")])
-def test_a_lab_parameter_must_be_an_assumed_parameter_with_a_range(name, why):
-    """Only assumed parameters with bounds can be inferred from lab results: the range is the prior."""
+def test_a_lab_parameter_must_be_an_assumed_parameter_with_a_range(name, why, monkeypatch):
+    """Only assumed parameters with bounds can be inferred from lab results: the range is the prior. (Every shipped
+    assumed parameter has a range, so the last case takes one away.)"""
+    import dataclasses
+
+    from surrogate.parameters import ModelParameters
+
+    shipped = ModelParameters.load()
+    entries = {n: shipped[n] for n in shipped} | {
+        "reference_milling_time_h": dataclasses.replace(shipped["reference_milling_time_h"], bounds=None)}
+    monkeypatch.setattr(ModelParameters, "load", classmethod(lambda cls, path=None: cls(entries)))
     with pytest.raises(ConfigError, match=f"lab_parameters.*{name}.*{why}"):
         load_config(overrides={"lab_parameters": [name]})
+
+
+def test_every_assumed_number_states_its_range():
+    """The guide's rule: every assumed parameter lives in config with a range (and its rationale beside it)."""
+    from surrogate.parameters import ModelParameters
+
+    p = ModelParameters.load()
+    unranged = [n for n in p if p[n].tag == "assumed" and isinstance(p[n].value, (int, float))
+                and not isinstance(p[n].value, bool) and p[n].bounds is None]
+    assert unranged == []
+    assert all(p[n].bounds[0] <= p[n].value <= p[n].bounds[1] for n in p if p[n].bounds is not None
+               and isinstance(p[n].value, (int, float)))
