@@ -85,18 +85,13 @@ def _positive(option: str, values, integer: bool = False, most: float = math.inf
     return values
 
 
-def _most(field: str) -> float:
-    """The largest value the objective's config allows for ``field`` (flows.objective.CapacityObjective)."""
-    from flows.objective import CapacityObjective
-
-    return next(m.le for m in CapacityObjective.model_fields[field].metadata if getattr(m, "le", None) is not None)
-
-
 def cmd_predict(args) -> int:
     name, recipes = _recipe_from_args(args)
-    currents = _positive("--current", [float(c) for c in args.current], most=_most("current_A_per_g"))
-    _positive("--cycling-current", [args.cycling_current], most=_most("current_A_per_g"))
-    cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True, most=_most("cycle"))]
+    from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
+
+    currents = _positive("--current", [float(c) for c in args.current], most=MAX_CURRENT_A_PER_G)
+    _positive("--cycling-current", [args.cycling_current], most=MAX_CURRENT_A_PER_G)
+    cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True, most=MAX_CYCLE)]
     if not -40.0 <= args.temperature_C <= 80.0:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
     from flows.config import load_config

@@ -320,19 +320,13 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         return
     check_server(uri, key)
     if uri.startswith(("http://", "https://")):
-        check_mlflow_server(uri, key)
-
-
-def check_mlflow_server(uri: str, key: str) -> None:
-    """An http(s) tracking URI must be an MLflow server: ``GET /health`` answers 200 within
-    :data:`CONNECT_TIMEOUT_S` (a server that asks for credentials, 401 or 403, is taken as one). Another web server
-    on that port, or one that accepts the connection and never answers, is refused before anything starts."""
-    check_health(uri, key, "an MLflow tracking server")
+        check_health(uri, key, "an MLflow tracking server")
 
 
 def check_health(uri: str, key: str, what: str) -> None:
-    """``GET <uri>/health`` must answer 200 (or ask for credentials) within :data:`CONNECT_TIMEOUT_S`: an MLflow
-    server, or Prefect's API (``.../api/health``)."""
+    """``GET <uri>/health`` must answer 200 (or ask for credentials, 401 or 403) within :data:`CONNECT_TIMEOUT_S`:
+    an MLflow server, or Prefect's API (``.../api/health``). Another web server on that port, or one that accepts
+    the connection and never answers, is refused before anything starts."""
     import base64
     import urllib.error
     import urllib.request

@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from flows.inputs import NumbersNotBooleans
+from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
 from surrogate.model import Prediction, PredictionRequest
 
 # The largest magnitude a score can have, mAh/g: a capacity (at most ~1000) less a penalty of a few mAh/g per % of
@@ -52,8 +53,8 @@ class CapacityObjective(NumbersNotBooleans):
     unit: ClassVar[str] = "mAh/g"
     direction: ClassVar[str] = "maximise"
 
-    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0, description="target current (A/g)")
-    cycle: int = Field(1000, ge=1, le=100_000, description="test cycles before the capacity counts")
+    current_A_per_g: float = Field(1.7, gt=0.0, le=MAX_CURRENT_A_PER_G, description="target current (A/g)")
+    cycle: int = Field(1000, ge=1, le=MAX_CYCLE, description="test cycles before the capacity counts")
     expansion_allowance_pct: float = Field(250.0, ge=0.0, le=1000.0, description="swelling allowed free (%)")
     expansion_penalty_mAh_per_g_per_pct: float = Field(1.0, ge=0.0, le=100.0,
                                                        description="score lost per % of swelling above it")
@@ -166,8 +167,8 @@ class CapacityAtCycleObjective(_Objective):
     value_range: ClassVar[tuple[float, float]] = (0.0, 1000.0)
     default_name: ClassVar[str] = "capacity_mAh_per_g"
 
-    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0, description="target current (A/g)")
-    cycle: int = Field(1000, ge=1, le=100_000, description="test cycles before the capacity counts")
+    current_A_per_g: float = Field(1.7, gt=0.0, le=MAX_CURRENT_A_PER_G, description="target current (A/g)")
+    cycle: int = Field(1000, ge=1, le=MAX_CYCLE, description="test cycles before the capacity counts")
     temperature_C: float = Field(25.0, ge=-40.0, le=80.0, description="cell temperature (C)")
 
     def conditions(self) -> dict[str, Any]:
@@ -204,7 +205,7 @@ class ElectrodeThickeningObjective(_Objective):
     value_range: ClassVar[tuple[float, float]] = (0.0, 5000.0)
     default_name: ClassVar[str] = "electrode_expansion_after_1000_cycles_pct"
 
-    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0, description="cycling current (A/g)")
+    current_A_per_g: float = Field(1.7, gt=0.0, le=MAX_CURRENT_A_PER_G, description="cycling current (A/g)")
 
     def conditions(self) -> dict[str, Any]:
         return {"cycling_current_A_per_g": self.current_A_per_g}
@@ -224,7 +225,7 @@ class CyclesToRetentionObjective(_Objective):
     default_name: ClassVar[str] = "cycles_to_80pct_retention"
 
     retention_pct: float = Field(80.0, gt=0.0, lt=100.0, description="end-of-life capacity share (%)")
-    current_A_per_g: float = Field(1.7, gt=0.0, le=1000.0, description="cycling current (A/g)")
+    current_A_per_g: float = Field(1.7, gt=0.0, le=MAX_CURRENT_A_PER_G, description="cycling current (A/g)")
     max_cycles: int = Field(100_000, ge=10, le=1_000_000, description="longest life looked for")
     grid_points: int = Field(121, ge=10, le=2000, description="log-spaced cycle numbers of the retention curve")
 

@@ -37,13 +37,13 @@ from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from surrogate.calibration import ParameterTransform
+from surrogate.uncertainty import RANGE_IN_SD
 
 PRIOR_WEIGHT_PSEUDO_OBSERVATIONS = 1.0  # shrinkage of the prior weight towards 1: worth one (standardised) point
 LENGTH_SCALE_BOUNDS = (0.01, 100.0)  # unit-cube lengths, as scikit-optimize's GP
 AMPLITUDE_BOUNDS = (1e-3, 1e3)  # of the normalised discrepancy: from "model is exact" to "model is noise"
 NOISE_BOUNDS = (1e-5, 1e5)  # of the normalised discrepancy's noise variance: sklearn's WhiteKernel default
 PRIOR_CACHE_ROWS = 200_000  # points whose model loss is kept: an ask's candidates and the data, many asks over
-RANGE_IN_SD = 4.0  # a lab parameter's allowed range is read as +-2 sd of its prior, as configs/uncertainty.yaml does
 # The lab fit runs at every tell, warm-started from the last estimate. Measured (benchmarks/lab_loop.py, soft_hc_batch,
 # 10 seeds): stopping at a relative change of 1e-3 costs no experiments against 1e-8 (18 against 16 median, within the
 # seeds' spread) and cuts the optimiser's CPU per evaluation at 50 from 0.27 to 0.15 s; at most 40 steps.

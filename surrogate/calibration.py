@@ -43,7 +43,9 @@ QUANTITY_UNITS = {
     "particle_expansion_pct": ("%", 2000.0), "electrode_expansion_after_1000_cycles_pct": ("%", 2000.0),
 }
 SIGMA_PCT_RANGE = (0.01, 100.0)  # a stated scatter below 0.01 % would weight one row beyond any other's reach
-MAX_CURRENT_A_PER_G, MAX_CYCLE = 1000.0, 100_000  # as a campaign's objective allows (flows.objective)
+# The largest test current and cycle a measurement, a lab row or a campaign's objective (flows.objective) may name:
+# 1000 A/g is seconds per charge, 100 000 cycles decades of daily use; beyond them a number is a typing error.
+MAX_CURRENT_A_PER_G, MAX_CYCLE = 1000.0, 100_000
 
 
 # The fit stops when the cost or the step changes by less than this share. Directions the data barely see (the

@@ -171,26 +171,21 @@ class CalibratedDomain:
     against the study's as a whole.
     """
 
-    max_current_A_per_g: float
-    max_cycle: int
     temperatures_C: tuple[float, ...]
     materials: tuple[dict[str, Any], ...] = ()
     extents: tuple[DataExtent, ...] = ()  # one per material, in the order of ``materials``
-    overall: DataExtent | None = None
+    overall: DataExtent = DataExtent(frozenset(), float("inf"), 0.0, 0)  # the study's data as a whole (none: all beyond)
 
     @classmethod
     def of(cls, observations: pd.DataFrame, p: ModelParameters,
            materials: dict[str, Recipes] | None = None) -> "CalibratedDomain":
         fitted = observations[observations["fit"]]
-        currents = fitted["current_A_per_g"].dropna()
-        cycles = fitted["cycle"].dropna()
         materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
         names = [name for name in dict.fromkeys(fitted["material"]) if name in materials]
-        return cls(float(currents.max()) if len(currents) else 0.0, int(cycles.max()) if len(cycles) else 1,
-                   (float(p.reference_temperature_C),), tuple(materials[n].to_records()[0] for n in names),
+        return cls((float(p.reference_temperature_C),), tuple(materials[n].to_records()[0] for n in names),
                    tuple(DataExtent.of(fitted[fitted["material"] == n]) for n in names), DataExtent.of(fitted))
 
-    def extent_of(self, recipe: dict[str, Any]) -> DataExtent | None:
+    def extent_of(self, recipe: dict[str, Any]) -> DataExtent:
         """What was measured on this recipe: its material's data if it is one of the study's materials (as a lab
         states it), else the study's as a whole."""
         for material, extent in zip(self.materials, self.extents):
@@ -207,7 +202,7 @@ class CalibratedDomain:
 
         Examples
         --------
-        >>> domain = CalibratedDomain(4.2, 12000, (25.0,), (
+        >>> domain = CalibratedDomain((25.0,), (
         ...     {"sn_mass_fraction": 0.0, "milling_time_h": 0.0}, {"sn_mass_fraction": 1.0, "milling_time_h": 0.0},
         ...     {"sn_mass_fraction": 1 / 3, "milling_time_h": 10.0}, {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0}))
         >>> domain.recipe_beyond({"sn_mass_fraction": 0.5, "milling_time_h": 10.0})
@@ -313,7 +308,7 @@ class UncertainPrediction:
     central: Prediction
     members: tuple[Prediction, ...]
     ensemble: Ensemble
-    recipes: Recipes | None = None
+    recipes: Recipes
 
     def record(self, i: int, current_labels=None) -> dict[str, Any]:
         """Recipe i's metrics (``Prediction.record`` shape), plus ``interval_90`` and ``extrapolated`` with the same
@@ -339,14 +334,10 @@ class UncertainPrediction:
                     or domain.temperature_outside(request.temperature_C)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
 
-    def _judged(self, i: int) -> tuple[dict[str, str], "DataExtent"]:
+    def _judged(self, i: int) -> tuple[dict[str, str], DataExtent]:
         """Recipe i's reasons for lying beyond the calibration's materials, and the data it is judged against."""
-        domain = self.ensemble.domain
-        if self.recipes is None:
-            return {}, domain.overall or _extent_without_rows(domain, self.central.request)
         recipe = self.recipes.to_records()[i]
-        return (domain.recipe_beyond(recipe),
-                domain.extent_of(recipe) or _extent_without_rows(domain, self.central.request))
+        return self.ensemble.domain.recipe_beyond(recipe), self.ensemble.domain.extent_of(recipe)
 
     def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
@@ -382,7 +373,7 @@ class UncertainPrediction:
             out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 
-    def _extrapolated(self, value: dict, extent: "DataExtent", beyond: bool) -> dict:
+    def _extrapolated(self, value: dict, extent: DataExtent, beyond: bool) -> dict:
         """Each metric's flag: the recipe beyond the calibration's materials, a temperature other than the measured
         ones, a quantity never measured on this material, a current outside the measured ones, or a fade past the
         last measured cycle or at a current it was not measured at. The activation energy was measured across
@@ -400,7 +391,7 @@ class UncertainPrediction:
                               for c in item}
             elif key == "electrode_expansion_after_1000_cycles_pct":
                 flags[key] = (unmeasured or hot_or_cold  # measured after cycling at the study's fade currents
-                              or (domain.overall or extent).cycled_otherwise(request.cycling_current_A_per_g))
+                              or domain.overall.cycled_otherwise(request.cycling_current_A_per_g))
             elif key == "theoretical_capacity_mAh_per_g":
                 flags[key] = False
             elif key == "activation_energy_kJ_per_mol":
@@ -408,12 +399,6 @@ class UncertainPrediction:
             else:
                 flags[key] = unmeasured or hot_or_cold
         return flags
-
-
-def _extent_without_rows(domain: CalibratedDomain, request: PredictionRequest) -> DataExtent:
-    """A domain built without its data rows (a hand-made one): judged by its largest current and cycle alone."""
-    return DataExtent(frozenset(FAMILY_OF_METRIC), 0.0, domain.max_current_A_per_g, domain.max_cycle,
-                      (request.cycling_current_A_per_g,))
 
 
 def _intervals(value: dict, members: list[dict], probability: float) -> dict:
@@ -433,6 +418,7 @@ def _intervals(value: dict, members: list[dict], probability: float) -> dict:
 
 
 STACKED_ROWS = 2**16  # rows of one stacked model call (members x recipes): bounds its memory to tens of MB
+RANGE_IN_SD = 4.0  # an assumed parameter's allowed range is read as +-2 sd of its prior (lab parameters too)
 UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
@@ -525,7 +511,7 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     jacobian = np.column_stack(columns)
     dof = max(len(r0) - x0.size, 1)
     scale = max(1.0, float(r0 @ r0) / dof)
-    prior_sd = np.concatenate([settings.prior_sd_per_range * span, (a_high - a_low) / 4.0])
+    prior_sd = np.concatenate([settings.prior_sd_per_range * span, (a_high - a_low) / RANGE_IN_SD])
     precision = jacobian.T @ jacobian / scale + np.diag(1.0 / prior_sd**2)
     covariance = np.linalg.inv(precision)
     root = np.linalg.cholesky(0.5 * (covariance + covariance.T) + 1e-12 * np.diag(prior_sd**2))
@@ -554,7 +540,7 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
         u0 = unseen_scale.forward(np.array([float(central[name].value) for name in unseen]))
         u_low, u_high = unseen_scale.box()
         unseen_rng = np.random.default_rng([settings.seed, UNSEEN_STREAM])
-        members = [_drawn(m, unseen_scale, u0 + (u_high - u_low) / 4.0 * unseen_rng.standard_normal(len(unseen)))
+        members = [_drawn(m, unseen_scale, u0 + (u_high - u_low) / RANGE_IN_SD * unseen_rng.standard_normal(len(unseen)))
                    for m in members]
     families = sorted(settings.measurement_sigma_pct)
     factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
