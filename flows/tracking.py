@@ -7,7 +7,6 @@ run. Runs are always terminated: FINISHED on success, FAILED (with the reason as
 from __future__ import annotations
 
 import math
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -34,10 +33,6 @@ MAX_PARAM_LENGTH = 6000
 CONFIG_TAG = "snhc.config"  # the campaign's validated config (JSON), set when its run is created
 NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
 RECOMMENDATION_TABLE = "recommendation.json"  # the recommendation as one MLflow table (Evaluation / Artifacts view)
-# A SQLite store's journal: write-ahead logging commits without rewriting the database file, and readers (the MLflow
-# UI) do not block the campaign's writes. Measured (40 child runs of 60 metrics, create + log_batch + terminate):
-# 73 ms a child run with SQLite's default rollback journal, 30 ms with WAL. The setting is stored in the database.
-SQLITE_JOURNAL_MODE = "WAL"
 
 
 def run_name(campaign: str, seed: int | None, started: datetime | None = None) -> str:
@@ -67,9 +62,10 @@ def open_client(tracking_uri: str) -> MlflowClient:
     """A client on the store, creating a SQLite store's folder and schema first if needed.
 
     MLflow builds a new SQLite store's schema on first use; two campaigns starting at once on a new store would
-    run those migrations together and collide, so first use happens under an exclusive file lock. The store is put
-    in write-ahead-log mode first (:data:`SQLITE_JOURNAL_MODE`). A redacted URI (from a state file or a Prefect
-    parameter) is turned back into the real one kept in memory.
+    run those migrations together and collide, so first use happens under an exclusive file lock. A redacted URI
+    (from a state file or a Prefect parameter) is turned back into the real one kept in memory. The store keeps
+    SQLite's default rollback journal: write-ahead logging saved at most ~5 ms a child run
+    (benchmarks/mlflow_logging.py) and nothing measurable in a campaign's wall time.
     """
     tracking_uri = reveal(tracking_uri)
     if not tracking_uri.startswith("sqlite:///"):
@@ -77,27 +73,9 @@ def open_client(tracking_uri: str) -> MlflowClient:
     database = Path(tracking_uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(database.with_name(database.name + ".lock")):  # portable (fcntl does not exist on Windows)
-        write_ahead(database)
         client = MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)  # creates or migrates the schema
     return client
-
-
-def write_ahead(database: Path) -> None:
-    """Put a SQLite store in :data:`SQLITE_JOURNAL_MODE` if it is not already. A store that cannot switch now (another
-    process, e.g. the MLflow UI, in the middle of a transaction) or that is not a database is left as it is: the
-    journal mode is a matter of speed, and MLflow reports a store it cannot use."""
-    try:
-        connection = sqlite3.connect(database)
-    except sqlite3.Error:
-        return
-    try:
-        if connection.execute("PRAGMA journal_mode").fetchone()[0].upper() != SQLITE_JOURNAL_MODE:
-            connection.execute(f"PRAGMA journal_mode={SQLITE_JOURNAL_MODE}")
-    except sqlite3.DatabaseError:
-        pass
-    finally:
-        connection.close()
 
 
 def source_tags() -> dict[str, str]:

@@ -2,7 +2,6 @@
 the Prefect artifact, and the portable store lock."""
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,9 +54,8 @@ def test_two_clients_open_a_new_store_at_once(tmp_path):
 
 
 def test_a_sqlite_store_keeps_what_a_process_logged_before_exiting_without_teardown(tmp_path):
-    """The store writes ahead (its journal mode is stored in the database), and a run logged by a process that ends
-    with ``os._exit`` - as ``snhc`` does, with MLflow's connections still open and the log not yet checkpointed
-    into the database file - is all there for the next reader."""
+    """A run logged by a process that ends with ``os._exit`` - as ``snhc`` does, with MLflow's connections still
+    open - is all there for the next reader."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     script = (
         "import os\n"
@@ -70,11 +68,6 @@ def test_a_sqlite_store_keeps_what_a_process_logged_before_exiting_without_teard
         "os._exit(0)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[2])
-    connection = sqlite3.connect(tmp_path / "mlflow.db")
-    try:
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        connection.close()
     run = open_client(uri).get_run(done.stdout.split()[-1])
     assert run.data.metrics == {"capacity_mAh_per_g": 342.5}
     assert run.data.tags["kept"] == "yes" and run.info.status == "FINISHED"
