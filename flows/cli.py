@@ -473,22 +473,14 @@ def cmd_suggest(args) -> int:
     if args.json:
         print(table.to_json(orient="records", indent=2))
         return 0
-    from flows.reporting import print_frame
+    from flows.reporting import print_frame, print_lab_parameters
 
     print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
-    moved = lab_parameters[lab_parameters["moved_prior_sd"].abs() >= LAB_PARAMETER_SHOWN_SD]
-    if len(moved):
-        print_frame(moved, LAB_PARAMETER_HEADERS, f"What the lab results taught the model (parameters moved by "
-                                                  f">= {LAB_PARAMETER_SHOWN_SD:g} prior sd; all in lab_parameters.csv "
-                                                  "of the MLflow run)")
+    print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})")
     return 0
 
-
-LAB_PARAMETER_SHOWN_SD = 0.5  # lab parameters shown on the console: those the results moved this far
-LAB_PARAMETER_HEADERS = {"parameter": "parameter", "project_value": "project", "lab_estimate": "lab",
-                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "low": "low", "high": "high"}
 
 SUGGESTION_COLUMNS = {  # table column -> short console header
     "sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",

@@ -255,7 +255,8 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
                       pending: Callable[[], ModelOptimum] | None = None) -> ModelOptimum | None:
     """Add the model's optimum and the cheapest recipe within ``recommendation.tolerance_pct`` of it to a
     surrogate-only campaign, as ``dense_search`` evaluations outside the optimiser's budget; returns what the dense
-    search found (None for a campaign with lab results: they score the real material, whose optimum is unknown).
+    search found. With lab results that is the optimum of the lab's model (the model the campaign searches,
+    ``flows.optimise.teach_lab_parameters``), not of the lab's material.
 
     The physics check and the recommendation then weigh them beside the optimiser's candidates, so a campaign never
     recommends a recipe the model itself knows to be worse than one two seconds of dense search find. A
@@ -265,7 +266,7 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     (:func:`in_background`).
     """
     config = campaign.config
-    if campaign.lab is not None or not any(e.ok for e in campaign.evaluations):
+    if not any(e.ok for e in campaign.evaluations):
         return None
     found = pending() if pending is not None else campaign_optimum(config, p)
     if found.cheapest_recipe is None:  # multi-objective: reported, not added

@@ -169,13 +169,24 @@ def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]
     return evaluate_batch([e.recipe for e in lab.measured], p, objective, request)
 
 
-def model_error_table(lab: LabData, predictions: list[Evaluation]) -> pd.DataFrame:
-    """Measured vs predicted for every measured metric of every lab row: the model's error at the lab points."""
+def model_error_table(lab: LabData, predictions: list[Evaluation],
+                      taught: list[Evaluation] | None = None) -> pd.DataFrame:
+    """Measured vs predicted for every measured metric of every lab row: the model's error at the lab points, and
+    (``taught``: predictions of the model with the lab's own parameters, ``flows.optimise.teach_lab_parameters``)
+    the error left once the lab's results have taught it (columns ``lab_model``, ``lab_model_error_pct``)."""
     rows = []
-    for line, measured, predicted in zip(lab.measured_lines, lab.measured, predictions):
+    taught = taught or [None] * len(predictions)
+    for line, measured, predicted, lab_model in zip(lab.measured_lines, lab.measured, predictions, taught):
         for name, value in measured.metrics.items():
             model = predicted.metrics.get(name, float("nan"))
-            rows.append({"line": line, **measured.recipe, "metric": name, "measured": value, "model": model,
-                         "error": model - value,
-                         "error_pct": 100.0 * (model - value) / value if value else float("nan")})
+            row = {"line": line, **measured.recipe, "metric": name, "measured": value, "model": model,
+                   "error": model - value, "error_pct": _error_pct(model, value)}
+            if lab_model is not None:
+                row |= {"lab_model": lab_model.metrics.get(name, float("nan")),
+                        "lab_model_error_pct": _error_pct(lab_model.metrics.get(name, float("nan")), value)}
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _error_pct(model: float, measured: float) -> float:
+    return 100.0 * (model - measured) / measured if measured else float("nan")

@@ -27,7 +27,8 @@ from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
 from flows.pareto import front_files, pareto_table, run_pareto_search
 from flows.recommendation import Recommendation, recommend, with_intervals
-from flows.search import run_search, tell_known
+from flows.search import lab_calibrated_prior, run_search, tell_known
+from flows.suggest import prior_parameter_table
 from flows.store import store_for
 from flows.tracking import CampaignRecorder
 from surrogate.parameters import ModelParameters
@@ -182,11 +183,38 @@ def recalibrate_on_lab(campaign: Campaign, p: ModelParameters, recorder: Campaig
     return recalibration.parameters
 
 
-def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool) -> None:
-    """The model's error at the campaign's measured lab points: logged, and printed unless quiet."""
+def teach_lab_parameters(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder,
+                         quiet: bool) -> ModelParameters | None:
+    """With measured lab rows, the model with the lab's own values of the assumed parameters in ``lab_parameters``
+    (the mill, the atmosphere, the powders), estimated from those rows alone (:func:`flows.search.lab_calibrated_prior`),
+    or None when there is nothing to estimate.
+
+    The campaign then searches the lab's model: what the lab measured moves the recommendation through the
+    parameters it taught. (Told to the optimiser's GP beside the model's own evaluations, the lab rows were
+    outweighed by them: around every lab point the model's evaluations read as results with no discrepancy.) The
+    estimate is logged (``lab_parameters.csv``, ``lab_parameter.*`` metrics) and the parameters it moved by at least
+    half a prior sd are printed."""
+    lab = campaign.lab
+    if not (lab and lab.measured):
+        return None
+    prior = lab_calibrated_prior(campaign.config, p, lab.measured)
+    if prior is None:
+        return None
+    table = prior_parameter_table(prior)
+    recorder.log_lab_parameters(table)
+    if not quiet:
+        reporting.print_lab_parameters(table)
+    return prior.lab_parameters.parameters(prior.x_)
+
+
+def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,
+                     taught: ModelParameters | None = None) -> None:
+    """The model's error at the campaign's measured lab points (and that of ``taught``, the model with the lab's
+    own parameters): logged, and printed unless quiet."""
     if not campaign.lab or not campaign.lab.measured:
         return
-    errors = model_error_table(campaign.lab, lab_predictions(campaign.lab, p, campaign.config))
+    errors = model_error_table(campaign.lab, lab_predictions(campaign.lab, p, campaign.config),
+                               lab_predictions(campaign.lab, taught, campaign.config) if taught is not None else None)
     recorder.log_lab_comparison(errors)
     if not quiet:
         reporting.print_model_error(errors, campaign.lab.path)
@@ -250,10 +278,15 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         p = recalibrate_on_lab(campaign, p, recorder, quiet)
-        compare_with_lab(campaign, p, recorder, quiet)
+        taught = teach_lab_parameters(campaign, p, recorder, quiet)
+        compare_with_lab(campaign, p, recorder, quiet, taught)
+        if taught is not None:  # with lab results the campaign searches the lab's model, and its intervals are that
+            p, ensemble = taught, lazy_ensemble(taught, calibration)  # model's under the study's uncertainty
+            if intervals_of is not None:
+                recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
         # The model's own optimum needs no evaluation of the optimiser's: searched while the optimiser searches.
-        dense = in_background(config, p) if surrogate_only and campaign.lab is None else None
+        dense = in_background(config, p) if surrogate_only else None
         progress = reporting.BatchProgress(campaign, quiet)
         # Ctrl-C / SIGTERM stop at once, except while a batch is evaluated and saved: that finishes first.
         search = run_pareto_search if config.multi_objective else partial(run_search, p=p)
@@ -275,7 +308,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
-        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config)
+        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p)
         interrupts.check()
         files = reporting.campaign_figures(campaign.table(), optimizer)
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)

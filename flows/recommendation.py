@@ -62,11 +62,12 @@ class Recommendation:
                 "beyond_calibrated_recipes": dict(self.beyond_data)}
 
 
-def with_intervals(recommendation: Recommendation, config) -> Recommendation:
+def with_intervals(recommendation: Recommendation, config, p=None) -> Recommendation:
     """The recommendation with a 90 % interval on each metric: the model's, or for a PyBaMM evaluation the
     envelope of both model forms (:func:`flows.evaluation.model_form_interval`), and why its recipe lies beyond the
     calibration's materials, if it does. A lab-measured one keeps neither: its numbers are measurements, not
-    predictions."""
+    predictions. ``p``: the model the campaign searched, when not the study's (the lab's own parameters), whose
+    ensemble the intervals then come from."""
     from dataclasses import replace
 
     from flows.evaluation import campaign_parameters, metric_intervals
@@ -75,7 +76,8 @@ def with_intervals(recommendation: Recommendation, config) -> Recommendation:
         return recommendation
     from surrogate.uncertainty import build_ensemble
 
-    p, calibration = campaign_parameters(config)
+    study, calibration = campaign_parameters(config)
+    p = study if p is None else p
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
                                                               config.objective,
                                                               values=recommendation.evaluation.metrics),
@@ -148,7 +150,9 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
         rule = rule.replace("evaluated recipes", "physics-checked recipes").replace("best objective",
                                                                                        "best PyBaMM objective")
     else:
-        indexes = [i for i, e in enumerate(campaign.evaluations) if e.ok]
+        # a lab's measured rows are facts about recipes already made, not predictions to rank against the model's
+        indexes = ([i for i, e in enumerate(campaign.evaluations) if e.ok and e.modelled]
+                   or [i for i, e in enumerate(campaign.evaluations) if e.ok])
         k, rule = cheapest_equivalent(indexes, [campaign.evaluations[i].objective for i in indexes],
                                       [campaign.evaluations[i].recipe for i in indexes], tolerance)
         chosen = indexes[k]

@@ -467,5 +467,23 @@ def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> Non
 
 def print_model_error(errors: pd.DataFrame, path) -> None:
     """Measured vs predicted at the lab points."""
-    print_frame(errors, {"line": "line", "metric": "metric", "measured": "measured", "model": "model",
-                         "error_pct": "error %"}, f"Model vs lab ({path})")
+    columns = {"line": "line", "metric": "metric", "measured": "measured", "model": "model", "error_pct": "error %"}
+    if "lab_model" in errors:
+        columns |= {"lab_model": "lab's model", "lab_model_error_pct": "error %"}
+    print_frame(errors, columns, f"Model vs lab ({path})" + ("; the lab's model: the model with the parameters "
+                                                             "the lab's results taught it" if "lab_model" in errors
+                                                             else ""))
+
+
+LAB_PARAMETER_SHOWN_SD = 0.5  # lab parameters shown on the console: those the results moved this far
+LAB_PARAMETER_HEADERS = {"parameter": "parameter", "project_value": "project", "lab_estimate": "lab",
+                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "low": "low", "high": "high"}
+
+
+def print_lab_parameters(table: pd.DataFrame) -> None:
+    """The lab parameters the lab's results moved by at least LAB_PARAMETER_SHOWN_SD prior sd (all are logged)."""
+    moved = table[table["moved_prior_sd"].abs() >= LAB_PARAMETER_SHOWN_SD]
+    if len(moved):
+        print_frame(moved, LAB_PARAMETER_HEADERS, f"What the lab results taught the model (parameters moved by "
+                                                  f">= {LAB_PARAMETER_SHOWN_SD:g} prior sd; all in lab_parameters.csv "
+                                                  "of the MLflow run)")

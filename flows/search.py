@@ -26,7 +26,7 @@ from skopt.space import Categorical, Real, Space
 from skopt.utils import cook_estimator, is_2Dlistlike, normalize_dimensions
 
 from flows.config import CampaignConfig
-from flows.evaluation import Evaluation, model_objective
+from flows.evaluation import LAB, Evaluation, model_objective
 from flows.objective import CAPACITY, EXPANSION, SCORE
 from flows.physics_gp import (LabCalibratedPrior, LabParameters, ModelPrior, PhysicsInformedGP, condition_gp,
                               gp_mean_std, warm_kernel)
@@ -192,7 +192,9 @@ class BatchOptimizer(Optimizer):
     Both run with BLAS on one thread: on matrices this small, threads cost more than they give.
 
     ``ask(n_points=None)`` returns one point as in scikit-optimize; ``gp_hedge`` chooses one acquisition per batch
-    with the same gains as scikit-optimize's. While initial points remain, a batch takes them in order and fills
+    with the same gains as scikit-optimize's. ``pending_`` (points, as asked) are recipes being made elsewhere, a
+    lab's pending rows: an ask conditions the surrogate on them at its own predicted mean (kriging believer; the
+    composite GPs, which no lab campaign uses, ignore them), so a batch neither repeats them nor is drawn to them by an invented value. While initial points remain, a batch takes them in order and fills
     any remainder with random points (no model has been fitted yet).
     """
 
@@ -207,6 +209,7 @@ class BatchOptimizer(Optimizer):
         self.output_warping = output_warping
         self.local_share, self.local_scale = local_share, local_scale
         self._fitted = None  # (model of the warped losses, warp or None, warped losses) of the last fit
+        self.pending_: list[list] = []  # points in progress elsewhere (a lab's pending recipes): see _ask_batch
 
     def tell(self, x, y, fit=True, inputs=None):
         """scikit-optimize's tell; ``inputs`` (one dict per point, or None) are the objective's inputs of each
@@ -300,11 +303,15 @@ class BatchOptimizer(Optimizer):
             return points + (self.space.rvs(n_samples=remaining, random_state=self.rng) if remaining else [])
         model, _, y = self._fitted
         X = self.space.transform(self.Xi)
-        lie = float(LIARS[strategy](y))
         candidates = self._candidates(X, y)
         self.asked_by_ = [ACQUISITION] * n_points
         if self._composite is not None:
             return self._composite_batch(candidates, X, n_points)
+        if self.pending_:  # told at the model's own mean (kriging believer): no value is invented for them
+            P = self.space.transform(self.pending_)
+            X, y = np.vstack([X, P]), np.append(y, np.asarray(model.predict(P), dtype=float))
+            model = self._conditioned(model, X, y)
+        lie = float(LIARS[strategy](y))
         acquisition = self._hedged_acquisition(model, candidates, X, y) if self.acq_func == "gp_hedge" else None
         chosen: list[np.ndarray] = []
         fitted = model
@@ -534,6 +541,25 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
     return optimizer
 
 
+def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) -> LabCalibratedPrior | None:
+    """The lab parameters (``config.lab_parameters``) estimated from measured lab results alone, as the
+    physics-informed GP estimates them (:class:`flows.physics_gp.LabCalibratedPrior`: maximum a posteriori, each
+    result weighted by ``lab_uncertainty_pct``); None when there is nothing to estimate or nothing to estimate it
+    from (no lab parameters, the PyBaMM fidelity, no measured row inside the search space)."""
+    if not config.lab_parameters or config.fidelity != "model":
+        return None
+    space = Space(normalize_dimensions(search_dimensions(config)))
+    fixed = config.search_space.fixed_values()
+    usable = [(point_of(e.recipe, config), e) for e in measured if on_fixed_values(e.recipe, fixed)]
+    usable = [(point, e) for point, e in usable if point in space]
+    if not usable:
+        return None
+    prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
+                               config.lab_uncertainty_pct)
+    prior.fit(space.transform([point for point, _ in usable]), np.array([loss_of(e, config) for _, e in usable]))
+    return prior
+
+
 def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray]:
     """The model's loss (what the optimiser is told) at a list of points, vectorised: the physics prior."""
     penalty = -config.optimiser.failure_penalty
@@ -581,19 +607,17 @@ def loss_of(evaluation: Evaluation, config: CampaignConfig) -> float:
     return -evaluation.objective if evaluation.ok else -config.optimiser.failure_penalty
 
 
-def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[list[float], Evaluation]],
-               loss: float | None = None) -> int:
+def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[list[float], Evaluation]]) -> int:
     """Tell the optimiser results it did not ask for (a resumed campaign, lab data); returns how many it took.
 
-    Points outside the search space (or off a fixed dimension) cannot be told and are skipped. ``loss`` tells every
-    point the same value (a liar for recipes still pending).
+    Points outside the search space (or off a fixed dimension) cannot be told and are skipped.
     """
     fixed = config.search_space.fixed_values()
     usable = [(point, e) for point, e in known
               if point in optimizer.space and on_fixed_values(e.recipe, fixed)]
     if usable:
-        optimizer.tell([p for p, _ in usable], [loss_of(e, config) if loss is None else loss for _, e in usable],
-                       **told_inputs(optimizer, [e for _, e in usable] if loss is None else None))
+        optimizer.tell([p for p, _ in usable], [loss_of(e, config) for _, e in usable],
+                       **told_inputs(optimizer, [e for _, e in usable]))
     return len(usable)
 
 
@@ -608,17 +632,22 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     """Ask a batch, evaluate it, add it to the campaign, tell the results; repeat until the campaign's budget of
     model evaluations is spent.
 
-    The campaign's evaluations from before (a resumed run, lab observations) are told first and never evaluated
-    again. ``atomic`` wraps evaluating and recording a batch (the flow defers Ctrl-C there, so a batch is either
-    saved whole or not at all); asking and telling, the optimiser's own work, stay interruptible. ``p``: the model
+    The campaign's evaluations from before (a resumed run) are told first and never evaluated again; lab
+    observations are not told (they taught the model ``p`` before the search). ``atomic`` wraps evaluating and
+    recording a batch (the flow defers Ctrl-C there, so a batch is either saved whole or not at all); asking and
+    telling, the optimiser's own work, stay interruptible. ``p``: the model
     parameters the physics-informed surrogate uses as its prior (the campaign's own when not given).
     """
     config = campaign.config
     settings = config.optimiser
-    # lab data, or PyBaMM's evaluations (fidelity: physics): the numpy model as the GP's prior mean
-    informed = (campaign.lab is not None or config.fidelity == "physics") and settings.surrogate == "GP"
+    # PyBaMM's evaluations (fidelity: physics): the numpy model as the GP's prior mean
+    informed = config.fidelity == "physics" and settings.surrogate == "GP"
     optimizer = make_optimizer(config, p, surrogate="physics_gp" if informed else None)
-    tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
+    # Lab rows are measurements of another function than the one searched (the model, which they taught before the
+    # search: flows.optimise.teach_lab_parameters): told to the same GP, the model's evaluations around them would
+    # read as lab results with no discrepancy and wash out what the lab said.
+    tell_known(optimizer, config, [(point, e) for point, e in zip(campaign.points, campaign.evaluations)
+                                   if e.source != LAB])
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())
         points = [[_plain(v) for v in point] for point in optimizer.ask(n_points=n_points, strategy=settings.liar)]
@@ -631,13 +660,11 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     return optimizer
 
 
-def told_inputs(optimizer: Optimizer, evaluations: list[Evaluation] | None) -> dict:
+def told_inputs(optimizer: Optimizer, evaluations: list[Evaluation]) -> dict:
     """The ``inputs`` keyword of a composite optimiser's tell: each evaluation's objective inputs (None for a
-    failure or a liar); nothing for other optimisers."""
+    failure); nothing for other optimisers."""
     if getattr(optimizer, "composite", None) is None:
         return {}
-    if evaluations is None:
-        return {"inputs": None}
     return {"inputs": [{name: e.metrics.get(name, np.nan) for name in COMPOSITE_INPUTS} if e.ok else None
                        for e in evaluations]}
 

@@ -1,8 +1,9 @@
 """Next experiments out: the Q recipes the lab should make next, with predicted metrics and uncertainty.
 
-The optimiser is told everything known (a campaign's saved evaluations and/or lab results); recipes still in the lab
-(pending rows of the lab file) are told as "liars" at the best value so far, so the batch steers away from them.
-No suggestion duplicates a done or pending recipe.
+The optimiser is told the lab results (or, without any, a campaign's saved evaluations); recipes still in the lab
+(pending rows of the lab file) are told at the surrogate's own mean there (kriging believer), so the batch spreads
+away from them without an invented result pulling it towards them. No suggestion duplicates a made or pending
+recipe.
 
 The optimiser's surrogate is the physics-informed GP (``flows/physics_gp.py``) unless the campaign chooses a forest
 (``optimiser.surrogate: RF`` or ``ET``): on lab data the model is the prior and the GP learns the lab's discrepancy.
@@ -16,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from flows.campaign import Campaign
-from flows.evaluation import LAB, Evaluation, campaign_parameters, evaluate_batch
+from flows.evaluation import LAB, campaign_parameters, evaluate_batch
 from flows.search import make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction, tell_known
 from surrogate.recipe import FIELD_NAMES, recipe_key
-from surrogate.status import Status
 
 
 def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,13 +32,14 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
 
         p = recalibrate(config, campaign.lab).parameters  # the model taught by the lab rows is the prior
     optimizer = make_optimizer(config, p, surrogate=lab_surrogate(config))
-    tell_known(optimizer, config, list(zip(campaign.points, campaign.evaluations)))
+    # With lab results the optimiser learns the lab: the model is its prior already, and a campaign's model
+    # evaluations told beside the lab rows would read as lab results that agree with the model exactly.
+    measured = bool(campaign.lab and campaign.lab.measured)
+    known = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.source == LAB or not measured]
+    tell_known(optimizer, config, known)
     pending = campaign.lab.pending if campaign.lab else []
-    if pending:
-        liar = min(optimizer.yi) if optimizer.yi else 0.0
-        tell_known(optimizer, config, [(point_of(r, config), Evaluation(r, Status.PENDING, float("nan"), source=LAB))
-                                       for r in pending], liar)
-    taken = {recipe_key(e.recipe) for e in campaign.evaluations} | {recipe_key(r) for r in pending}
+    optimizer.pending_ = [point for point in (point_of(r, config) for r in pending) if point in optimizer.space]
+    taken = {recipe_key(e.recipe) for _, e in known} | {recipe_key(r) for r in pending}
 
     suggestions: list[dict] = []
     chosen_by: list[str] = []
@@ -68,6 +69,11 @@ def lab_parameter_table(optimizer) -> pd.DataFrame:
     ``lab_parameters``) the project's value, the lab's estimate, how far it moved (in prior sd) and the share of the
     prior's width still left (1: the results say nothing about it yet). Empty unless the surrogate infers them."""
     prior = getattr(optimizer.models[-1], "prior", None) if optimizer.models else None
+    return prior_parameter_table(prior)
+
+
+def prior_parameter_table(prior) -> pd.DataFrame:
+    """:func:`lab_parameter_table` of a :class:`flows.physics_gp.LabCalibratedPrior` (None: empty)."""
     if not hasattr(prior, "estimate"):
         return pd.DataFrame(columns=LAB_PARAMETER_COLUMNS)
     estimate, lab = prior.estimate(), prior.lab_parameters
@@ -75,6 +81,12 @@ def lab_parameter_table(optimizer) -> pd.DataFrame:
                           "moved_prior_sd": float(prior.x_[j]), "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
                           "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1]}
                          for j, name in enumerate(lab.names)], columns=LAB_PARAMETER_COLUMNS)
+
+
+def lab_parameter_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """MLflow metrics of a :func:`lab_parameter_table`: ``lab_parameter.<name>`` and its ``.moved_prior_sd``."""
+    return {f"lab_parameter.{r.parameter}{suffix}": float(value) for r in table.itertuples()
+            for suffix, value in (("", r.lab_estimate), (".moved_prior_sd", r.moved_prior_sd))}
 
 
 LAB_PARAMETER_COLUMNS = ["parameter", "project_value", "lab_estimate", "moved_prior_sd", "prior_width_left", "low",
@@ -135,9 +147,7 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
         tracker.log(run_id, tags={NOTE_TAG: suggestions_markdown(table)})
         tracker.log_files(run_id, {"suggestions.csv": table})
         if lab_parameters is not None and len(lab_parameters):
-            tracker.log(run_id, metrics={f"lab_parameter.{r.parameter}{suffix}": float(value)
-                                         for r in lab_parameters.itertuples()
-                                         for suffix, value in (("", r.lab_estimate), (".moved_prior_sd", r.moved_prior_sd))})
+            tracker.log(run_id, metrics=lab_parameter_metrics(lab_parameters))
             tracker.log_files(run_id, {"lab_parameters.csv": lab_parameters})
     return run_id
 

@@ -311,10 +311,20 @@ class CampaignRecorder:
                          step=len(campaign.evaluations))
 
     def log_lab_comparison(self, errors) -> None:
-        """The model's error at the measured points: artifact and MAPE metrics per metric."""
+        """The model's error at the measured points: artifact and MAPE metrics per metric (``lab_mape_pct.*``; and
+        ``lab_model_mape_pct.*`` for the model with the lab's own parameters, when the table has it)."""
         self.tracker.log_files(self.run_id, {"lab_vs_model.csv": errors})
-        mape = errors.groupby("metric")["error_pct"].apply(lambda e: e.abs().mean())
-        self.tracker.log(self.run_id, metrics={f"lab_mape_pct.{metric}": value for metric, value in mape.items()})
+        for column, prefix in (("error_pct", "lab_mape_pct"), ("lab_model_error_pct", "lab_model_mape_pct")):
+            if column in errors:
+                mape = errors.groupby("metric")[column].apply(lambda e: e.abs().mean())
+                self.tracker.log(self.run_id, metrics={f"{prefix}.{metric}": value for metric, value in mape.items()})
+
+    def log_lab_parameters(self, table) -> None:
+        """The lab's own parameters as the lab's results estimated them: ``lab_parameters.csv`` and metrics."""
+        from flows.suggest import lab_parameter_metrics
+
+        self.tracker.log(self.run_id, metrics=lab_parameter_metrics(table))
+        self.tracker.log_files(self.run_id, {"lab_parameters.csv": table})
 
     def log_model_optimum(self, recipe: dict, objective: float, best_objective: float) -> None:
         """The model's own optimum (dense search) and the campaign's regret against it, as metrics (step =

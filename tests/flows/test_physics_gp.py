@@ -276,6 +276,33 @@ def test_a_batch_ends_with_the_best_recipe_of_a_lab_parameter_draw():
     assert batches[0][3] != batches[1][3] and batches[1][3] in optimizer.space
 
 
+def test_pending_recipes_are_believed_at_the_surrogates_mean_not_told_a_value():
+    """A lab's pending recipes (made, not yet measured) are no result: the optimiser's data and the lab parameters'
+    estimate stay as told, and the batch steers away from them. Told at the best value so far (the old liar), a
+    pending recipe read as a lab result far above the model, and the batch crowded next to it."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.search import make_optimizer, model_losses
+
+    config = load_config(overrides={"lab_uncertainty_pct": 0.5})
+    p, _ = campaign_parameters(config)
+    welding = model_losses(config, p.with_values(sn_welding_at_reference=0.2, welding_contact_loss=3.0))
+    optimizer = make_optimizer(config, p, surrogate="physics_gp")
+    told = optimizer.space.rvs(n_samples=8, random_state=10)
+    optimizer.tell(told, list(welding(told)))
+    alone = optimizer.ask(n_points=3)
+    estimate = optimizer.models[-1].prior.estimate()
+    optimizer = make_optimizer(config, p, surrogate="physics_gp")
+    optimizer.tell(told, list(welding(told)))
+    optimizer.pending_ = [alone[0]]  # the first suggestion went to the lab
+    batch = optimizer.ask(n_points=3)
+    assert len(optimizer.yi) == 8 and optimizer.models[-1].prior.estimate() == estimate
+    space = optimizer.space
+    nearest = np.min(np.linalg.norm(space.transform(batch) - space.transform([alone[0]]), axis=1))
+    assert nearest > 0.05  # neither the pending recipe nor a near-repeat of it
+    assert batch != alone
+
+
 def test_the_fast_mean_and_sd_are_the_gps_own():
     from flows.physics_gp import condition_gp, gp_mean_std
 
