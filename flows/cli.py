@@ -492,13 +492,13 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 def cmd_what_if(args) -> int:
     from flows.config import deep_merge, default_config_path, read_yaml
-    from flows.inputs import existing_path, redact_document
+    from flows.inputs import existing_path, output_folder, redact_document
 
     for scenario in args.scenarios:
         existing_path(scenario, "scenario")
     base_config, overrides, _ = _checked_campaign(args)
     if args.output is not None:
-        _output_folder(args.output)
+        output_folder(args.output, "--output")
     from flows import prefect_server
 
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
@@ -528,19 +528,6 @@ def cmd_what_if(args) -> int:
     print(json.dumps({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
                       "experiment_id": study["experiment_id"], "files": study["files"]}, indent=2))
     return 0
-
-
-def _output_folder(path: str) -> None:
-    """A what-if study's output folder: a folder, or creatable (checked before anything runs)."""
-    from pathlib import Path
-
-    from flows.inputs import InputError, nearest_existing, writable_output
-
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--output {path}: is a file, expected a folder")
-    if not folder.exists():
-        writable_output(nearest_existing(folder) / "probe", "--output")
 
 
 def _check_scenario_servers(name: str, config, base_config) -> None:

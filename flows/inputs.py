@@ -204,6 +204,19 @@ def writable_output(path: str | Path, option: str) -> Path:
     return path
 
 
+def output_folder(path: str | Path, option: str) -> Path:
+    """A folder to write into: one that exists, or one that can be made in its nearest existing ancestor."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} {_shown(folder)}: is a file, expected a folder")
+    base = nearest_existing(folder)
+    if not base.is_dir():
+        raise InputError(f"{option} {_shown(folder)}: {_shown(base)} is a file, so the folder cannot be made there")
+    if not _can_write(base):
+        raise InputError(f"{option} {_shown(folder)}: cannot write in {_shown(base)} (permission denied or read-only)")
+    return folder
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` or its nearest ancestor that exists: where a folder that is not there yet would be made."""
     while not path.exists() and path != path.parent:

@@ -714,3 +714,17 @@ def test_csv_artifacts_are_escaped(tracker):
     written = next(p for p in _artifacts_of(artifacts, run_id) if p.name == "what_if_comparison.csv").read_text(
         encoding="utf-8")
     assert "'=cmd" in written and ",-3.5" in written
+
+
+def test_an_output_folder_is_judged_by_its_own_path(tmp_path):
+    """A folder to make is judged by its nearest existing ancestor, not by a sibling that happens to exist (a
+    folder named 'probe' beside it had refused every new --output there)."""
+    from flows.inputs import InputError, output_folder
+
+    (tmp_path / "probe").mkdir()
+    assert output_folder(tmp_path / "results" / "run1", "--output") == tmp_path / "results" / "run1"
+    (tmp_path / "a_file").write_text("x")
+    for path, message in ((tmp_path / "a_file", "is a file, expected a folder"),
+                          (tmp_path / "a_file" / "sub", "is a file, so the folder cannot be made")):
+        with pytest.raises(InputError, match=message):
+            output_folder(path, "--output")
