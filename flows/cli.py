@@ -193,25 +193,39 @@ def cmd_calibrate(args) -> int:
         from flows.observations import read_observations
         from flows.recalibration import recalibrate
 
+        if args.validate or args.fidelity == "physics":
+            raise UsageError("--observations refits the numpy model on the study's data plus the lab rows: it "
+                             "cannot be combined with --validate or --fidelity physics")
         existing_file(args.observations, "--observations")
         config = load_config()
-        print(recalibrate(config, read_observations(args.observations, config), args.data).report_text())
+        recalibration = recalibrate(config, read_observations(args.observations, config), args.data)
+        if args.json:
+            print(json.dumps({"parameters": _records(recalibration.parameter_moves),
+                              "lab_predictions": _records(recalibration.prediction_moves),
+                              "metrics": recalibration.metrics()}, indent=2))
+        else:
+            print(recalibration.report_text())
         return 0
     if args.validate:
+        if args.fidelity == "physics":
+            raise UsageError("--validate runs the numpy model's leave-outs and compares both fidelities itself: "
+                             "drop --fidelity physics")
         return _validate(args)
     calibration = calibrate(ModelParameters.load(), args.data, refit=args.refit)
     if args.fidelity == "physics":
         from surrogate.physics import fit_physics
 
-        print(fit_physics(calibration.apply(ModelParameters.load()), data_path=args.data,
-                          refit=args.refit).report_text())
+        physics = fit_physics(calibration.apply(ModelParameters.load()), data_path=args.data, refit=args.refit)
+        if args.json:
+            print(json.dumps({"fitted_values": physics.fitted_values, "rows": _records(physics.report)}, indent=2))
+        else:
+            print(physics.report_text())
         return 0
     from surrogate.calibration import diagnostics
 
     checks = diagnostics(ModelParameters.load(), calibration, args.data)
     if args.json:
-        report = calibration.report.astype(object).where(calibration.report.notna(), None)
-        print(json.dumps({"fitted_values": calibration.fitted_values, "rows": report.to_dict("records"),
+        print(json.dumps({"fitted_values": calibration.fitted_values, "rows": _records(calibration.report),
                           "diagnostics": checks.as_dict(), "data_sha256": calibration.data_sha256,
                           "parameters_sha256": calibration.parameters_sha256}, indent=2))
         return 0
@@ -219,6 +233,11 @@ def cmd_calibrate(args) -> int:
     print()
     print(checks.text())
     return 0
+
+
+def _records(table) -> list[dict]:
+    """A report table as JSON records, missing values as null."""
+    return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
 def _validate(args) -> int:

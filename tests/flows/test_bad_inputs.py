@@ -303,6 +303,12 @@ def calibration_cases() -> list[Case]:
 def option_cases() -> list[Case]:
     """Command-line options out of range or pointing at the wrong kind of path."""
     return [
+        Case("option: calibrate --observations with --validate",
+             ["calibrate", "--observations", "configs/lab_results_example.csv", "--validate"], "--validate",
+             store_option=False),
+        Case("option: calibrate --observations with --fidelity physics",
+             ["calibrate", "--observations", "configs/lab_results_example.csv", "--fidelity", "physics"],
+             "--fidelity physics", store_option=False),
         Case("option: --n-calls 0", ["optimise", "--n-calls", "0"], "n_calls"),
         Case("option: --n-calls -3", ["optimise", "--n-calls", "-3"], "n_calls"),
         Case("option: --n-calls not a number", ["optimise", "--n-calls", "abc"], "--n-calls"),

@@ -144,6 +144,15 @@ def test_calibrate_json_has_the_fit_its_rows_and_the_diagnostics(capsys, params)
         document["fitted_values"])
 
 
+def test_calibrate_with_lab_rows_as_json_has_the_moves(capsys, params):
+    """--json is honoured with --observations: each fitted parameter before and after, and each lab prediction."""
+    assert main(["calibrate", "--observations", "configs/lab_results_example.csv", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert {r["parameter"] for r in document["parameters"]} == set(params.names("fitted"))
+    assert all({"before", "after", "change_pct"} <= set(r) for r in document["parameters"])
+    assert len(document["lab_predictions"]) > 0 and document["metrics"]
+
+
 def test_calibrate_validate_with_an_unreachable_server_is_one_line_and_exit_2(capsys, params):
     assert main(["calibrate", "--validate", "--tracking-uri", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip()
