@@ -90,6 +90,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     if table.empty:
         raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
 
+    ceiling = _capacity_ceiling()
     measured, lines, pending, seen = [], [], [], {}
     for offset, row in table.iterrows():
         line = offset + 2  # the header is line 1
@@ -103,15 +104,25 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         for name, value in metrics.items():
             entry = metric_info(name)
             least = 0.0 if entry.non_negative else -OBJECTIVE_SPAN
-            if not least <= value <= entry.most:
+            most, why = entry.most, ""
+            if entry.unit == "mAh/g" and name != "expansion_penalty_mAh_per_g" and ceiling < most:
+                most, why = ceiling, " (Sn's theoretical capacity, Na15Sn4: no Sn/HC electrode stores more)"
+            if not least <= value <= most:
                 raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {least:g} to "
-                                  f"{entry.most:g} {entry.unit}".rstrip())
+                                  f"{most:g} {entry.unit}".rstrip() + why)
         if not metrics:
             pending.append(recipe)
             continue
         measured.append(Evaluation(recipe, Status.FINISHED, _objective(metrics, config, path, line), metrics, "", LAB))
         lines.append(line)
     return LabData(path, measured, lines, pending)
+
+
+def _capacity_ceiling() -> float:
+    """The most a measured capacity can be, mAh/g: Sn's theoretical capacity (HC's is far below it)."""
+    from surrogate.parameters import ModelParameters
+
+    return float(ModelParameters.load()["sn_capacity_mAh_per_g"].value)
 
 
 def _recipe(row, columns: list[str], path, line: int) -> dict:

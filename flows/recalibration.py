@@ -48,8 +48,8 @@ class Recalibration:
                 for r in self.parameter_moves.itertuples()}
         errors = self.prediction_moves
         if len(errors):
-            out["recalibrated.lab_mape_pct.before"] = float(np.mean(np.abs(errors["error_before_pct"])))
-            out["recalibrated.lab_mape_pct.after"] = float(np.mean(np.abs(errors["error_after_pct"])))
+            out["recalibrated.lab_mape_pct.before"] = float(np.nanmean(np.abs(errors["error_before_pct"])))
+            out["recalibrated.lab_mape_pct.after"] = float(np.nanmean(np.abs(errors["error_after_pct"])))
         return out
 
 
@@ -57,7 +57,17 @@ def _lab_rows(lab: LabData) -> list[tuple[int, str, float]]:
     """(row index, metric, measured value) of every measured number of the lab file, the objective excepted (it is
     a score, not a measurement the model predicts under that name)."""
     return [(i, name, value) for i, e in enumerate(lab.measured) for name, value in e.metrics.items()
-            if name != "objective" and value]
+            if name != "objective"]
+
+
+def _magnitudes(rows) -> np.ndarray:
+    """The size each row's stated scatter is a share of: its value, or the median size of that metric's values
+    when larger, so a measured 0 (a dead cell) is a result with an uncertainty rather than an infinite weight."""
+    values = np.array([v for _, _, v in rows], dtype=float)
+    names = [name for _, name, _ in rows]
+    typical = {name: float(np.median([abs(v) for n, v in zip(names, values) if n == name])) for name in set(names)}
+    magnitude = np.maximum(np.abs(values), [typical[n] for n in names])
+    return np.where(magnitude > 0, magnitude, 1.0)
 
 
 def _lab_values(p: ModelParameters, lab: LabData, config: CampaignConfig, rows) -> np.ndarray:
@@ -73,7 +83,7 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
     study = LeastSquaresProblem(before, observations, materials)  # the study's part: the calibration's own residuals
     rows = [r for r in _lab_rows(lab)]
     lab_measured = np.array([v for _, _, v in rows], dtype=float)
-    lab_sigma = config.lab_uncertainty_pct / 100.0 * np.abs(lab_measured)
+    lab_sigma = config.lab_uncertainty_pct / 100.0 * _magnitudes(rows)
     known = np.isfinite(_lab_values(before, lab, config, rows))  # metrics the model predicts
     transform = study.transform
     low, high = transform.box()
@@ -93,7 +103,7 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
     model_before, model_after = _lab_values(before, lab, config, rows), _lab_values(after, lab, config, rows)
     predictions = pd.DataFrame([{"line": lab.measured_lines[i], "metric": name, "measured": value,
                                  "model_before": b, "model_after": a,
-                                 "error_before_pct": 100.0 * (b - value) / value,
-                                 "error_after_pct": 100.0 * (a - value) / value}
+                                 "error_before_pct": 100.0 * (b - value) / value if value else float("nan"),
+                                 "error_after_pct": 100.0 * (a - value) / value if value else float("nan")}
                                 for (i, name, value), b, a in zip(rows, model_before, model_after)])
     return Recalibration(after, moves, predictions)

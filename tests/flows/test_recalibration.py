@@ -19,3 +19,16 @@ def test_recalibration_on_lab_rows_brings_the_model_closer_to_them():
     assert set(result.parameter_moves["parameter"]) == set(result.parameters.names("fitted"))
     metrics = result.metrics()
     assert metrics["recalibrated.lab_mape_pct.after"] == after
+
+
+def test_a_measured_zero_is_a_result_not_a_dropped_row(tmp_path):
+    """A dead cell's 0 mAh/g is kept in the refit (its scatter taken from the metric's typical size), not dropped."""
+    lab_file = tmp_path / "lab.csv"
+    lab_file.write_text("sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+                        "objective_capacity_mAh_per_g\n0.6667,10,400,20,330\n0.9,30,550,30,0\n")
+    config = load_config()
+    result = recalibrate(config, read_observations(lab_file, config))
+    moves = result.prediction_moves
+    assert moves["measured"].tolist() == [330.0, 0.0]
+    assert np.isnan(moves["error_after_pct"].iloc[1]) and np.isfinite(result.metrics()["recalibrated.lab_mape_pct.after"])
+    assert moves["model_after"].iloc[1] < moves["model_before"].iloc[1]  # taught towards the dead cell
