@@ -407,6 +407,15 @@ def wait_for_prefect(server, to_stderr: bool = False) -> None:
     out.print(f"Prefect server ready after {time.monotonic() - started:.1f} s at {server.api_url}", soft_wrap=True)
 
 
+def _note_rows_outside(campaign) -> None:
+    """Say (on stderr) which lab rows the campaign's search space leaves out, rather than drop them unsaid."""
+    from flows.observations import outside_note
+
+    note = outside_note(campaign.lab, campaign.config)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _build_and_start(args):
     """Start (or find) the Prefect API while the campaign is built and validated, once, before anything runs."""
     from flows import prefect_server
@@ -416,6 +425,7 @@ def _build_and_start(args):
     server = prefect_server.start()
     try:
         campaign = build_campaign(args.config, overrides, resume, args.observations)
+        _note_rows_outside(campaign)
         if server.process is not None:  # a temporary server takes seconds to start: use them
             _warm_up(campaign.config)
         wait_for_prefect(server, to_stderr=args.json)
@@ -486,6 +496,7 @@ def cmd_suggest(args) -> int:
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
     writable_output(args.output, "--output")  # before the work, not after it
     campaign = build_campaign(args.config, overrides, run_id, args.observations)
+    _note_rows_outside(campaign)
     table, lab_parameters = suggest(campaign, args.batch)
     write_csv(table, args.output)
     mlflow_run = log_suggestions(campaign, table, lab_parameters)

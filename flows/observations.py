@@ -168,6 +168,27 @@ def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: in
     return config.objective.score(metrics)[SCORE]
 
 
+def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:
+    """A sentence naming the lab rows (measured or pending) that lie outside the campaign's search space or off its
+    fixed values, which the optimiser cannot take; None when every row fits."""
+    if lab is None:
+        return None
+    from skopt.space import Space
+
+    from flows.search import on_fixed_values, point_of, search_dimensions
+
+    space, fixed = Space(search_dimensions(config)), config.search_space.fixed_values()
+    outside = [line for line, e in zip(lab.measured_lines, lab.measured)
+               if not (point_of(e.recipe, config) in space and on_fixed_values(e.recipe, fixed))]
+    outside += ["pending " + ", ".join(f"{k}={v:g}" for k, v in r.items() if isinstance(v, float))
+                for r in lab.pending if not (point_of(r, config) in space and on_fixed_values(r, fixed))]
+    if not outside:
+        return None
+    return (f"{lab.path}: {len(outside)} row(s) outside the campaign's search space or off its fixed values, which "
+            f"the optimiser cannot take (widen search_space to use them): line(s) "
+            + "; ".join(str(o) for o in outside))
+
+
 def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]:
     """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
     from flows.evaluation import evaluate_batch

@@ -191,3 +191,14 @@ def test_lab_observations_in_a_campaign_with_objectives_exit_2(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot take them yet" in err
     assert not store.parent.exists()
+
+
+def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
+    from flows.observations import outside_note
+
+    lab_file = config_dir() / "lab_results_example.csv"
+    config = load_config(overrides={"search_space": {"sn_mass_fraction": {"low": 0.55, "high": 0.7},
+                                                     "milling_time_h": {"low": 0.5, "high": 12.0}}})
+    note = outside_note(read_observations(lab_file, config), config)
+    assert "3 row(s) outside" in note and "line(s) 3; 4; pending" in note  # 0.5 and 0.75 Sn; the pending 20 h
+    assert outside_note(read_observations(lab_file, load_config()), load_config()) is None
