@@ -117,6 +117,7 @@ def cmd_predict(args) -> int:
     low, high = uncertain.scalar_interval(score)
     record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
     record["extrapolated"][SCORE] = uncertain.target_extrapolated(0)
+    record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if args.fidelity == "physics":
         from flows.fidelity import PhysicsFailure, physics_record, with_model_form_intervals
         from surrogate.physics import calibrated_physics_parameters
@@ -166,7 +167,8 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_row("electrode expansion after 1000 cycles (%)", shown("electrode_expansion_after_1000_cycles_pct"))
     table.add_row("apparent activation energy (kJ/mol)", shown("activation_energy_kJ_per_mol", digits=2))
     table.add_row("objective (mAh/g)", shown("objective"))
-    table.caption = "\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's data"
+    table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's "
+                     f"data; objective: {record['objective_definition']} (the config's, whatever --temperature-C)")
     if args.fidelity == "physics":
         table.caption += ("; a PyBaMM value's interval joins the numpy model's band moved to it and the numpy "
                           "model's own band (two model forms)")
@@ -374,7 +376,7 @@ def cmd_optimise(args) -> int:
                          indent=2, default=str))
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
-                         summary["interval_90"])
+                         summary["interval_90"], summary["extrapolated"])
     console().print(f"Fidelity: {summary['fidelity']}")
     for note in summary.get("notes", []):
         console().print(f"Recommendation: {note}")

@@ -21,7 +21,7 @@ from surrogate.status import Status
 
 if TYPE_CHECKING:
     from surrogate.calibration import Calibration
-    from surrogate.uncertainty import Ensemble
+    from surrogate.uncertainty import CalibratedDomain, Ensemble
 
 # Where an evaluation's numbers come from and who chose the recipe: the model at the optimiser's suggestion, the
 # model at the dense search's optimum (flows.model_optimum; not part of the optimiser's budget), a lab measurement,
@@ -139,6 +139,47 @@ def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "C
 
     return batch_intervals([recipe], build_ensemble(p, calibration), objective, request,
                            None if values is None else [values])[0]
+
+
+ARITHMETIC_METRICS = ("theoretical_capacity_mAh_per_g", "milling_dose")  # follow from the recipe: never extrapolated
+
+
+def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", request: PredictionRequest,
+                        names) -> dict[str, bool]:
+    """Whether each metric of one recipe (flat names, as :func:`model_metrics` gives them) lies beyond the
+    calibration's data, by the rules of ``UncertainPrediction.record`` (surrogate/uncertainty.py): a recipe beyond
+    the calibration's materials flags all but the theoretical capacity; otherwise a temperature other than the
+    measured ones, a current outside the measured ones, a fade past the last measured cycle or at a current it was
+    not measured at, or a quantity never measured on this material. The objective is judged by its target
+    condition (``request``'s target current, cycle and temperature)."""
+    from flows.metrics import AFTER_CYCLES, AT_CURRENT, AT_CYCLE
+
+    beyond, extent = bool(domain.recipe_beyond(recipe)), domain.extent_of(recipe)
+    hot_or_cold = domain.temperature_outside(request.temperature_C)
+    flags = {}
+    for name in names:
+        unmeasured = name.replace("expansion_penalty_mAh_per_g", "particle_expansion_pct") not in extent.quantities
+        if name in ARITHMETIC_METRICS:
+            flags[name] = False
+            continue
+        if match := AT_CURRENT.match(name):
+            flag = hot_or_cold or extent.current_beyond(float(match.group(1)))
+        elif match := AT_CYCLE.match(name):
+            flag = hot_or_cold or extent.fade_beyond(int(match.group(1)), request.cycling_current_A_per_g)
+        elif match := AFTER_CYCLES.match(name):
+            flag = hot_or_cold or extent.fade_beyond(int(match.group(2)), float(match.group(1)))
+        elif name in (SCORE, "objective_capacity_mAh_per_g") and request.target_cycle is not None:
+            target = request.target_temperature_C if request.target_temperature_C is not None else request.temperature_C
+            flag = (hot_or_cold or domain.temperature_outside(target)
+                    or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
+        elif name == "activation_energy_kJ_per_mol":  # measured across temperatures
+            flag = unmeasured
+        elif name == "electrode_expansion_after_1000_cycles_pct":  # measured after cycling at the fade currents
+            flag = unmeasured or hot_or_cold or domain.overall.cycled_otherwise(request.cycling_current_A_per_g)
+        else:
+            flag = unmeasured or hot_or_cold
+        flags[name] = bool(beyond or flag)
+    return flags
 
 
 def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,

@@ -262,6 +262,7 @@ class CampaignResult:
         return {"run_id": self.run_id, "experiment_id": self.experiment_id, "recipe": r.recipe,
                 "metrics": reporting.headline(self.metrics),
                 "interval_90": {k: v for k, v in r.intervals.items() if k in reporting.headline(self.metrics)},
+                "extrapolated": {k: v for k, v in r.extrapolated.items() if k in reporting.headline(self.metrics)},
                 "surrogate_mean": r.surrogate_mean,
                 "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
                 "notes": r.notes(), "beyond_calibrated_recipes": dict(r.beyond_data)}

@@ -38,6 +38,7 @@ class Recommendation:
     bound_notes: tuple[str, ...] = field(default_factory=tuple)  # search bounds it sits on
     intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> 90 % interval (model predictions)
     beyond_data: dict[str, str] = field(default_factory=dict)  # recipe field -> why beyond the calibration's data
+    extrapolated: dict[str, bool] = field(default_factory=dict)  # metric -> beyond the calibration's data
 
     @property
     def recipe(self) -> dict[str, Any]:
@@ -58,7 +59,7 @@ class Recommendation:
                 "rule": self.rule_note, "search_bounds": list(self.bound_notes),
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
                 "optimiser_surrogate_std_objective": self.surrogate_std,
-                "metrics": self.evaluation.metrics, "interval_90": self.intervals,
+                "metrics": self.evaluation.metrics, "interval_90": self.intervals, "extrapolated": self.extrapolated,
                 "beyond_calibrated_recipes": dict(self.beyond_data)}
 
 
@@ -70,7 +71,7 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     ensemble the intervals then come from."""
     from dataclasses import replace
 
-    from flows.evaluation import campaign_parameters, metric_intervals
+    from flows.evaluation import campaign_parameters, metric_extrapolated, metric_intervals
 
     if not recommendation.evaluation.modelled:
         return recommendation
@@ -78,10 +79,13 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
 
     study, calibration = campaign_parameters(config)
     p = study if p is None else p
+    domain = build_ensemble(p, calibration).domain
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
                                                               config.objective,
                                                               values=recommendation.evaluation.metrics),
-                   beyond_data=build_ensemble(p, calibration).domain.recipe_beyond(recommendation.recipe))
+                   beyond_data=domain.recipe_beyond(recommendation.recipe),
+                   extrapolated=metric_extrapolated(recommendation.recipe, domain, config.scoring().request(),
+                                                    recommendation.evaluation.metrics))
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

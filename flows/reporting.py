@@ -363,7 +363,7 @@ def publish_recommendation(config, recommendation, run_id: str) -> None:
                                        config.tracking.experiment_name,
                                        "; ".join([recommendation.fidelity_note, *recommendation.notes()]),
                                        run_url=_run_url(config.tracking.tracking_uri, run_id),
-                                       intervals=recommendation.intervals)
+                                       intervals=recommendation.intervals, extrapolated=recommendation.extrapolated)
     create_markdown_artifact(markdown, key=artifact_key(config.name), description="Recommended Sn/HC anode recipe")
 
 
@@ -389,16 +389,17 @@ def _band(band) -> str:
 
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
                             run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "",
-                            intervals: dict | None = None) -> str:
+                            intervals: dict | None = None, extrapolated: dict | None = None) -> str:
     from flows.metrics import unit_of, words
 
     mean, std = surrogate
-    intervals = intervals or {}
+    intervals, extrapolated = intervals or {}, extrapolated or {}
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
              "| recipe | value | unit |", "|---|---|---|"]
     lines += [f"| {words(k)} | {_shown(v)} | {unit_of(k)} |" for k, v in recipe.items()]
-    lines += ["", "| predicted metric | value | 90 % interval | unit |", "|---|---|---|---|"]
-    lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} |" for k, v in metrics.items()]
+    lines += ["", "| predicted metric | value | 90 % interval | unit | |", "|---|---|---|---|---|"]
+    lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} | "
+              f"{EXTRAPOLATED if extrapolated.get(k) else ''} |" for k, v in metrics.items()]
     lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
               f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g.",
               "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
@@ -411,15 +412,21 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     return "\n".join(lines)
 
 
+EXTRAPOLATED = "extrapolated"  # the mark of a value beyond the calibration's data
+
+
 def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float],
-                         intervals: dict | None = None) -> None:
+                         intervals: dict | None = None, extrapolated: dict | None = None) -> None:
     table = Table(title="Recommended recipe", header_style="bold")
     table.add_column("")
     table.add_column("value \\[90 % interval]", justify="right")
     for key, value in recipe.items():
         table.add_row(key, _shown(value))
     for key, value in headline(metrics).items():
-        table.add_row(key, with_interval(value, (intervals or {}).get(key)))
+        table.add_row(key, with_interval(value, (intervals or {}).get(key))
+                      + (f" {EXTRAPOLATED}" if (extrapolated or {}).get(key) else ""))
+    if any((extrapolated or {}).values()):
+        table.caption = f"{EXTRAPOLATED}: beyond the study's data (its conditions or its materials)"
     table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
                   f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
