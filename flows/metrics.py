@@ -78,9 +78,12 @@ def _parsed(number: str) -> float:
         return math.nan
 
 
-def headline(metrics: dict[str, float]) -> dict[str, float]:
-    """The headline metrics present in ``metrics``, in catalogue order."""
-    return {k: metrics[k] for k in HEADLINE if k in metrics}
+def headline(metrics: dict[str, float], objectives: tuple[str, ...] = ()) -> dict[str, float]:
+    """The headline metrics present in ``metrics``, in catalogue order; with a multi-objective campaign's
+    ``objectives`` (their names), those first and no single ``objective`` score (it is only the first of them)."""
+    first = {k: metrics[k] for k in objectives if k in metrics}
+    return first | {k: metrics[k] for k in HEADLINE if k in metrics and k not in first
+                    and not (objectives and k == "objective")}
 
 
 def header(name: str) -> str:

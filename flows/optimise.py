@@ -236,7 +236,9 @@ def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: Campai
     if found is not None:
         best = campaign.best_objective(sources=(MODEL,))
         recorder.log_model_optimum(found.recipe, found.objective, best)
-        reporting.say(reporting.model_optimum_note(found, best, added=not config.multi_objective), quiet)
+        first = config.scoring().names[0] if config.multi_objective else ""
+        reporting.say(reporting.model_optimum_note(found, best, added=not config.multi_objective,
+                                                   first_objective=first), quiet)
 
 
 @dataclass(frozen=True)
@@ -260,9 +262,9 @@ class CampaignResult:
     def summary(self) -> dict[str, Any]:
         r = self.recommendation
         return {"run_id": self.run_id, "experiment_id": self.experiment_id, "recipe": r.recipe,
-                "metrics": reporting.headline(self.metrics),
-                "interval_90": {k: v for k, v in r.intervals.items() if k in reporting.headline(self.metrics)},
-                "extrapolated": {k: v for k, v in r.extrapolated.items() if k in reporting.headline(self.metrics)},
+                "metrics": r.headline(),
+                "interval_90": {k: v for k, v in r.intervals.items() if k in r.headline()},
+                "extrapolated": {k: v for k, v in r.extrapolated.items() if k in r.headline()},
                 "surrogate_mean": r.surrogate_mean,
                 "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
                 "notes": r.notes(), "beyond_calibrated_recipes": dict(r.beyond_data)}

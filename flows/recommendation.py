@@ -39,6 +39,13 @@ class Recommendation:
     intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> 90 % interval (model predictions)
     beyond_data: dict[str, str] = field(default_factory=dict)  # recipe field -> why beyond the calibration's data
     extrapolated: dict[str, bool] = field(default_factory=dict)  # metric -> beyond the calibration's data
+    objective_names: tuple[str, ...] = ()  # a multi-objective campaign's objectives (reports show them first)
+
+    def headline(self) -> dict[str, float]:
+        """The metrics a report shows first (:func:`flows.metrics.headline`)."""
+        from flows.metrics import headline
+
+        return headline(self.evaluation.metrics, self.objective_names)
 
     @property
     def recipe(self) -> dict[str, Any]:
@@ -80,12 +87,14 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     study, calibration = campaign_parameters(config)
     p = study if p is None else p
     domain = build_ensemble(p, calibration).domain
+    scoring = config.scoring()
+    flags = metric_extrapolated(recommendation.recipe, domain, scoring.request(), recommendation.evaluation.metrics)
+    flags |= {o.name: False for o in getattr(scoring, "objectives", ()) if o.recipe_only}  # milling time, energy
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
                                                               config.objective,
                                                               values=recommendation.evaluation.metrics),
                    beyond_data=domain.recipe_beyond(recommendation.recipe),
-                   extrapolated=metric_extrapolated(recommendation.recipe, domain, config.scoring().request(),
-                                                    recommendation.evaluation.metrics))
+                   extrapolated=flags)
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:
@@ -180,4 +189,4 @@ def _recommend_on_front(campaign: Campaign) -> Recommendation:
     note = (f"ParEGO over {len(config.objectives)} objectives; {len(front)} non-dominated of "
             f"{sum(e.ok for e in campaign.evaluations)} evaluated recipes")
     return Recommendation(chosen, evaluation, float("nan"), float("nan"), note, rule,
-                          bound_notes(evaluation.recipe, config))
+                          bound_notes(evaluation.recipe, config), objective_names=tuple(config.scoring().names))

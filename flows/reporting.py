@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
@@ -15,7 +17,6 @@ from rich.text import Text  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
-from flows.metrics import headline  # noqa: E402,F401  (re-exported for the flows that report)
 from flows.tracking import LAID_OUT  # noqa: E402
 
 console = Console()
@@ -228,8 +229,18 @@ class BatchProgress:
     def line(self, batch: int) -> str:
         campaign = self.campaign
         return (f"{campaign.config.name} batch {batch + 1}: {campaign.model_evaluations()}/"
-                f"{campaign.config.optimiser.n_calls} evaluations, {campaign.failed()} failed, "
-                f"best objective {campaign.best_objective():.1f} mAh/g")
+                f"{campaign.config.optimiser.n_calls} evaluations, {campaign.failed()} failed, " + self._best())
+
+    def _best(self) -> str:
+        """The best objective so far, or for several objectives the size of the front so far."""
+        campaign = self.campaign
+        if not campaign.config.multi_objective:
+            return f"best objective {campaign.best_objective():.1f} mAh/g"
+        from flows.pareto import non_dominated, oriented_matrix
+
+        finished = [e for e in campaign.evaluations if e.ok]
+        front = int(non_dominated(oriented_matrix(finished, campaign.config.scoring())).sum()) if finished else 0
+        return f"{front} non-dominated recipes so far"
 
     def __call__(self, batch: int) -> None:
         campaign = self.campaign
@@ -319,10 +330,15 @@ def say(text: str, quiet: bool = False) -> None:
 CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
 
 
-def model_optimum_note(found, best_by_optimiser: float, added: bool) -> str:
+def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objective: str = "") -> str:
     """One line on the model's own optimum (:class:`flows.model_optimum.ModelOptimum`) against the optimiser's
-    best, and (``added``: both were added to the candidates) the cheapest recipe as good as it."""
+    best, and (``added``: both were added to the candidates) the cheapest recipe as good as it. ``first_objective``:
+    a multi-objective campaign's first objective, the only one a single optimum exists for."""
     regret_pct = 100.0 * (found.objective - best_by_optimiser) / abs(found.objective) if found.objective else 0.0
+    if first_objective:
+        return (f"[bold]model optimum of {first_objective}[/] alone (dense search; the front trades it for the other "
+                f"objectives): {found.objective:.1f}, the campaign's best {best_by_optimiser:.1f} "
+                f"({regret_pct:.1f} % below)")
     line = (f"[bold]model optimum[/] (dense search): {found.objective:.1f}, the optimiser's best "
             f"{best_by_optimiser:.1f} (regret {regret_pct:.1f} %)")
     if not added:
@@ -358,7 +374,7 @@ def publish_recommendation(config, recommendation, run_id: str) -> None:
 
     plt.close("all")
     markdown = recommendation_markdown(config.name, recommendation.recipe,
-                                       headline(recommendation.evaluation.metrics),
+                                       recommendation.headline(),
                                        (recommendation.surrogate_mean, recommendation.surrogate_std), run_id,
                                        config.tracking.experiment_name,
                                        "; ".join([recommendation.fidelity_note, *recommendation.notes()]),
@@ -400,9 +416,10 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     lines += ["", "| predicted metric | value | 90 % interval | unit | |", "|---|---|---|---|---|"]
     lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} | "
               f"{EXTRAPOLATED if extrapolated.get(k) else ''} |" for k, v in metrics.items()]
-    lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
-              f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g.",
-              "", f"Fidelity: {fidelity_note}." if fidelity_note else "",
+    if math.isfinite(mean):  # a multi-objective campaign has no GP on one objective
+        lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
+                  f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g."]
+    lines += ["", f"Fidelity: {fidelity_note}." if fidelity_note else "",
               "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
     if run_url.startswith("http"):
         lines.append(f"Open it: [{run_url}]({run_url})")
@@ -422,13 +439,14 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     table.add_column("value \\[90 % interval]", justify="right")
     for key, value in recipe.items():
         table.add_row(key, _shown(value))
-    for key, value in headline(metrics).items():
+    for key, value in metrics.items():  # the headline metrics (CampaignResult.summary)
         table.add_row(key, with_interval(value, (intervals or {}).get(key))
                       + (f" {EXTRAPOLATED}" if (extrapolated or {}).get(key) else ""))
     if any((extrapolated or {}).values()):
         table.caption = f"{EXTRAPOLATED}: beyond the study's data (its conditions or its materials)"
-    table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
-                  f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
+    if math.isfinite(surrogate[0]):  # a multi-objective campaign has no GP on one objective
+        table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
+                      f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
 
 

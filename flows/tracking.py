@@ -393,21 +393,22 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     4 significant digits for reading; the exact values are in ``recommended_recipe.json``."""
     import pandas as pd
 
-    from flows.metrics import display_number, headline, unit_of, words
+    from flows.metrics import display_number, unit_of, words
 
     evaluation = recommendation.evaluation
     rows = [("recipe", words(name), display_number(value), unit_of(name)) for name, value in evaluation.recipe.items()]
     rows += [("predicted", words(name), display_number(value), unit_of(name))
-             for name, value in headline(evaluation.metrics).items()]
+             for name, value in recommendation.headline().items()]
     rows += [("predicted, 90 % interval", words(name),
               f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name))
-             for name, band in recommendation.intervals.items() if name in headline(evaluation.metrics)]
+             for name, band in recommendation.intervals.items() if name in recommendation.headline()]
     rows += [("PyBaMM check", words(name), display_number(value), unit_of(name)) for name, value in
              (physics or {}).items()]
-    rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),
-              "mAh/g"),
-             ("optimiser GP at this recipe", "sd of objective (the GP's belief, not a model error bar)",
-              display_number(recommendation.surrogate_std), "mAh/g")]
+    if math.isfinite(recommendation.surrogate_mean):  # a multi-objective campaign has no GP on one objective
+        rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),
+                  "mAh/g"),
+                 ("optimiser GP at this recipe", "sd of objective (the GP's belief, not a model error bar)",
+                  display_number(recommendation.surrogate_std), "mAh/g")]
     table = pd.DataFrame(rows, columns=["what", "quantity", "value", "unit"])
     table.insert(0, "after_evaluations", after_evaluations)  # appended rows of an extended campaign stay apart
     return table
@@ -416,7 +417,7 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
 def run_description(config, table) -> str:
     """The run's description (Markdown, shown on the run page): what the campaign asks, then its recommendation."""
     lines = [config.description or f"Campaign `{config.name}`", "",
-             f"Objective: {config.objective.describe()}.", "",
+             f"Objective{'s' if config.multi_objective else ''}: {config.scoring().describe()}.", "",
              f"**Recommendation after {int(table['after_evaluations'].iloc[0])} evaluations**", "",
              "| | quantity | value | unit |", "|---|---|---|---|"]
     lines += [f"| {row.what} | {row.quantity} | {row.value} | {row.unit} |" for row in table.itertuples()]

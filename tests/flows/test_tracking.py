@@ -116,6 +116,7 @@ class _Campaign:
 
     class config:  # noqa: N801
         name = "default"
+        multi_objective = False
 
         class optimiser:  # noqa: N801
             n_calls = 8
