@@ -204,17 +204,17 @@ class Ranking:
             else:
                 head += " (it could not evaluate the numpy model's choice, so nothing was compared)"
         elif self.agreement and self.physics_best == self.reference:
-            head = ("ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate is the "
-                    "model's choice")
+            head = ("ranked by the numpy model, the fidelities agree on the choice (within noise + uncertainty): "
+                    "PyBaMM's best candidate is the model's choice")
         elif self.agreement:
-            head = (f"ranked by the numpy model, agreement within noise + uncertainty: PyBaMM's best candidate "
-                    f"gains {self.physics_gain_mAh_per_g:.2f} mAh/g over the model's choice, inside "
-                    f"{self._tolerance_text()}")
+            head = (f"ranked by the numpy model, the fidelities agree on the choice (within noise + uncertainty): "
+                    f"PyBaMM's best candidate gains {self.physics_gain_mAh_per_g:.2f} mAh/g over the model's choice, "
+                    f"inside {self._tolerance_text()}")
         else:
             head = "ranked by the numpy model (PyBaMM scored none of the candidates)"
         return (f"{head}; at this recipe the numpy model scores "
                 f"{row['model_objective']:.1f} and PyBaMM {row['physics_objective']:.1f} mAh/g "
-                f"({self.objective_difference_pct:+.1f} %); over the top {len(self.table)} (model spread "
+                f"({self.objective_difference_pct:+.1f} %: the choice, not the value, is what is compared); over the top {len(self.table)} (model spread "
                 f"{spread:.1f} mAh/g) the rank correlation is {self.rank_correlation:.2f}")
 
     def _tolerance_text(self) -> str:

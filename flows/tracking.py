@@ -345,9 +345,15 @@ class CampaignRecorder:
                     "physics.capacity_at_target_mAh_per_g": row["physics_capacity_at_target_mAh_per_g"],
                     "physics.objective": row["physics_objective"]}, tags={"physics_status": row["physics_status"]})
         chosen = ranking.table.iloc[ranking.chosen]
-        # the PyBaMM values of the chosen recipe go into the recommendation table, not one-bar metric charts
+        # the PyBaMM values of the chosen recipe go into the recommendation table, not one-bar metric charts: its
+        # objective, the capacity it scores (PyBaMM's fresh capacity aged by the numpy model to the objective's
+        # cycle) and that fresh capacity at the objective's current, each under the name of what it is
+        from flows.fidelity import PHYSICS_AGED_CAPACITY
+
+        fresh = f"capacity_at_{self.campaign.config.objective.current_A_per_g:g}_A_per_g_mAh_per_g"
         self.physics_of_chosen = {"objective": float(chosen["physics_objective"]),
-                                  "objective_capacity_mAh_per_g": float(chosen["physics_capacity_at_target_mAh_per_g"])}
+                                  "objective_capacity_mAh_per_g": float(chosen[PHYSICS_AGED_CAPACITY]),
+                                  fresh: float(chosen["physics_capacity_at_target_mAh_per_g"])}
         self.tracker.log(self.run_id,
                          metrics={"fidelity.rank_correlation": ranking.rank_correlation,
                                   "fidelity.objective_difference_pct": ranking.objective_difference_pct,

@@ -104,7 +104,15 @@ def test_the_physics_check_reports_each_recipe_on_the_console_and_in_the_prefect
     assert [line.split(":")[0] for line in lines] == ["physics check (PyBaMM) 1/2", "physics check (PyBaMM) 2/2"]
     assert all("objective" in line and "by PyBaMM" in line for line in lines)
     assert ("ranked by the PyBaMM model" in summary["fidelity"]
-            or "agreement within noise + uncertainty" in summary["fidelity"])
+            or "the fidelities agree on the choice (within noise + uncertainty)" in summary["fidelity"])
+    # the recommendation's PyBaMM rows name what each number is: the objective's capacity is the aged one, below
+    # the fresh capacity at the same current (it had been the fresh one under the aged one's name)
+    from mlflow.tracking import MlflowClient
+
+    note = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(summary["run_id"]).data.tags["mlflow.note.content"]
+    rows = {line.split("|")[2].strip(): float(line.split("|")[3]) for line in note.splitlines()
+            if line.startswith("| PyBaMM check |")}
+    assert rows["capacity at the objective's current and cycle"] < rows["capacity at 1.7 A/g"]
 
     APILogHandler().flush()  # the run logger sends to the Prefect API in batches
     with get_client(sync_client=True) as client:
@@ -130,7 +138,7 @@ def test_a_physics_difference_within_the_noise_keeps_the_models_pick_and_reports
     assert ranking.chosen == 0 and ranking.ranked_by == "model" and ranking.agreement
     assert ranking.physics_gain_mAh_per_g == pytest.approx(0.07)
     assert list(ranking.table["model_choice"]) == [True, False, False]
-    assert "agreement within noise + uncertainty" in ranking.summary()
+    assert "the fidelities agree on the choice (within noise + uncertainty)" in ranking.summary()
     assert "ranked by the PyBaMM model" not in ranking.summary()
 
 

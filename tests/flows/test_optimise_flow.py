@@ -78,7 +78,8 @@ def test_top_recipes_are_rechecked_with_pybamm_side_by_side(campaign, tmp_path):
     switched = gain > parent.data.metrics["fidelity.tolerance_mAh_per_g"]
     assert parent.data.tags["recommended.ranked_by"] == ("physics" if switched else "model")
     assert parent.data.tags["fidelity.agreement"] == ("false" if switched else "true")
-    assert ("ranked by the PyBaMM model" if switched else "agreement within noise + uncertainty") in summary["fidelity"]
+    assert ("ranked by the PyBaMM model" if switched
+            else "the fidelities agree on the choice (within noise + uncertainty)") in summary["fidelity"]
     shown = float(parent.data.tags["recommended.sn_mass_fraction"])  # tags are rounded to 6 digits for reading
     if switched:  # ranked by PyBaMM, then the same rule as the model's: the cheapest within tolerance of the best,
         # widened by what the check resolves (the logged tolerance: noise + the model's uncertainty)

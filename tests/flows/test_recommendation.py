@@ -108,7 +108,7 @@ def test_pybamm_agreeing_within_noise_leaves_the_models_recommendation_and_the_n
     ranking = rank(checked(campaign, [341.00, 341.07]), noise_mAh_per_g=0.1)
     result = recommend(campaign, NoModel(), ranking)
     assert result.index == 0
-    assert "agreement within noise + uncertainty" in result.fidelity_note
+    assert "the fidelities agree on the choice (within noise + uncertainty)" in result.fidelity_note
     assert "physics-checked" not in result.rule_note
 
 
