@@ -313,7 +313,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
         recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p)
         interrupts.check()
-        files = reporting.campaign_figures(campaign.table(), optimizer)
+        files = reporting.campaign_figures(campaign.table(), optimizer, campaign.points[recommendation.index])
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
             files = {"evaluations.csv": files["evaluations.csv"]}
             front = pareto_table(campaign)

@@ -73,12 +73,15 @@ def disagreement_figure(table: pd.DataFrame, currents_A_per_g: tuple[float, ...]
     return figure
 
 
-def objective_figure(optimizer):
-    """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model)."""
+def objective_figure(optimizer, marked: list | None = None):
+    """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model), its red
+    point and lines at ``marked`` (the recommended recipe's point; without it, or outside the optimiser's space, the
+    best evaluation, scikit-optimize's default)."""
     if not optimizer.models:
         return None
     result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
-    axes = plot_objective(result, n_points=20, n_samples=100)
+    recommended = marked is not None and marked in optimizer.space
+    axes = plot_objective(result, n_points=20, n_samples=100, minimum=list(marked) if recommended else "result")
     figure = np.asarray(axes).flat[0].figure
     for panel in figure.axes:
         for axis in (panel.xaxis, panel.yaxis):
@@ -86,7 +89,8 @@ def objective_figure(optimizer):
     # Room for the title and the outer tick labels inside the figure, so it is saved as laid out: a tight bounding
     # box would draw this grid of panels twice (0.6 s against 0.27 s, a tenth of the report's time).
     figure.subplots_adjust(top=0.92, bottom=0.09, left=0.08)
-    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better)", y=0.995)
+    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better); red: the "
+                    + ("recommended recipe" if recommended else "best evaluation"), y=0.995)
     figure.set_gid(LAID_OUT)
     return figure
 
@@ -193,10 +197,11 @@ def _open_intervals(axes, table: pd.DataFrame, metric: str, low_column: str, hig
                       textcoords="data", arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
 
 
-def campaign_figures(table: pd.DataFrame, optimizer) -> dict:
-    """The campaign's report files: evaluation table, convergence plot, partial dependence (when a model exists)."""
+def campaign_figures(table: pd.DataFrame, optimizer, recommended: list | None = None) -> dict:
+    """The campaign's report files: evaluation table, convergence plot, partial dependence (when a model exists;
+    ``recommended``: the point it marks)."""
     files = {"evaluations.csv": table, "convergence.png": convergence_figure(table)}
-    objective_plot = objective_figure(optimizer)
+    objective_plot = objective_figure(optimizer, recommended)
     if objective_plot is not None:
         files["objective.png"] = objective_plot
     return files

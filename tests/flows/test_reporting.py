@@ -26,3 +26,17 @@ def test_partial_dependence_axes_carry_few_plain_numbers():
         assert not axis.get_minorticklocs().size
     labelled = [axis for axis in log_axes if [t for t in axis.get_ticklabels() if t.get_text()]]
     assert labelled, "the outer panels label their log axes"
+
+
+def test_the_partial_dependence_marks_the_recommended_recipe():
+    """The red point and lines of objective.png sit at the recipe the campaign recommends, not at the best
+    evaluation (the dense search's optimum, which the cheapest-equivalent rule may pass over)."""
+    config = load_config(None)
+    optimizer = make_optimizer(config)
+    points = optimizer.ask(n_points=12)
+    optimizer.tell(points, [float(np.sin(3 * p[0]) + np.log(p[1])) for p in points])
+    recommended = max(points, key=lambda p: float(np.sin(3 * p[0]) + np.log(p[1])))  # the worst, for contrast
+    figure = objective_figure(optimizer, recommended)
+    red = [line for panel in figure.axes for line in panel.get_lines() if line.get_color() in ("r", "red")]
+    assert any(np.allclose(line.get_xdata(), recommended[0]) for line in red)  # the Sn fraction's red line
+    assert "recommended recipe" in figure._suptitle.get_text()
