@@ -418,16 +418,38 @@ def _note_rows_outside(campaign) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def _note_what_a_resume_keeps(campaign, given=None) -> None:
+    """Say (on stderr) what a resumed campaign does not take from the command: a ``--config`` whose campaign
+    settings differ from the run's saved ones (a resumed campaign keeps its own; only where it is tracked and its
+    budget come from the command), and a budget already spent."""
+    from flows.config import differing_keys
+
+    if given is not None:
+        differ = differing_keys(given.model_dump(mode="json"), campaign.config.model_dump(mode="json"),
+                                ignore=("tracking", "optimiser.n_calls"))
+        if differ:
+            shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+            print(f"note: --config differs from the resumed run's saved config in {shown}: a resumed campaign keeps "
+                  f"its own (only tracking and --n-calls apply); start a new campaign to change them",
+                  file=sys.stderr)
+    done, budget = campaign.model_evaluations(), campaign.config.optimiser.n_calls
+    if done >= budget:
+        print(f"note: the run has {done} evaluations and n_calls is {budget}: nothing more is evaluated (raise "
+              f"--n-calls to extend it); the recommendation is made again from what it has", file=sys.stderr)
+
+
 def _build_and_start(args):
     """Start (or find) the Prefect API while the campaign is built and validated, once, before anything runs."""
     from flows import prefect_server
     from flows.campaign import build_campaign
 
-    _, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
+    base, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
     server = prefect_server.start()
     try:
         campaign = build_campaign(args.config, overrides, resume, args.observations)
         _note_rows_outside(campaign)
+        if resume is not None:
+            _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
         if server.process is not None:  # a temporary server takes seconds to start: use them
             _warm_up(campaign.config)
         wait_for_prefect(server, to_stderr=args.json)

@@ -454,6 +454,27 @@ def _allowed_range(loc: tuple) -> str:
     return f"allowed {'-inf' if low is None else low} to {'inf' if high is None else high}"
 
 
+def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested documents (``ignore``: dotted keys or sections skipped).
+
+    Examples
+    --------
+    >>> differing_keys({"x": 1, "o": {"n": 2, "m": 3}}, {"x": 1, "o": {"n": 4, "m": 5}}, ignore=("o.m",))
+    ['o.n']
+    """
+    out = []
+    for key in sorted(set(a) | set(b)):
+        dotted = f"{prefix}{key}"
+        if dotted in ignore:
+            continue
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            out += differing_keys(left, right, ignore, f"{dotted}.")
+        elif left != right:
+            out.append(dotted)
+    return out
+
+
 def validate_config(document: dict[str, Any], source: str = "config",
                     origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
     """Validate a config mapping; every problem is reported as ``source: key.path: message``, or, for a key that

@@ -97,3 +97,23 @@ def test_a_campaign_is_handed_over_once():
     assert take_over(token) is campaign
     with pytest.raises(ConfigError, match="no campaign was handed over"):
         take_over(token)
+
+
+def test_a_resume_says_what_it_does_not_take_from_the_command(capsys):
+    """A --config whose campaign differs from the run's saved one is named (the resumed campaign keeps its own),
+    and so is a budget already spent; where it is tracked and its budget are the command's to set."""
+    from flows.campaign import Campaign
+    from flows.cli import _note_what_a_resume_keeps
+    from flows.config import load_config
+
+    saved = Campaign.new(load_config())
+    _note_what_a_resume_keeps(saved, load_config("configs/pareto.yaml"))
+    err = capsys.readouterr().err
+    assert "--config differs from the resumed run's saved config in" in err and "objectives" in err
+    _note_what_a_resume_keeps(saved, load_config(overrides={"optimiser": {"n_calls": 80},
+                                                            "tracking": {"experiment_name": "elsewhere"}}))
+    assert capsys.readouterr().err == ""
+    spent = Campaign.new(load_config(overrides={"optimiser": {"n_calls": 2, "n_initial_points": 2}}))
+    spent.add_batch([[0.5, 1.0, 300.0, 10.0]] * 2, [Evaluation({}, Status.FINISHED, 1.0)] * 2)
+    _note_what_a_resume_keeps(spent)
+    assert "nothing more is evaluated" in capsys.readouterr().err
