@@ -372,8 +372,9 @@ def cmd_optimise(args) -> int:
     config = campaign.config
     link = mlflow_run_url(config.tracking.tracking_uri, summary["experiment_id"], summary["run_id"])
     if args.json:
-        print(json.dumps(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": link},
-                         indent=2, default=str))
+        command, _, url = link.rpartition(" then ")  # a local store: open it with `snhc ui` first
+        print(json.dumps(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": url,
+                                    "mlflow_url_needs": command.strip("`") or None}, indent=2, default=str))
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
                          summary["interval_90"], summary["extrapolated"])
