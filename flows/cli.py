@@ -106,7 +106,8 @@ def cmd_predict(args) -> int:
         existing_file(args.config, "--config")
     calibration = calibrate()
     p = calibration.apply(ModelParameters.load())
-    objective = load_config(args.config).objective if args.config else CapacityObjective()
+    config = load_config(args.config) if args.config else None
+    objective = config.objective if config else CapacityObjective()
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
                                 objective.current_A_per_g, objective.cycle, objective.temperature_C)
     # The numpy model's prediction with its ensemble: the record itself, or the bands of a PyBaMM record
@@ -118,6 +119,8 @@ def cmd_predict(args) -> int:
     record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
     record["extrapolated"][SCORE] = uncertain.target_extrapolated(0)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
+    if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
+        _add_objectives(record, recipes.to_records()[0], p, calibration, config)
     if args.fidelity == "physics":
         from flows.fidelity import PhysicsFailure, physics_record, with_model_form_intervals
         from surrogate.physics import calibrated_physics_parameters
@@ -133,6 +136,25 @@ def cmd_predict(args) -> int:
         return 0
     _print_prediction(name, recipes.to_records()[0], record, args)
     return 0
+
+
+def _add_objectives(record: dict, recipe: dict, p, calibration, config) -> None:
+    """The config's ``objectives`` at the recipe, under ``record["objectives"]`` (name -> value) with their 90 %
+    intervals and extrapolation flags under the same key of ``interval_90`` and ``extrapolated``."""
+    from flows.evaluation import evaluate_batch, metric_extrapolated, metric_intervals, target_metrics
+    from surrogate.uncertainty import build_ensemble
+
+    scoring = config.scoring()
+    (evaluation,) = evaluate_batch([recipe], p, scoring)
+    intervals = metric_intervals(recipe, p, calibration, scoring)
+    flags = metric_extrapolated(recipe, build_ensemble(p, calibration).domain, scoring.request(), evaluation.metrics,
+                                target_metrics(scoring))
+    record["objectives"] = {o.name: evaluation.metrics[o.name] for o in scoring.objectives}
+    record["interval_90"]["objectives"] = {o.name: intervals.get(o.name, [evaluation.metrics[o.name]] * 2)
+                                           for o in scoring.objectives}
+    record["extrapolated"]["objectives"] = {o.name: not o.recipe_only and flags.get(o.name, True)
+                                            for o in scoring.objectives}
+    record["objective_definition"] = scoring.describe()
 
 
 def _print_prediction(name, recipe, record, args) -> None:
@@ -166,7 +188,11 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_row("particle expansion (%)", shown("particle_expansion_pct"))
     table.add_row("electrode expansion after 1000 cycles (%)", shown("electrode_expansion_after_1000_cycles_pct"))
     table.add_row("apparent activation energy (kJ/mol)", shown("activation_energy_kJ_per_mol", digits=2))
-    table.add_row("objective (mAh/g)", shown("objective"))
+    if "objectives" in record:
+        for objective in record["objectives"]:
+            table.add_row(f"objective: {objective}", shown("objectives", objective))
+    else:
+        table.add_row("objective (mAh/g)", shown("objective"))
     table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's "
                      f"data; objective: {record['objective_definition']} (the config's, whatever --temperature-C)")
     if args.fidelity == "physics":
@@ -713,8 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     for field in RECIPE_FIELDS:  # one option per recipe field, from the recipe schema
         predict.add_argument(field.option, *field.aliases, dest=field.name, type=str if field.categorical else float,
                              choices=field.choices or None, help=f"{field.description} ({field.allowed()})")
-    predict.add_argument("--config", help="campaign YAML whose objective scores the recipe (default: the default "
-                                          "objective)")
+    predict.add_argument("--config", help="campaign YAML whose objective (or objectives) scores the recipe "
+                                          "(default: the default objective)")
     predict.add_argument("--current", nargs="+", default=["0.17", "0.42", "0.84", "1.7", "4.2"], metavar="A_PER_G",
                          type=_number_text, help="currents (A/g) for the rate metrics")
     predict.add_argument("--cycling-current", type=float, default=1.7, metavar="A_PER_G",

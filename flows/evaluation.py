@@ -144,14 +144,21 @@ def metric_intervals(recipe: dict[str, Any], p: ModelParameters, calibration: "C
 ARITHMETIC_METRICS = ("theoretical_capacity_mAh_per_g", "milling_dose")  # follow from the recipe: never extrapolated
 
 
+def target_metrics(scoring) -> tuple[str, ...]:
+    """The metrics of a campaign's scoring that are its capacity at the target condition (the score, the capacity
+    it reads, and a capacity objective's own name)."""
+    objectives = getattr(scoring, "objectives", ())
+    return (SCORE, "objective_capacity_mAh_per_g", *(o.name for o in objectives if o.kind == "capacity"))
+
+
 def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", request: PredictionRequest,
-                        names) -> dict[str, bool]:
+                        names, targets: tuple[str, ...] = (SCORE, "objective_capacity_mAh_per_g")) -> dict[str, bool]:
     """Whether each metric of one recipe (flat names, as :func:`model_metrics` gives them) lies beyond the
     calibration's data, by the rules of ``UncertainPrediction.record`` (surrogate/uncertainty.py): a recipe beyond
     the calibration's materials flags all but the theoretical capacity; otherwise a temperature other than the
     measured ones, a current outside the measured ones, a fade past the last measured cycle or at a current it was
-    not measured at, or a quantity never measured on this material. The objective is judged by its target
-    condition (``request``'s target current, cycle and temperature)."""
+    not measured at, or a quantity never measured on this material. The ``targets`` (:func:`target_metrics`) are
+    judged by the target condition (``request``'s target current, cycle and temperature)."""
     from flows.metrics import AFTER_CYCLES, AT_CURRENT, AT_CYCLE
 
     beyond, extent = bool(domain.recipe_beyond(recipe)), domain.extent_of(recipe)
@@ -168,7 +175,7 @@ def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", requ
             flag = hot_or_cold or extent.fade_beyond(int(match.group(1)), request.cycling_current_A_per_g)
         elif match := AFTER_CYCLES.match(name):
             flag = hot_or_cold or extent.fade_beyond(int(match.group(2)), float(match.group(1)))
-        elif name in (SCORE, "objective_capacity_mAh_per_g") and request.target_cycle is not None:
+        elif name in targets and request.target_cycle is not None:
             target = request.target_temperature_C if request.target_temperature_C is not None else request.temperature_C
             flag = (hot_or_cold or domain.temperature_outside(target)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))

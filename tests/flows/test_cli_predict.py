@@ -178,3 +178,17 @@ def test_the_command_exits_after_every_exit_handler_with_its_output_whole(params
     assert result.returncode == 0, result.stderr
     assert "handler registered by the command ran" in result.stderr
     assert json.loads(result.stdout)["interval_90"]["capacity_at_current_mAh_per_g"]
+
+
+def test_predict_scores_a_multi_objective_configs_objectives(capsys, params):
+    """With a config of several objectives, predict gives each one (value, 90 % interval, flag) instead of the
+    default single objective; the reference composite's capacity is inside its data, its milling time arithmetic."""
+    assert main(["predict", "--config", "configs/pareto.yaml", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    names = ["capacity_mAh_per_g", "milling_time_h", "particle_expansion_pct"]
+    assert list(record["objectives"]) == names
+    for name in names:
+        low, high = record["interval_90"]["objectives"][name]
+        assert low <= record["objectives"][name] <= high
+    assert record["extrapolated"]["objectives"] == dict.fromkeys(names, False)
+    assert "minimise milling_time_h" in record["objective_definition"]
