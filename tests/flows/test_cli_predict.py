@@ -22,7 +22,8 @@ def run_json(capsys, *args):
 
 def test_predict_material_json_has_exactly_the_documented_numeric_keys(capsys, params):
     record = run_json(capsys, "--material", "Sn@HC-2-1")
-    assert set(record) == PREDICT_KEYS | {"interval_90", "extrapolated", "beyond_calibrated_recipes"}
+    assert set(record) == PREDICT_KEYS | {"interval_90", "extrapolated", "beyond_calibrated_recipes",
+                                           "objective_definition"}
     assert record["theoretical_capacity_mAh_per_g"] == pytest.approx(664.7, abs=0.5)
     assert record["beyond_calibrated_recipes"] == {}, "a material of the calibration is within it"
     for value in record["capacity_at_current_mAh_per_g"].values():
