@@ -437,12 +437,13 @@ def wait_for_prefect(server, to_stderr: bool = False) -> None:
 
 
 def _note_rows_outside(campaign) -> None:
-    """Say (on stderr) which lab rows the campaign's search space leaves out, rather than drop them unsaid."""
-    from flows.observations import outside_note
+    """Say (on stderr) which lab rows were averaged as replicates, and which the campaign's search space leaves
+    out, rather than merge or drop them unsaid."""
+    from flows.observations import outside_note, replicate_note
 
-    note = outside_note(campaign.lab, campaign.config)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    for note in (replicate_note(campaign.lab), outside_note(campaign.lab, campaign.config)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
 
 
 def _note_what_a_resume_keeps(campaign, given=None) -> None:

@@ -40,12 +40,14 @@ from surrogate.status import Status
 TEXT_COLUMNS = ("sample_id", "notes")
 @dataclass(frozen=True)
 class LabData:
-    """Measured evaluations and pending recipes from one CSV file."""
+    """Measured evaluations and pending recipes from one CSV file (replicate rows of one recipe averaged into one
+    evaluation, at the line of the first; ``replicates``: the lines of each recipe made more than once)."""
 
     path: Path
     measured: list[Evaluation]
     measured_lines: list[int]
     pending: list[dict[str, float]]
+    replicates: tuple[tuple[int, ...], ...] = ()
 
 
 def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
@@ -91,14 +93,10 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
 
     ceiling = _capacity_ceiling()
-    measured, lines, pending, seen = [], [], [], {}
+    rows: dict[tuple, list[tuple[int, dict, dict]]] = {}  # recipe -> its rows (line, recipe, measured metrics)
     for offset, row in table.iterrows():
         line = offset + 2  # the header is line 1
         recipe = _recipe(row, recipe_columns, path, line)
-        key = recipe_key(recipe)
-        if key in seen:
-            raise ConfigError(f"{path} lines {seen[key]} and {line}: duplicate recipe {recipe}")
-        seen[key] = line
         metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}
         for name, value in metrics.items():
@@ -110,12 +108,27 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
             if not least <= value <= most:
                 raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {least:g} to "
                                   f"{most:g} {entry.unit}".rstrip() + why)
+        if metrics:
+            _objective(metrics, config, path, line)  # a measured row must say what the optimiser can use
+        rows.setdefault(recipe_key(recipe), []).append((line, recipe, metrics))
+
+    measured, lines, pending = [], [], []
+    for replicates in rows.values():
+        line, recipe, _ = replicates[0]
+        metrics = _averaged([m for _, _, m in replicates])
         if not metrics:
             pending.append(recipe)
             continue
         measured.append(Evaluation(recipe, Status.FINISHED, _objective(metrics, config, path, line), metrics, "", LAB))
         lines.append(line)
-    return LabData(path, measured, lines, pending)
+    replicated = tuple(tuple(line for line, _, _ in r) for r in rows.values() if len(r) > 1)
+    return LabData(path, measured, lines, pending, replicated)
+
+
+def _averaged(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Replicate cells of one recipe: each metric the mean of the rows that measured it (pending rows add nothing)."""
+    names = dict.fromkeys(name for metrics in rows for name in metrics)
+    return {name: float(np.mean([m[name] for m in rows if name in m])) for name in names}
 
 
 def _capacity_ceiling() -> float:
@@ -166,6 +179,15 @@ def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: in
         raise ConfigError(f"{path} line {line}: measured metrics but neither {SCORE} nor {CAPACITY}, so the "
                           f"optimiser cannot use this row")
     return config.objective.score(metrics)[SCORE]
+
+
+def replicate_note(lab: LabData | None) -> str | None:
+    """A sentence naming the recipes made more than once, whose rows were averaged; None when there are none."""
+    if lab is None or not lab.replicates:
+        return None
+    groups = "; ".join(" and ".join(str(line) for line in lines) for lines in lab.replicates)
+    return (f"{lab.path}: lines {groups} are replicates of one recipe each: each metric is their mean (the stated "
+            f"lab_uncertainty_pct still weighs it as one cell)")
 
 
 def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:

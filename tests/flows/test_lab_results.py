@@ -24,12 +24,10 @@ BAD_FILES = [
     ("unknown column", (HEADER + ",colour\n0.5,6,450,20,300,red\n").encode(), "unknown column 'colour'"),
     ("string for a number", (HEADER + "\n0.5,six,450,20,300\n").encode(), "line 2: milling_time_h='six' is not a number"),
     ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
-    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 1000 mAh/g"),
+    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 847 mAh/g"),
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
      "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
     ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
-    ("duplicate rows", (HEADER + "\n" + "\n".join(GOOD_ROWS + [GOOD_ROWS[0]]) + "\n").encode(),
-     "lines 2 and 4: duplicate recipe"),
     ("empty recipe cell", (HEADER + "\n0.5,,450,20,300\n").encode(), "line 2: milling_time_h is empty"),
     ("metrics but no objective", b"sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
      b"particle_expansion_pct\n0.5,6,450,20,210\n", "neither objective nor objective_capacity_mAh_per_g"),
@@ -202,3 +200,18 @@ def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
     note = outside_note(read_observations(lab_file, config), config)
     assert "3 row(s) outside" in note and "line(s) 3; 4; pending" in note  # 0.5 and 0.75 Sn; the pending 20 h
     assert outside_note(read_observations(lab_file, load_config()), load_config()) is None
+
+
+def test_replicate_cells_of_one_recipe_are_averaged_and_said_so(tmp_path, capsys):
+    """Two coin cells of one batch are one recipe measured twice: their metrics are averaged into one result
+    (a pending replicate adds nothing), and the lines are named; they had been refused as duplicates."""
+    from flows.observations import replicate_note
+
+    lab_file = tmp_path / "lab.csv"
+    lab_file.write_text(HEADER + ",particle_expansion_pct\n0.6667,10,400,20,330,250\n0.5,6,450,20,300,\n"
+                        "0.6667,10,400,20,320,\n0.6667,10,400,20,,\n")
+    lab = read_observations(lab_file, load_config())
+    assert len(lab.measured) == 2 and lab.measured_lines == [2, 3] and not lab.pending
+    assert lab.measured[0].metrics == {"objective_capacity_mAh_per_g": 325.0, "particle_expansion_pct": 250.0}
+    assert lab.replicates == ((2, 4, 5),)
+    assert "lines 2 and 4 and 5 are replicates" in replicate_note(lab)
