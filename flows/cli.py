@@ -230,7 +230,8 @@ def cmd_calibrate(args) -> int:
         if args.json:
             print(json.dumps({"parameters": _records(recalibration.parameter_moves),
                               "lab_predictions": _records(recalibration.prediction_moves),
-                              "metrics": recalibration.metrics()}, indent=2))
+                              "metrics": recalibration.metrics(),
+                              "parameters_on_bound": list(recalibration.on_bound)}, indent=2))
         else:
             print(recalibration.report_text())
         return 0

@@ -24,6 +24,7 @@ from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
 
 MAX_FUNCTION_EVALUATIONS = 400  # the start is the study's fit: a few hundred model runs settle the lab's part
+BOUND_SHARE = 1e-4  # a refitted parameter within this share of its (calibration-scale) range from a bound sits on it
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,24 @@ class Recalibration:
     parameters: ModelParameters
     parameter_moves: pd.DataFrame
     prediction_moves: pd.DataFrame
+    study_chi2: tuple[float, float] = (float("nan"), float("nan"))  # the study's rows, before and after the refit
+    study_worst_sd: float = float("nan")  # the study's largest residual after the refit, in its sigmas
+    study_rows: int = 0
+    on_bound: tuple[str, ...] = ()  # fitted parameters the refit left on a bound of their range
 
     def report_text(self) -> str:
         fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        before, after = self.study_chi2
         return "\n".join(["fitted parameters, study only -> study + lab rows:",
                           self.parameter_moves.to_string(index=False, float_format=fmt), "",
                           "lab rows, measured vs model before and after:",
-                          self.prediction_moves.to_string(index=False, float_format=fmt)])
+                          self.prediction_moves.to_string(index=False, float_format=fmt), "",
+                          f"the study's own {self.study_rows} rows: chi-square {before:.1f} -> {after:.1f}, largest "
+                          f"residual {self.study_worst_sd:.1f} sd after (a large rise: the lab rows disagree with the "
+                          f"study rather than add to it; check their units, or lab_uncertainty_pct)",
+                          "parameters on a bound after the refit: " + (", ".join(self.on_bound) or "none")
+                          + (" (the data push them past their range: the refit's value there is the range's, not "
+                             "the data's)" if self.on_bound else "")])
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics: each parameter's new value and its move, and the lab error before and after."""
@@ -50,6 +62,7 @@ class Recalibration:
         if len(errors):
             out["recalibrated.lab_mape_pct.before"] = float(np.nanmean(np.abs(errors["error_before_pct"])))
             out["recalibrated.lab_mape_pct.after"] = float(np.nanmean(np.abs(errors["error_after_pct"])))
+        out["recalibrated.study_chi2.before"], out["recalibrated.study_chi2.after"] = self.study_chi2
         return out
 
 
@@ -97,6 +110,10 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
     solution = least_squares(residuals, start, bounds=(low, high), x_scale="jac", ftol=FIT_TOLERANCE,
                              xtol=FIT_TOLERANCE, max_nfev=MAX_FUNCTION_EVALUATIONS)
     after = trial_of(solution.x)
+    study_before, study_after = study.residuals(start), study.residuals(solution.x)
+    on_bound = tuple(n for n, x, lo, hi in zip(transform.names, solution.x, low, high)
+                     if np.isclose(x, lo, rtol=0, atol=BOUND_SHARE * max(hi - lo, 1e-12))
+                     or np.isclose(x, hi, rtol=0, atol=BOUND_SHARE * max(hi - lo, 1e-12)))
     moves = pd.DataFrame([{"parameter": n, "before": before[n].value, "after": after[n].value,
                            "change_pct": 100.0 * (after[n].value - before[n].value) / before[n].value
                            if before[n].value else float("nan")} for n in transform.names])
@@ -106,4 +123,5 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
                                  "error_before_pct": 100.0 * (b - value) / value if value else float("nan"),
                                  "error_after_pct": 100.0 * (a - value) / value if value else float("nan")}
                                 for (i, name, value), b, a in zip(rows, model_before, model_after)])
-    return Recalibration(after, moves, predictions)
+    return Recalibration(after, moves, predictions, (float(study_before @ study_before), float(study_after @ study_after)),
+                         float(np.max(np.abs(study_after))), int(study_after.size), on_bound)
