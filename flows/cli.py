@@ -96,6 +96,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
     from flows.config import load_config
     from flows.inputs import existing_file
+    from flows.evaluation import metric_intervals
     from flows.objective import SCORE, CapacityObjective
     from surrogate.calibration import calibrate
     from surrogate.model import PredictionRequest
@@ -115,8 +116,8 @@ def cmd_predict(args) -> int:
     record = uncertain.record(0, current_labels=args.current)
     score = lambda pred: objective.score(objective.inputs(pred))[SCORE]  # noqa: E731
     record[SCORE] = float(score(uncertain.central)[0])
-    low, high = uncertain.scalar_interval(score)
-    record["interval_90"][SCORE] = [float(low[0]), float(high[0])]
+    # the campaign's own interval of the score (each member's formula on its scattered capacity and expansion)
+    record["interval_90"][SCORE] = metric_intervals(recipes.to_records()[0], p, calibration, objective, request)[SCORE]
     record["extrapolated"][SCORE] = uncertain.target_extrapolated(0)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule

@@ -236,7 +236,9 @@ def difference_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", ob
 def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
                     request: PredictionRequest | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The central metrics of a batch (arrays of N) and each member's, scattered by the measurement sigma of the
-    metric's kind of quantity (arrays of members x N)."""
+    metric's kind of quantity (arrays of members x N). The score is each member's objective formula on its scattered
+    inputs, so its interval carries the scatter of what a lab would measure to score a recipe (the capacity's) and is
+    never narrower than that capacity's where no penalty applies."""
     from surrogate.uncertainty import measurement_family
 
     batch = Recipes.from_records(recipes)
@@ -248,6 +250,11 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
         family = measurement_family(name)
         samples[name] = np.array([np.asarray(m[name], dtype=float) * (f.get(family, 1.0) if family else 1.0)
                                   for m, f in zip(members, ensemble.measurement_factors)])
+    try:
+        rescored = objective.score(samples)
+    except KeyError:  # an input some member set lacks: the score keeps its unscattered samples
+        return central, samples
+    samples |= {name: np.asarray(value, dtype=float) for name, value in rescored.items() if name in samples}
     return central, samples
 
 

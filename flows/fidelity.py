@@ -307,8 +307,8 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
                               for k, v in value.items()}
         else:
             intervals[key] = model_form_interval(value, model[key], model["interval_90"][key])
-    return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"],
-            "beyond_calibrated_recipes": model.get("beyond_calibrated_recipes", {})}
+    extras = {k: model[k] for k in ("beyond_calibrated_recipes", "objective_definition") if k in model}
+    return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"], **extras}
 
 
 def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, request: PredictionRequest,

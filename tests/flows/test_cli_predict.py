@@ -193,3 +193,14 @@ def test_predict_scores_a_multi_objective_configs_objectives(capsys, params):
         assert low <= record["objectives"][name] <= high
     assert record["extrapolated"]["objectives"] == dict.fromkeys(names, False)
     assert "minimise milling_time_h" in record["objective_definition"]
+
+
+def test_the_objectives_interval_carries_the_scatter_of_the_capacity_it_scores(capsys, params):
+    """Without a penalty the objective is the capacity after the objective's cycles, so its interval cannot be
+    narrower than that capacity's (it had left out the measurement scatter: [305.7, 332.0] inside [296.3, 345.1])."""
+    record = run_json(capsys, "--sn-fraction", "0.6", "--milling-time-h", "8", "--milling-speed-rpm", "400",
+                      "--ball-to-powder-ratio", "20", "--cycles", "1000")
+    assert record["particle_expansion_pct"] < 250.0  # inside the default allowance: no penalty
+    low, high = record["interval_90"]["objective"]
+    cap_low, cap_high = record["interval_90"]["capacity_at_cycle_mAh_per_g"]["1000"]
+    assert high - low >= 0.9 * (cap_high - cap_low)
