@@ -71,6 +71,9 @@ class LabSpec(BaseModel):
     description: str = ""
     parameter_overrides: dict[str, Any] = Field(default_factory=dict)
     noise_pct: float = Field(ge=0.0, le=MAX_NOISE_PCT, allow_inf_nan=False)
+    # the scatter the lab tells the campaign (lab_uncertainty_pct); default its true noise. A lab that overstates
+    # it (the default 5 % for 0.5 % cells) measures what a careless statement costs
+    stated_uncertainty_pct: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
     objective: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -111,7 +114,8 @@ def load_lab(path: str | Path, base: CampaignConfig | None = None, p_model: Mode
         raise LabSpecError(f"{path}: objective: {error}") from None
     # The lab states its measurement scatter, as a user sets lab_uncertainty_pct: the physics-informed GP weighs the
     # lab's results by it when it infers the lab's parameters (a noiseless lab still states a small scatter).
-    config = config.model_copy(update={"lab_uncertainty_pct": max(spec.noise_pct, MIN_STATED_UNCERTAINTY_PCT)})
+    stated = spec.stated_uncertainty_pct if spec.stated_uncertainty_pct is not None else spec.noise_pct
+    config = config.model_copy(update={"lab_uncertainty_pct": max(stated, MIN_STATED_UNCERTAINTY_PCT)})
     if p_model is None:
         p_model, _ = campaign_parameters(config)
     try:
