@@ -71,7 +71,8 @@ def _recipe_from_args(args) -> tuple[str, Recipes]:
         if not FIELDS[name].is_valid(value):
             shown = f"{value:g}" if isinstance(value, float) else value
             raise UsageError(f"{FIELDS[name].option}={shown} is out of range: {FIELDS[name].allowed()}")
-    return "custom recipe", Recipes.from_records([recipe])
+    name = "custom recipe (the rest of Sn@HC-2-1's)" if given else "Sn@HC-2-1 (no recipe option given)"
+    return name, Recipes.from_records([recipe])
 
 
 def _positive(option: str, values, integer: bool = False, most: float = math.inf):
