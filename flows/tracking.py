@@ -36,16 +36,16 @@ RECOMMENDATION_TABLE = "recommendation.json"  # the recommendation as one MLflow
 
 
 def run_name(campaign: str, seed: int | None, started: datetime | None = None) -> str:
-    """A parent run's name that says which campaign, which seed and when (UTC), e.g. ``default-seed42-20261201T1903``.
+    """A parent run's name that says which campaign, which seed and when (UTC), e.g. ``default-seed42-20261201T190305``.
 
     Examples
     --------
-    >>> run_name("default", 42, datetime(2026, 12, 1, 19, 3, tzinfo=timezone.utc))
-    'default-seed42-20261201T1903'
+    >>> run_name("default", 42, datetime(2026, 12, 1, 19, 3, 5, tzinfo=timezone.utc))
+    'default-seed42-20261201T190305'
     """
     started = started or datetime.now(timezone.utc)
     seed_part = f"-seed{seed}" if seed is not None else ""
-    return f"{campaign}{seed_part}-{started.astimezone(timezone.utc):%Y%m%dT%H%M}"
+    return f"{campaign}{seed_part}-{started.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
 
 
 def artifact_location_for(tracking_uri: str, configured: str | None) -> str | None:

@@ -297,7 +297,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
 
     tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
     started = datetime.now(timezone.utc)
-    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M}"
+    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M%S}"
     rows: list[dict[str, Any]] = []
     ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share it
     note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)

@@ -15,13 +15,14 @@ from mlflow.tracking import MlflowClient
 from flows.reporting import mlflow_run_url, recommendation_markdown
 from flows.tracking import NOTE_TAG, RECOMMENDATION_TABLE, open_client, run_name
 
-WHEN = datetime(2026, 12, 1, 19, 3, tzinfo=timezone.utc)
+WHEN = datetime(2026, 12, 1, 19, 3, 5, tzinfo=timezone.utc)
 
 
 def test_run_names_say_campaign_seed_and_time_and_differ_across_seeds():
     names = {run_name("default", seed, WHEN) for seed in (1, 2, 42)}
-    assert names == {"default-seed1-20261201T1903", "default-seed2-20261201T1903", "default-seed42-20261201T1903"}
-    assert run_name("default", 42, WHEN) != run_name("default", 42, WHEN.replace(minute=4))
+    assert names == {"default-seed1-20261201T190305", "default-seed2-20261201T190305",
+                     "default-seed42-20261201T190305"}
+    assert run_name("default", 42, WHEN) != run_name("default", 42, WHEN.replace(second=6))  # two in a minute
 
 
 def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
