@@ -22,7 +22,10 @@ without). A greedy subset of 16 points of the true front already holds 96.7 % of
 missing is the campaign's precision on capacity along the front, not its spread: on seed 42 (85.8 %) the shortfall
 sits at milling times above ~6 h, where the front's best capacity (365 mAh/g at ~38 h and a low BPR x rpm^3) needs a
 narrow band of speed and BPR, and the campaign's best is 309. Weights from a sparser Dirichlet, which favours the
-corners (alpha 0.5 / 0.3 instead of 1 on seeds 42, 7, 1, 2): median 91.7 / 90.5 % against 91.0 %, no gain. The loop is the same ask/tell as
+corners (alpha 0.5 / 0.3 instead of 1 on seeds 42, 7, 1, 2): median 91.7 / 90.5 % against 91.0 %, no gain. Speed and
+BPR on log axes, so that the GP's length scales belong to the milling dose (``gp_features: milling_dose``, as the
+single-objective search; seeds 42, 7, 1-6 in one session): median 91.7 % against 90.8 % on linear axes, within the
+seeds' scatter (84.6-95.1 % against 85.4-93.9 %), not kept. The loop is the same ask/tell as
 :func:`flows.search.run_search`: it knows nothing of Prefect or MLflow.
 """
 
