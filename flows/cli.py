@@ -226,9 +226,14 @@ def cmd_calibrate(args) -> int:
         if args.validate or args.fidelity == "physics":
             raise UsageError("--observations refits the numpy model on the study's data plus the lab rows: it "
                              "cannot be combined with --validate or --fidelity physics")
+        from flows.observations import replicate_note
+
         existing_file(args.observations, "--observations")
         config = load_config()
-        recalibration = recalibrate(config, read_observations(args.observations, config), args.data)
+        lab = read_observations(args.observations, config)
+        if note := replicate_note(lab):
+            print(f"note: {note}", file=sys.stderr)
+        recalibration = recalibrate(config, lab, args.data)
         if args.json:
             print(json.dumps({"parameters": _records(recalibration.parameter_moves),
                               "lab_predictions": _records(recalibration.prediction_moves),

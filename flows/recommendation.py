@@ -91,8 +91,7 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     flags = metric_extrapolated(recommendation.recipe, domain, scoring.request(), recommendation.evaluation.metrics,
                                 target_metrics(scoring))
     flags |= {o.name: False for o in getattr(scoring, "objectives", ()) if o.recipe_only}  # milling time, energy
-    return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration,
-                                                              config.objective,
+    return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration, scoring,
                                                               values=recommendation.evaluation.metrics),
                    beyond_data=domain.recipe_beyond(recommendation.recipe),
                    extrapolated=flags)

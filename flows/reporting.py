@@ -239,8 +239,10 @@ class BatchProgress:
     def _best(self) -> str:
         """The best objective so far, or for several objectives the size of the front so far."""
         campaign = self.campaign
-        if not campaign.config.multi_objective:
-            return f"best objective {campaign.best_objective():.1f} mAh/g"
+        if not campaign.config.multi_objective:  # the model's (a lab row is a measurement, not a search result)
+            from flows.evaluation import MODELLED
+
+            return f"best objective {campaign.best_objective(sources=MODELLED):.1f} mAh/g"
         from flows.pareto import non_dominated, oriented_matrix
 
         finished = [e for e in campaign.evaluations if e.ok]
@@ -341,9 +343,10 @@ def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objec
     a multi-objective campaign's first objective, the only one a single optimum exists for."""
     regret_pct = 100.0 * (found.objective - best_by_optimiser) / abs(found.objective) if found.objective else 0.0
     if first_objective:
+        side = "below" if regret_pct >= 0 else "above: the dense search's sampling missed it"
         return (f"[bold]model optimum of {first_objective}[/] alone (dense search; the front trades it for the other "
                 f"objectives): {found.objective:.1f}, the campaign's best {best_by_optimiser:.1f} "
-                f"({regret_pct:.1f} % below)")
+                f"({abs(regret_pct):.1f} % {side})")
     line = (f"[bold]model optimum[/] (dense search): {found.objective:.1f}, the optimiser's best "
             f"{best_by_optimiser:.1f} (regret {regret_pct:.1f} %)")
     if not added:

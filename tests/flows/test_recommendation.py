@@ -69,6 +69,8 @@ def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_
     # reported by its three objectives, not by the single score a one-objective campaign has, nor a GP it lacks
     assert list(summary["metrics"])[:3] == ["capacity_mAh_per_g", "milling_time_h", "particle_expansion_pct"]
     assert "objective" not in summary["metrics"] and not summary["extrapolated"]["milling_time_h"]
+    low, high = summary["interval_90"]["capacity_mAh_per_g"]  # each objective the model predicts has its interval
+    assert low <= summary["metrics"]["capacity_mAh_per_g"] <= high
     description = client.get_run(summary["run_id"]).data.tags["mlflow.note.content"]
     assert "Objectives: maximise capacity at 1.7 A/g" in description and "milling time" in description
     assert "optimiser GP" not in description

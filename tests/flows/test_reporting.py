@@ -40,3 +40,13 @@ def test_the_partial_dependence_marks_the_recommended_recipe():
     red = [line for panel in figure.axes for line in panel.get_lines() if line.get_color() in ("r", "red")]
     assert any(np.allclose(line.get_xdata(), recommended[0]) for line in red)  # the Sn fraction's red line
     assert "recommended recipe" in figure._suptitle.get_text()
+
+
+def test_a_front_that_beats_the_dense_search_is_not_said_to_be_below_it():
+    from types import SimpleNamespace
+
+    from flows.reporting import model_optimum_note
+
+    found = SimpleNamespace(objective=342.8)
+    assert "0.2 % above" in model_optimum_note(found, 343.6, added=False, first_objective="capacity_mAh_per_g")
+    assert "2.5 % below" in model_optimum_note(found, 334.2, added=False, first_objective="capacity_mAh_per_g")
