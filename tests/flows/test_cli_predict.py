@@ -145,8 +145,10 @@ def test_calibrate_json_has_the_fit_its_rows_and_the_diagnostics(capsys, params)
         document["fitted_values"])
 
 
-def test_calibrate_with_lab_rows_as_json_has_the_moves(capsys, params):
-    """--json is honoured with --observations: each fitted parameter before and after, and each lab prediction."""
+def test_calibrate_with_lab_rows_as_json_has_the_moves(capsys, params, monkeypatch):
+    """--json is honoured with --observations: each fitted parameter before and after, and each lab prediction.
+    (The shape, not the fit, is tested here: tests/flows/test_recalibration.py runs the full refit.)"""
+    monkeypatch.setattr("flows.recalibration.MAX_FUNCTION_EVALUATIONS", 3)
     assert main(["calibrate", "--observations", "configs/lab_results_example.csv", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert {r["parameter"] for r in document["parameters"]} == set(params.names("fitted"))
