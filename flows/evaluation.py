@@ -154,38 +154,35 @@ def target_metrics(scoring) -> tuple[str, ...]:
 def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", request: PredictionRequest,
                         names, targets: tuple[str, ...] = (SCORE, "objective_capacity_mAh_per_g")) -> dict[str, bool]:
     """Whether each metric of one recipe (flat names, as :func:`model_metrics` gives them) lies beyond the
-    calibration's data, by the rules of ``UncertainPrediction.record`` (surrogate/uncertainty.py): a recipe beyond
-    the calibration's materials flags all but the theoretical capacity; otherwise a temperature other than the
-    measured ones, a current outside the measured ones, a fade past the last measured cycle or at a current it was
-    not measured at, or a quantity never measured on this material. The ``targets`` (:func:`target_metrics`) are
-    judged by the target condition (``request``'s target current, cycle and temperature)."""
+    calibration's data, by the rule ``snhc predict`` flags with (``surrogate.uncertainty.quantity_extrapolated``).
+    The ``targets`` (:func:`target_metrics`) are the capacity at the target condition (``request``'s target current,
+    cycle and temperature); the expansion penalty follows the particle expansion."""
     from flows.metrics import AFTER_CYCLES, AT_CURRENT, AT_CYCLE
+    from surrogate.uncertainty import quantity_extrapolated
 
     beyond, extent = bool(domain.recipe_beyond(recipe)), domain.extent_of(recipe)
-    hot_or_cold = domain.temperature_outside(request.temperature_C)
+    cycle_quantity = "capacity_at_cycle_mAh_per_g"
     flags = {}
     for name in names:
-        unmeasured = name.replace("expansion_penalty_mAh_per_g", "particle_expansion_pct") not in extent.quantities
         if name in ARITHMETIC_METRICS:
             flags[name] = False
-            continue
-        if match := AT_CURRENT.match(name):
-            flag = hot_or_cold or extent.current_beyond(float(match.group(1)))
+        elif match := AT_CURRENT.match(name):
+            flags[name] = quantity_extrapolated("capacity_at_current_mAh_per_g", domain, extent, beyond, request,
+                                                current=float(match.group(1)))
         elif match := AT_CYCLE.match(name):
-            flag = hot_or_cold or extent.fade_beyond(int(match.group(1)), request.cycling_current_A_per_g)
+            flags[name] = quantity_extrapolated(cycle_quantity, domain, extent, beyond, request,
+                                                cycle=int(match.group(1)))
         elif match := AFTER_CYCLES.match(name):
-            flag = hot_or_cold or extent.fade_beyond(int(match.group(2)), float(match.group(1)))
+            flags[name] = quantity_extrapolated(cycle_quantity, domain, extent, beyond, request,
+                                                cycle=int(match.group(2)), cycling_current=float(match.group(1)))
         elif name in targets and request.target_cycle is not None:
             target = request.target_temperature_C if request.target_temperature_C is not None else request.temperature_C
-            flag = (hot_or_cold or domain.temperature_outside(target)
-                    or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
-        elif name == "activation_energy_kJ_per_mol":  # measured across temperatures
-            flag = unmeasured
-        elif name == "electrode_expansion_after_1000_cycles_pct":  # measured after cycling at the fade currents
-            flag = unmeasured or hot_or_cold or domain.overall.cycled_otherwise(request.cycling_current_A_per_g)
+            flags[name] = domain.temperature_outside(target) or quantity_extrapolated(
+                cycle_quantity, domain, extent, beyond, request, cycle=int(request.target_cycle),
+                cycling_current=float(request.target_current_A_per_g))
         else:
-            flag = unmeasured or hot_or_cold
-        flags[name] = bool(beyond or flag)
+            flags[name] = quantity_extrapolated(name.replace("expansion_penalty_mAh_per_g", "particle_expansion_pct"),
+                                                domain, extent, beyond, request)
     return flags
 
 

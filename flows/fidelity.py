@@ -214,7 +214,8 @@ class Ranking:
             head = "ranked by the numpy model (PyBaMM scored none of the candidates)"
         return (f"{head}; at this recipe the numpy model scores "
                 f"{row['model_objective']:.1f} and PyBaMM {row['physics_objective']:.1f} mAh/g "
-                f"({self.objective_difference_pct:+.1f} %: the choice, not the value, is what is compared); over the top {len(self.table)} (model spread "
+                f"({self.objective_difference_pct:+.1f} %: the choice, not the value, is what is compared); "
+                f"over the top {len(self.table)} (model spread "
                 f"{spread:.1f} mAh/g) the rank correlation is {self.rank_correlation:.2f}")
 
     def _tolerance_text(self) -> str:

@@ -197,13 +197,13 @@ def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:
         return None
     from skopt.space import Space
 
-    from flows.search import on_fixed_values, point_of, search_dimensions
+    from flows.search import in_search_space, search_dimensions
 
-    space, fixed = Space(search_dimensions(config)), config.search_space.fixed_values()
+    space = Space(search_dimensions(config))
     outside = [line for line, e in zip(lab.measured_lines, lab.measured)
-               if not (point_of(e.recipe, config) in space and on_fixed_values(e.recipe, fixed))]
+               if not in_search_space(e.recipe, config, space)]
     outside += ["pending " + ", ".join(f"{k}={v:g}" for k, v in r.items() if isinstance(v, float))
-                for r in lab.pending if not (point_of(r, config) in space and on_fixed_values(r, fixed))]
+                for r in lab.pending if not in_search_space(r, config, space)]
     if not outside:
         return None
     return (f"{lab.path}: {len(outside)} row(s) outside the campaign's search space or off its fixed values, which "

@@ -186,8 +186,8 @@ def recalibrate_on_lab(campaign: Campaign, p: ModelParameters, recorder: Campaig
 def teach_lab_parameters(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder,
                          quiet: bool) -> ModelParameters | None:
     """With measured lab rows, the model with the lab's own values of the assumed parameters in ``lab_parameters``
-    (the mill, the atmosphere, the powders), estimated from those rows alone (:func:`flows.search.lab_calibrated_prior`),
-    or None when there is nothing to estimate.
+    (the mill, the atmosphere, the powders), estimated from those rows alone
+    (:func:`flows.search.lab_calibrated_prior`), or None when there is nothing to estimate.
 
     The campaign then searches the lab's model: what the lab measured moves the recommendation through the
     parameters it taught. (Told to the optimiser's GP beside the model's own evaluations, the lab rows were

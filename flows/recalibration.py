@@ -123,5 +123,6 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
                                  "error_before_pct": 100.0 * (b - value) / value if value else float("nan"),
                                  "error_after_pct": 100.0 * (a - value) / value if value else float("nan")}
                                 for (i, name, value), b, a in zip(rows, model_before, model_after)])
-    return Recalibration(after, moves, predictions, (float(study_before @ study_before), float(study_after @ study_after)),
-                         float(np.max(np.abs(study_after))), int(study_after.size), on_bound)
+    chi2 = (float(study_before @ study_before), float(study_after @ study_after))
+    return Recalibration(after, moves, predictions, chi2, float(np.max(np.abs(study_after))), int(study_after.size),
+                         on_bound)

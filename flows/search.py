@@ -194,8 +194,9 @@ class BatchOptimizer(Optimizer):
     ``ask(n_points=None)`` returns one point as in scikit-optimize; ``gp_hedge`` chooses one acquisition per batch
     with the same gains as scikit-optimize's. ``pending_`` (points, as asked) are recipes being made elsewhere, a
     lab's pending rows: an ask conditions the surrogate on them at its own predicted mean (kriging believer; the
-    composite GPs, which no lab campaign uses, ignore them), so a batch neither repeats them nor is drawn to them by an invented value. While initial points remain, a batch takes them in order and fills
-    any remainder with random points (no model has been fitted yet).
+    composite GPs, which no lab campaign uses, ignore them), so a batch neither repeats them nor is drawn to them by
+    an invented value. While initial points remain, a batch takes them in order and fills any remainder with random
+    points (no model has been fitted yet).
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
@@ -549,9 +550,7 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     if not config.lab_parameters or config.fidelity != "model":
         return None
     space = Space(normalize_dimensions(search_dimensions(config)))
-    fixed = config.search_space.fixed_values()
-    usable = [(point_of(e.recipe, config), e) for e in measured if on_fixed_values(e.recipe, fixed)]
-    usable = [(point, e) for point, e in usable if point in space]
+    usable = [(point_of(e.recipe, config), e) for e in measured if in_search_space(e.recipe, config, space)]
     if not usable:
         return None
     prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
@@ -612,13 +611,16 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
 
     Points outside the search space (or off a fixed dimension) cannot be told and are skipped.
     """
-    fixed = config.search_space.fixed_values()
-    usable = [(point, e) for point, e in known
-              if point in optimizer.space and on_fixed_values(e.recipe, fixed)]
+    usable = [(point, e) for point, e in known if in_search_space(e.recipe, config, optimizer.space)]
     if usable:
         optimizer.tell([p for p, _ in usable], [loss_of(e, config) for _, e in usable],
                        **told_inputs(optimizer, [e for _, e in usable]))
     return len(usable)
+
+
+def in_search_space(recipe: dict[str, Any], config: CampaignConfig, space: Space) -> bool:
+    """Whether the optimiser can take a recipe: its point inside ``space`` and its fields on the fixed values."""
+    return point_of(recipe, config) in space and on_fixed_values(recipe, config.search_space.fixed_values())
 
 
 def on_fixed_values(recipe: dict[str, Any], fixed: dict[str, Any]) -> bool:
@@ -635,8 +637,8 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     The campaign's evaluations from before (a resumed run) are told first and never evaluated again; lab
     observations are not told (they taught the model ``p`` before the search). ``atomic`` wraps evaluating and
     recording a batch (the flow defers Ctrl-C there, so a batch is either saved whole or not at all); asking and
-    telling, the optimiser's own work, stay interruptible. ``p``: the model
-    parameters the physics-informed surrogate uses as its prior (the campaign's own when not given).
+    telling, the optimiser's own work, stay interruptible. ``p``: the model parameters the physics-informed
+    surrogate uses as its prior (the campaign's own when not given).
     """
     config = campaign.config
     settings = config.optimiser

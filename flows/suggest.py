@@ -18,7 +18,8 @@ import pandas as pd
 
 from flows.campaign import Campaign
 from flows.evaluation import LAB, campaign_parameters, evaluate_batch
-from flows.search import make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction, tell_known
+from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
+                          tell_known)
 from surrogate.recipe import FIELD_NAMES, recipe_key
 
 
@@ -38,7 +39,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     known = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.source == LAB or not measured]
     tell_known(optimizer, config, known)
     pending = campaign.lab.pending if campaign.lab else []
-    optimizer.pending_ = [point for point in (point_of(r, config) for r in pending) if point in optimizer.space]
+    optimizer.pending_ = [point_of(r, config) for r in pending if in_search_space(r, config, optimizer.space)]
     taken = {recipe_key(e.recipe) for _, e in known} | {recipe_key(r) for r in pending}
 
     suggestions: list[dict] = []

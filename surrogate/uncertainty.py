@@ -374,31 +374,47 @@ class UncertainPrediction:
         return out
 
     def _extrapolated(self, value: dict, extent: DataExtent, beyond: bool) -> dict:
-        """Each metric's flag: the recipe beyond the calibration's materials, a temperature other than the measured
-        ones, a quantity never measured on this material, a current outside the measured ones, or a fade past the
-        last measured cycle or at a current it was not measured at. The activation energy was measured across
-        temperatures (variable-temperature EIS), so the temperature does not flag it."""
+        """Each metric's flag (:func:`quantity_extrapolated`), at the request's currents and cycles."""
         domain, request = self.ensemble.domain, self.central.request
-        hot_or_cold = domain.temperature_outside(request.temperature_C)
         flags: dict[str, Any] = {}
         for key, item in value.items():
-            unmeasured = beyond or key not in extent.quantities
             if key == "capacity_at_current_mAh_per_g":
-                flags[key] = {label: beyond or hot_or_cold or extent.current_beyond(current)
+                flags[key] = {label: quantity_extrapolated(key, domain, extent, beyond, request, current=current)
                               for label, current in zip(item, request.currents_A_per_g)}
             elif key == "capacity_at_cycle_mAh_per_g":
-                flags[key] = {c: beyond or hot_or_cold or extent.fade_beyond(int(c), request.cycling_current_A_per_g)
+                flags[key] = {c: quantity_extrapolated(key, domain, extent, beyond, request, cycle=int(c))
                               for c in item}
-            elif key == "electrode_expansion_after_1000_cycles_pct":
-                flags[key] = (unmeasured or hot_or_cold  # measured after cycling at the study's fade currents
-                              or domain.overall.cycled_otherwise(request.cycling_current_A_per_g))
-            elif key == "theoretical_capacity_mAh_per_g":
-                flags[key] = False
-            elif key == "activation_energy_kJ_per_mol":
-                flags[key] = unmeasured
             else:
-                flags[key] = unmeasured or hot_or_cold
+                flags[key] = quantity_extrapolated(key, domain, extent, beyond, request)
         return flags
+
+
+def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataExtent, beyond: bool,
+                          request: PredictionRequest, current: float | None = None, cycle: int | None = None,
+                          cycling_current: float | None = None) -> bool:
+    """Whether a prediction of ``quantity`` (a ``Prediction.record`` key) lies beyond the data it is judged by:
+    the recipe beyond the calibration's materials (``beyond``; never the theoretical capacity, which is
+    arithmetic), a temperature other than the measured ones, a quantity never measured on this material
+    (``extent``), a capacity at a ``current`` outside the measured ones, or one after ``cycle`` cycles past the last
+    measured or at a ``cycling_current`` (default the request's) the fade was not measured at. The activation
+    energy was measured across temperatures (variable-temperature EIS), so the temperature does not flag it; the
+    electrode expansion was measured after cycling at the study's fade currents."""
+    if quantity == "theoretical_capacity_mAh_per_g":
+        return False
+    hot_or_cold = domain.temperature_outside(request.temperature_C)
+    cycling_current = request.cycling_current_A_per_g if cycling_current is None else cycling_current
+    unmeasured = quantity not in extent.quantities
+    if quantity == "capacity_at_current_mAh_per_g":
+        flag = hot_or_cold or extent.current_beyond(current)
+    elif quantity == "capacity_at_cycle_mAh_per_g":
+        flag = hot_or_cold or extent.fade_beyond(int(cycle), cycling_current)
+    elif quantity == "activation_energy_kJ_per_mol":
+        flag = unmeasured
+    elif quantity == "electrode_expansion_after_1000_cycles_pct":
+        flag = unmeasured or hot_or_cold or domain.overall.cycled_otherwise(cycling_current)
+    else:
+        flag = unmeasured or hot_or_cold
+    return bool(beyond or flag)
 
 
 def _intervals(value: dict, members: list[dict], probability: float) -> dict:
