@@ -120,8 +120,9 @@ class Optimiser(Strict):
                           "discrepancy (flows/physics_gp.py); RF, ET: forests")
     acquisition: Literal["gp_hedge", "EI", "PI", "LCB"] = "EI"
     physics_initial_points: int = Field(
-        4, ge=1, le=1000, description="physics_gp: random points before it leads (fewer than a plain GP needs: the "
-                                      "model's prior already shapes the surrogate)")
+        4, ge=1, le=1000, description="physics_gp: the space-filling first batch of a search that has no result "
+                                      "yet; from the first result on it leads (the model's prior already shapes the "
+                                      "surrogate)")
     parameter_draw_points: int = Field(
         1, ge=0, le=64, description="physics_gp with lab parameters: points of each batch (its last ones, never its "
                                     "first) chosen as the best recipe of the model under one draw of the lab "

@@ -196,12 +196,15 @@ class BatchOptimizer(Optimizer):
     lab's pending rows: an ask conditions the surrogate on them at its own predicted mean (kriging believer; the
     composite GPs, which no lab campaign uses, ignore them), so a batch neither repeats them nor is drawn to them by
     an invented value. While initial points remain, a batch takes them in order and fills any remainder with random
-    points (no model has been fitted yet).
+    points (no model has been fitted yet); with ``design_until_told`` the design ends at the first told result.
     """
 
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
-                 composite=None, draw_points: int = 0, **kwargs):
+                 composite=None, draw_points: int = 0, design_until_told: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        # True: the initial design is a first batch for a search that knows nothing yet; from the first told result
+        # on the surrogate leads (the physics-informed GP, whose prior is the model, needs no more random points)
+        self.design_until_told = design_until_told
         self.draw_points = draw_points  # last points of a batch taken by a lab-parameter draw (physics_gp)
         self.asked_by_: list[str] = []  # how each point of the last ask was chosen: INITIAL_DESIGN, ACQUISITION, ...
         self.composite = composite  # the objective whose inputs get a GP each (None: one GP on the losses)
@@ -254,6 +257,8 @@ class BatchOptimizer(Optimizer):
 
     def _tell_and_fit(self, x, y, fit):
         result = super()._tell(x, y, fit=False)
+        if self.design_until_told:
+            self._n_initial_points = min(self._n_initial_points, 0)
         if fit and self._n_initial_points <= 0 and self.base_estimator_ is not None:
             composite = self._fit_composite()
             model = clone(self.base_estimator_)
@@ -524,6 +529,7 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         local_scale=settings.local_candidates_scale,
         composite=config.objective if settings.composite and surrogate == "GP" else None,
         draw_points=settings.parameter_draw_points if surrogate == "physics_gp" else 0,
+        design_until_told=surrogate == "physics_gp",
     )
     if surrogate == "physics_gp":
         if p is None:

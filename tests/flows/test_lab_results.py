@@ -66,10 +66,9 @@ def test_bad_cli_options(capsys, tmp_path, args, message):
 @pytest.fixture(scope="module")
 def lab_campaign(prefect_local, params, tmp_path_factory):
     store = tmp_path_factory.mktemp("lab")
-    # physics_initial_points 2: snhc suggest learns from the 3 measured lab rows only (the campaign's model
-    # evaluations are its prior's already), so it leads after 2 instead of the default 4
-    overrides = {"optimiser": {"n_calls": 6, "n_initial_points": 2, "batch_size": 3, "seed": 11,
-                               "physics_initial_points": 2},
+    # snhc suggest learns from the 3 measured lab rows only (the campaign's model evaluations are its prior's
+    # already): fewer than physics_initial_points, and it leads from the first
+    overrides = {"optimiser": {"n_calls": 6, "n_initial_points": 2, "batch_size": 3, "seed": 11},
                  "tracking": {"tracking_uri": f"sqlite:///{store}/mlflow.db", "experiment_name": "lab"}}
     summary = optimise_anode(overrides=overrides, observations_path=str(config_dir() / "lab_results_example.csv"))
     return store, overrides, summary

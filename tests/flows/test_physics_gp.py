@@ -47,6 +47,17 @@ def test_a_right_prior_is_learned_from_few_points():
     assert rmse(physics, test) < 0.2 * rmse(plain, test)
 
 
+def test_two_points_do_not_weigh_the_model():
+    """Through two points a slope and an offset fit exactly: the model keeps weight 1 and the offset is the mean
+    difference; a third point that agrees with the slope lets the data set the weight."""
+    X = points(3, 6)
+    two = PhysicsInformedGP(prior=right_model, random_state=0).fit(X[:2], lab(X[:2]))
+    assert two.weight_ == 1.0
+    assert two.offset_ == pytest.approx(np.mean(lab(X[:2]) - right_model(X[:2])))
+    three = PhysicsInformedGP(prior=right_model, random_state=0).fit(X, lab(X))
+    assert three.weight_ < 0.6  # towards the true 1/3, shrunk towards 1 by one pseudo-point
+
+
 def test_decomposition_adds_up_and_the_sd_grows_away_from_data():
     X = points(12, 4)
     model = PhysicsInformedGP(prior=wrong_model, random_state=0).fit(X, lab(X))
@@ -85,6 +96,28 @@ def test_a_campaign_optimiser_with_physics_gp_uses_the_model_as_prior():
     parts = model.decompose(optimizer.space.transform(points))
     np.testing.assert_allclose(-parts["model"], [e.objective for e in evaluations], rtol=1e-9)
     np.testing.assert_allclose(parts["mean"], [-e.objective for e in evaluations], atol=2.0)  # fits its data
+
+
+def test_a_physics_gp_leads_from_its_first_result():
+    """A lab with no results gets the space-filling design; one with two results (fewer than the design's points)
+    gets suggestions that follow what was measured, not the rest of the same design whatever the results say."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.search import ACQUISITION, INITIAL_DESIGN, make_optimizer
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    assert config.optimiser.physics_initial_points > 2
+    fresh = make_optimizer(config, p, surrogate="physics_gp")
+    design = fresh.ask(n_points=2)
+    assert fresh.asked_by_ == [INITIAL_DESIGN] * 2
+    batches = []
+    for measured in ([300.0, 200.0], [200.0, 300.0]):  # the same two recipes, opposite results
+        optimizer = make_optimizer(config, p, surrogate="physics_gp")
+        optimizer.tell([list(point) for point in design], [-v for v in measured])
+        batches.append(optimizer.ask(n_points=2))
+        assert optimizer.models and ACQUISITION in optimizer.asked_by_
+    assert batches[0] != batches[1]
 
 
 def test_model_prior_runs_the_model_once_per_point():
