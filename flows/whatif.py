@@ -423,9 +423,11 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
     columns = list(fixed_metric_names(base).values())
     headers = short_headers(base) | {"sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
                                      "ball_to_powder_ratio": "ball:powder", "status": "status"}
-    for metric in columns:  # "capacity, 90 % low": short enough for the view's column width, unit as the value's
-        name, (low, high) = headers[metric].split(" ")[0], interval_columns(metric)
-        headers |= {low: f"{name}, 90 % low", high: f"{name}, 90 % high"}
+    for metric in columns:  # "capacity 90 % low [mAh/g]": the value's header with the bound before its unit
+        name, bracket, unit = headers[metric].partition(" [")
+        low, high = interval_columns(metric)
+        headers |= {column: f"{name} 90 % {end} [{unit}" if bracket else f"{name}, 90 % {end}"
+                    for column, end in ((low, "low"), (high, "high"))}
     metrics = [name for c in columns for name in (c, *interval_columns(c))]  # each value, then its interval
     keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
                         "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first

@@ -58,7 +58,8 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     shown = json.loads(Path(client.download_artifacts(parent.info.run_id, "what_if_comparison.json",
                                                       str(tmp_path))).read_text())
     # short headers without "." (MLflow's table view reads a dot as a nested path and shows the column empty)
-    assert {"capacity [mAh/g]", "capacity, 90 % low", "capacity, 90 % high"} <= set(shown["columns"])
+    assert {"capacity [mAh/g]", "capacity 90 % low [mAh/g]", "capacity 90 % high [mAh/g]",
+            "expansion 90 % low [%]", "cycles to 80 %, 90 % high"} <= set(shown["columns"])
     assert not any("." in name for name in shown["columns"])
     capacity = [row[shown["columns"].index("capacity [mAh/g]")] for row in shown["data"]]
     assert all(isinstance(value, float) and value > 0 for value in capacity)
