@@ -18,13 +18,12 @@ from scipy.optimize import least_squares
 from flows.config import CampaignConfig
 from flows.evaluation import campaign_parameters
 from flows.observations import LabData, lab_predictions
-from surrogate.calibration import FIT_TOLERANCE, LeastSquaresProblem, load_observations
+from surrogate.calibration import FIT_TOLERANCE, LeastSquaresProblem, load_observations, on_bound
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
 
 MAX_FUNCTION_EVALUATIONS = 400  # the start is the study's fit: a few hundred model runs settle the lab's part
-BOUND_SHARE = 1e-4  # a refitted parameter within this share of its (calibration-scale) range from a bound sits on it
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,7 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
                              xtol=FIT_TOLERANCE, max_nfev=MAX_FUNCTION_EVALUATIONS)
     after = trial_of(solution.x)
     study_before, study_after = study.residuals(start), study.residuals(solution.x)
-    on_bound = tuple(n for n, x, lo, hi in zip(transform.names, solution.x, low, high)
-                     if np.isclose(x, lo, rtol=0, atol=BOUND_SHARE * max(hi - lo, 1e-12))
-                     or np.isclose(x, hi, rtol=0, atol=BOUND_SHARE * max(hi - lo, 1e-12)))
+    bounded = on_bound(transform.names, solution.x, low, high)
     moves = pd.DataFrame([{"parameter": n, "before": before[n].value, "after": after[n].value,
                            "change_pct": 100.0 * (after[n].value - before[n].value) / before[n].value
                            if before[n].value else float("nan")} for n in transform.names])
@@ -125,4 +122,4 @@ def recalibrate(config: CampaignConfig, lab: LabData, data_path=None) -> Recalib
                                 for (i, name, value), b, a in zip(rows, model_before, model_after)])
     chi2 = (float(study_before @ study_before), float(study_after @ study_after))
     return Recalibration(after, moves, predictions, chi2, float(np.max(np.abs(study_after))), int(study_after.size),
-                         on_bound)
+                         bounded)

@@ -74,3 +74,9 @@ def test_fit_diagnostics_count_dof_and_name_what_the_data_cannot_check():
                          calibration.data_sha256, calibration.parameters_sha256)
     assert "ohmic_resistance_ohm_g" in diagnostics(p, pushed).on_bound
     assert "ohmic_resistance_ohm_g" not in d.on_bound
+    # a bounded fit stops just short of a bound it presses against: that is on the bound too
+    low, high = p["interface_activation_energy_kJ_per_mol"].bounds
+    short = Calibration({**calibration.fitted_values,
+                         "interface_activation_energy_kJ_per_mol": low + 1e-3 * (high - low)},
+                        calibration.report, calibration.data_sha256, calibration.parameters_sha256)
+    assert "interface_activation_energy_kJ_per_mol" in diagnostics(p, short).on_bound
