@@ -75,12 +75,13 @@ class CycledState:
 
     ``vulnerable_fraction``: share of the Sn capacity that the highest strain cycled so far can remove;
     ``mechanical_damage``: share of that vulnerable capacity already lost; ``catastrophic_survival``: share of the
-    electrode not yet failed catastrophically.
+    electrode not yet failed catastrophically; ``hc_loss``: share of the HC capacity lost to its slow SEI growth.
     """
 
     vulnerable_fraction: np.ndarray
     mechanical_damage: np.ndarray
     catastrophic_survival: np.ndarray
+    hc_loss: np.ndarray | float = 0.0
 
     @property
     def electrode_damage(self) -> np.ndarray:
@@ -95,12 +96,14 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
     (Miner's rule inside the stretched exponential), and likewise for catastrophic failure, so a formation at low
     current and high strain damages a cell later tested at high current by its own strain, not the test's. Cracked
     Sn stays cracked: the vulnerable share is the one of the highest strain that has been cycled. Fatigue speeds up
-    with temperature (Arrhenius, relative to the reference temperature of the study's cycling).
+    with temperature (Arrhenius, relative to the reference temperature of the study's cycling). HC, which does not
+    swell, loses capacity only to a slow SEI growth, ~ sqrt(cycles run) (science.md 3.5).
     """
     fatigue_speed = _column(arrhenius_factor(p.fatigue_activation_energy_kJ_per_mol, temperature_C, p))
-    life_spent = catastrophic_spent = vulnerable = 0.0
+    life_spent = catastrophic_spent = vulnerable = total_cycles = 0.0
     for step in steps:
         cycles = np.atleast_1d(np.asarray(step.cycles, dtype=float))[None, :]
+        total_cycles = total_cycles + cycles
         life_spent = life_spent + cycles * fatigue_speed / step.law.mechanical_life_cycles[:, None]
         catastrophic_spent = catastrophic_spent + cycles * fatigue_speed / step.law.catastrophic_life_cycles[:, None]
         vulnerable = np.maximum(vulnerable, np.where(cycles > 0, step.law.vulnerable_fraction[:, None], 0.0))
@@ -108,6 +111,7 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
         vulnerable_fraction=vulnerable,
         mechanical_damage=1.0 - np.exp(-life_spent ** _column(p.mechanical_loss_shape)),
         catastrophic_survival=np.exp(-catastrophic_spent ** _column(p.catastrophic_shape)),
+        hc_loss=np.minimum(_column(p.hc_fade_per_sqrt_cycle) * np.sqrt(total_cycles), 1.0),
     )
 
 
@@ -120,10 +124,12 @@ def _column(value) -> np.ndarray:
 def capacity_retention(state: CycledState, sn_share):
     """Q / Q_fresh(I) after a cycling history; shape (N_recipes, M).
 
-    ``sn_share`` is the share of the capacity at the measured current stored in Sn: only Sn suffers mechanical loss.
+    ``sn_share`` is the share of the capacity at the measured current stored in Sn: only Sn suffers mechanical loss,
+    the rest (HC) its SEI's.
     """
-    mechanical = 1.0 - np.asarray(sn_share)[:, None] * state.vulnerable_fraction * state.mechanical_damage
-    return mechanical * state.catastrophic_survival
+    sn = np.asarray(sn_share)[:, None]
+    kept = 1.0 - sn * state.vulnerable_fraction * state.mechanical_damage - (1.0 - sn) * state.hc_loss
+    return kept * state.catastrophic_survival
 
 
 def initial_coulombic_efficiency_pct(sn_mass_fraction, reversible_mAh_per_g, micro, p: ModelParameters):

@@ -68,3 +68,19 @@ def test_a_cached_fit_is_keyed_on_the_models_source(monkeypatch):
     key = calibration._cache_key("data", "parameters")
     monkeypatch.setattr(calibration, "model_source_digest", lambda: "another model")
     assert calibration._cache_key("data", "parameters") != key
+
+
+def test_hc_fades_as_the_square_root_of_cycles_run_and_only_its_share(materials, params):
+    """HC's slow SEI fade: none in the central model (the study gives no number), sqrt(cycles) when set, counting
+    formation; it takes HC's share of a composite's capacity, not the Sn share's."""
+    request = PredictionRequest(cycles=(1, 1000, 12000))
+    hc = predict(materials["HC"], params, request).capacity_at_cycle_mAh_per_g[0]
+    np.testing.assert_allclose(hc, hc[0], rtol=1e-12)
+    fading = params.with_values(hc_fade_per_sqrt_cycle=1e-3)
+    faded = predict(materials["HC"], fading, request).capacity_at_cycle_mAh_per_g[0]
+    ratio = 1.0 - faded / hc
+    runs = np.array([0.0, 999.0, 11999.0]) + params.formation_cycles
+    np.testing.assert_allclose(ratio, 1e-3 * np.sqrt(runs), rtol=1e-9)
+    composite = predict(materials["Sn@HC-2-1"], params, request).capacity_at_cycle_mAh_per_g[0]
+    composite_faded = predict(materials["Sn@HC-2-1"], fading, request).capacity_at_cycle_mAh_per_g[0]
+    assert 0 < 1.0 - composite_faded[-1] / composite[-1] < ratio[-1]  # only the HC share fades this way
