@@ -27,7 +27,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ FAMILY_OF_METRIC = {
 }
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
+EFFICIENCY_CEILING_PCT = 100.0  # a Coulombic efficiency, scattered or not, cannot exceed 100 %
 _FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
     ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
     ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
@@ -83,6 +84,7 @@ class UncertaintySettings:
     finite_difference_step_per_range: float
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
+    model_form_sigma_pct: dict[str, float] = field(default_factory=dict)  # families without: none
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "UncertaintySettings":
@@ -93,9 +95,9 @@ class UncertaintySettings:
         except YamlInputError as error:
             raise ParameterError(str(error)) from None
         if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | {
-                "uncertain_assumed_parameters", "measurement_sigma_pct"}:
+                "uncertain_assumed_parameters", "measurement_sigma_pct", "model_form_sigma_pct"}:
             raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + "
-                                 "['measurement_sigma_pct', 'uncertain_assumed_parameters']")
+                                 "['measurement_sigma_pct', 'model_form_sigma_pct', 'uncertain_assumed_parameters']")
         values = {}
         for key, (kind, low, high) in _SETTINGS_RANGES.items():
             value = document[key]
@@ -111,8 +113,13 @@ class UncertaintySettings:
         if not isinstance(sigmas, dict) or set(sigmas) != set(FAMILIES) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 50.0 for v in sigmas.values()):
             raise ParameterError(f"{path}: measurement_sigma_pct needs exactly {list(FAMILIES)}, each 0 to 50 (%)")
+        forms = document["model_form_sigma_pct"]
+        if not isinstance(forms, dict) or not set(forms) <= set(FAMILIES) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 100.0 for v in forms.values()):
+            raise ParameterError(f"{path}: model_form_sigma_pct takes some of {list(FAMILIES)}, each 0 to 100 (%)")
         return cls(**values, uncertain_assumed_parameters=tuple(names),
-                   measurement_sigma_pct={k: float(v) for k, v in sigmas.items()})
+                   measurement_sigma_pct={k: float(v) for k, v in sigmas.items()},
+                   model_form_sigma_pct={k: float(v) for k, v in forms.items()})
 
 
 FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
@@ -263,6 +270,16 @@ class Ensemble:
     effective_size: float  # effective number of independent candidates behind the members (importance weights)
     weight_temperature: float  # 1 = exact importance correction; larger = tempered (see _tempered)
 
+    @functools.cached_property
+    def model_form_factors(self) -> tuple[dict[str, float], ...]:
+        """Per member: family -> 1 + relative error of the model's form (``model_form_sigma_pct``), which scatters a
+        quantity never measured on the material it is predicted for. Its own random stream, so the members and
+        their measurement factors are those an ensemble without it has."""
+        rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM])
+        sigmas = self.settings.model_form_sigma_pct
+        return tuple({f: 1.0 + sigmas[f] / 100.0 * rng.standard_normal() for f in sorted(sigmas)}
+                     for _ in self.members)
+
     def predict(self, recipes: Recipes, request: PredictionRequest | None = None) -> "UncertainPrediction":
         """The central prediction and every member's (members stacked into one batch, see :meth:`evaluate`)."""
         request = request or PredictionRequest()
@@ -317,8 +334,10 @@ class UncertainPrediction:
         does not; :meth:`CalibratedDomain.recipe_beyond`). A recipe beyond them has every metric flagged as
         extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
-        member_records = [self._scattered(m.record(i, current_labels), k) for k, m in enumerate(self.members)]
         beyond, extent = self._judged(i)
+        unmeasured = {key for key in value if beyond or key not in extent.quantities}
+        member_records = [self._scattered(m.record(i, current_labels), k, unmeasured)
+                          for k, m in enumerate(self.members)]
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
                 "extrapolated": self._extrapolated(value, extent, bool(beyond)), "beyond_calibrated_recipes": beyond}
 
@@ -350,6 +369,8 @@ class UncertainPrediction:
         factors = [f.get(family, 1.0) if family else 1.0 for f in self.ensemble.measurement_factors]
         stack = np.vstack([np.asarray(values_of(m), dtype=float) * factor
                            for m, factor in zip(self.members, factors)])
+        if family == "efficiency":
+            stack = np.minimum(stack, EFFICIENCY_CEILING_PCT)
         if family in CAPACITY_FAMILIES:  # within each member's theoretical capacity, as in :meth:`record`
             stack = np.minimum(stack, np.vstack([m.theoretical_capacity_mAh_per_g for m in self.members]))
         tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
@@ -357,19 +378,23 @@ class UncertainPrediction:
         central = np.asarray(values_of(self.central), dtype=float)
         return np.fmin(low, central), np.fmax(high, central)
 
-    def _scattered(self, record: dict, k: int) -> dict:
-        """Member k's record with its measurement scatter; a capacity, scattered or not, stays within the member's
-        theoretical capacity (a cell cannot store more than its Sn and HC hold: a reading above it is a mass
-        error, not a capacity)."""
-        factors = self.ensemble.measurement_factors[k]
+    def _scattered(self, record: dict, k: int, unmeasured=frozenset()) -> dict:
+        """Member k's record with its measurement scatter, and for the ``unmeasured`` quantities (never measured on
+        this material) its model-form scatter; a capacity, scattered or not, stays within the member's theoretical
+        capacity (a cell cannot store more than its Sn and HC hold: a reading above it is a mass error, not a
+        capacity), an efficiency within 100 %."""
+        factors, forms = self.ensemble.measurement_factors[k], self.ensemble.model_form_factors[k]
         ceiling = record["theoretical_capacity_mAh_per_g"]
         out = {}
         for key, value in record.items():
             family = FAMILY_OF_METRIC.get(key)
-            factor = factors.get(family, 1.0) if family else 1.0
+            factor = factors.get(family, 1.0) * (forms.get(family, 1.0) if key in unmeasured else 1.0) if family \
+                else 1.0
 
             def scattered(v: float) -> float:
-                return min(v * factor, ceiling) if family in CAPACITY_FAMILIES else v * factor
+                if family in CAPACITY_FAMILIES:
+                    return min(v * factor, ceiling)
+                return min(v * factor, EFFICIENCY_CEILING_PCT) if family == "efficiency" else v * factor
             out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 
@@ -436,6 +461,7 @@ def _intervals(value: dict, members: list[dict], probability: float) -> dict:
 STACKED_ROWS = 2**16  # rows of one stacked model call (members x recipes): bounds its memory to tens of MB
 RANGE_IN_SD = 4.0  # an assumed parameter's allowed range is read as +-2 sd of its prior (lab parameters too)
 UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
+MODEL_FORM_STREAM = 2  # the random stream of the model-form factors
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
 

@@ -153,6 +153,8 @@ def test_cycles_up_to_400_bound_the_capacity_at_cycle_12000():
     (lambda d: d.pop("seed"), "expected exactly the keys"),
     (lambda d: d.update(uncertain_assumed_parameters="separator"), "uncertain_assumed_parameters must be a list"),
     (lambda d: d["measurement_sigma_pct"].update(capacity=-1), "measurement_sigma_pct needs exactly"),
+    (lambda d: d["model_form_sigma_pct"].update(colour=3), "model_form_sigma_pct takes some of"),
+    (lambda d: d["model_form_sigma_pct"].update(efficiency=float("nan")), "model_form_sigma_pct takes some of"),
 ])
 def test_a_broken_uncertainty_file_is_refused_naming_the_field(tmp_path, edit, message):
     import yaml
@@ -272,3 +274,21 @@ def test_an_objective_is_flagged_where_its_capacity_or_its_recipe_lies_beyond_th
     assert ensemble.predict(composite, PredictionRequest(target_current_A_per_g=4.2, target_cycle=1000)
                             ).target_extrapolated(0)  # the fade was measured at 1.7 A/g only
     assert ensemble.predict(composite, PredictionRequest(temperature_C=0.0, **target)).target_extrapolated(0)
+
+
+def test_a_quantity_never_measured_on_a_material_carries_the_models_form_error(ensemble):
+    """The first-cycle efficiency's form is scattered (model_form_sigma_pct) only where the material's own ICE was
+    not measured: Sn@HC-1-2's interval is several times the measured composite's, whose stays the data's, and an
+    ensemble without the term gives Sn@HC-1-2 the narrow interval the exactly met ICE rows imply."""
+    from surrogate.recipe import Recipes as R
+
+    def width(e, name):
+        low, high = e.predict(R.from_records([_material(name)])).record(0)["interval_90"][
+            "initial_coulombic_efficiency_pct"]
+        return high - low
+
+    assert ensemble.settings.model_form_sigma_pct["efficiency"] > 0
+    assert width(ensemble, "Sn@HC-1-2") > 3.0 * width(ensemble, "Sn@HC-2-1")
+    without = dataclasses.replace(ensemble, settings=dataclasses.replace(ensemble.settings, model_form_sigma_pct={}))
+    assert width(without, "Sn@HC-2-1") == pytest.approx(width(ensemble, "Sn@HC-2-1"), rel=1e-12)
+    assert width(without, "Sn@HC-1-2") < 0.5 * width(ensemble, "Sn@HC-1-2")
