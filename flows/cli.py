@@ -475,17 +475,18 @@ def _note_what_a_resume_keeps(campaign, given=None) -> None:
 
 
 def _build_and_start(args):
-    """Start (or find) the Prefect API while the campaign is built and validated, once, before anything runs."""
+    """Build and validate the campaign, then start (or find) the Prefect API while its calibration loads."""
     from flows import prefect_server
     from flows.campaign import build_campaign
 
     base, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
+    # the lab file, the resume id and the saved campaign are checked before anything starts: exit 2, nothing started
+    campaign = build_campaign(args.config, overrides, resume, args.observations)
+    _note_rows_outside(campaign)
+    if resume is not None:
+        _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
     server = prefect_server.start()
     try:
-        campaign = build_campaign(args.config, overrides, resume, args.observations)
-        _note_rows_outside(campaign)
-        if resume is not None:
-            _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
         if server.process is not None:  # a temporary server takes seconds to start: use them
             _warm_up(campaign.config)
         wait_for_prefect(server, to_stderr=args.json)
@@ -590,14 +591,15 @@ def cmd_what_if(args) -> int:
     if args.output is not None:
         output_folder(args.output, "--output")
     from flows import prefect_server
+    from flows.scenarios import load_scenarios
 
+    base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
+    for scenario, config, _ in load_scenarios(args.scenarios, base):  # fail fast: exit 2, nothing started or written
+        _check_scenario_servers(scenario.name, config, base_config)
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
     try:
-        from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, load_scenarios, what_if
+        from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, what_if
 
-        base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
-        for scenario, config, _ in load_scenarios(args.scenarios, base):  # fail fast: exit 2, nothing written
-            _check_scenario_servers(scenario.name, config, base_config)
         wait_for_prefect(server, to_stderr=args.json)
 
         def run():
@@ -681,7 +683,7 @@ def cmd_serve(args) -> int:
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads
 
     check_server(api, "PREFECT_API_URL")
-    check_health(api, "PREFECT_API_URL", "a Prefect API")
+    check_health(api, "PREFECT_API_URL", "a Prefect API", "/admin/version")
 
     serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
     return 0

@@ -20,6 +20,7 @@ memory (MLflow params, tags and artifacts, state files, Prefect flow parameters,
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -34,7 +35,9 @@ from pydantic import BaseModel, model_validator
 from surrogate.yaml_safety import EXCERPT_CHARS, YamlInputError, excerpt, non_finite_number, read_yaml_file
 
 REDACTED = "***"
-TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://", "file:")
+# MLflow 3's file store (file:, ./mlruns) is in maintenance mode and refuses new experiments: not a store to offer
+TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://")
+MLFLOW_SQLITE_TABLES = {"experiments", "runs", "alembic_version"}  # an existing SQLite store must hold these (or none)
 # Artifact roots MLflow can write to; a bare path (no scheme) is a local folder.
 ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "mlflow-artifacts", "dbfs",
                     "runs", "models", "http", "https", "abfss")
@@ -283,6 +286,9 @@ def _installed(module: str) -> bool:
 
 
 def check_tracking_scheme(uri: str, key: str = "tracking.tracking_uri") -> str:
+    if isinstance(uri, str) and uri.startswith("file:"):
+        raise InputError(f"{key} {excerpt(redact(uri))}: MLflow's file store is in maintenance mode and refuses new "
+                         f"runs; use a database, e.g. sqlite:///mlruns/mlflow.db")
     if not isinstance(uri, str) or not uri.startswith(TRACKING_SCHEMES):
         raise InputError(f"{key} {excerpt(redact(uri))}: must start with one of "
                          f"{', '.join(TRACKING_SCHEMES)}".lstrip())
@@ -296,15 +302,20 @@ def sqlite_path(uri: str) -> Path:
 def check_tracking_store(uri: str, must_exist: bool = False, key: str = "tracking_uri") -> None:
     """Check a tracking store before anything starts, without writing to it.
 
-    SQLite: the database must be a writable file, or creatable (its nearest existing folder writable). Servers
-    (http, https) and PostgreSQL: the host must accept a TCP connection within :data:`CONNECT_TIMEOUT_S`. With
-    ``must_exist`` (resuming a run) a SQLite database that does not exist yet is an error, not a new store.
+    SQLite: the database must be a writable file that is empty or an MLflow store (not another program's database,
+    which MLflow would add its tables to), or creatable (its nearest existing folder writable); never in memory,
+    which keeps nothing. Servers (http, https): the host must accept a TCP connection and answer as MLflow within
+    :data:`CONNECT_TIMEOUT_S`; PostgreSQL: a connection must open within it. With ``must_exist`` (resuming a run) a
+    SQLite database that does not exist yet is an error, not a new store.
     """
     uri = reveal(uri)
     check_tracking_scheme(uri, key)
     shown = excerpt(redact(uri))[1:-1]
     if uri.startswith("sqlite:///"):
         database = sqlite_path(uri)
+        if str(database) in ("", ":memory:") or uri.split("?", 1)[-1].find("mode=memory") >= 0:
+            raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
+                             f"e.g. sqlite:///mlruns/mlflow.db")
         if database.is_dir():
             raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
         if database.exists():
@@ -316,6 +327,8 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
                 header = handle.read(len(SQLITE_HEADER))
             if header and header != SQLITE_HEADER:  # an empty file is a new database to SQLite
                 raise InputError(f"{key} {shown}: {database} is not a SQLite database (another kind of file)")
+            if header:
+                _check_mlflow_sqlite(database, key, shown)
             return
         if must_exist:
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
@@ -333,13 +346,53 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         return
     check_server(uri, key)
     if uri.startswith(("http://", "https://")):
-        check_health(uri, key, "an MLflow tracking server")
+        check_health(uri, key, "an MLflow tracking server", "/version")
+    else:
+        _check_postgresql(uri, key, shown)
 
 
-def check_health(uri: str, key: str, what: str) -> None:
-    """``GET <uri>/health`` must answer 200 (or ask for credentials, 401 or 403) within :data:`CONNECT_TIMEOUT_S`:
-    an MLflow server, or Prefect's API (``.../api/health``). Another web server on that port, or one that accepts
-    the connection and never answers, is refused before anything starts."""
+def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
+    """An existing SQLite file must open and hold an MLflow store's tables, or no tables at all."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
+                                                timeout=CONNECT_TIMEOUT_S)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as error:
+        raise InputError(f"{key} {shown}: {database} cannot be read as a SQLite database ({error})") from None
+    if tables and not MLFLOW_SQLITE_TABLES <= tables:
+        raise InputError(f"{key} {shown}: {database} is another program's database (tables "
+                         f"{', '.join(sorted(tables)[:3])}), not an MLflow store; give a new or an MLflow file")
+
+
+def _check_postgresql(uri: str, key: str, shown: str) -> None:
+    """A PostgreSQL store must answer as PostgreSQL within :data:`CONNECT_TIMEOUT_S` (a port that accepts the
+    connection and never speaks PostgreSQL had hung a campaign for good)."""
+    try:
+        import psycopg2
+    except ImportError:
+        raise InputError(f"{key} {shown}: PostgreSQL needs the psycopg2 package (pip install psycopg2-binary)") \
+            from None
+    try:
+        psycopg2.connect(uri.replace("postgresql+psycopg2://", "postgresql://", 1),
+                         connect_timeout=max(1, int(CONNECT_TIMEOUT_S))).close()
+    except psycopg2.Error as error:
+        reason = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        raise InputError(f"{key} {shown}: no PostgreSQL answered within {CONNECT_TIMEOUT_S:g} s ({reason[:80]})") \
+            from None
+
+
+def check_health(uri: str, key: str, what: str, version_path: str) -> None:
+    """``GET <uri>/health`` and ``GET <uri><version_path>`` must each answer 200 (or ask for credentials, 401 or
+    403) within :data:`CONNECT_TIMEOUT_S`: an MLflow server (``/version``), or Prefect's API (``.../api/health``,
+    ``.../api/admin/version``). Another web server on that port (one that answers ``/health`` alone included), or
+    one that accepts the connection and never answers, is refused before anything starts."""
+    for path in ("/health", version_path):
+        _probe(uri, key, what, path)
+
+
+def _probe(uri: str, key: str, what: str, path: str) -> None:
     import base64
     import urllib.error
     import urllib.request
@@ -348,7 +401,7 @@ def check_health(uri: str, key: str, what: str) -> None:
     shown = excerpt(redact(uri))[1:-1]
     parts = _split(uri, key, shown)
     netloc = parts.netloc.rpartition("@")[2]
-    request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/health")
+    request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}")
     if parts.username is not None:
         credentials = f"{parts.username}:{parts.password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
@@ -359,10 +412,10 @@ def check_health(uri: str, key: str, what: str) -> None:
         status = error.code
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise InputError(f"{key} {shown}: no answer to GET /health within {CONNECT_TIMEOUT_S:g} s "
+        raise InputError(f"{key} {shown}: no answer to GET {path} within {CONNECT_TIMEOUT_S:g} s "
                          f"({redact(str(reason))[:80]}); is {what} running there?") from None
     if status not in (200, 401, 403):
-        raise InputError(f"{key} {shown}: not {what} (GET /health answered {status})")
+        raise InputError(f"{key} {shown}: not {what} (GET {path} answered {status})")
 
 
 def _split(address: str, key: str, shown: str):

@@ -1,8 +1,8 @@
 """What-if studies: named sets of overrides on a base campaign, each a prediction or a full optimisation.
 
-A scenario file (``configs/whatif/*.yaml``) holds a name, a description, a mode (``predict`` or ``optimise``), the
-overrides deep-merged onto the base config, and for ``predict`` the recipes to evaluate (material names or explicit
-recipes). All scenarios are validated before anything runs.
+A scenario file (``configs/whatif/*.yaml``, read by flows/scenarios.py) holds a name, a description, a mode
+(``predict`` or ``optimise``), the overrides deep-merged onto the base config, and for ``predict`` the recipes to
+evaluate (material names or explicit recipes). All scenarios are validated before anything runs.
 
 Scenarios are compared like with like: besides a baseline row (the base config, unchanged), every row gets the same
 fixed-definition metrics, at the BASE objective's current and cycle whatever the scenario's own objective says:
@@ -22,27 +22,26 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows import reporting
-from flows.config import (CampaignConfig, CampaignOverrides, ConfigError, deep_merge, default_config_path,
-                          overrides_document, read_yaml, validate_config)
+from flows.config import (CampaignConfig, CampaignOverrides, deep_merge, default_config_path, overrides_document,
+                          read_yaml, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
-from flows.inputs import excerpt, redact, write_csv
+from flows.inputs import redact, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
 from flows.objective import CapacityObjective
+from flows.scenarios import Scenario, load_scenarios
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
-from surrogate.paths import config_dir
-from surrogate.recipe import RecipeError, Recipes, complete, load_materials
+from surrogate.recipe import Recipes
 
 if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
@@ -54,72 +53,6 @@ BASELINE = "baseline"
 # on a log grid fine enough for a 2 % reading of the cycle count.
 RETENTION_HORIZON_CYCLES = 100_000
 RETENTION_GRID_POINTS = 400
-
-
-class Scenario(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    mode: Literal["predict", "optimise"] = "optimise"
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    recipes: list[str | dict[str, Any]] = Field(default_factory=list)
-
-
-def scenario_files(paths: list[str | Path]) -> list[Path]:
-    """Scenario files from files and folders (a folder means every ``*.yaml`` in it, sorted)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.glob("*.yaml") if p.is_file())
-        elif path.is_file():
-            files.append(path)
-        elif path.exists():
-            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device), expected a scenario file")
-        else:
-            raise ConfigError(f"{path}: scenario file not found")
-    if not files:
-        raise ConfigError(f"no scenario files in {', '.join(map(str, paths))}")
-    return files
-
-
-def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
-                   ) -> list[tuple[Scenario, CampaignConfig, list[tuple[str, dict[str, float]]]]]:
-    """Validate every scenario and its merged config up front; errors name the file and the key."""
-    materials = load_materials(config_dir() / "materials.yaml")
-    loaded, names = [], set()
-    for path in scenario_files(paths):
-        try:
-            scenario = Scenario.model_validate(read_yaml(path, "scenario file"))
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(p) for p in first["loc"])
-            message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-            if "input" in first and first["type"] not in ("extra_forbidden", "missing"):
-                message += f" (got {excerpt(first['input'])})"
-            raise ConfigError(f"{path}: {key}: {message}") from None
-        if scenario.name in names:
-            raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
-        names.add(scenario.name)
-        config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
-        recipes = [_recipe(item, materials, path) for item in scenario.recipes]
-        if scenario.mode == "predict" and not recipes:
-            raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
-        loaded.append((scenario, config, recipes))
-    return loaded
-
-
-def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:
-    if isinstance(item, str):
-        if item not in materials:
-            raise ConfigError(f"{path}: recipes: unknown material {item!r}; allowed {', '.join(materials)}")
-        return item, materials[item].to_records()[0]
-    try:
-        item = complete(item)
-    except RecipeError as error:
-        raise ConfigError(f"{path}: recipes: {error}") from None
-    label = f"Sn{item['sn_mass_fraction']:.2f}-{item['milling_time_h']:g}h-{item['milling_speed_rpm']:g}rpm"
-    return label, dict(item)
 
 
 def fixed_metric_names(base: CapacityObjective) -> dict[str, str]:

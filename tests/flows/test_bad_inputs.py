@@ -6,6 +6,7 @@ project's own mlruns/ untouched). Most cases run the CLI in-process (``flows.cli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -412,6 +413,21 @@ def tracking_cases() -> list[Case]:
              f"http://127.0.0.1:{_silent_port()}"], "no answer to GET /health", store_option=False),
         Case("tracking: sqlite file that is not a database", ["optimise", "--tracking-uri", "sqlite:///{file}"],
              "not a SQLite database", "name: not a database\n", "mlflow.db", store_option=False),
+        Case("tracking: a web server that answers /health alone", ["optimise", "--tracking-uri",
+             f"http://127.0.0.1:{_health_only_port()}"], "not an MLflow tracking server (GET /version answered 404)",
+             store_option=False),
+        Case("tracking: a port that accepts and never speaks PostgreSQL", ["optimise", "--tracking-uri",
+             f"postgresql://snhc:{SECRET}@127.0.0.1:{_silent_port()}/mlflow"], "no PostgreSQL answered",
+             store_option=False),
+        Case("tracking: MLflow's file store", ["optimise", "--tracking-uri", "file:///{dir}/mlruns"],
+             "maintenance mode", store_option=False),
+        Case("tracking: sqlite in memory", ["optimise", "--tracking-uri", "sqlite:///:memory:"], "in-memory",
+             store_option=False),
+        Case("tracking: sqlite header then junk", ["optimise", "--tracking-uri", "sqlite:///{file}"],
+             "cannot be read as a SQLite database", b"SQLite format 3\x00" + b"\xff" * 200, "junk.db",
+             store_option=False),
+        Case("tracking: another program's SQLite database", ["optimise", "--tracking-uri", "sqlite:///{file}"],
+             "another program's database (tables inventory)", _foreign_sqlite(), "inventory.db", store_option=False),
         Case("tracking: a password without a scheme", ["optimise", "--tracking-uri",
              f"snhc:{SECRET}@127.0.0.1:{closed}"], "--tracking-uri", store_option=False),
         Case("tracking: Dask address with a password and no scheme", ["optimise"], "runner.address",
@@ -440,6 +456,41 @@ def _not_mlflow_port() -> int:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server.server_address[1]
+
+
+def _health_only_port() -> int:
+    """A web server that answers /health 200 and everything else 404: healthy, but not MLflow."""
+    import http.server
+    import threading
+
+    class HealthOnly(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's API
+            if self.path.endswith("/health"):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthOnly)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def _foreign_sqlite() -> bytes:
+    """The bytes of a SQLite database another program made (one table, no MLflow tables)."""
+    import sqlite3
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "other.db"
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("CREATE TABLE inventory (item TEXT)")
+            connection.commit()
+        return path.read_bytes()
 
 
 def _silent_port() -> int:
@@ -558,6 +609,16 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch,
 
     monkeypatch.setattr(flows.optimise, "optimise_anode", flow_started)  # a missed check fails fast, runs nothing
     monkeypatch.setattr(flows.whatif, "what_if", flow_started)
+    from flows import prefect_server
+
+    start = prefect_server.start
+
+    def server_started():  # checking the user's own server (PREFECT_API_URL) is a check; starting one is not
+        if not os.environ.get("PREFECT_API_URL"):
+            raise AssertionError("a temporary Prefect server started for a bad input")
+        return start()
+
+    monkeypatch.setattr(prefect_server, "start", server_started)
     if case.label in SUBPROCESS_LABELS:
         code, output = _run_subprocess(args, case.environment)
     else:

@@ -175,7 +175,7 @@ def test_bad_scenario_exits_2_before_anything_runs(tmp_path, capsys, text, messa
 
 def test_shipped_scenarios_are_valid():
     from flows.config import read_yaml
-    from flows.whatif import load_scenarios
+    from flows.scenarios import load_scenarios
 
     scenarios = load_scenarios([str(config_dir() / "whatif")], read_yaml(config_dir() / "default.yaml"))
     assert len(scenarios) >= 3

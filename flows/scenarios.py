@@ -1,0 +1,83 @@
+"""What-if scenario files: one study's variations of the base campaign, each validated with its merged config.
+
+Apart from the what-if flow (flows/whatif.py) so the CLI can check every scenario file before Prefect's server
+starts or Prefect is imported: a broken scenario gets one line and exit code 2, and nothing starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flows.config import CampaignConfig, ConfigError, deep_merge, read_yaml, validate_config
+from flows.inputs import excerpt
+from surrogate.paths import config_dir
+from surrogate.recipe import RecipeError, complete, load_materials
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    mode: Literal["predict", "optimise"] = "optimise"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    recipes: list[str | dict[str, Any]] = Field(default_factory=list)
+
+
+def scenario_files(paths: list[str | Path]) -> list[Path]:
+    """Scenario files from files and folders (a folder means every ``*.yaml`` in it, sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.glob("*.yaml") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise ConfigError(f"{path}: not a regular file (a pipe, socket or device), expected a scenario file")
+        else:
+            raise ConfigError(f"{path}: scenario file not found")
+    if not files:
+        raise ConfigError(f"no scenario files in {', '.join(map(str, paths))}")
+    return files
+
+
+def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
+                   ) -> list[tuple[Scenario, CampaignConfig, list[tuple[str, dict[str, float]]]]]:
+    """Validate every scenario and its merged config up front; errors name the file and the key."""
+    materials = load_materials(config_dir() / "materials.yaml")
+    loaded, names = [], set()
+    for path in scenario_files(paths):
+        try:
+            scenario = Scenario.model_validate(read_yaml(path, "scenario file"))
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+            if "input" in first and first["type"] not in ("extra_forbidden", "missing"):
+                message += f" (got {excerpt(first['input'])})"
+            raise ConfigError(f"{path}: {key}: {message}") from None
+        if scenario.name in names:
+            raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
+        names.add(scenario.name)
+        config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
+        recipes = [_recipe(item, materials, path) for item in scenario.recipes]
+        if scenario.mode == "predict" and not recipes:
+            raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
+        loaded.append((scenario, config, recipes))
+    return loaded
+
+
+def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:
+    if isinstance(item, str):
+        if item not in materials:
+            raise ConfigError(f"{path}: recipes: unknown material {item!r}; allowed {', '.join(materials)}")
+        return item, materials[item].to_records()[0]
+    try:
+        item = complete(item)
+    except RecipeError as error:
+        raise ConfigError(f"{path}: recipes: {error}") from None
+    label = f"Sn{item['sn_mass_fraction']:.2f}-{item['milling_time_h']:g}h-{item['milling_speed_rpm']:g}rpm"
+    return label, dict(item)
