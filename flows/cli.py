@@ -360,7 +360,7 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
     """
     from flows.config import load_config
-    from flows.inputs import check_run_id, check_server, check_tracking_store, existing_file
+    from flows.inputs import check_experiment_active, check_run_id, check_server, check_tracking_store, existing_file
 
     resume = check_run_id(getattr(args, "resume", None))
     if args.tracking_uri is not None and not args.tracking_uri.strip():
@@ -374,6 +374,7 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
         {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
     base = load_config(args.config, overrides, OPTION_OF_KEY)
     check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
+    check_experiment_active(base.tracking.tracking_uri, base.tracking.experiment_name)
     if base.runner.address:
         check_server(base.runner.address, "runner.address")
     return base, overrides, resume  # the lab file is read (once) when the campaign is built
@@ -582,7 +583,7 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.config import deep_merge, default_config_path, read_yaml
+    from flows.config import deep_merge, default_config_path, environment_overrides, read_yaml
     from flows.inputs import existing_path, output_folder, redact_document
 
     for scenario in args.scenarios:
@@ -593,7 +594,7 @@ def cmd_what_if(args) -> int:
     from flows import prefect_server
     from flows.scenarios import load_scenarios
 
-    base = deep_merge(read_yaml(args.config or default_config_path()), overrides)
+    base = deep_merge(deep_merge(read_yaml(args.config or default_config_path()), environment_overrides()), overrides)
     for scenario, config, _ in load_scenarios(args.scenarios, base):  # fail fast: exit 2, nothing started or written
         _check_scenario_servers(scenario.name, config, base_config)
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
@@ -676,6 +677,10 @@ def cmd_serve(args) -> int:
         existing_file(args.config, "--config")
     load_config(args.config)
     existing_path(args.whatif, "--whatif")
+    from flows.config import default_config_path, read_yaml
+    from flows.scenarios import load_scenarios
+
+    load_scenarios([args.whatif], read_yaml(args.config or default_config_path()))  # served studies must run
     api = os.environ["PREFECT_API_URL"]
     if not api.startswith(("http://", "https://")):
         raise UsageError(f"PREFECT_API_URL {redact(api)}: must start with http:// or https:// "
@@ -685,7 +690,7 @@ def cmd_serve(args) -> int:
     check_server(api, "PREFECT_API_URL")
     check_health(api, "PREFECT_API_URL", "a Prefect API", "/admin/version")
 
-    serve_deployments(config_path=str(args.config or "configs/default.yaml"), whatif_path=args.whatif)
+    serve_deployments(config_path=str(args.config or default_config_path()), whatif_path=args.whatif)
     return 0
 
 
@@ -706,6 +711,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from surrogate.paths import config_dir
+
     parser = _Parser(
         prog="snhc", description="Design Sn / hard-carbon composite anodes for Na-ion batteries in silico.")
     parser.add_argument("--version", action="version", version=f"snhc {_version()}")
@@ -795,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Register the nightly optimisation and the weekly what-if "
                                             "deployments with their cron schedules and run them when due.")
     serve.add_argument("--config", help="campaign YAML the deployments run (default configs/default.yaml)")
-    serve.add_argument("--whatif", default="configs/whatif", help="scenario folder of the what-if deployment")
+    serve.add_argument("--whatif", default=str(config_dir() / "whatif"),
+                       help="scenario folder of the what-if deployment (default: the project's configs/whatif)")
     serve.set_defaults(handler=cmd_serve)
 
     whatif.add_argument("--json", action="store_true",

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
                           check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
@@ -30,6 +31,22 @@ class ConfigError(InputError):
 
 class Strict(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # "nan" / "inf" strings too
+
+
+# A name shown in MLflow and on the console: printable, without leading or trailing blanks (" " or a NUL had become
+# an experiment and a run name), and within MLflow's 500 characters (a longer experiment name failed mid-run)
+MLFLOW_NAME_MAX = 500
+
+
+def _printed(name: str) -> str:
+    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("use printable characters, without leading or trailing blanks")
+    return name
+
+
+PrintedName = Annotated[str, Field(min_length=1, max_length=MLFLOW_NAME_MAX), AfterValidator(_printed)]
+SEARCH_RESOLUTION = 1e-6  # of a field's allowed span: a range or a log-scale low finer than this is no recipe (and
+# below ~1e-300 scikit-optimize's log-uniform prior cannot sample at all)
 
 
 class Dimension(Strict):
@@ -60,6 +77,9 @@ class Dimension(Strict):
                 raise ValueError(f"{name}: a categorical field takes 'choices' (or a fixed 'value'), not a range")
             if not self.choices or len(set(self.choices)) < 2:
                 raise ValueError(f"{name}: needs at least two distinct 'choices' (or a fixed 'value')")
+            if len(set(self.choices)) != len(self.choices):
+                repeated = next(c for c in self.choices if self.choices.count(c) > 1)
+                raise ValueError(f"{name}.choices: {repeated!r} appears more than once")
             for choice in self.choices:
                 if not field.is_valid(choice):
                     raise ValueError(f"{name}.choices: {choice!r} is not allowed: {field.allowed()}")
@@ -76,6 +96,11 @@ class Dimension(Strict):
             raise ValueError(f"{name}: low ({self.low:g}) must be below high ({self.high:g})")
         if self.log_scale and self.low <= 0:
             raise ValueError(f"{name}: log_scale needs low > 0")
+        finest = SEARCH_RESOLUTION * (field.high - field.low)
+        if self.high - self.low < finest or (self.log_scale and self.low < finest):
+            raise ValueError(f"{name}: low {self.low:g} and high {self.high:g} must be at least {finest:g} apart "
+                             f"{'and low at least ' + format(finest, 'g') + ' ' if self.log_scale else ''}"
+                             f"(a millionth of the allowed span: {field.allowed()})")
         return self
 
 
@@ -184,7 +209,7 @@ class Optimiser(Strict):
 
 
 class Tracking(Strict):
-    experiment_name: str = Field("snhc-optimisation", min_length=1)
+    experiment_name: PrintedName = "snhc-optimisation"
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_location: str | None = Field(None, description="artifact root of a new experiment (default mlruns/)")
     log_evaluation_runs: bool = Field(True, description="one child run per evaluated recipe")
@@ -278,7 +303,7 @@ class RecommendationSettings(Strict):
 
 
 class CampaignConfig(Strict):
-    name: str = Field("default", min_length=1)
+    name: PrintedName = "default"
     description: str = ""
     search_space: SearchSpace = SearchSpace()
     objective: CapacityObjective = CapacityObjective()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -349,6 +350,44 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         check_health(uri, key, "an MLflow tracking server", "/version")
     else:
         _check_postgresql(uri, key, shown)
+
+
+def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment_name") -> None:
+    """The campaign's experiment must be new or active: MLflow refuses to add runs to a deleted one (it had failed
+    mid-run). Read without writing: a SQLite store's table, or a server's ``experiments/get-by-name``."""
+    import sqlite3
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    uri = reveal(uri)
+    stage = None
+    if uri.startswith("sqlite:///") and sqlite_path(uri).is_file() and sqlite_path(uri).stat().st_size:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{sqlite_path(uri)}?mode=ro", uri=True,
+                                                    timeout=CONNECT_TIMEOUT_S)) as connection:
+                row = connection.execute("SELECT lifecycle_stage FROM experiments WHERE name = ?", (name,)).fetchone()
+        except sqlite3.Error:
+            return  # an empty store (no tables yet): the experiment will be created
+        stage = row[0] if row else None
+    elif uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        query = urllib.parse.urlencode({"experiment_name": name})
+        address = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
+        request = urllib.request.Request(f"{address}/api/2.0/mlflow/experiments/get-by-name?{query}")
+        if parts.username is not None:
+            import base64
+
+            credentials = f"{parts.username}:{parts.password or ''}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s)
+                stage = json.loads(response.read()).get("experiment", {}).get("lifecycle_stage")
+        except (urllib.error.URLError, OSError, ValueError):
+            return  # no such experiment (404) or no answer: the health check has spoken for the server
+    if stage == "deleted":
+        raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
+                         f"(mlflow experiments restore) or choose another name")
 
 
 def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:

@@ -14,10 +14,11 @@ physics fidelity gives PyBaMM's capacity with the model's ageing and swelling. A
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from flows.inputs import NumbersNotBooleans
 from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
@@ -109,6 +110,14 @@ class CapacityObjective(NumbersNotBooleans):
 # physics result meet in score() as for CapacityObjective.
 
 MAXIMISE, MINIMISE = "maximise", "minimise"
+OBJECTIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-./]*")  # what MLflow takes as a metric name, and a table column
+OBJECTIVE_NAME_MAX = 100
+# Names an objective must not take unless it is its kind's own: the model's metrics and the evaluation table's columns
+RESERVED_NAMES = frozenset(Prediction.__dataclass_fields__) | {
+    "objective", "objective_capacity_mAh_per_g", "model_objective", "capacity_mAh_per_g", "particle_expansion_pct",
+    "electrode_expansion_after_1000_cycles_pct", "cycles_to_80pct_retention", "milling_time_h",
+    "milling_energy_kWh_per_kg", "status", "source", "failure_reason"}
+RESERVED_PREFIXES = ("capacity_at_", "physics.", "fidelity.")
 
 
 class _Objective(NumbersNotBooleans):
@@ -122,8 +131,22 @@ class _Objective(NumbersNotBooleans):
     default_name: ClassVar[str] = ""
     recipe_only: ClassVar[bool] = False  # its value follows from the recipe alone, known before any evaluation
 
-    name_: str | None = Field(None, alias="name", min_length=1,
+    name_: str | None = Field(None, alias="name", min_length=1, max_length=OBJECTIVE_NAME_MAX,
                               description="name in tables and in weights/limits (default: the kind's metric name)")
+
+    @field_validator("name_")
+    @classmethod
+    def _usable_name(cls, name: str | None) -> str | None:
+        """A name becomes an MLflow metric and a table column: MLflow's characters only, and not a metric the
+        campaign already reports under that name (it would overwrite it: a capacity named particle_expansion_pct
+        had hidden the expansion)."""
+        if name is None:
+            return name
+        if not OBJECTIVE_NAME.fullmatch(name) or ".." in name:
+            raise ValueError("use letters, digits and _ - . / (starting with a letter), no '..'")
+        if name != cls.default_name and (name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)):
+            raise ValueError(f"{name!r} is a metric the campaign already reports; choose another name")
+        return name
 
     @property
     def name(self) -> str:

@@ -126,6 +126,20 @@ def config_cases() -> list[Case]:
         ("temperature too hot", _config("objective: {temperature_C: 400}"), "objective.temperature_C"),
         ("string for n_calls", GOOD_CONFIG.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
         ("search space is a list", "name: x\nsearch_space: [1, 2]\n", "search_space"),
+        ("a categorical choice repeated", _config(base=GOOD_CONFIG.replace(
+            "ball_to_powder_ratio: {value: 20.0}", "ball_to_powder_ratio: {value: 20.0}\n"
+            "  milling_atmosphere: {choices: [argon, argon, air]}")), "'argon' appears more than once"),
+        ("a log-scale range below any recipe", _config(base=GOOD_CONFIG.replace(
+            "milling_time_h: {low: 1.0, high: 20.0}", "milling_time_h: {low: 1.0e-300, high: 2.0e-300, log_scale: true}")),
+         "a millionth of the allowed span"),
+        ("an objective name MLflow cannot take", _config("objectives: [{kind: capacity, name: 'cap?'}, "
+                                                         "{kind: milling_time}]"), "objectives.0.name"),
+        ("an objective named as another metric", _config("objectives: [{kind: capacity, name: particle_expansion_pct},"
+                                                         " {kind: milling_time}]"), "already reports"),
+        ("an experiment name beyond MLflow's 500 characters", _config("tracking: {experiment_name: " + "e" * 600 + "}"),
+         "tracking.experiment_name"),
+        ("a blank experiment name", _config("tracking: {experiment_name: ' '}"), "tracking.experiment_name"),
+        ("a control character in the run name", "name: \"\\x00abc\"\n", "name: use printable characters"),
         ("objective is a number", _config("objective: 5"), "objective"),
         ("recalibrate not a bool", _config("recalibrate: maybe"), "recalibrate"),
         ("unknown top-level key", _config("colour: blue"), "colour: unknown key"),
@@ -798,3 +812,27 @@ def test_an_output_folder_is_judged_by_its_own_path(tmp_path):
                           (tmp_path / "a_file" / "sub", "is a file, so the folder cannot be made")):
         with pytest.raises(InputError, match=message):
             output_folder(path, "--output")
+
+
+def test_a_deleted_experiment_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    """MLflow adds no run to a deleted experiment: said in one line, the store left as it was."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    capsys.readouterr()  # MLflow's own lines as it creates the store
+    monkeypatch.setenv("SNHC_EXPERIMENT_NAME", "gone")
+    assert main(["optimise", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'gone': that experiment is deleted" in err, err
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments(view_type=3)])
+
+
+def test_serve_checks_its_scenario_files(tmp_path, capsys, monkeypatch):
+    """A served what-if study must be able to run: a broken scenario is refused before serving."""
+    (tmp_path / "broken.yaml").write_text("name: a\nmode: predict\nrecipes: [Unobtainium]\n")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert main(["serve", "--whatif", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown material 'Unobtainium'" in err, err

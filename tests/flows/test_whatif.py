@@ -16,7 +16,7 @@ CAPACITY = "capacity_at_1.7_A_per_g_after_1000_cycles_mAh_per_g"  # the default 
 FIXED = {CAPACITY, "particle_expansion_pct", "cycles_to_80pct_retention_at_1.7_A_per_g", "milling_time_h"}
 
 
-def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_local, params, tmp_path):
+def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_local, params, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     folder = config_dir() / "whatif"
     study = what_if([str(folder / "study_materials_cold.yaml"), str(folder / "target_4p2_A_per_g.yaml")],
@@ -34,8 +34,8 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     # the same recipe predicts less at 0 C than at 25 C, on the same fixed definition
     warm_scenario = tmp_path / "warm.yaml"
     warm_scenario.write_text("name: warm\nmode: predict\nrecipes: [Sn@HC-2-1]\n")
-    warm = what_if([str(warm_scenario)], overrides={"tracking": {"tracking_uri": uri}}, baseline=False,
-                   output_dir=str(tmp_path / "out"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # a team's store named by the environment, as for a campaign
+    warm = what_if([str(warm_scenario)], overrides={}, baseline=False, output_dir=str(tmp_path / "out"))
     assert warm["baseline"] is None
     cold = [r for r in rows if r["recipe_label"] == "Sn@HC-2-1"][0]
     assert cold["temperature_C"] == 0 and warm["scenarios"][0]["temperature_C"] == 25
@@ -45,6 +45,7 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("snhc-what-if")
     assert study["experiment_id"] == experiment.experiment_id
+    assert client.get_run(warm["run_id"]).info.experiment_id == experiment.experiment_id  # the environment's store
     assert client.get_experiment_by_name("campaigns") is None
     parent = client.get_run(study["run_id"])
     assert parent.data.tags["kind"] == "what-if" and parent.data.params["scenarios"] == \
