@@ -457,29 +457,22 @@ def tracking_cases() -> list[Case]:
 
 def _not_mlflow_port() -> int:
     """A web server that answers every request 404 (not MLflow's /health), for the life of the test session."""
-    import http.server
-    import threading
-
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the handler's API
-            self.send_error(404)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
+    return _web_server(healthy=False)
 
 
 def _health_only_port() -> int:
     """A web server that answers /health 200 and everything else 404: healthy, but not MLflow."""
+    return _web_server(healthy=True)
+
+
+def _web_server(healthy: bool) -> int:
+    """A local web server answering 404 to every path (but /health with 200 if ``healthy``); returns its port."""
     import http.server
     import threading
 
-    class HealthOnly(http.server.BaseHTTPRequestHandler):
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the handler's API
-            if self.path.endswith("/health"):
+            if healthy and self.path.endswith("/health"):
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"OK")
@@ -489,7 +482,7 @@ def _health_only_port() -> int:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthOnly)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server.server_address[1]
 
