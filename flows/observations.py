@@ -162,6 +162,8 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
             raise ConfigError(f"{path} line {line}: {column} is empty")
         return None
     try:
+        if "_" in text:  # Python's float() reads 3_30 as 330: in a lab file that is a typo, not a number
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a number") from None

@@ -71,11 +71,20 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
-# YAML 1.2 reads 1e9 and 2E-3 as numbers; PyYAML (YAML 1.1) wants a dot (1.0e9) and would read them as text, so a
-# capacity written 1e3 would be refused as "not a number" in one file and accepted in another.
-_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                                    list("-+0123456789"))
+# Plain scalars are read by YAML 1.2's core schema, not PyYAML's YAML 1.1: 1e9 and 2E-3 are numbers (1.1 wanted a dot
+# and read them as text, so a capacity written 1e3 was "not a number" in one file and a number in another), while
+# 1:40 is text, not the base-60 number 100, 1_000 is text, not 1000, and yes/no/on/off are text, not booleans.
+_CORE_SCHEMA = {
+    "tag:yaml.org,2002:bool": r"^(?:true|True|TRUE|false|False|FALSE)$",
+    "tag:yaml.org,2002:int": r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$",
+    "tag:yaml.org,2002:float": r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                               r"|\.(?:nan|NaN|NAN))$",
+}
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in _CORE_SCHEMA]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _pattern in _CORE_SCHEMA.items():
+    _StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), list("-+0123456789.tTfF"))
 
 
 def load_yaml_text(text: str, source: str) -> Any:

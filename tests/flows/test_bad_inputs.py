@@ -119,8 +119,11 @@ def config_cases() -> list[Case]:
         ("cycle zero", _config("objective: {cycle: 0}"), "objective.cycle"),
         ("current zero, an exclusive bound", _config("objective: {current_A_per_g: 0}"), "0 (exclusive) to 1000"),
         ("a boolean for a number", _config("objective: {current_A_per_g: true}"), "expected a number, got true"),
-        ("a boolean for a fixed recipe value", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: yes}")),
+        ("a boolean for a fixed recipe value", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: true}")),
          "expected a number"),
+        ("a YAML 1.1 base-60 number", _config("objective: {cycle: 1:40}"), "objective.cycle"),
+        ("a YAML 1.1 yes for a number", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: yes}")),
+         "ball_to_powder_ratio.value='yes'"),
         ("failure penalty beyond any objective", _config(base=GOOD_CONFIG.replace(
             "batch_size: 3}", "batch_size: 3, failure_penalty: -1.0e+300}")), "optimiser.failure_penalty"),
         ("temperature too hot", _config("objective: {temperature_C: 400}"), "objective.temperature_C"),

@@ -23,6 +23,8 @@ BAD_FILES = [
      "missing column 'ball_to_powder_ratio'"),
     ("unknown column", (HEADER + ",colour\n0.5,6,450,20,300,red\n").encode(), "unknown column 'colour'"),
     ("string for a number", (HEADER + "\n0.5,six,450,20,300\n").encode(), "line 2: milling_time_h='six' is not a number"),
+    ("digits with an underscore", (HEADER + "\n0.5,6,450,20,3_30\n").encode(),
+     "line 2: objective_capacity_mAh_per_g='3_30' is not a number"),
     ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
     ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 847 mAh/g"),
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
