@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -530,6 +531,9 @@ def validate_config(document: dict[str, Any], source: str = "config",
                 message = f"{excerpt(item['input'])} is out of range: {_allowed_range(item['loc'])}"
             elif "input" in item and item["type"] not in ("value_error", "missing"):
                 message = f"{message} (got {excerpt(item['input'])})"
+            field = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, re.DOTALL) if path else None
+            if field:  # a model check's "key: problem": one dotted path, as a field's own check reads
+                path, message = f"{path}.{field.group(1)}", field.group(2)
             problems.append(f"{path}: {message}" if path else message)
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         if all(s == source for s in sources):

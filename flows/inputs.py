@@ -142,9 +142,11 @@ def check_finite(document: Any, source: str) -> None:
 
 
 class NumbersNotBooleans(BaseModel):
-    """A pydantic model whose number fields refuse booleans: YAML's ``true`` is not the number 1 (pydantic would
-    read it as 1), so ``seed: true`` or ``current_A_per_g: yes`` is a mistake to report, not a value. (A model
-    validator, not a field one: a discriminated union's tag may carry no field validator.)"""
+    """A pydantic model whose fields take their own kind of value only: YAML's ``true`` is not the number 1, the
+    text ``"25"`` is not the number 25, and ``1`` or ``"yes"`` is not ``true`` (pydantic would read each as the
+    other), so ``seed: true``, ``temperature_C: "25"`` or ``log_scale: 1`` is a mistake to report, not a value; the
+    values of a mapping of numbers (weights, limits) likewise. (A model validator, not a field one: a discriminated
+    union's tag may carry no field validator.)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -152,11 +154,32 @@ class NumbersNotBooleans(BaseModel):
         if isinstance(data, dict):
             for key, value in data.items():
                 field = cls.model_fields.get(key) if isinstance(key, str) else None
-                if isinstance(value, bool) and field is not None:
-                    types = _leaf_types(field.annotation)
-                    if bool not in types and types & {int, float}:
-                        raise ValueError(f"{key}: expected a number, got {str(value).lower()}")
+                problem = _kind_mismatch(key, value, field.annotation) if field is not None else None
+                if problem:
+                    raise ValueError(problem)
         return data
+
+
+def _kind_mismatch(key: str, value: Any, annotation: Any) -> str | None:
+    """Why ``value`` is not of the kind ``annotation`` asks for (a number, true/false, a mapping of numbers), or
+    None; text where text is allowed (a ``str`` or a ``Literal`` word) passes, as does anything pydantic checks."""
+    from typing import get_args, get_origin
+
+    mappings = [a for a in (annotation, *get_args(annotation)) if get_origin(a) is dict]
+    if mappings and isinstance(value, dict):
+        value_type = get_args(mappings[0])[1]
+        return next((problem for k, v in value.items() if (problem := _kind_mismatch(f"{key}.{k}", v, value_type))),
+                    None)
+    types = _leaf_types(annotation)
+    numeric = bool(types & {int, float})
+    words = str in types or any(isinstance(t, str) for t in types)
+    if isinstance(value, bool):
+        return f"{key}: expected a number, got {str(value).lower()}" if numeric and bool not in types else None
+    if isinstance(value, str) and numeric and not words:
+        return f"{key}: expected a number, got {excerpt(value)}"
+    if bool in types and not numeric and not words and value is not None and not isinstance(value, (dict, list)):
+        return f"{key}: expected true or false, got {excerpt(value)}"
+    return None
 
 
 def _leaf_types(annotation: Any) -> set:

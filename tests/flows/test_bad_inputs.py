@@ -122,6 +122,14 @@ def config_cases() -> list[Case]:
         ("a boolean for a fixed recipe value", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: true}")),
          "expected a number"),
         ("a YAML 1.1 base-60 number", _config("objective: {cycle: 1:40}"), "objective.cycle"),
+        ("text for a number", _config("objective: {temperature_C: '25'}"),
+         "objective.temperature_C: expected a number, got '25'"),
+        ("a number for true/false", _config(base=GOOD_CONFIG.replace(
+            "milling_time_h: {low: 1.0, high: 20.0}", "milling_time_h: {low: 1.0, high: 20.0, log_scale: 1}")),
+         "search_space.milling_time_h.log_scale: expected true or false, got 1"),
+        ("a boolean weight", _config("objectives: [{kind: capacity}, {kind: milling_time}]",
+                                     "recommendation: {weights: {capacity_mAh_per_g: true}}"),
+         "recommendation.weights.capacity_mAh_per_g: expected a number, got true"),
         ("a YAML 1.1 yes for a number", _config(base=GOOD_CONFIG.replace("{value: 20.0}", "{value: yes}")),
          "ball_to_powder_ratio.value='yes'"),
         ("failure penalty beyond any objective", _config(base=GOOD_CONFIG.replace(
@@ -133,7 +141,8 @@ def config_cases() -> list[Case]:
             "ball_to_powder_ratio: {value: 20.0}", "ball_to_powder_ratio: {value: 20.0}\n"
             "  milling_atmosphere: {choices: [argon, argon, air]}")), "'argon' appears more than once"),
         ("a log-scale range below any recipe", _config(base=GOOD_CONFIG.replace(
-            "milling_time_h: {low: 1.0, high: 20.0}", "milling_time_h: {low: 1.0e-300, high: 2.0e-300, log_scale: true}")),
+            "milling_time_h: {low: 1.0, high: 20.0}",
+            "milling_time_h: {low: 1.0e-300, high: 2.0e-300, log_scale: true}")),
          "a millionth of the allowed span"),
         ("an objective name MLflow cannot take", _config("objectives: [{kind: capacity, name: 'cap?'}, "
                                                          "{kind: milling_time}]"), "objectives.0.name"),
