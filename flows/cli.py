@@ -591,6 +591,13 @@ def cmd_what_if(args) -> int:
     base_config, overrides, _ = _checked_campaign(args)
     if args.output is not None:
         output_folder(args.output, "--output")
+    from flows.config import checked_experiment_name
+    from flows.inputs import check_experiment_active
+    from flows.scenarios import WHAT_IF_EXPERIMENT
+
+    experiment = checked_experiment_name(args.experiment, "--experiment") if args.experiment is not None \
+        else WHAT_IF_EXPERIMENT
+    check_experiment_active(base_config.tracking.tracking_uri, experiment, key="--experiment")
     from flows import prefect_server
     from flows.scenarios import load_scenarios
 
@@ -599,14 +606,14 @@ def cmd_what_if(args) -> int:
         _check_scenario_servers(scenario.name, config, base_config)
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
     try:
-        from flows.whatif import DEFAULT_OUTPUT_DIR, WHAT_IF_EXPERIMENT, what_if
+        from flows.whatif import DEFAULT_OUTPUT_DIR, what_if
 
         wait_for_prefect(server, to_stderr=args.json)
 
         def run():
             # Prefect records flow parameters: they get the redacted URI; the real one stays in memory.
             return what_if(args.scenarios, str(args.config or default_config_path()), redact_document(overrides),
-                           experiment_name=args.experiment or WHAT_IF_EXPERIMENT,
+                           experiment_name=experiment,
                            output_dir=args.output or DEFAULT_OUTPUT_DIR)
 
         if not args.json:

@@ -35,8 +35,10 @@ class Strict(NumbersNotBooleans):
 
 
 # A name shown in MLflow and on the console: printable, without leading or trailing blanks (" " or a NUL had become
-# an experiment and a run name), and within MLflow's 500 characters (a longer experiment name failed mid-run)
-MLFLOW_NAME_MAX = 500
+# an experiment and a run name), and within MLflow's store columns: an experiment name 256 characters; a run name
+# 250, of which a campaign's or scenario's name leaves room for what the run name adds (-seed<N>-<timestamp>)
+EXPERIMENT_NAME_MAX = 256
+NAME_MAX = 200
 
 
 def _printed(name: str) -> str:
@@ -45,7 +47,18 @@ def _printed(name: str) -> str:
     return name
 
 
-PrintedName = Annotated[str, Field(min_length=1, max_length=MLFLOW_NAME_MAX), AfterValidator(_printed)]
+PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_printed)]
+ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_MAX), AfterValidator(_printed)]
+
+
+def checked_experiment_name(name: str, key: str) -> str:
+    """An experiment name given outside a config (``what-if --experiment``), by the config's own rule."""
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(ExperimentName).validate_python(name)
+    except ValidationError as error:
+        raise ConfigError(f"{key} {name[:40]!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 SEARCH_RESOLUTION = 1e-6  # of a field's allowed span: a range or a log-scale low finer than this is no recipe (and
 # below ~1e-300 scikit-optimize's log-uniform prior cannot sample at all)
 
@@ -210,7 +223,7 @@ class Optimiser(Strict):
 
 
 class Tracking(Strict):
-    experiment_name: PrintedName = "snhc-optimisation"
+    experiment_name: ExperimentName = "snhc-optimisation"
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_location: str | None = Field(None, description="artifact root of a new experiment (default mlruns/)")
     log_evaluation_runs: bool = Field(True, description="one child run per evaluated recipe")

@@ -118,6 +118,7 @@ RESERVED_NAMES = frozenset(Prediction.__dataclass_fields__) | {
     "electrode_expansion_after_1000_cycles_pct", "cycles_to_80pct_retention", "milling_time_h",
     "milling_energy_kWh_per_kg", "status", "source", "failure_reason"}
 RESERVED_PREFIXES = ("capacity_at_", "physics.", "fidelity.")
+RESERVED_SUFFIXES = ("_interval_90_low", "_interval_90_high")  # every reported metric's band is logged under these
 
 
 class _Objective(NumbersNotBooleans):
@@ -144,7 +145,8 @@ class _Objective(NumbersNotBooleans):
             return name
         if not OBJECTIVE_NAME.fullmatch(name) or ".." in name:
             raise ValueError("use letters, digits and _ - . / (starting with a letter), no '..'")
-        if name != cls.default_name and (name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)):
+        if name != cls.default_name and (name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+                                         or name.endswith(RESERVED_SUFFIXES)):
             raise ValueError(f"{name!r} is a metric the campaign already reports; choose another name")
         return name
 

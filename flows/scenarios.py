@@ -11,16 +11,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.config import CampaignConfig, ConfigError, deep_merge, read_yaml, validate_config
+from flows.config import CampaignConfig, ConfigError, PrintedName, deep_merge, read_yaml, validate_config
 from flows.inputs import excerpt
 from surrogate.paths import config_dir
 from surrogate.recipe import RecipeError, complete, load_materials
+
+WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
 
 
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
+    name: PrintedName
     description: str = ""
     mode: Literal["predict", "optimise"] = "optimise"
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -55,8 +57,9 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
-            message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-            if "input" in first and first["type"] not in ("extra_forbidden", "missing"):
+            message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix(
+                "Value error, ")
+            if "input" in first and first["type"] not in ("extra_forbidden", "missing", "value_error"):
                 message += f" (got {excerpt(first['input'])})"
             raise ConfigError(f"{path}: {key}: {message}") from None
         if scenario.name in names:

@@ -37,7 +37,7 @@ from flows.inputs import redact, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
 from flows.objective import CapacityObjective
-from flows.scenarios import Scenario, load_scenarios
+from flows.scenarios import WHAT_IF_EXPERIMENT, Scenario, load_scenarios
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -46,7 +46,6 @@ from surrogate.recipe import Recipes
 if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
 
-WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
 DEFAULT_OUTPUT_DIR = "whatif-results"
 BASELINE = "baseline"
 # Cycles to 80 % retention are searched up to the longest test an objective may ask for (objective.cycle <= 100 000),

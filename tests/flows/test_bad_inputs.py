@@ -148,8 +148,12 @@ def config_cases() -> list[Case]:
                                                          "{kind: milling_time}]"), "objectives.0.name"),
         ("an objective named as another metric", _config("objectives: [{kind: capacity, name: particle_expansion_pct},"
                                                          " {kind: milling_time}]"), "already reports"),
-        ("an experiment name beyond MLflow's 500 characters", _config("tracking: {experiment_name: " + "e" * 600 + "}"),
+        ("an experiment name beyond MLflow's 256 characters", _config("tracking: {experiment_name: " + "e" * 300 + "}"),
          "tracking.experiment_name"),
+        ("a run name with no room left for its suffix", "name: " + "n" * 240 + "\n", "at most 200 characters"),
+        ("an objective named as a metric's interval", _config("objectives: [{kind: capacity, name: "
+                                                              "sn_size_nm_interval_90_high}, {kind: milling_time}]"),
+         "already reports"),
         ("a blank experiment name", _config("tracking: {experiment_name: ' '}"), "tracking.experiment_name"),
         ("a control character in the run name", "name: \"\\x00abc\"\n", "name: use printable characters"),
         ("objective is a number", _config("objective: 5"), "objective"),
@@ -214,6 +218,8 @@ def scenario_cases() -> list[Case]:
         ("overrides unknown key", GOOD_SCENARIO.replace("optimiser:", "optimizer:"), "optimizer: unknown key"),
         ("list at top level", "- name: x\n", "expected a mapping"),
         ("malformed", "name: [x\n", "malformed YAML"),
+        ("a control character in the name", "name: \"a\\x07\"\nmode: predict\nrecipes: [HC]\n",
+         "name: use printable characters"),
     ]
     cases = [Case(f"scenario: {label}", ["what-if", "{file}"], expected, text, names_file=True)
              for label, text, expected in documents]
@@ -339,6 +345,10 @@ def option_cases() -> list[Case]:
         Case("option: calibrate --observations with --fidelity physics",
              ["calibrate", "--observations", "configs/lab_results_example.csv", "--fidelity", "physics"],
              "--fidelity physics", store_option=False),
+        Case("option: what-if --experiment blank", ["what-if", "configs/whatif", "--experiment", " "],
+             "--experiment ' ': use printable characters"),
+        Case("option: what-if --experiment beyond MLflow's 256 characters",
+             ["what-if", "configs/whatif", "--experiment", "e" * 300], "at most 256 characters"),
         Case("option: --n-calls 0", ["optimise", "--n-calls", "0"], "n_calls"),
         Case("option: --n-calls -3", ["optimise", "--n-calls", "-3"], "n_calls"),
         Case("option: --n-calls not a number", ["optimise", "--n-calls", "abc"], "--n-calls"),
@@ -831,6 +841,11 @@ def test_a_deleted_experiment_is_refused_before_anything_runs(tmp_path, capsys, 
     assert main(["optimise", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'gone': that experiment is deleted" in err, err
+    monkeypatch.delenv("SNHC_EXPERIMENT_NAME")
+    assert main(["what-if", str(PROJECT_ROOT / "configs" / "whatif"), "--experiment", "gone", "--tracking-uri",
+                 uri]) == 2  # a what-if study's own experiment too
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--experiment 'gone': that experiment is deleted" in err, err
     assert not client.search_runs([e.experiment_id for e in client.search_experiments(view_type=3)])
 
 
