@@ -112,7 +112,7 @@ class Dimension(Strict):
             raise ValueError(f"{name}: log_scale needs low > 0")
         finest = SEARCH_RESOLUTION * (field.high - field.low)
         if self.high - self.low < finest or (self.log_scale and self.low < finest):
-            raise ValueError(f"{name}: low {self.low:g} and high {self.high:g} must be at least {finest:g} apart "
+            raise ValueError(f"{name}: low {self.low:.10g} and high {self.high:.10g} must be at least {finest:g} apart "
                              f"{'and low at least ' + format(finest, 'g') + ' ' if self.log_scale else ''}"
                              f"(a millionth of the allowed span: {field.allowed()})")
         return self
