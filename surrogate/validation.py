@@ -52,6 +52,9 @@ STUDIES = (
     *(LeaveOut(f"{material} first-cycle efficiency (not fitted)", f"every row but {material}'s ICE",
                lambda r, m=material: r["material"] == m and r["quantity"] == "initial_coulombic_efficiency_pct")
       for material in ("Sn@HC-2-1", "nano-Sn", "HC")),
+    *(LeaveOut(f"{material} particle expansion (not fitted)", f"every row but {material}'s particle expansion",
+               lambda r, m=material: r["material"] == m and r["quantity"] == "particle_expansion_pct")
+      for material in ("Sn@HC-2-1", "nano-Sn")),
 )
 
 
