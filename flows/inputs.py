@@ -337,7 +337,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
     shown = excerpt(redact(uri))[1:-1]
     if uri.startswith("sqlite:///"):
         database = sqlite_path(uri)
-        if str(database) in ("", ":memory:") or uri.split("?", 1)[-1].find("mode=memory") >= 0:
+        if str(database) in ("", ":memory:") or "mode=memory" in uri.partition("?")[2]:
             raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
                              f"e.g. sqlite:///mlruns/mlflow.db")
         if database.is_dir():
@@ -387,22 +387,15 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
     stage = None
     if uri.startswith("sqlite:///") and sqlite_path(uri).is_file() and sqlite_path(uri).stat().st_size:
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{sqlite_path(uri)}?mode=ro", uri=True,
-                                                    timeout=CONNECT_TIMEOUT_S)) as connection:
+            with _read_only_sqlite(sqlite_path(uri)) as connection:
                 row = connection.execute("SELECT lifecycle_stage FROM experiments WHERE name = ?", (name,)).fetchone()
         except sqlite3.Error:
             return  # an empty store (no tables yet): the experiment will be created
         stage = row[0] if row else None
     elif uri.startswith(("http://", "https://")):
-        parts = urlsplit(uri)
         query = urllib.parse.urlencode({"experiment_name": name})
-        address = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
-        request = urllib.request.Request(f"{address}/api/2.0/mlflow/experiments/get-by-name?{query}")
-        if parts.username is not None:
-            import base64
-
-            credentials = f"{parts.username}:{parts.password or ''}".encode()
-            request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        request = _get_request(uri, f"/api/2.0/mlflow/experiments/get-by-name?{query}", key,
+                               excerpt(redact(uri))[1:-1])
         try:
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s)
                 stage = json.loads(response.read()).get("experiment", {}).get("lifecycle_stage")
@@ -418,8 +411,7 @@ def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
     import sqlite3
 
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
-                                                timeout=CONNECT_TIMEOUT_S)) as connection:
+        with _read_only_sqlite(database) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as error:
         raise InputError(f"{key} {shown}: {database} cannot be read as a SQLite database ({error})") from None
@@ -441,8 +433,8 @@ def _check_postgresql(uri: str, key: str, shown: str) -> None:
                          connect_timeout=max(1, int(CONNECT_TIMEOUT_S))).close()
     except psycopg2.Error as error:
         reason = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
-        raise InputError(f"{key} {shown}: no PostgreSQL answered within {CONNECT_TIMEOUT_S:g} s ({reason[:80]})") \
-            from None
+        raise InputError(f"{key} {shown}: no PostgreSQL connection within {CONNECT_TIMEOUT_S:g} s ({reason[:80]}): "
+                         f"is it PostgreSQL there, and are the database and credentials right?") from None
 
 
 def check_health(uri: str, key: str, what: str, version_path: str) -> None:
@@ -454,19 +446,34 @@ def check_health(uri: str, key: str, what: str, version_path: str) -> None:
         _probe(uri, key, what, path)
 
 
-def _probe(uri: str, key: str, what: str, path: str) -> None:
+def _get_request(uri: str, path: str, key: str, shown: str):
+    """A GET of ``path`` under a server's address, its ``user:password@`` sent as basic auth, not in the URL."""
     import base64
-    import urllib.error
     import urllib.request
 
-    uri = reveal(uri)
-    shown = excerpt(redact(uri))[1:-1]
     parts = _split(uri, key, shown)
     netloc = parts.netloc.rpartition("@")[2]
     request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}")
     if parts.username is not None:
         credentials = f"{parts.username}:{parts.password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    return request
+
+
+def _read_only_sqlite(database: Path):
+    """A read-only connection to a SQLite file (closed on leaving the ``with``): looking never writes."""
+    import sqlite3
+
+    return contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT_S))
+
+
+def _probe(uri: str, key: str, what: str, path: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    uri = reveal(uri)
+    shown = excerpt(redact(uri))[1:-1]
+    request = _get_request(uri, path, key, shown)
     try:
         with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
             status = response.status

@@ -453,7 +453,7 @@ def tracking_cases() -> list[Case]:
              f"http://127.0.0.1:{_health_only_port()}"], "not an MLflow tracking server (GET /version answered 404)",
              store_option=False),
         Case("tracking: a port that accepts and never speaks PostgreSQL", ["optimise", "--tracking-uri",
-             f"postgresql://snhc:{SECRET}@127.0.0.1:{_silent_port()}/mlflow"], "no PostgreSQL answered",
+             f"postgresql://snhc:{SECRET}@127.0.0.1:{_silent_port()}/mlflow"], "no PostgreSQL connection",
              store_option=False),
         Case("tracking: MLflow's file store", ["optimise", "--tracking-uri", "file:///{dir}/mlruns"],
              "maintenance mode", store_option=False),
