@@ -583,7 +583,7 @@ SUGGESTION_COLUMNS = {  # table column -> short console header
 
 
 def cmd_what_if(args) -> int:
-    from flows.config import deep_merge, default_config_path, environment_overrides, read_yaml
+    from flows.config import config_document, default_config_path
     from flows.inputs import existing_path, output_folder, redact_document
 
     for scenario in args.scenarios:
@@ -601,8 +601,7 @@ def cmd_what_if(args) -> int:
     from flows import prefect_server
     from flows.scenarios import load_scenarios
 
-    base = deep_merge(deep_merge(read_yaml(args.config or default_config_path()), environment_overrides()), overrides)
-    for scenario, config, _ in load_scenarios(args.scenarios, base):  # fail fast: exit 2, nothing started or written
+    for scenario, config, _ in load_scenarios(args.scenarios, config_document(args.config, overrides)):  # fail fast: exit 2, nothing started or written
         _check_scenario_servers(scenario.name, config, base_config)
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
     try:
@@ -684,10 +683,10 @@ def cmd_serve(args) -> int:
         existing_file(args.config, "--config")
     load_config(args.config)
     existing_path(args.whatif, "--whatif")
-    from flows.config import default_config_path, read_yaml
+    from flows.config import config_document, default_config_path
     from flows.scenarios import load_scenarios
 
-    load_scenarios([args.whatif], read_yaml(args.config or default_config_path()))  # served studies must run
+    load_scenarios([args.whatif], config_document(args.config))  # served studies must run
     api = os.environ["PREFECT_API_URL"]
     if not api.startswith(("http://", "https://")):
         raise UsageError(f"PREFECT_API_URL {redact(api)}: must start with http:// or https:// "

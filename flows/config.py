@@ -573,6 +573,13 @@ def environment_overrides() -> dict[str, Any]:
     return overrides
 
 
+def config_document(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A campaign config's document before validation: the file (default ``configs/default.yaml``), then the
+    environment (:data:`ENVIRONMENT_KEYS`), then ``overrides`` (what-if scenarios merge theirs onto it)."""
+    return deep_merge(deep_merge(read_yaml(Path(path) if path else default_config_path()), environment_overrides()),
+                      overrides or {})
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
     """Read and validate a campaign config (default ``configs/default.yaml``).
@@ -582,7 +589,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     command-line option) or "overrides".
     """
     path = Path(path) if path else default_config_path()
-    document = deep_merge(deep_merge(read_yaml(path), environment_overrides()), overrides or {})
+    document = config_document(path, overrides)
     named = {key: f"${variable}" for variable, key in ENVIRONMENT_KEYS.items() if os.environ.get(variable)}
     named |= {key: (origins or {}).get(key, "overrides") for key in _key_paths(overrides or {})}
     return validate_config(document, str(path), named)

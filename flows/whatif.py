@@ -29,8 +29,8 @@ import pandas as pd
 from prefect import flow
 
 from flows import reporting
-from flows.config import (CampaignConfig, CampaignOverrides, deep_merge, default_config_path, environment_overrides,
-                          overrides_document, read_yaml, validate_config)
+from flows.config import (CampaignConfig, CampaignOverrides, config_document, deep_merge, default_config_path,
+                          overrides_document, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.inputs import redact, write_csv
@@ -221,8 +221,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
     base_path = Path(config_path) if config_path else default_config_path()
-    # the file, then the environment (a team's servers), then the caller's overrides: as load_config reads a campaign
-    base_document = deep_merge(deep_merge(read_yaml(base_path), environment_overrides()), overrides_document(overrides))
+    base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
     base = validate_config(base_document, str(base_path))
     scenarios = load_scenarios(scenario_paths, base_document)
     if baseline:
