@@ -45,6 +45,7 @@ class RecipeField:
     log_scale : search a real field on a log scale by default.
     default : value of a recipe that does not give this field (None: the field is required).
     aliases : extra command-line spellings besides ``--name-with-dashes``.
+    milling_setting : a setting of the mill, which does nothing to a powder that is not milled (milling time 0).
     """
 
     name: str
@@ -56,6 +57,7 @@ class RecipeField:
     log_scale: bool = False
     default: Any = None
     aliases: tuple[str, ...] = ()
+    milling_setting: bool = False
 
     @property
     def categorical(self) -> bool:
@@ -114,15 +116,31 @@ RECIPE_FIELDS: tuple[RecipeField, ...] = (
                 aliases=("--sn-fraction",)),
     RecipeField("milling_time_h", "ball-milling time, h (0 = unmilled)", 0.0, 100.0, search=(0.5, 40.0),
                 log_scale=True),
-    RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0)),
-    RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0)),
+    RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0),
+                milling_setting=True),
+    RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0),
+                milling_setting=True),
     # Fields with a default and no search range are fixed at their default unless a config searches them.
-    RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon"),
+    RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon",
+                milling_setting=True),
     RecipeField("pause_duty_cycle", "share of the milling time the mill runs (pause cycles; 1 = no pauses)",
-                0.1, 1.0, default=1.0),
+                0.1, 1.0, default=1.0, milling_setting=True),
 )
 FIELDS: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
+
+
+def acting_fields(recipe: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields that shape a recipe's powder: all of them for a milled one, none of the mill's settings for an
+    unmilled one (milling time 0: a pure material or a hand-mixed blend, whatever speed or BPR it states).
+
+    Examples
+    --------
+    >>> acting_fields({"sn_mass_fraction": 0.0, "milling_time_h": 0.0, "milling_speed_rpm": 300.0})
+    ('sn_mass_fraction', 'milling_time_h')
+    """
+    milled = float(recipe["milling_time_h"]) > 0.0
+    return tuple(f.name for f in RECIPE_FIELDS if milled or not f.milling_setting)
 
 
 def complete(recipe: Mapping[str, Any], where: str = "") -> dict[str, Any]:

@@ -39,7 +39,7 @@ from surrogate.calibration import (Calibration, LeastSquaresProblem, ParameterTr
 from surrogate.model import Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import cache_dir, config_dir
-from surrogate.recipe import Recipes, load_materials
+from surrogate.recipe import FIELDS, Recipes, acting_fields, load_materials
 from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
 # Which measurement sigma applies to a metric of Prediction.record (its top-level key).
@@ -72,6 +72,49 @@ def measurement_family(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class ModelFormDistance:
+    """How far apart two recipes are for the model's form error: across the study's materials, a third apart in Sn
+    fraction, the leave-material-out errors behind ``model_form_sigma_pct`` were measured, so that far counts 1.
+
+    ``sn_mass_fraction``: the Sn-fraction difference that counts 1; ``milling_factor``: the factor by which a
+    milling setting (time, speed, BPR, duty cycle) must change to count 1 (distances add in quadrature, each setting
+    on a log scale). A milled and an unmilled powder, or another milling atmosphere, are different materials.
+    """
+
+    sn_mass_fraction: float
+    milling_factor: float
+
+    def between(self, recipe: dict[str, Any], material: dict[str, Any]) -> float:
+        """Distance between a recipe and a material's recipe (inf: not comparable).
+
+        Examples
+        --------
+        >>> scale = ModelFormDistance(1 / 3, 2.0)
+        >>> milled = {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0}
+        >>> round(scale.between(milled | {"milling_time_h": 20.0}, milled), 6)
+        1.0
+        >>> round(scale.between(milled | {"sn_mass_fraction": 0.5}, milled), 6)
+        0.5
+        >>> scale.between(milled | {"milling_time_h": 0.0}, milled)
+        inf
+        """
+        milled = float(material["milling_time_h"]) > 0.0
+        if (float(recipe["milling_time_h"]) > 0.0) != milled:
+            return float("inf")
+        squares = ((float(recipe["sn_mass_fraction"]) - float(material["sn_mass_fraction"]))
+                   / self.sn_mass_fraction) ** 2
+        for name in acting_fields(material):
+            if name == "sn_mass_fraction" or not milled or name not in recipe:  # unmilled: the Sn fraction alone
+                continue
+            if FIELDS[name].categorical:
+                if recipe[name] != material[name]:
+                    return float("inf")
+                continue
+            squares += (np.log(float(recipe[name]) / float(material[name])) / np.log(self.milling_factor)) ** 2
+        return float(np.sqrt(squares))
+
+
+@dataclass(frozen=True)
 class UncertaintySettings:
     """The ensemble's size, seed, interval, uncertain assumed parameters and measurement sigmas."""
 
@@ -85,6 +128,7 @@ class UncertaintySettings:
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
     model_form_sigma_pct: dict[str, float] = field(default_factory=dict)  # families without: none
+    model_form_distance: ModelFormDistance = ModelFormDistance(1 / 3, 2.0)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "UncertaintySettings":
@@ -94,10 +138,9 @@ class UncertaintySettings:
             document = read_yaml_file(path, "uncertainty settings")
         except YamlInputError as error:
             raise ParameterError(str(error)) from None
-        if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | {
-                "uncertain_assumed_parameters", "measurement_sigma_pct", "model_form_sigma_pct"}:
-            raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + "
-                                 "['measurement_sigma_pct', 'model_form_sigma_pct', 'uncertain_assumed_parameters']")
+        listed = ["measurement_sigma_pct", "model_form_distance", "model_form_sigma_pct", "uncertain_assumed_parameters"]
+        if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | set(listed):
+            raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + {listed}")
         values = {}
         for key, (kind, low, high) in _SETTINGS_RANGES.items():
             value = document[key]
@@ -117,12 +160,22 @@ class UncertaintySettings:
         if not isinstance(forms, dict) or not set(forms) <= set(FAMILIES) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 100.0 for v in forms.values()):
             raise ParameterError(f"{path}: model_form_sigma_pct takes some of {list(FAMILIES)}, each 0 to 100 (%)")
+        distance = document["model_form_distance"]
+        if not isinstance(distance, dict) or set(distance) != set(_DISTANCE_RANGES):
+            raise ParameterError(f"{path}: model_form_distance needs exactly {sorted(_DISTANCE_RANGES)}")
+        for key, (low, high) in _DISTANCE_RANGES.items():
+            value = distance[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+                raise ParameterError(f"{path}: model_form_distance.{key}={excerpt(value)} is out of range: allowed "
+                                     f"{low:g} to {high:g}")
         return cls(**values, uncertain_assumed_parameters=tuple(names),
                    measurement_sigma_pct={k: float(v) for k, v in sigmas.items()},
-                   model_form_sigma_pct={k: float(v) for k, v in forms.items()})
+                   model_form_sigma_pct={k: float(v) for k, v in forms.items()},
+                   model_form_distance=ModelFormDistance(**{k: float(v) for k, v in distance.items()}))
 
 
 FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
+_DISTANCE_RANGES = {"sn_mass_fraction": (0.01, 1.0), "milling_factor": (1.05, 100.0)}  # key: (low, high)
 _SETTINGS_RANGES = {  # key: (type, low, high)
     "ensemble_size": (int, 8, 4096),
     "candidates_per_member": (int, 1, 64),
@@ -194,11 +247,21 @@ class CalibratedDomain:
 
     def extent_of(self, recipe: dict[str, Any]) -> DataExtent:
         """What was measured on this recipe: its material's data if it is one of the study's materials (as a lab
-        states it), else the study's as a whole."""
+        states it; an unmilled powder whatever mill settings it states), else the study's as a whole."""
         for material, extent in zip(self.materials, self.extents):
-            if all(name in recipe and _shown(recipe[name]) == _shown(value) for name, value in material.items()):
+            if all(name in recipe and _shown(recipe[name]) == _shown(material[name])
+                   for name in acting_fields(material)):
                 return extent
         return self.overall
+
+    def model_form_weight(self, recipe: dict[str, Any], quantity: str, scale: "ModelFormDistance") -> float:
+        """How much of a quantity's model-form error (``model_form_sigma_pct``) a recipe's prediction carries: 0 on
+        a material the quantity was measured on, growing linearly with the recipe's distance from the nearest such
+        material (:meth:`ModelFormDistance.between`) to 1 at distance 1 and beyond, and 1 where no material measured
+        it. So an interval widens smoothly away from the data instead of jumping at a recipe's last stated digit."""
+        distances = [scale.between(recipe, material)
+                     for material, extent in zip(self.materials, self.extents) if quantity in extent.quantities]
+        return float(min(1.0, min(distances, default=1.0)))
 
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
@@ -335,8 +398,10 @@ class UncertainPrediction:
         extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
         beyond, extent = self._judged(i)
-        unmeasured = {key for key in value if beyond or key not in extent.quantities}
-        member_records = [self._scattered(m.record(i, current_labels), k, unmeasured)
+        recipe, domain = self.recipes.to_records()[i], self.ensemble.domain
+        form_weights = {key: domain.model_form_weight(recipe, key, self.ensemble.settings.model_form_distance)
+                        for key in value}
+        member_records = [self._scattered(m.record(i, current_labels), k, form_weights)
                           for k, m in enumerate(self.members)]
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
                 "extrapolated": self._extrapolated(value, extent, bool(beyond)), "beyond_calibrated_recipes": beyond}
@@ -378,18 +443,19 @@ class UncertainPrediction:
         central = np.asarray(values_of(self.central), dtype=float)
         return np.fmin(low, central), np.fmax(high, central)
 
-    def _scattered(self, record: dict, k: int, unmeasured=frozenset()) -> dict:
-        """Member k's record with its measurement scatter, and for the ``unmeasured`` quantities (never measured on
-        this material) its model-form scatter; a capacity, scattered or not, stays within the member's theoretical
-        capacity (a cell cannot store more than its Sn and HC hold: a reading above it is a mass error, not a
-        capacity), an efficiency within 100 %."""
+    def _scattered(self, record: dict, k: int, form_weights: dict[str, float] | None = None) -> dict:
+        """Member k's record with its measurement scatter, and its model-form scatter times each quantity's weight
+        in ``form_weights`` (:meth:`CalibratedDomain.model_form_weight`; none when not given); a capacity,
+        scattered or not, stays within the member's theoretical capacity (a cell cannot store more than its Sn and
+        HC hold: a reading above it is a mass error, not a capacity), an efficiency within 100 %."""
         factors, forms = self.ensemble.measurement_factors[k], self.ensemble.model_form_factors[k]
         ceiling = record["theoretical_capacity_mAh_per_g"]
+        form_weights = form_weights or {}
         out = {}
         for key, value in record.items():
             family = FAMILY_OF_METRIC.get(key)
-            factor = factors.get(family, 1.0) * (forms.get(family, 1.0) if key in unmeasured else 1.0) if family \
-                else 1.0
+            form = 1.0 + form_weights.get(key, 0.0) * (forms.get(family, 1.0) - 1.0)
+            factor = factors.get(family, 1.0) * form if family else 1.0
 
             def scattered(v: float) -> float:
                 if family in CAPACITY_FAMILIES:

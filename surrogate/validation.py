@@ -73,8 +73,8 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
 
     Each row: ``name`` (study and point), ``fitted`` (what the fit saw), ``predicted``, ``measured``, ``error_pct``,
     ``interval_90`` ([low, high]), ``covered`` and ``half_width_pct`` (half the interval over the prediction). A
-    hidden quantity the fit saw on no row of that material gets the model-form scatter too, as ``snhc predict``
-    gives a quantity never measured on a material.
+    hidden quantity gets the model-form scatter by its material's distance from the materials the fit saw it on
+    (:meth:`surrogate.uncertainty.CalibratedDomain.model_form_weight`), as ``snhc predict`` gives it.
     """
     p = p or ModelParameters.load()
     settings = settings or UncertaintySettings.load()
@@ -95,11 +95,11 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         predicted = model_values(ensemble.central, targets, materials)
         members = np.vstack([model_values(m, targets, materials) for m in ensemble.members])
         family = [measurement_family(q) for q in targets["quantity"]]
-        fitted = table[table["fit"]]
-        unmeasured = [not ((fitted["material"] == m) & (fitted["quantity"] == q)).any()
-                      for m, q in zip(targets["material"], targets["quantity"])]
-        noise = np.array([[factors.get(f, 1.0) * (forms.get(f, 1.0) if u else 1.0)
-                           for f, u in zip(family, unmeasured)]
+        weights = [ensemble.domain.model_form_weight(materials[m].to_records()[0], q,
+                                                     settings.model_form_distance)
+                   for m, q in zip(targets["material"], targets["quantity"])]
+        noise = np.array([[factors.get(f, 1.0) * (1.0 + w * (forms.get(f, 1.0) - 1.0))
+                           for f, w in zip(family, weights)]
                           for factors, forms in zip(ensemble.measurement_factors, ensemble.model_form_factors)])
         scattered = members * noise
         efficiency = np.array([f == "efficiency" for f in family])
