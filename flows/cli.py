@@ -113,13 +113,16 @@ def cmd_predict(args) -> int:
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
                                 objective.current_A_per_g, objective.cycle, objective.temperature_C)
     # The numpy model's prediction with its ensemble: the record itself, or the bands of a PyBaMM record
-    uncertain = build_ensemble(ModelParameters.load(), calibration).predict(recipes, request)
+    ensemble = build_ensemble(ModelParameters.load(), calibration)
+    uncertain = ensemble.predict(recipes, request)
     record = uncertain.record(0, current_labels=args.current)
-    score = lambda pred: objective.score(objective.inputs(pred))[SCORE]  # noqa: E731
-    record[SCORE] = float(score(uncertain.central)[0])
+    # the objective is scored at its own conditions, every input of it (the expansion too), not --temperature-C's
+    scored = ensemble.predict(recipes, objective.request(currents_A_per_g=()))
+    record[SCORE] = float(objective.score(objective.inputs(scored.central))[SCORE][0])
     # the campaign's own interval of the score (each member's formula on its scattered capacity and expansion)
-    record["interval_90"][SCORE] = metric_intervals(recipes.to_records()[0], p, calibration, objective, request)[SCORE]
-    record["extrapolated"][SCORE] = uncertain.target_extrapolated(0)
+    record["interval_90"][SCORE] = metric_intervals(recipes.to_records()[0], p, calibration, objective,
+                                                    scored.central.request)[SCORE]
+    record["extrapolated"][SCORE] = scored.target_extrapolated(0)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
         _add_objectives(record, recipes.to_records()[0], p, calibration, config)

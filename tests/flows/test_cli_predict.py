@@ -98,6 +98,19 @@ def test_cycling_current_and_temperature_change_the_prediction(capsys, params):
     assert cold["capacity_at_current_mAh_per_g"]["4.2"] < base["capacity_at_current_mAh_per_g"]["4.2"]
 
 
+@pytest.mark.parametrize("temperature_C", ["-40", "0", "80"])
+def test_the_objective_keeps_its_own_conditions_whatever_the_predictions_temperature(capsys, params, temperature_C):
+    """--temperature-C sets the reported metrics' temperature; the objective, described at its own (the config's),
+    is scored there, every input of it: its expansion penalty had been read at --temperature-C (331.2 mAh/g at
+    25 C, 335.1 at -40 C)."""
+    base = run_json(capsys, "--material", "Sn@HC-2-1")  # swells above the default allowance: a penalty
+    other = run_json(capsys, "--material", "Sn@HC-2-1", "--temperature-C", temperature_C)
+    assert other["particle_expansion_pct"] != base["particle_expansion_pct"]  # the metrics do move with it
+    assert other["objective"] == base["objective"]
+    assert other["interval_90"]["objective"] == base["interval_90"]["objective"]
+    assert other["extrapolated"]["objective"] == base["extrapolated"]["objective"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sn-fraction", "1.3"], "--sn-mass-fraction=1.3 is out of range: allowed 0 to 1"),
     (["--milling-time-h", "-1"], "--milling-time-h=-1 is out of range: allowed 0 to 100"),
