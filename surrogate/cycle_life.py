@@ -97,9 +97,11 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
     current and high strain damages a cell later tested at high current by its own strain, not the test's. Cracked
     Sn stays cracked: the vulnerable share is the one of the highest strain that has been cycled. Fatigue speeds up
     with temperature (Arrhenius, relative to the reference temperature of the study's cycling). HC, which does not
-    swell, loses capacity only to a slow SEI growth, ~ sqrt(cycles run) (science.md 3.5).
+    swell, loses capacity only to a slow SEI growth, ~ sqrt(cycles run x growth rate), the rate thermally activated
+    (science.md 3.5).
     """
     fatigue_speed = _column(arrhenius_factor(p.fatigue_activation_energy_kJ_per_mol, temperature_C, p))
+    sei_speed = _column(arrhenius_factor(p.sei_growth_activation_energy_kJ_per_mol, temperature_C, p))
     life_spent = catastrophic_spent = vulnerable = total_cycles = 0.0
     for step in steps:
         cycles = np.atleast_1d(np.asarray(step.cycles, dtype=float))[None, :]
@@ -111,7 +113,7 @@ def cycled_state(steps: list[CyclingStep], temperature_C: float, p: ModelParamet
         vulnerable_fraction=vulnerable,
         mechanical_damage=1.0 - np.exp(-life_spent ** _column(p.mechanical_loss_shape)),
         catastrophic_survival=np.exp(-catastrophic_spent ** _column(p.catastrophic_shape)),
-        hc_loss=np.minimum(_column(p.hc_fade_per_sqrt_cycle) * np.sqrt(total_cycles), 1.0),
+        hc_loss=np.minimum(_column(p.hc_fade_per_sqrt_cycle) * np.sqrt(total_cycles * sei_speed), 1.0),
     )
 
 

@@ -64,6 +64,21 @@ def test_a_warm_cell_ages_faster_unless_ageing_has_no_activation_energy(material
         0.5 * abs(retention(params, 45.0) - retention(params, 25.0))
 
 
+def test_hcs_sei_fade_speeds_up_with_temperature_unless_its_growth_has_no_activation_energy(materials, params):
+    """HC's SEI grows with a thermally activated rate (issue 10: SEI growth gets an Arrhenius law): a warm HC loses
+    more over 12 000 cycles, a cold one less, and the more so the higher the barrier."""
+    fading = params.with_values(hc_fade_per_sqrt_cycle=1e-3)
+
+    def loss(p, temperature_C):
+        capacity = predict(materials["HC"], p, PredictionRequest(cycles=(1, 12000), temperature_C=temperature_C)
+                           ).capacity_at_cycle_mAh_per_g[0]
+        return 1.0 - capacity[1] / capacity[0]
+
+    assert loss(fading, 45.0) > 1.5 * loss(fading, 25.0) > 1.5 * loss(fading, 0.0) > 0.0
+    low, high = (fading.with_values(sei_growth_activation_energy_kJ_per_mol=e) for e in (20.0, 80.0))
+    assert loss(high, 45.0) / loss(high, 25.0) > loss(low, 45.0) / loss(low, 25.0) > 1.0
+
+
 def test_a_cached_fit_is_keyed_on_the_models_source(monkeypatch):
     key = calibration._cache_key("data", "parameters")
     monkeypatch.setattr(calibration, "model_source_digest", lambda: "another model")
