@@ -240,7 +240,8 @@ class ParameterTransform:
         return np.where(self.log, np.log10(np.maximum(values, 1e-300)), values)
 
     def backward(self, x):
-        values = np.where(self.log, 10.0 ** np.asarray(x, dtype=float), x)
+        x = np.asarray(x, dtype=float)
+        values = np.where(self.log, 10.0 ** np.where(self.log, x, 0.0), x)  # no power of a linear-scale value
         return np.clip(values, self.bounds[:, 0], self.bounds[:, 1])  # 10**log10(b) can round past a bound
 
     def box(self):

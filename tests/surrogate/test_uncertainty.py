@@ -133,6 +133,25 @@ def test_a_leave_out_study_refits_without_the_hidden_rows_and_reports_each():
     assert abs(row["error_pct"]) > 1.0
 
 
+def test_an_interval_hardly_depends_on_the_ensembles_seed():
+    """The ensemble is a sample of one posterior, so another seed moves an interval's ends by sampling noise only.
+    With Gaussian candidates, a few far out in its tails took the importance weights, and the tempering they forced
+    moved Sn@HC-2-1's lower bound at cycle 12 000 from 200 to 256 mAh/g over seeds 1-5 (Student-t candidates:
+    254-262)."""
+    p = ModelParameters.load()
+    calibration = calibrate(p)
+    ends = []
+    for seed in (1, 2, 3):
+        settings = dataclasses.replace(UncertaintySettings.load(), seed=seed)
+        record = build_ensemble(p, calibration, settings=settings).predict(
+            REFERENCE, PredictionRequest(currents_A_per_g=(4.2,), cycles=(12000,))).record(0)
+        ends.append([*record["interval_90"]["capacity_at_cycle_mAh_per_g"]["12000"],
+                     *record["interval_90"]["capacity_at_current_mAh_per_g"]["4.2"]])
+        central = [record["capacity_at_cycle_mAh_per_g"]["12000"]] * 2 + [record["capacity_at_current_mAh_per_g"]["4.2"]] * 2
+    spread = np.ptp(np.array(ends), axis=0) / np.array(central)
+    assert np.all(spread < 0.05), (ends, spread)
+
+
 def test_cycles_up_to_400_bound_the_capacity_at_cycle_12000():
     """Issue 10's done-when on the long-cycling leave-out: fitted on cycles up to 400, the interval at 12 000 covers
     the measurement (270 mAh/g) and is not vacuous (half-width below 30 %). A sqrt(time) SEI loss fitted beside the
@@ -151,6 +170,7 @@ def test_cycles_up_to_400_bound_the_capacity_at_cycle_12000():
     (lambda d: d.update(prior_sd_per_range=0), "prior_sd_per_range=0 is out of range: allowed float 0.01 to 10"),
     (lambda d: d.update(finite_difference_step_per_range=0.5), "finite_difference_step_per_range=0.5 is out of range"),
     (lambda d: d.pop("seed"), "expected exactly the keys"),
+    (lambda d: d.update(proposal_degrees_of_freedom=0.5), "proposal_degrees_of_freedom=0.5 is out of range"),
     (lambda d: d.update(uncertain_assumed_parameters="separator"), "uncertain_assumed_parameters must be a list"),
     (lambda d: d["measurement_sigma_pct"].update(capacity=-1), "measurement_sigma_pct needs exactly"),
     (lambda d: d["model_form_sigma_pct"].update(colour=3), "model_form_sigma_pct takes some of"),
