@@ -55,7 +55,23 @@ FAMILY_OF_METRIC = {
 }
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
-EFFICIENCY_CEILING_PCT = 100.0  # a Coulombic efficiency, scattered or not, cannot exceed 100 %
+
+
+def scattered_by(family: str | None, values, factor):
+    """Values of a family scattered by a relative error factor (1 + sd x normal draw): a measured quantity moves in
+    proportion, but a first-cycle efficiency's error is its irreversible loss's (the SEI and trapping losses,
+    100 - ICE, are what the model predicts and a cell varies in): 100 ICE / (ICE + factor (100 - ICE)), so it stays
+    within 0-100 % and an 83 % cell does not scatter to 97 %.
+
+    Examples
+    --------
+    >>> float(scattered_by("efficiency", 80.0, 1.5)), float(scattered_by("capacity", 80.0, 1.5))
+    (72.72727272727273, 120.0)
+    """
+    values = np.asarray(values, dtype=float)
+    if family == "efficiency":
+        return 100.0 * values / (values + np.maximum(factor, 0.0) * (100.0 - values))
+    return values * factor
 _FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
     ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
     ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
@@ -434,10 +450,7 @@ class UncertainPrediction:
         quantity is undefined for the central parameters) leaves the members' interval as it is.
         """
         factors = [f.get(family, 1.0) if family else 1.0 for f in self.ensemble.measurement_factors]
-        stack = np.vstack([np.asarray(values_of(m), dtype=float) * factor
-                           for m, factor in zip(self.members, factors)])
-        if family == "efficiency":
-            stack = np.minimum(stack, EFFICIENCY_CEILING_PCT)
+        stack = np.vstack([scattered_by(family, values_of(m), factor) for m, factor in zip(self.members, factors)])
         if family in CAPACITY_FAMILIES:  # within each member's theoretical capacity, as in :meth:`record`
             stack = np.minimum(stack, np.vstack([m.theoretical_capacity_mAh_per_g for m in self.members]))
         tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
@@ -449,7 +462,8 @@ class UncertainPrediction:
         """Member k's record with its measurement scatter, and its model-form scatter times each quantity's weight
         in ``form_weights`` (:meth:`CalibratedDomain.model_form_weight`; none when not given); a capacity,
         scattered or not, stays within the member's theoretical capacity (a cell cannot store more than its Sn and
-        HC hold: a reading above it is a mass error, not a capacity), an efficiency within 100 %."""
+        HC hold: a reading above it is a mass error, not a capacity), an efficiency by its loss
+        (:func:`scattered_by`)."""
         factors, forms = self.ensemble.measurement_factors[k], self.ensemble.model_form_factors[k]
         ceiling = record["theoretical_capacity_mAh_per_g"]
         form_weights = form_weights or {}
@@ -460,9 +474,8 @@ class UncertainPrediction:
             factor = factors.get(family, 1.0) * form if family else 1.0
 
             def scattered(v: float) -> float:
-                if family in CAPACITY_FAMILIES:
-                    return min(v * factor, ceiling)
-                return min(v * factor, EFFICIENCY_CEILING_PCT) if family == "efficiency" else v * factor
+                value = float(scattered_by(family, v, factor))
+                return min(value, ceiling) if family in CAPACITY_FAMILIES else value
             out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 

@@ -19,7 +19,7 @@ from surrogate.calibration import fit, load_observations, model_values
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
-from surrogate.uncertainty import EFFICIENCY_CEILING_PCT, UncertaintySettings, build_ensemble, measurement_family
+from surrogate.uncertainty import UncertaintySettings, build_ensemble, measurement_family, scattered_by
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,7 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         noise = np.array([[factors.get(f, 1.0) * (1.0 + w * (forms.get(f, 1.0) - 1.0))
                            for f, w in zip(family, weights)]
                           for factors, forms in zip(ensemble.measurement_factors, ensemble.model_form_factors)])
-        scattered = members * noise
-        efficiency = np.array([f == "efficiency" for f in family])
-        scattered[:, efficiency] = np.minimum(scattered[:, efficiency], EFFICIENCY_CEILING_PCT)
+        scattered = np.column_stack([scattered_by(f, members[:, j], noise[:, j]) for j, f in enumerate(family)])
         low, high = np.percentile(scattered, [tail, 100.0 - tail], axis=0)
         for k, (_, row) in enumerate(targets.iterrows()):
             lo, hi = float(min(low[k], predicted[k])), float(max(high[k], predicted[k]))
