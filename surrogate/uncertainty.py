@@ -1,18 +1,21 @@
 """Uncertainty on every prediction: a calibrated parameter ensemble, widened by the assumed parameters' ranges.
 
-Why: a lab acts on a predicted number, so it must know how far to trust it. Three sources are combined
+Why: a lab acts on a predicted number, so it must know how far to trust it. Four sources are combined
 (``configs/uncertainty.yaml`` says which and how much):
 
-* **parametric** - the fitted parameters are drawn from the weighted least-squares fit's Laplace approximation,
+* **parametric** - the fitted parameters are drawn around the weighted least-squares fit's Laplace approximation,
   precision J^T J / s^2 (s^2 = the reduced chi-square when above 1) plus a weak prior spanning each parameter's
-  allowed range, so directions the data cannot see stay inside physical bounds instead of blowing up;
+  allowed range, so directions the data cannot see stay inside physical bounds instead of blowing up: candidates
+  from a Student-t of that shape, importance-weighted by the real fit (the posterior), then resampled;
 * **assumed** - every assumed parameter listed as uncertain is drawn from its range read as +-2 sd (on a log scale
   where the range spans decades). Where it moves the data's residuals, the fitted parameters follow it as a refit
   would (linearised: d fitted / d assumed = -H^-1 J^T d residual / d assumed), so each member still fits the data;
   where it moves none (a milling constant that acts only away from the study's milling condition, a temperature
   law at the study's one temperature), it is drawn apart and widens only the predictions it acts on;
 * **measurement** - each member's value is scattered by the data's own stated sigma for that kind of quantity, so
-  the interval is where a new measurement should fall.
+  the interval is where a new measurement should fall;
+* **model form** - a quantity predicted away from the materials it was measured on is scattered by the error of the
+  model's form that the leave-out validation measured, in proportion to the distance.
 
 The interval is the ensemble's central 90 %. A prediction beyond the calibrated domain (a current above the highest
 measured one, a cycle past the last, a temperature other than the measured ones) is flagged as extrapolated, and a
