@@ -30,7 +30,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,19 @@ FAMILY_OF_METRIC = {
 }
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
+_FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
+    ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
+    ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
+    ("initial_coulombic_efficiency", "efficiency"), ("activation_energy", "activation_energy"),
+    ("particle_expansion", "particle_expansion"), ("electrode_expansion", "electrode_expansion"),
+)
+
+
+def measurement_family(name: str) -> str | None:
+    """Which measurement sigma of configs/uncertainty.yaml applies to a metric name (None: no measurement)."""
+    if name in FAMILY_OF_METRIC:
+        return FAMILY_OF_METRIC[name]
+    return next((family for prefix, family in _FAMILY_OF_FLAT_PREFIX if name.startswith(prefix)), None)
 
 
 def scattered_by(family: str | None, values, factor):
@@ -75,19 +88,6 @@ def scattered_by(family: str | None, values, factor):
     if family == "efficiency":
         return 100.0 * values / (values + np.maximum(factor, 0.0) * (100.0 - values))
     return values * factor
-_FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
-    ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
-    ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
-    ("initial_coulombic_efficiency", "efficiency"), ("activation_energy", "activation_energy"),
-    ("particle_expansion", "particle_expansion"), ("electrode_expansion", "electrode_expansion"),
-)
-
-
-def measurement_family(name: str) -> str | None:
-    """Which measurement sigma of configs/uncertainty.yaml applies to a metric name (None: no measurement)."""
-    if name in FAMILY_OF_METRIC:
-        return FAMILY_OF_METRIC[name]
-    return next((family for prefix, family in _FAMILY_OF_FLAT_PREFIX if name.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ class UncertaintySettings:
     proposal_degrees_of_freedom: float
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
-    model_form_sigma_pct: dict[str, float] = field(default_factory=dict)  # families without: none
-    model_form_distance: ModelFormDistance = ModelFormDistance(1 / 3, 2.0)
+    model_form_sigma_pct: dict[str, float]  # families without: none
+    model_form_distance: ModelFormDistance
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "UncertaintySettings":
@@ -158,7 +158,8 @@ class UncertaintySettings:
             document = read_yaml_file(path, "uncertainty settings")
         except YamlInputError as error:
             raise ParameterError(str(error)) from None
-        listed = ["measurement_sigma_pct", "model_form_distance", "model_form_sigma_pct", "uncertain_assumed_parameters"]
+        listed = ["measurement_sigma_pct", "model_form_distance", "model_form_sigma_pct",
+                  "uncertain_assumed_parameters"]
         if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | set(listed):
             raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + {listed}")
         values = {}
@@ -364,6 +365,15 @@ class Ensemble:
         return tuple({f: 1.0 + sigmas[f] / 100.0 * rng.standard_normal() for f in sorted(sigmas)}
                      for _ in self.members)
 
+    def member_factor(self, k: int, family: str | None, form_weight: float = 0.0) -> float:
+        """Member k's relative error factor for a quantity of ``family`` (:func:`scattered_by` applies it): its
+        measurement scatter, times its model-form scatter in proportion to ``form_weight``
+        (:meth:`CalibratedDomain.model_form_weight`; 0 on a material the quantity was measured on)."""
+        if family is None:
+            return 1.0
+        form = self.model_form_factors[k].get(family, 1.0)
+        return self.measurement_factors[k].get(family, 1.0) * (1.0 + form_weight * (form - 1.0))
+
     def predict(self, recipes: Recipes, request: PredictionRequest | None = None) -> "UncertainPrediction":
         """The central prediction and every member's (members stacked into one batch, see :meth:`evaluate`)."""
         request = request or PredictionRequest()
@@ -419,7 +429,7 @@ class UncertainPrediction:
         extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
         beyond, extent = self._judged(i)
-        recipe, domain = self.recipes.to_records()[i], self.ensemble.domain
+        recipe, domain = self._records[i], self.ensemble.domain
         form_weights = {key: domain.model_form_weight(recipe, key, self.ensemble.settings.model_form_distance)
                         for key in value}
         member_records = [self._scattered(m.record(i, current_labels), k, form_weights)
@@ -439,9 +449,14 @@ class UncertainPrediction:
                     or domain.temperature_outside(request.temperature_C)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
 
+    @functools.cached_property
+    def _records(self) -> list[dict[str, Any]]:
+        """The recipes as dicts, made once (a record per recipe of a batch would otherwise remake them all)."""
+        return self.recipes.to_records()
+
     def _judged(self, i: int) -> tuple[dict[str, str], DataExtent]:
         """Recipe i's reasons for lying beyond the calibration's materials, and the data it is judged against."""
-        recipe = self.recipes.to_records()[i]
+        recipe = self._records[i]
         return self.ensemble.domain.recipe_beyond(recipe), self.ensemble.domain.extent_of(recipe)
 
     def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -467,14 +482,12 @@ class UncertainPrediction:
         scattered or not, stays within the member's theoretical capacity (a cell cannot store more than its Sn and
         HC hold: a reading above it is a mass error, not a capacity), an efficiency by its loss
         (:func:`scattered_by`)."""
-        factors, forms = self.ensemble.measurement_factors[k], self.ensemble.model_form_factors[k]
         ceiling = record["theoretical_capacity_mAh_per_g"]
         form_weights = form_weights or {}
         out = {}
         for key, value in record.items():
             family = FAMILY_OF_METRIC.get(key)
-            form = 1.0 + form_weights.get(key, 0.0) * (forms.get(family, 1.0) - 1.0)
-            factor = factors.get(family, 1.0) * form if family else 1.0
+            factor = self.ensemble.member_factor(k, family, form_weights.get(key, 0.0))
 
             def scattered(v: float) -> float:
                 value = float(scattered_by(family, v, factor))

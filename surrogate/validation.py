@@ -98,9 +98,8 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         weights = [ensemble.domain.model_form_weight(materials[m].to_records()[0], q,
                                                      settings.model_form_distance)
                    for m, q in zip(targets["material"], targets["quantity"])]
-        noise = np.array([[factors.get(f, 1.0) * (1.0 + w * (forms.get(f, 1.0) - 1.0))
-                           for f, w in zip(family, weights)]
-                          for factors, forms in zip(ensemble.measurement_factors, ensemble.model_form_factors)])
+        noise = np.array([[ensemble.member_factor(k, f, w) for f, w in zip(family, weights)]
+                          for k in range(len(ensemble.members))])
         scattered = np.column_stack([scattered_by(f, members[:, j], noise[:, j]) for j, f in enumerate(family)])
         low, high = np.percentile(scattered, [tail, 100.0 - tail], axis=0)
         for k, (_, row) in enumerate(targets.iterrows()):
