@@ -232,21 +232,23 @@ def difference_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", ob
 
 def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
                     request: PredictionRequest | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The central metrics of a batch (arrays of N) and each member's, scattered by the measurement sigma of the
-    metric's kind of quantity (arrays of members x N). The score is each member's objective formula on its scattered
-    inputs, so its interval carries the scatter of what a lab would measure to score a recipe (the capacity's) and is
-    never narrower than that capacity's where no penalty applies."""
-    from surrogate.uncertainty import measurement_family
-
+    """The central metrics of a batch (arrays of N) and each member's, scattered as a measurement of each metric
+    would read it (arrays of members x N; :meth:`surrogate.uncertainty.Ensemble.scattered`, the rule of
+    ``snhc predict``: the measurement's sigma, the model form's away from the materials a quantity was measured on, a
+    capacity within the member's theoretical capacity). The score is each member's objective formula on its
+    scattered inputs, so its interval carries the scatter of what a lab would measure to score a recipe (the
+    capacity's and, through the penalty, the expansion's) and is never narrower than that capacity's where no
+    penalty applies."""
     batch = Recipes.from_records(recipes)
     central = model_metrics(batch, ensemble.central, objective, request)
     members = ensemble.evaluate(batch, lambda tiled, p: model_metrics(tiled, p, objective, request),
                                 lambda metrics, rows: {name: value[rows] for name, value in metrics.items()})
+    records = batch.to_records()
     samples = {}
     for name in central:
-        family = measurement_family(name)
-        samples[name] = np.array([np.asarray(m[name], dtype=float) * (f.get(family, 1.0) if family else 1.0)
-                                  for m, f in zip(members, ensemble.measurement_factors)])
+        weights = ensemble.form_weights(records, name)
+        samples[name] = np.array([ensemble.scattered(k, name, m[name], weights, m.get("theoretical_capacity_mAh_per_g"))
+                                  for k, m in enumerate(members)])
     try:
         rescored = objective.score(samples)
     except KeyError:  # an input some member set lacks: the score keeps its unscattered samples

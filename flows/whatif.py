@@ -62,11 +62,13 @@ def fixed_metric_names(base: CapacityObjective) -> dict[str, str]:
             "milling_time": "milling_time_h"}
 
 
-# Which measurement sigma (configs/uncertainty.yaml) scatters each fixed metric's interval, as snhc predict does:
+# Which measured quantity each fixed metric is a value of, so its interval scatters as snhc predict's does (the
+# measurement's sigma and, away from the materials it was measured on, the model form's; configs/uncertainty.yaml):
 # capacity after cycles is a cycling measurement, expansion a particle-expansion one. Cycles to 80 % have no stated
 # measurement sigma, so their interval is the model's (parameter ensemble) alone; milling time is a recipe input
 # and has no interval.
-INTERVAL_FAMILIES = {"capacity": "cycling", "expansion": "particle_expansion", "cycles_to_retention": None}
+INTERVAL_QUANTITIES = {"capacity": "capacity_at_cycle_mAh_per_g", "expansion": "particle_expansion_pct",
+                       "cycles_to_retention": None}
 INTERVAL = "interval_90"
 
 
@@ -82,7 +84,7 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
     (NaN when it does not within the horizon), milling time; at ``temperature_C`` with parameters ``p``.
 
     With ``ensemble`` (the parameter ensemble of ``p``'s calibration, :func:`surrogate.uncertainty.build_ensemble`)
-    each metric of :data:`INTERVAL_FAMILIES` also gets its 90 % interval in the columns of
+    each metric of :data:`INTERVAL_QUANTITIES` also gets its 90 % interval in the columns of
     :func:`interval_columns`. A cycles-to-80 % bound past the horizon is NaN: "not within the horizon".
     """
     names = fixed_metric_names(base)
@@ -100,11 +102,11 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
     central = {role: values_of[role](prediction) for role in values_of}
     bands = {}
     if uncertain is not None:
-        for role, family in INTERVAL_FAMILIES.items():
+        for role, quantity in INTERVAL_QUANTITIES.items():
             censored = role == "cycles_to_retention"  # a member that never falls below 80 % counts as the horizon
             low, high = uncertain.scalar_interval(
                 (lambda pred: np.nan_to_num(values_of[role](pred), nan=RETENTION_HORIZON_CYCLES)) if censored
-                else values_of[role], family)
+                else values_of[role], quantity)
             if censored:
                 low, high = (np.where(bound >= RETENTION_HORIZON_CYCLES, np.nan, bound) for bound in (low, high))
             bands[role] = low, high

@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,19 +59,38 @@ FAMILY_OF_METRIC = {
 }
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
-_FAMILY_OF_FLAT_PREFIX = (  # flat metric names (Prediction.scalar_metrics, objective inputs), longest prefix first
-    ("capacity_at_cycle_", "cycling"), ("retention", "cycling"), ("capacity_at_", "capacity"),
-    ("objective_capacity", "cycling"), ("reversible_capacity", "capacity"),
-    ("initial_coulombic_efficiency", "efficiency"), ("activation_energy", "activation_energy"),
-    ("particle_expansion", "particle_expansion"), ("electrode_expansion", "electrode_expansion"),
+INITIAL_EFFICIENCY, CURRENT = "initial_coulombic_efficiency_pct", "capacity_at_current_mAh_per_g"
+_QUANTITY_OF_FLAT_NAME = (  # flat metric names (Prediction.scalar_metrics, objective inputs) -> the quantity they
+    # are a value of; the first pattern that matches (a capacity after cycles at a current is a cycling one)
+    (re.compile(r"^(capacity_at_cycle_|retention|objective_capacity|capacity_at_.+_after_[0-9]+_cycles)"), FADE),
+    (re.compile(r"^capacity_at_"), CURRENT), (re.compile(r"^reversible_capacity"), REVERSIBLE),
+    (re.compile(r"^initial_coulombic_efficiency"), INITIAL_EFFICIENCY),
+    (re.compile(r"^activation_energy"), "activation_energy_kJ_per_mol"),
+    (re.compile(r"^particle_expansion"), "particle_expansion_pct"),
+    (re.compile(r"^electrode_expansion"), "electrode_expansion_after_1000_cycles_pct"),
 )
+
+
+def measured_quantity(name: str) -> str | None:
+    """The quantity (a key of ``Prediction.record``, as the calibration's data name it) that a metric is a value
+    of, by its record key or its flat name; None for what nobody measures (a microstructure size, a score).
+
+    Examples
+    --------
+    >>> measured_quantity("capacity_at_1.7_A_per_g_after_1000_cycles_mAh_per_g")
+    'capacity_at_cycle_mAh_per_g'
+    >>> measured_quantity("capacity_at_4.2_A_per_g_mAh_per_g"), measured_quantity("sn_size_nm")
+    ('capacity_at_current_mAh_per_g', None)
+    """
+    if name in FAMILY_OF_METRIC:
+        return name
+    return next((quantity for pattern, quantity in _QUANTITY_OF_FLAT_NAME if pattern.match(name)), None)
 
 
 def measurement_family(name: str) -> str | None:
     """Which measurement sigma of configs/uncertainty.yaml applies to a metric name (None: no measurement)."""
-    if name in FAMILY_OF_METRIC:
-        return FAMILY_OF_METRIC[name]
-    return next((family for prefix, family in _FAMILY_OF_FLAT_PREFIX if name.startswith(prefix)), None)
+    quantity = measured_quantity(name)
+    return None if quantity is None else FAMILY_OF_METRIC[quantity]
 
 
 def scattered_by(family: str | None, values, factor):
@@ -374,6 +394,27 @@ class Ensemble:
         form = self.model_form_factors[k].get(family, 1.0)
         return self.measurement_factors[k].get(family, 1.0) * (1.0 + form_weight * (form - 1.0))
 
+    def form_weights(self, recipes: list[dict[str, Any]], name: str) -> np.ndarray:
+        """Each recipe's share of the model-form error of metric ``name`` (record key or flat name):
+        :meth:`CalibratedDomain.model_form_weight`, or 0 for a quantity whose family has no model-form sigma."""
+        quantity = measured_quantity(name)
+        if quantity is None or FAMILY_OF_METRIC[quantity] not in self.settings.model_form_sigma_pct:
+            return np.zeros(len(recipes))
+        return np.array([self.domain.model_form_weight(recipe, quantity, self.settings.model_form_distance)
+                         for recipe in recipes])
+
+    def scattered(self, k: int, name: str, values, form_weight=0.0, ceiling=None) -> np.ndarray:
+        """Member k's ``values`` of metric ``name`` as a measurement could read them: scattered by the member's
+        measurement error and, in proportion to ``form_weight`` (:meth:`form_weights`), its model-form error
+        (:func:`scattered_by`: an efficiency by its loss); a capacity kept within ``ceiling``, the member's
+        theoretical capacity (a cell cannot store more than its Sn and HC hold: a reading above it is a mass error).
+        The one rule of ``snhc predict``, the campaigns' and what-ifs' intervals and the validation."""
+        family = measurement_family(name)
+        out = scattered_by(family, values, self.member_factor(k, family, form_weight))
+        if ceiling is not None and family in CAPACITY_FAMILIES:
+            out = np.minimum(out, ceiling)
+        return out
+
     def predict(self, recipes: Recipes, request: PredictionRequest | None = None) -> "UncertainPrediction":
         """The central prediction and every member's (members stacked into one batch, see :meth:`evaluate`)."""
         request = request or PredictionRequest()
@@ -429,9 +470,7 @@ class UncertainPrediction:
         extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
         beyond, extent = self._judged(i)
-        recipe, domain = self._records[i], self.ensemble.domain
-        form_weights = {key: domain.model_form_weight(recipe, key, self.ensemble.settings.model_form_distance)
-                        for key in value}
+        form_weights = {key: float(self.ensemble.form_weights([self._records[i]], key)[0]) for key in value}
         member_records = [self._scattered(m.record(i, current_labels), k, form_weights)
                           for k, m in enumerate(self.members)]
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
@@ -459,39 +498,32 @@ class UncertainPrediction:
         recipe = self._records[i]
         return self.ensemble.domain.recipe_beyond(recipe), self.ensemble.domain.extent_of(recipe)
 
-    def scalar_interval(self, values_of, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scalar_interval(self, values_of, quantity: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Interval of any per-recipe array derived from a prediction, e.g. ``lambda p: p.target_capacity_mAh_per_g``.
 
-        ``family`` (a key of ``measurement_sigma_pct``, see :func:`measurement_family`) scatters each member by
-        that kind of measurement's sigma, as :meth:`record` does; without it (an objective, a model quantity) there
-        is no measurement scatter. The interval always contains a finite central value; a NaN central value (the
+        ``quantity`` (a metric name, see :func:`measured_quantity`) scatters each member as a measurement of that
+        quantity would read it (:meth:`Ensemble.scattered`, as :meth:`record` does); without it (an objective, a model
+        quantity) there is no scatter. The interval always contains a finite central value; a NaN central value (the
         quantity is undefined for the central parameters) leaves the members' interval as it is.
         """
-        factors = [f.get(family, 1.0) if family else 1.0 for f in self.ensemble.measurement_factors]
-        stack = np.vstack([scattered_by(family, values_of(m), factor) for m, factor in zip(self.members, factors)])
-        if family in CAPACITY_FAMILIES:  # within each member's theoretical capacity, as in :meth:`record`
-            stack = np.minimum(stack, np.vstack([m.theoretical_capacity_mAh_per_g for m in self.members]))
+        weights = self.ensemble.form_weights(self._records, quantity) if quantity else 0.0
+        stack = np.vstack([self.ensemble.scattered(k, quantity, values_of(m), weights, m.theoretical_capacity_mAh_per_g)
+                           if quantity else np.asarray(values_of(m), dtype=float)
+                           for k, m in enumerate(self.members)])
         tail = 50.0 * (1.0 - self.ensemble.settings.interval_probability)
         low, high = np.nanpercentile(stack, [tail, 100.0 - tail], axis=0)
         central = np.asarray(values_of(self.central), dtype=float)
         return np.fmin(low, central), np.fmax(high, central)
 
     def _scattered(self, record: dict, k: int, form_weights: dict[str, float] | None = None) -> dict:
-        """Member k's record with its measurement scatter, and its model-form scatter times each quantity's weight
-        in ``form_weights`` (:meth:`CalibratedDomain.model_form_weight`; none when not given); a capacity,
-        scattered or not, stays within the member's theoretical capacity (a cell cannot store more than its Sn and
-        HC hold: a reading above it is a mass error, not a capacity), an efficiency by its loss
-        (:func:`scattered_by`)."""
+        """Member k's record as a measurement could read it (:meth:`Ensemble.scattered`), each quantity with its
+        model-form weight in ``form_weights`` (none when not given)."""
         ceiling = record["theoretical_capacity_mAh_per_g"]
         form_weights = form_weights or {}
         out = {}
         for key, value in record.items():
-            family = FAMILY_OF_METRIC.get(key)
-            factor = self.ensemble.member_factor(k, family, form_weights.get(key, 0.0))
-
             def scattered(v: float) -> float:
-                value = float(scattered_by(family, v, factor))
-                return min(value, ceiling) if family in CAPACITY_FAMILIES else value
+                return float(self.ensemble.scattered(k, key, v, form_weights.get(key, 0.0), ceiling))
             out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 

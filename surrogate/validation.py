@@ -19,7 +19,7 @@ from surrogate.calibration import fit, load_observations, model_values
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import load_materials
-from surrogate.uncertainty import UncertaintySettings, build_ensemble, measurement_family, scattered_by
+from surrogate.uncertainty import UncertaintySettings, build_ensemble
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
 
     Each row: ``name`` (study and point), ``fitted`` (what the fit saw), ``predicted``, ``measured``, ``error_pct``,
     ``interval_90`` ([low, high]), ``covered`` and ``half_width_pct`` (half the interval over the prediction). A
-    hidden quantity gets the model-form scatter by its material's distance from the materials the fit saw it on
-    (:meth:`surrogate.uncertainty.CalibratedDomain.model_form_weight`), as ``snhc predict`` gives it.
+    hidden quantity is scattered as ``snhc predict`` scatters it (:meth:`surrogate.uncertainty.Ensemble.scattered`),
+    with the model-form error by its material's distance from the materials the fit saw it on.
     """
     p = p or ModelParameters.load()
     settings = settings or UncertaintySettings.load()
@@ -94,13 +94,12 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         targets = table[hidden]
         predicted = model_values(ensemble.central, targets, materials)
         members = np.vstack([model_values(m, targets, materials) for m in ensemble.members])
-        family = [measurement_family(q) for q in targets["quantity"]]
-        weights = [ensemble.domain.model_form_weight(materials[m].to_records()[0], q,
-                                                     settings.model_form_distance)
-                   for m, q in zip(targets["material"], targets["quantity"])]
-        noise = np.array([[ensemble.member_factor(k, f, w) for f, w in zip(family, weights)]
-                          for k in range(len(ensemble.members))])
-        scattered = np.column_stack([scattered_by(f, members[:, j], noise[:, j]) for j, f in enumerate(family)])
+        theoretical = targets.assign(quantity="theoretical_capacity_mAh_per_g")
+        ceilings = [model_values(m, theoretical, materials) for m in ensemble.members]
+        records = [materials[m].to_records()[0] for m in targets["material"]]
+        weights = np.array([ensemble.form_weights([r], q)[0] for r, q in zip(records, targets["quantity"])])
+        scattered = np.array([[float(ensemble.scattered(k, q, members[k, j], weights[j], ceilings[k][j]))
+                               for j, q in enumerate(targets["quantity"])] for k in range(len(ensemble.members))])
         low, high = np.percentile(scattered, [tail, 100.0 - tail], axis=0)
         for k, (_, row) in enumerate(targets.iterrows()):
             lo, hi = float(min(low[k], predicted[k])), float(max(high[k], predicted[k]))

@@ -232,7 +232,7 @@ def test_no_capacity_interval_reaches_above_the_theoretical_capacity(ensemble):
                      *record["interval_90"]["capacity_at_current_mAh_per_g"].values(),
                      *record["interval_90"]["capacity_at_cycle_mAh_per_g"].values()]
             assert all(0.0 <= low <= high <= ceiling for low, high in bands), (i, temperature_C, bands, ceiling)
-        low, high = uncertain.scalar_interval(lambda m: m.reversible_capacity_mAh_per_g, "capacity")
+        low, high = uncertain.scalar_interval(lambda m: m.reversible_capacity_mAh_per_g, "reversible_capacity_mAh_per_g")
         theoretical = uncertain.central.theoretical_capacity_mAh_per_g
         assert np.all(high <= theoretical * (1 + 1e-12)) and np.all(low >= 0)
 
