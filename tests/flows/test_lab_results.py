@@ -26,7 +26,12 @@ BAD_FILES = [
     ("digits with an underscore", (HEADER + "\n0.5,6,450,20,3_30\n").encode(),
      "line 2: objective_capacity_mAh_per_g='3_30' is not a number"),
     ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
-    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 847 mAh/g"),
+    ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 598.5 mAh/g"),
+    # a capacity its recipe's Sn and HC cannot store (per g of Sn, not of electrode): below Sn's 847 mAh/g, above
+    # 0.3 x 847 + 0.7 x 350 (the most a hard carbon stores)
+    ("capacity above its recipe's theoretical", (HEADER + ",reversible_capacity_mAh_per_g\n0.3,6,450,20,300,700\n").encode(),
+     "line 2: reversible_capacity_mAh_per_g=700 is out of range: allowed 0 to 499.1 mAh/g (Sn at 847 and HC at up "
+     "to 350 mAh/g: no electrode of sn_mass_fraction 0.3 stores more)"),
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
      "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
     ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
