@@ -642,6 +642,9 @@ def _check_scenario_servers(name: str, config, base_config) -> None:
         check_server(config.runner.address, f"scenario {name}: runner.address")
 
 
+UI_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # MLflow's switch for its server's job runner
+
+
 def cmd_ui(args) -> int:
     from flows.config import load_config
     from flows.inputs import check_tracking_store, existing_file, redact, reveal
@@ -658,7 +661,11 @@ def cmd_ui(args) -> int:
                "--port", str(args.port)]
     console().print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")
     sys.stdout.flush()
-    os.execv(sys.executable, command)  # become the UI process: Ctrl-C and kill reach MLflow directly
+    # become the UI process: Ctrl-C and kill reach MLflow directly. Without MLflow's job runner (GenAI evaluation
+    # jobs, which the UI of a campaign store never runs): it starts seven huey consumers that a kill of the UI's
+    # PID leaves running
+    environment = {UI_JOB_EXECUTION: "false", **os.environ}
+    os.execve(sys.executable, command, environment)
 
 
 def _free_port(port: int) -> None:

@@ -219,3 +219,48 @@ def test_the_objectives_interval_carries_the_scatter_of_the_capacity_it_scores(c
     low, high = record["interval_90"]["objective"]
     cap_low, cap_high = record["interval_90"]["capacity_at_cycle_mAh_per_g"]["1000"]
     assert high - low >= 0.9 * (cap_high - cap_low)
+
+
+def test_the_ui_stops_with_its_pid_and_leaves_no_process_behind(tmp_path):
+    """``snhc ui`` becomes the MLflow UI (a kill of its PID reaches MLflow); MLflow's job runner, which it would
+    start with seven huey consumers that outlive that kill, is off. Stopped by PID, nothing of it is left."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
+    ui = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port), "--tracking-uri",
+                           f"sqlite:///{tmp_path}/mlflow.db"], env=environment, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow UI did not listen within 120 s")
+
+        def group() -> list[str]:
+            listing = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(ui.pid)], capture_output=True, text=True)
+            return [line for line in listing.stdout.splitlines() if line.strip()]
+
+        assert not any("huey" in line for line in group()), group()
+        os.kill(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while group() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert group() == []
+    finally:
+        try:
+            os.killpg(ui.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
