@@ -111,13 +111,16 @@ def _plain_ticks(axis) -> None:
 
 def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str = "label",
                       missing: dict[str, str] | None = None,
-                      intervals: dict[str, tuple[str, str]] | None = None):
+                      intervals: dict[str, tuple[str, str]] | None = None,
+                      flags: dict[str, str] | None = None, flag_note: str = ""):
     """What-if comparison: one panel per fixed-definition metric, one bar per row (baseline first, hatched).
 
     Each panel has its own axis with quantity and unit (capacity, expansion and cycles do not share a scale);
     a metric that cannot be negative is never drawn below zero. Bars carry their value; a row without a value is a
     gap labelled ``missing[metric]`` (default "no value"). ``intervals`` (metric -> its low and high columns) draws
     each row's 90 % interval as an error bar; a missing upper bound (past the horizon) as an arrow to the top.
+    ``flags`` (metric -> its column of booleans) marks a bar's value with ``*``, explained by ``flag_note`` under
+    the figure.
     """
     from flows.metrics import axis_label, info, unit_of
 
@@ -150,6 +153,8 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
                           va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
             else:
                 shown_value = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
+                if metric in (flags or {}) and table[flags[metric]].iloc[i] == True:  # noqa: E712 - NaN: no flag
+                    shown_value += "*"
                 axes.text(i, tops[i], shown_value, ha="center", va="bottom", fontsize=8)
             if labels[i].startswith("baseline"):
                 bar.set_hatch("//")
@@ -166,6 +171,8 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
             _open_intervals(axes, table, metric, *intervals[metric])
     figure.suptitle("What-if comparison (same definitions for every row; baseline hatched"
                     + ("; error bars: the model's 90 % interval)" if intervals else ")"))
+    if any((table[column] == True).any() for column in (flags or {}).values()):  # noqa: E712
+        figure.supxlabel(flag_note, fontsize=9)
     figure.tight_layout()
     return figure
 

@@ -77,6 +77,13 @@ def interval_columns(metric: str) -> tuple[str, str]:
     return f"{metric}_{INTERVAL}_low", f"{metric}_{INTERVAL}_high"
 
 
+def extrapolated_column(metric: str) -> str:
+    """The table column of a fixed metric's flag: True where its value lies beyond the study's data (a recipe
+    beyond the calibration's materials, a temperature other than the measured ones, cycles past the measured fade),
+    by the rule ``snhc predict`` flags with."""
+    return f"{metric}_extrapolated"
+
+
 def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: CapacityObjective,
                   temperature_C: float, ensemble: Ensemble | None = None) -> list[dict[str, float]]:
     """The fixed-definition metrics of each recipe: capacity at the base objective's current after its cycles,
@@ -85,7 +92,8 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
 
     With ``ensemble`` (the parameter ensemble of ``p``'s calibration, :func:`surrogate.uncertainty.build_ensemble`)
     each metric of :data:`INTERVAL_QUANTITIES` also gets its 90 % interval in the columns of
-    :func:`interval_columns`. A cycles-to-80 % bound past the horizon is NaN: "not within the horizon".
+    :func:`interval_columns`, and its flag in :func:`extrapolated_column`. A cycles-to-80 % bound past the horizon is
+    NaN: "not within the horizon"; its flag is the fade's up to the cycle it reaches (or the horizon).
     """
     names = fixed_metric_names(base)
     grid = np.unique(np.geomspace(1, RETENTION_HORIZON_CYCLES, RETENTION_GRID_POINTS).round().astype(int))
@@ -110,12 +118,18 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
             if censored:
                 low, high = (np.where(bound >= RETENTION_HORIZON_CYCLES, np.nan, bound) for bound in (low, high))
             bands[role] = low, high
+        flags = {"capacity": [uncertain.target_extrapolated(i) for i in range(batch.size)],
+                 "expansion": [uncertain.extrapolated(i, "particle_expansion_pct") for i in range(batch.size)],
+                 "cycles_to_retention": [uncertain.extrapolated(
+                     i, "capacity_at_cycle_mAh_per_g", cycle=int(np.ceil(np.nan_to_num(c, nan=RETENTION_HORIZON_CYCLES))))
+                     for i, c in enumerate(central["cycles_to_retention"])]}
     rows = []
     for i, recipe in enumerate(recipes):
         row = {names[role]: float(central[role][i]) for role in values_of}
         row[names["milling_time"]] = float(recipe["milling_time_h"])
         for role, (low, high) in bands.items():
             row |= dict(zip(interval_columns(names[role]), (float(low[i]), float(high[i]))))
+            row[extrapolated_column(names[role])] = bool(flags[role][i])
         rows.append(row)
     return rows
 
@@ -165,7 +179,7 @@ def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, e
         tracker.log(run_id, params={"scenario_description": scenario.description, **_override_params(scenario)})
         for (label, recipe), evaluation, metrics in zip(recipes, evaluations, fixed):
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
-            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if INTERVAL not in k})
+            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if _logged(k)})
             rows.append(_row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics,
                              run_id))
     return rows
@@ -182,8 +196,14 @@ def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experimen
                             ensemble_for(p, calibration, ensembles))[0]
     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
                 params=_override_params(scenario),
-                metrics={f"fixed.{k}": v for k, v in metrics.items() if INTERVAL not in k})
+                metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)})
     return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id)]
+
+
+def _logged(column: str) -> bool:
+    """Whether a fixed-metric column is logged as an MLflow metric: values, not their bounds or flags (the table
+    artifact has those)."""
+    return INTERVAL not in column and not column.endswith("_extrapolated")
 
 
 def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config: CampaignConfig,
@@ -290,7 +310,10 @@ def comparison_plot(table: pd.DataFrame, columns: list[str]):
                                        missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} % for "
                                                         f"{RETENTION_HORIZON_CYCLES:,} cycles"},
                                        intervals={c: interval_columns(c) for c in columns
-                                                  if interval_columns(c)[0] in labelled})
+                                                  if interval_columns(c)[0] in labelled},
+                                       flags={c: extrapolated_column(c) for c in columns
+                                              if extrapolated_column(c) in labelled},
+                                       flag_note=EXTRAPOLATED_NOTE)
 
 
 def interval_mirror(record: dict[str, Any], columns: list[str]) -> dict[str, Any]:
@@ -298,12 +321,15 @@ def interval_mirror(record: dict[str, Any], columns: list[str]) -> dict[str, Any
     as ``snhc predict --json`` has them (a bound past the retention horizon is null; a metric without an interval,
     such as milling time, has no entry)."""
     record = dict(record)
-    bands = {}
+    bands, flags = {}, {}
     for column in columns:
         low_column, high_column = interval_columns(column)
         if low_column in record or high_column in record:  # both bounds null: the whole interval is past the horizon
             bands[column] = [record.pop(low_column, None), record.pop(high_column, None)]
-    return record | {INTERVAL: bands}
+        if extrapolated_column(column) in record:
+            flag = record.pop(extrapolated_column(column))
+            flags[column] = None if flag is None else bool(flag)
+    return record | {INTERVAL: bands, "extrapolated": flags}
 
 
 def _number(value: float) -> str:
@@ -326,16 +352,30 @@ def with_bands(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
                 return "" if pd.isna(value) else _number(value)
             beyond = f">{RETENTION_HORIZON_CYCLES:,}"  # only cycles to 80 % are undefined within an interval
             cell = beyond if pd.isna(value) else _number(value)
-            return f"{cell} [{_number(low)}–{beyond if pd.isna(high) else _number(high)}]"
+            mark = EXTRAPOLATED_MARK if _flagged(row, column) else ""
+            return f"{cell} [{_number(low)}–{beyond if pd.isna(high) else _number(high)}]{mark}"
 
         shown[column] = shown.apply(text, axis=1)
         shown = shown.drop(columns=[low_column, high_column])
-    return shown
+    return shown.drop(columns=[extrapolated_column(c) for c in columns if extrapolated_column(c) in shown])
+
+
+EXTRAPOLATED_MARK = " *"  # a value beyond the study's data, in the tables and on the chart's bars
+EXTRAPOLATED_NOTE = "*: extrapolated, beyond the study's data (materials, temperatures, cycles)"
+
+
+def _flagged(row, column: str) -> bool:
+    flag = row.get(extrapolated_column(column))
+    return bool(flag) if flag is not None and not pd.isna(flag) else False
 
 
 def _labels(table: pd.DataFrame) -> pd.Series:
+    """Each row's label, ``scenario: recipe``, with its temperature where the rows were not all at one."""
     recipe = table["recipe_label"].fillna("") if "recipe_label" in table else pd.Series("", index=table.index)
-    return table["scenario"] + ": " + recipe
+    labels = table["scenario"] + ": " + recipe
+    if "temperature_C" in table and table["temperature_C"].nunique() > 1:
+        labels = labels + table["temperature_C"].map(lambda t: "" if pd.isna(t) else f" ({t:g} °C)")
+    return labels
 
 
 def short_headers(base: CapacityObjective) -> dict[str, str]:
@@ -362,7 +402,10 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
         low, high = interval_columns(metric)
         headers |= {column: f"{name} 90 % {end} [{unit}" if bracket else f"{name}, 90 % {end}"
                     for column, end in ((low, "low"), (high, "high"))}
-    metrics = [name for c in columns for name in (c, *interval_columns(c))]  # each value, then its interval
+    for metric in columns:
+        headers[extrapolated_column(metric)] = f"{headers[metric].partition(' [')[0]} extrapolated"
+    # each value, then its interval and whether it is extrapolated
+    metrics = [name for c in columns for name in (c, *interval_columns(c), extrapolated_column(c))]
     keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
                         "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
     shown = table[keep].copy()
@@ -381,7 +424,7 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
     lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
              f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
              f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles). [low–high]: the model's 90 % interval "
-             "(configs/uncertainty.yaml).", "",
+             f"(configs/uncertainty.yaml). {EXTRAPOLATED_NOTE}.", "",
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
               + " |" for row in shown[keep].itertuples(index=False)]
@@ -409,5 +452,8 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
                "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
                "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns}
     banded = any(interval_columns(c)[0] in table for c in columns)
+    flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
+                  for c in columns)
     reporting.print_frame(with_bands(table, columns), headers,
-                          "What-if comparison" + (" (value [90 % interval])" if banded else ""))
+                          "What-if comparison" + (" (value [90 % interval])" if banded else "")
+                          + (f"; {EXTRAPOLATED_NOTE}" if flagged else ""))

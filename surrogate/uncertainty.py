@@ -488,6 +488,14 @@ class UncertainPrediction:
                     or domain.temperature_outside(request.temperature_C)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
 
+    def extrapolated(self, i: int, quantity: str, **condition) -> bool:
+        """Whether recipe i's ``quantity`` (a record key) at ``condition`` (``current``, ``cycle``,
+        ``cycling_current``, as :func:`quantity_extrapolated` takes them) lies beyond the data: the flag
+        :meth:`record` gives it."""
+        beyond, extent = self._judged(i)
+        return quantity_extrapolated(quantity, self.ensemble.domain, extent, bool(beyond), self.central.request,
+                                     **condition)
+
     @functools.cached_property
     def _records(self) -> list[dict[str, Any]]:
         """The recipes as dicts, made once (a record per recipe of a batch would otherwise remake them all)."""

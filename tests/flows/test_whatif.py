@@ -184,3 +184,32 @@ def test_shipped_scenarios_are_valid():
     scenarios = load_scenarios([str(config_dir() / "whatif")], read_yaml(config_dir() / "default.yaml"))
     assert len(scenarios) >= 3
     assert {s.mode for s, _, _ in scenarios} == {"predict", "optimise"}
+
+
+def test_each_fixed_metric_says_whether_it_is_extrapolated(params, materials):
+    """A what-if row flags its values as ``snhc predict`` does: the study's composite at 25 C is inside its data
+    (its fade was measured to cycle 12 000 at 1.7 A/g, its particle expansion measured); at 0 C every value is beyond
+    it; nano-Sn's fade was never measured. The JSON row folds the flags into ``extrapolated``, and the table marks
+    them."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.whatif import ensemble_for, extrapolated_column, fixed_metrics, interval_mirror, with_bands
+
+    base = load_config()
+    p, calibration = campaign_parameters(base)
+    ensembles = {}
+    recipes = [materials[name].to_records()[0] for name in ("Sn@HC-2-1", "nano-Sn")]
+    expansion, cycles = "particle_expansion_pct", "cycles_to_80pct_retention_at_1.7_A_per_g"
+    warm, cold = (fixed_metrics(recipes, p, base.objective, t, ensemble_for(p, calibration, ensembles))
+                  for t in (25.0, 0.0))
+    assert not warm[0][extrapolated_column(CAPACITY)] and not warm[0][extrapolated_column(expansion)]
+    assert not warm[0][extrapolated_column(cycles)]
+    assert warm[1][extrapolated_column(CAPACITY)] and warm[1][extrapolated_column(cycles)]
+    assert all(cold[0][extrapolated_column(m)] for m in (CAPACITY, cycles))
+    columns = [CAPACITY, expansion, cycles, "milling_time_h"]
+    mirrored = interval_mirror(warm[1], columns)
+    assert mirrored["extrapolated"][CAPACITY] is True and mirrored["extrapolated"][expansion] is False
+    assert not any(k.endswith("_extrapolated") for k in mirrored)
+    shown = with_bands(pd.DataFrame(warm), columns)
+    assert shown[CAPACITY].str.endswith("*").tolist() == [False, True]
+    assert not any(c.endswith("_extrapolated") for c in shown.columns)
