@@ -73,24 +73,36 @@ def disagreement_figure(table: pd.DataFrame, currents_A_per_g: tuple[float, ...]
     return figure
 
 
+SKOPT_DIAGONAL_LABEL = "Partial dependence"  # plot_objective's label of its diagonal panels' axis
+
+
 def objective_figure(optimizer, marked: list | None = None):
     """scikit-optimize's partial-dependence plot of the fitted surrogate (None without a fitted model), its red
     point and lines at ``marked`` (the recommended recipe's point; without it, or outside the optimiser's space, the
     best evaluation, scikit-optimize's default)."""
     if not optimizer.models:
         return None
+    from flows.metrics import axis_label
+    from flows.objective import CapacityObjective
+
+    unit = CapacityObjective.unit  # the score the optimiser of a single-objective campaign minimises the negative of
     result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
     recommended = marked is not None and marked in optimizer.space
-    axes = plot_objective(result, n_points=20, n_samples=100, minimum=list(marked) if recommended else "result")
+    plotted = [d.name for d in optimizer.space.dimensions if not d.is_constant]  # plot_objective's panels
+    axes = plot_objective(result, n_points=20, n_samples=100, minimum=list(marked) if recommended else "result",
+                          dimensions=[axis_label(name) for name in plotted])
     figure = np.asarray(axes).flat[0].figure
     for panel in figure.axes:
+        if panel.get_ylabel() == SKOPT_DIAGONAL_LABEL:  # a diagonal panel: one field's effect, in the score's unit
+            panel.set_ylabel(f"-objective [{unit}]")
         for axis in (panel.xaxis, panel.yaxis):
             _plain_ticks(axis)
     # Room for the title and the outer tick labels inside the figure, so it is saved as laid out: a tight bounding
     # box would draw this grid of panels twice (0.6 s against 0.27 s, a tenth of the report's time).
-    figure.subplots_adjust(top=0.92, bottom=0.09, left=0.08)
-    figure.suptitle("Partial dependence of -objective (scikit-optimize minimises; lower is better); red: the "
-                    + ("recommended recipe" if recommended else "best evaluation"), y=0.995)
+    figure.subplots_adjust(top=0.90, bottom=0.11, left=0.11)
+    figure.suptitle(f"Partial dependence of -objective [{unit}] in the optimiser's GP (scikit-optimize "
+                    "minimises: lower is better)\nred: the " + ("recommended recipe" if recommended
+                                                               else "best evaluation"), y=0.995, fontsize=10)
     figure.set_gid(LAID_OUT)
     return figure
 

@@ -50,3 +50,19 @@ def test_a_front_that_beats_the_dense_search_is_not_said_to_be_below_it():
     found = SimpleNamespace(objective=342.8)
     assert "0.2 % above" in model_optimum_note(found, 343.6, added=False, first_objective="capacity_mAh_per_g")
     assert "2.5 % below" in model_optimum_note(found, 334.2, added=False, first_objective="capacity_mAh_per_g")
+
+
+def test_partial_dependence_axes_name_their_quantity_and_unit():
+    """Each recipe axis of objective.png reads as words with its unit ("milling time [h]", not milling_time_h), and
+    each diagonal panel's value axis is the negated score in mAh/g; the title stays inside the figure."""
+    config = load_config(None)
+    optimizer = make_optimizer(config)
+    points = optimizer.ask(n_points=12)
+    optimizer.tell(points, [float(np.sin(3 * p[0]) + np.log(p[1])) for p in points])
+    figure = objective_figure(optimizer)
+    labels = {axis.get_label_text() for panel in figure.axes for axis in (panel.xaxis, panel.yaxis)} - {""}
+    assert {"milling time [h]", "milling speed [rpm]", "-objective [mAh/g]"} <= labels, labels
+    assert not any("_" in label for label in labels), labels
+    figure.canvas.draw()
+    title = figure._suptitle.get_window_extent(figure.canvas.get_renderer())
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.width
