@@ -11,6 +11,7 @@ from flows.config import load_config
 from flows.observations import read_observations
 from flows.optimise import optimise_anode
 from surrogate.paths import config_dir
+from surrogate.recipe import RECIPE_FIELDS
 
 HEADER = "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective_capacity_mAh_per_g"
 GOOD_ROWS = ["0.6667,10,400,20,330", "0.5,6,450,20,300"]
@@ -173,6 +174,19 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     assert all(sd > 0 for sd in history("suggestion.combined_sd"))
     logged = pd.read_csv(client.download_artifacts(run_id, "suggestions.csv", str(tmp_path / "logged")))
     assert np.allclose(logged[recipe].to_numpy(), suggestions[recipe].to_numpy())
+    # each suggestion's model value and metrics are the lab-taught model's (the lab parameters the suggestion run
+    # logged), so "+ lab corr." is what those parameters cannot explain, not the project model's distance from them
+    from flows.evaluation import campaign_parameters, evaluate_batch
+
+    taught = pd.read_csv(client.download_artifacts(run_id, "lab_parameters.csv", str(tmp_path / "taught")))
+    project, _ = campaign_parameters(load_config())
+    lab_model = project.with_values(**dict(zip(taught["parameter"], taught["lab_estimate"].astype(float))))
+    recipes = [{**{f.name: f.default for f in RECIPE_FIELDS}, **row} for row in suggestions[recipe].to_dict("records")]
+    for row, lab_value in zip(suggestions.itertuples(), evaluate_batch(recipes, lab_model, load_config().objective)):
+        assert row.predicted_objective == pytest.approx(lab_value.objective, rel=1e-6)
+        assert row.particle_expansion_pct == pytest.approx(lab_value.metrics["particle_expansion_pct"], rel=1e-6)
+    assert not np.allclose(suggestions["predicted_objective"],
+                           [e.objective for e in evaluate_batch(recipes, project, load_config().objective)])
     assert "3 suggested recipes" in runs[0].data.tags["mlflow.note.content"]
     assert "lab-parameter draw" in runs[0].data.tags["mlflow.note.content"]
     # what the lab taught the model's parameters: every lab parameter, inside its range, logged as table and metrics
