@@ -71,7 +71,7 @@ def lab_taught_parameters(optimizer, p):
     from the lab's results (the physics-informed GP's prior), or ``p`` itself when the surrogate infers none. A
     suggestion's model value and metrics are this model's, so its ``+ lab corr.`` is only what the lab parameters
     cannot explain: with the project's model, a recipe the lab's harder HC mills well read 168 mAh/g at 327 %
-    swelling, "+ 201" from the lab, where the lab's model says 340 at 253 %."""
+    swelling, "+ 201" from the lab, where the lab's model says 357 at 251 % and its GP adds 12."""
     prior = getattr(optimizer.models[-1], "prior", None) if optimizer.models else None
     if not hasattr(prior, "lab_parameters") or not prior.lab_parameters.names:
         return p
