@@ -186,9 +186,9 @@ def _print_prediction(name, recipe, record, args) -> None:
     table.add_row("reversible capacity, first cycle at 0.08 A/g (mAh/g)", shown("reversible_capacity_mAh_per_g"))
     table.add_row("initial Coulombic efficiency (%)", shown("initial_coulombic_efficiency_pct"))
     for current in record["capacity_at_current_mAh_per_g"]:
-        table.add_row(f"capacity at {current} A/g (mAh/g)", shown("capacity_at_current_mAh_per_g", current))
+        table.add_row(f"rate test: capacity at {current} A/g (mAh/g)", shown("capacity_at_current_mAh_per_g", current))
     for cycle in record["capacity_at_cycle_mAh_per_g"]:
-        table.add_row(f"capacity at cycle {cycle}, {args.cycling_current:g} A/g (mAh/g)",
+        table.add_row(f"cycling at {args.cycling_current:g} A/g: capacity at cycle {cycle} (mAh/g)",
                       shown("capacity_at_cycle_mAh_per_g", cycle))
     table.add_row("particle expansion (%)", shown("particle_expansion_pct"))
     table.add_row("electrode expansion after 1000 cycles (%)", shown("electrode_expansion_after_1000_cycles_pct"))
@@ -198,8 +198,11 @@ def _print_prediction(name, recipe, record, args) -> None:
             table.add_row(f"objective: {objective}", shown("objectives", objective))
     else:
         table.add_row("objective (mAh/g)", shown("objective"))
-    table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml); 'extrapolated': beyond the study's "
-                     f"data; objective: {record['objective_definition']} (the config's, whatever --temperature-C)")
+    table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml), where a new cell's measurement should "
+                     "fall (a rate-test and a cycling cell scatter as the study's did); 'extrapolated': beyond the "
+                     "study's data; the rate test and the cycling start after the formation cycles (first-cycle "
+                     f"loss and early damage), the reversible capacity is the first cycle's; objective: "
+                     f"{record['objective_definition']} (the config's, whatever --temperature-C)")
     if args.fidelity == "physics":
         table.caption += ("; a PyBaMM value's interval joins the numpy model's band moved to it and the numpy "
                           "model's own band (two model forms)")
