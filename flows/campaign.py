@@ -17,7 +17,7 @@ import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
 from flows.evaluation import ASKED, LAB, Evaluation
-from flows.inputs import redact_document
+from flows.inputs import check_tracking_store, redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import recipe_key
 
@@ -130,8 +130,11 @@ class Campaign:
 def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | None = None,
                    resume_run_id: str | None = None, observations_path: str | None = None) -> Campaign:
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
-    resumed run's saved state), the lab file and the resume id. Problems raise :class:`ConfigError`."""
+    resumed run's saved state), the tracking store, the lab file and the resume id. Problems raise
+    :class:`ConfigError` (the store's, :class:`flows.inputs.InputError`)."""
     base = load_config(config_path, overrides)
+    # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
+    check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
     if not resume_run_id:
         _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None

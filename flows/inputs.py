@@ -88,6 +88,24 @@ def redact(text: Any) -> Any:
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
 
 
+class MaskedError(RuntimeError):
+    """An error whose message named a secret (a tracking URI's password, a token), re-raised with it masked: Prefect
+    keeps a failed flow's exception message in its state and its run log."""
+
+
+@contextlib.contextmanager
+def secrets_masked():
+    """Re-raise any error whose message holds a secret as a :class:`MaskedError` with it masked (its type named;
+    the original, secret and all, not chained); other errors pass unchanged."""
+    try:
+        yield
+    except Exception as error:
+        text = str(error)
+        if redact(text) == text:
+            raise
+        raise MaskedError(f"{type(error).__name__}: {redact(text)}") from None
+
+
 def redact_document(document: Any) -> Any:
     """:func:`redact` applied to every string (and key) of a nested dict / list document; a new document."""
     if isinstance(document, dict):
@@ -316,6 +334,13 @@ def check_tracking_scheme(uri: str, key: str = "tracking.tracking_uri") -> str:
     if not isinstance(uri, str) or not uri.startswith(TRACKING_SCHEMES):
         raise InputError(f"{key} {excerpt(redact(uri))}: must start with one of "
                          f"{', '.join(TRACKING_SCHEMES)}".lstrip())
+    if uri.startswith(("sqlite:", "http:", "https:")) and ("?" in uri or "#" in uri):
+        # MLflow's REST client drops a server address's query (a ?token= never reaches the server, whose login page
+        # then breaks the client mid-campaign), and SQLite's (?mode=ro was written to; a ?password= named the lock
+        # file). PostgreSQL's (sslmode=...) are its driver's and kept.
+        raise InputError(f"{key} {excerpt(redact(uri))}: a query string or fragment (after ? or #) is not "
+                         f"supported here: give the database file or the server's address alone (a server's "
+                         f"credentials as user:password@ or in MLFLOW_TRACKING_TOKEN)")
     return uri
 
 
@@ -337,7 +362,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
     shown = excerpt(redact(uri))[1:-1]
     if uri.startswith("sqlite:///"):
         database = sqlite_path(uri)
-        if str(database) in ("", ":memory:") or "mode=memory" in uri.partition("?")[2]:
+        if str(database) in ("", ":memory:"):
             raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
                              f"e.g. sqlite:///mlruns/mlflow.db")
         if database.is_dir():

@@ -22,6 +22,7 @@ from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, overrides_document
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function, lazy_ensemble
+from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
@@ -343,20 +344,22 @@ def optimise_anode(config_path: str | None = None, overrides: CampaignOverrides 
     campaign_token : a campaign the CLI already built and validated (:func:`flows.campaign.hand_over`); then the
         arguments above only label the run and nothing is read twice.
     """
-    campaign = (take_over(campaign_token) if campaign_token
-                else build_campaign(config_path, overrides_document(overrides), resume_run_id, observations_path))
-    runner = task_runner_for(campaign.config)
-    if runner is None:
-        return run_campaign(campaign).summary()
-    # A flow's task runner is fixed when it starts: a Dask campaign runs as one subflow on that runner (one
-    # subflow per campaign costs about a second; the evaluations inside it are tasks).
-    return campaign_on_runner.with_options(task_runner=runner)(hand_over(campaign))
+    with secrets_masked():  # a deployment's failure (state, run log) never shows a store's credentials
+        campaign = (take_over(campaign_token) if campaign_token
+                    else build_campaign(config_path, overrides_document(overrides), resume_run_id, observations_path))
+        runner = task_runner_for(campaign.config)
+        if runner is None:
+            return run_campaign(campaign).summary()
+        # A flow's task runner is fixed when it starts: a Dask campaign runs as one subflow on that runner (one
+        # subflow per campaign costs about a second; the evaluations inside it are tasks).
+        return campaign_on_runner.with_options(task_runner=runner)(hand_over(campaign))
 
 
 @flow(name="optimise-anode-on-runner")
 def campaign_on_runner(campaign_token: str) -> dict[str, Any]:
     """The campaign body on a non-default task runner (see :func:`optimise_anode`)."""
-    return run_campaign(take_over(campaign_token)).summary()
+    with secrets_masked():
+        return run_campaign(take_over(campaign_token)).summary()
 
 
 def task_runner_for(config: CampaignConfig):

@@ -17,6 +17,7 @@ from rich.text import Text  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
+from flows.inputs import redact  # noqa: E402
 from flows.tracking import LAID_OUT  # noqa: E402
 
 console = Console()
@@ -385,12 +386,14 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     --------
     >>> mlflow_run_url("http://10.0.0.5:5050", "3", "abc")
     'http://10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
+    >>> mlflow_run_url("http://bob:hunter2@10.0.0.5:5050", "3", "abc")
+    'http://***@10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
     >>> mlflow_run_url("sqlite:///mlruns/mlflow.db", "3", "abc")
     '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning'
     """
     path = f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW}"
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/{path}"
+    if tracking_uri.startswith(("http://", "https://")):  # credentials masked: a link is printed and published
+        return f"{redact(tracking_uri).rstrip('/')}/{path}"
     return f"`snhc ui` then http://127.0.0.1:5000/{path}"
 
 

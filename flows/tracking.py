@@ -7,6 +7,7 @@ run. Runs are always terminated: FINISHED on success, FAILED (with the reason as
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import tempfile
 import time
@@ -58,6 +59,9 @@ def artifact_location_for(tracking_uri: str, configured: str | None) -> str | No
     return None  # a tracking server decides
 
 
+SUPPRESS_RUN_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
 def open_client(tracking_uri: str) -> MlflowClient:
     """A client on the store, creating a SQLite store's folder and schema first if needed.
 
@@ -67,6 +71,9 @@ def open_client(tracking_uri: str) -> MlflowClient:
     SQLite's default rollback journal: write-ahead logging saved at most ~5 ms a child run
     (benchmarks/mlflow_logging.py) and nothing measurable in a campaign's wall time.
     """
+    # MLflow prints a "View run ... at: <tracking URI>" line for every run it ends on a server, credentials and all;
+    # the campaign prints its own link, masked (flows.reporting.mlflow_run_url)
+    os.environ[SUPPRESS_RUN_LINKS] = "true"
     tracking_uri = reveal(tracking_uri)
     if not tracking_uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=tracking_uri)

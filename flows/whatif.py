@@ -33,7 +33,7 @@ from flows.config import (CampaignConfig, CampaignOverrides, config_document, de
                           overrides_document, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
-from flows.inputs import redact, write_csv
+from flows.inputs import redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
 from flows.objective import CapacityObjective
@@ -120,9 +120,8 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
             bands[role] = low, high
         flags = {"capacity": [uncertain.target_extrapolated(i) for i in range(batch.size)],
                  "expansion": [uncertain.extrapolated(i, "particle_expansion_pct") for i in range(batch.size)],
-                 "cycles_to_retention": [uncertain.extrapolated(
-                     i, "capacity_at_cycle_mAh_per_g", cycle=int(np.ceil(np.nan_to_num(c, nan=RETENTION_HORIZON_CYCLES))))
-                     for i, c in enumerate(central["cycles_to_retention"])]}
+                 "cycles_to_retention": [uncertain.extrapolated(i, "capacity_at_cycle_mAh_per_g", cycle=reached)
+                                         for i, reached in enumerate(_cycles_reached(central["cycles_to_retention"]))]}
     rows = []
     for i, recipe in enumerate(recipes):
         row = {names[role]: float(central[role][i]) for role in values_of}
@@ -132,6 +131,11 @@ def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: Capac
             row[extrapolated_column(names[role])] = bool(flags[role][i])
         rows.append(row)
     return rows
+
+
+def _cycles_reached(cycles_to_retention: np.ndarray) -> list[int]:
+    """The last cycle a cycles-to-80 % value rests on: its own, or the horizon where it is not reached within it."""
+    return [int(np.ceil(c)) for c in np.nan_to_num(cycles_to_retention, nan=RETENTION_HORIZON_CYCLES)]
 
 
 def _cycles_to_retention(prediction, cycles: np.ndarray) -> np.ndarray:
@@ -242,62 +246,63 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     ``{"baseline": row or None, "scenarios": [row, ...], "run_id", "experiment_id", "files"}``; every row carries
     the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
-    base_path = Path(config_path) if config_path else default_config_path()
-    base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
-    base = validate_config(base_document, str(base_path))
-    scenarios = load_scenarios(scenario_paths, base_document)
-    if baseline:
-        scenarios = [(baseline_scenario(), base, [])] + scenarios
+    with secrets_masked():  # a failure's message (Prefect's state and run log) never shows a store's credentials
+        base_path = Path(config_path) if config_path else default_config_path()
+        base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
+        base = validate_config(base_document, str(base_path))
+        scenarios = load_scenarios(scenario_paths, base_document)
+        if baseline:
+            scenarios = [(baseline_scenario(), base, [])] + scenarios
 
-    tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
-    started = datetime.now(timezone.utc)
-    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M%S}"
-    rows: list[dict[str, Any]] = []
-    ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share it
-    note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
-            + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
-    with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
-        names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
-        tracker.log(parent_run_id, params={"scenarios": names,
-                                           "compared_at_current_A_per_g": base.objective.current_A_per_g,
-                                           "compared_after_cycles": base.objective.cycle})
-        for scenario, config, recipes in scenarios:
-            done = len({row["scenario"] for row in rows})
-            reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
-                          f"{scenario.description}")
-            try:
-                if scenario.mode == "predict":
-                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
-                                              ensembles)
-                else:
-                    rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
-                                               experiment_name, ensembles)
-            except Exception as error:  # one broken scenario must not stop the comparison
-                reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
-                rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
-                             "failure_reason": f"{type(error).__name__}: {error}"})
-        table = pd.DataFrame(rows)
-        columns = list(fixed_metric_names(base.objective).values())
-        figure = comparison_plot(table, columns)
-        folder = Path(output_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
-        figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
-        tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-        tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
-                                 artifact_file="what_if_comparison.json")
-        summary = comparison_markdown(table, base.objective)
-        tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
-        reporting.plt.close("all")
-    _print_comparison(table, columns)
-    url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
-    reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
-    reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
-    _publish(table, columns, base, parent_run_id, url)
-    records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
-    return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
-            "scenarios": [r for r in records if r["scenario"] != BASELINE],
-            "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
+        tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
+        started = datetime.now(timezone.utc)
+        name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M%S}"
+        rows: list[dict[str, Any]] = []
+        ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share
+        note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
+                + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
+        with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
+            names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
+            tracker.log(parent_run_id, params={"scenarios": names,
+                                               "compared_at_current_A_per_g": base.objective.current_A_per_g,
+                                               "compared_after_cycles": base.objective.cycle})
+            for scenario, config, recipes in scenarios:
+                done = len({row["scenario"] for row in rows})
+                reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
+                              f"{scenario.description}")
+                try:
+                    if scenario.mode == "predict":
+                        rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
+                                                  ensembles)
+                    else:
+                        rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
+                                                   experiment_name, ensembles)
+                except Exception as error:  # one broken scenario must not stop the comparison
+                    reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
+                    rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
+                                 "failure_reason": f"{type(error).__name__}: {error}"})
+            table = pd.DataFrame(rows)
+            columns = list(fixed_metric_names(base.objective).values())
+            figure = comparison_plot(table, columns)
+            folder = Path(output_dir) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+            figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
+            tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
+            tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
+                                     artifact_file="what_if_comparison.json")
+            summary = comparison_markdown(table, base.objective)
+            tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
+            reporting.plt.close("all")
+        _print_comparison(table, columns)
+        url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
+        reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
+        reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
+        _publish(table, columns, base, parent_run_id, url)
+        records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
+        return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
+                "scenarios": [r for r in records if r["scenario"] != BASELINE],
+                "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
 
 
 def comparison_plot(table: pd.DataFrame, columns: list[str]):

@@ -856,3 +856,19 @@ def test_serve_checks_its_scenario_files(tmp_path, capsys, monkeypatch):
     assert main(["serve", "--whatif", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown material 'Unobtainium'" in err, err
+
+
+def test_an_error_naming_a_secret_is_reraised_with_it_masked():
+    """What a deployment's failed flow keeps (Prefect's state message and run log) shows no credentials: an error
+    whose message holds one is re-raised masked, its type named; others pass unchanged."""
+    from flows.inputs import MaskedError, secrets_masked
+
+    with pytest.raises(MaskedError) as raised:
+        with secrets_masked():
+            raise ConnectionError("cannot reach http://bob:hunter2@127.0.0.1:9/api")
+    assert "hunter2" not in str(raised.value) and "ConnectionError: cannot reach http://***@127.0.0.1:9" in str(
+        raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    with pytest.raises(KeyError):
+        with secrets_masked():
+            raise KeyError("no secret here")

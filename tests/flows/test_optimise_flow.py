@@ -2,6 +2,7 @@
 evaluations that fail without stopping the campaign."""
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -167,6 +168,43 @@ def test_real_mlflow_server_lists_the_runs_over_rest(campaign, tmp_path):
     listed = {run["info"]["run_id"] for run in runs}
     assert summary["run_id"] in listed
     assert len(listed) == 11  # the parent and its ten evaluations
+
+
+def test_a_servers_password_never_reaches_the_console_or_the_recommendation(prefect_local, tmp_path, capfd):
+    """A tracking URI's credentials are masked wherever a campaign shows the store: MLflow's own "View run ... at"
+    lines (15 of them printed the password), the campaign's link and the Prefect artifact it publishes. A query
+    string, which MLflow's client would drop, is refused before anything starts."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.cli import main
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{tmp_path}/server.db", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], stdout=open(tmp_path / "mlflow.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", 90, server)
+        uri = f"http://bob:hunter2@127.0.0.1:{port}"
+        capfd.readouterr()
+        assert main(["optimise", "--n-calls", "4", "--batch-size", "2", "--tracking-uri", uri]) == 0
+        shown = capfd.readouterr()
+        assert "hunter2" not in shown.out + shown.err
+        assert f"http://***@127.0.0.1:{port}/#/experiments/" in shown.out  # the link, masked
+
+        async def artifacts():
+            async with get_client() as client:
+                return await client.read_artifacts()
+
+        assert not [a for a in asyncio.run(artifacts()) if "hunter2" in str(a.data)]
+        assert main(["optimise", "--n-calls", "4", "--tracking-uri", f"http://127.0.0.1:{port}/?token=tok123"]) == 2
+        refused = capfd.readouterr().err.strip()
+        assert "query string" in refused and "tok123" not in refused and len(refused.splitlines()) == 1
+    finally:
+        stop(server)
 
 
 def test_same_config_and_seed_give_the_same_evaluation_table(campaign, tmp_path):
