@@ -184,7 +184,7 @@ def test_a_servers_password_never_reaches_the_console_or_the_recommendation(pref
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                                f"sqlite:///{tmp_path}/server.db", "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "1"], stdout=open(tmp_path / "mlflow.log", "w"),
-                              stderr=subprocess.STDOUT, start_new_session=True,
+                              stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,  # its artifacts
                               env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", 90, server)
