@@ -126,6 +126,19 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     return LabData(path, measured, lines, pending, replicated)
 
 
+# The smallest size a lab value's stated scatter (lab_uncertainty_pct) is a share of, in the value's own unit (mAh/g,
+# %): a coin cell reads a capacity to about 1 mAh/g, so a share of a smaller value (a dead cell's 0, a typed 1e-4)
+# would claim a precision no instrument has and weight its row without bound (it had broken the lab fit's algebra).
+SMALLEST_READING = 1.0
+
+
+def scatter_scale(values, typical) -> np.ndarray:
+    """The size each lab value's stated scatter is a share of: its magnitude, or the typical magnitude of its kind
+    of value when larger (so a measured 0 is a result with an uncertainty), and never below
+    :data:`SMALLEST_READING`."""
+    return np.maximum(np.abs(np.asarray(values, dtype=float)), np.maximum(typical, SMALLEST_READING))
+
+
 def _averaged(rows: list[dict[str, float]]) -> dict[str, float]:
     """Replicate cells of one recipe: each metric the mean of the rows that measured it (pending rows add nothing)."""
     names = dict.fromkeys(name for metrics in rows for name in metrics)

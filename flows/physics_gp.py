@@ -36,6 +36,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from flows.observations import scatter_scale
 from surrogate.calibration import ParameterTransform
 from surrogate.uncertainty import RANGE_IN_SD
 
@@ -158,8 +159,7 @@ class LabCalibratedPrior(ModelPrior):
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
         if not self.lab_parameters.names or y.size == 0:
             return
-        magnitude = np.maximum(np.abs(y), np.median(np.abs(y)))
-        sigma = self.sigma_pct / 100.0 * np.where(magnitude > 0, magnitude, 1.0)
+        sigma = self.sigma_pct / 100.0 * scatter_scale(y, np.median(np.abs(y)))
         rows = [np.append(x, v).tobytes() for x, v in zip(X, y)]
         new = np.array([row not in self._fitted_rows for row in rows])
         if self._fitted_rows and not new.any():  # told nothing new: the estimate stands

@@ -17,7 +17,7 @@ from scipy.optimize import least_squares
 
 from flows.config import CampaignConfig
 from flows.evaluation import campaign_parameters
-from flows.observations import LabData, lab_predictions
+from flows.observations import LabData, lab_predictions, scatter_scale
 from surrogate.calibration import FIT_TOLERANCE, LeastSquaresProblem, load_observations, on_bound
 from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
@@ -73,13 +73,12 @@ def _lab_rows(lab: LabData) -> list[tuple[int, str, float]]:
 
 
 def _magnitudes(rows) -> np.ndarray:
-    """The size each row's stated scatter is a share of: its value, or the median size of that metric's values
-    when larger, so a measured 0 (a dead cell) is a result with an uncertainty rather than an infinite weight."""
+    """The size each row's stated scatter is a share of (:func:`flows.observations.scatter_scale`), the typical
+    size of a metric being the median of its values."""
     values = np.array([v for _, _, v in rows], dtype=float)
     names = [name for _, name, _ in rows]
     typical = {name: float(np.median([abs(v) for n, v in zip(names, values) if n == name])) for name in set(names)}
-    magnitude = np.maximum(np.abs(values), [typical[n] for n in names])
-    return np.where(magnitude > 0, magnitude, 1.0)
+    return scatter_scale(values, [typical[n] for n in names])
 
 
 def _lab_values(p: ModelParameters, lab: LabData, config: CampaignConfig, rows) -> np.ndarray:

@@ -42,6 +42,10 @@ QUANTITY_UNITS = {
     "capacity_at_cycle_mAh_per_g": ("mAh/g", 1000.0), "activation_energy_kJ_per_mol": ("kJ/mol", 200.0),
     "particle_expansion_pct": ("%", 2000.0), "electrode_expansion_after_1000_cycles_pct": ("%", 2000.0),
 }
+# The smallest value a measurement of each unit can state: a capacity is read to about 1 mAh/g, an efficiency or an
+# expansion to 0.01 %, an activation energy to 0.01 kJ/mol. A smaller positive value is a typing or unit error, and
+# its stated % scatter would weight it without bound (1e-300 mAh/g made the fit's residuals overflow).
+SMALLEST_VALUE = {"mAh/g": 1.0, "%": 0.01, "kJ/mol": 0.01}
 SIGMA_PCT_RANGE = (0.01, 100.0)  # a stated scatter below 0.01 % would weight one row beyond any other's reach
 # The largest test current and cycle a measurement, a lab row or a campaign's objective (flows.objective) may name:
 # 1000 A/g is seconds per charge, 100 000 cycles decades of daily use; beyond them a number is a typing error.
@@ -108,9 +112,10 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
         unit, most = QUANTITY_UNITS[row["quantity"]]
         if row.get("unit") != unit:
             raise CalibrationDataError(f"{where}: unit={excerpt(row.get('unit'))}: {row['quantity']} is in {unit}")
-        if row["value"] > most:
+        least = SMALLEST_VALUE[unit]
+        if not least <= row["value"] <= most:
             raise CalibrationDataError(f"{where}: value={row['value']:g} is out of range: {row['quantity']} allowed "
-                                       f"above 0 up to {most:g} {unit}")
+                                       f"{least:g} to {most:g} {unit}")
         if not SIGMA_PCT_RANGE[0] <= row["sigma_pct"] <= SIGMA_PCT_RANGE[1]:
             raise CalibrationDataError(f"{where}: sigma_pct={row['sigma_pct']:g} is out of range: allowed "
                                        f"{SIGMA_PCT_RANGE[0]:g} to {SIGMA_PCT_RANGE[1]:g}")

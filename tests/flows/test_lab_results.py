@@ -235,3 +235,15 @@ def test_replicate_cells_of_one_recipe_are_averaged_and_said_so(tmp_path, capsys
     assert lab.measured[0].metrics == {"objective_capacity_mAh_per_g": 325.0, "particle_expansion_pct": 250.0}
     assert lab.replicates == ((2, 4, 5),)
     assert "lines 2 and 4 and 5 are replicates" in replicate_note(lab)
+
+
+@pytest.mark.parametrize("value", ["0", "1e-4", "1e-320"])
+def test_a_vanishing_lab_capacity_is_a_result_with_an_uncertainty(tmp_path, capsys, value):
+    """A dead cell's 0, or a capacity typed in A h/g, is a result: its stated scatter is a share of at least a coin
+    cell's reading (flows.observations.SMALLEST_READING), so the lab fit stays finite and suggest answers (1e-4
+    mAh/g had broken the fit's algebra with a traceback)."""
+    lab = tmp_path / "lab.csv"
+    lab.write_text(HEADER + f"\n0.6,10,400,20,{value}\n")
+    assert main(["suggest", "--batch", "2", "--observations", str(lab), "--output", str(tmp_path / "next.csv"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+    assert len(pd.read_csv(tmp_path / "next.csv")) == 2
