@@ -36,7 +36,7 @@ _FIXED = (
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _FIXED}
 AT_CURRENT = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_mAh_per_g$")
-AT_CYCLE = re.compile(r"^capacity_at_cycle_([0-9]+)_mAh_per_g$")
+AT_CYCLE = re.compile(r"^capacity_at_cycle_([0-9]{1,9})_mAh_per_g$")  # more digits: no cycle count, an unknown name
 
 # What a person sees first about a recipe.
 HEADLINE = ("objective", "objective_capacity_mAh_per_g", "reversible_capacity_mAh_per_g",
@@ -132,7 +132,7 @@ def cycles_to_retention_name(current_A_per_g: float, retention_pct: float = RETE
     return f"cycles_to_{retention_pct:g}pct_retention_at_{current_A_per_g:g}_A_per_g"
 
 
-AFTER_CYCLES = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_after_([0-9]+)_cycles_mAh_per_g$")
+AFTER_CYCLES = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_after_([0-9]{1,9})_cycles_mAh_per_g$")
 TO_RETENTION = re.compile(r"^cycles_to_([0-9.]+)pct_retention_at_([0-9.]+)_A_per_g$")
 
 

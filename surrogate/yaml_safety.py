@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ def load_yaml_text(text: str, source: str) -> Any:
         raise YamlInputError(f"{source}: malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise YamlInputError(f"{source}: malformed YAML: nested too deeply") from None
+    except ValueError:  # an integer of more than 4300 digits (Python's int-from-text limit): no value is that long
+        raise YamlInputError(f"{source}: malformed YAML: a number too long to be a value (more than "
+                             f"{sys.get_int_max_str_digits()} digits)") from None
 
 
 def read_yaml_file(path: str | Path, what: str = "YAML file") -> Any:

@@ -86,6 +86,7 @@ def config_cases() -> list[Case]:
         ("null document", "null\n", "empty config"),
         ("list at top level", "- name\n- test\n", "expected a mapping"),
         ("number at top level", "42\n", "expected a mapping"),
+        ("an integer of 5000 digits", "optimiser: {seed: " + "9" * 5000 + "}\n", "a number too long to be a value"),
         ("string at top level", "just some words\n", "expected a mapping"),
         ("NaN penalty", _config("objective: {expansion_penalty_mAh_per_g_per_pct: .nan}"),
          "objective.expansion_penalty_mAh_per_g_per_pct=nan is not a finite number"),
@@ -251,6 +252,8 @@ def lab_cases() -> list[Case]:
         ("inf recipe", f"{LAB_HEADER}\n0.5,inf,450,20,300\n".encode(), "milling_time_h"),
         ("text for a number", f"{LAB_HEADER}\n0.5,six,450,20,300\n".encode(), "milling_time_h"),
         ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
+        ("a cycle count of 5000 digits", f"{LAB_HEADER},capacity_at_cycle_{'9' * 5000}_mAh_per_g\n0.5,6,450,20,300,200\n"
+         .encode(), "unknown column 'capacity_at_cycle_999"),
         ("duplicate column", f"{LAB_HEADER},milling_time_h\n0.5,6,450,20,300,6\n".encode(),
          "column 'milling_time_h' appears twice"),
         ("capacity beyond any anode", f"{LAB_HEADER}\n0.5,6,450,20,999999\n".encode(), "allowed 0 to 598.5 mAh/g"),
