@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -42,12 +43,23 @@ NAME_MAX = 200
 
 
 def _printed(name: str) -> str:
-    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    # control characters, and format ones (a right-to-left override U+202E shows a name reversed, a zero-width
+    # space two names alike)
+    if name != name.strip() or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
         raise ValueError("use printable characters, without leading or trailing blanks")
     return name
 
 
-PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_printed)]
+def _one_path_part(name: str) -> str:
+    """A campaign's or scenario's name also names its files and folders (what-if outputs): one path part, so
+    '../../x' cannot write outside the output folder."""
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError("names files and folders: no / or \\, and not . or ..")
+    return name
+
+
+PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_printed),
+                        AfterValidator(_one_path_part)]
 ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_MAX), AfterValidator(_printed)]
 
 

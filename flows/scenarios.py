@@ -17,6 +17,7 @@ from surrogate.paths import config_dir
 from surrogate.recipe import RecipeError, complete, load_materials
 
 WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
+BASELINE = "baseline"  # the study's row of the base campaign unchanged: no scenario may take its name
 
 
 class Scenario(BaseModel):
@@ -64,6 +65,12 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             raise ConfigError(f"{path}: {key}: {message}") from None
         if scenario.name in names:
             raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
+        if scenario.name == BASELINE:
+            raise ConfigError(f"{path}: name: {BASELINE!r} is the study's own row (the base campaign unchanged); "
+                              f"name the scenario otherwise")
+        if "tracking" in scenario.overrides:  # a study's scenarios are runs of its one experiment and store
+            raise ConfigError(f"{path}: overrides.tracking: a scenario is logged with its study (snhc what-if "
+                              f"--experiment and --tracking-uri choose where); remove it")
         names.add(scenario.name)
         config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
         recipes = [_recipe(item, materials, path) for item in scenario.recipes]

@@ -37,7 +37,7 @@ from flows.inputs import redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
 from flows.objective import CapacityObjective
-from flows.scenarios import WHAT_IF_EXPERIMENT, Scenario, load_scenarios
+from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
 
 DEFAULT_OUTPUT_DIR = "whatif-results"
-BASELINE = "baseline"
 # Cycles to 80 % retention are searched up to the longest test an objective may ask for (objective.cycle <= 100 000),
 # on a log grid fine enough for a 2 % reading of the cycle count.
 RETENTION_HORIZON_CYCLES = 100_000

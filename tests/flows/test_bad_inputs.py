@@ -87,6 +87,8 @@ def config_cases() -> list[Case]:
         ("list at top level", "- name\n- test\n", "expected a mapping"),
         ("number at top level", "42\n", "expected a mapping"),
         ("an integer of 5000 digits", "optimiser: {seed: " + "9" * 5000 + "}\n", "a number too long to be a value"),
+        ("a path for a name", GOOD_CONFIG.replace("name: test", "name: ../../../escaped"), "name: names files and "
+         "folders"),
         ("string at top level", "just some words\n", "expected a mapping"),
         ("NaN penalty", _config("objective: {expansion_penalty_mAh_per_g_per_pct: .nan}"),
          "objective.expansion_penalty_mAh_per_g_per_pct=nan is not a finite number"),
@@ -221,6 +223,11 @@ def scenario_cases() -> list[Case]:
         ("malformed", "name: [x\n", "malformed YAML"),
         ("a control character in the name", "name: \"a\\x07\"\nmode: predict\nrecipes: [HC]\n",
          "name: use printable characters"),
+        ("a right-to-left override in the name", "name: \"a\\u202Eb\"\nmode: predict\nrecipes: [HC]\n",
+         "name: use printable characters"),
+        ("a path in the name", "name: ../../escaped\nmode: predict\nrecipes: [HC]\n",
+         "name: names files and folders: no / or \\, and not . or .."),
+        ("the baseline's name", "name: baseline\nmode: predict\nrecipes: [HC]\n", "name: 'baseline' is the study's"),
     ]
     cases = [Case(f"scenario: {label}", ["what-if", "{file}"], expected, text, names_file=True)
              for label, text, expected in documents]
@@ -230,9 +237,10 @@ def scenario_cases() -> list[Case]:
         Case("scenario: a Dask scheduler that does not answer, with a password", ["what-if", "{file}"],
              "scenario faster-milling: runner.address", GOOD_SCENARIO + "  runner: {kind: dask, address: "
              f"'snhc:{SECRET}@127.0.0.1:{free_port()}'}}\n"),
-        Case("scenario: a tracking store that cannot be", ["what-if", "{file}"],
-             "scenario faster-milling: tracking.tracking_uri",
-             GOOD_SCENARIO + "  tracking: {tracking_uri: 'sqlite:////proc/x/m.db'}\n"),
+        Case("scenario: its own tracking store", ["what-if", "{file}"], "overrides.tracking: a scenario is logged "
+             "with its study", GOOD_SCENARIO + "  tracking: {tracking_uri: 'sqlite:////proc/x/m.db'}\n"),
+        Case("scenario: its own experiment", ["what-if", "{file}"], "overrides.tracking",
+             GOOD_SCENARIO + "  tracking: {experiment_name: gone}\n"),
         Case("scenario: --output is a file", ["what-if", "configs/whatif", "--output", "{file}"], "--output",
              "a file, not a folder"),
         Case("scenario: folder without scenarios", ["what-if", "{dir}"], "no scenario files"),
