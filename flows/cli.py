@@ -224,6 +224,11 @@ def cmd_calibrate(args) -> int:
 
     if args.data is not None:
         existing_file(args.data, "--data")
+    if args.tracking_uri is not None and not args.validate:
+        raise UsageError("--tracking-uri: only --validate logs to MLflow (a calibration is printed, not logged); "
+                         "add --validate or leave it out")
+    if args.tracking_uri is not None and not args.tracking_uri.strip():
+        raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
     if args.observations is not None:
         from flows.config import load_config
         from flows.observations import read_observations
@@ -715,9 +720,9 @@ def cmd_serve(args) -> int:
 
 def _add_campaign_options(command) -> None:
     command.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
-    command.add_argument("--n-calls", type=int, help="total evaluations (overrides optimiser.n_calls)")
-    command.add_argument("--batch-size", type=int, help="points per ask (overrides optimiser.batch_size)")
-    command.add_argument("--seed", type=int, help="random seed (overrides optimiser.seed)")
+    command.add_argument("--n-calls", type=_int, help="total evaluations (overrides optimiser.n_calls)")
+    command.add_argument("--batch-size", type=_int, help="points per ask (overrides optimiser.batch_size)")
+    command.add_argument("--seed", type=_int, help="random seed (overrides optimiser.seed)")
     command.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.tracking_uri)")
 
 
@@ -753,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest = commands.add_parser("suggest", help="the next recipes to make in the lab",
                                   description="Suggest the next Q recipes from a campaign's results and/or lab "
                                               "results, with predicted metrics and uncertainty, as a table and CSV.")
-    suggest.add_argument("--batch", type=int, default=4, metavar="Q", help="how many recipes (1 to 64, default 4)")
+    suggest.add_argument("--batch", type=_int, default=4, metavar="Q", help="how many recipes (1 to 64, default 4)")
     suggest.add_argument("--resume", metavar="RUN_ID", help="a campaign run whose evaluations count as done")
     suggest.add_argument("--observations", metavar="CSV", help="lab results (rows without metrics are pending)")
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
@@ -774,17 +779,17 @@ def build_parser() -> argparse.ArgumentParser:
                                               "recipe (default: the reference Sn@HC-2-1 recipe).")
     predict.add_argument("--material", help="a named material from configs/materials.yaml (e.g. Sn@HC-2-1)")
     for field in RECIPE_FIELDS:  # one option per recipe field, from the recipe schema
-        predict.add_argument(field.option, *field.aliases, dest=field.name, type=str if field.categorical else float,
+        predict.add_argument(field.option, *field.aliases, dest=field.name, type=str if field.categorical else _float,
                              choices=field.choices or None, help=f"{field.description} ({field.allowed()})")
     predict.add_argument("--config", help="campaign YAML whose objective (or objectives) scores the recipe "
                                           "(default: the default objective)")
     predict.add_argument("--current", nargs="+", default=["0.17", "0.42", "0.84", "1.7", "4.2"], metavar="A_PER_G",
                          type=_number_text, help="currents (A/g) for the rate metrics")
-    predict.add_argument("--cycling-current", type=float, default=1.7, metavar="A_PER_G",
+    predict.add_argument("--cycling-current", type=_float, default=1.7, metavar="A_PER_G",
                          help="current of the cycle-life metrics (A/g, default 1.7)")
-    predict.add_argument("--cycles", nargs="+", type=float, default=[1, 400, 1000, 12000], metavar="N",
+    predict.add_argument("--cycles", nargs="+", type=_float, default=[1, 400, 1000, 12000], metavar="N",
                          help="cycle numbers to report")
-    predict.add_argument("--temperature-C", dest="temperature_C", type=float, default=25.0,
+    predict.add_argument("--temperature-C", dest="temperature_C", type=_float, default=25.0,
                          help="cell temperature (C, -40 to 80)")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     predict.add_argument("--fidelity", choices=("model", "physics"), default="model",
@@ -812,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",
                              description="Start `mlflow ui` on 127.0.0.1 over the campaign's tracking store.")
-    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--port", type=_int, default=5000, help="port (default 5000)")
     ui.add_argument("--config", help="campaign YAML whose tracking URI to open (default configs/default.yaml)")
     ui.add_argument("--tracking-uri", help="tracking URI to open instead")
     ui.set_defaults(handler=cmd_ui)
@@ -833,9 +838,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_number(convert, name: str):
+    """argparse type: ``convert`` of a number as written, refusing digit separators ("1_7" would read as 17 A/g:
+    a typing error, not a number; a lab file's cells follow the same rule)."""
+    def parse(text: str):
+        if "_" in text:
+            raise ValueError(text)
+        return convert(text)
+
+    parse.__name__ = name  # argparse names the type in its message: "invalid float value: '1_7'"
+    return parse
+
+
+_float, _int = _plain_number(float, "float"), _plain_number(int, "int")
+
+
 def _number_text(text: str) -> str:
     """Keep a number as the user wrote it (JSON keys use it) after checking it parses."""
-    float(text)
+    _float(text)
     return text
 
 

@@ -190,12 +190,15 @@ def _kind_mismatch(key: str, value: Any, annotation: Any) -> str | None:
                     None)
     types = _leaf_types(annotation)
     numeric = bool(types & {int, float})
-    words = str in types or any(isinstance(t, str) for t in types)
+    free_text = str in types
+    words = {t for t in types if isinstance(t, str)}  # a Literal's words
     if isinstance(value, bool):
         return f"{key}: expected a number, got {str(value).lower()}" if numeric and bool not in types else None
-    if isinstance(value, str) and numeric and not words:
-        return f"{key}: expected a number, got {excerpt(value)}"
-    if bool in types and not numeric and not words and value is not None and not isinstance(value, (dict, list)):
+    if isinstance(value, str) and numeric and not free_text and value not in words:
+        # "1e-3" where a number or a word is allowed (gp_noise: a level or 'gaussian') is text, not the number
+        return f"{key}: expected a number{''.join(f' or {w!r}' for w in sorted(words))}, got {excerpt(value)}"
+    if bool in types and not numeric and not (free_text or words) and value is not None and not isinstance(
+            value, (dict, list)):
         return f"{key}: expected true or false, got {excerpt(value)}"
     return None
 

@@ -101,6 +101,8 @@ class RecipeField:
         if self.categorical:
             return self.check(text)
         try:
+            if "_" in text:  # Python reads 1_0 as 10: in a lab file or an option that is a typo, not a number
+                raise ValueError(text)
             number = float(text)
         except ValueError:
             raise RecipeError(self.name, text, self.allowed(), "is not a number") from None

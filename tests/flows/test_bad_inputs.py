@@ -89,6 +89,8 @@ def config_cases() -> list[Case]:
         ("an integer of 5000 digits", "optimiser: {seed: " + "9" * 5000 + "}\n", "a number too long to be a value"),
         ("a path for a name", GOOD_CONFIG.replace("name: test", "name: ../../../escaped"), "name: names files and "
          "folders"),
+        ("text for a number that may also be a word", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, gp_noise: "
+         "'1e-3'}"), "optimiser.gp_noise: expected a number or 'gaussian', got '1e-3'"),
         ("string at top level", "just some words\n", "expected a mapping"),
         ("NaN penalty", _config("objective: {expansion_penalty_mAh_per_g_per_pct: .nan}"),
          "objective.expansion_penalty_mAh_per_g_per_pct=nan is not a finite number"),
@@ -259,6 +261,8 @@ def lab_cases() -> list[Case]:
         ("NaN capacity", f"{LAB_HEADER}\n0.5,6,450,20,NaN\n".encode(), "objective_capacity_mAh_per_g"),
         ("inf recipe", f"{LAB_HEADER}\n0.5,inf,450,20,300\n".encode(), "milling_time_h"),
         ("text for a number", f"{LAB_HEADER}\n0.5,six,450,20,300\n".encode(), "milling_time_h"),
+        ("a digit separator in a recipe cell", f"{LAB_HEADER}\n0.5,1_0,450,20,300\n".encode(),
+         "milling_time_h='1_0' is not a number"),
         ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
         ("a cycle count of 5000 digits", f"{LAB_HEADER},capacity_at_cycle_{'9' * 5000}_mAh_per_g\n0.5,6,450,20,300,200\n"
          .encode(), "unknown column 'capacity_at_cycle_999"),
@@ -399,6 +403,15 @@ def option_cases() -> list[Case]:
         Case("option: ui --port -1", ["ui", "--port", "-1"], "--port=-1 is out of range", store_option=False),
         Case("option: ui --port 70000", ["ui", "--port", "70000"], "allowed 1 to 65535", store_option=False),
         Case("option: ui --tracking-uri empty", ["ui", "--tracking-uri", ""], "--tracking-uri", store_option=False),
+        Case("option: a digit separator in a current", ["predict", "--current", "1_7"], "invalid number value: '1_7'",
+             store_option=False),
+        Case("option: a digit separator in a recipe field", ["predict", "--milling-time-h", "1_0"],
+             "invalid float value: '1_0'", store_option=False),
+        Case("option: calibrate --validate --tracking-uri empty", ["calibrate", "--validate", "--tracking-uri", ""],
+             "--tracking-uri '': empty", store_option=False),
+        Case("option: calibrate --tracking-uri without --validate", ["calibrate", "--tracking-uri",
+                                                                    "http://127.0.0.1:9"],
+             "--tracking-uri: only --validate logs to MLflow", store_option=False),
         Case("option: serve against a web server that is not Prefect", ["serve"], "not a Prefect API",
              store_option=False, environment={"PREFECT_API_URL": f"http://127.0.0.1:{_not_mlflow_port()}/api"}),
         Case("option: serve with a Prefect address without a scheme", ["serve"], "PREFECT_API_URL",
