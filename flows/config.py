@@ -430,9 +430,31 @@ class CampaignConfig(Strict):
             if not low <= limit <= high:
                 raise ValueError(f"recommendation.limits.{name}={limit:g} is out of range: allowed {low:g} to {high:g} "
                                  f"{scoring[name].unit}")
+            self._check_reachable(name, limit, scoring[name])
         if settings.rule == "weights" and not settings.weights:
             raise ValueError("recommendation.rule: weights needs recommendation.weights (objective name -> weight)")
         return self
+
+    def _check_reachable(self, name: str, limit: float, objective) -> None:
+        """A limit no recipe of the search space can meet is refused before the campaign runs (it ran, then said
+        the limits were ignored): a milling time below the searched ones, a capacity above what the searched Sn
+        fractions store in theory."""
+        from surrogate.parameters import ModelParameters
+
+        def dimension_of(field: str) -> tuple[float, float]:
+            dimension = getattr(self.search_space, field)
+            return (dimension.value, dimension.value) if dimension.fixed else (dimension.low, dimension.high)
+
+        reach = objective.reach(dimension_of, ModelParameters.load().with_values(**self.model_parameters))
+        if reach is None:
+            return
+        least, most = reach
+        if objective.direction == "minimise" and limit < least:
+            raise ValueError(f"recommendation.limits.{name}={limit:g} cannot be met: no recipe of the search space "
+                             f"has less than {least:g} {objective.unit}")
+        if objective.direction == "maximise" and limit > most:
+            raise ValueError(f"recommendation.limits.{name}={limit:g} cannot be met: no recipe of the search space "
+                             f"reaches more than {most:.4g} {objective.unit}")
 
     def scoring(self):
         """The campaign's objective stage: the objective set when ``objectives`` is given, else the capacity

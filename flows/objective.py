@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from flows.inputs import NumbersNotBooleans
 from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
+from surrogate.composition import theoretical_capacity_mAh_per_g
 from surrogate.model import Prediction, PredictionRequest
 
 # The largest magnitude a score can have, mAh/g: a capacity (at most ~1000) less a penalty of a few mAh/g per % of
@@ -182,6 +183,12 @@ class _Objective(NumbersNotBooleans):
     def describe(self) -> str:
         return f"{self.direction} {self.label()}"
 
+    def reach(self, dimension_of, p) -> tuple[float, float] | None:
+        """The least and the most this objective can be over a search space (``dimension_of(field) -> (low,
+        high)``) with model parameters ``p``, where that follows from the recipe alone; None where it takes the
+        model (a limit is then checked against :attr:`value_range` only)."""
+        return None
+
 
 class CapacityAtCycleObjective(_Objective):
     """Capacity at a target current after N test cycles (mAh/g, maximised), no penalty: swelling is its own
@@ -206,6 +213,11 @@ class CapacityAtCycleObjective(_Objective):
     def describe(self) -> str:
         return (f"maximise capacity at {self.current_A_per_g:g} A/g after {self.cycle} cycles at "
                 f"{self.temperature_C:g} C (mAh/g)")
+
+    def reach(self, dimension_of, p) -> tuple[float, float]:
+        """At most the theoretical capacity of the search space's Sn fractions (no recipe stores more)."""
+        ends = [float(theoretical_capacity_mAh_per_g(w, p)) for w in dimension_of("sn_mass_fraction")]
+        return 0.0, max(ends)
 
 
 class ParticleExpansionObjective(_Objective):
@@ -303,6 +315,9 @@ class MillingTimeObjective(_Objective):
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: np.asarray(recipes.milling_time_h, dtype=float)}
+
+    def reach(self, dimension_of, p) -> tuple[float, float]:
+        return dimension_of("milling_time_h")
 
 
 class MillingEnergyObjective(_Objective):

@@ -51,6 +51,13 @@ BAD_CONFIGS = [
     ("limit outside its range", GOOD + "objectives: [{kind: capacity}, {kind: particle_expansion}]\n"
      "recommendation: {limits: {particle_expansion_pct: -20}}\n",
      "recommendation.limits.particle_expansion_pct=-20 is out of range: allowed 0 to 2000 %"),
+    # a limit inside its range that no recipe of the search space can meet
+    ("a milling time below the searched ones", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
+     "recommendation: {limits: {milling_time_h: 0.1}}\n",
+     "recommendation.limits.milling_time_h=0.1 cannot be met: no recipe of the search space has less than"),
+    ("a capacity above the searched Sn fractions' theoretical", GOOD + "objectives: [{kind: capacity}, "
+     "{kind: milling_time}]\nrecommendation: {limits: {capacity_mAh_per_g: 846}}\n",
+     "recommendation.limits.capacity_mAh_per_g=846 cannot be met: no recipe of the search space reaches more than"),
     ("objective setting out of range", GOOD + "objectives: [{kind: cycles_to_retention, retention_pct: 120}]\n",
      "objectives.0.retention_pct: 120 is out of range: allowed 0 (exclusive) to 100 (exclusive)"),
     ("objective and objectives", GOOD + "objective: {cycle: 400}\nobjectives: [{kind: milling_time}]\n",
