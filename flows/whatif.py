@@ -33,7 +33,7 @@ from flows.config import (CampaignConfig, CampaignOverrides, config_document, de
                           overrides_document, validate_config)
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
-from flows.inputs import redact, secrets_masked, write_csv
+from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
 from flows.objective import CapacityObjective
@@ -249,6 +249,7 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
         base_path = Path(config_path) if config_path else default_config_path()
         base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
         base = validate_config(base_document, str(base_path))
+        check_tracking_store(base.tracking.tracking_uri)  # a deployment's run too, before any run is written
         scenarios = load_scenarios(scenario_paths, base_document)
         if baseline:
             scenarios = [(baseline_scenario(), base, [])] + scenarios

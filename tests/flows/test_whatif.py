@@ -213,3 +213,14 @@ def test_each_fixed_metric_says_whether_it_is_extrapolated(params, materials):
     shown = with_bands(pd.DataFrame(warm), columns)
     assert shown[CAPACITY].str.endswith("*").tolist() == [False, True]
     assert not any(c.endswith("_extrapolated") for c in shown.columns)
+
+
+def test_a_study_on_an_unreachable_store_fails_at_once_and_masks_its_password():
+    """Run as a deployment runs it (no CLI in front), a what-if study checks its store before any run: an
+    unreachable server is one error naming it, password masked, at once (MLflow's client retried for minutes)."""
+    from flows.inputs import InputError
+
+    with pytest.raises(InputError) as raised:
+        what_if.fn([str(config_dir() / "whatif" / "hc_capacity_330.yaml")],
+                   overrides={"tracking": {"tracking_uri": "http://bob:hunter2@127.0.0.1:9"}})
+    assert "no server answers" in str(raised.value) and "hunter2" not in str(raised.value)
