@@ -161,8 +161,12 @@ class _Objective(NumbersNotBooleans):
         return 1.0 if self.direction == MAXIMISE else -1.0
 
     def label(self) -> str:
-        """Axis label: name and unit."""
-        return f"{self.name} ({self.unit})"
+        """Axis label: name, the conditions it is read at (a capacity's current, cycles and temperature) and unit."""
+        return f"{self.name}{self.condition_text()} ({self.unit})"
+
+    def condition_text(self) -> str:
+        """The conditions the value is read at, for labels (none by default: a recipe's or a material's own)."""
+        return ""
 
     def conditions(self) -> dict[str, Any]:
         """The prediction conditions this objective needs (PredictionRequest fields); none by default."""
@@ -214,6 +218,9 @@ class CapacityAtCycleObjective(_Objective):
         return (f"maximise capacity at {self.current_A_per_g:g} A/g after {self.cycle} cycles at "
                 f"{self.temperature_C:g} C (mAh/g)")
 
+    def condition_text(self) -> str:
+        return f" at {self.current_A_per_g:g} A/g after {self.cycle} cycles, {self.temperature_C:g} °C"
+
     def reach(self, dimension_of, p) -> tuple[float, float]:
         """At most the theoretical capacity of the search space's Sn fractions (no recipe stores more)."""
         ends = [float(theoretical_capacity_mAh_per_g(w, p)) for w in dimension_of("sn_mass_fraction")]
@@ -247,6 +254,9 @@ class ElectrodeThickeningObjective(_Objective):
     def conditions(self) -> dict[str, Any]:
         return {"cycling_current_A_per_g": self.current_A_per_g}
 
+    def condition_text(self) -> str:
+        return f" cycling at {self.current_A_per_g:g} A/g"
+
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: prediction.electrode_expansion_after_1000_cycles_pct}
 
@@ -269,6 +279,9 @@ class CyclesToRetentionObjective(_Objective):
     @property
     def name(self) -> str:
         return self.name_ or f"cycles_to_{self.retention_pct:g}pct_retention"
+
+    def condition_text(self) -> str:
+        return f" cycling at {self.current_A_per_g:g} A/g"
 
     def cycle_grid(self) -> tuple[int, ...]:
         return tuple(int(c) for c in np.unique(np.round(np.geomspace(1, self.max_cycles, self.grid_points))))

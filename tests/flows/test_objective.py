@@ -138,3 +138,16 @@ def test_a_lab_row_scores_like_the_prediction_for_every_objective(params, materi
     metrics = model_metrics(materials["Sn@HC-2-1"], params, scoring)
     row = {name: float(metrics[name][0]) for name in scoring.names}
     assert scoring.score(row) == pytest.approx({name: row[name] for name in scoring.names} | {SCORE: row[scoring.names[0]]})
+
+
+def test_an_objectives_axis_label_states_the_conditions_it_is_read_at():
+    """pareto.png's axes: a capacity is "at 4.2 A/g after 500 cycles, 25 °C", not a bare capacity_mAh_per_g; a life
+    or a thickening names its cycling current; a recipe's own quantity needs none."""
+    from flows.objective import (CapacityAtCycleObjective, CyclesToRetentionObjective, ElectrodeThickeningObjective,
+                                 MillingTimeObjective)
+
+    assert CapacityAtCycleObjective(current_A_per_g=4.2, cycle=500).label() == (
+        "capacity_mAh_per_g at 4.2 A/g after 500 cycles, 25 °C (mAh/g)")
+    assert "cycling at 0.84 A/g" in CyclesToRetentionObjective(current_A_per_g=0.84).label()
+    assert "cycling at 0.84 A/g" in ElectrodeThickeningObjective(current_A_per_g=0.84).label()
+    assert MillingTimeObjective().label() == "milling_time_h (h)"
