@@ -839,14 +839,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plain_number(convert, name: str):
-    """argparse type: ``convert`` of a number as written, refusing digit separators ("1_7" would read as 17 A/g:
-    a typing error, not a number; a lab file's cells follow the same rule)."""
+    """argparse type: :func:`surrogate.yaml_safety.plain_number`, named for argparse's message ("invalid float
+    value: '1_7'")."""
     def parse(text: str):
-        if "_" in text:
-            raise ValueError(text)
-        return convert(text)
+        from surrogate.yaml_safety import plain_number
 
-    parse.__name__ = name  # argparse names the type in its message: "invalid float value: '1_7'"
+        return plain_number(text, convert)
+
+    parse.__name__ = name
     return parse
 
 

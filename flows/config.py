@@ -21,7 +21,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 
 from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
                           check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
-from flows.objective import OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
+from flows.objective import MAXIMISE, MINIMISE, OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
 from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
@@ -449,10 +449,10 @@ class CampaignConfig(Strict):
         if reach is None:
             return
         least, most = reach
-        if objective.direction == "minimise" and limit < least:
+        if objective.direction == MINIMISE and limit < least:
             raise ValueError(f"recommendation.limits.{name}={limit:g} cannot be met: no recipe of the search space "
                              f"has less than {least:g} {objective.unit}")
-        if objective.direction == "maximise" and limit > most:
+        if objective.direction == MAXIMISE and limit > most:
             raise ValueError(f"recommendation.limits.{name}={limit:g} cannot be met: no recipe of the search space "
                              f"reaches more than {most:.4g} {objective.unit}")
 

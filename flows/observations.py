@@ -22,6 +22,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ import pandas as pd
 from flows.config import CampaignConfig, ConfigError
 from flows.evaluation import LAB, Evaluation
 from flows.inputs import MAX_CSV_BYTES, excerpt
-from surrogate.yaml_safety import YamlInputError, read_text_file
+from surrogate.yaml_safety import YamlInputError, plain_number, read_text_file
 from flows.metrics import condition_out_of_range
 from flows.objective import OBJECTIVE_SPAN
 from flows.metrics import info as metric_info
@@ -147,29 +148,30 @@ def _averaged(rows: list[dict[str, float]]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class CapacityCeiling:
-    """The most an electrode of a Sn fraction can store, mAh/g: its Sn at Na15Sn4 plus its HC at the most a hard
-    carbon stores (whatever HC batch the lab has). A lab capacity above it is a mass or unit error (e.g. capacity per
-    g of Sn, or of carbon), not a result: 700 mAh/g from a third of Sn would need its HC to store 680."""
+    """The most an electrode of a Sn fraction can store, mAh/g: its theoretical capacity with its HC at the most a
+    hard carbon stores (whatever HC batch the lab has). A lab capacity above it is a mass or unit error (e.g.
+    capacity per g of Sn, or of carbon), not a result: 700 mAh/g from a third of Sn would need its HC to store 680."""
 
-    sn_mAh_per_g: float
-    hc_mAh_per_g: float
+    p: Any  # model parameters with hc_capacity_mAh_per_g at the most a hard carbon stores
 
     def capacity_of(self, sn_mass_fraction: float) -> float:
-        return sn_mass_fraction * self.sn_mAh_per_g + (1.0 - sn_mass_fraction) * self.hc_mAh_per_g
+        from surrogate.composition import theoretical_capacity_mAh_per_g
+
+        return float(theoretical_capacity_mAh_per_g(sn_mass_fraction, self.p))
 
     def reason(self, sn_mass_fraction: float) -> str:
-        return (f"Sn at {self.sn_mAh_per_g:g} and HC at up to {self.hc_mAh_per_g:g} mAh/g: no electrode of "
-                f"sn_mass_fraction {sn_mass_fraction:g} stores more")
+        return (f"Sn at {self.p.sn_capacity_mAh_per_g:g} and HC at up to {self.p.hc_capacity_mAh_per_g:g} mAh/g: "
+                f"no electrode of sn_mass_fraction {sn_mass_fraction:g} stores more")
 
 
 def _capacity_ceiling(config: CampaignConfig) -> CapacityCeiling:
-    """The campaign's capacity ceiling: its Sn capacity, and the most a hard carbon stores or its own HC's capacity
-    if a what-if sets it higher (configs/model_parameters.yaml, with the config's overrides)."""
+    """The campaign's capacity ceiling: its parameters (configs/model_parameters.yaml with the config's overrides)
+    with the HC at the most a hard carbon stores, or at its own capacity if a what-if sets that higher."""
     from surrogate.parameters import ModelParameters
 
     p = ModelParameters.load().with_values(**config.model_parameters)
-    return CapacityCeiling(float(p.sn_capacity_mAh_per_g), max(float(p.hc_capacity_most_mAh_per_g),
-                                                              float(p.hc_capacity_mAh_per_g)))
+    return CapacityCeiling(p.with_values(hc_capacity_mAh_per_g=max(p.hc_capacity_most_mAh_per_g,
+                                                                   p.hc_capacity_mAh_per_g)))
 
 
 def _recipe(row, columns: list[str], path, line: int) -> dict:
@@ -196,9 +198,7 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
             raise ConfigError(f"{path} line {line}: {column} is empty")
         return None
     try:
-        if "_" in text:  # Python's float() reads 3_30 as 330: in a lab file that is a typo, not a number
-            raise ValueError(text)
-        value = float(text)
+        value = plain_number(text)
     except ValueError:
         raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a number") from None
     if not np.isfinite(value):

@@ -246,63 +246,68 @@ def what_if(scenario_paths: list[str], config_path: str | None = None,
     the fixed-definition metrics (see :func:`fixed_metric_names`).
     """
     with secrets_masked():  # a failure's message (Prefect's state and run log) never shows a store's credentials
-        base_path = Path(config_path) if config_path else default_config_path()
-        base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
-        base = validate_config(base_document, str(base_path))
-        check_tracking_store(base.tracking.tracking_uri)  # a deployment's run too, before any run is written
-        scenarios = load_scenarios(scenario_paths, base_document)
-        if baseline:
-            scenarios = [(baseline_scenario(), base, [])] + scenarios
+        return _study(scenario_paths, config_path, overrides, experiment_name, output_dir, baseline)
 
-        tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
-        started = datetime.now(timezone.utc)
-        name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M%S}"
-        rows: list[dict[str, Any]] = []
-        ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share
-        note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
-                + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
-        with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
-            names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
-            tracker.log(parent_run_id, params={"scenarios": names,
-                                               "compared_at_current_A_per_g": base.objective.current_A_per_g,
-                                               "compared_after_cycles": base.objective.cycle})
-            for scenario, config, recipes in scenarios:
-                done = len({row["scenario"] for row in rows})
-                reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
-                              f"{scenario.description}")
-                try:
-                    if scenario.mode == "predict":
-                        rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
-                                                  ensembles)
-                    else:
-                        rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
-                                                   experiment_name, ensembles)
-                except Exception as error:  # one broken scenario must not stop the comparison
-                    reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
-                    rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
-                                 "failure_reason": f"{type(error).__name__}: {error}"})
-            table = pd.DataFrame(rows)
-            columns = list(fixed_metric_names(base.objective).values())
-            figure = comparison_plot(table, columns)
-            folder = Path(output_dir) / name
-            folder.mkdir(parents=True, exist_ok=True)
-            write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
-            figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
-            tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-            tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
-                                     artifact_file="what_if_comparison.json")
-            summary = comparison_markdown(table, base.objective)
-            tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
-            reporting.plt.close("all")
-        _print_comparison(table, columns)
-        url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
-        reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
-        reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
-        _publish(table, columns, base, parent_run_id, url)
-        records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
-        return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
-                "scenarios": [r for r in records if r["scenario"] != BASELINE],
-                "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
+
+def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, baseline) -> dict[str, Any]:
+    """The body of :func:`what_if` (its parameters)."""
+    base_path = Path(config_path) if config_path else default_config_path()
+    base_document = config_document(base_path, overrides_document(overrides))  # file, environment, overrides
+    base = validate_config(base_document, str(base_path))
+    check_tracking_store(base.tracking.tracking_uri)  # a deployment's run too, before any run is written
+    scenarios = load_scenarios(scenario_paths, base_document)
+    if baseline:
+        scenarios = [(baseline_scenario(), base, [])] + scenarios
+
+    tracker = Tracker(base.tracking.tracking_uri, experiment_name, base.tracking.artifact_location)
+    started = datetime.now(timezone.utc)
+    name = f"what-if-{base.name}-{len(scenarios) - int(baseline)}-scenarios-{started:%Y%m%dT%H%M%S}"
+    rows: list[dict[str, Any]] = []
+    ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share
+    note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
+            + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
+    with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
+        names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
+        tracker.log(parent_run_id, params={"scenarios": names,
+                                           "compared_at_current_A_per_g": base.objective.current_A_per_g,
+                                           "compared_after_cycles": base.objective.cycle})
+        for scenario, config, recipes in scenarios:
+            done = len({row["scenario"] for row in rows})
+            reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
+                          f"{scenario.description}")
+            try:
+                if scenario.mode == "predict":
+                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
+                                              ensembles)
+                else:
+                    rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
+                                               experiment_name, ensembles)
+            except Exception as error:  # one broken scenario must not stop the comparison
+                reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
+                rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
+                             "failure_reason": f"{type(error).__name__}: {error}"})
+        table = pd.DataFrame(rows)
+        columns = list(fixed_metric_names(base.objective).values())
+        figure = comparison_plot(table, columns)
+        folder = Path(output_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+        figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
+        tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
+        tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
+                                 artifact_file="what_if_comparison.json")
+        summary = comparison_markdown(table, base.objective)
+        tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
+        reporting.plt.close("all")
+    _print_comparison(table, columns)
+    url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
+    reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
+    reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
+    _publish(table, columns, base, parent_run_id, url)
+    records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
+    return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
+            "scenarios": [r for r in records if r["scenario"] != BASELINE],
+            "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
 
 
 def comparison_plot(table: pd.DataFrame, columns: list[str]):

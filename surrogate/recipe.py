@@ -18,6 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from surrogate.yaml_safety import plain_number
+
 SAMENESS_SIGNIFICANT_DIGITS = 6  # two recipes equal to this many significant digits in every field are the same
 
 
@@ -101,9 +103,7 @@ class RecipeField:
         if self.categorical:
             return self.check(text)
         try:
-            if "_" in text:  # Python reads 1_0 as 10: in a lab file or an option that is a typo, not a number
-                raise ValueError(text)
-            number = float(text)
+            number = plain_number(text)
         except ValueError:
             raise RecipeError(self.name, text, self.allowed(), "is not a number") from None
         if not np.isfinite(number):

@@ -156,3 +156,11 @@ def non_finite_number(document: Any, prefix: str = "") -> tuple[str, float] | No
         if found is not None:
             return found
     return None
+
+
+def plain_number(text: str, convert=float):
+    """``convert`` of a number as written; a digit separator is refused (Python reads "1_7" as 17: in a lab cell or
+    an option that is a typing error, not a number). The one rule of lab files and command-line options."""
+    if "_" in text:
+        raise ValueError(text)
+    return convert(text)
