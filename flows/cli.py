@@ -21,6 +21,7 @@ for _variable, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NO
 
 from typing import TYPE_CHECKING
 
+from surrogate.limits import CELL_TEMPERATURE_RANGE_C, MAX_CURRENT_A_PER_G, MAX_CYCLE  # noqa: E402 - constants
 from surrogate.recipe import FIELDS, RECIPE_FIELDS  # noqa: E402 - the schema drives the options; numpy only
 
 if TYPE_CHECKING:
@@ -75,26 +76,39 @@ def _recipe_from_args(args) -> tuple[str, Recipes]:
     return name, Recipes.from_records([recipe])
 
 
+def _positive_text(integer: bool = False, most: float = math.inf) -> str:
+    """What :func:`_positive` allows, in words."""
+    kind = "a positive integer" if integer else "a positive number"
+    return f"must be {kind}{f' up to {most:g}' if math.isfinite(most) else ''}"
+
+
+# What the numeric options allow, stated once for the type check (text that is not a number) and the range check
+CURRENT_ALLOWED = _positive_text(most=MAX_CURRENT_A_PER_G)
+CYCLE_ALLOWED = _positive_text(integer=True, most=MAX_CYCLE)
+TEMPERATURE_ALLOWED = f"allowed {CELL_TEMPERATURE_RANGE_C[0]:g} to {CELL_TEMPERATURE_RANGE_C[1]:g}"
+SUGGEST_BATCH_RANGE = (1, 64)
+SUGGEST_BATCH_ALLOWED = f"allowed {SUGGEST_BATCH_RANGE[0]} to {SUGGEST_BATCH_RANGE[1]}"
+PORT_RANGE = (1, 65535)
+PORT_ALLOWED = f"allowed {PORT_RANGE[0]} to {PORT_RANGE[1]}"
+
+
 def _positive(option: str, values, integer: bool = False, most: float = math.inf):
     """Values of a numeric option: finite, above 0, at most ``most`` (the config's own limit for that quantity),
     whole numbers if ``integer``."""
     for value in values:
         if not math.isfinite(value) or value <= 0 or value > most or (integer and value != int(value)):
-            kind = "a positive integer" if integer else "a positive number"
-            limit = f" up to {most:g}" if math.isfinite(most) else ""
-            raise UsageError(f"{option}={value:g} is out of range: must be {kind}{limit}")
+            raise UsageError(f"{option}={value:g} is out of range: {_positive_text(integer, most)}")
     return values
 
 
 def cmd_predict(args) -> int:
     name, recipes = _recipe_from_args(args)
-    from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
-
     currents = _positive("--current", [float(c) for c in args.current], most=MAX_CURRENT_A_PER_G)
     _positive("--cycling-current", [args.cycling_current], most=MAX_CURRENT_A_PER_G)
     cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True, most=MAX_CYCLE)]
-    if not -40.0 <= args.temperature_C <= 80.0:
-        raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: allowed -40 to 80")
+    low, high = CELL_TEMPERATURE_RANGE_C
+    if not low <= args.temperature_C <= high:
+        raise UsageError(f"--temperature-C={args.temperature_C:g} is out of range: {TEMPERATURE_ALLOWED}")
     from flows.config import load_config
     from flows.inputs import existing_file
     from flows.evaluation import metric_intervals
@@ -562,8 +576,8 @@ def cmd_suggest(args) -> int:
     from flows.campaign import build_campaign
     from flows.suggest import log_suggestions, suggest
 
-    if args.batch < 1 or args.batch > 64:
-        raise UsageError(f"--batch={args.batch} is out of range: allowed 1 to 64")
+    if not SUGGEST_BATCH_RANGE[0] <= args.batch <= SUGGEST_BATCH_RANGE[1]:
+        raise UsageError(f"--batch={args.batch} is out of range: {SUGGEST_BATCH_ALLOWED}")
     if not (args.resume is not None or args.observations):
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
@@ -680,8 +694,8 @@ def _free_port(port: int) -> None:
     """A port the UI can listen on at 127.0.0.1: 1 to 65535, and not taken."""
     import socket
 
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port={port} is out of range: allowed 1 to 65535")
+    if not PORT_RANGE[0] <= port <= PORT_RANGE[1]:
+        raise UsageError(f"--port={port} is out of range: {PORT_ALLOWED}")
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -720,9 +734,12 @@ def cmd_serve(args) -> int:
 
 def _add_campaign_options(command) -> None:
     command.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
-    command.add_argument("--n-calls", type=_int, help="total evaluations (overrides optimiser.n_calls)")
-    command.add_argument("--batch-size", type=_int, help="points per ask (overrides optimiser.batch_size)")
-    command.add_argument("--seed", type=_int, help="random seed (overrides optimiser.seed)")
+    command.add_argument("--n-calls", type=_number(int, _config_option("optimiser", "n_calls")),
+                         help="total evaluations (overrides optimiser.n_calls)")
+    command.add_argument("--batch-size", type=_number(int, _config_option("optimiser", "batch_size")),
+                         help="points per ask (overrides optimiser.batch_size)")
+    command.add_argument("--seed", type=_number(int, _config_option("optimiser", "seed")),
+                         help="random seed (overrides optimiser.seed)")
     command.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.tracking_uri)")
 
 
@@ -758,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest = commands.add_parser("suggest", help="the next recipes to make in the lab",
                                   description="Suggest the next Q recipes from a campaign's results and/or lab "
                                               "results, with predicted metrics and uncertainty, as a table and CSV.")
-    suggest.add_argument("--batch", type=_int, default=4, metavar="Q", help="how many recipes (1 to 64, default 4)")
+    suggest.add_argument("--batch", type=_number(int, SUGGEST_BATCH_ALLOWED), default=4, metavar="Q",
+                         help=f"how many recipes ({SUGGEST_BATCH_ALLOWED}, default 4)")
     suggest.add_argument("--resume", metavar="RUN_ID", help="a campaign run whose evaluations count as done")
     suggest.add_argument("--observations", metavar="CSV", help="lab results (rows without metrics are pending)")
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
@@ -779,18 +797,19 @@ def build_parser() -> argparse.ArgumentParser:
                                               "recipe (default: the reference Sn@HC-2-1 recipe).")
     predict.add_argument("--material", help="a named material from configs/materials.yaml (e.g. Sn@HC-2-1)")
     for field in RECIPE_FIELDS:  # one option per recipe field, from the recipe schema
-        predict.add_argument(field.option, *field.aliases, dest=field.name, type=str if field.categorical else _float,
+        predict.add_argument(field.option, *field.aliases, dest=field.name,
+                             type=str if field.categorical else _number(float, field.allowed()),
                              choices=field.choices or None, help=f"{field.description} ({field.allowed()})")
     predict.add_argument("--config", help="campaign YAML whose objective (or objectives) scores the recipe "
                                           "(default: the default objective)")
     predict.add_argument("--current", nargs="+", default=["0.17", "0.42", "0.84", "1.7", "4.2"], metavar="A_PER_G",
-                         type=_number_text, help="currents (A/g) for the rate metrics")
-    predict.add_argument("--cycling-current", type=_float, default=1.7, metavar="A_PER_G",
-                         help="current of the cycle-life metrics (A/g, default 1.7)")
-    predict.add_argument("--cycles", nargs="+", type=_float, default=[1, 400, 1000, 12000], metavar="N",
-                         help="cycle numbers to report")
-    predict.add_argument("--temperature-C", dest="temperature_C", type=_float, default=25.0,
-                         help="cell temperature (C, -40 to 80)")
+                         type=_number_text(CURRENT_ALLOWED), help="currents (A/g) for the rate metrics")
+    predict.add_argument("--cycling-current", type=_number(float, CURRENT_ALLOWED), default=1.7,
+                         metavar="A_PER_G", help="current of the cycle-life metrics (A/g, default 1.7)")
+    predict.add_argument("--cycles", nargs="+", type=_number(float, CYCLE_ALLOWED), default=[1, 400, 1000, 12000],
+                         metavar="N", help="cycle numbers to report")
+    predict.add_argument("--temperature-C", dest="temperature_C", type=_number(float, TEMPERATURE_ALLOWED),
+                         default=25.0, help=f"cell temperature (C, {TEMPERATURE_ALLOWED})")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     predict.add_argument("--fidelity", choices=("model", "physics"), default="model",
                          help="model (default: the numpy model, instant) or physics: rate capability from the "
@@ -817,7 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",
                              description="Start `mlflow ui` on 127.0.0.1 over the campaign's tracking store.")
-    ui.add_argument("--port", type=_int, default=5000, help="port (default 5000)")
+    ui.add_argument("--port", type=_number(int, PORT_ALLOWED), default=5000,
+                    help=f"port ({PORT_ALLOWED}, default 5000)")
     ui.add_argument("--config", help="campaign YAML whose tracking URI to open (default configs/default.yaml)")
     ui.add_argument("--tracking-uri", help="tracking URI to open instead")
     ui.set_defaults(handler=cmd_ui)
@@ -838,28 +858,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plain_number(convert, name: str):
-    """argparse type: :func:`surrogate.yaml_safety.plain_number`, named for argparse's message ("invalid float
-    value: '1_7'")."""
+def _number(convert, allowed):
+    """argparse type: a number as written (:func:`surrogate.yaml_safety.plain_number`); text that is not one is
+    refused naming what the option allows, as an out-of-range value is. ``allowed`` is that text, or a function
+    giving it (read only on error, so a config's limits cost ``snhc --help`` nothing)."""
     def parse(text: str):
         from surrogate.yaml_safety import plain_number
 
-        return plain_number(text, convert)
+        try:
+            return plain_number(text, convert)
+        except ValueError:
+            what = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {what}: {allowed() if callable(allowed) else allowed}") from None
 
-    parse.__name__ = name
     return parse
 
 
-_float, _int = _plain_number(float, "float"), _plain_number(int, "int")
+def _number_text(allowed):
+    """argparse type: :func:`_number`, keeping the number as the user wrote it (JSON keys use it)."""
+    check = _number(float, allowed)
+
+    def parse(text: str) -> str:
+        check(text)
+        return text
+
+    return parse
 
 
-def _number_text(text: str) -> str:
-    """Keep a number as the user wrote it (JSON keys use it) after checking it parses."""
-    _float(text)
-    return text
+def _config_option(*key: str):
+    """``allowed`` of an option that overrides a campaign setting: the config schema's range, read on error."""
+    def allowed() -> str:
+        from flows.config import allowed_range
 
+        return allowed_range(key)
 
-_number_text.__name__ = "number"  # argparse names the type in its message: "invalid number value: 'fast'"
+    return allowed
 
 
 def _version() -> str:

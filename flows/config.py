@@ -499,7 +499,7 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = (
     return merged
 
 
-def _allowed_range(loc: tuple) -> str:
+def allowed_range(loc: tuple) -> str:
     """'allowed LOW to HIGH' for a numeric config field, from its pydantic constraints ('' if none)."""
     model: Any = CampaignConfig
     for previous, part in zip((None,) + tuple(loc), loc[:-1]):
@@ -575,7 +575,7 @@ def validate_config(document: dict[str, Any], source: str = "config",
             if item["type"] == "extra_forbidden":
                 message = "unknown key"
             elif item["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-                message = f"{excerpt(item['input'])} is out of range: {_allowed_range(item['loc'])}"
+                message = f"{excerpt(item['input'])} is out of range: {allowed_range(item['loc'])}"
             elif "input" in item and item["type"] not in ("value_error", "missing"):
                 message = f"{message} (got {excerpt(item['input'])})"
             field = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, re.DOTALL) if path else None

@@ -12,7 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE, QUANTITY_UNITS
+from surrogate.calibration import QUANTITY_UNITS
+from surrogate.limits import MAX_CURRENT_A_PER_G, MAX_CYCLE
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from flows.inputs import NumbersNotBooleans
-from surrogate.calibration import MAX_CURRENT_A_PER_G, MAX_CYCLE
+from surrogate.limits import CELL_TEMPERATURE_RANGE_C, MAX_CURRENT_A_PER_G, MAX_CYCLE
 from surrogate.composition import theoretical_capacity_mAh_per_g
 from surrogate.model import Prediction, PredictionRequest
 
@@ -60,7 +60,8 @@ class CapacityObjective(NumbersNotBooleans):
     expansion_allowance_pct: float = Field(250.0, ge=0.0, le=1000.0, description="swelling allowed free (%)")
     expansion_penalty_mAh_per_g_per_pct: float = Field(1.0, ge=0.0, le=100.0,
                                                        description="score lost per % of swelling above it")
-    temperature_C: float = Field(25.0, ge=-40.0, le=80.0, description="cell temperature (C)")
+    temperature_C: float = Field(25.0, ge=CELL_TEMPERATURE_RANGE_C[0], le=CELL_TEMPERATURE_RANGE_C[1],
+                                  description="cell temperature (C)")
 
     def request(self, currents_A_per_g: tuple[float, ...] | None = None, cycling_current_A_per_g: float | None = None,
                 cycles: tuple[int, ...] | None = None) -> PredictionRequest:
@@ -205,7 +206,8 @@ class CapacityAtCycleObjective(_Objective):
 
     current_A_per_g: float = Field(1.7, gt=0.0, le=MAX_CURRENT_A_PER_G, description="target current (A/g)")
     cycle: int = Field(1000, ge=1, le=MAX_CYCLE, description="test cycles before the capacity counts")
-    temperature_C: float = Field(25.0, ge=-40.0, le=80.0, description="cell temperature (C)")
+    temperature_C: float = Field(25.0, ge=CELL_TEMPERATURE_RANGE_C[0], le=CELL_TEMPERATURE_RANGE_C[1],
+                                  description="cell temperature (C)")
 
     def conditions(self) -> dict[str, Any]:
         return {"temperature_C": self.temperature_C, "target_current_A_per_g": self.current_A_per_g,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from surrogate.limits import MAX_CURRENT_A_PER_G, MAX_CYCLE
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir
@@ -47,9 +48,6 @@ QUANTITY_UNITS = {
 # its stated % scatter would weight it without bound (1e-300 mAh/g made the fit's residuals overflow).
 SMALLEST_VALUE = {"mAh/g": 1.0, "%": 0.01, "kJ/mol": 0.01}
 SIGMA_PCT_RANGE = (0.01, 100.0)  # a stated scatter below 0.01 % would weight one row beyond any other's reach
-# The largest test current and cycle a measurement, a lab row or a campaign's objective (flows.objective) may name:
-# 1000 A/g is seconds per charge, 100 000 cycles decades of daily use; beyond them a number is a typing error.
-MAX_CURRENT_A_PER_G, MAX_CYCLE = 1000.0, 100_000
 
 
 # The fit stops when the cost or the step changes by less than this share. Directions the data barely see (the
