@@ -96,10 +96,12 @@ def _recipes_of_unit(unit: np.ndarray, config: CampaignConfig, categories: dict)
 
 def _objective_of_unit(unit: np.ndarray, config: CampaignConfig, p: ModelParameters,
                        categories: dict | None = None) -> np.ndarray:
-    """Model objective of points of the unit cube (rows) at fixed choices of the categorical fields; a non-finite
-    objective counts as -inf. Only what the objective needs is predicted (no rate table)."""
+    """Model objective of points of the unit cube (rows) at fixed choices of the categorical fields: the campaign's
+    score (``config.scoring()``: its objective, or the first of its ``objectives`` signed so that larger is better,
+    as the campaign's evaluations are); a non-finite objective counts as -inf. Only what the objective needs is
+    predicted (no rate table)."""
     columns = _recipes_of_unit(unit, config, categories or {})
-    objective = model_objective(Recipes(**columns), p, config.objective)
+    objective = model_objective(Recipes(**columns), p, config.scoring())
     return np.where(np.isfinite(objective), objective, -np.inf)
 
 

@@ -237,9 +237,9 @@ def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: Campai
     if found is not None:
         best = campaign.best_objective(sources=(MODEL,))
         recorder.log_model_optimum(found.recipe, found.objective, best)
-        first = config.scoring().names[0] if config.multi_objective else ""
+        first = config.scoring().objectives[0] if config.objectives else None
         reporting.say(reporting.model_optimum_note(found, best, added=not config.multi_objective,
-                                                   first_objective=first), quiet)
+                                                   first_objective=first, front=config.multi_objective), quiet)
 
 
 @dataclass(frozen=True)

@@ -357,24 +357,32 @@ def say(text: str, quiet: bool = False) -> None:
 CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
 
 
-def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objective: str = "") -> str:
+def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objective=None,
+                       front: bool = False) -> str:
     """One line on the model's own optimum (:class:`flows.model_optimum.ModelOptimum`) against the optimiser's
-    best, and (``added``: both were added to the candidates) the cheapest recipe as good as it. ``first_objective``:
-    a multi-objective campaign's first objective, the only one a single optimum exists for."""
+    best, and (``added``: both were added to the candidates) the cheapest recipe as good as it.
+
+    ``first_objective``: the first of a campaign's ``objectives`` (None for the capacity ``objective``), whose value
+    the optimum and the best are (both come as the campaign's score, signed so that larger is better, and are shown
+    in the objective's own sign); ``front``: a multi-objective campaign, for which only that objective has a single
+    optimum."""
     regret_pct = 100.0 * (found.objective - best_by_optimiser) / abs(found.objective) if found.objective else 0.0
-    if first_objective:
-        side = "below" if regret_pct >= 0 else "above: the dense search's sampling missed it"
-        return (f"[bold]model optimum of {first_objective}[/] alone (dense search; the front trades it for the other "
-                f"objectives): {found.objective:.1f}, the campaign's best {best_by_optimiser:.1f} "
-                f"({abs(regret_pct):.1f} % {side})")
-    line = (f"[bold]model optimum[/] (dense search): {found.objective:.1f}, the optimiser's best "
-            f"{best_by_optimiser:.1f} (regret {regret_pct:.1f} %)")
+    sign = first_objective.sign if first_objective is not None else 1.0
+    optimum, best = sign * found.objective, sign * best_by_optimiser
+    if front:
+        side = "worse" if regret_pct >= 0 else "better: the dense search's sampling missed it"
+        return (f"[bold]model optimum of {first_objective.name}[/] alone (dense search; the front trades it for the "
+                f"other objectives): {optimum:.1f}, the campaign's best {best:.1f} ({abs(regret_pct):.1f} % {side})")
+    named = f" of {first_objective.name}" if first_objective is not None else ""
+    line = (f"[bold]model optimum{named}[/] (dense search): {optimum:.1f}, the optimiser's best "
+            f"{best:.1f} (regret {regret_pct:.1f} %)")
     if not added:
         return line
     cheap = found.cheapest_recipe
     return (f"{line}; cheapest within {found.tolerance_pct:g} %: "
-            f"{found.cheapest_objective:.1f} at Sn {cheap['sn_mass_fraction']:.3f}, {cheap['milling_time_h']:.3g} h, "
-            f"{cheap['milling_speed_rpm']:.0f} rpm, BPR {cheap['ball_to_powder_ratio']:.3g} (both added as candidates)")
+            f"{sign * found.cheapest_objective:.1f} at Sn {cheap['sn_mass_fraction']:.3f}, "
+            f"{cheap['milling_time_h']:.3g} h, {cheap['milling_speed_rpm']:.0f} rpm, "
+            f"BPR {cheap['ball_to_powder_ratio']:.3g} (both added as candidates)")
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -527,7 +527,8 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         output_warping=settings.output_warping,
         local_share=settings.local_candidates_share if surrogate in ("GP", "physics_gp") else 0.0,
         local_scale=settings.local_candidates_scale,
-        composite=config.objective if settings.composite and surrogate == "GP" else None,
+        # the composite GPs model the capacity objective's inputs: a campaign with 'objectives' has other ones
+        composite=config.objective if settings.composite and surrogate == "GP" and not config.objectives else None,
         draw_points=settings.parameter_draw_points if surrogate == "physics_gp" else 0,
         design_until_told=surrogate == "physics_gp",
     )
@@ -571,12 +572,12 @@ def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray
 
     def losses(points: list[list]) -> np.ndarray:
         try:
-            objective = model_objective(recipes_of_points(points, config), p, config.objective)
+            objective = model_objective(recipes_of_points(points, config), p, config.scoring())
         except Exception:  # a batch the model cannot take whole: recipe by recipe, failures at the penalty
             from flows.evaluation import evaluate_batch
 
             return np.array([loss_of(e, config) for e in
-                             evaluate_batch([recipe_of(point, config) for point in points], p, config.objective)])
+                             evaluate_batch([recipe_of(point, config) for point in points], p, config.scoring())])
         return np.where(np.isfinite(objective), -np.asarray(objective, dtype=float), penalty)
 
     return losses

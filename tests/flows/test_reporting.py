@@ -47,9 +47,17 @@ def test_a_front_that_beats_the_dense_search_is_not_said_to_be_below_it():
 
     from flows.reporting import model_optimum_note
 
+    from flows.objective import CapacityAtCycleObjective, ParticleExpansionObjective
+
     found = SimpleNamespace(objective=342.8)
-    assert "0.2 % above" in model_optimum_note(found, 343.6, added=False, first_objective="capacity_mAh_per_g")
-    assert "2.5 % below" in model_optimum_note(found, 334.2, added=False, first_objective="capacity_mAh_per_g")
+    capacity = CapacityAtCycleObjective()
+    assert "0.2 % better" in model_optimum_note(found, 343.6, added=False, first_objective=capacity, front=True)
+    assert "2.5 % worse" in model_optimum_note(found, 334.2, added=False, first_objective=capacity, front=True)
+    # a minimised first objective comes as the score (-value) and is shown as its own value
+    expansion = ParticleExpansionObjective()
+    note = model_optimum_note(SimpleNamespace(objective=-36.5), -36.9, added=False, first_objective=expansion,
+                              front=True)
+    assert "particle_expansion_pct" in note and ": 36.5, the campaign's best 36.9 (1.1 % worse)" in note
 
 
 def test_partial_dependence_axes_name_their_quantity_and_unit():

@@ -258,3 +258,12 @@ def test_dose_features_need_time_speed_and_bpr_on_log_axes():
 
     linear = load_config("configs/pareto.yaml")  # speed and BPR on linear axes
     assert dose_features(_searched_space(linear)) is None
+
+
+def test_the_composite_gps_serve_only_the_capacity_objective(tmp_path):
+    """The composite GPs model the capacity objective's inputs and score them with its formula; a campaign whose
+    'objectives' is one other objective (particle expansion) had its search steered by that formula instead."""
+    assert make_optimizer(load_config()).composite is not None
+    path = tmp_path / "expansion.yaml"
+    path.write_text("name: expansion\nobjectives:\n  - kind: particle_expansion\n")
+    assert make_optimizer(load_config(path)).composite is None
