@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from flows.objective import SCORE, CapacityObjective
+from flows.objective import CAPACITY, SCORE, CapacityObjective
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
@@ -148,11 +148,11 @@ def target_metrics(scoring) -> tuple[str, ...]:
     """The metrics of a campaign's scoring that are its capacity at the target condition (the score, the capacity
     it reads, and a capacity objective's own name)."""
     objectives = getattr(scoring, "objectives", ())
-    return (SCORE, "objective_capacity_mAh_per_g", *(o.name for o in objectives if o.kind == "capacity"))
+    return (SCORE, CAPACITY, *(o.name for o in objectives if o.kind == "capacity"))
 
 
 def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", request: PredictionRequest,
-                        names, targets: tuple[str, ...] = (SCORE, "objective_capacity_mAh_per_g")) -> dict[str, bool]:
+                        names, targets: tuple[str, ...] = (SCORE, CAPACITY)) -> dict[str, bool]:
     """Whether each metric of one recipe (flat names, as :func:`model_metrics` gives them) lies beyond the
     calibration's data, by the rule ``snhc predict`` flags with (``surrogate.uncertainty.quantity_extrapolated``).
     The ``targets`` (:func:`target_metrics`) are the capacity at the target condition (``request``'s target current,
@@ -244,10 +244,15 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     members = ensemble.evaluate(batch, lambda tiled, p: model_metrics(tiled, p, objective, request),
                                 lambda metrics, rows: {name: value[rows] for name, value in metrics.items()})
     records = batch.to_records()
+    # a capacity objective's own name ('capacity_mAh_per_g', or the user's) is the capacity at the target condition:
+    # scattered as that measurement, as the capacity after the same cycles is (one quantity, one interval)
+    target = {name: CAPACITY for name in target_metrics(objective) if name != SCORE}
     samples = {}
     for name in central:
-        weights = ensemble.form_weights(records, name)
-        samples[name] = np.array([ensemble.scattered(k, name, m[name], weights, m.get("theoretical_capacity_mAh_per_g"))
+        quantity = target.get(name, name)
+        weights = ensemble.form_weights(records, quantity)
+        samples[name] = np.array([ensemble.scattered(k, quantity, m[name], weights,
+                                                     m.get("theoretical_capacity_mAh_per_g"))
                                   for k, m in enumerate(members)])
     try:
         rescored = objective.score(samples)
