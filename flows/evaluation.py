@@ -186,6 +186,13 @@ def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", requ
     return flags
 
 
+def scoring_flags(recipe: dict[str, Any], domain: "CalibratedDomain", scoring, names) -> dict[str, bool]:
+    """:func:`metric_extrapolated` of a campaign's metrics at its scoring's conditions; an objective that follows
+    from the recipe alone (milling time, energy) is arithmetic, never extrapolated."""
+    flags = metric_extrapolated(recipe, domain, scoring.request(), names, target_metrics(scoring))
+    return flags | {o.name: False for o in getattr(scoring, "objectives", ()) if o.recipe_only and o.name in names}
+
+
 def batch_intervals(recipes: list[dict[str, Any]], ensemble: "Ensemble", objective: CapacityObjective,
                     request: PredictionRequest | None = None,
                     values: list[dict[str, float]] | None = None) -> list[dict[str, list[float]]]:

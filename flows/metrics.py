@@ -181,3 +181,20 @@ def axis_label(name: str) -> str:
     """
     unit = "cycles" if TO_RETENTION.match(name) else unit_of(name)
     return f"{words(name)} [{unit}]" if unit else words(name)
+
+
+# Tables (a what-if's comparison, a front's pareto.csv) carry a predicted value's 90 % interval and its extrapolation
+# flag in columns beside it, named by one rule
+INTERVAL = "interval_90"
+
+
+def interval_columns(metric: str) -> tuple[str, str]:
+    """The table columns of a metric's 90 % interval: ``(<metric>_interval_90_low, ..._high)``."""
+    return f"{metric}_{INTERVAL}_low", f"{metric}_{INTERVAL}_high"
+
+
+def extrapolated_column(metric: str) -> str:
+    """The table column of a metric's flag: True where its value lies beyond the study's data (a recipe beyond the
+    calibration's materials, a temperature other than the measured ones, cycles past the measured fade), by the rule
+    ``snhc predict`` flags with."""
+    return f"{metric}_extrapolated"

@@ -26,7 +26,7 @@ from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table
-from flows.pareto import front_files, pareto_table, run_pareto_search
+from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
 from flows.recommendation import Recommendation, recommend, with_intervals
 from flows.search import lab_calibrated_prior, run_search, tell_known
 from flows.suggest import prior_parameter_table
@@ -317,7 +317,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         files = reporting.campaign_figures(campaign.table(), optimizer, campaign.points[recommendation.index])
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)
             files = {"evaluations.csv": files["evaluations.csv"]}
-            front = pareto_table(campaign)
+            front = with_uncertainty(campaign, pareto_table(campaign), ensemble())
             chosen = int(np.flatnonzero(front["evaluation"].to_numpy() == recommendation.index)[0])
             files |= front_files(campaign, front, chosen)
         for line in recommendation.notes():

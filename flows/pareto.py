@@ -43,11 +43,13 @@ from skopt.space import Space
 from skopt.utils import normalize_dimensions
 
 from flows.evaluation import Evaluation
+from flows.metrics import extrapolated_column, interval_columns
 from flows.search import (EvaluateBatch, ExactOutput, make_optimizer, monte_carlo_batch, plain_gp, point_of,
                           recipe_of, recipes_of_points, search_dimensions)
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
+    from surrogate.uncertainty import Ensemble
 
 CHEBYSHEV_RHO = 0.05  # Knowles 2006: the augmentation term's weight
 
@@ -234,6 +236,33 @@ def pareto_table(campaign: "Campaign") -> pd.DataFrame:
                              ignore_index=True)
 
 
+def with_uncertainty(campaign: "Campaign", front: pd.DataFrame, ensemble: "Ensemble") -> pd.DataFrame:
+    """The front with each objective's 90 % interval and extrapolation flag in columns beside it
+    (:func:`flows.metrics.interval_columns`, :func:`flows.metrics.extrapolated_column`), by the rule of ``snhc
+    predict`` and the recommendation (one ensemble evaluation of the whole front). An objective that follows from the
+    recipe (milling time, energy) is exact and gets neither."""
+    from flows.evaluation import batch_intervals, scoring_flags
+
+    if front.empty:
+        return front
+    scoring = campaign.config.scoring()
+    recipes = [campaign.evaluations[int(i)].recipe for i in front["evaluation"]]
+    bands = batch_intervals(recipes, ensemble, scoring, scoring.request(currents_A_per_g=()))
+    flags = [scoring_flags(recipe, ensemble.domain, scoring, scoring.names) for recipe in recipes]
+    out = front.copy()
+    for objective in scoring.objectives:
+        if objective.recipe_only:  # exact: a recipe's milling time is what it is
+            continue
+        name = objective.name
+        low, high = interval_columns(name)
+        at = out.columns.get_loc(name) + 1
+        values = out[name].to_numpy(float)
+        out.insert(at, low, [b.get(name, [v, v])[0] for b, v in zip(bands, values)])
+        out.insert(at + 1, high, [b.get(name, [v, v])[1] for b, v in zip(bands, values)])
+        out.insert(at + 2, extrapolated_column(name), [bool(f.get(name, True)) for f in flags])
+    return out
+
+
 def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None, str]:
     """Row of the front the campaign recommends, and the rule that chose it in words."""
     if front.empty:
@@ -276,6 +305,9 @@ def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen:
     for axis, (a, b) in zip(axes[0], pairs):
         axis.scatter(evaluated[a], evaluated[b], s=12, alpha=0.35, color="grey", label="evaluated")
         axis.scatter(front[a], front[b], s=22, color="tab:blue", label="non-dominated")
+        if any(interval_columns(n)[0] in front for n in (a, b)):  # 90 % intervals as error bars
+            axis.errorbar(front[a], front[b], xerr=_bar(front, a), yerr=_bar(front, b), fmt="none", lw=0.8,
+                          color="tab:blue", alpha=0.45, label="90 % interval")
         if chosen is not None:
             axis.scatter(front[a].iloc[chosen], front[b].iloc[chosen], s=90, marker="*", color="tab:red",
                          label="recommended")
@@ -283,9 +315,22 @@ def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen:
         axis.set_ylabel(scoring[b].label())
         axis.set_title(f"{scoring[a].direction} x, {scoring[b].direction} y", fontsize=9)
     axes[0][0].legend(fontsize=8)
-    figure.suptitle("Pareto front of the evaluated recipes")
+    flagged = [extrapolated_column(n) for n in names if extrapolated_column(n) in front]
+    beyond = int(front[flagged].any(axis=1).sum()) if flagged else 0
+    figure.suptitle("Pareto front of the evaluated recipes" + (
+        f" ({beyond} of {len(front)} predicted beyond the study's data: extrapolated)" if beyond else ""))
     figure.tight_layout()
     return figure
+
+
+def _bar(front: pd.DataFrame, name: str) -> np.ndarray | None:
+    """Error-bar lengths (2, N) below and above each front value, from its interval columns (None: an exact
+    objective, no interval)."""
+    if interval_columns(name)[0] not in front:
+        return None
+    low, high = (front[c].to_numpy(float) for c in interval_columns(name))
+    values = front[name].to_numpy(float)
+    return np.vstack([np.maximum(values - low, 0.0), np.maximum(high - values, 0.0)])
 
 
 def front_files(campaign: "Campaign", front: pd.DataFrame, chosen: int | None) -> dict[str, Any]:
@@ -298,4 +343,4 @@ def front_files(campaign: "Campaign", front: pd.DataFrame, chosen: int | None) -
 
 
 __all__ = ["chebyshev", "choose_on_front", "front_files", "hypervolume", "non_dominated", "normalised",
-           "pareto_table", "point_of", "random_weights", "run_pareto_search"]
+           "pareto_table", "point_of", "random_weights", "run_pareto_search", "with_uncertainty"]

@@ -78,7 +78,7 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     ensemble the intervals then come from."""
     from dataclasses import replace
 
-    from flows.evaluation import campaign_parameters, metric_extrapolated, metric_intervals, target_metrics
+    from flows.evaluation import campaign_parameters, metric_intervals, scoring_flags
 
     if not recommendation.evaluation.modelled:
         return recommendation
@@ -88,9 +88,7 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     p = study if p is None else p
     domain = build_ensemble(p, calibration).domain
     scoring = config.scoring()
-    flags = metric_extrapolated(recommendation.recipe, domain, scoring.request(), recommendation.evaluation.metrics,
-                                target_metrics(scoring))
-    flags |= {o.name: False for o in getattr(scoring, "objectives", ()) if o.recipe_only}  # milling time, energy
+    flags = scoring_flags(recommendation.recipe, domain, scoring, recommendation.evaluation.metrics)
     return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration, scoring,
                                                               values=recommendation.evaluation.metrics),
                    beyond_data=domain.recipe_beyond(recommendation.recipe),

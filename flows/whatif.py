@@ -35,7 +35,8 @@ from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, run_campaign
-from flows.metrics import RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name
+from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
+                           extrapolated_column, interval_columns)
 from flows.objective import CapacityObjective
 from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
@@ -68,19 +69,6 @@ def fixed_metric_names(base: CapacityObjective) -> dict[str, str]:
 # and has no interval.
 INTERVAL_QUANTITIES = {"capacity": "capacity_at_cycle_mAh_per_g", "expansion": "particle_expansion_pct",
                        "cycles_to_retention": None}
-INTERVAL = "interval_90"
-
-
-def interval_columns(metric: str) -> tuple[str, str]:
-    """The table columns of a fixed metric's 90 % interval: ``(<metric>_interval_90_low, ..._high)``."""
-    return f"{metric}_{INTERVAL}_low", f"{metric}_{INTERVAL}_high"
-
-
-def extrapolated_column(metric: str) -> str:
-    """The table column of a fixed metric's flag: True where its value lies beyond the study's data (a recipe
-    beyond the calibration's materials, a temperature other than the measured ones, cycles past the measured fade),
-    by the rule ``snhc predict`` flags with."""
-    return f"{metric}_extrapolated"
 
 
 def fixed_metrics(recipes: list[dict[str, Any]], p: ModelParameters, base: CapacityObjective,

@@ -140,3 +140,32 @@ def test_a_front_gets_its_first_objectives_optimum_reported_and_nothing_added(pa
     assert (found.recipe, found.objective) == dense_optimum(config, params, seed=config.optimiser.seed)
     assert found.cheapest_recipe is None and found.cheapest_objective is None
     assert len(campaign.evaluations) == len(pareto_campaign.evaluations)
+
+
+def test_the_front_carries_each_predicted_objectives_interval_and_flag(params, pareto_campaign):
+    """pareto.csv gives every model-predicted objective of each front recipe its 90 % interval and extrapolation
+    flag, as the recommendation gives its recipe (one rule: the recommended row's bands are the recommendation's);
+    milling time, exact, gets neither. The figure draws the intervals as error bars."""
+    from flows.evaluation import batch_intervals, campaign_parameters, scoring_flags
+    from flows.metrics import extrapolated_column, interval_columns
+    from flows.pareto import front_files, with_uncertainty
+    from surrogate.uncertainty import build_ensemble
+
+    campaign = pareto_campaign
+    scoring = campaign.config.scoring()
+    p, calibration = campaign_parameters(campaign.config)
+    ensemble = build_ensemble(p, calibration)
+    front = with_uncertainty(campaign, pareto_table(campaign), ensemble)
+    assert interval_columns("milling_time_h")[0] not in front and extrapolated_column("milling_time_h") not in front
+    for name in ("capacity_mAh_per_g", "particle_expansion_pct"):
+        low, high = (front[c].to_numpy(float) for c in interval_columns(name))
+        assert np.all(low <= front[name]) and np.all(front[name] <= high) and np.all(high > low)
+        assert front[extrapolated_column(name)].dtype == bool
+    row = front.iloc[0]
+    recipe = campaign.evaluations[int(row["evaluation"])].recipe
+    band = batch_intervals([recipe], ensemble, scoring, scoring.request(currents_A_per_g=()))[0]["capacity_mAh_per_g"]
+    assert [row[c] for c in interval_columns("capacity_mAh_per_g")] == pytest.approx(band, rel=1e-9)
+    flag = scoring_flags(recipe, ensemble.domain, scoring, scoring.names)["particle_expansion_pct"]
+    assert row[extrapolated_column("particle_expansion_pct")] == flag
+    figure = front_files(campaign, front, 0)["pareto.png"]
+    assert any(c.get_label() == "90 % interval" for axis in figure.axes for c in axis.containers)
