@@ -146,7 +146,6 @@ def run_pareto_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     config = campaign.config
     settings = config.optimiser
     scoring = config.scoring()
-    rng = np.random.default_rng(settings.seed)
     start = make_optimizer(config)  # its Latin hypercube gives the space-filling start
     start_points = [[_plain(v) for v in p] for p in start.ask(n_points=settings.n_initial_points)]
     while campaign.model_evaluations() < settings.n_calls:
@@ -155,7 +154,9 @@ def run_pareto_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
         if done < settings.n_initial_points:
             points = start_points[done:done + n_points]
         else:
-            points = _parego_batch(campaign, scoring, rng, n_points)
+            # the batch's weights and draws from a stream fixed by the seed and the evaluations done, so a resumed
+            # campaign draws what the uninterrupted one drew
+            points = _parego_batch(campaign, scoring, np.random.default_rng([settings.seed, done]), n_points)
         with atomic():  # a batch is saved whole or not at all (see flows.search.run_search)
             evaluations = evaluate_batch([recipe_of(point, config) for point in points])
             batch = campaign.add_batch(points, evaluations)

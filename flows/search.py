@@ -6,6 +6,8 @@ optional callback per batch. The Prefect flow and the bare benchmark loop run th
 
 from __future__ import annotations
 
+import itertools
+
 import warnings
 from contextlib import nullcontext
 from functools import partial
@@ -202,6 +204,7 @@ class BatchOptimizer(Optimizer):
     def __init__(self, *args, output_warping: str = "none", local_share: float = 0.0, local_scale: float = 0.02,
                  composite=None, draw_points: int = 0, design_until_told: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self._seed = kwargs.get("random_state")  # each ask's random stream derives from it (see ask)
         # True: the initial design is a first batch for a search that knows nothing yet; from the first told result
         # on the surrogate leads (the physics-informed GP, whose prior is the model, needs no more random points)
         self.design_until_told = design_until_told
@@ -293,6 +296,12 @@ class BatchOptimizer(Optimizer):
             raise ValueError(f"strategy must be one of {', '.join(LIARS)}, got {strategy!r}")
         key = (n_points, strategy)
         if key not in self.cache_:  # asking again before a tell gives the same points, as in scikit-optimize
+            if isinstance(self._seed, (int, np.integer)):
+                # A stream of its own per ask, fixed by the seed and the number of results told, not one stream run
+                # on through every earlier ask: a resumed campaign (told its saved batches at once) then asks what
+                # the uninterrupted one asked.
+                self.rng = np.random.RandomState(np.random.SeedSequence([int(self._seed), len(self.Xi)])
+                                                 .generate_state(1)[0])
             with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
                 self.cache_ = {key: self._ask_batch(n_points or 1, strategy)}
         points = self.cache_[key]
@@ -613,15 +622,21 @@ def loss_of(evaluation: Evaluation, config: CampaignConfig) -> float:
     return -evaluation.objective if evaluation.ok else -config.optimiser.failure_penalty
 
 
-def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[list[float], Evaluation]]) -> int:
+def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[list[float], Evaluation]],
+               batches: list[int] | None = None) -> int:
     """Tell the optimiser results it did not ask for (a resumed campaign, lab data); returns how many it took.
 
-    Points outside the search space (or off a fixed dimension) cannot be told and are skipped.
+    Points outside the search space (or off a fixed dimension) cannot be told and are skipped. ``batches`` (one
+    number per result): told batch by batch, in order, as the search told them, so a resumed campaign's optimiser
+    fits what the interrupted one fitted (each fit starts from the last one's hyperparameters).
     """
-    usable = [(point, e) for point, e in known if in_search_space(e.recipe, config, optimizer.space)]
-    if usable:
-        optimizer.tell([p for p, _ in usable], [loss_of(e, config) for _, e in usable],
-                       **told_inputs(optimizer, [e for _, e in usable]))
+    numbers = batches if batches is not None else [0] * len(known)
+    usable = [(point, e, b) for (point, e), b in zip(known, numbers)
+              if in_search_space(e.recipe, config, optimizer.space)]
+    for _, group in itertools.groupby(usable, key=lambda item: item[2]):
+        told = list(group)
+        optimizer.tell([p for p, _, _ in told], [loss_of(e, config) for _, e, _ in told],
+                       **told_inputs(optimizer, [e for _, e, _ in told]))
     return len(usable)
 
 
@@ -655,8 +670,9 @@ def run_search(campaign: "Campaign", evaluate_batch: EvaluateBatch,
     # Lab rows are measurements of another function than the one searched (the model, which they taught before the
     # search: flows.optimise.teach_lab_parameters): told to the same GP, the model's evaluations around them would
     # read as lab results with no discrepancy and wash out what the lab said.
-    tell_known(optimizer, config, [(point, e) for point, e in zip(campaign.points, campaign.evaluations)
-                                   if e.source != LAB])
+    earlier = [(point, e, b) for point, e, b in zip(campaign.points, campaign.evaluations, campaign.batches)
+               if e.source != LAB]
+    tell_known(optimizer, config, [(point, e) for point, e, _ in earlier], [b for _, _, b in earlier])
     while campaign.model_evaluations() < settings.n_calls:
         n_points = min(settings.batch_size, settings.n_calls - campaign.model_evaluations())
         points = [[_plain(v) for v in point] for point in optimizer.ask(n_points=n_points, strategy=settings.liar)]
