@@ -588,11 +588,22 @@ def cmd_suggest(args) -> int:
     write_csv(table, args.output)
     mlflow_run = log_suggestions(campaign, table, lab_parameters)
     if args.json:
-        print(table.to_json(orient="records", indent=2))
-        return 0
-    from flows.reporting import print_frame, print_lab_parameters
+        from flows.suggest import suggestion_records
 
-    print_frame(table, SUGGESTION_COLUMNS, "Next recipes to make")
+        print(json.dumps(suggestion_records(table), indent=2))
+        return 0
+    from flows.metrics import extrapolated_column, interval_columns
+    from flows.reporting import EXTRAPOLATED, print_frame, print_lab_parameters, with_interval
+
+    shown = table.copy()
+    for name in ("capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):  # value [90 % interval] *
+        if interval_columns(name)[0] in shown:
+            shown[name] = [with_interval(row[name], [row[c] for c in interval_columns(name)], digits=0)
+                           + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] else "")
+                           for row in shown.to_dict("records")]
+    print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
+    console().print(f"Q@1000 and swell %: the lab-taught model's value [90 % interval]; {EXTRAPOLATED}: beyond the "
+                    f"study's data. sd: the optimiser's belief about the objective, not a measurement's scatter")
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})")

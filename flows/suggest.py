@@ -18,6 +18,7 @@ import pandas as pd
 
 from flows.campaign import Campaign
 from flows.evaluation import LAB, campaign_parameters, evaluate_batch
+from flows.metrics import extrapolated_column, interval_columns
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           tell_known)
 from surrogate.recipe import FIELD_NAMES, recipe_key
@@ -57,13 +58,49 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     mean_std = _uncertainty(optimizer, config, suggestions)
     rows = []
     taught = lab_taught_parameters(optimizer, p)
-    for recipe, how, evaluation, (mean, std) in zip(suggestions, chosen_by,
-                                                    evaluate_batch(suggestions, taught, config.objective), mean_std):
-        rows.append({**recipe, "chosen_by": how, "predicted_objective": evaluation.objective,
-                     "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
-                     "surrogate_std_objective": std, **{k: v for k, v in evaluation.metrics.items()
-                                                        if k.endswith(("_mAh_per_g", "_pct"))}})
+    evaluations = evaluate_batch(suggestions, taught, config.objective)
+    bands, flags = _model_uncertainty(suggestions, evaluations, taught, config)
+    for recipe, how, evaluation, (mean, std), band, flag in zip(suggestions, chosen_by, evaluations, mean_std, bands,
+                                                                flags):
+        metrics = {k: v for k, v in evaluation.metrics.items() if k.endswith(("_mAh_per_g", "_pct"))}
+        row = {**recipe, "chosen_by": how, "predicted_objective": evaluation.objective,
+               "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
+               "surrogate_std_objective": std}
+        for name, value in metrics.items():  # each predicted metric with its 90 % interval and extrapolation flag
+            row[name] = value
+            if name in band:
+                row |= dict(zip(interval_columns(name), band[name]))
+                row[extrapolated_column(name)] = bool(flag.get(name, True))
+        rows.append(row)
     return pd.DataFrame(rows), lab_parameter_table(optimizer)
+
+
+def _model_uncertainty(recipes: list[dict], evaluations, p, config) -> tuple[list[dict], list[dict]]:
+    """The 90 % interval and extrapolation flag of each suggestion's metrics, by the rule of ``snhc predict`` and
+    the recommendation, for the model the suggestions were predicted with (the lab-taught one, under the study's
+    uncertainty): a suggestion milled far from the study's materials must say that its ICE or swelling is an
+    extrapolation, not state it bare."""
+    from flows.evaluation import batch_intervals, scoring_flags
+    from surrogate.uncertainty import build_ensemble
+
+    _, calibration = campaign_parameters(config)
+    ensemble = build_ensemble(p, calibration)
+    bands = batch_intervals(recipes, ensemble, config.objective)
+    flags = [scoring_flags(recipe, ensemble.domain, config.objective, e.metrics) if e.ok else {}
+             for recipe, e in zip(recipes, evaluations)]
+    return bands, flags
+
+
+def suggestion_records(table: pd.DataFrame) -> list[dict]:
+    """The suggestions as JSON records: each metric's interval and flag under ``"interval_90"`` and
+    ``"extrapolated"`` beside the values (the JSON shape of ``snhc predict``), not as flat columns."""
+    records = []
+    for row in table.astype(object).where(table.notna(), None).to_dict("records"):  # missing values as null
+        bands = {name: [row.pop(low), row.pop(high)] for name in list(row)
+                 if (low := interval_columns(name)[0]) in row and (high := interval_columns(name)[1]) in row}
+        flags = {name: row.pop(extrapolated_column(name)) for name in bands if extrapolated_column(name) in row}
+        records.append(row | {"interval_90": bands, "extrapolated": flags})
+    return records
 
 
 def lab_taught_parameters(optimizer, p):

@@ -1,6 +1,8 @@
 """Lab results in (warm start, surrogate error) and next experiments out (suggest); bad lab files and bad resume
 ids get one clear line and exit code 2, before any run is created."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,3 +249,33 @@ def test_a_vanishing_lab_capacity_is_a_result_with_an_uncertainty(tmp_path, caps
     assert main(["suggest", "--batch", "2", "--observations", str(lab), "--output", str(tmp_path / "next.csv"),
                  "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     assert len(pd.read_csv(tmp_path / "next.csv")) == 2
+
+
+def test_each_suggestions_predicted_metrics_carry_an_interval_and_a_flag(lab_campaign, tmp_path, capsys):
+    """Every metric a suggestion predicts has its 90 % interval and extrapolation flag, in the CSV beside it and in
+    the JSON under "interval_90" / "extrapolated" (snhc predict's shape), by the rule of snhc predict on the
+    lab-taught model: a suggestion milled far from the study's materials printed an ICE of 62 % bare."""
+    from flows.metrics import extrapolated_column, interval_columns
+
+    store, _, summary = lab_campaign
+    lab_file = config_dir() / "lab_results_example.csv"
+    config = store / "lab.yaml"
+    config.write_text(f"tracking: {{tracking_uri: 'sqlite:///{store}/mlflow.db', experiment_name: lab}}\n")
+    arguments = ["suggest", "--batch", "2", "--config", str(config), "--observations", str(lab_file)]
+    assert main(arguments + ["--output", str(tmp_path / "a.csv")]) == 0
+    console = capsys.readouterr().out
+    assert "[90 % interval]" in console and "extrapolated" in console
+    table = pd.read_csv(tmp_path / "a.csv")
+    for name in ("initial_coulombic_efficiency_pct", "particle_expansion_pct", "capacity_at_cycle_1000_mAh_per_g"):
+        low, high = (table[c] for c in interval_columns(name))
+        assert ((low <= table[name]) & (table[name] <= high) & (high > low)).all()
+        assert table[extrapolated_column(name)].dtype == bool
+    assert main(arguments + ["--output", str(tmp_path / "b.csv"), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    record = records[0]
+    assert not any(key.endswith(("_low", "_high", "_extrapolated")) for key in record)
+    assert set(record["interval_90"]) == set(record["extrapolated"]) >= {"initial_coulombic_efficiency_pct"}
+    assert record["interval_90"]["particle_expansion_pct"] == pytest.approx(
+        [table[c].iloc[0] for c in interval_columns("particle_expansion_pct")], rel=1e-9)
+    value, (low, high) = record["reversible_capacity_mAh_per_g"], record["interval_90"]["reversible_capacity_mAh_per_g"]
+    assert low <= value <= high <= record["theoretical_capacity_mAh_per_g"] * (1 + 1e-12)
