@@ -298,16 +298,24 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     ``model`` is the numpy model's record of the same recipe and request, with its intervals
     (``UncertainPrediction.record`` plus the objective's). A value PyBaMM computes gets
     :func:`flows.evaluation.model_form_interval` (the model's band moved to it, joined with the model's own band);
-    a value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. The flags are
+    a value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. A capacity's
+    band stops at the theoretical capacity, as the numpy model's does (HC at -20 C had reached 321 of 300). The flags are
     the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
     """
+    theoretical = model["theoretical_capacity_mAh_per_g"]
+
+    def band(key: str, value: float, model_value: float, model_band) -> list[float]:
+        low, high = model_form_interval(value, model_value, model_band)
+        if key.endswith("_mAh_per_g") and key != "theoretical_capacity_mAh_per_g":  # a capacity: no cell stores more
+            high = max(min(high, theoretical), value)  # than its theoretical (the band moved by PyBaMM's ratio can)
+        return [low, high]
+
     intervals = {}
     for key, value in physics.items():
         if isinstance(value, dict):
-            intervals[key] = {k: model_form_interval(v, model[key][k], model["interval_90"][key][k])
-                              for k, v in value.items()}
+            intervals[key] = {k: band(key, v, model[key][k], model["interval_90"][key][k]) for k, v in value.items()}
         else:
-            intervals[key] = model_form_interval(value, model[key], model["interval_90"][key])
+            intervals[key] = band(key, value, model[key], model["interval_90"][key])
     extras = {k: model[k] for k in ("beyond_calibrated_recipes", "objective_definition") if k in model}
     return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"], **extras}
 

@@ -281,3 +281,25 @@ def test_a_physics_campaign_spends_its_budget_on_pybamm(prefect_local, params, t
         m = child.data.metrics
         assert m["objective_interval_90_low"] <= m["objective"] <= m["objective_interval_90_high"]
         assert m["objective_interval_90_low"] <= m["model_objective"] <= m["objective_interval_90_high"]
+
+
+def test_a_physics_capacitys_band_stops_at_the_theoretical_capacity():
+    """PyBaMM's value moves the numpy model's band by their ratio; for a capacity that can carry the band past what
+    the electrode can store (HC at -20 C: 321 of 300 mAh/g). Capped there, as the model's own bands are, and never
+    below the value itself; other quantities move freely."""
+    from flows.fidelity import with_model_form_intervals
+
+    model = {"theoretical_capacity_mAh_per_g": 300.0, "reversible_capacity_mAh_per_g": 250.0,
+             "capacity_at_current_mAh_per_g": {"0.1": 250.0, "1": 200.0}, "particle_expansion_pct": 10.0,
+             "interval_90": {"theoretical_capacity_mAh_per_g": [300.0, 300.0],
+                             "reversible_capacity_mAh_per_g": [240.0, 295.0],
+                             "capacity_at_current_mAh_per_g": {"0.1": [240.0, 295.0], "1": [180.0, 220.0]},
+                             "particle_expansion_pct": [8.0, 12.0]},
+             "extrapolated": {}}
+    physics = {"reversible_capacity_mAh_per_g": 250.0, "capacity_at_current_mAh_per_g": {"0.1": 290.0, "1": 210.0},
+               "particle_expansion_pct": 20.0}
+    bands = with_model_form_intervals(physics, model)["interval_90"]
+    assert bands["capacity_at_current_mAh_per_g"]["0.1"] == [240.0, 300.0]  # 295 x 290 / 250 = 342, capped
+    assert bands["capacity_at_current_mAh_per_g"]["1"] == pytest.approx([180.0, 231.0])  # below the cap: moved
+    assert bands["reversible_capacity_mAh_per_g"] == [240.0, 295.0]  # the model's own value: its own band
+    assert bands["particle_expansion_pct"] == pytest.approx([8.0, 24.0])  # not a capacity: no cap
