@@ -188,6 +188,8 @@ def _print_prediction(name, recipe, record, args) -> None:
     def shown(key, sub=None, digits=1) -> str:
         """``value [low-high]``, marked "extrapolated" beyond the calibrated domain."""
         value = record[key] if sub is None else record[key][sub]
+        if value is None:  # PyBaMM could not evaluate it: the reason is printed below the table
+            return "failed"
         text = f"{value:.{digits}f}"
         if "interval_90" in record:
             band = record["interval_90"][key] if sub is None else record["interval_90"][key][sub]
@@ -221,6 +223,8 @@ def _print_prediction(name, recipe, record, args) -> None:
         table.caption += ("; a PyBaMM value's interval joins the numpy model's band moved to it and the numpy "
                           "model's own band (two model forms)")
     console().print(table)
+    for what, why in (record.get("physics_failures") or {}).items():
+        console().print(f"PyBaMM could not evaluate {what}: {why}", markup=False)
     beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "

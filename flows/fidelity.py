@@ -304,7 +304,9 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     """
     theoretical = model["theoretical_capacity_mAh_per_g"]
 
-    def band(key: str, value: float, model_value: float, model_band) -> list[float]:
+    def band(key: str, value: float | None, model_value: float, model_band) -> list[float] | None:
+        if value is None:  # PyBaMM failed there (physics_failures says why): no value, no interval
+            return None
         low, high = model_form_interval(value, model_value, model_band)
         if key.endswith("_mAh_per_g") and key != "theoretical_capacity_mAh_per_g":  # a capacity: no cell stores more
             high = max(min(high, theoretical), value)  # than its theoretical (the band moved by PyBaMM's ratio can)
@@ -312,6 +314,8 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
 
     intervals = {}
     for key, value in physics.items():
+        if key == "physics_failures":
+            continue
         if isinstance(value, dict):
             intervals[key] = {k: band(key, v, model[key][k], model["interval_90"][key][k]) for k, v in value.items()}
         else:
@@ -334,19 +338,43 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
     record = model.record(0, current_labels)
     currents = list(dict.fromkeys([*request.currents_A_per_g, request.cycling_current_A_per_g]))
     result = evaluate_physics(recipes, currents, p, request.temperature_C, physics_parameters=q)[0]
-    if not result.ok:
+    capacity = {current: value if np.isfinite(value) else None for current, value in result.capacity_by_current.items()}
+    if all(value is None for value in capacity.values()):
         raise PhysicsFailure(result.reason)
-    capacity = result.capacity_by_current
+    # A current the model cannot carry (the cut-off reached at once) is a failed value with its reason, not a
+    # failed prediction: the other currents are still reported, as the numpy fidelity reports them.
+    failures = dict(_failed_currents(result.reason))
     record["capacity_at_current_mAh_per_g"] = {
         label: capacity[current] for label, current in zip(current_labels, request.currents_A_per_g)}
     first_cycle = model.capacity_at_cycle_mAh_per_g[0]
     after_formation = predict(recipes, p, PredictionRequest((), request.cycling_current_A_per_g, (1,),
                                                             request.temperature_C)).capacity_at_cycle_mAh_per_g[0, 0]
+    cycling = capacity[request.cycling_current_A_per_g]
     record["capacity_at_cycle_mAh_per_g"] = {
-        str(cycle): capacity[request.cycling_current_A_per_g] * float(value / after_formation)
+        str(cycle): None if cycling is None else cycling * float(value / after_formation)
         for cycle, value in zip(request.cycles, first_cycle)}
     scores = physics_scores(recipes.to_records(), p, q, objective)
-    if scores["physics_status"].iloc[0] != Status.FINISHED.value:
-        raise PhysicsFailure(scores["physics_reason"].iloc[0])
-    record["objective"] = float(scores["physics_objective"].iloc[0])
+    finished = scores["physics_status"].iloc[0] == Status.FINISHED.value
+    record["objective"] = float(scores["physics_objective"].iloc[0]) if finished else None
+    failed = {
+        **{f"capacity_at_current_mAh_per_g.{label}": failures.get(current, result.reason)
+           for label, current in zip(current_labels, request.currents_A_per_g) if capacity[current] is None},
+        **({"capacity_at_cycle_mAh_per_g": failures.get(request.cycling_current_A_per_g, result.reason)}
+           if cycling is None else {}),
+        **({"objective": str(scores["physics_reason"].iloc[0])} if not finished else {})}
+    if failed:  # what PyBaMM could not evaluate, and why (the key only when something failed: the JSON keeps the
+        record["physics_failures"] = failed  # numpy model's shape otherwise)
     return record
+
+
+def _failed_currents(reason: str) -> list[tuple[float, str]]:
+    """(current, why) of each failed current in a :class:`surrogate.physics.PhysicsResult` reason ("4.2 A/g: why;
+    ...")."""
+    out = []
+    for part in reason.split("; "):
+        current, _, why = part.partition(" A/g: ")
+        try:
+            out.append((float(current), why))
+        except ValueError:
+            continue
+    return out

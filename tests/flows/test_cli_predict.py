@@ -264,3 +264,19 @@ def test_the_ui_stops_with_its_pid_and_leaves_no_process_behind(tmp_path):
             os.killpg(ui.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_current_pybamm_cannot_carry_fails_alone(capsys):
+    """With --fidelity physics, a current beyond what the electrode carries (nano-Sn at 20 A/g reaches the cut-off
+    at once) is a failed value with its reason; the other currents are still predicted, with their intervals, and
+    the command succeeds. Before, one such current discarded the whole prediction with exit 1."""
+    assert main(["predict", "--fidelity", "physics", "--material", "nano-Sn", "--current", "0.17", "20",
+                 "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["capacity_at_current_mAh_per_g"]["20"] is None
+    assert record["interval_90"]["capacity_at_current_mAh_per_g"]["20"] is None
+    assert "cut-off" in record["physics_failures"]["capacity_at_current_mAh_per_g.20"]
+    value = record["capacity_at_current_mAh_per_g"]["0.17"]
+    low, high = record["interval_90"]["capacity_at_current_mAh_per_g"]["0.17"]
+    assert 0 < low <= value <= high
+    assert record["objective"] is not None  # the cycling current (1.7 A/g) was carried

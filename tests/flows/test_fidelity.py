@@ -66,8 +66,11 @@ def test_a_pybamm_value_carries_both_model_forms_in_its_interval(capsys, params)
 
 
 def test_predict_beyond_the_cells_reach_fails_with_the_reason(capsys, params):
-    assert main(["predict", "--material", "Sn@HC-2-1", "--fidelity", "physics", "--current", "500"]) == 1
-    assert "beyond what the electrode carries" in capsys.readouterr().err
+    """A current beyond the electrode's reach is a failed value with the reason; the rest (the cycling at 1.7 A/g)
+    is still predicted."""
+    assert main(["predict", "--material", "Sn@HC-2-1", "--fidelity", "physics", "--current", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "beyond what the electrode carries" in " ".join(out.split()) and "failed" in out
 
 
 def test_calibrate_the_physics_model(capsys, params):
