@@ -588,6 +588,12 @@ def cmd_suggest(args) -> int:
     writable_output(args.output, "--output")  # before the work, not after it
     campaign = build_campaign(args.config, overrides, run_id, args.observations)
     _note_rows_outside(campaign)
+    if campaign.lab is not None:
+        from flows.evaluation import campaign_parameters
+        from flows.observations import surprising_values
+
+        for line in surprising_values(campaign.lab, campaign_parameters(campaign.config)[0], campaign.config):
+            print(f"snhc suggest: lab value to check: {line}", file=sys.stderr)
     table, lab_parameters = suggest(campaign, args.batch)
     write_csv(table, args.output)
     mlflow_run = log_suggestions(campaign, table, lab_parameters)

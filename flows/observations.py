@@ -251,12 +251,47 @@ def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]
     """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
     from flows.evaluation import evaluate_batch
 
+    return evaluate_batch([e.recipe for e in lab.measured], p, config.objective, _lab_request(lab, config))
+
+
+def _lab_request(lab: LabData, config: CampaignConfig):
+    """What the model must predict to meet every metric the lab measured (cycles at the target current)."""
     names = {name for e in lab.measured for name in e.metrics}
     currents = sorted({float(m.group(1)) for n in names if (m := re.match(r"capacity_at_([0-9.]+)_A_per_g", n))})
     cycles = sorted({int(m.group(1)) for n in names if (m := re.match(r"capacity_at_cycle_([0-9]+)_", n))})
     objective = config.objective
-    request = objective.request(tuple(currents) or None, objective.current_A_per_g, tuple(cycles) or None)
-    return evaluate_batch([e.recipe for e in lab.measured], p, objective, request)
+    return objective.request(tuple(currents) or None, objective.current_A_per_g, tuple(cycles) or None)
+
+
+def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
+    """One line per lab value far outside what the model expects at its recipe: beyond the model's 90 % interval
+    (``snhc predict``'s, where a new cell should fall) by more than that interval's own width.
+
+    Not refused: a lab that differs from the study is what the loop learns from. But one such value, a typing,
+    unit or mass error or a failed cell, moves the lab parameters and the GP's correction as much as a real
+    difference would (420 mAh/g after 1000 cycles at Sn 0.3 turned every suggestion towards Sn 0.2-0.3 at
+    ~97 % of its theoretical capacity), so it is named for the user to check before the suggestions are trusted.
+    """
+    from flows.evaluation import batch_intervals, campaign_parameters
+    from surrogate.uncertainty import build_ensemble
+
+    if not lab.measured:
+        return []
+    _, calibration = campaign_parameters(config)
+    bands = batch_intervals([e.recipe for e in lab.measured], build_ensemble(p, calibration), config.objective,
+                            _lab_request(lab, config))
+    lines = []
+    for line, measured, band in zip(lab.measured_lines, lab.measured, bands):
+        for name, value in measured.metrics.items():
+            if name not in band:
+                continue
+            low, high = band[name]
+            width = high - low
+            if value < low - width or value > high + width:
+                lines.append(f"{lab.path} line {line}: {name} {value:g} lies far outside the model's 90 % interval "
+                             f"at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
+                             f"failed cell): it teaches the model as much as a real difference would")
+    return lines
 
 
 def model_error_table(lab: LabData, predictions: list[Evaluation],

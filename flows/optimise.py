@@ -25,7 +25,7 @@ from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_ba
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
-from flows.observations import lab_predictions, model_error_table
+from flows.observations import lab_predictions, model_error_table, surprising_values
 from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
 from flows.recommendation import Recommendation, recommend, with_intervals
 from flows.search import lab_calibrated_prior, run_search, tell_known
@@ -219,6 +219,8 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
     recorder.log_lab_comparison(errors)
     if not quiet:
         reporting.print_model_error(errors, campaign.lab.path)
+    for line in surprising_values(campaign.lab, p, campaign.config):
+        reporting.say(f"[bold]lab value to check[/]: {line}", quiet)
 
 
 def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,

@@ -279,3 +279,20 @@ def test_each_suggestions_predicted_metrics_carry_an_interval_and_a_flag(lab_cam
         [table[c].iloc[0] for c in interval_columns("particle_expansion_pct")], rel=1e-9)
     value, (low, high) = record["reversible_capacity_mAh_per_g"], record["interval_90"]["reversible_capacity_mAh_per_g"]
     assert low <= value <= high <= record["theoretical_capacity_mAh_per_g"] * (1 + 1e-12)
+
+
+def test_a_lab_value_far_outside_the_models_interval_is_named(tmp_path):
+    """A lab value beyond the model's 90 % interval at its recipe by more than the interval's width is named for
+    the user to check (line, metric, value, interval), not refused; the example file's plausible rows are not."""
+    from flows.evaluation import campaign_parameters
+    from flows.observations import surprising_values
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    example = config_dir() / "lab_results_example.csv"
+    assert surprising_values(read_observations(example, config), p, config) == []
+    odd = tmp_path / "odd.csv"
+    odd.write_text(example.read_text() + "LAB-007,0.3,10,400,20,420,,,,\n")
+    lines = surprising_values(read_observations(odd, config), p, config)
+    assert len(lines) == 1
+    assert "line 6: objective_capacity_mAh_per_g 420 lies far outside the model's 90 % interval" in lines[0]
