@@ -308,7 +308,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             # put the default campaign's recommended recipe at 86 +- 26 mAh/g where the model gives 341).
             tell_known(optimizer, config, list(zip(campaign.points[known:], campaign.evaluations[known:])))
         if config.physics_check.top_k and not config.multi_objective and surrogate_only:
-            progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes with PyBaMM")
+            progress.note(f"physics check: re-evaluating the top {config.physics_check.top_k} recipes, and the "
+                          f"numpy model's pick if not among them, with PyBaMM")
         ranking = physics_check(campaign, p, quiet, ensemble)
         interrupts.check()  # a signal whose raise was swallowed inside the check (a finaliser) stops here
         if ranking is not None:
