@@ -59,7 +59,12 @@ CONFIG_FILES = ("model_parameters.yaml", "materials.yaml", "default.yaml", "unce
                 "physics_parameters.yaml", "schedules.yaml", "calibration/li2025.yaml")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
+# ``scheme://user:password@``, and over http(s) a token alone as the user (``https://ghp_...@host``: a user name
+# alone elsewhere, ``postgresql://postgres@``, ``wasbs://container@``, is kept). A scheme starts at a word's start
+# (the lookbehind), so a long run of letters is scanned once, not once per letter (a 100 kB description took 205 s)
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)"
+                       r"(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
+_HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?://)(?P<userinfo>[^/?#\s@:]+)@")
 # ``user:password@host`` given without a scheme (a Dask address, a mistyped tracking URI): a name, a colon, a
 # password, an @ and a host, not inside a longer word or path
 _BARE_USERINFO = re.compile(r"(?<![\w.+\-/:@%])(?P<userinfo>[\w.%+\-]+:[^/?#\s@'\"]+)@(?=[\w\[])")
@@ -84,6 +89,7 @@ def redact(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    text = _HTTP_TOKEN.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     text = _BARE_USERINFO.sub(f"{REDACTED}@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
 

@@ -722,6 +722,8 @@ def test_catalogue_covers_every_class():
     (f"failed to reach http://bob:{SECRET}@h:5000/api: refused", SECRET, "refused"),
     (f"bob:{SECRET}@127.0.0.1:8786", SECRET, "127.0.0.1:8786"),  # no scheme: a Dask address, a mistyped URI
     (f"runner.address 'bob:{SECRET}@[::1]:8786': no server answers", SECRET, "no server answers"),
+    (f"http://{SECRET}@127.0.0.1:5057", SECRET, "127.0.0.1:5057"),  # a token alone as the user: a secret too
+    (f"tracking_uri https://ghp_{SECRET}@mlflow.example.org/: no server", SECRET, "mlflow.example.org/: no server"),
 ])
 def test_redact_masks_credentials(text, secret, kept):
     from flows.inputs import REDACTED, redact
