@@ -585,7 +585,7 @@ def cmd_suggest(args) -> int:
     if not (args.resume is not None or args.observations):
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
-    writable_output(args.output, "--output")  # before the work, not after it
+    writable_output(args.output, "--output", {"--observations": args.observations, "--config": args.config})
     campaign = build_campaign(args.config, overrides, run_id, args.observations)
     _note_rows_outside(campaign)
     if campaign.lab is not None:

@@ -245,11 +245,18 @@ def existing_path(path: str | Path, option: str) -> Path:
     return path
 
 
-def writable_output(path: str | Path, option: str) -> Path:
-    """A file to write: its folder must exist and be writable, and the path itself must not be a folder."""
+def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path | None] | None = None) -> Path:
+    """A CSV file to write: its folder must exist and be writable, the path itself must not be a folder, nor one of
+    the command's ``inputs`` (option -> path: ``suggest --output lab.csv`` had replaced the lab file it read), nor
+    an existing file that is not a CSV (``--output configs/default.yaml`` had replaced the default config)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {_shown(path)}: is a folder, expected a file name")
+    for name, given in (inputs or {}).items():
+        if given is not None and path.exists() and Path(given).exists() and path.samefile(given):
+            raise InputError(f"{option} {_shown(path)}: is the file {name} reads; give another file name")
+    if path.exists() and path.suffix.lower() != ".csv":
+        raise InputError(f"{option} {_shown(path)}: exists and is not a CSV file; give a new name or a .csv file")
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"{option} {_shown(path)}: folder {_shown(folder)} does not exist")
@@ -612,5 +619,9 @@ def escape_csv_cells(frame):
 
 
 def write_csv(frame, path: str | Path) -> None:
-    """The one way this project writes a CSV file: formula-like cells escaped, secrets redacted."""
-    Path(path).write_text(redact(escape_csv_cells(frame).to_csv(index=False)), encoding="utf-8")
+    """The one way this project writes a CSV file: formula-like cells escaped, secrets redacted. A failed write (a
+    full disk) is one line naming the file, not a traceback."""
+    try:
+        Path(path).write_text(redact(escape_csv_cells(frame).to_csv(index=False)), encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"{_shown(Path(path))}: cannot write the CSV ({error.strerror or error})") from None

@@ -295,6 +295,12 @@ def lab_cases() -> list[Case]:
                                                  "{dir}/out.csv"], "line 2", f"{LAB_HEADER}\n0.5,6\n", "lab.csv"),
         Case("lab: suggest with a folder", ["suggest", "--observations", "{dir}", "--output", "{dir}/out.csv"],
              "is a folder"),
+        Case("lab: suggest --output over the lab file it reads", ["suggest", "--observations", "{file}", "--output",
+                                                                  "{file}"], "is the file --observations reads",
+             (PROJECT_ROOT / "configs" / "lab_results_example.csv").read_text(), "lab.csv"),
+        Case("lab: suggest --output over an existing file that is not a CSV", ["suggest", "--observations",
+             "configs/lab_results_example.csv", "--output", "{file}"], "exists and is not a CSV file",
+             _config(), "campaign.yaml"),
         Case("lab: calibrate with a broken file", ["calibrate", "--observations", "{file}"], "line 2",
              f"{LAB_HEADER}\n0.5,6\n", "lab.csv", store_option=False),
         Case("lab: calibrate with a folder", ["calibrate", "--observations", "{dir}"], "is a folder",
@@ -909,3 +915,21 @@ def test_an_error_naming_a_secret_is_reraised_with_it_masked():
     with pytest.raises(KeyError):
         with secrets_masked():
             raise KeyError("no secret here")
+
+
+def test_a_failed_csv_write_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """A full disk (or any failed write) while writing a CSV is the one-line input error naming the file, not a
+    traceback (suggest --output on /dev/full had shown OSError's)."""
+    import errno
+    from pathlib import Path
+
+    import pandas as pd
+
+    from flows.inputs import InputError, write_csv
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(InputError, match=r"out\.csv: cannot write the CSV \(No space left on device\)"):
+        write_csv(pd.DataFrame({"a": [1]}), tmp_path / "out.csv")
