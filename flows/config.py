@@ -398,8 +398,9 @@ class CampaignConfig(Strict):
             raise ValueError("expected a non-empty list of objectives, each {kind: ..., ...}")
         for i, item in enumerate(objectives):
             kind = item.get("kind") if isinstance(item, dict) else None
-            if kind not in OBJECTIVE_KINDS:
-                raise ValueError(f"objectives[{i}].kind={kind!r} is unknown: allowed {', '.join(OBJECTIVE_KINDS)}")
+            if not isinstance(kind, str) or kind not in OBJECTIVE_KINDS:  # a list or a mapping is no kind either
+                raise ValueError(f"objectives[{i}].kind={excerpt(kind)} is unknown: allowed "
+                                 f"{', '.join(OBJECTIVE_KINDS)}")
         return objectives
 
     @model_validator(mode="after")

@@ -43,6 +43,10 @@ BAD_CONFIGS = [
     # objectives (issue 12): an unknown kind, a weight or limit naming no objective, a limit outside its range
     ("unknown objective", GOOD + "objectives: [{kind: capacity}, {kind: happiness}]\n",
      "objectives[1].kind='happiness' is unknown: allowed capacity, particle_expansion"),
+    ("objective kind a list", GOOD + "objectives: [{kind: [capacity]}, {kind: milling_time}]\n",
+     "objectives[0].kind=['capacity'] is unknown: allowed capacity"),
+    ("objective kind a mapping", GOOD + "objectives: [{kind: capacity}, {kind: {a: 1}}]\n",
+     "objectives[1].kind={'a': 1} is unknown: allowed capacity"),
     ("weight without an objective", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
      "recommendation: {rule: weights, weights: {particle_expansion_pct: 1}}\n",
      "recommendation.weights.particle_expansion_pct: no objective of that name"),
