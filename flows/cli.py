@@ -727,7 +727,7 @@ def _free_port(port: int) -> None:
 
 def cmd_serve(args) -> int:
     from flows.config import load_config
-    from flows.inputs import check_health, check_server, existing_file, existing_path, redact
+    from flows.inputs import check_health, check_server, existing_file, existing_path
 
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
@@ -741,9 +741,6 @@ def cmd_serve(args) -> int:
 
     load_scenarios([args.whatif], config_document(args.config))  # served studies must run
     api = os.environ["PREFECT_API_URL"]
-    if not api.startswith(("http://", "https://")):
-        raise UsageError(f"PREFECT_API_URL {redact(api)}: must start with http:// or https:// "
-                         f"(e.g. http://127.0.0.1:4200/api)")
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads
 
     check_server(api, "PREFECT_API_URL")

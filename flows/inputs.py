@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -581,6 +582,30 @@ def check_environment() -> None:
         nearest = nearest_existing(folder)
         if not nearest.is_dir():
             raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: {_shown(nearest)} is a file, expected a folder")
+        try:  # made now, as the first cached fit would make it: a folder that cannot be made (/proc/x) says so here
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: cannot make the folder "
+                             f"({error.strerror or error}); point it at a writable folder or unset it") from None
+    if os.environ.get("PREFECT_API_URL"):
+        problem = http_url_problem(os.environ["PREFECT_API_URL"])
+        if problem:
+            raise InputError(f"PREFECT_API_URL {excerpt(redact(os.environ['PREFECT_API_URL']))}: {problem} "
+                             f"(e.g. http://127.0.0.1:4200/api), or unset it for a temporary server")
+
+
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with a server's http(s) address (None: nothing): its scheme, its host, its port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises for a bad one
+    except ValueError as error:
+        return f"not a URL ({error})"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 # --- run ids -----------------------------------------------------------------------------------------------------

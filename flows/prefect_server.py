@@ -31,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flows.inputs import InputError
+from flows.inputs import InputError, redact
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
@@ -154,8 +154,9 @@ def start() -> TemporaryServer:
     configured = os.environ.get("PREFECT_API_URL") or _api_url_of_loaded_prefect()
     if configured:
         if not healthy(configured):
-            raise PrefectSettingError(f"PREFECT_API_URL={configured}: no Prefect server answers there; start it "
-                                      f"(`prefect server start`) or unset PREFECT_API_URL for a temporary one")
+            raise PrefectSettingError(f"PREFECT_API_URL={redact(configured)}: no Prefect server answers there; "
+                                      f"start it (`prefect server start`) or unset PREFECT_API_URL for a temporary "
+                                      f"one")
         return TemporaryServer(None, configured, None)
     # Servers sharing a PREFECT_HOME share its database: one that starts migrates it, and two migrating a new
     # database at once collide. So starts take turns (the lock is released once this server answers).

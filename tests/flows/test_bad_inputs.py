@@ -431,6 +431,12 @@ def option_cases() -> list[Case]:
              store_option=False, environment={"PREFECT_API_URL": f"http://127.0.0.1:{_not_mlflow_port()}/api"}),
         Case("option: serve with a Prefect address without a scheme", ["serve"], "PREFECT_API_URL",
              store_option=False, environment={"PREFECT_API_URL": f"snhc:{SECRET}@127.0.0.1:4200/api"}),
+        Case("env: PREFECT_API_URL not a URL", ["optimise"], "PREFECT_API_URL 'notaurl': must start with http://",
+             environment={"PREFECT_API_URL": "notaurl"}),
+        Case("env: PREFECT_API_URL with a broken IPv6 host", ["predict"], "PREFECT_API_URL 'http://[::1': not a URL",
+             store_option=False, environment={"PREFECT_API_URL": "http://[::1"}),
+        Case("env: SNHC_CACHE_DIR where no folder can be made", ["predict"], "SNHC_CACHE_DIR=/proc/snhc-cache: cannot "
+             "make the folder", store_option=False, environment={"SNHC_CACHE_DIR": "/proc/snhc-cache"}),
         Case("option: SNHC_CONFIG_DIR not a folder", ["predict"], "SNHC_CONFIG_DIR", store_option=False,
              environment={"SNHC_CONFIG_DIR": "/nonexistent/snhc-configs"}),
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
@@ -708,7 +714,7 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, capsys, monkeypatch,
 
 def test_catalogue_covers_every_class():
     classes = {case.label.split(":")[0] for case in CASES}
-    assert classes == {"config", "scenario", "lab", "calibration", "option", "tracking", "run id"}
+    assert classes == {"config", "scenario", "lab", "calibration", "option", "tracking", "run id", "env"}
     assert len(CASES) >= 70
 
 
