@@ -403,7 +403,8 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
         {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
     base = load_config(args.config, overrides, OPTION_OF_KEY)
     check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
-    check_experiment_active(base.tracking.tracking_uri, base.tracking.experiment_name)
+    check_experiment_active(base.tracking.tracking_uri, base.tracking.experiment_name,
+                            artifact_location=base.tracking.artifact_location)
     if base.runner.address:
         check_server(base.runner.address, "runner.address")
     return base, overrides, resume  # the lab file is read (once) when the campaign is built

@@ -50,7 +50,8 @@ ARTIFACT_LIBRARIES = {"s3": "boto3", "gs": "google.cloud.storage", "wasbs": "azu
 # A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
 # MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
 CONNECT_TIMEOUT_S = 3.0
-DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786}
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786, "ftp": 21,
+                 "sftp": 22}
 # A lab CSV has one row per milled batch, a few hundred at most; 16 MiB bounds what a wrong file (an export of a
 # whole instrument log) costs before it is refused.
 MAX_CSV_BYTES = 16 * 2**20
@@ -331,10 +332,33 @@ def check_artifact_location(location: str | None, key: str = "tracking.artifact_
         raise InputError(f"{key} {shown}: {scheme}: needs the Python package {library!r}, which is not "
                          f"installed".lstrip())
     if not scheme or len(scheme) == 1 or scheme == "file":
-        nearest = nearest_existing(Path(parts.path if scheme == "file" else location))
-        if not nearest.is_dir():
-            raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
+        _check_artifact_folder(Path(parts.path if scheme == "file" else location), key, shown)
     return location
+
+
+def _check_artifact_folder(folder: Path, key: str, shown: str) -> None:
+    """A local artifact root: a folder, or one that can be made where its nearest existing ancestor is writable
+    (/proc/x had passed, and the flow failed writing its first artifact, a run already in the store)."""
+    nearest = nearest_existing(folder)
+    if not nearest.is_dir():
+        raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
+    if not _can_write(nearest):
+        raise InputError(f"{key} {shown}: cannot write artifacts under {_shown(nearest)} (permission denied or "
+                         f"read-only)".lstrip())
+
+
+def check_artifact_reachable(location: str, key: str) -> None:
+    """An artifact root the campaign will write to, checked before anything starts: a local folder writable (or
+    makeable), an ftp, sftp or http(s) server accepting a connection. Cloud stores (s3, gs, ...) are left to their
+    client library and credentials."""
+    location = reveal(location)
+    shown = excerpt(redact(location))[1:-1]
+    parts = _split(location, key, shown)
+    scheme = parts.scheme.lower()
+    if not scheme or len(scheme) == 1 or scheme == "file":
+        _check_artifact_folder(Path(urllib.parse.unquote(parts.path) if scheme == "file" else location), key, shown)
+    elif scheme in ("ftp", "sftp", "http", "https"):
+        check_server(location, key)
 
 
 def _installed(module: str) -> bool:
@@ -417,35 +441,45 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         _check_postgresql(uri, key, shown)
 
 
-def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment_name") -> None:
+def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment_name",
+                            artifact_location: str | None = None) -> None:
     """The campaign's experiment must be new or active: MLflow refuses to add runs to a deleted one (it had failed
-    mid-run). Read without writing: a SQLite store's table, or a server's ``experiments/get-by-name``."""
+    mid-run). Read without writing: a SQLite store's table, or a server's ``experiments/get-by-name``. Its artifact
+    root must be reachable (:func:`check_artifact_reachable`): an existing experiment's own (MLflow writes there,
+    whatever the config says), else the configured ``artifact_location``; an experiment made with an unreachable
+    root had failed every later run and resume with a traceback."""
     import sqlite3
     import urllib.error
     import urllib.parse
     import urllib.request
 
     uri = reveal(uri)
-    stage = None
+    stage, existing = None, None
     if uri.startswith("sqlite:///") and sqlite_path(uri).is_file() and sqlite_path(uri).stat().st_size:
         try:
             with _read_only_sqlite(sqlite_path(uri)) as connection:
-                row = connection.execute("SELECT lifecycle_stage FROM experiments WHERE name = ?", (name,)).fetchone()
+                row = connection.execute("SELECT lifecycle_stage, artifact_location FROM experiments WHERE name = ?",
+                                         (name,)).fetchone()
         except sqlite3.Error:
-            return  # an empty store (no tables yet): the experiment will be created
-        stage = row[0] if row else None
+            row = None  # an empty store (no tables yet): the experiment will be created
+        stage, existing = row if row else (None, None)
     elif uri.startswith(("http://", "https://")):
         query = urllib.parse.urlencode({"experiment_name": name})
         request = _get_request(uri, f"/api/2.0/mlflow/experiments/get-by-name?{query}", key,
                                excerpt(redact(uri))[1:-1])
         try:
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s)
-                stage = json.loads(response.read()).get("experiment", {}).get("lifecycle_stage")
+                experiment = json.loads(response.read()).get("experiment", {})
+                stage, existing = experiment.get("lifecycle_stage"), experiment.get("artifact_location")
         except (urllib.error.URLError, OSError, ValueError):
-            return  # no such experiment (404) or no answer: the health check has spoken for the server
+            pass  # no such experiment (404) or no answer: the health check has spoken for the server
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
                          f"(mlflow experiments restore) or choose another name")
+    if existing:
+        check_artifact_reachable(existing, f"experiment {excerpt(name)}'s artifact location")
+    elif artifact_location:
+        check_artifact_reachable(artifact_location, "tracking.artifact_location")
 
 
 def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:

@@ -939,3 +939,33 @@ def test_a_failed_csv_write_is_one_line_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(InputError, match=r"out\.csv: cannot write the CSV \(No space left on device\)"):
         write_csv(pd.DataFrame({"a": [1]}), tmp_path / "out.csv")
+
+
+def test_an_unreachable_artifact_root_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """An artifact root the campaign cannot write to gets one line and exit 2 with nothing written, whether the
+    config gives it (a folder that cannot be made, an ftp server that does not answer) or an existing experiment
+    holds it (MLflow writes there whatever the config says): each had started the flow, written a run, and failed
+    with a traceback, and a broken experiment failed every later run and resume."""
+    from mlflow.tracking import MlflowClient
+
+    from flows.cli import main
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(store)
+    client.create_experiment("broken", artifact_location="/proc/snhc-broken")
+    runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    capsys.readouterr()  # MLflow's own lines on making the store
+    cases = [({"SNHC_EXPERIMENT_NAME": "broken"}, "experiment 'broken''s artifact location"),
+             ({"SNHC_EXPERIMENT_NAME": "new", "SNHC_ARTIFACT_LOCATION": "ftp://127.0.0.1:1/artifacts"},
+              "tracking.artifact_location ftp://127.0.0.1:1/artifacts: no server answers"),
+             ({"SNHC_EXPERIMENT_NAME": "new", "SNHC_ARTIFACT_LOCATION": "/proc/snhc-artifacts"},
+              "cannot write artifacts under /proc")]
+    for environment, expected in cases:
+        with monkeypatch.context() as patch:
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            assert main(["optimise", "--n-calls", "8", "--tracking-uri", store]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err
+    assert {e.name for e in client.search_experiments()} == {"broken", "Default"}
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before
