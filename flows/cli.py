@@ -644,7 +644,8 @@ def cmd_what_if(args) -> int:
 
     experiment = checked_experiment_name(args.experiment, "--experiment") if args.experiment is not None \
         else WHAT_IF_EXPERIMENT
-    check_experiment_active(base_config.tracking.tracking_uri, experiment, key="--experiment")
+    check_experiment_active(base_config.tracking.tracking_uri, experiment, key="--experiment",
+                            artifact_location=base_config.tracking.artifact_location)
     from flows import prefect_server
     from flows.scenarios import load_scenarios
 
