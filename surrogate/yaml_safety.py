@@ -160,7 +160,8 @@ def non_finite_number(document: Any, prefix: str = "") -> tuple[str, float] | No
 
 def plain_number(text: str, convert=float):
     """``convert`` of a number as written; a digit separator is refused (Python reads "1_7" as 17: in a lab cell or
-    an option that is a typing error, not a number). The one rule of lab files and command-line options."""
-    if "_" in text:
+    an option that is a typing error, not a number), and so are digits other than ASCII ones (Python reads "٨" as 8).
+    The one rule of lab files and command-line options."""
+    if "_" in text or not text.isascii():  # Python also reads Arabic-Indic and full-width digits ('٨', '８')
         raise ValueError(text)
     return convert(text)

@@ -263,6 +263,8 @@ def lab_cases() -> list[Case]:
         ("text for a number", f"{LAB_HEADER}\n0.5,six,450,20,300\n".encode(), "milling_time_h"),
         ("a digit separator in a recipe cell", f"{LAB_HEADER}\n0.5,1_0,450,20,300\n".encode(),
          "milling_time_h='1_0' is not a number"),
+        ("full-width digits in a recipe cell", f"{LAB_HEADER}\n０.5,6,450,20,300\n".encode(),
+         "sn_mass_fraction='０.5' is not a number"),
         ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
         ("a cycle count of 5000 digits", f"{LAB_HEADER},capacity_at_cycle_{'9' * 5000}_mAh_per_g\n0.5,6,450,20,300,200\n"
          .encode(), "unknown column 'capacity_at_cycle_999"),
@@ -418,6 +420,8 @@ def option_cases() -> list[Case]:
         Case("option: ui --port -1", ["ui", "--port", "-1"], "--port=-1 is out of range", store_option=False),
         Case("option: ui --port 70000", ["ui", "--port", "70000"], "allowed 1 to 65535", store_option=False),
         Case("option: ui --tracking-uri empty", ["ui", "--tracking-uri", ""], "--tracking-uri", store_option=False),
+        Case("option: an Arabic-Indic digit for a budget", ["optimise", "--n-calls", "٨"],
+             "--n-calls: '٨' is not an integer: allowed 2 to 2000"),
         Case("option: a digit separator in a current", ["predict", "--current", "1_7"], "'1_7' is not a number",
              store_option=False),
         Case("option: a digit separator in a recipe field", ["predict", "--milling-time-h", "1_0"],
