@@ -31,11 +31,13 @@ class Scenario(BaseModel):
 
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:
-    """Scenario files from files and folders (a folder means every ``*.yaml`` in it, sorted)."""
+    """Scenario files from files and folders (a folder means every ``*.yaml`` or ``*.yml`` in it that is not hidden,
+    sorted)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.glob("*.yaml") if p.is_file())
+            files += sorted(p for p in path.iterdir()  # *.yaml and *.yml alike; hidden files (an editor's) not
+                            if p.suffix.lower() in (".yaml", ".yml") and p.is_file() and not p.name.startswith("."))
         elif path.is_file():
             files.append(path)
         elif path.exists():

@@ -224,3 +224,13 @@ def test_a_study_on_an_unreachable_store_fails_at_once_and_masks_its_password():
         what_if.fn([str(config_dir() / "whatif" / "hc_capacity_330.yaml")],
                    overrides={"tracking": {"tracking_uri": "http://bob:hunter2@127.0.0.1:9"}})
     assert "no server answers" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_a_scenario_folder_holds_yaml_and_yml_files_but_not_hidden_ones(tmp_path):
+    """A folder of scenarios means every *.yaml and *.yml in it (a .yml with a bad value had been skipped without a
+    word while the rest ran), sorted, and no hidden file (an editor's backup)."""
+    from flows.scenarios import scenario_files
+
+    for name in ("b.yml", "a.yaml", ".a.yaml.swp.yaml", "notes.txt", "C.YML"):
+        (tmp_path / name).write_text("name: x\n")
+    assert [p.name for p in scenario_files([tmp_path])] == ["C.YML", "a.yaml", "b.yml"]
