@@ -38,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.config import CampaignConfig, ConfigError, load_config, parse_setting  # noqa: E402
+from flows.config import CampaignConfig, ConfigError, PrintedName, load_config, parse_setting  # noqa: E402
+from flows.inputs import NumbersNotBooleans  # noqa: E402
 from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
 from flows.model_optimum import dense_optimum  # noqa: E402
 from flows.search import make_optimizer, model_losses, point_of, search_dimensions  # noqa: E402
@@ -63,11 +64,12 @@ class LabSpecError(ValueError):
     """A lab file that cannot be used: one line naming the file and field."""
 
 
-class LabSpec(BaseModel):
-    """A virtual lab: the model with ``parameter_overrides`` plus ``noise_pct`` % Gaussian noise on the objective."""
+class LabSpec(NumbersNotBooleans):
+    """A virtual lab: the model with ``parameter_overrides`` plus ``noise_pct`` % Gaussian noise on the objective.
+    Read by the configs' rules: a number is a number (not ``true`` or ``'0.5'``), a name one printable path part."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=80)
+    name: PrintedName
     description: str = ""
     parameter_overrides: dict[str, Any] = Field(default_factory=dict)
     noise_pct: float = Field(ge=0.0, le=MAX_NOISE_PCT, allow_inf_nan=False)
@@ -103,9 +105,11 @@ def load_lab(path: str | Path, base: CampaignConfig | None = None, p_model: Mode
         spec = LabSpec.model_validate(document)
     except ValidationError as error:
         first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "document"
-        raise LabSpecError(f"{path}: {field}: {first['msg']}"
-                           + (f" (allowed 0 to {MAX_NOISE_PCT:g})" if field == "noise_pct" else "")) from None
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")  # a validator's own words, as the configs show them
+        raise LabSpecError(f"{path}: " + (f"{field}: " if field else "") + message
+                           + (" (allowed 0 to {:g})".format(MAX_NOISE_PCT) if "noise_pct" in (field or message)
+                              else "")) from None
     try:
         settings = {"optimiser": base.optimiser.model_dump(mode="json")} if base is not None else {}
         config = (load_config(overrides=settings | {"objective": spec.objective}) if spec.objective

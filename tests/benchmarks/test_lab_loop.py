@@ -28,6 +28,10 @@ def lab_loop():
     ("name: x\nnoise_pct: 1\ncolour: red\n", "colour"),
     ("name: x\nnoise_pct: [1\n", "lab"),
     ("name: x\nnoise_pct: 1\nobjective: {cycle: -5}\n", "cycle"),
+    # by the configs' rules: a number is a number, a name one printable path part
+    ("name: x\nnoise_pct: true\n", "noise_pct: expected a number"),
+    ("name: x\nnoise_pct: '0.5'\n", "noise_pct: expected a number"),
+    ("name: ../../x\nnoise_pct: 0.5\n", "name: names files and folders"),
 ])
 def test_a_bad_lab_file_gets_one_line_and_exit_2(lab_loop, tmp_path, capsys, text, field):
     path = tmp_path / "lab.yaml"
