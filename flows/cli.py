@@ -889,8 +889,10 @@ def _number(convert, allowed):
             return plain_number(text, convert)
         except ValueError:
             what = "an integer" if convert is int else "a number"
+            from surrogate.yaml_safety import excerpt
+
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not {what}: {allowed() if callable(allowed) else allowed}") from None
+                f"{excerpt(text)} is not {what}: {allowed() if callable(allowed) else allowed}") from None
 
     return parse
 

@@ -434,6 +434,9 @@ class CampaignConfig(Strict):
             self._check_reachable(name, limit, scoring[name])
         if settings.rule == "weights" and not settings.weights:
             raise ValueError("recommendation.rule: weights needs recommendation.weights (objective name -> weight)")
+        if settings.weights and settings.rule != "weights":  # they would be ignored: the knee uses no weights
+            raise ValueError(f"recommendation.weights: used only with recommendation.rule: weights (the rule is "
+                             f"{settings.rule!r}); set the rule, or leave the weights out")
         return self
 
     def _check_reachable(self, name: str, limit: float, objective) -> None:

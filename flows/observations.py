@@ -81,6 +81,10 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     required = [f.name for f in RECIPE_FIELDS if f.required]
     missing = [c for c in required if c not in table.columns]
     if missing:
+        separator = next((s for s in (";", "\t") if len(table.columns) == 1 and s in table.columns[0]), None)
+        if separator is not None:  # one column holding them all: a spreadsheet's other list separator
+            raise ConfigError(f"{path}: columns separated by {separator!r}; a lab file is comma-separated "
+                              f"(save it as CSV with commas)")
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
     recipe_columns = [c for c in table.columns if c in FIELDS]
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]

@@ -50,6 +50,9 @@ BAD_CONFIGS = [
     ("weight without an objective", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
      "recommendation: {rule: weights, weights: {particle_expansion_pct: 1}}\n",
      "recommendation.weights.particle_expansion_pct: no objective of that name"),
+    ("weights that the knee rule would ignore", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
+     "recommendation: {weights: {milling_time_h: 1}}\n",
+     "recommendation.weights: used only with recommendation.rule: weights"),
     ("weight on the single objective", GOOD + "recommendation: {weights: {objective: 1}}\n",
      "recommendation.weights.objective: a weight or limit needs a list of 'objectives'"),
     ("limit outside its range", GOOD + "objectives: [{kind: capacity}, {kind: particle_expansion}]\n"
