@@ -540,13 +540,17 @@ def print_model_error(errors: pd.DataFrame, path) -> None:
 
 LAB_PARAMETER_SHOWN_SD = 0.5  # lab parameters shown on the console: those the results moved this far
 LAB_PARAMETER_HEADERS = {"parameter": "parameter", "project_value": "project", "lab_estimate": "lab",
-                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "low": "low", "high": "high"}
+                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "low": "low", "high": "high",
+                         "on_bound": "on a bound"}
 
 
 def print_lab_parameters(table: pd.DataFrame) -> None:
-    """The lab parameters the lab's results moved by at least LAB_PARAMETER_SHOWN_SD prior sd (all are logged)."""
-    moved = table[table["moved_prior_sd"].abs() >= LAB_PARAMETER_SHOWN_SD]
+    """The lab parameters the lab's results moved by at least LAB_PARAMETER_SHOWN_SD prior sd, or to an end of their
+    range (all are logged)."""
+    moved = table[(table["moved_prior_sd"].abs() >= LAB_PARAMETER_SHOWN_SD)
+                  | (table["on_bound"] if "on_bound" in table else False)]
     if len(moved):
         print_frame(moved, LAB_PARAMETER_HEADERS, f"What the lab results taught the model (parameters moved by "
-                                                  f">= {LAB_PARAMETER_SHOWN_SD:g} prior sd; all in lab_parameters.csv "
+                                                  f">= {LAB_PARAMETER_SHOWN_SD:g} prior sd or to a bound of their "
+                                                  f"range; all in lab_parameters.csv "
                                                   "of the MLflow run)")

@@ -125,12 +125,17 @@ def lab_parameter_table(optimizer) -> pd.DataFrame:
 
 def prior_parameter_table(prior) -> pd.DataFrame:
     """:func:`lab_parameter_table` of a :class:`flows.physics_gp.LabCalibratedPrior` (None: empty)."""
+    from surrogate.calibration import on_bound
+
     if not hasattr(prior, "estimate"):
         return pd.DataFrame(columns=LAB_PARAMETER_COLUMNS)
     estimate, lab = prior.estimate(), prior.lab_parameters
+    # an estimate at an end of its range: the results push past what the range allows (a lab's vial that does not
+    # warm at all drove vial_temperature_rise_at_reference_C to 0), so its "moved (sd)" understates the pull
+    bounded = set(on_bound(lab.names, prior.x_, *lab.box()))
     return pd.DataFrame([{"parameter": name, "project_value": float(lab.p[name].value), "lab_estimate": estimate[name],
                           "moved_prior_sd": float(prior.x_[j]), "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
-                          "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1]}
+                          "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1], "on_bound": name in bounded}
                          for j, name in enumerate(lab.names)], columns=LAB_PARAMETER_COLUMNS)
 
 
@@ -141,7 +146,7 @@ def lab_parameter_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 LAB_PARAMETER_COLUMNS = ["parameter", "project_value", "lab_estimate", "moved_prior_sd", "prior_width_left", "low",
-                         "high"]
+                         "high", "on_bound"]
 
 
 def lab_surrogate(config) -> str:

@@ -354,3 +354,20 @@ def test_the_fast_mean_and_sd_are_the_gps_own():
         # the same variance up to round-off, which a nearly noise-free GP's K^-1 amplifies to ~1e-6 of the prior's
         assert np.all(np.abs(fast_std**2 - std**2) <= 1e-5 * prior_variance)
         assert np.median(std) > 1e-3 * scale  # a real spread away from the data, not only round-off
+
+
+def test_a_lab_parameter_driven_to_an_end_of_its_range_is_marked_on_a_bound(params):
+    """The lab-parameter table says which estimates sit at an end of their range (the results pull past it, so the
+    'moved (sd)' understates the pull), by the calibration's one on-bound rule; the console shows them too."""
+    from types import SimpleNamespace
+
+    from flows.config import load_config
+    from flows.physics_gp import LabParameters
+    from flows.suggest import prior_parameter_table
+
+    lab = LabParameters(params, load_config().lab_parameters[:3])
+    low, high = lab.box()
+    x = np.array([low[0], 0.3, high[2]])
+    prior = SimpleNamespace(x_=x, covariance_=np.eye(3), lab_parameters=lab, estimate=lambda: lab.values(x))
+    table = prior_parameter_table(prior)
+    assert table["on_bound"].tolist() == [True, False, True]
