@@ -73,11 +73,18 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         if "tracking" in scenario.overrides:  # a study's scenarios are runs of its one experiment and store
             raise ConfigError(f"{path}: overrides.tracking: a scenario is logged with its study (snhc what-if "
                               f"--experiment and --tracking-uri choose where); remove it")
+        if "objectives" in scenario.overrides:  # the study compares fixed-definition metrics of one objective
+            raise ConfigError(f"{path}: overrides.objectives: a what-if scenario keeps the study's capacity "
+                              f"objective (change overrides.objective); run several objectives with snhc optimise "
+                              f"--config")
         names.add(scenario.name)
         config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
         recipes = [_recipe(item, materials, path) for item in scenario.recipes]
         if scenario.mode == "predict" and not recipes:
             raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
+        if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
+            raise ConfigError(f"{path}: recipes: only a predict scenario (mode: predict) takes recipes; an "
+                              f"optimise scenario searches for its own")
         loaded.append((scenario, config, recipes))
     return loaded
 

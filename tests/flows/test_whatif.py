@@ -167,6 +167,10 @@ def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
     ("name: x\nmode: predict\nrecipes: [Sn@HC-7-1]\n", "unknown material"),
     ("name: x\nmode: predict\n", "needs at least one recipe"),
     ("name: x\nflavour: 1\n", "flavour: unknown key"),
+    # settings a scenario would have ignored, or that collided with the base's objective in words that misled
+    ("name: x\nrecipes: [HC]\n", "recipes: only a predict scenario (mode: predict) takes recipes"),
+    ("name: x\noverrides: {objectives: [{kind: capacity}, {kind: milling_time}]}\n",
+     "overrides.objectives: a what-if scenario keeps the study's capacity objective"),
 ])
 def test_bad_scenario_exits_2_before_anything_runs(tmp_path, capsys, text, message):
     scenario = tmp_path / "scenario.yaml"
