@@ -61,15 +61,21 @@ CONFIG_FILES = ("model_parameters.yaml", "materials.yaml", "default.yaml", "unce
                 "physics_parameters.yaml", "schedules.yaml", "calibration/li2025.yaml")
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
-# ``scheme://user:password@``, and over http(s) a token alone as the user (``https://ghp_...@host``: a user name
-# alone elsewhere, ``postgresql://postgres@``, ``wasbs://container@``, is kept). A scheme starts at a word's start
-# (the lookbehind), so a long run of letters is scanned once, not once per letter (a 100 kB description took 205 s)
-_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)"
-                       r"(?P<userinfo>[^/?#\s@]*:[^/?#\s]*)@")
-_HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?://)(?P<userinfo>[^/?#\s@:]+)@")
+# User info sits in a whitespace- or quote-separated word holding an @ (``_WORD``); only such words are searched,
+# and each pattern starts at most once per run of characters and stops at a separator, so masking is linear in the
+# text (descriptions and tables of 100 kB had taken minutes: a pattern started at every letter or comma and scanned
+# to the end of the text from each).
+_WORD = re.compile(r"[^\s'\"]+")
+# ``scheme://user:password@`` (any scheme, ``-https://`` and ``git+https://`` included: a scheme is the whole run
+# before ``://``), and over http(s) a token alone as the user (``https://ghp_...@host``; a user name alone
+# elsewhere, ``postgresql://postgres@``, ``wasbs://container@``, is kept)
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@:]*:[^/?#\s]*)@")
+_HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*?[Hh][Tt][Tt][Pp][Ss]?://)"
+                         r"(?P<userinfo>[^/?#\s@:]+)@")
 # ``user:password@host`` given without a scheme (a Dask address, a mistyped tracking URI): a name, a colon, a
-# password, an @ and a host, not inside a longer word or path
-_BARE_USERINFO = re.compile(r"(?<![\w.+\-/:@%])(?P<userinfo>[\w.%+\-]+:[^/?#\s@'\"]+)@(?=[\w\[])")
+# password, an @ and a host, not inside a longer word or path (a comma ends a password here: a list of
+# ``key:value,...`` pairs is not one)
+_BARE_USERINFO = re.compile(r"(?<![\w.+\-/:@%])(?P<userinfo>[\w.%+\-]+:[^/?#\s@'\",]+)@(?=[\w\[])")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
     r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
@@ -90,10 +96,16 @@ def redact(text: Any) -> Any:
     """
     if not isinstance(text, str):
         return text
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    text = _HTTP_TOKEN.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    text = _BARE_USERINFO.sub(f"{REDACTED}@", text)
+    if "@" in text:
+        text = _WORD.sub(lambda word: _masked_userinfo(word[0]) if "@" in word[0] else word[0], text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
+
+
+def _masked_userinfo(word: str) -> str:
+    """One word with an @ in it, its user info masked (:func:`redact`)."""
+    word = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", word)
+    word = _HTTP_TOKEN.sub(lambda m: f"{m['scheme']}{REDACTED}@", word)
+    return _BARE_USERINFO.sub(f"{REDACTED}@", word)
 
 
 class MaskedError(RuntimeError):

@@ -742,6 +742,8 @@ def test_catalogue_covers_every_class():
     (f"runner.address 'bob:{SECRET}@[::1]:8786': no server answers", SECRET, "no server answers"),
     (f"http://{SECRET}@127.0.0.1:5057", SECRET, "127.0.0.1:5057"),  # a token alone as the user: a secret too
     (f"tracking_uri https://ghp_{SECRET}@mlflow.example.org/: no server", SECRET, "mlflow.example.org/: no server"),
+    (f"see -https://user:{SECRET}@host/x", SECRET, "host/x"),  # a scheme is the whole run before ://
+    (f"pip install git+https://ghp_{SECRET}@github.com/r", SECRET, "github.com/r"),
 ])
 def test_redact_masks_credentials(text, secret, kept):
     from flows.inputs import REDACTED, redact
@@ -975,3 +977,20 @@ def test_an_unreachable_artifact_root_is_refused_before_anything_runs(tmp_path, 
         assert expected in err and len(err.splitlines()) == 1, err
     assert {e.name for e in client.search_experiments()} == {"broken", "Default"}
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before
+
+
+@pytest.mark.parametrize("text", ["y" * 400_000, "http://" + "a:" * 200_000, "a:b," * 100_000,
+                                  "log:" + ",".join(["12:00:01"] * 44_000), "a:b," * 100_000 + "@x",
+                                  "http://" + "a:" * 200_000 + "@h", ";" + "a" * 400_000])
+def test_masking_a_long_text_takes_time_in_proportion_to_it(text):
+    """Masking scans a text once: shapes that had made the patterns restart at every letter or comma (a 100 kB
+    description took 205 s, 'a:b,' x 25 000 took 25 s) take milliseconds at 400 kB. A guard against quadratic
+    patterns, with a margin of about a hundred over the measured time, not a speed target."""
+    import time
+
+    from flows.inputs import redact
+
+    start = time.process_time()
+    redact(text)
+    assert time.process_time() - start < 2.0
+
