@@ -298,8 +298,8 @@ class BatchOptimizer(Optimizer):
         if key not in self.cache_:  # asking again before a tell gives the same points, as in scikit-optimize
             if isinstance(self._seed, (int, np.integer)):
                 # A stream of its own per ask, fixed by the seed and the number of results told, not one stream run
-                # on through every earlier ask: a resumed campaign (told its saved batches at once) then asks what
-                # the uninterrupted one asked.
+                # on through every earlier ask: a resumed campaign (told its saved batches again, batch by batch)
+                # then asks what the uninterrupted one asked.
                 self.rng = np.random.RandomState(np.random.SeedSequence([int(self._seed), len(self.Xi)])
                                                  .generate_state(1)[0])
             with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
@@ -635,6 +635,10 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
               if in_search_space(e.recipe, config, optimizer.space)]
     for _, group in itertools.groupby(usable, key=lambda item: item[2]):
         told = list(group)
+        if batches is not None and getattr(optimizer, "acq_func", None) == "gp_hedge":
+            # gp_hedge's gains are scored at a tell against the candidates of the ask before it: ask again (the
+            # same points, the ask's stream being fixed by what was told) so a resume keeps the gains it had
+            optimizer.ask(n_points=len(told), strategy=config.optimiser.liar)
         optimizer.tell([p for p, _, _ in told], [loss_of(e, config) for _, e, _ in told],
                        **told_inputs(optimizer, [e for _, e, _ in told]))
     return len(usable)

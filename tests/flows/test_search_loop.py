@@ -64,17 +64,20 @@ def test_same_seed_same_points(params, seed):
     pd.testing.assert_frame_equal(run(overrides), run(overrides))
 
 
-@pytest.mark.parametrize("config_path, stop", [(None, 12), ("configs/pareto.yaml", 14)])
-def test_a_resumed_search_asks_what_the_uninterrupted_one_asked(params, config_path, stop):
+@pytest.mark.parametrize("config_path, stop, optimiser", [
+    (None, 12, {}), ("configs/pareto.yaml", 14, {}),
+    (None, 12, {"composite": False, "acquisition": "gp_hedge"}),  # its gains are scored against each ask
+])
+def test_a_resumed_search_asks_what_the_uninterrupted_one_asked(params, config_path, stop, optimiser):
     """Same config + seed -> the same evaluation table, interrupted or not: a campaign stopped after 3 batches and
-    resumed (its saved batches told at once to a new optimiser) asks the points the uninterrupted one asked. Each
+    resumed (its saved batches told again, batch by batch, to a new optimiser) asks the points the uninterrupted one asked. Each
     ask had drawn from one random stream run on through every earlier ask, so a resumed default campaign diverged
     from its 14th evaluation on (Sn 0.07 where the uninterrupted run took 0.65); ParEGO's weights likewise."""
     from dataclasses import replace
 
     from flows.pareto import run_pareto_search
 
-    settings = {"n_initial_points": 6, "batch_size": 4, "seed": 5}
+    settings = {"n_initial_points": 6, "batch_size": 4, "seed": 5} | optimiser
     full_config = load_config(config_path, {"optimiser": settings | {"n_calls": 24}})
     short_config = load_config(config_path, {"optimiser": settings | {"n_calls": stop}})  # whole batches
     search = run_pareto_search if full_config.multi_objective else run_search
