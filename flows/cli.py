@@ -160,19 +160,17 @@ def cmd_predict(args) -> int:
 def _add_objectives(record: dict, recipe: dict, p, calibration, config) -> None:
     """The config's ``objectives`` at the recipe, under ``record["objectives"]`` (name -> value) with their 90 %
     intervals and extrapolation flags under the same key of ``interval_90`` and ``extrapolated``."""
-    from flows.evaluation import evaluate_batch, metric_extrapolated, metric_intervals, target_metrics
+    from flows.evaluation import evaluate_batch, metric_intervals, scoring_flags
     from surrogate.uncertainty import build_ensemble
 
     scoring = config.scoring()
     (evaluation,) = evaluate_batch([recipe], p, scoring)
     intervals = metric_intervals(recipe, p, calibration, scoring)
-    flags = metric_extrapolated(recipe, build_ensemble(p, calibration).domain, scoring.request(), evaluation.metrics,
-                                target_metrics(scoring))
+    flags = scoring_flags(recipe, build_ensemble(p, calibration).domain, scoring, evaluation.metrics)
     record["objectives"] = {o.name: evaluation.metrics[o.name] for o in scoring.objectives}
     record["interval_90"]["objectives"] = {o.name: intervals.get(o.name, [evaluation.metrics[o.name]] * 2)
                                            for o in scoring.objectives}
-    record["extrapolated"]["objectives"] = {o.name: not o.recipe_only and flags.get(o.name, True)
-                                            for o in scoring.objectives}
+    record["extrapolated"]["objectives"] = {o.name: flags.get(o.name, True) for o in scoring.objectives}
     record["objective_definition"] = scoring.describe()
 
 
@@ -603,15 +601,18 @@ def cmd_suggest(args) -> int:
 
         print(json.dumps(suggestion_records(table), indent=2))
         return 0
+    import pandas as pd
+
     from flows.metrics import extrapolated_column, interval_columns
     from flows.reporting import EXTRAPOLATED, print_frame, print_lab_parameters, with_interval
 
     shown = table.copy()
     for name in ("capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):  # value [90 % interval] *
         if interval_columns(name)[0] in shown:
-            shown[name] = [with_interval(row[name], [row[c] for c in interval_columns(name)], digits=0)
-                           + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] else "")
-                           for row in shown.to_dict("records")]
+            shown[name] = [with_interval(row[name], band if all(pd.notna(band)) else None, digits=0)
+                           + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] is True else "")
+                           for row in shown.to_dict("records")
+                           for band in [[row[c] for c in interval_columns(name)]]]
     print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
     console().print(f"Q@1000 and swell %: the lab-taught model's value [90 % interval]; {EXTRAPOLATED}: beyond the "
                     f"study's data. sd: the optimiser's belief about the objective, not a measurement's scatter")

@@ -269,7 +269,8 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
     for name, given in (inputs or {}).items():
         if given is not None and path.exists() and Path(given).exists() and path.samefile(given):
             raise InputError(f"{option} {_shown(path)}: is the file {name} reads; give another file name")
-    if path.exists() and path.suffix.lower() != ".csv":
+    stream = path.parts[:2] == ("/", "dev") or (path.exists() and not path.is_file())  # /dev/stdout, a pipe
+    if path.exists() and path.suffix.lower() != ".csv" and not stream:
         raise InputError(f"{option} {_shown(path)}: exists and is not a CSV file; give a new name or a .csv file")
     folder = path.parent
     if not folder.is_dir():
@@ -343,14 +344,22 @@ def check_artifact_location(location: str | None, key: str = "tracking.artifact_
     if library is not None and not _installed(library):
         raise InputError(f"{key} {shown}: {scheme}: needs the Python package {library!r}, which is not "
                          f"installed".lstrip())
-    if not scheme or len(scheme) == 1 or scheme == "file":
-        _check_artifact_folder(Path(parts.path if scheme == "file" else location), key, shown)
+    if not scheme or len(scheme) == 1 or scheme == "file":  # shape only: whether it can be written is checked by
+        nearest = nearest_existing(_local_artifact_path(location, scheme))  # the commands that write (reachable)
+        if not nearest.is_dir():
+            raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
     return location
 
 
+def _local_artifact_path(location: str, scheme: str) -> Path:
+    """The folder of a local artifact root: a ``file:`` URI's path (percent-decoded), or the path as given."""
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(location).path)) if scheme == "file" else Path(location)
+
+
 def _check_artifact_folder(folder: Path, key: str, shown: str) -> None:
-    """A local artifact root: a folder, or one that can be made where its nearest existing ancestor is writable
-    (/proc/x had passed, and the flow failed writing its first artifact, a run already in the store)."""
+    """A local artifact root a command will write to: a folder, or one that can be made where its nearest existing
+    ancestor is writable (/proc/x had passed, and the flow failed writing its first artifact, a run already in the
+    store)."""
     nearest = nearest_existing(folder)
     if not nearest.is_dir():
         raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
@@ -368,7 +377,7 @@ def check_artifact_reachable(location: str, key: str) -> None:
     parts = _split(location, key, shown)
     scheme = parts.scheme.lower()
     if not scheme or len(scheme) == 1 or scheme == "file":
-        _check_artifact_folder(Path(urllib.parse.unquote(parts.path) if scheme == "file" else location), key, shown)
+        _check_artifact_folder(_local_artifact_path(location, scheme), key, shown)
     elif scheme in ("ftp", "sftp", "http", "https"):
         check_server(location, key)
 

@@ -219,7 +219,8 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
     recorder.log_lab_comparison(errors)
     if not quiet:
         reporting.print_model_error(errors, campaign.lab.path)
-    for line in surprising_values(campaign.lab, p, campaign.config):
+    # against the study's model, as snhc suggest checks: a model refitted on the lab rows has learned the odd value
+    for line in surprising_values(campaign.lab, campaign_parameters(campaign.config)[0], campaign.config):
         reporting.say(f"[bold]lab value to check[/]: {line}", quiet)
 
 

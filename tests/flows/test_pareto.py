@@ -144,7 +144,7 @@ def test_a_front_gets_its_first_objectives_optimum_reported_and_nothing_added(pa
 
 def test_the_front_carries_each_predicted_objectives_interval_and_flag(params, pareto_campaign):
     """pareto.csv gives every model-predicted objective of each front recipe its 90 % interval and extrapolation
-    flag, as the recommendation gives its recipe (one rule: the recommended row's bands are the recommendation's);
+    flag, by the functions the recommendation's intervals and flags come from (batch_intervals, scoring_flags);
     milling time, exact, gets neither. The figure draws the intervals as error bars."""
     from flows.evaluation import batch_intervals, campaign_parameters, scoring_flags
     from flows.metrics import extrapolated_column, interval_columns
