@@ -299,7 +299,8 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     (``UncertainPrediction.record`` plus the objective's). A value PyBaMM computes gets
     :func:`flows.evaluation.model_form_interval` (the model's band moved to it, joined with the model's own band);
     a value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. A capacity's
-    band stops at the theoretical capacity, as the numpy model's does (HC at -20 C had reached 321 of 300). The flags are
+    band stops at the theoretical capacity, as the numpy model's does (HC at -20 C had reached 321 of 300). The flags
+    are
     the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
     """
     theoretical = model["theoretical_capacity_mAh_per_g"]
@@ -343,7 +344,6 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
         raise PhysicsFailure(result.reason)
     # A current the model cannot carry (the cut-off reached at once) is a failed value with its reason, not a
     # failed prediction: the other currents are still reported, as the numpy fidelity reports them.
-    failures = dict(_failed_currents(result.reason))
     record["capacity_at_current_mAh_per_g"] = {
         label: capacity[current] for label, current in zip(current_labels, request.currents_A_per_g)}
     first_cycle = model.capacity_at_cycle_mAh_per_g[0]
@@ -357,9 +357,9 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
     finished = scores["physics_status"].iloc[0] == Status.FINISHED.value
     record["objective"] = float(scores["physics_objective"].iloc[0]) if finished else None
     failed = {
-        **{f"capacity_at_current_mAh_per_g.{label}": failures.get(current, result.reason)
+        **{f"capacity_at_current_mAh_per_g.{label}": result.failure_at(current)
            for label, current in zip(current_labels, request.currents_A_per_g) if capacity[current] is None},
-        **({"capacity_at_cycle_mAh_per_g": failures.get(request.cycling_current_A_per_g, result.reason)}
+        **({"capacity_at_cycle_mAh_per_g": result.failure_at(request.cycling_current_A_per_g)}
            if cycling is None else {}),
         **({"objective": str(scores["physics_reason"].iloc[0])} if not finished else {})}
     if failed:  # what PyBaMM could not evaluate, and why (the key only when something failed: the JSON keeps the
@@ -367,14 +367,3 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
     return record
 
 
-def _failed_currents(reason: str) -> list[tuple[float, str]]:
-    """(current, why) of each failed current in a :class:`surrogate.physics.PhysicsResult` reason ("4.2 A/g: why;
-    ...")."""
-    out = []
-    for part in reason.split("; "):
-        current, _, why = part.partition(" A/g: ")
-        try:
-            out.append((float(current), why))
-        except ValueError:
-            continue
-    return out

@@ -132,6 +132,12 @@ class PhysicsResult:
     sn_radius_m: float  # radii from the milling model (the build used the rounded ones)
     hc_radius_m: float
     failed_currents_A_per_g: tuple[float, ...] = field(default=())
+    failure_by_current: tuple[str, ...] = field(default=())  # why each current failed ("" where it did not)
+
+    def failure_at(self, current_A_per_g: float) -> str:
+        """Why the solve at one of the currents failed ("" if it did not; the whole reason if none is recorded)."""
+        by_current = dict(zip(self.currents_A_per_g, self.failure_by_current))
+        return by_current.get(current_A_per_g, self.reason)
 
     @property
     def ok(self) -> bool:
@@ -342,7 +348,8 @@ def _result(currents, outcomes: list[_Outcome], design: ElectrodeDesign, i: int)
         termination=tuple(o.termination for o in outcomes),
         theoretical_capacity_mAh_per_g=float(design.theoretical_capacity_mAh_per_g[i]),
         sn_radius_m=float(design.sn_radius_m[i]), hc_radius_m=float(design.hc_radius_m[i]),
-        failed_currents_A_per_g=tuple(c for c, _ in failed))
+        failed_currents_A_per_g=tuple(c for c, _ in failed),
+        failure_by_current=tuple(o.failure or "" for o in outcomes))
 
 
 def _failed_result(currents, reason: str, design: ElectrodeDesign | None = None, i: int = 0) -> PhysicsResult:
@@ -354,4 +361,4 @@ def _failed_result(currents, reason: str, design: ElectrodeDesign | None = None,
         theoretical_capacity_mAh_per_g=float(design.theoretical_capacity_mAh_per_g[i]) if design else np.nan,
         sn_radius_m=float(design.sn_radius_m[i]) if design else np.nan,
         hc_radius_m=float(design.hc_radius_m[i]) if design else np.nan,
-        failed_currents_A_per_g=tuple(currents))
+        failed_currents_A_per_g=tuple(currents), failure_by_current=(reason,) * len(currents))
