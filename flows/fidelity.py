@@ -300,8 +300,7 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     :func:`flows.evaluation.model_form_interval` (the model's band moved to it, joined with the model's own band);
     a value that is the numpy model's (ICE, expansion, activation energy) keeps the model's interval. A capacity's
     band stops at the theoretical capacity, as the numpy model's does (HC at -20 C had reached 321 of 300). The flags
-    are
-    the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
+    are the model's: what counts as extrapolation is where the data end, whichever fidelity predicts.
     """
     theoretical = model["theoretical_capacity_mAh_per_g"]
 
