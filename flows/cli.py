@@ -97,7 +97,7 @@ def _positive(option: str, values, integer: bool = False, most: float = math.inf
     whole numbers if ``integer``."""
     for value in values:
         if not math.isfinite(value) or value <= 0 or value > most or (integer and value != int(value)):
-            raise UsageError(f"{option}={value!r} is out of range: {_positive_text(integer, most)}")
+            raise UsageError(f"{option}={value:.15g} is out of range: {_positive_text(integer, most)}")
     return values
 
 
@@ -108,7 +108,7 @@ def cmd_predict(args) -> int:
     cycles = [int(c) for c in _positive("--cycles", args.cycles, integer=True, most=MAX_CYCLE)]
     low, high = CELL_TEMPERATURE_RANGE_C
     if not low <= args.temperature_C <= high:
-        raise UsageError(f"--temperature-C={args.temperature_C!r} is out of range: {TEMPERATURE_ALLOWED}")
+        raise UsageError(f"--temperature-C={args.temperature_C:.15g} is out of range: {TEMPERATURE_ALLOWED}")
     from flows.config import load_config
     from flows.inputs import existing_file
     from flows.evaluation import metric_intervals
