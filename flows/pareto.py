@@ -12,9 +12,10 @@ than the Chebyshev maximum of all of them, which a single GP fitted to the scala
 of a batch gets its own weights (drawn from the campaign's seed), so one batch spreads along the front. Measured
 (benchmarks/pareto_front.py, configs/pareto.yaml, hypervolume at 96 evaluations): 91.7 / 93.3 / 93.2 / 89.7 % on
 seeds 42 / 7 / 1 / 2, against 90.3 / 86.8 / 91.3 / 90.9 % with one GP on the scalarised values (a gain about
-as large as the seed-to-seed scatter). On this code, seeds 42, 7, 1-6: 88.3 / 93.0 / 92.8 / 94.2 / 92.3 / 89.9 / 88.6 /
-91.6 %, median 92.0 % (target 95 %; each batch's draws now from a stream fixed by the seed and the evaluations done, so a resumed
-campaign draws the same; 90.8 % with one stream run on through the batches). Tried without a
+as large as the seed-to-seed scatter). On this code, seeds 42, 7, 1-6: 88.3 / 93.0 / 92.8 / 94.2 / 92.3 / 89.9 /
+88.6 / 91.6 %, median 92.0 % (target 95 %; each batch's draws now from a stream fixed by the seed and the
+evaluations done, so a resumed campaign draws the same; 90.8 % with one stream run on through the batches). Tried
+without a
 gain beyond that scatter (8 seeds each, median): a fixed GP noise of 1e-6 (91.0), Knowles's lattice of weight vectors
 with its corners (90.2 on 4 seeds), log axes for speed and BPR (90.5 on 4), an optimistic hypervolume improvement in
 place of the scalarisation (91.9 on 4), and half the acquisition samples stepped from the non-dominated recipes (sd
@@ -258,9 +259,9 @@ def with_uncertainty(campaign: "Campaign", front: pd.DataFrame, ensemble: "Ensem
         name = objective.name
         low, high = interval_columns(name)
         at = out.columns.get_loc(name) + 1
-        values = out[name].to_numpy(float)
-        out.insert(at, low, [b.get(name, [v, v])[0] for b, v in zip(bands, values)])
-        out.insert(at + 1, high, [b.get(name, [v, v])[1] for b, v in zip(bands, values)])
+        missing = [np.nan, np.nan]  # no interval could be computed: unknown, not a zero-width certainty
+        out.insert(at, low, [b.get(name, missing)[0] for b in bands])
+        out.insert(at + 1, high, [b.get(name, missing)[1] for b in bands])
         out.insert(at + 2, extrapolated_column(name), [bool(f.get(name, True)) for f in flags])
     return out
 

@@ -134,7 +134,8 @@ def prior_parameter_table(prior) -> pd.DataFrame:
     # warm at all drove vial_temperature_rise_at_reference_C to 0), so its "moved (sd)" understates the pull
     bounded = set(on_bound(lab.names, prior.x_, *lab.box()))
     return pd.DataFrame([{"parameter": name, "project_value": float(lab.p[name].value), "lab_estimate": estimate[name],
-                          "moved_prior_sd": float(prior.x_[j]), "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
+                          "moved_prior_sd": float(prior.x_[j]),
+                          "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
                           "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1], "on_bound": name in bounded}
                          for j, name in enumerate(lab.names)], columns=LAB_PARAMETER_COLUMNS)
 
