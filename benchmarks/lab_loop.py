@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.config import CampaignConfig, ConfigError, PrintedName, load_config, parse_setting  # noqa: E402
 from flows.inputs import NumbersNotBooleans  # noqa: E402
-from flows.evaluation import campaign_parameters, evaluate_batch  # noqa: E402
+from flows.evaluation import campaign_parameters  # noqa: E402
 from flows.model_optimum import dense_optimum  # noqa: E402
 from flows.search import make_optimizer, model_losses, point_of, search_dimensions  # noqa: E402
 from surrogate.parameters import ModelParameters, ParameterError  # noqa: E402
