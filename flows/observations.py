@@ -260,7 +260,12 @@ def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]
 
 def _lab_request(lab: LabData, config: CampaignConfig):
     """What the model must predict to meet every metric the lab measured (cycles at the target current)."""
-    names = {name for e in lab.measured for name in e.metrics}
+    return metrics_request({name for e in lab.measured for name in e.metrics}, config)
+
+
+def metrics_request(names, config: CampaignConfig):
+    """The prediction request that gives every metric in ``names`` (rate-test currents and cycle numbers read from
+    the names; cycles at the objective's current), besides the objective's own."""
     currents = sorted({float(m.group(1)) for n in names if (m := re.match(r"capacity_at_([0-9.]+)_A_per_g", n))})
     cycles = sorted({int(m.group(1)) for n in names if (m := re.match(r"capacity_at_cycle_([0-9]+)_", n))})
     objective = config.objective

@@ -36,6 +36,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from flows.objective import PENALTY, SCORE
 from flows.observations import scatter_scale
 from surrogate.calibration import ParameterTransform
 from surrogate.uncertainty import RANGE_IN_SD
@@ -60,6 +61,7 @@ LAB_FIT_TOLERANCE = 1e-3
 # three labs are at 0.11-0.12 s, with the same experiments seed for seed.
 LAB_REFIT_QUANTILE = 0.9
 PARAMETER_DRAWS, PARAMETER_DRAWS_SEED = 32, 0  # the lab parameters' spread shown with a suggestion
+DERIVED_METRICS = (SCORE, PENALTY)  # a lab row's values that follow from its other metrics: not fitted beside them
 LAB_FIT_DIFF_STEP = 1e-3  # finite-difference step in prior sd: well above the model's round-off, below its curvature
 
 
@@ -127,26 +129,65 @@ class LabParameters:
         return self.p.with_values(**self.values(x))
 
 
+class MeasuredMetrics:
+    """The metrics a lab measured at some points, as a table (points x names, NaN where a point lacks one), and the
+    standardised residuals of a model's values of them: ``(measured - model) / sigma``, with sigma the lab's stated
+    scatter (% of :func:`flows.observations.scatter_scale`: the value, or its metric's typical size when larger). A
+    metric the model could not give at a point (a failed recipe) reads as a model value of 0: the largest miss
+    there is, still finite for the fit."""
+
+    def __init__(self, names: list[str], values: np.ndarray, sigma: np.ndarray):
+        self.names, self.values, self.sigma = names, values, sigma
+        self.measured = np.isfinite(values)
+
+    @classmethod
+    def of(cls, rows: list[dict[str, float]], sigma_pct: float) -> "MeasuredMetrics":
+        names = sorted({name for row in rows for name in row})
+        values = np.array([[row.get(name, np.nan) for name in names] for row in rows], dtype=float).reshape(
+            len(rows), len(names))
+        typical = np.array([np.median(np.abs(column[np.isfinite(column)])) for column in values.T])
+        sigma = sigma_pct / 100.0 * scatter_scale(np.nan_to_num(values), typical)
+        return cls(names, values, sigma)
+
+    def residuals(self, model: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(self.values)
+        predicted = np.column_stack([np.asarray(model.get(name, np.full(n, np.nan)), dtype=float).reshape(n)
+                                     for name in self.names]) if self.names else np.zeros((n, 0))
+        predicted = np.where(np.isfinite(predicted), predicted, 0.0)
+        return ((self.values - predicted) / self.sigma)[self.measured]
+
+
 class LabCalibratedPrior(ModelPrior):
     """The model's loss with some assumed parameters inferred from the lab's results: the calibration inputs of
     Kennedy & O'Hagan.
 
     A lab's mill, powders or glove box differ from the project's assumptions (a welding rate, an oxide level, the HC's
-    plateau share). Each :meth:`fit` estimates those parameters from the lab's measured losses by maximum a posteriori:
-    least squares of ``(y - model_theta(x)) / sigma`` plus the prior ``|x|^2`` of :class:`LabParameters`, warm-started
-    from the last estimate. The model the discrepancy GP then corrects is the lab's own, so the prior's optimum moves
-    where the lab's results say it lies; what the parameters cannot explain is left to the weight, offset and GP.
+    plateau share). Each :meth:`fit` estimates those parameters from the lab's results by maximum a posteriori: least
+    squares of ``(measured - model_theta(x)) / sigma`` plus the prior ``|x|^2`` of :class:`LabParameters`,
+    warm-started from the last estimate. The model the discrepancy GP then corrects is the lab's own, so the prior's
+    optimum moves where the lab's results say it lies; what the parameters cannot explain is left to the weight,
+    offset and GP.
+
+    What is measured is each metric the lab reported at a point (:meth:`remember_measurements`: capacity, particle
+    expansion, ICE, ...), each against the model's own value of it; the loss (the score those metrics make) only
+    where nothing else was reported. Fitted to the score alone, a low capacity at the lab's swelling was explained by
+    invented swelling (the penalty), and the capacity stayed wrong: the score cannot tell which of its inputs missed.
 
     Parameters
     ----------
     space : the optimiser's ``skopt.Space``
     losses_for : maps model parameters to a ``losses_of_points`` function (``flows.search.model_losses``)
     lab_parameters : the parameters to infer and their priors
-    sigma_pct : a measured loss's uncertainty, % of its magnitude (the campaign's ``lab_uncertainty_pct``)
+    sigma_pct : a measured value's uncertainty, % of its magnitude (the campaign's ``lab_uncertainty_pct``)
+    metrics_for : maps model parameters to ``values(points, names) -> {name: array}``, the model's metrics at points
+        (``flows.search.model_metric_values``); None: every row is fitted by its loss
     """
 
-    def __init__(self, space, losses_for: Callable, lab_parameters: LabParameters, sigma_pct: float):
+    def __init__(self, space, losses_for: Callable, lab_parameters: LabParameters, sigma_pct: float,
+                 metrics_for: Callable | None = None):
         self.losses_for, self.lab_parameters, self.sigma_pct = losses_for, lab_parameters, float(sigma_pct)
+        self.metrics_for = metrics_for
+        self.measured_: dict[bytes, dict[str, float]] = {}  # transformed point -> the metrics the lab measured there
         self.x_ = np.zeros(len(lab_parameters.names))
         self.covariance_ = np.eye(len(lab_parameters.names))  # no lab results yet: the prior
         self._fitted_rows: set[bytes] = set()  # (point, value) rows the estimate was last fitted on
@@ -172,12 +213,21 @@ class LabCalibratedPrior(ModelPrior):
                 return
         self._fitted_rows = set(rows)
         self.refits_ += 1
-        points = self.space.inverse_transform(X)
         lab = self.lab_parameters
+        by_loss, by_metrics = self._split_rows(X)
+        loss_points = self.space.inverse_transform(X[by_loss]) if by_loss.size else []
+        measured = MeasuredMetrics.of([self.measured_[X[i].tobytes()] for i in by_metrics], self.sigma_pct)
+        metric_points = self.space.inverse_transform(X[by_metrics]) if by_metrics.size else []
 
         def residuals(x):
-            m = np.asarray(self.losses_for(lab.parameters(x))(points), dtype=float)
-            return np.concatenate([(y - m) / sigma, x])
+            q = lab.parameters(x)
+            parts = []
+            if by_loss.size:
+                m = np.asarray(self.losses_for(q)(loss_points), dtype=float)
+                parts.append((y[by_loss] - m) / sigma[by_loss])
+            if by_metrics.size:
+                parts.append(measured.residuals(self.metrics_for(q)(metric_points, measured.names)))
+            return np.concatenate([*parts, x])  # the data, then the prior's rows
 
         low, high = lab.box()
         solution = least_squares(residuals, np.clip(self.x_, low, high), bounds=(low, high), method="trf",
@@ -190,6 +240,20 @@ class LabCalibratedPrior(ModelPrior):
             self.x_ = solution.x
             self.losses_of_points = self.losses_for(lab.parameters(self.x_))
             self._memo.clear()
+
+    def remember_measurements(self, X: np.ndarray, rows: list[dict[str, float]]) -> None:
+        """The metrics a lab measured at points ``X`` (transformed), one mapping per point, for :meth:`fit` to
+        explain one by one. The score and its penalty are left out: they follow from the other metrics."""
+        for x, metrics in zip(np.ascontiguousarray(X, dtype=float), rows):
+            usable = {name: float(v) for name, v in metrics.items()
+                      if name not in DERIVED_METRICS and np.isfinite(v)}
+            if usable:
+                self.measured_[x.tobytes()] = usable
+
+    def _split_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the rows fitted by their loss and of those fitted by their measured metrics."""
+        has = np.array([self.metrics_for is not None and x.tobytes() in self.measured_ for x in X], dtype=bool)
+        return np.flatnonzero(~has), np.flatnonzero(has)
 
     def _parameter_draws(self, rng, n: int) -> np.ndarray:
         """n draws of the lab parameters (prior-standardised) from their Laplace posterior, kept in their ranges."""

@@ -28,7 +28,8 @@ from skopt.space import Categorical, Real, Space
 from skopt.utils import cook_estimator, is_2Dlistlike, normalize_dimensions
 
 from flows.config import CampaignConfig
-from flows.evaluation import LAB, Evaluation, model_objective
+from flows.evaluation import LAB, Evaluation, evaluate_batch, model_objective
+from flows.observations import metrics_request
 from flows.objective import CAPACITY, EXPANSION, SCORE
 from flows.physics_gp import (LabCalibratedPrior, LabParameters, ModelPrior, PhysicsInformedGP, condition_gp,
                               gp_mean_std, warm_kernel)
@@ -551,7 +552,8 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         # electrochemistry, which the prior weight and the discrepancy GP learn.
         if config.lab_parameters and config.fidelity == "model":
             prior = LabCalibratedPrior(optimizer.space, lambda q: model_losses(config, q),
-                                       LabParameters(p, config.lab_parameters), config.lab_uncertainty_pct)
+                                       LabParameters(p, config.lab_parameters), config.lab_uncertainty_pct,
+                                       lambda q: model_metric_values(config, q))
         else:
             prior = ModelPrior(optimizer.space, model_losses(config, p))
         optimizer.base_estimator_.set_params(prior=prior)
@@ -570,8 +572,10 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     if not usable:
         return None
     prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
-                               config.lab_uncertainty_pct)
-    prior.fit(space.transform([point for point, _ in usable]), np.array([loss_of(e, config) for _, e in usable]))
+                               config.lab_uncertainty_pct, lambda q: model_metric_values(config, q))
+    X = space.transform([point for point, _ in usable])
+    prior.remember_measurements(X, [e.metrics for _, e in usable])
+    prior.fit(X, np.array([loss_of(e, config) for _, e in usable]))
     return prior
 
 
@@ -583,13 +587,24 @@ def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray
         try:
             objective = model_objective(recipes_of_points(points, config), p, config.scoring())
         except Exception:  # a batch the model cannot take whole: recipe by recipe, failures at the penalty
-            from flows.evaluation import evaluate_batch
-
             return np.array([loss_of(e, config) for e in
                              evaluate_batch([recipe_of(point, config) for point in points], p, config.scoring())])
         return np.where(np.isfinite(objective), -np.asarray(objective, dtype=float), penalty)
 
     return losses
+
+
+def model_metric_values(config: CampaignConfig, p) -> Callable[[list[list], list[str]], dict[str, np.ndarray]]:
+    """The model's metrics at a list of points: ``values(points, names)`` predicts what ``names`` need (their
+    currents and cycles, :func:`flows.observations.metrics_request`) and returns every metric (arrays); a recipe the
+    model cannot take is NaN throughout. What a lab's measured metrics are fitted against."""
+    def values(points: list[list], names: list[str]) -> dict[str, np.ndarray]:
+        recipes = [recipe_of(point, config) for point in points]
+        rows = [e.metrics if e.ok else {} for e in evaluate_batch(recipes, p, config.scoring(),
+                                                                    metrics_request(names, config))]
+        return {name: np.array([row.get(name, np.nan) for row in rows], dtype=float) for name in names}
+
+    return values
 
 
 def _plain(value):
@@ -633,6 +648,10 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
     numbers = batches if batches is not None else [0] * len(known)
     usable = [(point, e, b) for (point, e), b in zip(known, numbers)
               if in_search_space(e.recipe, config, optimizer.space)]
+    prior = getattr(getattr(optimizer, "base_estimator_", None), "prior", None)
+    lab = [(point, e) for point, e, _ in usable if e.source == LAB and e.ok]
+    if lab and hasattr(prior, "remember_measurements"):  # a lab prior fits each metric the lab measured
+        prior.remember_measurements(optimizer.space.transform([point for point, _ in lab]), [e.metrics for _, e in lab])
     for _, group in itertools.groupby(usable, key=lambda item: item[2]):
         told = list(group)
         if batches is not None and getattr(optimizer, "acq_func", None) == "gp_hedge":
