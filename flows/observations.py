@@ -34,7 +34,7 @@ from surrogate.yaml_safety import YamlInputError, plain_number, read_text_file
 from flows.metrics import condition_out_of_range
 from flows.objective import OBJECTIVE_SPAN
 from flows.metrics import info as metric_info
-from flows.objective import CAPACITY, SCORE
+from flows.objective import CAPACITY, EXPANSION, SCORE
 from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
 from surrogate.status import Status
 
@@ -300,6 +300,49 @@ def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
                 lines.append(f"{lab.path} line {line}: {name} {value:g} lies far outside the model's 90 % interval "
                              f"at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
                              f"failed cell): it teaches the model as much as a real difference would")
+    return lines
+
+
+# Quantities a lab can measure on its cells that the lab parameters move: checked by unmeasured_moves when no lab row
+# measured them
+CHECKED_UNMEASURED = ("reversible_capacity_mAh_per_g", "initial_coulombic_efficiency_pct", EXPANSION,
+                      "electrode_expansion_after_1000_cycles_pct", CAPACITY)
+
+
+def unmeasured_moves(lab: LabData, p, taught, config: CampaignConfig) -> list[str]:
+    """One line per quantity that no lab row measured but the lab's parameters (``taught``) move out of the project
+    model's 90 % interval at some lab recipe (the farthest such recipe is named).
+
+    The lab parameters are fitted to what the lab measured; every other prediction follows them without data. The
+    example lab file, which has no ICE column, moved the HC's milling constant so far that the lab's model gave the
+    study's own 2:1 recipe an ICE of 72 %, where the study measured 83 %: a lab reads that as a prediction unless
+    told it is not one."""
+    from flows.evaluation import batch_intervals, campaign_parameters, evaluate_batch
+    from surrogate.uncertainty import build_ensemble
+
+    measured = {name for e in lab.measured for name in e.metrics}
+    names = [name for name in CHECKED_UNMEASURED if name not in measured]
+    if not lab.measured or not names or taught is p:
+        return []
+    recipes = [e.recipe for e in lab.measured]
+    before, after = evaluate_batch(recipes, p, config.objective), evaluate_batch(recipes, taught, config.objective)
+    bands = batch_intervals(recipes, build_ensemble(p, campaign_parameters(config)[1]), config.objective)
+    lines = []
+    for name in names:
+        farthest = None
+        for line, b, a, band in zip(lab.measured_lines, before, after, bands):
+            if name not in band or not (b.ok and a.ok):
+                continue
+            low, high = band[name]
+            value = a.metrics[name]
+            beyond = max(low - value, value - high) / max(high - low, np.finfo(float).tiny)
+            if beyond > 0 and (farthest is None or beyond > farthest[0]):
+                farthest = (beyond, line, b.metrics[name], value, low, high)
+        if farthest is not None:
+            _, line, old, new, low, high = farthest
+            lines.append(f"{name} at the recipe of {lab.path} line {line}: {old:.4g} in the project's model, "
+                         f"{new:.4g} in the lab's, outside the project model's 90 % interval ({low:.4g}-{high:.4g}); "
+                         f"no lab row measured it, so the lab's value is the fit's guess: measure it to check")
     return lines
 
 

@@ -294,3 +294,30 @@ def test_a_lab_value_far_outside_the_models_interval_is_named(tmp_path):
     lines = surprising_values(read_observations(odd, config), p, config)
     assert len(lines) == 1
     assert "line 6: objective_capacity_mAh_per_g 420 lies far outside the model's 90 % interval" in lines[0]
+
+
+def test_a_quantity_no_lab_row_measured_but_the_lab_fit_moved_is_named(tmp_path):
+    """The example lab file has no ICE column, yet its fit moves the HC's milling constant until the lab's model
+    gives the study's own 2:1 recipe an ICE far below the project model's interval: that ICE is named as the fit's
+    guess. Once the lab measures ICE, it is fitted and no longer named."""
+    from flows.evaluation import campaign_parameters
+    from flows.observations import unmeasured_moves
+    from flows.search import lab_calibrated_prior
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+
+    def named(path):
+        lab = read_observations(path, config)
+        prior = lab_calibrated_prior(config, p, lab.measured)
+        taught = prior.lab_parameters.parameters(prior.x_)
+        assert unmeasured_moves(lab, p, p, config) == []  # the project's own model moves nothing
+        return {line.split(" at the recipe")[0] for line in unmeasured_moves(lab, p, taught, config)}
+
+    example = config_dir() / "lab_results_example.csv"
+    assert "initial_coulombic_efficiency_pct" in named(example)
+    lines = example.read_text().splitlines()
+    with_ice = tmp_path / "with_ice.csv"
+    with_ice.write_text("\n".join([lines[0] + ",initial_coulombic_efficiency_pct"]
+                                  + [line + (",83" if line.split(",")[5] else ",") for line in lines[1:]]) + "\n")
+    assert "initial_coulombic_efficiency_pct" not in named(with_ice)
