@@ -400,29 +400,38 @@ class CampaignRecorder:
         self.tracker.log_files(self.run_id, report)
 
 
+NOTE_ROW = "note"  # the ``what`` of a recommendation-table row that is a sentence: its rule, a search bound, ...
+
+
 def recommendation_table(recommendation, after_evaluations: int, physics: Mapping[str, float] | None = None):
-    """The recommendation as rows of (what, quantity, value, unit): the recipe, the predicted headline metrics, the
-    PyBaMM check's values when there was one, then the optimiser GP's belief at that recipe. Values are rounded to
-    4 significant digits for reading; the exact values are in ``recommended_recipe.json``."""
+    """The recommendation as rows of (what, quantity, value, unit, flag): the recipe, the predicted headline metrics
+    (flag ``extrapolated`` beyond the study's data), the PyBaMM check's values when there was one, the optimiser GP's
+    belief at that recipe, then one ``note`` row per sentence the console prints with it (the fidelity, the rule, a
+    search bound, a recipe beyond the calibration's materials): the MLflow run page must warn as the console does.
+    Values are rounded to 4 significant digits for reading; the exact values are in ``recommended_recipe.json``."""
     import pandas as pd
 
     from flows.metrics import display_number, unit_of, words
+    from flows.reporting import EXTRAPOLATED
 
     evaluation = recommendation.evaluation
-    rows = [("recipe", words(name), display_number(value), unit_of(name)) for name, value in evaluation.recipe.items()]
-    rows += [("predicted", words(name), display_number(value), unit_of(name))
+    flag = {name: EXTRAPOLATED if recommendation.extrapolated.get(name) else "" for name in recommendation.headline()}
+    rows = [("recipe", words(name), display_number(value), unit_of(name), "")
+            for name, value in evaluation.recipe.items()]
+    rows += [("predicted", words(name), display_number(value), unit_of(name), flag[name])
              for name, value in recommendation.headline().items()]
     rows += [("predicted, 90 % interval", words(name),
-              f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name))
+              f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name), flag[name])
              for name, band in recommendation.intervals.items() if name in recommendation.headline()]
-    rows += [("PyBaMM check", words(name), display_number(value), unit_of(name)) for name, value in
+    rows += [("PyBaMM check", words(name), display_number(value), unit_of(name), "") for name, value in
              (physics or {}).items()]
     if math.isfinite(recommendation.surrogate_mean):  # a multi-objective campaign has no GP on one objective
         rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),
-                  "mAh/g"),
+                  "mAh/g", ""),
                  ("optimiser GP at this recipe", "sd of objective (the GP's belief, not a model error bar)",
-                  display_number(recommendation.surrogate_std), "mAh/g")]
-    table = pd.DataFrame(rows, columns=["what", "quantity", "value", "unit"])
+                  display_number(recommendation.surrogate_std), "mAh/g", "")]
+    rows += [(NOTE_ROW, "", note, "", "") for note in (recommendation.fidelity_note, *recommendation.notes()) if note]
+    table = pd.DataFrame(rows, columns=["what", "quantity", "value", "unit", "flag"])
     table.insert(0, "after_evaluations", after_evaluations)  # appended rows of an extended campaign stay apart
     return table
 
@@ -432,6 +441,8 @@ def run_description(config, table) -> str:
     lines = [config.description or f"Campaign `{config.name}`", "",
              f"Objective{'s' if config.multi_objective else ''}: {config.scoring().describe()}.", "",
              f"**Recommendation after {int(table['after_evaluations'].iloc[0])} evaluations**", "",
-             "| | quantity | value | unit |", "|---|---|---|---|"]
-    lines += [f"| {row.what} | {row.quantity} | {row.value} | {row.unit} |" for row in table.itertuples()]
-    return "\n".join(lines)
+             "| | quantity | value | unit | |", "|---|---|---|---|---|"]
+    lines += [f"| {row.what} | {row.quantity} | {row.value} | {row.unit} | {row.flag} |"
+              for row in table.itertuples() if row.what != NOTE_ROW]
+    notes = [f"- {row.value}" for row in table.itertuples() if row.what == NOTE_ROW]
+    return "\n".join(lines + ([""] + notes if notes else []))

@@ -102,6 +102,19 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
     shown = float(rows[("recipe", "sn mass fraction")]["value"])
     assert shown == pytest.approx(summary["recipe"]["sn_mass_fraction"], rel=1e-3)
     assert run.data.params["optimiser.seed"] == "7"  # params stay exact
+    # the run page warns as the console does: every sentence of the recommendation, and each extrapolated value
+    from flows.metrics import words
+
+    record = json.loads(Path(client.download_artifacts(summary["run_id"], "recommended_recipe.json",
+                                                       str(tmp_path))).read_text())
+    sentences = [s for s in (record["fidelity"], record["rule"], *record["search_bounds"]) if s]
+    assert sentences and all(f"- {s}" in description for s in sentences)
+    assert set(sentences) <= set(table.loc[table["what"] == "note", "value"])
+    flags = {words(name): flagged for name, flagged in record["extrapolated"].items() if isinstance(flagged, bool)}
+    predicted = table[table["what"] == "predicted"]
+    assert len(predicted) > 0
+    for quantity, flag in zip(predicted["quantity"], predicted["flag"]):
+        assert flag == ("extrapolated" if flags[quantity] else "")
     # every child run carries the model's 90 % interval beside its metrics, around its value
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
     assert len(children) == 6
