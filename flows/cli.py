@@ -151,7 +151,7 @@ def cmd_predict(args) -> int:
             return 1
         record = with_model_form_intervals(physics, record)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(json_text(record))
         return 0
     _print_prediction(name, recipes.to_records()[0], record, args)
     return 0
@@ -262,10 +262,10 @@ def cmd_calibrate(args) -> int:
             print(f"note: {note}", file=sys.stderr)
         recalibration = recalibrate(config, lab, args.data)
         if args.json:
-            print(json.dumps({"parameters": _records(recalibration.parameter_moves),
-                              "lab_predictions": _records(recalibration.prediction_moves),
-                              "metrics": recalibration.metrics(),
-                              "parameters_on_bound": list(recalibration.on_bound)}, indent=2))
+            print(json_text({"parameters": _records(recalibration.parameter_moves),
+                             "lab_predictions": _records(recalibration.prediction_moves),
+                             "metrics": recalibration.metrics(),
+                             "parameters_on_bound": list(recalibration.on_bound)}))
         else:
             print(recalibration.report_text())
         return 0
@@ -280,7 +280,7 @@ def cmd_calibrate(args) -> int:
 
         physics = fit_physics(calibration.apply(ModelParameters.load()), data_path=args.data, refit=args.refit)
         if args.json:
-            print(json.dumps({"fitted_values": physics.fitted_values, "rows": _records(physics.report)}, indent=2))
+            print(json_text({"fitted_values": physics.fitted_values, "rows": _records(physics.report)}))
         else:
             print(physics.report_text())
         return 0
@@ -288,14 +288,32 @@ def cmd_calibrate(args) -> int:
 
     checks = diagnostics(ModelParameters.load(), calibration, args.data)
     if args.json:
-        print(json.dumps({"fitted_values": calibration.fitted_values, "rows": _records(calibration.report),
-                          "diagnostics": checks.as_dict(), "data_sha256": calibration.data_sha256,
-                          "parameters_sha256": calibration.parameters_sha256}, indent=2))
+        print(json_text({"fitted_values": calibration.fitted_values, "rows": _records(calibration.report),
+                         "diagnostics": checks.as_dict(), "data_sha256": calibration.data_sha256,
+                         "parameters_sha256": calibration.parameters_sha256}))
         return 0
     print(calibration.report_text())  # a wide table: never re-wrapped
     print()
     print(checks.text())
     return 0
+
+
+def json_text(document) -> str:
+    """A ``--json`` document as strict JSON: a number that is not finite (NaN, inf: a value a campaign could not
+    compute, the GP mean of a multi-objective campaign) becomes null, which every JSON parser reads; other
+    objects (paths, numpy scalars) as their text or number."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (numpy stays unimported)
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(plain(document), indent=2, default=str, allow_nan=False)
 
 
 def _records(table) -> list[dict]:
@@ -337,7 +355,7 @@ def _validate(args) -> int:
                                    "fidelity_disagreement.png": disagreement_figure(
                                        design, tuple(summary["current_A_per_g"]))})
     if args.json:
-        print(json.dumps(document, indent=2, default=str))
+        print(json_text(document))
         return 0
     print(report_text(rows))
     print(f"\nPyBaMM against the numpy model over a {summary['design_points']}-recipe Sobol design of the search "
@@ -436,8 +454,8 @@ def cmd_optimise(args) -> int:
     link = mlflow_run_url(config.tracking.tracking_uri, summary["experiment_id"], summary["run_id"])
     if args.json:
         command, _, url = link.rpartition(" then ")  # a local store: open it with `snhc ui` first
-        print(json.dumps(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": url,
-                                    "mlflow_url_needs": command.strip("`") or None}, indent=2, default=str))
+        print(json_text(summary | {"experiment_name": config.tracking.experiment_name, "mlflow_url": url,
+                                   "mlflow_url_needs": command.strip("`") or None}))
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
                          summary["interval_90"], summary["extrapolated"])
@@ -601,7 +619,7 @@ def cmd_suggest(args) -> int:
     if args.json:
         from flows.suggest import suggestion_records
 
-        print(json.dumps(suggestion_records(table), indent=2))
+        print(json_text(suggestion_records(table)))
         return 0
     import pandas as pd
 
@@ -675,8 +693,8 @@ def cmd_what_if(args) -> int:
             study = run()
     finally:
         server.release()
-    print(json.dumps({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
-                      "experiment_id": study["experiment_id"], "files": study["files"]}, indent=2))
+    print(json_text({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],
+                     "experiment_id": study["experiment_id"], "files": study["files"]}))
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
-                      model_validator)
+                      model_serializer, model_validator)
 
 from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
                           check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
@@ -328,9 +328,18 @@ class RecommendationSettings(Strict):
         return weights
 
 
+# The run description is MLflow's note, which MLflow cuts at 8 000 characters with the recommendation table after it,
+# and the 'description' param, cut at 6 000: a longer text would push the recommendation out of the run page.
+DESCRIPTION_MAX_CHARS = 2000
+# No coin cell reproduces its capacity better than a few tenths of a %; below 0.1 % a lab row's weight makes the lab
+# fit's covariance singular (1e-6 %: a traceback in snhc suggest).
+LAB_UNCERTAINTY_MIN_PCT = 0.1
+
+
 class CampaignConfig(Strict):
     name: PrintedName = "default"
-    description: str = ""
+    description: str = Field("", max_length=DESCRIPTION_MAX_CHARS,
+                             description="what the campaign asks, in words: the MLflow run's description")
     search_space: SearchSpace = SearchSpace()
     objective: CapacityObjective = CapacityObjective()
     objectives: list[ObjectiveSpec] | None = Field(None, description="objectives to pick and combine (kinds: "
@@ -345,7 +354,7 @@ class CampaignConfig(Strict):
         False, description="with lab observations, refit the fitted parameters on the study's data plus the lab rows "
                            "(flows/recalibration.py) before optimising")
     lab_uncertainty_pct: float = Field(
-        5.0, gt=0.0, le=100.0, allow_inf_nan=False,
+        5.0, ge=LAB_UNCERTAINTY_MIN_PCT, le=100.0, allow_inf_nan=False,
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
     lab_parameters: list[str] = Field(
@@ -359,6 +368,15 @@ class CampaignConfig(Strict):
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        """Dumped as a config file would say it: a campaign with 'objectives' has no 'objective' (the validator
+        refuses both), so a saved config (resume, the config.yaml artifact, a what-if's base) loads again."""
+        document = handler(self)
+        if self.objectives is not None and isinstance(document, dict):
+            document.pop("objective", None)
+        return document
     physics_check: PhysicsCheck = PhysicsCheck()
 
     @field_validator("model_parameters")

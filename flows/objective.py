@@ -126,7 +126,8 @@ RESERVED_SUFFIXES = ("_interval_90_low", "_interval_90_high")  # every reported 
 class _Objective(NumbersNotBooleans):
     """Common shape of the pickable objectives; subclasses set kind, unit, direction, value range and metric."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # dumped as written: a saved config (resume, the config.yaml artifact, a what-if's base) must load again
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
     unit: ClassVar[str] = ""
     direction: ClassVar[str] = MAXIMISE

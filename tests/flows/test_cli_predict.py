@@ -280,3 +280,16 @@ def test_a_current_pybamm_cannot_carry_fails_alone(capsys):
     low, high = record["interval_90"]["capacity_at_current_mAh_per_g"]["0.17"]
     assert 0 < low <= value <= high
     assert record["objective"] is not None  # the cycling current (1.7 A/g) was carried
+
+
+def test_json_output_is_strict_json_with_null_for_a_number_not_computed():
+    """A --json document is read by any parser: NaN or inf (a multi-objective campaign's GP mean, which it has
+    none of) becomes null, a numpy scalar its plain value; Python's default had printed a bare NaN."""
+    import numpy as np
+
+    from flows.cli import json_text
+
+    text = json_text({"surrogate_mean": float("nan"), "values": [np.float32(1.5), np.int64(3), np.float64("-inf")],
+                      "flag": np.bool_(True)})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}")) == {
+        "surrogate_mean": None, "values": [1.5, 3, None], "flag": True}
