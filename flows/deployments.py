@@ -7,6 +7,8 @@ the same on every server; ``build_deployments(timezone=...)`` overrides the zone
 
 from __future__ import annotations
 
+import zoneinfo
+
 from prefect import serve
 from prefect.schedules import Cron
 
@@ -30,17 +32,47 @@ def load_schedules(path=None) -> dict[str, str]:
     document = read_yaml_mapping(path, "schedules file")
     if set(document) != set(SCHEDULE_KEYS):
         raise InputError(f"{path}: expected exactly the keys {list(SCHEDULE_KEYS)}, got {sorted(map(str, document))}")
+    zone = document["timezone"]
+    if not isinstance(zone, str) or zone not in zoneinfo.available_timezones() or zone in LOCAL_CLOCK_ZONES:
+        raise InputError(f"{path}: timezone {excerpt(zone)} is not an IANA time zone (e.g. UTC, Europe/London; not "
+                         f"the server's local clock)")
     for key in ("nightly_optimisation", "weekly_what_if"):
+        cron = document[key]
+        five_fields = (f"{path}: {key} {excerpt(cron)} is not a cron expression (five fields: minute hour "
+                       f"day-of-month month day-of-week)")
+        if not isinstance(cron, str) or len(cron.split()) != 5:  # Prefect reads a sixth field as seconds
+            raise InputError(five_fields)
         try:
-            CronSchedule(cron=document[key], timezone=document["timezone"])
-        except (ValidationError, ValueError, TypeError) as error:
-            field = error.errors()[0]["loc"][0] if isinstance(error, ValidationError) else "cron"
-            if field == "timezone":
-                raise InputError(f"{path}: timezone {excerpt(document['timezone'])} is not an IANA time zone "
-                                 f"(e.g. UTC, Europe/London)") from None
-            raise InputError(f"{path}: {key} {excerpt(document[key])} is not a cron expression (five fields: "
-                             f"minute hour day-of-month month day-of-week)") from None
+            CronSchedule(cron=cron, timezone=zone)
+        except (ValidationError, ValueError, TypeError):
+            raise InputError(five_fields) from None
+        if not _fires(cron, zone):
+            raise InputError(f"{path}: {key} {excerpt(cron)} never fires (a date that does not exist, e.g. 30 "
+                             f"February): the deployment would never run")
     return document
+
+
+# Names zoneinfo knows that follow the machine's own clock, which a schedule file exists to avoid
+LOCAL_CLOCK_ZONES = ("localtime", "Factory")
+FIRES_WITHIN_YEARS = 8  # a valid date recurs within 8 years (29 February: 4, or 8 across a skipped leap year)
+
+
+def _fires(cron: str, zone: str) -> bool:
+    """Whether the cron has a next date within :data:`FIRES_WITHIN_YEARS` (read by the croniter Prefect's
+    scheduler runs; 30 February made the server log an error every loop and the deployment never ran)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        from prefect._vendor.croniter import croniter
+    except ImportError:  # a Prefect without its vendored croniter: its own validation is all we have
+        return True
+    start = datetime.now(ZoneInfo(zone))
+    try:
+        following = croniter(cron, start).get_next(datetime)
+    except Exception:  # noqa: BLE001 - croniter's CroniterBadDateError: no such date
+        return False
+    return (following - start).days <= 366 * FIRES_WITHIN_YEARS
 
 
 SCHEDULES = load_schedules()

@@ -87,6 +87,15 @@ def test_cron_schedules_carry_the_configured_time_zone():
     ('timezone: UTC\nnightly_optimisation: "99 99 * * *"\nweekly_what_if: "0 3 * * 1"\n', "nightly_optimisation"),
     ('timezone: Mars/Olympus\nnightly_optimisation: "0 2 * * *"\nweekly_what_if: "0 3 * * 1"\n', "timezone"),
     ('timezone: UTC\nnightly_optimisation: "0 2 * * *"\n', "expected exactly the keys"),
+    # a sixth field is read by Prefect as seconds: 60 runs a night
+    ('timezone: UTC\nnightly_optimisation: "0 2 * * * *"\nweekly_what_if: "0 3 * * 1"\n', "five fields"),
+    ('timezone: UTC\nnightly_optimisation: 2\nweekly_what_if: "0 3 * * 1"\n', "five fields"),
+    # dates that never come: the deployment would never run
+    ('timezone: UTC\nnightly_optimisation: "0 2 * * *"\nweekly_what_if: "0 3 30 2 *"\n', "weekly_what_if .* never fires"),
+    ('timezone: UTC\nnightly_optimisation: "0 0 31 4 *"\nweekly_what_if: "0 3 * * 1"\n', "never fires"),
+    # the server's own clock, or nothing: what the file exists to avoid
+    ('timezone: localtime\nnightly_optimisation: "0 2 * * *"\nweekly_what_if: "0 3 * * 1"\n', "timezone"),
+    ("timezone: ''\nnightly_optimisation: \"0 2 * * *\"\nweekly_what_if: \"0 3 * * 1\"\n", "timezone"),
     ("- just a list\n", "mapping"),
 ])
 def test_a_broken_schedules_file_is_one_line_naming_the_key(tmp_path, text, expected):
@@ -98,3 +107,12 @@ def test_a_broken_schedules_file_is_one_line_naming_the_key(tmp_path, text, expe
     with pytest.raises(InputError, match=expected) as error:
         load_schedules(path)
     assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_schedule_of_29_february_fires_and_is_kept(tmp_path):
+    """A rare date is a date: 29 February fires within four years (eight across a skipped leap year)."""
+    from flows.deployments import load_schedules
+
+    path = tmp_path / "schedules.yaml"
+    path.write_text('timezone: Europe/London\nnightly_optimisation: "0 0 29 2 *"\nweekly_what_if: "0 3 * * 1"\n')
+    assert load_schedules(path)["nightly_optimisation"] == "0 0 29 2 *"
