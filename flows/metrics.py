@@ -69,6 +69,12 @@ def condition_out_of_range(name: str) -> str | None:
         return f"current {match.group(1)} A/g is out of range: allowed above 0 up to {MAX_CURRENT_A_PER_G:g}"
     if (match := AT_CYCLE.match(name)) and not 1 <= int(match.group(1)) <= MAX_CYCLE:
         return f"cycle {int(match.group(1))} is out of range: allowed 1 to {MAX_CYCLE}"
+    # one spelling per condition, the model's (1.7, not 1.70 or 01.7; 400, not 0400): another spelling matches no
+    # predicted metric, so the value would never be compared, and two spellings could hold one quantity twice
+    if (match := AT_CURRENT.match(name)) and match.group(1) != f"{float(match.group(1)):g}":
+        return f"write the current as {float(match.group(1)):g} (capacity_at_{float(match.group(1)):g}_A_per_g_mAh_per_g)"
+    if (match := AT_CYCLE.match(name)) and match.group(1) != str(int(match.group(1))):
+        return f"write the cycle as {int(match.group(1))} (capacity_at_cycle_{int(match.group(1))}_mAh_per_g)"
     return None
 
 

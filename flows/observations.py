@@ -39,6 +39,11 @@ from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
 from surrogate.status import Status
 
 TEXT_COLUMNS = ("sample_id", "notes")
+# A lab makes tens to a few hundred recipes; 1 000 rows took snhc suggest 100 s (the lab fit and the discrepancy GP
+# grow with the cube of the rows), 5 000 did not finish in 300 s
+MAX_LAB_ROWS = 500
+
+
 @dataclass(frozen=True)
 class LabData:
     """Measured evaluations and pending recipes from one CSV file (replicate rows of one recipe averaged into one
@@ -60,23 +65,36 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         raise ConfigError(str(error)) from None
     if not text.strip():
         raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line ends alike
+    records = []  # (the line a record starts on, its fields); a quoted field may hold line breaks
+    reader = csv.reader(io.StringIO(text), strict=True, skipinitialspace=True)  # an unclosed quote is an error
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        first = 1
+        for fields in reader:
+            if any(field.strip() for field in fields):  # blank rows, and a spreadsheet's ',,,,' rows, are no rows
+                records.append((first, fields))
+            first = reader.line_num + 1
     except csv.Error as error:  # a NUL byte, a field beyond the csv module's size limit
         raise ConfigError(f"{path}: not a readable CSV: {excerpt(str(error), 120)}") from None
-    for line, row in enumerate(rows[1:], start=2):
-        if row and len(row) != len(rows[0]):
-            raise ConfigError(f"{path} line {line}: not a readable CSV: {len(row)} fields where the header has "
-                              f"{len(rows[0])}")
-    header = [c.strip() for c in rows[0]] if rows else []
+    if not records:
+        raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
+    (header_line, header_fields), data = records[0], records[1:]
+    for line, fields in data:
+        if len(fields) != len(header_fields):
+            raise ConfigError(f"{path} line {line}: not a readable CSV: {len(fields)} fields where the header has "
+                              f"{len(header_fields)}")
+    header = [c.strip() for c in header_fields]
+    if "" in header:
+        raise ConfigError(f"{path} line {header_line}: column {header.index('') + 1} of the header has no name "
+                          f"(a trailing comma?)")
     duplicated = [c for c in header if header.count(c) > 1]
-    if duplicated:  # before pandas, which would rename the second one ('milling_time_h.1')
+    if duplicated:
         raise ConfigError(f"{path}: column {excerpt(duplicated[0])} appears twice")
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable CSV: {excerpt(str(error).splitlines()[0], 120)}") from None
-    table.columns = [c.strip() for c in table.columns]
+    if len(data) > MAX_LAB_ROWS:
+        raise ConfigError(f"{path}: {len(data)} rows: at most {MAX_LAB_ROWS} (a lab's recipes and replicates; the "
+                          f"lab fit and its GP grow with the cube of the rows)")
+    table = pd.DataFrame([[field.lstrip() for field in fields] for _, fields in data], columns=header, dtype=str)
+    lines = [line for line, _ in data]
 
     required = [f.name for f in RECIPE_FIELDS if f.required]
     missing = [c for c in required if c not in table.columns]
@@ -99,8 +117,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
 
     ceilings = _capacity_ceiling(config)
     rows: dict[tuple, list[tuple[int, dict, dict]]] = {}  # recipe -> its rows (line, recipe, measured metrics)
-    for offset, row in table.iterrows():
-        line = offset + 2  # the header is line 1
+    for line, (_, row) in zip(lines, table.iterrows()):
         recipe = _recipe(row, recipe_columns, path, line)
         metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}

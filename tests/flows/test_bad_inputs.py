@@ -286,6 +286,19 @@ def lab_cases() -> list[Case]:
          "objective\n0.5,6,450,20,-1e300\n".encode(), "objective=-1e+300 is out of range"),
         ("a test at cycle 0", f"{LAB_HEADER},capacity_at_cycle_0_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
          "cycle 0 is out of range"),
+        # the line named is the file's own line: blank lines and quoted line breaks count
+        ("a bad value after blank lines", f"{LAB_HEADER}\n0.6,10,400,20,330\n\n\n0.5,6,450,20,abc\n".encode(),
+         "line 5: objective_capacity_mAh_per_g"),
+        ("a bad value after a quoted line break", f"{LAB_HEADER},notes\n0.6,10,400,20,330,\"two\nlines\"\n"
+         f"0.5,6,450,20,abc,\n".encode(), "line 4: objective_capacity_mAh_per_g"),
+        ("a header with a trailing comma", f"{LAB_HEADER},\n0.5,6,450,20,300,\n".encode(),
+         "column 6 of the header has no name (a trailing comma?)"),
+        ("a current spelled otherwise than the model's", f"{LAB_HEADER},capacity_at_1.70_A_per_g_mAh_per_g\n"
+         f"0.5,6,450,20,300,250\n".encode(), "write the current as 1.7"),
+        ("a cycle with a leading zero", f"{LAB_HEADER},capacity_at_cycle_0400_mAh_per_g\n0.5,6,450,20,300,250\n"
+         .encode(), "write the cycle as 400"),
+        ("more rows than a lab makes", (f"{LAB_HEADER}\n" + "0.5,6,450,20,300\n" * 501).encode(),
+         "501 rows: at most 500"),
         ("a test at 0 A/g", f"{LAB_HEADER},capacity_at_0_A_per_g_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
          "current 0 A/g is out of range"),
         ("out of range", f"{LAB_HEADER}\n1.5,6,450,20,300\n".encode(), "sn_mass_fraction=1.5"),

@@ -321,3 +321,22 @@ def test_a_quantity_no_lab_row_measured_but_the_lab_fit_moved_is_named(tmp_path)
     with_ice.write_text("\n".join([lines[0] + ",initial_coulombic_efficiency_pct"]
                                   + [line + (",83" if line.split(",")[5] else ",") for line in lines[1:]]) + "\n")
     assert "initial_coulombic_efficiency_pct" not in named(with_ice)
+
+
+def test_a_spreadsheets_line_ends_and_empty_rows_read_as_the_plain_file(tmp_path):
+    """Old-Mac line ends (CR alone), Windows ones, blank lines and a spreadsheet's ',,,,' rows are the same file:
+    the same results, at the lines a text editor shows."""
+    config = load_config()
+    plain = "sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective_capacity_mAh_per_g\n" \
+            "0.6,10,400,20,330\n0.5,6,450,20,300\n"
+    expected = read_observations(_written(tmp_path / "plain.csv", plain), config)
+    for name, text in (("cr.csv", plain.replace("\n", "\r")), ("crlf.csv", plain.replace("\n", "\r\n")),
+                       ("gaps.csv", plain.replace("\n0.5", "\n,,,,\n\n0.5"))):
+        lab = read_observations(_written(tmp_path / name, text), config)
+        assert [e.metrics for e in lab.measured] == [e.metrics for e in expected.measured]
+        assert lab.measured_lines == ([2, 5] if name == "gaps.csv" else [2, 3])
+
+
+def _written(path, text):
+    path.write_bytes(text.encode())
+    return path
