@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flows.config import CampaignConfig, ConfigError, PrintedName, deep_merge, read_yaml, validate_config
 from flows.inputs import excerpt
 from surrogate.paths import config_dir
-from surrogate.recipe import RecipeError, complete, load_materials
+from surrogate.recipe import RECIPE_FIELDS, RecipeError, complete, load_materials
 
 WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
 BASELINE = "baseline"  # the study's row of the base campaign unchanged: no scenario may take its name
@@ -80,6 +80,10 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         names.add(scenario.name)
         config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
         recipes = [_recipe(item, materials, path) for item in scenario.recipes]
+        labels = [label for label, _ in recipes]
+        if twice := next((label for label in labels if labels.count(label) > 1), None):
+            raise ConfigError(f"{path}: recipes: {twice!r} is listed twice in scenario {scenario.name!r} (the same "
+                              f"recipe, or recipes that differ beyond 4 significant digits); list each once")
         if scenario.mode == "predict" and not recipes:
             raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
@@ -98,5 +102,22 @@ def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:
         item = complete(item)
     except RecipeError as error:
         raise ConfigError(f"{path}: recipes: {error}") from None
-    label = f"Sn{item['sn_mass_fraction']:.2f}-{item['milling_time_h']:g}h-{item['milling_speed_rpm']:g}rpm"
-    return label, dict(item)
+    return recipe_label(item), dict(item)
+
+
+def recipe_label(recipe: dict[str, Any]) -> str:
+    """A recipe's name in tables, bars and MLflow metric keys: every field it has, a field at its default (argon, no
+    pauses) left out. Two recipes of a study told apart by their speed or BPR alone had shared one label, and one
+    MLflow metric held all three values as a history.
+
+    >>> recipe_label({"sn_mass_fraction": 0.6, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
+    ...               "ball_to_powder_ratio": 20.0, "milling_atmosphere": "air", "pause_duty_cycle": 1.0})
+    'Sn0.6-10h-400rpm-BPR20-milling_atmosphere=air'
+    """
+    parts = [f"Sn{recipe['sn_mass_fraction']:.4g}", f"{recipe['milling_time_h']:g}h",
+             f"{recipe['milling_speed_rpm']:g}rpm", f"BPR{recipe['ball_to_powder_ratio']:g}"]
+    for field in RECIPE_FIELDS:  # the fields with a default, where a recipe sets another value
+        value = recipe.get(field.name, field.default)
+        if field.default is not None and value != field.default:
+            parts.append(f"{field.name}={value:g}" if isinstance(value, float) else f"{field.name}={value}")
+    return "-".join(parts)

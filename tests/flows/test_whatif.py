@@ -238,3 +238,21 @@ def test_a_scenario_folder_holds_yaml_and_yml_files_but_not_hidden_ones(tmp_path
     for name in ("b.yml", "a.yaml", ".a.yaml.swp.yaml", "notes.txt", "C.YML"):
         (tmp_path / name).write_text("name: x\n")
     assert [p.name for p in scenario_files([tmp_path])] == ["C.YML", "a.yaml", "b.yml"]
+
+
+def test_recipes_told_apart_by_speed_bpr_or_atmosphere_alone_get_their_own_labels(tmp_path):
+    """Three recipes that differ only in BPR or atmosphere had one label, so one MLflow metric held all three values
+    as a history and the table's rows and the chart's bars could not be told apart."""
+    from flows.config import load_config
+    from flows.scenarios import load_scenarios
+
+    path = tmp_path / "bpr.yaml"
+    path.write_text("name: bpr-compare\nmode: predict\nrecipes:\n"
+                    "  - {sn_mass_fraction: 0.6, milling_time_h: 10, milling_speed_rpm: 400, ball_to_powder_ratio: 8}\n"
+                    "  - {sn_mass_fraction: 0.6, milling_time_h: 10, milling_speed_rpm: 400, ball_to_powder_ratio: 35}\n"
+                    "  - {sn_mass_fraction: 0.6, milling_time_h: 10, milling_speed_rpm: 400, ball_to_powder_ratio: 8,"
+                    " milling_atmosphere: air}\n")
+    (_, _, recipes), = load_scenarios([path], load_config().model_dump(mode="json"))
+    labels = [label for label, _ in recipes]
+    assert len(set(labels)) == 3 and labels[0] == "Sn0.6-10h-400rpm-BPR8"
+    assert labels[2] == "Sn0.6-10h-400rpm-BPR8-milling_atmosphere=air"
