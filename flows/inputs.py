@@ -490,10 +490,15 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
                                excerpt(redact(uri))[1:-1])
         try:
             with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s)
-                experiment = json.loads(response.read()).get("experiment", {})
-                stage, existing = experiment.get("lifecycle_stage"), experiment.get("artifact_location")
+                document = json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError):
-            pass  # no such experiment (404) or no answer: the health check has spoken for the server
+            document = {}  # no such experiment (404) or no answer: the health check has spoken for the server
+        experiment = document.get("experiment") if isinstance(document, dict) else None
+        if not isinstance(experiment if document else {}, dict):
+            raise InputError(f"{key}: {excerpt(redact(uri))} is not an MLflow tracking server (its experiments API "
+                             f"answered {excerpt(str(document), 40)})")
+        experiment = experiment or {}
+        stage, existing = experiment.get("lifecycle_stage"), experiment.get("artifact_location")
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
                          f"(mlflow experiments restore) or choose another name")
@@ -537,10 +542,11 @@ def _check_postgresql(uri: str, key: str, shown: str) -> None:
 def check_health(uri: str, key: str, what: str, version_path: str) -> None:
     """``GET <uri>/health`` and ``GET <uri><version_path>`` must each answer 200 (or ask for credentials, 401 or
     403) within :data:`CONNECT_TIMEOUT_S`: an MLflow server (``/version``), or Prefect's API (``.../api/health``,
-    ``.../api/admin/version``). Another web server on that port (one that answers ``/health`` alone included), or
-    one that accepts the connection and never answers, is refused before anything starts."""
-    for path in ("/health", version_path):
-        _probe(uri, key, what, path)
+    ``.../api/admin/version``), the version's answer a version number (an MLflow server's plain text, Prefect's a
+    JSON string). Another web server on that port (one that answers every path with 200 and a page included), or one
+    that accepts the connection and never answers, is refused before anything starts."""
+    _probe(uri, key, what, "/health")
+    _probe(uri, key, what, version_path, version=True)
 
 
 def _get_request(uri: str, path: str, key: str, shown: str):
@@ -564,16 +570,23 @@ def _read_only_sqlite(database: Path):
     return contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT_S))
 
 
-def _probe(uri: str, key: str, what: str, path: str) -> None:
+VERSION_ANSWER = re.compile(r'"?v?[0-9]+(\.[0-9]+)+[0-9A-Za-z.+-]*"?')  # '2.19.0', '"3.4.1"', '"3.0.0rc1"'
+VERSION_ANSWER_BYTES = 200  # a version answer is a few bytes: more is another server's page
+
+
+def _probe(uri: str, key: str, what: str, path: str, version: bool = False) -> None:
+    """``GET path`` must answer 200, 401 or 403; with ``version``, a 200's body must be a version number."""
     import urllib.error
     import urllib.request
 
     uri = reveal(uri)
     shown = excerpt(redact(uri))[1:-1]
     request = _get_request(uri, path, key, shown)
+    body = b""
     try:
         with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
             status = response.status
+            body = response.read(VERSION_ANSWER_BYTES + 1) if version else b""
     except urllib.error.HTTPError as error:
         status = error.code
     except (urllib.error.URLError, OSError, ValueError) as error:
@@ -582,6 +595,10 @@ def _probe(uri: str, key: str, what: str, path: str) -> None:
                          f"({redact(str(reason))[:80]}); is {what} running there?") from None
     if status not in (200, 401, 403):
         raise InputError(f"{key} {shown}: not {what} (GET {path} answered {status})")
+    text = body.decode("utf-8", "replace").strip()
+    if version and status == 200 and (len(body) > VERSION_ANSWER_BYTES or not VERSION_ANSWER.fullmatch(text)):
+        raise InputError(f"{key} {shown}: not {what} (GET {path} answered {excerpt(text, 40)}, not a version "
+                         f"number)")
 
 
 def _split(address: str, key: str, shown: str):

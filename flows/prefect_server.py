@@ -157,6 +157,12 @@ def start() -> TemporaryServer:
             raise PrefectSettingError(f"PREFECT_API_URL={redact(configured)}: no Prefect server answers there; "
                                       f"start it (`prefect server start`) or unset PREFECT_API_URL for a temporary "
                                       f"one")
+        from flows.inputs import InputError, check_health
+
+        try:  # another server that answers /health (an MLflow server's does) is not a Prefect API
+            check_health(configured, "PREFECT_API_URL", "a Prefect API", "/admin/version")
+        except InputError as error:
+            raise PrefectSettingError(str(error)) from None
         return TemporaryServer(None, configured, None)
     # Servers sharing a PREFECT_HOME share its database: one that starts migrates it, and two migrating a new
     # database at once collide. So starts take turns (the lock is released once this server answers).

@@ -523,6 +523,14 @@ def tracking_cases() -> list[Case]:
         Case("tracking: a web server that answers /health alone", ["optimise", "--tracking-uri",
              f"http://127.0.0.1:{_health_only_port()}"], "not an MLflow tracking server (GET /version answered 404)",
              store_option=False),
+        Case("tracking: a web server that answers every path 200 with a page", ["optimise", "--tracking-uri",
+             f"http://127.0.0.1:{_answering_port(b'<html>nginx</html>')}"],
+             "not an MLflow tracking server (GET /version answered '<html>nginx</html>', not a version number)",
+             store_option=False),
+        Case("tracking: a web server that answers every path 200 with a JSON string", ["optimise", "--tracking-uri",
+             f"http://127.0.0.1:{_answering_port(JSON_STRING)}"], "not an MLflow tracking server", store_option=False),
+        Case("env: PREFECT_API_URL at a web server that answers every path 200", ["optimise"],
+             "PREFECT_API_URL", environment={"PREFECT_API_URL": f"http://127.0.0.1:{_answering_port(JSON_STRING)}/api"}),
         Case("tracking: a port that accepts and never speaks PostgreSQL", ["optimise", "--tracking-uri",
              f"postgresql://snhc:{SECRET}@127.0.0.1:{_silent_port()}/mlflow"], "no PostgreSQL connection",
              store_option=False),
@@ -558,14 +566,27 @@ def _health_only_port() -> int:
     return _web_server(healthy=True)
 
 
-def _web_server(healthy: bool) -> int:
-    """A local web server answering 404 to every path (but /health with 200 if ``healthy``); returns its port."""
+JSON_STRING = b'"ok"'  # a JSON answer that is not an object
+
+
+def _answering_port(body: bytes) -> int:
+    """A web server that answers every path 200 with ``body`` (a proxy's page, a JSON string)."""
+    return _web_server(healthy=True, body=body)
+
+
+def _web_server(healthy: bool, body: bytes | None = None) -> int:
+    """A local web server answering 404 to every path (but /health with 200 if ``healthy``; every path with 200 and
+    ``body`` if given); returns its port."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the handler's API
-            if healthy and self.path.endswith("/health"):
+            if body is not None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+            elif healthy and self.path.endswith("/health"):
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"OK")
