@@ -405,7 +405,7 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     Returns the validated base config and the overrides; a problem raises :class:`InputError` (exit 2).
     """
     from flows.config import load_config
-    from flows.inputs import check_experiment_active, check_run_id, check_server, check_tracking_store, existing_file
+    from flows.inputs import check_run_id, existing_file
 
     resume = check_run_id(getattr(args, "resume", None))
     if args.tracking_uri is not None and not args.tracking_uri.strip():
@@ -418,12 +418,20 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     overrides = _campaign_overrides(args) if hasattr(args, "n_calls") else (
         {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {})
     base = load_config(args.config, overrides, OPTION_OF_KEY)
-    check_tracking_store(base.tracking.tracking_uri, must_exist=resume is not None, key="tracking_uri")
-    check_experiment_active(base.tracking.tracking_uri, base.tracking.experiment_name,
-                            artifact_location=base.tracking.artifact_location)
-    if base.runner.address:
-        check_server(base.runner.address, "runner.address")
+    _check_campaign_servers(base, must_exist=resume is not None)
     return base, overrides, resume  # the lab file is read (once) when the campaign is built
+
+
+def _check_campaign_servers(config, must_exist: bool = False) -> None:
+    """The tracking store, its experiment and artifact root, and the Dask scheduler a campaign will use must answer
+    (``must_exist``: a resumed campaign's store must be there already)."""
+    from flows.inputs import check_experiment_active, check_server, check_tracking_store
+
+    check_tracking_store(config.tracking.tracking_uri, must_exist=must_exist, key="tracking_uri")
+    check_experiment_active(config.tracking.tracking_uri, config.tracking.experiment_name,
+                            artifact_location=config.tracking.artifact_location)
+    if config.runner.address:
+        check_server(config.runner.address, "runner.address")
 
 
 def cmd_optimise(args) -> int:
@@ -757,12 +765,15 @@ def cmd_serve(args) -> int:
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
     if args.config is not None:
         existing_file(args.config, "--config")
-    load_config(args.config)
+    config = load_config(args.config)
     existing_path(args.whatif, "--whatif")
     from flows.config import config_document, default_config_path
     from flows.scenarios import load_scenarios
 
-    load_scenarios([args.whatif], config_document(args.config))  # served studies must run
+    studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
+    _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer
+    for scenario, scenario_config, _ in studies:
+        _check_scenario_servers(scenario.name, scenario_config, config)
     api = os.environ["PREFECT_API_URL"]
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads
 

@@ -469,6 +469,9 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CACHE_DIR": str(PROJECT_ROOT / "README.md")}),
         Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
+        Case("option: serve a config whose tracking server does not answer", ["serve", "--config", "{file}"],
+             "tracking_uri", _config("tracking: {tracking_uri: 'http://127.0.0.1:9'}"), store_option=False,
+             environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
     ]
 
 
