@@ -9,6 +9,7 @@ batch and what ``--resume`` rebuilds it from.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,9 @@ import pandas as pd
 
 from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
 from flows.evaluation import ASKED, LAB, Evaluation
-from flows.inputs import check_tracking_store, redact_document
+from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
-from surrogate.recipe import recipe_key
+from surrogate.recipe import complete, recipe_key
 
 STATE_VERSION = 1
 LAB_BATCH = -1  # batch number of lab results (they were not asked for by the optimiser)
@@ -56,7 +57,8 @@ class Campaign:
         """Rebuild a saved campaign (its saved config with ``overrides`` merged on), then merge new lab results."""
         config = validate_config(deep_merge(document["config"], overrides or {}), f"run {run_id}")
         items = document["evaluations"]
-        campaign = cls(config, [item["point"] for item in items], [Evaluation.from_record(item) for item in items],
+        evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ") for i, item in enumerate(items)]
+        campaign = cls(config, [item["point"] for item in items], evaluations,
                        [item["batch"] for item in items], run_id=run_id, saved=len(items), lab=lab)
         campaign.add_lab_results()
         return campaign
@@ -125,6 +127,27 @@ class Campaign:
             "evaluations": [{"index": i, "batch": batch, "point": point, **e.record()}
                             for i, (point, e, batch) in enumerate(zip(self.points, self.evaluations, self.batches))],
         }
+
+
+def _saved_evaluation(item: dict[str, Any], where: str) -> Evaluation:
+    """One evaluation of a saved state, checked as a lab row is: a recipe inside the allowed ranges, a finished
+    evaluation's objective a finite number, its batch a count. A state edited by hand (or a store another program
+    wrote) had run two batches of a resumed campaign on a recipe milled for -50 h before failing in a traceback."""
+    try:
+        evaluation = Evaluation.from_record(item)
+        complete(evaluation.recipe, where)
+        if evaluation.ok and not math.isfinite(evaluation.objective):
+            raise ValueError(f"{where}objective={evaluation.objective} for a finished evaluation: expected a number")
+        if not isinstance(item["batch"], int) or isinstance(item["batch"], bool) or item["batch"] < 0:
+            raise ValueError(f"{where}batch={item['batch']!r}: expected a count")
+        if not isinstance(item["point"], list):
+            raise ValueError(f"{where}point={excerpt(str(item['point']))}: expected a list")
+    except (KeyError, TypeError, ValueError) as error:  # RecipeError is a ValueError
+        reason = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        text = reason if reason.startswith(where) else f"{where}{excerpt(reason, 120)[1:-1]}"
+        raise ConfigError(f"{text} (the saved state is not one snhc wrote; resume another run, or start afresh)") \
+            from None
+    return evaluation
 
 
 def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | None = None,

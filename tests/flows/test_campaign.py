@@ -1,6 +1,7 @@
 """The campaign object (flows/campaign.py) and the state stores (flows/store.py): save, load, resume."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,22 @@ def test_every_shipped_campaigns_saved_state_loads_again(config_file):
     document = json.loads(json.dumps(campaign.to_document()))
     again = Campaign.from_document(document, "run-1")
     assert again.config == config and len(again.evaluations) == 1
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda item: item["recipe"].update(milling_time_h=-50.0), "saved evaluation 0: milling_time_h=-50 is out of range"),
+    (lambda item: item.update(objective=float("nan")), "saved evaluation 0: objective=nan for a finished evaluation"),
+    (lambda item: item.update(status="PERHAPS"), "saved evaluation 0: 'PERHAPS' is not a valid Status"),
+    (lambda item: item.pop("recipe"), "saved evaluation 0: missing 'recipe'"),
+    (lambda item: item.update(batch="one"), "saved evaluation 0: batch='one': expected a count"),
+])
+def test_a_saved_state_that_snhc_did_not_write_is_one_line_before_anything_runs(edit, expected):
+    """An edited state (a recipe milled -50 h, a NaN result) had run two batches of a resumed campaign before a
+    traceback; it is refused as it loads, naming the evaluation and the field."""
+    campaign = Campaign.new(load_config())
+    campaign.add_batch([[0.6, 8.0, 400.0, 20.0]], [evaluation(330.0, sn_mass_fraction=0.6)])
+    document = json.loads(json.dumps(campaign.to_document()))
+    edit(document["evaluations"][0])
+    with pytest.raises(ConfigError, match=re.escape(expected)) as error:
+        Campaign.from_document(document, "run-1")
+    assert "\n" not in str(error.value) and str(error.value).startswith("run run-1: ")
