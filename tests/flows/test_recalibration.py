@@ -7,7 +7,11 @@ from flows.observations import read_observations
 from flows.recalibration import recalibrate
 
 
-def test_recalibration_on_lab_rows_brings_the_model_closer_to_them():
+def test_recalibration_on_lab_rows_brings_the_model_closer_to_them(monkeypatch):
+    """The refit moves the model towards the lab rows at the cost of the study's own fit, and reports both. Its
+    first 30 steps already show it (the full refit, 400 steps, takes a minute: the lab error falls 6.89 -> 5.66 %
+    in 30 steps and to 5.65 % in 400)."""
+    monkeypatch.setattr("flows.recalibration.MAX_FUNCTION_EVALUATIONS", 30)
     config = load_config()
     lab = read_observations("configs/lab_results_example.csv", config)
     result = recalibrate(config, lab)
@@ -32,7 +36,7 @@ def test_recalibration_on_lab_rows_brings_the_model_closer_to_them():
 
 def test_a_measured_zero_is_a_result_not_a_dropped_row(tmp_path, monkeypatch):
     """A dead cell's 0 mAh/g is kept in the refit (its scatter taken from the metric's typical size), not dropped.
-    A few steps of the refit show the direction it pulls (the full refit is tested above)."""
+    A few steps of the refit show the direction it pulls."""
     monkeypatch.setattr("flows.recalibration.MAX_FUNCTION_EVALUATIONS", 3)
     lab_file = tmp_path / "lab.csv"
     lab_file.write_text("sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
