@@ -257,9 +257,9 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     samples = {}
     for name in central:
         quantity = target.get(name, name)
-        weights = ensemble.form_weights(records, quantity)
+        weights, distances = ensemble.form_weights(records, quantity), ensemble.current_distances(records, quantity)
         samples[name] = np.array([ensemble.scattered(k, quantity, m[name], weights,
-                                                     m.get("theoretical_capacity_mAh_per_g"))
+                                                     m.get("theoretical_capacity_mAh_per_g"), distances)
                                   for k, m in enumerate(members)])
     try:
         rescored = objective.score(samples)

@@ -98,7 +98,9 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
         ceilings = [model_values(m, theoretical, materials) for m in ensemble.members]
         records = [materials[m].to_records()[0] for m in targets["material"]]
         weights = np.array([ensemble.form_weights([r], q)[0] for r, q in zip(records, targets["quantity"])])
-        scattered = np.array([[float(ensemble.scattered(k, q, members[k, j], weights[j], ceilings[k][j]))
+        distances = [ensemble.domain.current_distance(r, float(c)) if q == "capacity_at_current_mAh_per_g" else 0.0
+                     for r, q, c in zip(records, targets["quantity"], targets["current_A_per_g"])]
+        scattered = np.array([[float(ensemble.scattered(k, q, members[k, j], weights[j], ceilings[k][j], distances[j]))
                                for j, q in enumerate(targets["quantity"])] for k in range(len(ensemble.members))])
         low, high = np.percentile(scattered, [tail, 100.0 - tail], axis=0)
         for k, (_, row) in enumerate(targets.iterrows()):

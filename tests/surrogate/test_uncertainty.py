@@ -92,6 +92,28 @@ def test_intervals_widen_with_extrapolation_in_current(ensemble):
     assert band["10"][1] - band["10"][0] > 1.5 * (band["0.84"][1] - band["0.84"][0])
 
 
+def test_hard_carbons_interval_widens_beyond_its_one_measured_current_not_narrows(ensemble):
+    """HC's rate was measured at 1.7 A/g only; its parametric members pivot about that point and converge near
+    5-10 A/g, so its interval had narrowed from +-7 % at 1.7 to +-4 % at 10 A/g. The rate model's form error per
+    e-fold beyond the data widens it there, and leaves every current within the data as it was."""
+    from surrogate.recipe import Recipes as R
+
+    hc = R.from_records([_material("HC")])
+    request = PredictionRequest(currents_A_per_g=(0.84, 1.7, 10.0))
+
+    def half_widths(settings):
+        record = dataclasses.replace(ensemble, settings=settings).predict(hc, request).record(0)
+        value, band = record["capacity_at_current_mAh_per_g"], record["interval_90"]["capacity_at_current_mAh_per_g"]
+        return {c: (band[c][1] - band[c][0]) / 2 / value[c] for c in value}
+
+    configured = ensemble.settings
+    without = half_widths(dataclasses.replace(configured, rate_extrapolation_sigma_pct_per_e_fold=0.0))
+    with_form = half_widths(configured)
+    assert without["10"] < without["1.7"]  # the pivot the term corrects
+    assert with_form["10"] > with_form["1.7"] and with_form["10"] > 1.5 * without["10"]
+    assert with_form["0.84"] == without["0.84"] and with_form["1.7"] == without["1.7"]
+
+
 def test_an_unknown_or_unranged_uncertain_parameter_is_refused():
     p = ModelParameters.load()
     settings = UncertaintySettings.load()
