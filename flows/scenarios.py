@@ -67,7 +67,7 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             raise ConfigError(f"{path}: {key}: {message}") from None
         if scenario.name in names:
             raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
-        if scenario.name == BASELINE:
+        if scenario.name.strip().casefold() == BASELINE:  # 'Baseline' beside the 'baseline' row reads as the same
             raise ConfigError(f"{path}: name: {BASELINE!r} is the study's own row (the base campaign unchanged); "
                               f"name the scenario otherwise")
         if "tracking" in scenario.overrides:  # a study's scenarios are runs of its one experiment and store

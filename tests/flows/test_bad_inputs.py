@@ -223,6 +223,8 @@ def scenario_cases() -> list[Case]:
         ("recipe out of range", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 3, milling_time_h: 1, "
                                 "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=3"),
         ("recipe missing a field", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 0.5}\n", "recipes"),
+        ("a scenario named like the baseline row", "name: Baseline\nmode: predict\nrecipes: [HC]\n",
+         "'baseline' is the study's own row"),
         ("the same recipe twice", "name: x\nmode: predict\nrecipes: [HC, Sn@HC-2-1, HC]\n", "'HC' is listed twice"),
         ("overrides out of range", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: 0"), "optimiser.n_calls"),
         ("overrides unknown key", GOOD_SCENARIO.replace("optimiser:", "optimizer:"), "optimizer: unknown key"),
