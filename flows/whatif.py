@@ -188,7 +188,8 @@ def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experimen
     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
                 params=_override_params(scenario),
                 metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)})
-    return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id)]
+    return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id,
+                 "; ".join(result.recommendation.notes()))]
 
 
 def _logged(column: str) -> bool:
@@ -198,9 +199,12 @@ def _logged(column: str) -> bool:
 
 
 def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config: CampaignConfig,
-         metrics: dict[str, float], run_id: str) -> dict[str, Any]:
+         metrics: dict[str, float], run_id: str, notes: str = "") -> dict[str, Any]:
+    """One comparison row; ``notes``: what the console says with a recommendation (its rule, a search bound it sits
+    on, a recipe beyond the calibration's materials), so the CSV, the JSON and the run page warn as it does."""
     return {"scenario": scenario, "mode": mode, "recipe_label": label, "status": status,
-            "temperature_C": config.objective.temperature_C, **recipe, **metrics, "mlflow_run_id": run_id}
+            "temperature_C": config.objective.temperature_C, **recipe, **metrics, "mlflow_run_id": run_id,
+            "notes": notes}
 
 
 def _override_params(scenario: Scenario) -> dict[str, Any]:
@@ -288,6 +292,9 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
         tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
         reporting.plt.close("all")
     _print_comparison(table, columns)
+    for row in table.to_dict(orient="records"):
+        if isinstance(row.get("notes"), str) and row["notes"]:
+            reporting.say(f"[bold]{row['scenario']}[/]: {row['notes']}")
     url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
     reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
     reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
@@ -426,7 +433,9 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
               + " |" for row in shown[keep].itertuples(index=False)]
-    return "\n".join(lines)
+    notes = [f"- {scenario}: {text}" for scenario, text in zip(table["scenario"], table.get("notes", []))
+             if isinstance(text, str) and text]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_id: str, url: str) -> None:

@@ -30,6 +30,9 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     # the 4.2 A/g scenario is still measured at 1.7 A/g after 1000 cycles, like the baseline
     assert not any("4.2_A_per_g_after" in k for k in fast)
     assert 0 < fast[CAPACITY] and 0 < baseline[CAPACITY]
+    # a recommendation's notes (its rule, a search bound it sits on) travel with its row; a predicted recipe has none
+    assert baseline["notes"] and fast["notes"]
+    assert all(r["notes"] == "" for r in rows if r["mode"] == "predict")
 
     # the same recipe predicts less at 0 C than at 25 C, on the same fixed definition
     warm_scenario = tmp_path / "warm.yaml"
@@ -48,6 +51,7 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     assert client.get_run(warm["run_id"]).info.experiment_id == experiment.experiment_id  # the environment's store
     assert client.get_experiment_by_name("campaigns") is None
     parent = client.get_run(study["run_id"])
+    assert f"- baseline: {baseline['notes']}" in parent.data.tags["mlflow.note.content"]
     assert parent.data.tags["kind"] == "what-if" and parent.data.params["scenarios"] == \
         "study-materials-at-0C, target-4.2-A-per-g"
     children = client.search_runs([experiment.experiment_id],
