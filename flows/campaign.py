@@ -138,8 +138,8 @@ def _saved_evaluation(item: dict[str, Any], where: str) -> Evaluation:
         complete(evaluation.recipe, where)
         if evaluation.ok and not math.isfinite(evaluation.objective):
             raise ValueError(f"{where}objective={evaluation.objective} for a finished evaluation: expected a number")
-        if not isinstance(item["batch"], int) or isinstance(item["batch"], bool) or item["batch"] < 0:
-            raise ValueError(f"{where}batch={item['batch']!r}: expected a count")
+        if not isinstance(item["batch"], int) or isinstance(item["batch"], bool) or item["batch"] < LAB_BATCH:
+            raise ValueError(f"{where}batch={item['batch']!r}: expected a count (or {LAB_BATCH} for a lab row)")
         if not isinstance(item["point"], list):
             raise ValueError(f"{where}point={excerpt(str(item['point']))}: expected a list")
     except (KeyError, TypeError, ValueError) as error:  # RecipeError is a ValueError

@@ -146,6 +146,7 @@ def test_every_shipped_campaigns_saved_state_loads_again(config_file):
     (lambda item: item.update(status="PERHAPS"), "saved evaluation 0: 'PERHAPS' is not a valid Status"),
     (lambda item: item.pop("recipe"), "saved evaluation 0: missing 'recipe'"),
     (lambda item: item.update(batch="one"), "saved evaluation 0: batch='one': expected a count"),
+    (lambda item: item.update(batch=-2), "saved evaluation 0: batch=-2: expected a count (or -1 for a lab row)"),
 ])
 def test_a_saved_state_that_snhc_did_not_write_is_one_line_before_anything_runs(edit, expected):
     """An edited state (a recipe milled -50 h, a NaN result) had run two batches of a resumed campaign before a
@@ -157,3 +158,12 @@ def test_a_saved_state_that_snhc_did_not_write_is_one_line_before_anything_runs(
     with pytest.raises(ConfigError, match=re.escape(expected)) as error:
         Campaign.from_document(document, "run-1")
     assert "\n" not in str(error.value) and str(error.value).startswith("run run-1: ")
+
+
+def test_a_saved_campaign_with_lab_rows_loads_again():
+    """Lab rows are saved at batch -1 (not asked for by the optimiser): the state check takes them."""
+    campaign = Campaign.new(load_config())
+    campaign.add_batch([[0.6, 8.0, 400.0, 20.0]], [evaluation(330.0, sn_mass_fraction=0.6)])
+    document = json.loads(json.dumps(campaign.to_document()))
+    document["evaluations"][0]["batch"] = -1
+    assert Campaign.from_document(document, "run-1").batches == [-1]
