@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from flows.config import CampaignConfig, ConfigError, deep_merge, load_config, validate_config
+from flows.config import (CampaignConfig, ConfigError, deep_merge, load_config, saved_config_document,
+                          validate_config)
 from flows.evaluation import ASKED, LAB, Evaluation
 from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
@@ -55,7 +56,8 @@ class Campaign:
     def from_document(cls, document: dict[str, Any], run_id: str, overrides: dict[str, Any] | None = None,
                       lab: LabData | None = None) -> "Campaign":
         """Rebuild a saved campaign (its saved config with ``overrides`` merged on), then merge new lab results."""
-        config = validate_config(deep_merge(document["config"], overrides or {}), f"run {run_id}")
+        config = validate_config(deep_merge(saved_config_document(document["config"]), overrides or {}),
+                                 f"run {run_id}")
         items = document["evaluations"]
         evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ") for i, item in enumerate(items)]
         campaign = cls(config, [item["point"] for item in items], evaluations,
@@ -168,7 +170,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     document = store.load(resume_run_id, base.tracking.experiment_name)
     # Resume on the store this command points at (a saved URI may be redacted), with the new overrides on top.
     overrides = deep_merge({"tracking": base.tracking.model_dump(mode="json")}, overrides or {})
-    saved = validate_config(deep_merge(document["config"], overrides), f"run {resume_run_id}")
+    saved = validate_config(deep_merge(saved_config_document(document["config"]), overrides), f"run {resume_run_id}")
     was = document["config"].get("fidelity", "model")
     if saved.fidelity != was:  # one GP would mix the two fidelities' numbers, and the budget would count both
         raise ConfigError(f"run {resume_run_id}: fidelity: {saved.fidelity} cannot resume a campaign evaluated with "

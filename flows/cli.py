@@ -772,6 +772,11 @@ def cmd_serve(args) -> int:
 
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
     _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer
+    from flows.inputs import check_experiment_active
+    from flows.scenarios import WHAT_IF_EXPERIMENT
+
+    check_experiment_active(config.tracking.tracking_uri, WHAT_IF_EXPERIMENT, key="the weekly what-if's experiment",
+                            artifact_location=config.tracking.artifact_location)
     for scenario, scenario_config, _ in studies:
         _check_scenario_servers(scenario.name, scenario_config, config)
     api = os.environ["PREFECT_API_URL"]

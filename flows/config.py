@@ -571,6 +571,19 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...]
     return out
 
 
+def saved_config_document(document: Any) -> Any:
+    """A campaign config as an earlier version of snhc saved it (state files, the config tag), in today's shape.
+
+    Multi-objective campaigns saved before objectives were dumped as written carry the default ``objective`` beside
+    ``objectives`` and each objective's name as ``name_``; both are refused on reading, so those campaigns could not
+    be resumed. Only saved documents go through here: a user's file with both keys is still refused."""
+    if not isinstance(document, dict) or not isinstance(document.get("objectives"), list):
+        return document
+    return {**{key: value for key, value in document.items() if key != "objective"},
+            "objectives": [{("name" if key == "name_" else key): value for key, value in item.items()}
+                           if isinstance(item, dict) else item for item in document["objectives"]]}
+
+
 def validate_config(document: dict[str, Any], source: str = "config",
                     origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
     """Validate a config mapping; every problem is reported as ``source: key.path: message``, or, for a key that

@@ -40,7 +40,8 @@ def load_schedules(path=None) -> dict[str, str]:
         cron = document[key]
         five_fields = (f"{path}: {key} {excerpt(cron)} is not a cron expression (five fields: minute hour "
                        f"day-of-month month day-of-week)")
-        if not isinstance(cron, str) or len(cron.split()) != 5:  # Prefect reads a sixth field as seconds
+        # Prefect reads a sixth field as seconds; a macro (@daily, @weekly) is one word Prefect reads itself
+        if not isinstance(cron, str) or (len(cron.split()) != 5 and not cron.strip().startswith("@")):
             raise InputError(five_fields)
         try:
             CronSchedule(cron=cron, timezone=zone)

@@ -74,8 +74,8 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
             if any(field.strip() for field in fields):  # blank rows, and a spreadsheet's ',,,,' rows, are no rows
                 records.append((first, fields))
             first = reader.line_num + 1
-    except csv.Error as error:  # a NUL byte, a field beyond the csv module's size limit
-        raise ConfigError(f"{path}: not a readable CSV: {excerpt(str(error), 120)}") from None
+    except csv.Error as error:  # a NUL byte, an unclosed quote, a field beyond the csv module's size limit
+        raise ConfigError(f"{path} line {reader.line_num}: not a readable CSV: {excerpt(str(error), 120)}") from None
     if not records:
         raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
     (header_line, header_fields), data = records[0], records[1:]
@@ -328,11 +328,12 @@ CHECKED_UNMEASURED = ("reversible_capacity_mAh_per_g", "initial_coulombic_effici
 
 def unmeasured_moves(lab: LabData, p, taught, config: CampaignConfig) -> list[str]:
     """One line per quantity that no lab row measured but the lab's parameters (``taught``) move out of the project
-    model's 90 % interval at some lab recipe (the farthest such recipe is named).
+    model's 90 % interval at some lab recipe where ``p`` lies inside it (the farthest such recipe is named): a move
+    the lab fit made, not one a recalibration on the lab rows made before it.
 
     The lab parameters are fitted to what the lab measured; every other prediction follows them without data. The
     example lab file, which has no ICE column, moved the HC's milling constant so far that the lab's model gave the
-    study's own 2:1 recipe an ICE of 72 %, where the study measured 83 %: a lab reads that as a prediction unless
+    study's own 2:1 recipe an ICE of 74 %, where the study measured 83 %: a lab reads that as a prediction unless
     told it is not one."""
     from flows.evaluation import batch_intervals, campaign_parameters, evaluate_batch
     from surrogate.uncertainty import build_ensemble
@@ -352,6 +353,8 @@ def unmeasured_moves(lab: LabData, p, taught, config: CampaignConfig) -> list[st
                 continue
             low, high = band[name]
             value = a.metrics[name]
+            if not low <= b.metrics[name] <= high:  # already outside before the lab fit: not its move
+                continue
             beyond = max(low - value, value - high) / max(high - low, np.finfo(float).tiny)
             if beyond > 0 and (farthest is None or beyond > farthest[0]):
                 farthest = (beyond, line, b.metrics[name], value, low, high)

@@ -36,7 +36,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from flows.objective import PENALTY, SCORE
+from flows.objective import CAPACITY, EXPANSION, PENALTY, SCORE
 from flows.observations import scatter_scale
 from surrogate.calibration import ParameterTransform
 from surrogate.uncertainty import RANGE_IN_SD
@@ -61,7 +61,6 @@ LAB_FIT_TOLERANCE = 1e-3
 # three labs are at 0.11-0.12 s, with the same experiments seed for seed.
 LAB_REFIT_QUANTILE = 0.9
 PARAMETER_DRAWS, PARAMETER_DRAWS_SEED = 32, 0  # the lab parameters' spread shown with a suggestion
-DERIVED_METRICS = (SCORE, PENALTY)  # a lab row's values that follow from its other metrics: not fitted beside them
 LAB_FIT_DIFF_STEP = 1e-3  # finite-difference step in prior sd: well above the model's round-off, below its curvature
 
 
@@ -169,9 +168,10 @@ class LabCalibratedPrior(ModelPrior):
     offset and GP.
 
     What is measured is each metric the lab reported at a point (:meth:`remember_measurements`: capacity, particle
-    expansion, ICE, ...), each against the model's own value of it; the loss (the score those metrics make) only
-    where nothing else was reported. Fitted to the score alone, a low capacity at the lab's swelling was explained by
-    invented swelling (the penalty), and the capacity stayed wrong: the score cannot tell which of its inputs missed.
+    expansion, ICE, ...), each against the model's own value of it (the score too, unless the row measured the
+    capacity and swelling it is made of); the loss where nothing was reported but the score. Fitted to the score
+    alone, a low capacity at the lab's swelling was explained by invented swelling (the penalty), and the capacity
+    stayed wrong: the score cannot tell which of its inputs missed.
 
     Parameters
     ----------
@@ -243,10 +243,14 @@ class LabCalibratedPrior(ModelPrior):
 
     def remember_measurements(self, X: np.ndarray, rows: list[dict[str, float]]) -> None:
         """The metrics a lab measured at points ``X`` (transformed), one mapping per point, for :meth:`fit` to
-        explain one by one. The score and its penalty are left out: they follow from the other metrics."""
+        explain one by one. The score is left out where the row measured what it is made of (the capacity and the
+        swelling), and the penalty where it measured the swelling: they would count those twice. A score with
+        only other metrics beside it (ICE, say) stays: it is the quantity searched."""
         for x, metrics in zip(np.ascontiguousarray(X, dtype=float), rows):
-            usable = {name: float(v) for name, v in metrics.items()
-                      if name not in DERIVED_METRICS and np.isfinite(v)}
+            derived = {PENALTY} if EXPANSION in metrics else set()
+            if CAPACITY in metrics and EXPANSION in metrics:
+                derived.add(SCORE)
+            usable = {name: float(v) for name, v in metrics.items() if name not in derived and np.isfinite(v)}
             if usable:
                 self.measured_[x.tobytes()] = usable
 

@@ -223,6 +223,8 @@ def scenario_cases() -> list[Case]:
         ("recipe out of range", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 3, milling_time_h: 1, "
                                 "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=3"),
         ("recipe missing a field", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: 0.5}\n", "recipes"),
+        ("a scenario description longer than a run page keeps", "name: x\ndescription: '" + "d" * 2500
+         + "'\nmode: optimise\n", "description: String should have at most 2000 characters"),
         ("a scenario named like the baseline row", "name: Baseline\nmode: predict\nrecipes: [HC]\n",
          "'baseline' is the study's own row"),
         ("the same recipe twice", "name: x\nmode: predict\nrecipes: [HC, Sn@HC-2-1, HC]\n", "'HC' is listed twice"),
@@ -292,6 +294,8 @@ def lab_cases() -> list[Case]:
         # the line named is the file's own line: blank lines and quoted line breaks count
         ("a bad value after blank lines", f"{LAB_HEADER}\n0.6,10,400,20,330\n\n\n0.5,6,450,20,abc\n".encode(),
          "line 5: objective_capacity_mAh_per_g"),
+        ("an unclosed quote after good rows", f"{LAB_HEADER}\n0.6,10,400,20,330\n0.5,6,450,20,\"300\n".encode(),
+         "line 3: not a readable CSV"),
         ("a bad value after a quoted line break", f"{LAB_HEADER},notes\n0.6,10,400,20,330,\"two\nlines\"\n"
          f"0.5,6,450,20,abc,\n".encode(), "line 4: objective_capacity_mAh_per_g"),
         ("a header with a trailing comma", f"{LAB_HEADER},\n0.5,6,450,20,300,\n".encode(),

@@ -167,3 +167,14 @@ def test_a_saved_campaign_with_lab_rows_loads_again():
     document = json.loads(json.dumps(campaign.to_document()))
     document["evaluations"][0]["batch"] = -1
     assert Campaign.from_document(document, "run-1").batches == [-1]
+
+
+def test_a_multi_objective_campaign_saved_by_the_earlier_dump_resumes():
+    """Campaigns of configs/pareto.yaml saved before objectives were dumped as written carry the default
+    'objective' beside 'objectives' and each name as 'name_': they load as the config they were."""
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "pareto.yaml")
+    document = json.loads(json.dumps(Campaign.new(config).to_document()))
+    document["config"]["objective"] = load_config().objective.model_dump(mode="json")
+    document["config"]["objectives"] = [{("name_" if k == "name" else k): v for k, v in o.items()}
+                                        for o in document["config"]["objectives"]]
+    assert Campaign.from_document(document, "run-1").config == config

@@ -90,6 +90,7 @@ def test_cron_schedules_carry_the_configured_time_zone():
     # a sixth field is read by Prefect as seconds: 60 runs a night
     ('timezone: UTC\nnightly_optimisation: "0 2 * * * *"\nweekly_what_if: "0 3 * * 1"\n', "five fields"),
     ('timezone: UTC\nnightly_optimisation: 2\nweekly_what_if: "0 3 * * 1"\n', "five fields"),
+    ('timezone: UTC\nnightly_optimisation: "@sometimes"\nweekly_what_if: "0 3 * * 1"\n', "five fields"),
     # dates that never come: the deployment would never run
     ('timezone: UTC\nnightly_optimisation: "0 2 * * *"\nweekly_what_if: "0 3 30 2 *"\n', "weekly_what_if .* never fires"),
     ('timezone: UTC\nnightly_optimisation: "0 0 31 4 *"\nweekly_what_if: "0 3 * * 1"\n', "never fires"),
@@ -109,10 +110,12 @@ def test_a_broken_schedules_file_is_one_line_naming_the_key(tmp_path, text, expe
     assert "\n" not in str(error.value) and str(path) in str(error.value)
 
 
-def test_a_schedule_of_29_february_fires_and_is_kept(tmp_path):
-    """A rare date is a date: 29 February fires within four years (eight across a skipped leap year)."""
+def test_a_schedule_of_29_february_or_a_cron_macro_is_kept(tmp_path):
+    """A rare date is a date: 29 February fires within four years (eight across a skipped leap year); a macro
+    Prefect reads (@daily, @weekly) is one word, not five fields, and is kept too."""
     from flows.deployments import load_schedules
 
     path = tmp_path / "schedules.yaml"
-    path.write_text('timezone: Europe/London\nnightly_optimisation: "0 0 29 2 *"\nweekly_what_if: "0 3 * * 1"\n')
+    path.write_text('timezone: Europe/London\nnightly_optimisation: "0 0 29 2 *"\nweekly_what_if: "@weekly"\n')
     assert load_schedules(path)["nightly_optimisation"] == "0 0 29 2 *"
+    assert load_schedules(path)["weekly_what_if"] == "@weekly"

@@ -402,3 +402,21 @@ def test_each_measured_metric_is_fitted_not_only_the_score_they_make():
 
     assert error(by_metrics, CAPACITY) < 0.6 * error(by_score, CAPACITY)
     assert error(by_metrics, EXPANSION) < error(by_score, EXPANSION)
+
+
+def test_a_score_is_fitted_unless_the_row_measured_what_it_is_made_of():
+    """A row's own score stays in the lab fit beside an ICE (it is the quantity searched); beside the capacity and
+    the swelling it is made of, it and its penalty would count them twice and are left out."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.objective import CAPACITY, EXPANSION, PENALTY, SCORE
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    prior, space, points = _lab_prior_and_points(config, p, 3, seed=7)
+    X = space.transform(points)
+    prior.remember_measurements(X, [{SCORE: 300.0, "initial_coulombic_efficiency_pct": 80.0},
+                                    {SCORE: 300.0, CAPACITY: 310.0, EXPANSION: 260.0, PENALTY: 10.0},
+                                    {SCORE: 300.0, CAPACITY: 310.0}])
+    assert [set(prior.measured_[x.tobytes()]) for x in X] == [
+        {SCORE, "initial_coulombic_efficiency_pct"}, {CAPACITY, EXPANSION}, {SCORE, CAPACITY}]
