@@ -368,6 +368,7 @@ class CampaignConfig(Strict):
     optimiser: Optimiser = Optimiser()
     tracking: Tracking = Tracking()
     runner: Runner = Runner()
+    physics_check: PhysicsCheck = PhysicsCheck()
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler):
@@ -377,7 +378,6 @@ class CampaignConfig(Strict):
         if self.objectives is not None and isinstance(document, dict):
             document.pop("objective", None)
         return document
-    physics_check: PhysicsCheck = PhysicsCheck()
 
     @field_validator("model_parameters")
     @classmethod

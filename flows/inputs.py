@@ -493,11 +493,10 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
                 document = json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError):
             document = {}  # no such experiment (404) or no answer: the health check has spoken for the server
-        experiment = document.get("experiment") if isinstance(document, dict) else None
-        if not isinstance(experiment if document else {}, dict):
+        experiment = document.get("experiment", {}) if isinstance(document, dict) else None
+        if not isinstance(experiment, dict):  # '"ok"', a list, {"experiment": 3}: another server's answer
             raise InputError(f"{key}: {excerpt(redact(uri))} is not an MLflow tracking server (its experiments API "
                              f"answered {excerpt(str(document), 40)})")
-        experiment = experiment or {}
         stage, existing = experiment.get("lifecycle_stage"), experiment.get("artifact_location")
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "

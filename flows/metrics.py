@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from surrogate.calibration import QUANTITY_UNITS
 from surrogate.limits import MAX_CURRENT_A_PER_G, MAX_CYCLE
+from surrogate.model import AT_CURRENT, AT_CYCLE
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,6 @@ _FIXED = (
         ("electrode_expansion_after_1000_cycles_pct", "electrode +"), ("activation_energy_kJ_per_mol", "Ea"))),
 )
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _FIXED}
-AT_CURRENT = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_mAh_per_g$")
-AT_CYCLE = re.compile(r"^capacity_at_cycle_([0-9]{1,9})_mAh_per_g$")  # more digits: no cycle count, an unknown name
 
 # What a person sees first about a recipe.
 HEADLINE = ("objective", "objective_capacity_mAh_per_g", "reversible_capacity_mAh_per_g",
@@ -71,10 +70,10 @@ def condition_out_of_range(name: str) -> str | None:
         return f"cycle {int(match.group(1))} is out of range: allowed 1 to {MAX_CYCLE}"
     # one spelling per condition, the model's (1.7, not 1.70 or 01.7; 400, not 0400): another spelling matches no
     # predicted metric, so the value would never be compared, and two spellings could hold one quantity twice
-    if (match := AT_CURRENT.match(name)) and match.group(1) != f"{float(match.group(1)):g}":
-        return f"write the current as {float(match.group(1)):g} (capacity_at_{float(match.group(1)):g}_A_per_g_mAh_per_g)"
-    if (match := AT_CYCLE.match(name)) and match.group(1) != str(int(match.group(1))):
-        return f"write the cycle as {int(match.group(1))} (capacity_at_cycle_{int(match.group(1))}_mAh_per_g)"
+    if (match := AT_CURRENT.match(name)) and match.group(1) != (current := f"{float(match.group(1)):g}"):
+        return f"write the current as {current} (capacity_at_{current}_A_per_g_mAh_per_g)"
+    if (match := AT_CYCLE.match(name)) and match.group(1) != (cycle := str(int(match.group(1)))):
+        return f"write the cycle as {cycle} (capacity_at_cycle_{cycle}_mAh_per_g)"
     return None
 
 

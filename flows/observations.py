@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from flows.config import CampaignConfig, ConfigError
 from flows.evaluation import LAB, Evaluation
 from flows.inputs import MAX_CSV_BYTES, excerpt
 from surrogate.yaml_safety import YamlInputError, plain_number, read_text_file
-from flows.metrics import condition_out_of_range
+from flows.metrics import AT_CURRENT, AT_CYCLE, condition_out_of_range
 from flows.objective import OBJECTIVE_SPAN
 from flows.metrics import info as metric_info
 from flows.objective import CAPACITY, EXPANSION, SCORE
@@ -283,8 +282,8 @@ def _lab_request(lab: LabData, config: CampaignConfig):
 def metrics_request(names, config: CampaignConfig):
     """The prediction request that gives every metric in ``names`` (rate-test currents and cycle numbers read from
     the names; cycles at the objective's current), besides the objective's own."""
-    currents = sorted({float(m.group(1)) for n in names if (m := re.match(r"capacity_at_([0-9.]+)_A_per_g", n))})
-    cycles = sorted({int(m.group(1)) for n in names if (m := re.match(r"capacity_at_cycle_([0-9]+)_", n))})
+    currents = sorted({float(m.group(1)) for n in names if (m := AT_CURRENT.match(n))})
+    cycles = sorted({int(m.group(1)) for n in names if (m := AT_CYCLE.match(n))})
     objective = config.objective
     return objective.request(tuple(currents) or None, objective.current_A_per_g, tuple(cycles) or None)
 

@@ -7,6 +7,7 @@ temperature, and the optional *target* condition an objective asks for) is a :cl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -19,6 +20,12 @@ from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
 
 ELECTRODE_EXPANSION_CYCLES = 1000  # the study's post-mortem thickness is after 1000 cycles
+
+
+# The flat names of Prediction.scalar_metrics that carry a condition: a rate-test capacity at a current and a
+# capacity after a number of cycles (the one place that writes them, below, and every reader of them)
+AT_CURRENT = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_mAh_per_g$")
+AT_CYCLE = re.compile(r"^capacity_at_cycle_([0-9]{1,9})_mAh_per_g$")  # more digits: no cycle count, an unknown name
 
 
 @dataclass(frozen=True)

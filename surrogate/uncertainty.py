@@ -41,7 +41,7 @@ import pandas as pd
 
 from surrogate.calibration import (Calibration, LeastSquaresProblem, ParameterTransform, load_observations,
                                   model_source_digest)
-from surrogate.model import Prediction, PredictionRequest, predict
+from surrogate.model import AT_CURRENT, Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import FIELDS, Recipes, acting_fields, load_materials
@@ -407,7 +407,7 @@ class Ensemble:
     def current_distances(self, recipes: list[dict[str, Any]], name: str) -> np.ndarray | float:
         """Each recipe's :meth:`CalibratedDomain.current_distance` for a rate-test capacity's flat name
         (``capacity_at_4.2_A_per_g_mAh_per_g``); 0 for any other metric."""
-        match = RATE_TEST_NAME.match(name or "")
+        match = AT_CURRENT.match(name or "")
         if match is None:
             return 0.0
         return np.array([self.domain.current_distance(recipe, float(match.group(1))) for recipe in recipes])
@@ -644,7 +644,6 @@ RANGE_IN_SD = 4.0  # an assumed parameter's allowed range is read as +-2 sd of i
 UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
 MODEL_FORM_STREAM = 2  # the random stream of the model-form factors
 RATE_EXTRAPOLATION_STREAM = 3  # the random stream of the rate model's form error beyond the measured currents
-RATE_TEST_NAME = re.compile(r"^capacity_at_([0-9.]+)_A_per_g_mAh_per_g$")  # a rate-test capacity's flat name
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
 

@@ -27,11 +27,8 @@ def test_recalibration_on_lab_rows_brings_the_model_closer_to_them(monkeypatch):
     before_chi2, after_chi2 = result.study_chi2
     assert result.study_rows > 0 and after_chi2 > before_chi2 > 0  # the refit trades study fit for lab fit
     assert metrics["recalibrated.study_chi2.after"] == after_chi2
-    assert "the study's own" in result.report_text() and "parameters on a bound after the refit" in result.report_text()
-    for name in result.on_bound:
-        low, high = result.parameters[name].bounds
-        assert min(abs(result.parameters[name].value - low), abs(result.parameters[name].value - high)) < 0.01 * (
-            high - low)
+    assert "the study's own" in result.report_text()
+    assert "parameters on a bound after the refit: " + (", ".join(result.on_bound) or "none") in result.report_text()
 
 
 def test_a_measured_zero_is_a_result_not_a_dropped_row(tmp_path, monkeypatch):
