@@ -15,9 +15,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
+from skopt.learning import GaussianProcessRegressor  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
 from flows.inputs import redact  # noqa: E402
+from flows.physics_gp import PosteriorMean  # noqa: E402
 from flows.tracking import LAID_OUT  # noqa: E402
 
 console = Console()
@@ -87,7 +89,9 @@ def objective_figure(optimizer, marked: list | None = None):
     from flows.objective import CapacityObjective
 
     unit = CapacityObjective.unit  # the score the optimiser of a single-objective campaign minimises the negative of
-    result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=optimizer.models)
+    model = optimizer.models[-1]  # the one plot_objective reads; a plain GP's mean without per-call validation
+    fast = PosteriorMean(model) if isinstance(model, GaussianProcessRegressor) else model
+    result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=[fast])
     recommended = marked is not None and marked in optimizer.space
     plotted = [d.name for d in optimizer.space.dimensions if not d.is_constant]  # plot_objective's panels
     axes = plot_objective(result, n_points=20, n_samples=100, minimum=list(marked) if recommended else "result",

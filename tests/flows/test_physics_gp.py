@@ -356,6 +356,25 @@ def test_the_fast_mean_and_sd_are_the_gps_own():
         assert np.median(std) > 1e-3 * scale  # a real spread away from the data, not only round-off
 
 
+def test_the_posterior_mean_for_plots_is_the_gps_own_mean_and_sd():
+    """The partial-dependence figure reads a plain GP through PosteriorMean: the same mean, and the GP's own sd."""
+    from flows.physics_gp import PosteriorMean
+
+    X = points(20, 11)
+    model = PhysicsInformedGP(prior=wrong_model, random_state=0).fit(X, lab(X))
+    gp = model.gp_
+    test = points(300, 12)
+    inputs = model._inputs(test, wrong_model(test))
+    fast = PosteriorMean(gp)
+    scale = gp.y_train_std_
+    assert np.allclose(fast.predict(inputs), gp.predict(inputs), rtol=1e-10, atol=1e-10 * scale)
+    assert np.ptp(fast.predict(inputs)) > 1e-3 * scale  # a mean that varies, not a constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert all(np.array_equal(a, b) for a, b in zip(fast.predict(inputs, return_std=True),
+                                                         gp.predict(inputs, return_std=True)))
+
+
 def test_a_lab_parameter_driven_to_an_end_of_its_range_is_marked_on_a_bound(params):
     """The lab-parameter table says which estimates sit at an end of their range (the results pull past it, so the
     'moved (sd)' understates the pull), by the calibration's one on-bound rule; the console shows them too."""
