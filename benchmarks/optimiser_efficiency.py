@@ -113,6 +113,11 @@ CHOICES = (
     ("   local candidates sd 0.05, seeds 0-29 (4 missed)", 31.5, 61),
     ("F  E with each ask's random stream fixed by the seed and the results told, so a resumed campaign asks what "
      "the uninterrupted one asked (the default since), seeds 0-29 (1 missed)", 29.0, 61),
+    ("F  seeds 0-9, as measured again on 2026-12-06 (1 missed)", 38.0, 61),
+    ("   a share of the local candidates with one range moved to its nearer bound (the optimum sits at 40 h and "
+     "BPR 5), 5 % / 15 % / 30 %, seeds 0-9 (a prototype, not kept: 2 / 1 / 2 missed)", 35.5, 61),
+    ("   the same, 15 %", 38.5, 61),
+    ("   the same, 30 %", 33.5, 61),
 )
 
 
