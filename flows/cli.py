@@ -111,7 +111,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--temperature-C={args.temperature_C:.15g} is out of range: {TEMPERATURE_ALLOWED}")
     from flows.config import load_config
     from flows.inputs import existing_file
-    from flows.evaluation import metric_intervals
+    from flows.evaluation import campaign_parameters, metric_intervals
     from flows.objective import SCORE, CapacityObjective
     from surrogate.calibration import calibrate
     from surrogate.model import PredictionRequest
@@ -120,14 +120,17 @@ def cmd_predict(args) -> int:
 
     if args.config is not None:
         existing_file(args.config, "--config")
-    calibration = calibrate()
-    p = calibration.apply(ModelParameters.load())
     config = load_config(args.config) if args.config else None
+    if config is not None:  # the config's model: its overrides of assumed parameters, refitted or not as it says
+        p, calibration = campaign_parameters(config)
+    else:
+        calibration = calibrate()
+        p = calibration.apply(ModelParameters.load())
     objective = config.objective if config else CapacityObjective()
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
                                 objective.current_A_per_g, objective.cycle, objective.temperature_C)
     # The numpy model's prediction with its ensemble: the record itself, or the bands of a PyBaMM record
-    ensemble = build_ensemble(ModelParameters.load(), calibration)
+    ensemble = build_ensemble(p, calibration)
     uncertain = ensemble.predict(recipes, request)
     record = uncertain.record(0, current_labels=args.current)
     # the objective is scored at its own conditions, every input of it (the expansion too), not --temperature-C's

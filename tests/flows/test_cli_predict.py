@@ -293,3 +293,27 @@ def test_json_output_is_strict_json_with_null_for_a_number_not_computed():
                       "flag": np.bool_(True)})
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}")) == {
         "surrogate_mean": None, "values": [1.5, 3, None], "flag": True}
+
+
+def test_predict_with_a_config_uses_its_model_parameters(capsys, params, tmp_path):
+    """A config's overrides of assumed parameters are its model, for predict as for its campaign: with recalibrate
+    false the study's fit is kept and only the override changes (here HC's plateau share, a different HC)."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters, model_metrics
+    from surrogate.recipe import Recipes, load_materials
+    from surrogate.paths import config_dir
+
+    config = tmp_path / "softer_hc.yaml"
+    config.write_text("name: softer-hc\nrecalibrate: false\nmodel_parameters: {hc_plateau_fraction: 0.3}\n")
+    key = "capacity_at_cycle_mAh_per_g"
+
+    def hc(*extra):
+        assert main(["predict", "--material", "HC", "--cycles", "1000", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    default, softer = hc(), hc("--config", str(config))
+    assert softer[key]["1000"] != pytest.approx(default[key]["1000"], rel=0.01)  # the override is used
+    p, _ = campaign_parameters(load_config(str(config)))  # and it is the campaign's own model
+    recipes = Recipes.from_records(load_materials(config_dir() / "materials.yaml")["HC"].to_records())
+    campaign = load_config(str(config)).objective
+    assert softer["objective"] == pytest.approx(float(model_metrics(recipes, p, campaign)["objective"][0]), rel=1e-9)
