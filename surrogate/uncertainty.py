@@ -167,6 +167,8 @@ class UncertaintySettings:
     finite_difference_step_per_range: float
     proposal_degrees_of_freedom: float
     rate_extrapolation_sigma_pct_per_e_fold: float  # model-form sd of a capacity per e-fold beyond the data's currents
+    same_temperature_within_C: float  # a temperature this close to a measured one is not an extrapolation
+    same_recipe_within_pct: float  # nor a recipe whose every field is this close to a measured material's
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
     model_form_sigma_pct: dict[str, float]  # families without: none
@@ -229,6 +231,8 @@ _SETTINGS_RANGES = {  # key: (type, low, high)
     "finite_difference_step_per_range": (float, 1e-8, 1e-2),
     "proposal_degrees_of_freedom": (float, 1.0, 1e6),
     "rate_extrapolation_sigma_pct_per_e_fold": (float, 0.0, 50.0),
+    "same_temperature_within_C": (float, 0.0, 5.0),
+    "same_recipe_within_pct": (float, 0.0, 5.0),
 }
 
 
@@ -280,22 +284,34 @@ class CalibratedDomain:
     materials: tuple[dict[str, Any], ...] = ()
     extents: tuple[DataExtent, ...] = ()  # one per material, in the order of ``materials``
     overall: DataExtent = DataExtent(frozenset(), float("inf"), 0.0, 0)  # the study's data as a whole (none: all beyond)
+    temperature_within_C: float = 0.0  # a temperature this close to a measured one is that one (settings)
+    recipe_within_pct: float = 0.0  # a recipe value this close to a material's is that material's (settings)
 
     @classmethod
-    def of(cls, observations: pd.DataFrame, p: ModelParameters,
-           materials: dict[str, Recipes] | None = None) -> "CalibratedDomain":
+    def of(cls, observations: pd.DataFrame, p: ModelParameters, materials: dict[str, Recipes] | None = None,
+           settings: "UncertaintySettings | None" = None) -> "CalibratedDomain":
         fitted = observations[observations["fit"]]
         materials = materials if materials is not None else load_materials(config_dir() / "materials.yaml")
         names = [name for name in dict.fromkeys(fitted["material"]) if name in materials]
+        settings = settings or UncertaintySettings.load()
         return cls((float(p.reference_temperature_C),), tuple(materials[n].to_records()[0] for n in names),
-                   tuple(DataExtent.of(fitted[fitted["material"] == n]) for n in names), DataExtent.of(fitted))
+                   tuple(DataExtent.of(fitted[fitted["material"] == n]) for n in names), DataExtent.of(fitted),
+                   settings.same_temperature_within_C, settings.same_recipe_within_pct)
+
+    def _same(self, value, measured) -> bool:
+        """Whether a recipe value is a measured material's: as stated (:func:`_shown`), or a number within
+        ``recipe_within_pct`` of it."""
+        if _shown(value) == _shown(measured):
+            return True
+        if isinstance(value, str) or isinstance(measured, str):
+            return False
+        return abs(float(value) - float(measured)) <= self.recipe_within_pct / 100.0 * abs(float(measured))
 
     def extent_of(self, recipe: dict[str, Any]) -> DataExtent:
         """What was measured on this recipe: its material's data if it is one of the study's materials (as a lab
         states it; an unmilled powder whatever mill settings it states), else the study's as a whole."""
         for material, extent in zip(self.materials, self.extents):
-            if all(name in recipe and _shown(recipe[name]) == _shown(material[name])
-                   for name in acting_fields(material)):
+            if all(name in recipe and self._same(recipe[name], material[name]) for name in acting_fields(material)):
                 return extent
         return self.overall
 
@@ -318,7 +334,7 @@ class CalibratedDomain:
         return float(min(1.0, min(distances, default=1.0)))
 
     def temperature_outside(self, temperature_C: float) -> bool:
-        return not any(abs(temperature_C - t) <= 0.5 for t in self.temperatures_C)
+        return not any(abs(temperature_C - t) <= self.temperature_within_C for t in self.temperatures_C)
 
     def recipe_beyond(self, recipe: dict[str, Any]) -> dict[str, str]:
         """Why a recipe lies beyond the calibration's materials: recipe field -> reason (empty: it is one of them,
@@ -344,7 +360,7 @@ class CalibratedDomain:
         anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
         fraction = float(recipe["sn_mass_fraction"])
         fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
-        measured_fraction = any(_shown(fraction) == _shown(f) for f in fractions)
+        measured_fraction = any(self._same(fraction, f) for f in fractions)
         if not milling:
             return {} if measured_fraction else {
                 "sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials have "
@@ -359,7 +375,7 @@ class CalibratedDomain:
             if name == "sn_mass_fraction" or any(name not in m for m in anchors):
                 continue
             measured = list(dict.fromkeys(m[name] for m in anchors))
-            if not any(_shown(value) == _shown(v) for v in measured):
+            if not any(self._same(value, v) for v in measured):
                 reasons[name] = f"{_shown(value)}, where the calibration's milled materials have {_listed(measured)}"
         return reasons
 
@@ -685,8 +701,9 @@ def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFra
     try:
         saved = json.loads(cache_file.read_text(encoding="utf-8"))
         members = tuple(central.with_values(**values) for values in saved["members"])
-        return Ensemble(central, members, tuple(saved["measurement_factors"]), CalibratedDomain.of(observations, central, materials),
-                        settings, float(saved["effective_size"]), float(saved["weight_temperature"]))
+        domain = CalibratedDomain.of(observations, central, materials, settings)
+        return Ensemble(central, members, tuple(saved["measurement_factors"]), domain, settings,
+                        float(saved["effective_size"]), float(saved["weight_temperature"]))
     except (OSError, ValueError, KeyError, TypeError, ParameterError):
         pass  # none yet, or not one this code can read: build it
     ensemble = _build(central, observations, materials, settings)
@@ -777,8 +794,8 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
     families = sorted(settings.measurement_sigma_pct)
     factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
                for _ in members]
-    return Ensemble(central, tuple(members), tuple(factors), CalibratedDomain.of(observations, central, materials), settings,
-                    effective_size, temperature)
+    domain = CalibratedDomain.of(observations, central, materials, settings)
+    return Ensemble(central, tuple(members), tuple(factors), domain, settings, effective_size, temperature)
 
 
 def _assumed_column(problem: LeastSquaresProblem, central: ModelParameters, name: str, x0: np.ndarray,

@@ -353,6 +353,38 @@ def test_conditions_outside_the_measured_ones_are_flagged(ensemble):
     assert not cold["activation_energy_kJ_per_mol"]  # measured across temperatures by variable-temperature EIS
 
 
+@pytest.mark.parametrize("change, flagged", [
+    ({"sn_mass_fraction": 0.667}, False), ({"sn_mass_fraction": 0.6695}, False), ({"milling_time_h": 10.01}, False),
+    ({"milling_speed_rpm": 0.998}, False), ({"temperature_C": 25.5}, False),
+    ({"sn_mass_fraction": 0.675}, True), ({"milling_time_h": 10.1}, True), ({"milling_speed_rpm": 0.99}, True),
+    ({"temperature_C": 26.0}, True), ({"temperature_C": 24.0}, True)])
+def test_a_recipe_or_temperature_within_the_stated_precision_is_the_studys_own(ensemble, change, flagged):
+    """A recipe whose fields are within same_recipe_within_pct (0.5 %) of a study material's is that material (a lab
+    that weighs 0.667 of Sn made the study's 2:1), and a temperature within same_temperature_within_C (0.5 C) of the
+    measured one is that one; beyond them, every metric is flagged. (A speed is given as a share of the material's.)"""
+    composite = _material("Sn@HC-2-1")
+    temperature = change.pop("temperature_C", 25.0)
+    if "milling_speed_rpm" in change:
+        change["milling_speed_rpm"] *= composite["milling_speed_rpm"]
+    flags = _flags(ensemble, composite | change, currents_A_per_g=(1.7,), cycles=(1, 400), temperature_C=temperature)
+    assert flags["particle_expansion_pct"] is flagged
+    assert all(flags["capacity_at_cycle_mAh_per_g"].values()) is flagged
+
+
+def test_the_precision_that_makes_a_recipe_the_studys_comes_from_the_settings(ensemble):
+    """With same_recipe_within_pct 0 only the stated digits count (0.6667 is 2:1, 0.667 is not)."""
+    from surrogate.uncertainty import CalibratedDomain
+
+    exact = dataclasses.replace(ensemble.domain, recipe_within_pct=0.0, temperature_within_C=0.0)
+    composite = _material("Sn@HC-2-1")
+    assert exact.recipe_beyond(composite | {"sn_mass_fraction": 0.6667}) == {}
+    assert "sn_mass_fraction" in exact.recipe_beyond(composite | {"sn_mass_fraction": 0.667})
+    assert ensemble.domain.recipe_beyond(composite | {"sn_mass_fraction": 0.667}) == {}
+    assert exact.temperature_outside(25.2) and not ensemble.domain.temperature_outside(25.2)
+    assert isinstance(ensemble.domain, CalibratedDomain) and ensemble.domain.recipe_within_pct == \
+        UncertaintySettings.load().same_recipe_within_pct
+
+
 def test_an_objective_is_flagged_where_its_capacity_or_its_recipe_lies_beyond_the_data(ensemble):
     composite = Recipes.from_records([_material("Sn@HC-2-1")])
     milled_longer = Recipes.from_records([_material("Sn@HC-2-1") | {"milling_time_h": 40.0}])
