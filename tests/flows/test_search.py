@@ -256,8 +256,11 @@ def test_a_gp_on_dose_features_predicts_what_a_gp_fitted_on_the_mapped_points_pr
 def test_dose_features_need_time_speed_and_bpr_on_log_axes():
     from flows.search import dose_features
 
-    linear = load_config("configs/pareto.yaml")  # speed and BPR on linear axes
+    linear = load_config(overrides={"search_space": {
+        "milling_speed_rpm": {"low": 150.0, "high": 600.0, "log_scale": False},
+        "ball_to_powder_ratio": {"low": 5.0, "high": 40.0, "log_scale": False}}})
     assert dose_features(_searched_space(linear)) is None
+    assert dose_features(_searched_space(load_config("configs/pareto.yaml"))) is not None  # log axes there too
 
 
 def test_the_composite_gps_serve_only_the_capacity_objective(tmp_path):
