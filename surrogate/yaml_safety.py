@@ -135,7 +135,7 @@ def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
     if len(raw) > max_bytes:
         raise YamlInputError(f"{path}: {what} larger than {max_bytes // 1024} KiB: refused")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a leading byte-order mark (Excel's "CSV UTF-8" writes one) is not text
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise YamlInputError(f"{path}: not UTF-8 text (line {line}): save the {what} as UTF-8") from None

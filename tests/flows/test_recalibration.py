@@ -1,5 +1,7 @@
 """flows/recalibration.py: lab rows teach the model (its error at them falls) and every move is reported."""
 
+from pathlib import Path
+
 import numpy as np
 
 from flows.config import load_config
@@ -44,3 +46,14 @@ def test_a_measured_zero_is_a_result_not_a_dropped_row(tmp_path, monkeypatch):
     assert moves["measured"].tolist() == [330.0, 0.0]
     assert np.isnan(moves["error_after_pct"].iloc[1]) and np.isfinite(result.metrics()["recalibrated.lab_mape_pct.after"])
     assert moves["model_after"].iloc[1] < moves["model_before"].iloc[1]  # taught towards the dead cell
+
+
+def test_a_lab_csv_saved_with_a_byte_order_mark_reads_as_without_it(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: the first column is still sample_id."""
+    config = load_config()
+    text = Path("configs/lab_results_example.csv").read_text(encoding="utf-8")
+    marked = tmp_path / "excel.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    plain, excel = read_observations("configs/lab_results_example.csv", config), read_observations(marked, config)
+    assert [e.recipe for e in excel.measured] == [e.recipe for e in plain.measured]
+    assert [e.metrics for e in excel.measured] == [e.metrics for e in plain.measured]
