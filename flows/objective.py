@@ -24,6 +24,7 @@ from flows.inputs import NumbersNotBooleans
 from surrogate.limits import CELL_TEMPERATURE_RANGE_C, MAX_CURRENT_A_PER_G, MAX_CYCLE
 from surrogate.composition import theoretical_capacity_mAh_per_g
 from surrogate.model import Prediction, PredictionRequest
+from surrogate.recipe import FIELDS
 
 # The largest magnitude a score can have, mAh/g: a capacity (at most ~1000) less a penalty of a few mAh/g per % of
 # swelling over the allowance; a lab's stated objective or a failure penalty beyond it is a typing error.
@@ -118,7 +119,8 @@ OBJECTIVE_NAME_MAX = 100
 RESERVED_NAMES = frozenset(Prediction.__dataclass_fields__) | {
     "objective", "objective_capacity_mAh_per_g", "model_objective", "capacity_mAh_per_g", "particle_expansion_pct",
     "electrode_expansion_after_1000_cycles_pct", "cycles_to_80pct_retention", "milling_time_h",
-    "milling_energy_kWh_per_kg", "status", "source", "failure_reason"}
+    "milling_energy_kWh_per_kg", "status", "source", "failure_reason",
+    "evaluation", "batch"} | set(FIELDS)  # and the recipe's fields: pareto.csv had held capacities in sn_mass_fraction
 RESERVED_PREFIXES = ("capacity_at_", "physics.", "fidelity.")
 RESERVED_SUFFIXES = ("_interval_90_low", "_interval_90_high")  # every reported metric's band is logged under these
 
@@ -141,16 +143,16 @@ class _Objective(NumbersNotBooleans):
     @field_validator("name_")
     @classmethod
     def _usable_name(cls, name: str | None) -> str | None:
-        """A name becomes an MLflow metric and a table column: MLflow's characters only, and not a metric the
-        campaign already reports under that name (it would overwrite it: a capacity named particle_expansion_pct
-        had hidden the expansion)."""
+        """A name becomes an MLflow metric and a table column: MLflow's characters only, and not a metric or a
+        recipe field the campaign already reports under that name (it would overwrite it: a capacity named
+        particle_expansion_pct had hidden the expansion, one named sn_mass_fraction the recipe)."""
         if name is None:
             return name
         if not OBJECTIVE_NAME.fullmatch(name) or ".." in name:
             raise ValueError("use letters, digits and _ - . / (starting with a letter), no '..'")
         if name != cls.default_name and (name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
                                          or name.endswith(RESERVED_SUFFIXES)):
-            raise ValueError(f"{name!r} is a metric the campaign already reports; choose another name")
+            raise ValueError(f"{name!r} is a metric or recipe field the campaign already reports; choose another name")
         return name
 
     @property
@@ -351,13 +353,14 @@ class MillingEnergyObjective(_Objective):
     default_name: ClassVar[str] = "milling_energy_kWh_per_kg"
     recipe_only: ClassVar[bool] = True
 
-    mill_rated_power_W: float = Field(400.0, gt=0.0, le=100_000.0,
+    mill_rated_power_W: float = Field(400.0, ge=1.0, le=100_000.0,
                                       description="assumed: power draw at the rated speed and BPR (lab planetary "
                                                   "mills: hundreds of W)")
-    mill_rated_speed_rpm: float = Field(600.0, gt=0.0, le=2000.0, description="assumed: speed of the rated power")
-    mill_rated_ball_to_powder_ratio: float = Field(40.0, gt=0.0, le=200.0,
+    # lower bounds a real mill has (a 1e-320 g batch gave every recipe an infinite energy and failed the search)
+    mill_rated_speed_rpm: float = Field(600.0, ge=10.0, le=2000.0, description="assumed: speed of the rated power")
+    mill_rated_ball_to_powder_ratio: float = Field(40.0, ge=0.1, le=200.0,
                                                    description="assumed: ball load (BPR) of the rated power")
-    batch_mass_g: float = Field(10.0, gt=0.0, le=100_000.0, description="assumed: powder per batch (g)")
+    batch_mass_g: float = Field(10.0, ge=0.1, le=100_000.0, description="assumed: powder per batch (g)")
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: self.energy_kWh_per_kg(recipes.milling_time_h, recipes.milling_speed_rpm,

@@ -180,6 +180,9 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
     settings = config.optimiser
     space = Space(normalize_dimensions(search_dimensions(config)))
     finished = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.ok and point in space]
+    if not finished:  # every evaluation so far failed: nothing to model, so the search goes on space-filling
+        return [[_plain(v) for v in point]
+                for point in space.rvs(n_samples=n_points, random_state=int(rng.integers(2**31 - 1)))]
     X = space.transform([p for p, _ in finished])
     oriented = oriented_matrix([e for _, e in finished], scoring)
     low, high = oriented.min(axis=0), oriented.max(axis=0)

@@ -157,6 +157,8 @@ def config_cases() -> list[Case]:
                                                          "{kind: milling_time}]"), "objectives.0.name"),
         ("an objective named as another metric", _config("objectives: [{kind: capacity, name: particle_expansion_pct},"
                                                          " {kind: milling_time}]"), "already reports"),
+        ("an objective named as a recipe field", _config("objectives: [{kind: capacity, name: sn_mass_fraction},"
+                                                         " {kind: milling_time}]"), "recipe field"),
         ("an experiment name beyond MLflow's 256 characters", _config("tracking: {experiment_name: " + "e" * 300 + "}"),
          "tracking.experiment_name"),
         ("a run name with no room left for its suffix", "name: " + "n" * 240 + "\n", "at most 200 characters"),

@@ -169,3 +169,28 @@ def test_the_front_carries_each_predicted_objectives_interval_and_flag(params, p
     assert row[extrapolated_column("particle_expansion_pct")] == flag
     figure = front_files(campaign, front, 0)["pareto.png"]
     assert any(c.get_label() == "90 % interval" for axis in figure.axes for c in axis.containers)
+
+
+def test_parego_goes_on_space_filling_while_every_evaluation_has_failed(params):
+    """With no finished evaluation there is nothing to model: ParEGO keeps asking space-filling points (it crashed
+    reshaping an empty front) and the campaign spends its budget, each failure recorded."""
+    from flows.evaluation import Evaluation, Status
+
+    config = load_config("configs/pareto.yaml", overrides=SMALL)
+    campaign = Campaign.new(config)
+    failed = lambda recipes: [Evaluation(r, Status.FAILED, float("nan"), reason="the cell shorted")  # noqa: E731
+                              for r in recipes]
+    run_pareto_search(campaign, failed)
+    assert campaign.model_evaluations() == 10 and campaign.failed() == 10
+    points = [tuple(p) for p in campaign.points]
+    assert len(set(points)) == 10  # new points after the start, not the start again
+
+
+def test_a_mill_or_batch_beyond_any_real_one_is_refused():
+    """A 1e-320 g batch gave every recipe an infinite milling energy; a mill's constants have real lower bounds."""
+    from flows.config import ConfigError
+
+    for field, value in (("batch_mass_g", 1e-320), ("mill_rated_power_W", 0.5), ("mill_rated_speed_rpm", 1.0)):
+        with pytest.raises(ConfigError, match=field):
+            load_config("configs/pareto.yaml", overrides={"objectives": [
+                {"kind": "capacity"}, {"kind": "milling_energy", field: value}]})
