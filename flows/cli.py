@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import math
 import os
 import sys
@@ -301,24 +300,6 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def json_text(document) -> str:
-    """A ``--json`` document as strict JSON: a number that is not finite (NaN, inf: a value a campaign could not
-    compute, the GP mean of a multi-objective campaign) becomes null, which every JSON parser reads; other
-    objects (paths, numpy scalars) as their text or number."""
-    def plain(value):
-        if isinstance(value, dict):
-            return {key: plain(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(item) for item in value]
-        if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (numpy stays unimported)
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-
-    return json.dumps(plain(document), indent=2, default=str, allow_nan=False)
-
-
 def _records(table) -> list[dict]:
     """A report table as JSON records, missing values as null."""
     return table.astype(object).where(table.notna(), None).to_dict("records")
@@ -350,7 +331,7 @@ def _validate(args) -> int:
                     | {f"fidelity.{stat}.at_{current}_A_per_g": value
                        for stat in ("median_abs_difference_pct", "max_abs_difference_pct")
                        for current, value in summary[stat].items()})
-        tracker.log_files(run_id, {"validation.json": json.dumps(document, indent=2, default=str),
+        tracker.log_files(run_id, {"validation.json": json_text(document),
                                    "validation.csv": pd.DataFrame(rows).assign(
                                        interval_90=[f"{r['interval_90'][0]:.6g}..{r['interval_90'][1]:.6g}"
                                                     for r in rows]),
@@ -965,6 +946,13 @@ def _version() -> str:
         return version("snhc")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def json_text(document) -> str:
+    """:func:`flows.inputs.json_text` (imported when a command prints JSON, so ``--help`` stays quick)."""
+    from flows.inputs import json_text as strict_json
+
+    return strict_json(document)
 
 
 def usage_errors() -> tuple[type[Exception], ...]:

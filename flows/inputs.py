@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import re
 import socket
@@ -721,3 +722,21 @@ def write_csv(frame, path: str | Path) -> None:
         Path(path).write_text(redact(escape_csv_cells(frame).to_csv(index=False)), encoding="utf-8")
     except OSError as error:
         raise InputError(f"{_shown(Path(path))}: cannot write the CSV ({error.strerror or error})") from None
+
+
+def json_text(document) -> str:
+    """A ``--json`` document or a JSON artifact as strict JSON: a number that is not finite (NaN, inf: a value a
+    campaign could not compute, the GP mean of a multi-objective campaign) becomes null, which every JSON parser
+    reads; other objects (paths, numpy scalars) as their text or number."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (numpy stays unimported)
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(plain(document), indent=2, default=str, allow_nan=False)

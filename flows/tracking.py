@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
-from flows.inputs import redact, reveal, write_csv
+from flows.inputs import json_text, redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
 from flows.metrics import display_number
 from surrogate.paths import PROJECT_ROOT
@@ -378,8 +378,6 @@ class CampaignRecorder:
         Single-value ``recommended.*`` metrics are not logged (MLflow draws each as a one-bar chart); only the
         optimiser GP's mean and sd at the recommended point stay metrics, so they have a history when extended.
         """
-        import json
-
         campaign = self.campaign
         evaluation = recommendation.evaluation
         step = len(campaign.evaluations)
@@ -391,7 +389,7 @@ class CampaignRecorder:
         table = recommendation_table(recommendation, step, self.physics_of_chosen)
         self.tracker.client.log_table(self.run_id, data=table, artifact_file=RECOMMENDATION_TABLE)
         self.tracker.log(self.run_id, tags={NOTE_TAG: run_description(campaign.config, table)})
-        document = json.dumps(recommendation.record(), indent=2)
+        document = json_text(recommendation.record())  # strict: a multi-objective run has no GP mean (null)
         self.tracker.log_text(self.run_id, document, "recommended_recipe.json")
         self.tracker.log_text(self.run_id, document, f"recommendations/after-{step:04d}-evaluations.json")
         report = dict(files)

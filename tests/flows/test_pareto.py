@@ -194,3 +194,4 @@ def test_a_mill_or_batch_beyond_any_real_one_is_refused():
         with pytest.raises(ConfigError, match=field):
             load_config("configs/pareto.yaml", overrides={"objectives": [
                 {"kind": "capacity"}, {"kind": "milling_energy", field: value}]})
+

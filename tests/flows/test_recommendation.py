@@ -1,6 +1,9 @@
 """The recommendation rule (flows/recommendation.py): equivalent recipes go to the cheapest, bounds are reported,
 and a multi-objective campaign logs its front to MLflow."""
 
+import json
+from pathlib import Path
+
 import pytest
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -74,6 +77,10 @@ def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_
     description = client.get_run(summary["run_id"]).data.tags["mlflow.note.content"]
     assert "Objectives: maximise capacity at 1.7 A/g" in description and "milling time" in description
     assert "optimiser GP" not in description
+    # it has no GP mean: strict JSON says null (a NaN there is refused by strict parsers)
+    text = Path(client.download_artifacts(summary["run_id"], "recommended_recipe.json", str(tmp_path))).read_text()
+    record = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert record["optimiser_surrogate_mean_objective"] is None
 
 
 def test_the_recommendation_carries_a_90_pct_interval_on_each_predicted_metric():
