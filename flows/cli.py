@@ -596,6 +596,9 @@ def cmd_suggest(args) -> int:
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
     writable_output(args.output, "--output", {"--observations": args.observations, "--config": args.config})
     campaign = build_campaign(args.config, overrides, run_id, args.observations)
+    if campaign.config.objectives:  # suggest ranks by the capacity objective's expected improvement alone
+        raise UsageError(f"{'run ' + run_id if run_id else args.config}: a campaign with 'objectives' (several) "
+                         f"cannot be suggested for yet; extend it with snhc optimise --resume RUN_ID --n-calls N")
     _note_rows_outside(campaign)
     if campaign.lab is not None:
         from flows.evaluation import campaign_parameters

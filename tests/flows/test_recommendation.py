@@ -57,7 +57,7 @@ def test_a_recommendation_on_a_search_bound_says_which_and_suggests_widening():
     assert bound_notes(complete(recipe(10.0)), config) == ()
 
 
-def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_local, params, tmp_path):
+def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_local, params, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     summary = optimise_anode("configs/pareto.yaml", {
         "optimiser": {"n_calls": 8, "n_initial_points": 6, "batch_size": 2, "seed": 1},
@@ -81,6 +81,14 @@ def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_
     text = Path(client.download_artifacts(summary["run_id"], "recommended_recipe.json", str(tmp_path))).read_text()
     record = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
     assert record["optimiser_surrogate_mean_objective"] is None
+    # snhc suggest ranks by the capacity objective alone: a multi-objective run is refused, not quietly re-ranked
+    from flows.cli import main
+
+    config = tmp_path / "pareto-store.yaml"
+    config.write_text(f"tracking: {{tracking_uri: '{uri}', experiment_name: pareto}}\n")
+    output = tmp_path / "next.csv"
+    assert main(["suggest", "--config", str(config), "--resume", summary["run_id"], "--output", str(output)]) == 2
+    assert "'objectives'" in capsys.readouterr().err and not output.exists()
 
 
 def test_the_recommendation_carries_a_90_pct_interval_on_each_predicted_metric():
