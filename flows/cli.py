@@ -260,6 +260,9 @@ def cmd_calibrate(args) -> int:
         existing_file(args.observations, "--observations")
         config = load_config()
         lab = read_observations(args.observations, config)
+        if not lab.measured:  # pending rows only: a refit would move nothing and report noise as moves
+            raise UsageError(f"--observations {args.observations}: no row has a measured result (all are pending), "
+                             f"so there is nothing to refit on")
         if note := replicate_note(lab):
             print(f"note: {note}", file=sys.stderr)
         recalibration = recalibrate(config, lab, args.data)

@@ -335,6 +335,9 @@ def lab_cases() -> list[Case]:
              f"{LAB_HEADER}\n0.5,6\n", "lab.csv", store_option=False),
         Case("lab: calibrate with a folder", ["calibrate", "--observations", "{dir}"], "is a folder",
              store_option=False),
+        Case("lab: calibrate with pending rows only", ["calibrate", "--observations", "{file}"],
+             "no row has a measured result", "sample_id,sn_mass_fraction,milling_time_h,milling_speed_rpm,"
+             "ball_to_powder_ratio,objective_capacity_mAh_per_g\nA,0.6,10,400,20,\n", "lab.csv", store_option=False),
     ]
     return cases
 
