@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from surrogate.calibration import calibrate
+from surrogate.calibration import ParameterTransform, calibrate
 from surrogate.model import PredictionRequest
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.recipe import Recipes
@@ -412,3 +412,32 @@ def test_a_quantity_never_measured_on_a_material_carries_the_models_form_error(e
     without = dataclasses.replace(ensemble, settings=dataclasses.replace(ensemble.settings, model_form_sigma_pct={}))
     assert width(without, "Sn@HC-2-1") == pytest.approx(width(ensemble, "Sn@HC-2-1"), rel=1e-12)
     assert width(without, "Sn@HC-1-2") < 0.5 * width(ensemble, "Sn@HC-1-2")
+
+
+def test_a_model_with_assumed_values_moved_after_the_fit_keeps_the_studys_spread(ensemble):
+    """A lab-taught model (or a what-if of another material without a refit) moves assumed values after the fit:
+    its ensemble is the study's, each member carrying the moved values (a drawn one shifted by the same step on its
+    scale), not one built around a model the study's data no longer fit, whose inflated residual scale gave members
+    that kept their fresh capacity after 1000 cycles."""
+    p = ModelParameters.load()
+    calibration = calibrate(p)
+    moved_values = {"oxide_at_reference_argon": 0.02, "hc_plateau_fraction": 0.35, "sn_welding_saturation": 8.0}
+    moved = build_ensemble(p.with_values(**moved_values), calibration)
+    assert "sn_welding_saturation" in moved.settings.uncertain_assumed_parameters  # one drawn, two fixed
+    assert moved.central.digest() == calibration.apply(p.with_values(**moved_values)).digest()
+    fitted = p.names("fitted")
+    scale = ParameterTransform(p, ["sn_welding_saturation"])  # the step is taken on the calibration's scale
+    for before, after in zip(ensemble.members, moved.members):
+        assert {n: after[n].value for n in fitted} == {n: before[n].value for n in fitted}  # the study's fit spread
+        assert after["oxide_at_reference_argon"].value == 0.02 and after["hc_plateau_fraction"].value == 0.35
+        low, high = p["sn_welding_saturation"].bounds
+        step = scale.forward(np.array([8.0])) - scale.forward(np.array([ensemble.central["sn_welding_saturation"].value]))
+        shifted = scale.backward(scale.forward(np.array([before["sn_welding_saturation"].value])) + step)[0]
+        assert after["sn_welding_saturation"].value == pytest.approx(min(max(shifted, low), high), rel=1e-9)
+    request = PredictionRequest(cycles=(1, 1000))
+    widths = []
+    for e in (ensemble, moved):
+        record = e.predict(REFERENCE, request).record(0)
+        low, high = record["interval_90"]["capacity_at_cycle_mAh_per_g"]["1000"]
+        widths.append((high - low) / record["capacity_at_cycle_mAh_per_g"]["1000"])
+    assert widths[1] < 1.5 * widths[0], widths  # not widened by the study's misfit to the moved model
