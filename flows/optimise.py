@@ -27,7 +27,7 @@ from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table, surprising_values, unmeasured_moves
 from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
-from flows.recommendation import Recommendation, recommend, with_intervals
+from flows.recommendation import Recommendation, recommend, with_intervals, with_lab_note
 from flows.search import lab_calibrated_prior, run_search, tell_known
 from flows.suggest import prior_parameter_table
 from flows.store import store_for
@@ -288,6 +288,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         p = recalibrate_on_lab(campaign, p, recorder, quiet)
+        study_p = p  # the model before a lab's rows teach it its own parameters
         taught = teach_lab_parameters(campaign, p, recorder, quiet)
         compare_with_lab(campaign, p, recorder, quiet, taught)
         if taught is not None:  # with lab results the campaign searches the lab's model, and its intervals are that
@@ -320,6 +321,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
         recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p)
+        if taught is not None:  # say where the lab's rows, not the study, decide the recommended recipe's score
+            recommendation = with_lab_note(recommendation, campaign, study_p)
         interrupts.check()
         files = reporting.campaign_figures(campaign.table(), optimizer, campaign.points[recommendation.index])
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)

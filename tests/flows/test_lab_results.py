@@ -340,3 +340,23 @@ def test_a_spreadsheets_line_ends_and_empty_rows_read_as_the_plain_file(tmp_path
 def _written(path, text):
     path.write_bytes(text.encode())
     return path
+
+
+def test_a_recommendation_the_lab_rows_decide_says_so(lab_campaign):
+    """Where the lab's model scores the recommended recipe outside the study model's 90 % interval, the
+    recommendation says what each model gives and how far the recipe lies from the nearest measured row."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters, metric_intervals, model_objective
+    from surrogate.recipe import Recipes
+
+    _, overrides, summary = lab_campaign
+    config = load_config(overrides=overrides)
+    p, calibration = campaign_parameters(config)
+    recipe = summary["recipe"]
+    study = float(model_objective(Recipes.from_records([recipe]), p, config.objective)[0])
+    low, high = metric_intervals(recipe, p, calibration, config.objective)["objective"]
+    notes = [n for n in summary["notes"] if n.startswith("the lab's model scores it")]
+    objective = summary["metrics"]["objective"]
+    assert not low <= objective <= high  # the example rows' model recommends a corner the study's model scores low
+    assert len(notes) == 1 and f"the study's model gives {study:.1f}" in notes[0]
+    assert f"{objective:.1f} mAh/g" in notes[0] and "from the nearest measured row" in notes[0]
