@@ -41,6 +41,7 @@ class Recommendation:
     extrapolated: dict[str, bool] = field(default_factory=dict)  # metric -> beyond the calibration's data
     objective_names: tuple[str, ...] = ()  # a multi-objective campaign's objectives (reports show them first)
     lab_note: str = ""  # where the lab's rows moved this recipe's score beyond the study's uncertainty
+    allowance_note: str = ""  # when the swelling's interval straddles the objective's allowance
 
     def headline(self) -> dict[str, float]:
         """The metrics a report shows first (:func:`flows.metrics.headline`)."""
@@ -58,7 +59,7 @@ class Recommendation:
                   "constants (the ranges of those the study's data cannot see are inside the intervals); a lab batch "
                   "of this recipe is the test"
                   ) if self.beyond_data else ""
-        return [n for n in (self.rule_note, *self.bound_notes, beyond, self.lab_note) if n]
+        return [n for n in (self.rule_note, *self.bound_notes, beyond, self.allowance_note, self.lab_note) if n]
 
     def record(self) -> dict[str, Any]:
         """JSON-ready view (the recommended_recipe.json artifact)."""
@@ -68,7 +69,8 @@ class Recommendation:
                 "optimiser_surrogate_mean_objective": self.surrogate_mean,
                 "optimiser_surrogate_std_objective": self.surrogate_std,
                 "metrics": self.evaluation.metrics, "interval_90": self.intervals, "extrapolated": self.extrapolated,
-                "beyond_calibrated_recipes": dict(self.beyond_data), "lab": self.lab_note}
+                "beyond_calibrated_recipes": dict(self.beyond_data), "lab": self.lab_note,
+                "expansion_allowance": self.allowance_note}
 
 
 def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -> Recommendation:
@@ -128,10 +130,27 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
     domain = build_ensemble(p, calibration).domain
     scoring = config.scoring()
     flags = scoring_flags(recommendation.recipe, domain, scoring, recommendation.evaluation.metrics)
-    return replace(recommendation, intervals=metric_intervals(recommendation.recipe, p, calibration, scoring,
-                                                              values=recommendation.evaluation.metrics),
-                   beyond_data=domain.recipe_beyond(recommendation.recipe),
-                   extrapolated=flags)
+    intervals = metric_intervals(recommendation.recipe, p, calibration, scoring,
+                                 values=recommendation.evaluation.metrics)
+    return replace(recommendation, intervals=intervals, beyond_data=domain.recipe_beyond(recommendation.recipe),
+                   extrapolated=flags, allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
+                                                                     config))
+
+
+def allowance_note(metrics: dict[str, float], intervals: dict[str, list[float]], config) -> str:
+    """A note when the recommended recipe's particle expansion has a 90 % interval that straddles the capacity
+    objective's swelling allowance: the optimum of capacity minus the penalty sits where the swelling reaches the
+    allowance, so the default recommendation swells 250 % [172-321 %] against 250 % allowed, and a lab should know
+    that cells of it may well swell past it (found by a sceptical-modeller walkthrough). Empty otherwise."""
+    from flows.objective import EXPANSION
+
+    allowance = getattr(config.objective, "expansion_allowance_pct", None) if not config.objectives else None
+    band = intervals.get(EXPANSION)
+    if allowance is None or band is None or EXPANSION not in metrics or not band[0] < allowance < band[1]:
+        return ""
+    return (f"its particle expansion {metrics[EXPANSION]:.0f} % (90 % interval {band[0]:.0f} to {band[1]:.0f} %) "
+            f"straddles the objective's {allowance:g} % allowance: cells of it may swell past it; lower "
+            f"objective.expansion_allowance_pct to recommend a recipe with a margin")
 
 
 def milling_cost(recipe: dict[str, Any]) -> tuple[float, float]:

@@ -155,3 +155,18 @@ def test_a_pybamm_score_the_check_cannot_tell_from_the_tolerance_edge_counts_as_
     ranking_without = rank(table.drop(columns=["model_difference_low_mAh_per_g", "model_difference_high_mAh_per_g"]),
                            noise_mAh_per_g=0.0, reference=0)
     assert recommend(campaign, NoModel(), ranking_without).index == 1
+
+
+def test_a_swelling_interval_across_the_allowance_is_noted():
+    """The capacity objective's optimum sits where the swelling reaches its allowance: when the recommended recipe's
+    expansion interval straddles it, the recommendation says so; with a margin, or without an allowance (a
+    multi-objective campaign), nothing."""
+    from flows.recommendation import allowance_note
+
+    config = load_config()
+    straddling = allowance_note({"particle_expansion_pct": 250.2}, {"particle_expansion_pct": [171.7, 321.4]}, config)
+    assert "250 % (90 % interval 172 to 321 %) straddles the objective's 250 % allowance" in straddling
+    assert allowance_note({"particle_expansion_pct": 200.0}, {"particle_expansion_pct": [160.0, 240.0]}, config) == ""
+    assert allowance_note({"particle_expansion_pct": 250.2}, {}, config) == ""
+    assert allowance_note({"particle_expansion_pct": 250.2}, {"particle_expansion_pct": [171.7, 321.4]},
+                          load_config("configs/pareto.yaml")) == ""
