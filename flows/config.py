@@ -439,6 +439,11 @@ class CampaignConfig(Strict):
         if "objective" in self.model_fields_set:
             raise ValueError("give 'objective' (the capacity objective) or 'objectives' (a list), not both")
         scoring = ObjectiveSet(self.objectives)  # raises on duplicate names or conflicting conditions
+        searched = set(self.search_space.searched())
+        for i, objective in enumerate(scoring.objectives):
+            if objective.recipe_fields and not searched & set(objective.recipe_fields):
+                raise ValueError(f"objectives[{i}] ({objective.name}) is the same for every recipe: "
+                                 f"{', '.join(objective.recipe_fields)} all fixed; search one of them or drop it")
         for key in ("weights", "limits"):
             for name in getattr(settings, key):
                 if name not in scoring.names:

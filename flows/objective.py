@@ -136,6 +136,7 @@ class _Objective(NumbersNotBooleans):
     value_range: ClassVar[tuple[float, float]] = (0.0, float("inf"))  # what the objective's value can be
     default_name: ClassVar[str] = ""
     recipe_only: ClassVar[bool] = False  # its value follows from the recipe alone, known before any evaluation
+    recipe_fields: ClassVar[tuple[str, ...]] = ()  # a recipe-only objective's fields (none: it is predicted)
 
     name_: str | None = Field(None, alias="name", min_length=1, max_length=OBJECTIVE_NAME_MAX,
                               description="name in tables and in weights/limits (default: the kind's metric name)")
@@ -330,6 +331,7 @@ class MillingTimeObjective(_Objective):
     value_range: ClassVar[tuple[float, float]] = (0.0, 100.0)
     default_name: ClassVar[str] = "milling_time_h"
     recipe_only: ClassVar[bool] = True
+    recipe_fields: ClassVar[tuple[str, ...]] = ("milling_time_h",)  # all fixed: the same value for every recipe
 
     def inputs(self, prediction: Prediction, recipes=None) -> dict[str, np.ndarray]:
         return {self.name: np.asarray(recipes.milling_time_h, dtype=float)}
@@ -352,6 +354,8 @@ class MillingEnergyObjective(_Objective):
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0e6)
     default_name: ClassVar[str] = "milling_energy_kWh_per_kg"
     recipe_only: ClassVar[bool] = True
+    recipe_fields: ClassVar[tuple[str, ...]] = ("milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio",
+                                                "pause_duty_cycle")
 
     mill_rated_power_W: float = Field(400.0, ge=1.0, le=100_000.0,
                                       description="assumed: power draw at the rated speed and BPR (lab planetary "

@@ -157,6 +157,10 @@ def config_cases() -> list[Case]:
                                                          "{kind: milling_time}]"), "objectives.0.name"),
         ("an objective named as another metric", _config("objectives: [{kind: capacity, name: particle_expansion_pct},"
                                                          " {kind: milling_time}]"), "already reports"),
+        ("an objective the same for every recipe", _config(
+            "objectives: [{kind: capacity}, {kind: milling_time}]",
+            base=GOOD_CONFIG.replace("milling_time_h: {low: 1.0, high: 20.0}", "milling_time_h: {value: 10.0}")),
+         "the same for every recipe"),
         ("an objective named as a recipe field", _config("objectives: [{kind: capacity, name: sn_mass_fraction},"
                                                          " {kind: milling_time}]"), "recipe field"),
         ("an experiment name beyond MLflow's 256 characters", _config("tracking: {experiment_name: " + "e" * 300 + "}"),
