@@ -60,6 +60,14 @@ def _one_path_part(name: str) -> str:
 
 PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_printed),
                         AfterValidator(_one_path_part)]
+
+
+def _printed_text(text: str) -> str:
+    # a description may span lines and hold tabs; other control and format characters (a NUL, a right-to-left override)
+    # are refused as in a name
+    if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\r\t" for c in text):
+        raise ValueError("use printable characters (line breaks and tabs allowed)")
+    return text
 ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_MAX), AfterValidator(_printed)]
 
 
@@ -331,6 +339,7 @@ class RecommendationSettings(Strict):
 # The run description is MLflow's note, which MLflow cuts at 8 000 characters with the recommendation table after it,
 # and the 'description' param, cut at 6 000: a longer text would push the recommendation out of the run page.
 DESCRIPTION_MAX_CHARS = 2000
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_printed_text)]
 # No coin cell reproduces its capacity better than a few tenths of a %; below 0.1 % a lab row's weight makes the lab
 # fit's covariance singular (1e-6 %: a traceback in snhc suggest).
 LAB_UNCERTAINTY_MIN_PCT = 0.1
@@ -338,8 +347,8 @@ LAB_UNCERTAINTY_MIN_PCT = 0.1
 
 class CampaignConfig(Strict):
     name: PrintedName = "default"
-    description: str = Field("", max_length=DESCRIPTION_MAX_CHARS,
-                             description="what the campaign asks, in words: the MLflow run's description")
+    description: Description = Field("", description="what the campaign asks, in words: the MLflow run's "
+                                                     "description")
     search_space: SearchSpace = SearchSpace()
     objective: CapacityObjective = CapacityObjective()
     objectives: list[ObjectiveSpec] | None = Field(None, description="objectives to pick and combine (kinds: "

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.config import (DESCRIPTION_MAX_CHARS, CampaignConfig, ConfigError, PrintedName, deep_merge, read_yaml,
+from flows.config import (CampaignConfig, ConfigError, Description, PrintedName, deep_merge, read_yaml,
                           validate_config)
 from flows.inputs import excerpt
 from surrogate.paths import config_dir
@@ -25,7 +25,7 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: PrintedName
-    description: str = Field("", max_length=DESCRIPTION_MAX_CHARS)  # becomes its campaign's description
+    description: Description = ""  # becomes its campaign's description
     mode: Literal["predict", "optimise"] = "optimise"
     overrides: dict[str, Any] = Field(default_factory=dict)
     recipes: list[str | dict[str, Any]] = Field(default_factory=list)

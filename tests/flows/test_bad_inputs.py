@@ -171,6 +171,8 @@ def config_cases() -> list[Case]:
          "already reports"),
         ("a blank experiment name", _config("tracking: {experiment_name: ' '}"), "tracking.experiment_name"),
         ("a control character in the run name", "name: \"\\x00abc\"\n", "name: use printable characters"),
+        ("a right-to-left override in the description", "description: \"abc\\u202edef\"\n",
+         "description: use printable characters"),
         ("objective is a number", _config("objective: 5"), "objective"),
         ("recalibrate not a bool", _config("recalibrate: maybe"), "recalibrate"),
         ("unknown top-level key", _config("colour: blue"), "colour: unknown key"),
