@@ -609,9 +609,9 @@ def cmd_suggest(args) -> int:
 
         for line in surprising_values(campaign.lab, campaign_parameters(campaign.config)[0], campaign.config):
             print(f"snhc suggest: lab value to check: {line}", file=sys.stderr)
-    table, lab_parameters, unmeasured = suggest(campaign, args.batch)
-    for line in unmeasured:
-        print(f"snhc suggest: not measured, moved by the lab's parameters: {line}", file=sys.stderr)
+    table, lab_parameters, notes = suggest(campaign, args.batch)
+    for line in notes:
+        print(f"snhc suggest: {line}", file=sys.stderr)
     write_csv(table, args.output)
     mlflow_run = log_suggestions(campaign, table, lab_parameters)
     if args.json:

@@ -19,7 +19,7 @@ import pandas as pd
 from flows.campaign import Campaign
 from flows.evaluation import LAB, campaign_parameters, evaluate_batch
 from flows.metrics import extrapolated_column, interval_columns
-from flows.observations import unmeasured_moves
+from flows.observations import fitted_worse, lab_predictions, model_error_table, unmeasured_moves
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           tell_known)
 from surrogate.recipe import FIELD_NAMES, recipe_key
@@ -28,8 +28,9 @@ from surrogate.recipe import FIELD_NAMES, recipe_key
 def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Q new recipes with the model's predicted metrics and the optimiser surrogate's mean and sd, the lab
     parameters the physics-informed GP inferred from the results (:func:`lab_parameter_table`; empty without), and
-    one line per quantity no lab row measured that those parameters moved out of the model's interval
-    (:func:`flows.observations.unmeasured_moves`)."""
+    notes on what those parameters did beyond the rows: a quantity no lab row measured moved out of the model's
+    interval (:func:`flows.observations.unmeasured_moves`), a measured one the lab's model fits worse than the
+    study's (:func:`flows.observations.fitted_worse`)."""
     config = campaign.config
     p, _ = campaign_parameters(config)
     if config.recalibrate_on_observations and campaign.lab and campaign.lab.measured:
@@ -75,8 +76,14 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
                 row |= dict(zip(interval_columns(name), band[name]))
                 row[extrapolated_column(name)] = bool(flag.get(name, True))
         rows.append(row)
-    moved = unmeasured_moves(campaign.lab, p, taught, config) if campaign.lab else []
-    return pd.DataFrame(rows), lab_parameter_table(optimizer), moved
+    notes = []
+    if campaign.lab and campaign.lab.measured:  # what the lab's parameters did beyond the rows they were fitted to
+        notes += [f"not measured, moved by the lab's parameters: {line}"
+                  for line in unmeasured_moves(campaign.lab, p, taught, config)]
+        errors = model_error_table(campaign.lab, lab_predictions(campaign.lab, p, config),
+                                   lab_predictions(campaign.lab, taught, config))
+        notes += [f"fitted worse by the lab's parameters: {line}" for line in fitted_worse(errors)]
+    return pd.DataFrame(rows), lab_parameter_table(optimizer), notes
 
 
 def _model_uncertainty(recipes: list[dict], evaluations, p, config) -> tuple[list[dict], list[dict]]:

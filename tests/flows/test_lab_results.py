@@ -360,3 +360,18 @@ def test_a_recommendation_the_lab_rows_decide_says_so(lab_campaign):
     assert not low <= objective <= high  # the example rows' model recommends a corner the study's model scores low
     assert len(notes) == 1 and f"the study's model gives {study:.1f}" in notes[0]
     assert f"{objective:.1f} mAh/g" in notes[0] and "from the nearest measured row" in notes[0]
+
+
+def test_a_metric_the_lab_parameters_fit_worse_is_named():
+    """A measured metric whose rows the lab's model misses by more than the study's model does is named, with both
+    mean errors; one it fits better, or a table without the lab's model, gives nothing."""
+    import pandas as pd
+
+    from flows.observations import fitted_worse
+
+    errors = pd.DataFrame({"metric": ["capacity_at_cycle_400_mAh_per_g"] * 2 + ["particle_expansion_pct"] * 2,
+                           "error_pct": [-6.0, 4.0, 13.0, -14.0], "lab_model_error_pct": [-1.0, 2.0, 20.0, 28.0]})
+    lines = fitted_worse(errors)
+    assert len(lines) == 1 and lines[0].startswith("particle_expansion_pct: ")
+    assert "by 24.0 % on average, the study's by 13.5 %" in lines[0]
+    assert fitted_worse(errors.drop(columns="lab_model_error_pct")) == []
