@@ -47,7 +47,7 @@ from skopt.utils import normalize_dimensions
 from flows.evaluation import Evaluation
 from flows.metrics import extrapolated_column, interval_columns
 from flows.search import (EvaluateBatch, ExactOutput, make_optimizer, monte_carlo_batch, plain_gp, point_of,
-                          recipe_of, recipes_of_points, search_dimensions)
+                          recipe_of, recipes_of_points, search_dimensions, with_local_samples)
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
@@ -199,6 +199,9 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
         models.append(model)
     candidates = space.transform(space.rvs(n_samples=settings.acquisition_samples,
                                            random_state=int(rng.integers(2**31 - 1))))
+    # part of them around the front found so far, as the single-objective search samples around its best points
+    candidates = with_local_samples(space, candidates, X[non_dominated(oriented)],
+                                    settings.local_candidates_share, settings.local_candidates_scale, rng)
 
     def scalarisation(_: int):  # fresh random weights for each batch point
         weights = random_weights(rng, len(models))

@@ -378,21 +378,11 @@ class BatchOptimizer(Optimizer):
         return None
 
     def _candidates(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Points (transformed space) the acquisition is evaluated on: uniform samples, of which a share
-        ``local_share`` is replaced by Gaussian steps of sd ``local_scale`` from the best evaluated points (real
-        dimensions only; categorical columns keep the centre's choice)."""
+        """Points (transformed space) the acquisition is evaluated on: uniform samples, a share ``local_share`` of
+        them replaced by steps from the best evaluated points (:func:`with_local_samples`)."""
         candidates = self.space.transform(self.space.rvs(n_samples=self.n_points, random_state=self.rng))
-        n_local = int(round(self.local_share * len(candidates)))
-        if n_local == 0:
-            return candidates
-        real = np.concatenate([np.full(d.transformed_size, isinstance(d, Real)) for d in self.space.dimensions])
         centres = X[np.argsort(y, kind="stable")[:LOCAL_CENTRES]]
-        local = centres[self.rng.randint(len(centres), size=n_local)].astype(float)
-        low, high = np.array(self.space.transformed_bounds, dtype=float)[real].T
-        steps = self.rng.normal(0.0, self.local_scale, size=(n_local, int(real.sum()))) * (high - low)
-        local[:, real] = np.clip(local[:, real] + steps, low, high)
-        candidates[:n_local] = local
-        return candidates
+        return with_local_samples(self.space, candidates, centres, self.local_share, self.local_scale, self.rng)
 
     def _hedged_acquisition(self, model, candidates, X, y) -> tuple[str, np.ndarray]:
         """gp_hedge: every candidate acquisition's optimum (kept for the gains), one chosen by their softmax."""
@@ -435,6 +425,26 @@ class BatchOptimizer(Optimizer):
             refit = clone(self.base_estimator_)
             return refit.fit(X, y)
         return condition_gp(model, X, y)
+
+
+def with_local_samples(space: Space, candidates: np.ndarray, centres: np.ndarray, share: float, scale: float,
+                       rng) -> np.ndarray:
+    """``candidates`` (transformed space) with a share ``share`` of them replaced by Gaussian steps of sd ``scale``
+    (of each range) from ``centres`` drawn at random (real dimensions only; categorical columns keep the centre's
+    choice): a thin optimum ridge, or a Pareto front, is rarely hit by uniform samples. ``rng``: numpy's
+    ``RandomState`` or ``Generator``."""
+    n_local = int(round(share * len(candidates)))
+    if n_local == 0 or not len(centres):
+        return candidates
+    pick = rng.randint if hasattr(rng, "randint") else rng.integers
+    real = np.concatenate([np.full(d.transformed_size, isinstance(d, Real)) for d in space.dimensions])
+    local = centres[pick(len(centres), size=n_local)].astype(float)
+    low, high = np.array(space.transformed_bounds, dtype=float)[real].T
+    steps = rng.normal(0.0, scale, size=(n_local, int(real.sum()))) * (high - low)
+    local[:, real] = np.clip(local[:, real] + steps, low, high)
+    candidates = candidates.copy()
+    candidates[:n_local] = local
+    return candidates
 
 
 class Unwarped:

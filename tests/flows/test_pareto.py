@@ -195,3 +195,22 @@ def test_a_mill_or_batch_beyond_any_real_one_is_refused():
             load_config("configs/pareto.yaml", overrides={"objectives": [
                 {"kind": "capacity"}, {"kind": "milling_energy", field: value}]})
 
+
+
+def test_parego_samples_part_of_its_candidates_around_the_front():
+    """with_local_samples, as ParEGO calls it (a numpy Generator): the configured share of the candidates lies within
+    a few sd of the front's points, inside the box; the rest stay uniform."""
+    from skopt.space import Space
+    from skopt.utils import normalize_dimensions
+
+    from flows.search import search_dimensions, with_local_samples
+
+    config = load_config("configs/pareto.yaml")
+    space = Space(normalize_dimensions(search_dimensions(config)))
+    rng = np.random.default_rng(0)
+    uniform = space.transform(space.rvs(n_samples=2000, random_state=1))
+    front = np.array([[0.6, 0.9, 0.5, 0.1], [0.3, 0.2, 0.7, 0.8]])
+    mixed = with_local_samples(space, uniform, front, 0.5, 0.02, rng)
+    near = np.min(np.linalg.norm(mixed[:, None, :] - front[None], axis=2), axis=1) < 0.02 * 6 * 2
+    assert near[:1000].all() and near[1000:].mean() < 0.05
+    assert np.array_equal(mixed[1000:], uniform[1000:]) and mixed.min() >= 0.0 and mixed.max() <= 1.0
