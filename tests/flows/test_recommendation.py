@@ -170,3 +170,30 @@ def test_a_swelling_interval_across_the_allowance_is_noted():
     assert allowance_note({"particle_expansion_pct": 250.2}, {}, config) == ""
     assert allowance_note({"particle_expansion_pct": 250.2}, {"particle_expansion_pct": [171.7, 321.4]},
                           load_config("configs/pareto.yaml")) == ""
+
+
+def test_the_recommendation_is_weighed_against_the_studys_own_recipe():
+    """The gap to the study's 2:1 recipe with the model's 90 % interval on it (within each ensemble member): a recipe
+    far worse says so, the study's own recipe gets no note, and a multi-objective campaign none either."""
+    import re
+
+    from flows.evaluation import campaign_parameters, model_objective
+    from flows.recommendation import study_note
+    from surrogate.recipe import Recipes
+    from surrogate.uncertainty import build_ensemble
+
+    config = load_config()
+    p, calibration = campaign_parameters(config)
+    ensemble = build_ensemble(p, calibration)
+    study = complete({"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
+                      "ball_to_powder_ratio": 20.0})
+    assert study_note(study, ensemble, config) == ""
+    for recipe in (study | {"sn_mass_fraction": 0.3}, study | {"milling_time_h": 21.0, "ball_to_powder_ratio": 5.0}):
+        note = study_note(recipe, ensemble, config)
+        gap, low, high = (float(x) for x in re.search(
+            r": ([+-][\d.]+) mAh/g, 90 % interval of the gap ([+-][\d.]+) to ([+-][\d.]+)", note).groups())
+        scores = model_objective(Recipes.from_records([study, recipe]), ensemble.central, config.objective)
+        assert gap == pytest.approx(scores[1] - scores[0], abs=0.05) and low <= gap <= high
+        assert ("cannot tell them apart" in note) == (low <= 0 <= high)
+    assert "worse beyond the model's uncertainty" in study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config)
+    assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, load_config("configs/pareto.yaml")) == ""
