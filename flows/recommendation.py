@@ -169,8 +169,9 @@ def study_note(recipe: dict[str, Any], ensemble, config) -> str:
     gap = float(scores[1] - scores[0])
     verdict = ("the model cannot tell them apart" if low <= 0.0 <= high
                else "better beyond the model's uncertainty" if low > 0.0 else "worse beyond the model's uncertainty")
-    return (f"against the study's {STUDY_MATERIAL} recipe (scored {scores[0]:.1f} by the same model): {gap:+.1f} "
-            f"{config.objective.unit}, 90 % interval of the gap {low:+.1f} to {high:+.1f}: {verdict}")
+    return (f"against the study's {STUDY_MATERIAL} recipe (the numpy model scores it {scores[0]:.1f}, this one "
+            f"{scores[1]:.1f}): {gap:+.1f} {config.objective.unit}, 90 % interval of the gap {low:+.1f} to "
+            f"{high:+.1f}: {verdict}")
 
 
 def allowance_note(metrics: dict[str, float], intervals: dict[str, list[float]], config) -> str:
