@@ -95,10 +95,13 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
     lab = campaign.lab
     if not (lab and lab.measured) or not evaluation.ok or config.objectives:
         return recommendation
-    calibration = campaign_parameters(config)[1]
-    study = float(model_objective(Recipes.from_records([evaluation.recipe]), study_p, config.objective)[0])
-    low, high = metric_intervals(evaluation.recipe, study_p, calibration, config.objective)[SCORE]
-    if low <= evaluation.objective <= high:
+    try:
+        calibration = campaign_parameters(config)[1]
+        study = float(model_objective(Recipes.from_records([evaluation.recipe]), study_p, config.objective)[0])
+        low, high = metric_intervals(evaluation.recipe, study_p, calibration, config.objective)[SCORE]
+    except Exception:  # noqa: BLE001 - a comparison for the report, never a reason to fail the campaign
+        return recommendation
+    if not np.isfinite(study) or low <= evaluation.objective <= high:
         return recommendation
     space = Space(normalize_dimensions(search_dimensions(config)))
     measured = [point_of(e.recipe, config) for e in lab.measured]
@@ -162,8 +165,11 @@ def study_note(recipe: dict[str, Any], ensemble, config) -> str:
     if all(same_value(name, recipe[name], value) for name, value in reference.items()):
         return ""  # the study's recipe itself
     recipes = [reference, recipe]
-    scores = model_objective(Recipes.from_records(recipes), ensemble.central, config.objective)
-    low, high = difference_intervals(recipes, ensemble, config.objective, reference=0)[1]
+    try:
+        scores = model_objective(Recipes.from_records(recipes), ensemble.central, config.objective)
+        low, high = difference_intervals(recipes, ensemble, config.objective, reference=0)[1]
+    except Exception:  # noqa: BLE001 - a comparison for the report, never a reason to fail the campaign
+        return 
     if not (np.isfinite(low) and np.isfinite(high)):
         return ""
     gap = float(scores[1] - scores[0])

@@ -118,8 +118,13 @@ def test_the_physics_check_reports_each_recipe_on_the_console_and_in_the_prefect
     assert rows["capacity at the objective's current and cycle"] < rows["capacity at 1.7 A/g"]
 
     APILogHandler().flush()  # the run logger sends to the Prefect API in batches
-    with get_client(sync_client=True) as client:
-        messages = [log.message for log in client.read_logs()]
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    flow_run_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(summary["run_id"]).data.tags[
+        "prefect_flow_run_id"]
+    with get_client(sync_client=True) as client:  # this campaign's flow run's lines (the server holds the session's)
+        messages = [log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
     assert {"physics check (PyBaMM) 1/2", "physics check (PyBaMM) 2/2"} <= {m.split(":")[0] for m in messages}
 
 
