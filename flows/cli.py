@@ -21,7 +21,7 @@ for _variable, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NO
 from typing import TYPE_CHECKING
 
 from surrogate.limits import CELL_TEMPERATURE_RANGE_C, MAX_CURRENT_A_PER_G, MAX_CYCLE  # noqa: E402 - constants
-from surrogate.recipe import FIELDS, RECIPE_FIELDS  # noqa: E402 - the schema drives the options; numpy only
+from surrogate.recipe import FIELDS, RECIPE_FIELDS, study_recipe  # noqa: E402 - the schema drives the options; numpy only
 
 if TYPE_CHECKING:
     from surrogate.recipe import Recipes
@@ -47,13 +47,6 @@ class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
-def _reference_recipe() -> dict[str, float]:
-    from surrogate.paths import config_dir
-    from surrogate.recipe import load_materials
-
-    return load_materials(config_dir() / "materials.yaml")["Sn@HC-2-1"].to_records()[0]
-
-
 def _recipe_from_args(args) -> tuple[str, Recipes]:
     from surrogate.paths import config_dir
     from surrogate.recipe import Recipes, load_materials
@@ -66,7 +59,7 @@ def _recipe_from_args(args) -> tuple[str, Recipes]:
         if args.material not in materials:
             raise UsageError(f"--material {args.material!r} is unknown: allowed {', '.join(materials)}")
         return args.material, materials[args.material]
-    recipe = _reference_recipe() | given
+    recipe = study_recipe() | given
     for name, value in recipe.items():
         if not FIELDS[name].is_valid(value):
             shown = f"{value:g}" if isinstance(value, float) else value

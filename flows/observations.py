@@ -386,6 +386,18 @@ def fitted_worse(errors: pd.DataFrame) -> list[str]:
     return lines
 
 
+def teaching_notes(lab: LabData, p, taught, config: CampaignConfig,
+                   errors: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+    """(label, line) for what the lab's parameters (``taught``) did beyond the rows they were fitted to: quantities
+    no row measured that they moved (:func:`unmeasured_moves`), measured metrics they fit worse than ``p`` does
+    (:func:`fitted_worse`; ``errors``: the :func:`model_error_table` with the lab's model, computed when not given).
+    Printed by ``snhc suggest`` and ``snhc optimise --observations`` alike."""
+    if errors is None:
+        errors = model_error_table(lab, lab_predictions(lab, p, config), lab_predictions(lab, taught, config))
+    return ([("not measured, moved by the lab's parameters", line) for line in unmeasured_moves(lab, p, taught, config)]
+            + [("fitted worse by the lab's parameters", line) for line in fitted_worse(errors)])
+
+
 def model_error_table(lab: LabData, predictions: list[Evaluation],
                       taught: list[Evaluation] | None = None) -> pd.DataFrame:
     """Measured vs predicted for every measured metric of every lab row: the model's error at the lab points, and

@@ -25,8 +25,7 @@ from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_ba
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
-from flows.observations import (fitted_worse, lab_predictions, model_error_table, surprising_values,
-                               unmeasured_moves)
+from flows.observations import lab_predictions, model_error_table, surprising_values, teaching_notes
 from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
 from flows.recommendation import Recommendation, recommend, with_intervals, with_lab_note
 from flows.search import lab_calibrated_prior, run_search, tell_known
@@ -224,10 +223,8 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
     for line in surprising_values(campaign.lab, campaign_parameters(campaign.config)[0], campaign.config):
         reporting.say(f"[bold]lab value to check[/]: {line}", quiet)
     if taught is not None:
-        for line in unmeasured_moves(campaign.lab, p, taught, campaign.config):
-            reporting.say(f"[bold]not measured, moved by the lab's parameters[/]: {line}", quiet)
-        for line in fitted_worse(errors):
-            reporting.say(f"[bold]fitted worse by the lab's parameters[/]: {line}", quiet)
+        for label, line in teaching_notes(campaign.lab, p, taught, campaign.config, errors):
+            reporting.say(f"[bold]{label}[/]: {line}", quiet)
 
 
 def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,

@@ -80,7 +80,7 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
     lab's model scores the recommended recipe outside the 90 % interval of the study's model there: then the score is
     what the rows taught, carried to a recipe, and the note says how far that recipe lies from the nearest measured
     row (in the search space's unit cube, 0 to 1 per field). Found by a sceptical walkthrough: the example lab file's
-    model recommended 2.4 h at 600 rpm and BPR 40, scoring 347.5 mAh/g where the study's model gives 17.8, far
+    model recommended 2.4 h at 600 rpm and BPR 40, scoring 347.5 mAh/g where the study's model gives 17.7, far
     from every row (6-12 h, 350-450 rpm, BPR 20-25), without a word."""
     from dataclasses import replace
 
@@ -144,10 +144,6 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
                    study_note=study_note(recommendation.recipe, ensemble, config))
 
 
-# The study's own composite (configs/materials.yaml), against which a recommendation is worth making
-STUDY_MATERIAL = "Sn@HC-2-1"
-
-
 def study_note(recipe: dict[str, Any], ensemble, config) -> str:
     """The recommended recipe against the study's own composite: the objective's gap and the model's 90 % interval
     on it, taken within each ensemble member (:func:`flows.evaluation.difference_intervals`), and whether the model
@@ -156,12 +152,11 @@ def study_note(recipe: dict[str, Any], ensemble, config) -> str:
     interval may not (found by a sceptical-modeller walkthrough). Empty for a multi-objective campaign, or the study's
     recipe itself."""
     from flows.evaluation import difference_intervals, model_objective
-    from surrogate.paths import config_dir
-    from surrogate.recipe import Recipes, load_materials, same_value
+    from surrogate.recipe import STUDY_MATERIAL, Recipes, same_value, study_recipe
 
     if config.objectives:
         return ""
-    reference = load_materials(config_dir() / "materials.yaml")[STUDY_MATERIAL].to_records()[0]
+    reference = study_recipe()
     if all(same_value(name, recipe[name], value) for name, value in reference.items()):
         return ""  # the study's recipe itself
     recipes = [reference, recipe]
@@ -169,7 +164,7 @@ def study_note(recipe: dict[str, Any], ensemble, config) -> str:
         scores = model_objective(Recipes.from_records(recipes), ensemble.central, config.objective)
         low, high = difference_intervals(recipes, ensemble, config.objective, reference=0)[1]
     except Exception:  # noqa: BLE001 - a comparison for the report, never a reason to fail the campaign
-        return 
+        return ""
     if not (np.isfinite(low) and np.isfinite(high)):
         return ""
     gap = float(scores[1] - scores[0])

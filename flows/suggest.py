@@ -19,7 +19,7 @@ import pandas as pd
 from flows.campaign import Campaign
 from flows.evaluation import LAB, campaign_parameters, evaluate_batch
 from flows.metrics import extrapolated_column, interval_columns
-from flows.observations import fitted_worse, lab_predictions, model_error_table, unmeasured_moves
+from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           tell_known)
 from surrogate.recipe import FIELD_NAMES, recipe_key
@@ -76,13 +76,8 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
                 row |= dict(zip(interval_columns(name), band[name]))
                 row[extrapolated_column(name)] = bool(flag.get(name, True))
         rows.append(row)
-    notes = []
-    if campaign.lab and campaign.lab.measured:  # what the lab's parameters did beyond the rows they were fitted to
-        notes += [f"not measured, moved by the lab's parameters: {line}"
-                  for line in unmeasured_moves(campaign.lab, p, taught, config)]
-        errors = model_error_table(campaign.lab, lab_predictions(campaign.lab, p, config),
-                                   lab_predictions(campaign.lab, taught, config))
-        notes += [f"fitted worse by the lab's parameters: {line}" for line in fitted_worse(errors)]
+    notes = ([f"{label}: {line}" for label, line in teaching_notes(campaign.lab, p, taught, config)]
+             if campaign.lab and campaign.lab.measured else [])
     return pd.DataFrame(rows), lab_parameter_table(optimizer), notes
 
 

@@ -269,3 +269,15 @@ def load_materials(path) -> dict[str, Recipes]:
     with open(path, encoding="utf-8") as handle:
         document = yaml.safe_load(handle)
     return {name: Recipes.from_records([entry["recipe"]]) for name, entry in document["materials"].items()}
+
+
+# The study's own composite in configs/materials.yaml: snhc predict's default recipe, and the recipe a
+# recommendation is weighed against (flows.recommendation.study_note)
+STUDY_MATERIAL = "Sn@HC-2-1"
+
+
+def study_recipe() -> dict[str, Any]:
+    """The recipe of :data:`STUDY_MATERIAL` as configs/materials.yaml states it (every field)."""
+    from surrogate.paths import config_dir
+
+    return load_materials(config_dir() / "materials.yaml")[STUDY_MATERIAL].to_records()[0]

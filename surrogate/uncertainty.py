@@ -32,8 +32,7 @@ import json
 import math
 import os
 import re
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -728,7 +727,7 @@ def _moved(ensemble: Ensemble, central: ModelParameters) -> Ensemble:
 
         step = scaled(central) - scaled(study)
         members = [_drawn(member, scale_of, scaled(member) + step) for member in members]
-    return dataclasses.replace(ensemble, central=central, members=tuple(members))
+    return replace(ensemble, central=central, members=tuple(members))
 
 
 def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFrame, materials,

@@ -172,7 +172,7 @@ def test_a_swelling_interval_across_the_allowance_is_noted():
                           load_config("configs/pareto.yaml")) == ""
 
 
-def test_the_recommendation_is_weighed_against_the_studys_own_recipe():
+def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch):
     """The gap to the study's 2:1 recipe with the model's 90 % interval on it (within each ensemble member): a recipe
     far worse says so, the study's own recipe gets no note, and a multi-objective campaign none either."""
     import re
@@ -197,3 +197,9 @@ def test_the_recommendation_is_weighed_against_the_studys_own_recipe():
         assert ("cannot tell them apart" in note) == (low <= 0 <= high)
     assert "worse beyond the model's uncertainty" in study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config)
     assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, load_config("configs/pareto.yaml")) == ""
+
+    def failing(*args, **kwargs):
+        raise FloatingPointError("solver did not converge")
+
+    monkeypatch.setattr("flows.evaluation.model_objective", failing)  # a model failure: no note, an empty one
+    assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config) == ""
