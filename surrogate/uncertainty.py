@@ -172,6 +172,7 @@ class UncertaintySettings:
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
     model_form_sigma_pct: dict[str, float]  # families without: none
+    model_form_errors: dict[str, int]  # per family of model_form_sigma_pct: how many errors its RMS is of
     model_form_distance: ModelFormDistance
 
     @classmethod
@@ -182,7 +183,7 @@ class UncertaintySettings:
             document = read_yaml_file(path, "uncertainty settings")
         except YamlInputError as error:
             raise ParameterError(str(error)) from None
-        listed = ["measurement_sigma_pct", "model_form_distance", "model_form_sigma_pct",
+        listed = ["measurement_sigma_pct", "model_form_distance", "model_form_errors", "model_form_sigma_pct",
                   "uncertain_assumed_parameters"]
         if not isinstance(document, dict) or set(document) != set(_SETTINGS_RANGES) | set(listed):
             raise ParameterError(f"{path}: expected exactly the keys {sorted(_SETTINGS_RANGES)} + {listed}")
@@ -205,6 +206,11 @@ class UncertaintySettings:
         if not isinstance(forms, dict) or not set(forms) <= set(FAMILIES) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 100.0 for v in forms.values()):
             raise ParameterError(f"{path}: model_form_sigma_pct takes some of {list(FAMILIES)}, each 0 to 100 (%)")
+        counts = document["model_form_errors"]
+        if not isinstance(counts, dict) or set(counts) != set(forms) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000 for v in counts.values()):
+            raise ParameterError(f"{path}: model_form_errors needs exactly the families of model_form_sigma_pct "
+                                 f"({sorted(forms)}), each a count 1 to 1000")
         distance = document["model_form_distance"]
         if not isinstance(distance, dict) or set(distance) != set(_DISTANCE_RANGES):
             raise ParameterError(f"{path}: model_form_distance needs exactly {sorted(_DISTANCE_RANGES)}")
@@ -216,6 +222,7 @@ class UncertaintySettings:
         return cls(**values, uncertain_assumed_parameters=tuple(names),
                    measurement_sigma_pct={k: float(v) for k, v in sigmas.items()},
                    model_form_sigma_pct={k: float(v) for k, v in forms.items()},
+                   model_form_errors={k: int(v) for k, v in counts.items()},
                    model_form_distance=ModelFormDistance(**{k: float(v) for k, v in distance.items()}))
 
 
@@ -405,12 +412,16 @@ class Ensemble:
 
     @functools.cached_property
     def model_form_factors(self) -> tuple[dict[str, float], ...]:
-        """Per member: family -> 1 + relative error of the model's form (``model_form_sigma_pct``), which scatters a
-        quantity never measured on the material it is predicted for. Its own random stream, so the members and
-        their measurement factors are those an ensemble without it has."""
+        """Per member: family -> the factor measured / predicted that the model's form errs by, which scatters a
+        quantity never measured on the material it is predicted for: exp(sigma t), with sigma the RMS of
+        ``model_form_errors`` leave-material-out log errors (``model_form_sigma_pct``) and t a Student-t draw with
+        that many degrees of freedom, the predictive law of a new error when the variance is estimated from n
+        zero-mean ones (a Gaussian would take the RMS of two errors as the true sd). On the log scale a factor stays
+        positive, as a swelling or an efficiency's loss does. Its own random stream, so the members and their
+        measurement factors are those an ensemble without it has."""
         rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM])
-        sigmas = self.settings.model_form_sigma_pct
-        return tuple({f: 1.0 + sigmas[f] / 100.0 * rng.standard_normal() for f in sorted(sigmas)}
+        sigmas, counts = self.settings.model_form_sigma_pct, self.settings.model_form_errors
+        return tuple({f: float(np.exp(sigmas[f] / 100.0 * rng.standard_t(counts[f]))) for f in sorted(sigmas)}
                      for _ in self.members)
 
     @functools.cached_property

@@ -197,6 +197,10 @@ def test_cycles_up_to_400_bound_the_capacity_at_cycle_12000():
     (lambda d: d["measurement_sigma_pct"].update(capacity=-1), "measurement_sigma_pct needs exactly"),
     (lambda d: d["model_form_sigma_pct"].update(colour=3), "model_form_sigma_pct takes some of"),
     (lambda d: d["model_form_sigma_pct"].update(efficiency=float("nan")), "model_form_sigma_pct takes some of"),
+    (lambda d: d["model_form_errors"].update(efficiency=0), "model_form_errors needs exactly the families"),
+    (lambda d: d["model_form_errors"].update(efficiency=2.5), "model_form_errors needs exactly the families"),
+    (lambda d: d["model_form_errors"].pop("particle_expansion"), "model_form_errors needs exactly the families"),
+    (lambda d: d["model_form_sigma_pct"].pop("particle_expansion"), "model_form_errors needs exactly the families"),
     (lambda d: d["model_form_distance"].update(milling_factor=1.0), "model_form_distance.milling_factor=1.0 is out of range: allowed 1.05 to 100"),
     (lambda d: d["model_form_distance"].pop("sn_mass_fraction"), "model_form_distance needs exactly"),
     (lambda d: d.update(model_form_distance=[0.3, 2]), "model_form_distance needs exactly"),
@@ -412,6 +416,25 @@ def test_a_quantity_never_measured_on_a_material_carries_the_models_form_error(e
     without = dataclasses.replace(ensemble, settings=dataclasses.replace(ensemble.settings, model_form_sigma_pct={}))
     assert width(without, "Sn@HC-2-1") == pytest.approx(width(ensemble, "Sn@HC-2-1"), rel=1e-12)
     assert width(without, "Sn@HC-1-2") < 0.5 * width(ensemble, "Sn@HC-1-2")
+
+
+def test_a_form_error_estimated_from_few_errors_widens_the_interval_as_students_t_does(ensemble):
+    """The model-form sigma is the RMS of two or three leave-material-out errors, so a member's form error is a
+    Student-t draw with that many degrees of freedom, on the log scale: the particle expansion of Sn@HC-1-2 (never
+    measured) spreads wider than with the sigma taken as exact (many errors: a Gaussian), by about t's 90 % quantile
+    over the Gaussian's (2.92 / 1.64 for two errors), and every member's factor stays positive."""
+    from surrogate.recipe import Recipes as R
+
+    def interval(e):
+        return e.predict(R.from_records([_material("Sn@HC-1-2")])).record(0)["interval_90"]["particle_expansion_pct"]
+
+    assert ensemble.settings.model_form_errors["particle_expansion"] == 2
+    many = dict(ensemble.settings.model_form_errors, particle_expansion=1000)
+    gaussian = dataclasses.replace(ensemble, settings=dataclasses.replace(ensemble.settings, model_form_errors=many))
+    (low_t, high_t), (low_g, high_g) = interval(ensemble), interval(gaussian)
+    assert 0.0 < low_t < low_g and high_t > high_g
+    assert 1.3 < np.log(high_t / low_t) / np.log(high_g / low_g) < 2.2
+    assert all(factors[f] > 0 for factors in ensemble.model_form_factors for f in factors)
 
 
 def test_a_model_with_assumed_values_moved_after_the_fit_keeps_the_studys_spread(ensemble):
