@@ -41,6 +41,7 @@ benchmark: install
 	$(BIN)/python benchmarks/pareto_front.py
 	$(BIN)/python benchmarks/seed_agreement.py
 	$(BIN)/python benchmarks/lab_loop.py
+	$(BIN)/python benchmarks/lab_intervals.py
 	$(BIN)/python benchmarks/physics_search.py
 
 ui: install

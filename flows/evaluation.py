@@ -269,12 +269,14 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     return central, samples
 
 
-def lazy_ensemble(p: ModelParameters, calibration: "Calibration") -> Callable[[], "Ensemble"]:
+def lazy_ensemble(p: ModelParameters, calibration: "Calibration",
+                  assumed_draws: Callable[[int], list[dict[str, float]]] | None = None) -> Callable[[], "Ensemble"]:
     """``() -> Ensemble``: the calibration's parameter ensemble, built on the first call and then reused, so a
-    campaign builds one for its child runs' intervals and its physics check together."""
+    campaign builds one for its child runs' intervals and its physics check together (``assumed_draws``: a lab's
+    posterior of its parameters, see ``surrogate.uncertainty.build_ensemble``)."""
     from surrogate.uncertainty import build_ensemble
 
-    return functools.cache(lambda: build_ensemble(p, calibration))
+    return functools.cache(lambda: build_ensemble(p, calibration, assumed_draws=assumed_draws))
 
 
 def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from flows.suggest import prior_parameter_table
 from flows.store import store_for
 from flows.tracking import CampaignRecorder
 from surrogate.parameters import ModelParameters
+
+if TYPE_CHECKING:
+    from flows.physics_gp import LabCalibratedPrior
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)
@@ -185,10 +188,10 @@ def recalibrate_on_lab(campaign: Campaign, p: ModelParameters, recorder: Campaig
 
 
 def teach_lab_parameters(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder,
-                         quiet: bool) -> ModelParameters | None:
-    """With measured lab rows, the model with the lab's own values of the assumed parameters in ``lab_parameters``
-    (the mill, the atmosphere, the powders), estimated from those rows alone
-    (:func:`flows.search.lab_calibrated_prior`), or None when there is nothing to estimate.
+                         quiet: bool) -> "LabCalibratedPrior | None":
+    """With measured lab rows, the lab's own values of the assumed parameters in ``lab_parameters`` (the mill, the
+    atmosphere, the powders), estimated from those rows alone (:func:`flows.search.lab_calibrated_prior`: the
+    estimate and its posterior), or None when there is nothing to estimate.
 
     The campaign then searches the lab's model: what the lab measured moves the recommendation through the
     parameters it taught. (Told to the optimiser's GP beside the model's own evaluations, the lab rows were
@@ -205,7 +208,7 @@ def teach_lab_parameters(campaign: Campaign, p: ModelParameters, recorder: Campa
     recorder.log_lab_parameters(table)
     if not quiet:
         reporting.print_lab_parameters(table)
-    return prior.lab_parameters.parameters(prior.x_)
+    return prior
 
 
 def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,
@@ -289,10 +292,12 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         p = recalibrate_on_lab(campaign, p, recorder, quiet)
         study_p = p  # the model before a lab's rows teach it its own parameters
-        taught = teach_lab_parameters(campaign, p, recorder, quiet)
+        lab_prior = teach_lab_parameters(campaign, p, recorder, quiet)
+        taught = lab_prior.estimated_parameters() if lab_prior is not None else None
         compare_with_lab(campaign, p, recorder, quiet, taught)
-        if taught is not None:  # with lab results the campaign searches the lab's model, and its intervals are that
-            p, ensemble = taught, lazy_ensemble(taught, calibration)  # model's under the study's uncertainty
+        if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
+            # model's under the study's uncertainty and what the lab's rows left unknown of the lab's parameters
+            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior.posterior_values)
             if intervals_of is not None:
                 recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
@@ -320,7 +325,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
-        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p)
+        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p, ensemble())
         if taught is not None:  # say where the lab's rows, not the study, decide the recommended recipe's score
             recommendation = with_lab_note(recommendation, campaign, study_p)
         interrupts.check()

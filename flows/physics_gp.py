@@ -288,6 +288,17 @@ class LabCalibratedPrior(ModelPrior):
         """The lab parameters as now estimated."""
         return self.lab_parameters.values(self.x_)
 
+    def estimated_parameters(self):
+        """The model parameters with the lab parameters at their estimate: the lab-taught model."""
+        return self.lab_parameters.parameters(self.x_)
+
+    def posterior_values(self, n: int) -> list[dict[str, float]]:
+        """n draws of the lab parameters' values from their Laplace posterior (fixed seed, within their ranges), for
+        the lab-taught model's intervals (``surrogate.uncertainty.build_ensemble``'s ``assumed_draws``): what the
+        lab's rows left unknown of its mill and powders widens its predictions, as the study's data's does."""
+        draws = self._parameter_draws(np.random.default_rng(PARAMETER_DRAWS_SEED), n)
+        return [self.lab_parameters.values(x) for x in draws]
+
 
 class PhysicsInformedGP(RegressorMixin, BaseEstimator):
     """Regressor ``a * prior(x) + b + GP(x, prior(x))`` with ``predict(X, return_std=True)``, for skopt.

@@ -116,15 +116,16 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
         f"{where}; make it as a test of that, not as a production batch"))
 
 
-def with_intervals(recommendation: Recommendation, config, p=None) -> Recommendation:
+def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None) -> Recommendation:
     """The recommendation with a 90 % interval on each metric: the model's, or for a PyBaMM evaluation the
     envelope of both model forms (:func:`flows.evaluation.model_form_interval`), and why its recipe lies beyond the
     calibration's materials, if it does. A lab-measured one keeps neither: its numbers are measurements, not
-    predictions. ``p``: the model the campaign searched, when not the study's (the lab's own parameters), whose
-    ensemble the intervals then come from."""
+    predictions. ``p``: the model the campaign searched, when not the study's (the lab's own parameters), and
+    ``ensemble`` its ensemble (``surrogate.uncertainty.build_ensemble``; default: built for ``p``), which the
+    intervals come from."""
     from dataclasses import replace
 
-    from flows.evaluation import campaign_parameters, metric_intervals, scoring_flags
+    from flows.evaluation import batch_intervals, campaign_parameters, scoring_flags
 
     if not recommendation.evaluation.modelled:
         return recommendation
@@ -132,12 +133,12 @@ def with_intervals(recommendation: Recommendation, config, p=None) -> Recommenda
 
     study, calibration = campaign_parameters(config)
     p = study if p is None else p
-    ensemble = build_ensemble(p, calibration)
+    ensemble = build_ensemble(p, calibration) if ensemble is None else ensemble
     domain = ensemble.domain
     scoring = config.scoring()
     flags = scoring_flags(recommendation.recipe, domain, scoring, recommendation.evaluation.metrics)
-    intervals = metric_intervals(recommendation.recipe, p, calibration, scoring,
-                                 values=recommendation.evaluation.metrics)
+    (intervals,) = batch_intervals([recommendation.recipe], ensemble, scoring, None,
+                                   [recommendation.evaluation.metrics])
     return replace(recommendation, intervals=intervals, beyond_data=domain.recipe_beyond(recommendation.recipe),
                    extrapolated=flags, allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
                                                                      config),

@@ -63,7 +63,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     rows = []
     taught = lab_taught_parameters(optimizer, p)
     evaluations = evaluate_batch(suggestions, taught, config.objective)
-    bands, flags = _model_uncertainty(suggestions, evaluations, taught, config)
+    bands, flags = _model_uncertainty(suggestions, evaluations, taught, config, lab_posterior(optimizer))
     for recipe, how, evaluation, (mean, std), band, flag in zip(suggestions, chosen_by, evaluations, mean_std, bands,
                                                                 flags):
         metrics = {k: v for k, v in evaluation.metrics.items() if k.endswith(("_mAh_per_g", "_pct"))}
@@ -81,16 +81,18 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     return pd.DataFrame(rows), lab_parameter_table(optimizer), notes
 
 
-def _model_uncertainty(recipes: list[dict], evaluations, p, config) -> tuple[list[dict], list[dict]]:
+def _model_uncertainty(recipes: list[dict], evaluations, p, config,
+                       assumed_draws=None) -> tuple[list[dict], list[dict]]:
     """The 90 % interval and extrapolation flag of each suggestion's metrics, by the rule of ``snhc predict`` and
     the recommendation, for the model the suggestions were predicted with (the lab-taught one, under the study's
-    uncertainty): a suggestion milled far from the study's materials must say that its ICE or swelling is an
-    extrapolation, not state it bare."""
+    uncertainty and, with ``assumed_draws``, what the lab's rows left unknown of the lab's parameters): a suggestion
+    milled far from the study's materials must say that its ICE or swelling is an extrapolation, not state it
+    bare."""
     from flows.evaluation import batch_intervals, scoring_flags
     from surrogate.uncertainty import build_ensemble
 
     _, calibration = campaign_parameters(config)
-    ensemble = build_ensemble(p, calibration)
+    ensemble = build_ensemble(p, calibration, assumed_draws=assumed_draws)
     bands = batch_intervals(recipes, ensemble, config.objective)
     flags = [scoring_flags(recipe, ensemble.domain, config.objective, e.metrics) if e.ok else {}
              for recipe, e in zip(recipes, evaluations)]
@@ -115,18 +117,28 @@ def lab_taught_parameters(optimizer, p):
     suggestion's model value and metrics are this model's, so its ``+ lab corr.`` is only what the lab parameters
     cannot explain: with the project's model, a recipe the lab's harder HC mills well read 168 mAh/g at 327 %
     swelling, "+ 201" from the lab, where the lab's model says 357 at 251 % and its GP adds 12."""
+    prior = _lab_prior(optimizer)
+    return p if prior is None else prior.estimated_parameters()
+
+
+def lab_posterior(optimizer):
+    """``n -> draws`` of the lab parameters from what the lab's results say of them (the physics-informed GP's
+    prior, :meth:`flows.physics_gp.LabCalibratedPrior.posterior_values`), or None when the surrogate infers none."""
+    prior = _lab_prior(optimizer)
+    return None if prior is None else prior.posterior_values
+
+
+def _lab_prior(optimizer):
+    """The surrogate's lab-calibrated prior when it infers lab parameters, else None."""
     prior = getattr(optimizer.models[-1], "prior", None) if optimizer.models else None
-    if not hasattr(prior, "lab_parameters") or not prior.lab_parameters.names:
-        return p
-    return prior.lab_parameters.parameters(prior.x_)
+    return prior if hasattr(prior, "lab_parameters") and prior.lab_parameters.names else None
 
 
 def lab_parameter_table(optimizer) -> pd.DataFrame:
     """What the lab's results taught the model's parameters: per lab parameter (configs/default.yaml
     ``lab_parameters``) the project's value, the lab's estimate, how far it moved (in prior sd) and the share of the
     prior's width still left (1: the results say nothing about it yet). Empty unless the surrogate infers them."""
-    prior = getattr(optimizer.models[-1], "prior", None) if optimizer.models else None
-    return prior_parameter_table(prior)
+    return prior_parameter_table(_lab_prior(optimizer))
 
 
 def prior_parameter_table(prior) -> pd.DataFrame:

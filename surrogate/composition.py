@@ -30,12 +30,14 @@ def hc_segments(p: ModelParameters) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """HC open-circuit potential as segments: potentials (V), capacities (mAh/g of HC), and a pore-filling mask.
 
     The sloping region is split into equal-capacity steps between its top and bottom potentials; the last segment
-    is the low-voltage plateau.
+    is the low-voltage plateau. Capacities are one row per segment; where the HC's capacity or plateau share is an
+    array (one value per recipe, as a parameter ensemble stacks its members), each row holds one value per recipe.
     """
     n = int(p.hc_slope_segments)
-    slope_capacity = p.hc_capacity_mAh_per_g * (1.0 - p.hc_plateau_fraction)
+    slope_capacity = p.hc_capacity_mAh_per_g * (1.0 - np.asarray(p.hc_plateau_fraction))
     edges = np.linspace(p.hc_slope_top_potential_V, p.hc_slope_bottom_potential_V, n + 1)
     potentials = np.concatenate([0.5 * (edges[:-1] + edges[1:]), [p.hc_plateau_potential_V]])
-    capacities = np.concatenate([np.full(n, slope_capacity / n), [p.hc_capacity_mAh_per_g * p.hc_plateau_fraction]])
+    capacities = np.stack(np.broadcast_arrays(*[slope_capacity / n] * n,
+                                              p.hc_capacity_mAh_per_g * np.asarray(p.hc_plateau_fraction)))
     is_plateau = np.concatenate([np.zeros(n, bool), [True]])
     return potentials, capacities, is_plateau

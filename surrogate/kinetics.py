@@ -188,9 +188,10 @@ def capacity_at_current(sn_mass_fraction: np.ndarray, micro: Microstructure, cur
     # HC: sloping segments are surface-like; the pore-filling plateau is diffusion-limited and is what milling
     # amorphises.
     hc_V, hc_mAh, is_plateau = hc_segments(p)
+    hc_mAh = hc_mAh.reshape(hc_mAh.shape[0], -1)  # segments x (1 or one per recipe)
     reach_hc = reachable_fraction(hc_V[:, None], eta_hc[None, :], p)
-    hc_available = np.where(is_plateau[:, None], hc_mAh[:, None] * (1.0 - micro.hc_amorphous_fraction) * hc_transport,
-                            hc_mAh[:, None])
+    hc_available = np.where(is_plateau[:, None], hc_mAh * (1.0 - micro.hc_amorphous_fraction) * hc_transport,
+                            hc_mAh)
     hc_per_g_hc = (hc_available * reach_hc).sum(0)
 
     active = 1.0 - micro.inactive_mass_fraction

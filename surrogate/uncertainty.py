@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -677,8 +677,13 @@ _BUILT_KEPT = 16
 
 def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str | Path | None = None,
                    observations: pd.DataFrame | None = None,
-                   settings: UncertaintySettings | None = None) -> Ensemble:
+                   settings: UncertaintySettings | None = None,
+                   assumed_draws: Callable[[int], list[dict[str, float]]] | None = None) -> Ensemble:
     """The ensemble around a calibration of ``p`` (its non-fitted values as given) to its data.
+
+    ``assumed_draws(n)`` gives n draws of some assumed parameters from what other data say of them (a lab's results
+    of its mill and powders: ``flows.physics_gp.LabCalibratedPrior.posterior_values``); member k then takes draw k
+    in place of ``p``'s value, so the intervals carry how well those data pinned the values down.
 
     ``observations`` is the table the calibration was fitted to (default: read ``data_path``); a leave-out study
     passes its own, so the ensemble knows only what that fit knew. The ensemble depends only on the calibrated
@@ -690,8 +695,13 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     settings = settings or UncertaintySettings.load()
     central = calibration.apply(p)
     study = _fitted_under(calibration, central)
+    if study is None and assumed_draws is not None and central.digest(exclude_tag="fitted") == (
+            calibration.parameters_sha256):  # draws around values that happen not to have moved
+        study = central
     if study is not None:  # assumed values moved after the fit: the study's ensemble, carried to them
-        return _moved(build_ensemble(study, calibration, data_path, observations, settings), central)
+        study_ensemble = build_ensemble(study, calibration, data_path, observations, settings)
+        draws = assumed_draws(len(study_ensemble.members)) if assumed_draws is not None else None
+        return _moved(study_ensemble, central, draws)
     materials = load_materials(config_dir() / "materials.yaml")
     observations = observations if observations is not None else load_observations(data_path, materials)
     key = (central.digest(), tuple((name, central[name].tag) for name in central),
@@ -714,11 +724,12 @@ def _fitted_under(calibration: Calibration, central: ModelParameters) -> ModelPa
     return project if project.digest(exclude_tag="fitted") == fitted_under else None
 
 
-def _moved(ensemble: Ensemble, central: ModelParameters) -> Ensemble:
+def _moved(ensemble: Ensemble, central: ModelParameters, draws: list[dict[str, float]] | None = None) -> Ensemble:
     """``ensemble`` (of the calibrated study model) carried to ``central``, the same fit with some assumed values
     moved: each member takes the moved values; where the ensemble spreads a moved parameter (an uncertain assumed
     one), each member's draw is shifted by the same step on the parameter's scale (log10 for a range of decades),
-    within its bounds.
+    within its bounds. With ``draws`` (one per member), member k takes draw k's values of the parameters it names
+    instead: a posterior over them that already holds their prior, so it replaces the study's spread of them.
 
     Why not an ensemble built around ``central``: the study's data no longer fit a model whose assumed values moved
     (a lab's rows taught it), so the fit's residual scale grew with the misfit and widened every parameter's spread:
@@ -726,10 +737,16 @@ def _moved(ensemble: Ensemble, central: ModelParameters) -> Ensemble:
     cycles (90 % interval 252-468 mAh/g). The fitted parameters' uncertainty is the study's; the moved values are
     the model's, as its central value says."""
     study = ensemble.central
-    moved = [name for name in central if central[name].tag != "fitted" and central[name].value != study[name].value]
+    posterior = sorted(draws[0]) if draws else []
+    moved = [name for name in central if central[name].tag != "fitted" and central[name].value != study[name].value
+             and name not in posterior]
     drawn = [name for name in moved if name in ensemble.settings.uncertain_assumed_parameters]
     fixed = {name: central[name].value for name in moved if name not in drawn}
     members = [member.with_values(**fixed) for member in ensemble.members]
+    if posterior:
+        if len(draws) != len(members) or any(sorted(draw) != posterior for draw in draws):
+            raise ValueError(f"need {len(members)} draws of the same parameters, one per member")
+        members = [member.with_values(**draw) for member, draw in zip(members, draws)]
     if drawn:
         scale_of = ParameterTransform(study, drawn)
 

@@ -464,3 +464,35 @@ def test_a_model_with_assumed_values_moved_after_the_fit_keeps_the_studys_spread
         low, high = record["interval_90"]["capacity_at_cycle_mAh_per_g"]["1000"]
         widths.append((high - low) / record["capacity_at_cycle_mAh_per_g"]["1000"])
     assert widths[1] < 1.5 * widths[0], widths  # not widened by the study's misfit to the moved model
+
+
+def test_draws_of_moved_parameters_give_each_member_its_own_values_and_stack_as_they_predict_alone(ensemble):
+    """A lab's posterior over its parameters (``assumed_draws``) reaches the members: member k takes draw k in place
+    of the central value, the study's fitted spread kept, and the stacked batch (the HC plateau share among the
+    drawn: its segment capacities then hold one value per row) predicts what each member predicts alone. A draw
+    per member, of the same parameters, or it is refused."""
+    from surrogate.model import predict
+
+    p = ModelParameters.load()
+    calibration = calibrate(p)
+    taught = p.with_values(hc_plateau_fraction=0.4, sn_welding_saturation=8.0)
+    rng = np.random.default_rng(3)
+
+    def draws(n):
+        return [{"hc_plateau_fraction": float(v), "sn_welding_saturation": float(w)}
+                for v, w in zip(rng.uniform(0.3, 0.5, n), rng.uniform(5.0, 12.0, n))]
+
+    drawn = build_ensemble(taught, calibration, assumed_draws=draws)
+    fitted = p.names("fitted")
+    values = [m["hc_plateau_fraction"].value for m in drawn.members]
+    assert len(set(values)) == len(drawn.members) and all(0.3 <= v <= 0.5 for v in values)
+    for before, after in zip(ensemble.members, drawn.members):
+        assert {n: after[n].value for n in fitted} == {n: before[n].value for n in fitted}
+    recipes = Recipes(sn_mass_fraction=[0.3, 0.9], milling_time_h=[2.0, 30.0], milling_speed_rpm=[300, 550],
+                      ball_to_powder_ratio=[10, 30])
+    stacked = drawn.predict(recipes)
+    for member, alone in zip(stacked.members, (predict(recipes, m) for m in drawn.members)):
+        for name, value in alone.scalar_metrics().items():
+            np.testing.assert_allclose(member.scalar_metrics()[name], value, rtol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="one per member"):
+        build_ensemble(taught, calibration, assumed_draws=lambda n: draws(n - 1))
