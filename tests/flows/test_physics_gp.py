@@ -439,3 +439,24 @@ def test_a_score_is_fitted_unless_the_row_measured_what_it_is_made_of():
                                     {SCORE: 300.0, CAPACITY: 310.0}])
     assert [set(prior.measured_[x.tobytes()]) for x in X] == [
         {SCORE, "initial_coulombic_efficiency_pct"}, {CAPACITY, EXPANSION}, {SCORE, CAPACITY}]
+
+
+def test_suggestions_take_the_lab_posterior_of_the_optimisers_own_prior():
+    """snhc suggest predicts with the model its optimiser learned (the lab-taught estimate) and gives the intervals
+    the lab parameters' posterior draws from that same prior; a surrogate that infers no lab parameters has none."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.search import make_optimizer, model_losses
+    from flows.suggest import lab_posterior, lab_taught_parameters
+
+    config = load_config(overrides={"lab_uncertainty_pct": 0.5})
+    p, _ = campaign_parameters(config)
+    optimizer = make_optimizer(config, p, surrogate="physics_gp")
+    points = optimizer.space.rvs(n_samples=6, random_state=2)
+    optimizer.tell(points, list(model_losses(config, p.with_values(sn_welding_at_reference=0.2))(points)))
+    prior = optimizer.models[-1].prior
+    assert lab_taught_parameters(optimizer, p).digest() == prior.estimated_parameters().digest() != p.digest()
+    assert lab_posterior(optimizer)(4) == prior.posterior_values(4)
+    plain = make_optimizer(config, p)
+    plain.tell(points, list(model_losses(config, p)(points)))
+    assert lab_posterior(plain) is None and lab_taught_parameters(plain, p) is p
