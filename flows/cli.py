@@ -480,11 +480,12 @@ def wait_for_prefect(server, to_stderr: bool = False) -> None:
 
 
 def _note_rows_outside(campaign) -> None:
-    """Say (on stderr) which lab rows were averaged as replicates, and which the campaign's search space leaves
-    out, rather than merge or drop them unsaid."""
-    from flows.observations import outside_note, replicate_note
+    """Say (on stderr) which lab rows were averaged as replicates, which the campaign's search space leaves out, and
+    that they teach nothing when the config lists no lab parameters, rather than merge, drop or ignore them unsaid."""
+    from flows.observations import outside_note, replicate_note, untaught_note
 
-    for note in (replicate_note(campaign.lab), outside_note(campaign.lab, campaign.config)):
+    for note in (replicate_note(campaign.lab), outside_note(campaign.lab, campaign.config),
+                 untaught_note(campaign.lab, campaign.config)):
         if note:
             print(f"note: {note}", file=sys.stderr)
 

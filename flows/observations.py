@@ -267,6 +267,18 @@ def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:
             + "; ".join(str(o) for o in outside))
 
 
+def untaught_note(lab: LabData | None, config: CampaignConfig) -> str | None:
+    """A sentence when measured lab rows cannot teach the model its lab parameters because the config lists none
+    (``lab_parameters`` defaults to [] in a config that leaves it out, unlike configs/default.yaml); None otherwise.
+    A short user config that omitted the list had its lab rows compared and searched around, but its model and
+    intervals stayed the project's, unsaid."""
+    if lab is None or not lab.measured or config.lab_parameters or config.fidelity != "model":
+        return None
+    return (f"{lab.path}: this config lists no lab_parameters, so the lab rows are compared with the model but do "
+            f"not teach it the lab's mill and powders (copy the lab_parameters list of configs/default.yaml to let "
+            f"them)")
+
+
 def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]:
     """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
     from flows.evaluation import evaluate_batch

@@ -407,3 +407,22 @@ def test_the_lab_taught_models_intervals_carry_what_the_lab_rows_left_unknown():
     posterior = widths(build_ensemble(taught, calibration, assumed_draws=prior.posterior_values))
     assert posterior[0] < 1.5 * point[0]
     assert posterior[1] > 2.0 * point[1]
+
+
+def test_lab_rows_a_config_lists_no_lab_parameters_for_are_said_to_teach_nothing(capsys):
+    """A config that leaves lab_parameters out gets [] (configs/default.yaml lists them): its lab rows are compared
+    but teach the model nothing, and the campaign says so once on stderr; with the list, or without measured rows,
+    nothing is said."""
+    from types import SimpleNamespace
+
+    from flows.cli import _note_rows_outside
+    from flows.observations import untaught_note
+
+    listed = load_config()
+    bare = listed.model_copy(update={"lab_parameters": []})
+    lab = read_observations(config_dir() / "lab_results_example.csv", listed)
+    assert untaught_note(lab, listed) is None and untaught_note(None, bare) is None
+    assert "lists no lab_parameters" in untaught_note(lab, bare)
+    _note_rows_outside(SimpleNamespace(lab=lab, config=bare))
+    err = capsys.readouterr().err
+    assert err.count("lists no lab_parameters") == 1 and "configs/default.yaml" in err
