@@ -269,14 +269,16 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     return central, samples
 
 
-def lazy_ensemble(p: ModelParameters, calibration: "Calibration",
-                  assumed_draws: Callable[[int], list[dict[str, float]]] | None = None) -> Callable[[], "Ensemble"]:
+def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None) -> Callable[[], "Ensemble"]:
     """``() -> Ensemble``: the calibration's parameter ensemble, built on the first call and then reused, so a
-    campaign builds one for its child runs' intervals and its physics check together (``assumed_draws``: a lab's
-    posterior of its parameters, see ``surrogate.uncertainty.build_ensemble``)."""
+    campaign builds one for its child runs' intervals and its physics check together; with ``lab_prior`` (a
+    :class:`flows.physics_gp.LabCalibratedPrior` fitted to a lab's rows) the lab-taught model's
+    (:meth:`~flows.physics_gp.LabCalibratedPrior.taught_ensemble`)."""
     from surrogate.uncertainty import build_ensemble
 
-    return functools.cache(lambda: build_ensemble(p, calibration, assumed_draws=assumed_draws))
+    if lab_prior is not None:
+        return functools.cache(lambda: lab_prior.taught_ensemble(calibration))
+    return functools.cache(lambda: build_ensemble(p, calibration))
 
 
 def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,

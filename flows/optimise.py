@@ -296,8 +296,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         taught = lab_prior.estimated_parameters() if lab_prior is not None else None
         compare_with_lab(campaign, p, recorder, quiet, taught)
         if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
-            # model's under the study's uncertainty and what the lab's rows left unknown of the lab's parameters
-            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior.posterior_values)
+            # model's: the study's uncertainty and the lab parameters' posterior, weighted by the lab's rows
+            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior)
             if intervals_of is not None:
                 recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already

@@ -127,6 +127,10 @@ class LabParameters:
     def parameters(self, x: np.ndarray):
         return self.p.with_values(**self.values(x))
 
+    def coordinates(self, q) -> np.ndarray:
+        """``x`` of model parameters ``q``: the inverse of :meth:`parameters`."""
+        return (self.transform.forward(np.array([float(q[n].value) for n in self.names])) - self._g0) / self.sd
+
 
 class MeasuredMetrics:
     """The metrics a lab measured at some points, as a table (points x names, NaN where a point lacks one), and the
@@ -219,15 +223,20 @@ class LabCalibratedPrior(ModelPrior):
         measured = MeasuredMetrics.of([self.measured_[X[i].tobytes()] for i in by_metrics], self.sigma_pct)
         metric_points = self.space.inverse_transform(X[by_metrics]) if by_metrics.size else []
 
-        def residuals(x):
-            q = lab.parameters(x)
+        def data_residuals(q) -> np.ndarray:
+            """The lab rows' standardised misfit under model parameters ``q``."""
             parts = []
             if by_loss.size:
                 m = np.asarray(self.losses_for(q)(loss_points), dtype=float)
                 parts.append((y[by_loss] - m) / sigma[by_loss])
             if by_metrics.size:
                 parts.append(measured.residuals(self.metrics_for(q)(metric_points, measured.names)))
-            return np.concatenate([*parts, x])  # the data, then the prior's rows
+            return np.concatenate(parts)
+
+        def residuals(x):
+            return np.concatenate([data_residuals(lab.parameters(x)), x])  # the data, then the prior's rows
+
+        self.data_residuals_ = data_residuals
 
         low, high = lab.box()
         solution = least_squares(residuals, np.clip(self.x_, low, high), bounds=(low, high), method="trf",
@@ -291,6 +300,36 @@ class LabCalibratedPrior(ModelPrior):
     def estimated_parameters(self):
         """The model parameters with the lab parameters at their estimate: the lab-taught model."""
         return self.lab_parameters.parameters(self.x_)
+
+    def log_weights(self, members) -> np.ndarray:
+        """Importance log-weights that make ensemble members drawn as :meth:`posterior_values` (lab parameters from
+        the Laplace posterior, the rest from the study's ensemble) a sample of the joint posterior given the lab's
+        rows as well: the rows' log-likelihood under each member's own parameters, plus the lab parameters' prior,
+        minus the Laplace density they were drawn from. The Laplace step fitted the lab parameters with the study's
+        central values; a member whose other values make the lab's rows unlikely (a fade law that misses a
+        measured capacity) now weighs less, so the rows teach every parameter they bear on, not only the lab's."""
+        if not hasattr(self, "data_residuals_"):
+            return np.zeros(len(members))
+        lab = self.lab_parameters
+        precision = np.linalg.inv(self.covariance_)
+        out = np.empty(len(members))
+        for k, member in enumerate(members):
+            x = lab.coordinates(member)
+            r = self.data_residuals_(member)
+            d = x - self.x_
+            out[k] = -0.5 * (r @ r) - 0.5 * (x @ x) + 0.5 * (d @ precision @ d)
+        return out
+
+    def taught_ensemble(self, calibration):
+        """The lab-taught model's ensemble: a pool of the study's members (its fitted and uncertain assumed
+        parameters' spread), each with ``candidates_per_member`` draws of the lab parameters' posterior
+        (:meth:`posterior_values`), importance-resampled to ``ensemble_size`` by the lab's rows (:meth:`log_weights`,
+        ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s)."""
+        from surrogate.uncertainty import UncertaintySettings, build_ensemble
+
+        pool = build_ensemble(self.estimated_parameters(), calibration, assumed_draws=self.posterior_values,
+                              draws_per_member=UncertaintySettings.load().candidates_per_member)
+        return pool.reweighted(self.log_weights(pool.members))
 
     def posterior_values(self, n: int) -> list[dict[str, float]]:
         """n draws of the lab parameters' values from their Laplace posterior (fixed seed, within their ranges), for

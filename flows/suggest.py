@@ -63,7 +63,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     rows = []
     taught = lab_taught_parameters(optimizer, p)
     evaluations = evaluate_batch(suggestions, taught, config.objective)
-    bands, flags = _model_uncertainty(suggestions, evaluations, taught, config, lab_posterior(optimizer))
+    bands, flags = _model_uncertainty(suggestions, evaluations, config, lab_ensemble(optimizer, p, config))
     for recipe, how, evaluation, (mean, std), band, flag in zip(suggestions, chosen_by, evaluations, mean_std, bands,
                                                                 flags):
         metrics = {k: v for k, v in evaluation.metrics.items() if k.endswith(("_mAh_per_g", "_pct"))}
@@ -81,18 +81,13 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     return pd.DataFrame(rows), lab_parameter_table(optimizer), notes
 
 
-def _model_uncertainty(recipes: list[dict], evaluations, p, config,
-                       assumed_draws=None) -> tuple[list[dict], list[dict]]:
+def _model_uncertainty(recipes: list[dict], evaluations, config, ensemble) -> tuple[list[dict], list[dict]]:
     """The 90 % interval and extrapolation flag of each suggestion's metrics, by the rule of ``snhc predict`` and
-    the recommendation, for the model the suggestions were predicted with (the lab-taught one, under the study's
-    uncertainty and, with ``assumed_draws``, what the lab's rows left unknown of the lab's parameters): a suggestion
-    milled far from the study's materials must say that its ICE or swelling is an extrapolation, not state it
-    bare."""
+    the recommendation, from ``ensemble``, that of the model the suggestions were predicted with
+    (:func:`lab_ensemble`): a suggestion milled far from the study's materials must say that its ICE or swelling is
+    an extrapolation, not state it bare."""
     from flows.evaluation import batch_intervals, scoring_flags
-    from surrogate.uncertainty import build_ensemble
 
-    _, calibration = campaign_parameters(config)
-    ensemble = build_ensemble(p, calibration, assumed_draws=assumed_draws)
     bands = batch_intervals(recipes, ensemble, config.objective)
     flags = [scoring_flags(recipe, ensemble.domain, config.objective, e.metrics) if e.ok else {}
              for recipe, e in zip(recipes, evaluations)]
@@ -121,11 +116,15 @@ def lab_taught_parameters(optimizer, p):
     return p if prior is None else prior.estimated_parameters()
 
 
-def lab_posterior(optimizer):
-    """``n -> draws`` of the lab parameters from what the lab's results say of them (the physics-informed GP's
-    prior, :meth:`flows.physics_gp.LabCalibratedPrior.posterior_values`), or None when the surrogate infers none."""
+def lab_ensemble(optimizer, p, config):
+    """The ensemble of the model the suggestions are predicted with (:func:`lab_taught_parameters`): with lab
+    parameters inferred, the lab-taught one (:meth:`flows.physics_gp.LabCalibratedPrior.taught_ensemble`: the
+    study's uncertainty, the lab parameters' posterior, weighted by the lab's rows), else ``p``'s."""
+    from surrogate.uncertainty import build_ensemble
+
+    _, calibration = campaign_parameters(config)
     prior = _lab_prior(optimizer)
-    return None if prior is None else prior.posterior_values
+    return build_ensemble(p, calibration) if prior is None else prior.taught_ensemble(calibration)
 
 
 def _lab_prior(optimizer):

@@ -410,6 +410,24 @@ class Ensemble:
     effective_size: float  # effective number of independent candidates behind the members (importance weights)
     weight_temperature: float  # 1 = exact importance correction; larger = tempered (see _tempered)
 
+    def reweighted(self, log_weights, size: int | None = None) -> "Ensemble":
+        """``size`` members (default: ``ensemble_size``) importance-resampled from this ensemble (or pool) by
+        ``log_weights`` (one per member: what other data say of each, e.g. a lab's rows), tempered as the build
+        tempers its candidates (:func:`_tempered`: at least ``min_effective_share`` of ``size`` stay effectively
+        distinct) and resampled systematically from a stream fixed by the seed, so the same weights give the same
+        ensemble. Each member keeps its measurement factors."""
+        log_weights = np.asarray(log_weights, dtype=float)
+        n, size = len(self.members), size or self.settings.ensemble_size
+        if log_weights.shape != (n,) or not np.all(np.isfinite(log_weights)):
+            raise ValueError(f"need {n} finite log-weights, one per member")
+        temperature, weights = _tempered(log_weights, self.settings.min_effective_share * size)
+        rng = np.random.default_rng([self.settings.seed, REWEIGHT_STREAM])
+        picked = np.minimum(np.searchsorted(np.cumsum(weights), (rng.random() + np.arange(size)) / size), n - 1)
+        return replace(self, members=tuple(self.members[k] for k in picked),
+                       measurement_factors=tuple(self.measurement_factors[k] for k in picked),
+                       effective_size=float(1.0 / np.sum(weights**2)),
+                       weight_temperature=float(temperature))
+
     @functools.cached_property
     def model_form_factors(self) -> tuple[dict[str, float], ...]:
         """Per member: family -> the factor measured / predicted that the model's form errs by, which scatters a
@@ -670,6 +688,7 @@ STACKED_ROWS = 2**16  # rows of one stacked model call (members x recipes): boun
 RANGE_IN_SD = 4.0  # an assumed parameter's allowed range is read as +-2 sd of its prior (lab parameters too)
 UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
 MODEL_FORM_STREAM = 2  # the random stream of the model-form factors
+REWEIGHT_STREAM = 4  # the random stream of Ensemble.reweighted's resampling
 RATE_EXTRAPOLATION_STREAM = 3  # the random stream of the rate model's form error beyond the measured currents
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
@@ -678,12 +697,15 @@ _BUILT_KEPT = 16
 def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str | Path | None = None,
                    observations: pd.DataFrame | None = None,
                    settings: UncertaintySettings | None = None,
-                   assumed_draws: Callable[[int], list[dict[str, float]]] | None = None) -> Ensemble:
+                   assumed_draws: Callable[[int], list[dict[str, float]]] | None = None,
+                   draws_per_member: int = 1) -> Ensemble:
     """The ensemble around a calibration of ``p`` (its non-fitted values as given) to its data.
 
     ``assumed_draws(n)`` gives n draws of some assumed parameters from what other data say of them (a lab's results
     of its mill and powders: ``flows.physics_gp.LabCalibratedPrior.posterior_values``); member k then takes draw k
-    in place of ``p``'s value, so the intervals carry how well those data pinned the values down.
+    in place of ``p``'s value, so the intervals carry how well those data pinned the values down. With
+    ``draws_per_member`` m > 1 the result is a pool of m times the members, each study member with m draws, for
+    :meth:`Ensemble.reweighted` to resample from.
 
     ``observations`` is the table the calibration was fitted to (default: read ``data_path``); a leave-out study
     passes its own, so the ensemble knows only what that fit knew. The ensemble depends only on the calibrated
@@ -700,7 +722,8 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
         study = central
     if study is not None:  # assumed values moved after the fit: the study's ensemble, carried to them
         study_ensemble = build_ensemble(study, calibration, data_path, observations, settings)
-        draws = assumed_draws(len(study_ensemble.members)) if assumed_draws is not None else None
+        draws = (assumed_draws(len(study_ensemble.members) * draws_per_member) if assumed_draws is not None
+                 else None)
         return _moved(study_ensemble, central, draws)
     materials = load_materials(config_dir() / "materials.yaml")
     observations = observations if observations is not None else load_observations(data_path, materials)
@@ -729,7 +752,8 @@ def _moved(ensemble: Ensemble, central: ModelParameters, draws: list[dict[str, f
     moved: each member takes the moved values; where the ensemble spreads a moved parameter (an uncertain assumed
     one), each member's draw is shifted by the same step on the parameter's scale (log10 for a range of decades),
     within its bounds. With ``draws`` (one per member), member k takes draw k's values of the parameters it names
-    instead: a posterior over them that already holds their prior, so it replaces the study's spread of them.
+    instead: a posterior over them that already holds their prior, so it replaces the study's spread of them. With
+    m times as many draws as members, each member appears m times (a pool), each time with its own draw.
 
     Why not an ensemble built around ``central``: the study's data no longer fit a model whose assumed values moved
     (a lab's rows taught it), so the fit's residual scale grew with the misfit and widened every parameter's spread:
@@ -743,10 +767,13 @@ def _moved(ensemble: Ensemble, central: ModelParameters, draws: list[dict[str, f
     drawn = [name for name in moved if name in ensemble.settings.uncertain_assumed_parameters]
     fixed = {name: central[name].value for name in moved if name not in drawn}
     members = [member.with_values(**fixed) for member in ensemble.members]
+    factors = ensemble.measurement_factors
     if posterior:
-        if len(draws) != len(members) or any(sorted(draw) != posterior for draw in draws):
-            raise ValueError(f"need {len(members)} draws of the same parameters, one per member")
-        members = [member.with_values(**draw) for member, draw in zip(members, draws)]
+        n = len(members)
+        if len(draws) % n or any(sorted(draw) != posterior for draw in draws):
+            raise ValueError(f"need a multiple of {n} draws of the same parameters, one or more per member")
+        members = [members[k % n].with_values(**draw) for k, draw in enumerate(draws)]
+        factors = tuple(factors[k % n] for k in range(len(draws)))
     if drawn:
         scale_of = ParameterTransform(study, drawn)
 
@@ -755,7 +782,7 @@ def _moved(ensemble: Ensemble, central: ModelParameters, draws: list[dict[str, f
 
         step = scaled(central) - scaled(study)
         members = [_drawn(member, scale_of, scaled(member) + step) for member in members]
-    return replace(ensemble, central=central, members=tuple(members))
+    return replace(ensemble, central=central, members=tuple(members), measurement_factors=factors)
 
 
 def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFrame, materials,

@@ -381,7 +381,8 @@ def test_the_lab_taught_models_intervals_carry_what_the_lab_rows_left_unknown():
     """Each ensemble member of the lab-taught model takes one draw of the lab parameters' posterior (the same draws
     every time). Where the lab's rows pin the model down, at a measured recipe, its interval stays about as wide
     as with the estimate alone; milled far harder than any row, where the lab's mill was never seen, it widens
-    (the example file: capacity after 1000 cycles at 585 rpm 313-371 mAh/g with the estimate alone)."""
+    (the example file: capacity after 1000 cycles at 585 rpm 313-371 mAh/g with the estimate alone). The campaign
+    then weighs such members by the rows (test_physics_gp.py)."""
     from flows.evaluation import batch_intervals, campaign_parameters
     from flows.search import lab_calibrated_prior
     from surrogate.uncertainty import build_ensemble

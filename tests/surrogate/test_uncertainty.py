@@ -494,5 +494,5 @@ def test_draws_of_moved_parameters_give_each_member_its_own_values_and_stack_as_
     for member, alone in zip(stacked.members, (predict(recipes, m) for m in drawn.members)):
         for name, value in alone.scalar_metrics().items():
             np.testing.assert_allclose(member.scalar_metrics()[name], value, rtol=1e-12, err_msg=name)
-    with pytest.raises(ValueError, match="one per member"):
+    with pytest.raises(ValueError, match="one or more per member"):
         build_ensemble(taught, calibration, assumed_draws=lambda n: draws(n - 1))
