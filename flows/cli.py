@@ -308,14 +308,16 @@ def _validate(args) -> int:
 
     from flows.config import load_config
     from flows.fidelity import disagreement_study
-    from flows.inputs import check_tracking_store, redact
+    from flows.inputs import check_experiment_active, check_tracking_store, redact
     from flows.reporting import disagreement_figure, mlflow_run_url
     from flows.tracking import Tracker
     from surrogate.validation import report_text, validate
 
     config = load_config()
     uri = args.tracking_uri or config.tracking.tracking_uri
-    check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    key = "--tracking-uri" if args.tracking_uri else "tracking_uri"
+    check_tracking_store(uri, key=key)
+    check_experiment_active(uri, VALIDATION_EXPERIMENT, key=f"{key}: experiment")  # before minutes of refits
     rows = validate(data_path=args.data)
     design, summary = disagreement_study(config, args.data)
     document = {"leave_out": rows, "fidelity_disagreement": summary}

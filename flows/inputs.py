@@ -21,12 +21,14 @@ memory (MLflow params, tags and artifacts, state files, Prefect flow parameters,
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import json
 import math
 import os
 import re
 import socket
+import stat
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -41,9 +43,11 @@ REDACTED = "***"
 # MLflow 3's file store (file:, ./mlruns) is in maintenance mode and refuses new experiments: not a store to offer
 TRACKING_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql://", "postgresql+psycopg2://")
 MLFLOW_SQLITE_TABLES = {"experiments", "runs", "alembic_version"}  # an existing SQLite store must hold these (or none)
-# Artifact roots MLflow can write to; a bare path (no scheme) is a local folder.
-ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "mlflow-artifacts", "dbfs",
-                    "runs", "models", "http", "https", "abfss")
+# Artifact roots MLflow can write a campaign's artifacts to; a bare path (no scheme) is a local folder. Not runs:
+# and models: (they name artifacts that exist, not a root to write to), nor dbfs: (Databricks only): an experiment
+# made with one failed its first and every later run with a traceback.
+ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "mlflow-artifacts", "http",
+                    "https", "abfss")
 # The client library MLflow needs for an artifact scheme (mlflow.store.artifact); the rest need none beyond MLflow.
 ARTIFACT_LIBRARIES = {"s3": "boto3", "gs": "google.cloud.storage", "wasbs": "azure.storage.blob",
                       "abfss": "azure.storage.filedatalake", "hdfs": "pyarrow", "viewfs": "pyarrow",
@@ -51,7 +55,7 @@ ARTIFACT_LIBRARIES = {"s3": "boto3", "gs": "google.cloud.storage", "wasbs": "azu
 # A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
 # MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
 CONNECT_TIMEOUT_S = 3.0
-DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786, "ftp": 21,
+DEFAULT_PORTS = {"hdfs": 8020, "http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786, "ftp": 21,
                  "sftp": 22}
 # A lab CSV has one row per milled batch, a few hundred at most; 16 MiB bounds what a wrong file (an export of a
 # whole instrument log) costs before it is refused.
@@ -276,9 +280,23 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"{option} {_shown(path)}: folder {_shown(folder)} does not exist")
+    if _is_pipe_without_reader(path):  # opening it would wait for a reader that may never come
+        raise InputError(f"{option} {_shown(path)}: is a named pipe with no reader; start the reader first or give "
+                         f"a file name")
     if not _can_write(path if path.exists() else folder):
         raise InputError(f"{option} {_shown(path)}: cannot write there (permission denied or read-only)")
     return path
+
+
+def _is_pipe_without_reader(path: Path) -> bool:
+    """Whether ``path`` is a FIFO that no process reads: a non-blocking open for writing fails with ENXIO."""
+    try:
+        if not stat.S_ISFIFO(path.stat().st_mode):
+            return False
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as error:
+        return error.errno == errno.ENXIO
+    return False
 
 
 def output_folder(path: str | Path, option: str) -> Path:
@@ -371,15 +389,15 @@ def _check_artifact_folder(folder: Path, key: str, shown: str) -> None:
 
 def check_artifact_reachable(location: str, key: str) -> None:
     """An artifact root the campaign will write to, checked before anything starts: a local folder writable (or
-    makeable), an ftp, sftp or http(s) server accepting a connection. Cloud stores (s3, gs, ...) are left to their
-    client library and credentials."""
+    makeable), an ftp, sftp, http(s) or hdfs server accepting a connection. Cloud stores (s3, gs, ...) are left to
+    their client library and credentials."""
     location = reveal(location)
     shown = excerpt(redact(location))[1:-1]
     parts = _split(location, key, shown)
     scheme = parts.scheme.lower()
     if not scheme or len(scheme) == 1 or scheme == "file":
         _check_artifact_folder(_local_artifact_path(location, scheme), key, shown)
-    elif scheme in ("ftp", "sftp", "http", "https"):
+    elif scheme in ("ftp", "sftp", "http", "https") or (scheme == "hdfs" and parts.hostname):
         check_server(location, key)
 
 

@@ -436,8 +436,15 @@ def _run_url(tracking_uri: str, run_id: str) -> str:
 
 
 def artifact_key(name: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    key = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    """Prefect artifact keys allow lowercase ASCII letters, digits and dashes only: any other character of a
+    campaign's name (a non-ASCII letter or digit too: 'naïve', '²') becomes a dash.
+
+    Examples
+    --------
+    >>> artifact_key("Straße naïve²")
+    'recommendation-stra-e-na-ve'
+    """
+    key = "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower()).strip("-")
     return f"recommendation-{key or 'campaign'}"
 
 

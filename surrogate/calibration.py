@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +99,13 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: tag {excerpt(row.get('tag'))} not in {list(DATA_TAGS)}")
         for name in ("value", "sigma_pct"):
             value = row.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise CalibrationDataError(f"{where}: {name}={excerpt(value)} must be a positive number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value <= 0:
+                raise CalibrationDataError(f"{where}: {name}={excerpt(value)} must be a positive, finite number")
         current, cycle = row.get("current_A_per_g"), row.get("cycle")
-        if current is not None and (isinstance(current, bool) or not isinstance(current, (int, float)) or current <= 0):
-            raise CalibrationDataError(f"{where}: current_A_per_g={excerpt(current)} must be a positive number")
+        if current is not None and (isinstance(current, bool) or not isinstance(current, (int, float))
+                                    or not _finite(current) or current <= 0):
+            raise CalibrationDataError(f"{where}: current_A_per_g={excerpt(current)} must be a positive, finite "
+                                       f"number")
         if cycle is not None and (isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1):
             raise CalibrationDataError(f"{where}: cycle={excerpt(cycle)} must be a positive integer")
         if not isinstance(row.get("fit", True), bool):
@@ -121,7 +124,7 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: current_A_per_g={current:g} is out of range: allowed above 0 up "
                                        f"to {MAX_CURRENT_A_PER_G:g}")
         if cycle is not None and cycle > MAX_CYCLE:
-            raise CalibrationDataError(f"{where}: cycle={cycle} is out of range: allowed 1 to {MAX_CYCLE}")
+            raise CalibrationDataError(f"{where}: cycle={excerpt(cycle)} is out of range: allowed 1 to {MAX_CYCLE}")
         needs_current = row["quantity"] in ("capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g")
         if needs_current and not isinstance(row.get("current_A_per_g"), (int, float)):
             raise CalibrationDataError(f"{where}: {row['quantity']} needs current_A_per_g")
@@ -138,6 +141,14 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
     if not table["fit"].any():
         raise CalibrationDataError(f"{path}: no observation has fit: true, so there is nothing to calibrate on")
     return table
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a number is finite as a float: an integer of 400 digits is not (float() overflows)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _is_key(value) -> bool:

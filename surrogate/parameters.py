@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from surrogate.paths import config_dir
-from surrogate.yaml_safety import YamlInputError, non_finite_number, read_yaml_file
+from surrogate.yaml_safety import YamlInputError, excerpt, non_finite_number, read_yaml_file
 
 TAGS = ("measured", "literature", "derived", "assumed", "fitted")
 
@@ -37,6 +37,7 @@ class Parameter:
     tag: str
     source: str
     bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None  # the allowed values of a named choice (a text parameter)
 
 
 # A measured, literature or derived constant documented without a range may be overridden within this factor of its
@@ -45,6 +46,16 @@ class Parameter:
 # range, such as a solver's tolerance or a grid's density, are choices a user may move further.)
 UNRANGED_FACTOR = 10.0
 CONSTANT_TAGS = ("measured", "literature", "derived")
+
+
+def _check_float(name: str, value: int | float, old: Parameter) -> None:
+    """A number too large for a float (a 400-digit integer) is refused by its range, not by an OverflowError."""
+    try:
+        float(value)
+    except OverflowError:
+        allowed = (f"allowed {old.bounds[0]:g} to {old.bounds[1]:g}" if old.bounds
+                   else "too large for a number of the model")
+        raise ParameterError(f"model_parameters.{name}={excerpt(value)} is out of range: {allowed}") from None
 
 
 def _within_a_factor(name: str, value: float, documented: float) -> None:
@@ -105,8 +116,11 @@ class ModelParameters(Mapping):
             bounds = tuple(float(b) for b in entry["bounds"]) if "bounds" in entry else None
             if entry["tag"] == "fitted" and bounds is None:
                 raise ParameterError(f"{path}: fitted parameter {name!r} needs 'bounds'")
+            choices = tuple(str(c) for c in entry["choices"]) if "choices" in entry else None
+            if choices is not None and entry["value"] not in choices:
+                raise ParameterError(f"{path}: parameter {name!r}: its value is not among its 'choices'")
             entries[name] = Parameter(name, entry["value"], str(entry.get("unit", "")), entry["tag"],
-                                      str(entry.get("source", "")), bounds)
+                                      str(entry.get("source", "")), bounds, choices)
         return cls(entries)
 
     def with_values(self, **values: Any) -> "ModelParameters":
@@ -118,7 +132,8 @@ class ModelParameters(Mapping):
             old = entries[name]
             if isinstance(old.value, (int, float)) and not isinstance(old.value, bool):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ParameterError(f"model_parameters.{name}: expected a number, got {value!r}")
+                    raise ParameterError(f"model_parameters.{name}: expected a number, got {excerpt(value)}")
+                _check_float(name, value, old)
                 value = float(value) if isinstance(old.value, float) else value
                 if old.bounds and not old.bounds[0] <= value <= old.bounds[1]:
                     raise ParameterError(
@@ -131,13 +146,19 @@ class ModelParameters(Mapping):
                 if not isinstance(value, list) or len(value) != len(old.value):
                     raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} numbers")
                 for item, documented in zip(value, old.value):
+                    if isinstance(item, (int, float)) and not isinstance(item, bool):
+                        _check_float(name, item, old)
                     if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
                         raise ParameterError(f"model_parameters.{name}: expected a list of {len(old.value)} "
                                              f"numbers, got {item!r}")
                     if old.tag in CONSTANT_TAGS:
                         _within_a_factor(name, item, documented)
             elif type(value) is not type(old.value):
-                raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got {value!r}")
+                raise ParameterError(f"model_parameters.{name}: expected {type(old.value).__name__}, got "
+                                     f"{excerpt(value)}")
+            elif old.choices is not None and value not in old.choices:
+                raise ParameterError(f"model_parameters.{name}={excerpt(value)} is not allowed: allowed "
+                                     f"{', '.join(old.choices)}")
             entries[name] = replace(old, value=value)
         return ModelParameters(entries)
 

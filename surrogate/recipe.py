@@ -263,12 +263,25 @@ def _plain(value):
 
 
 def load_materials(path) -> dict[str, Recipes]:
-    """Named materials (``configs/materials.yaml``) as one-recipe batches."""
-    import yaml
+    """Named materials (``configs/materials.yaml``) as one-recipe batches, read by the strict YAML rules of every
+    config file; a problem raises :class:`surrogate.parameters.ParameterError` naming the file."""
+    from surrogate.parameters import ParameterError
+    from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
-    return {name: Recipes.from_records([entry["recipe"]]) for name, entry in document["materials"].items()}
+    try:
+        document = read_yaml_file(path, "materials file")
+    except YamlInputError as error:
+        raise ParameterError(str(error)) from None
+    materials = document.get("materials") if isinstance(document, dict) else None
+    if not isinstance(materials, dict) or not materials:
+        raise ParameterError(f"{path}: expected 'materials:', a mapping of names to entries with a 'recipe'")
+    out = {}
+    for name, entry in materials.items():
+        try:
+            out[str(name)] = Recipes.from_records([entry["recipe"]])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ParameterError(f"{path}: materials.{excerpt(name)}: {excerpt(str(error), 160)}") from None
+    return out
 
 
 # The study's own composite in configs/materials.yaml: snhc predict's default recipe, and the recipe a

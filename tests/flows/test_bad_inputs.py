@@ -107,6 +107,13 @@ def config_cases() -> list[Case]:
          "allowed 0.3 to 0.7"),
         ("a list parameter with text in it", _config("model_parameters: {sn_plateau_potentials_V: [a, b, c, d]}"),
          "sn_plateau_potentials_V"),
+        ("a named choice not among its choices", _config("model_parameters: {expansion_mixing_rule: foo}"),
+         "expansion_mixing_rule='foo' is not allowed: allowed mass, volume"),
+        ("a 400-digit integer parameter", _config("model_parameters: {hc_capacity_mAh_per_g: 1" + "0" * 400 + "}"),
+         "hc_capacity_mAh_per_g=1000"),
+        ("a 400-digit integer in a list parameter",
+         _config("model_parameters: {sn_plateau_potentials_V: [1" + "0" * 400 + ", 0.1, 0.1, 0.1]}"),
+         "sn_plateau_potentials_V=1000"),
         ("overflowing float", GOOD_CONFIG.replace("low: 0.1,", "low: 1.0e+999,"),
          "search_space.sn_mass_fraction.low=inf"),
         ("NaN bound", GOOD_CONFIG.replace("high: 0.9", "high: .nan"), "search_space.sn_mass_fraction.high=nan"),
@@ -191,6 +198,10 @@ def config_cases() -> list[Case]:
         ("empty experiment name", _config("tracking: {experiment_name: ''}"), "tracking.experiment_name"),
         ("artifact location bad scheme", _config("tracking: {artifact_location: 'htp://example/artifacts'}"),
          "tracking.artifact_location"),
+        ("artifact location naming an existing run's artifacts",
+         _config("tracking: {artifact_location: 'runs:/0123/x'}"), "unknown scheme 'runs'"),
+        ("artifact location on Databricks", _config("tracking: {artifact_location: 'dbfs:/x'}"),
+         "unknown scheme 'dbfs'"),
         ("very long unknown key", _config("k" * 1000 + ": 1"), "unknown key"),
         ("key too long for YAML", _config("k" * 20000 + ": 1"), "malformed YAML"),
         ("'nan' as a string", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, failure_penalty: 'nan'}"),
@@ -373,6 +384,8 @@ def calibration_cases() -> list[Case]:
         ("malformed", "observations: [\n", "malformed YAML"),
         ("capacity beyond any anode", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: 1.0e+300"),
          "allowed 1 to 1000 mAh/g"),
+        ("a 400-digit integer value", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: 1" + "0" * 400),
+         "must be a positive, finite number"),
         ("capacity below any reading", "observations:\n" + CALIBRATION_ROW.replace("value: 500", "value: 1.0e-300"),
          "value=1e-300 is out of range: reversible_capacity_mAh_per_g allowed 1 to 1000 mAh/g"),
         ("wrong unit", "observations:\n" + CALIBRATION_ROW.replace("unit: mAh/g", "unit: furlongs"), "unit='furlongs'"),
@@ -1025,6 +1038,8 @@ def test_an_unreachable_artifact_root_is_refused_before_anything_runs(tmp_path, 
     cases = [({"SNHC_EXPERIMENT_NAME": "broken"}, "experiment 'broken''s artifact location"),
              ({"SNHC_EXPERIMENT_NAME": "new", "SNHC_ARTIFACT_LOCATION": "ftp://127.0.0.1:1/artifacts"},
               "tracking.artifact_location ftp://127.0.0.1:1/artifacts: no server answers"),
+             ({"SNHC_EXPERIMENT_NAME": "new", "SNHC_ARTIFACT_LOCATION": "hdfs://127.0.0.1:1/artifacts"},
+              "tracking.artifact_location hdfs://127.0.0.1:1/artifacts: no server answers"),
              ({"SNHC_EXPERIMENT_NAME": "new", "SNHC_ARTIFACT_LOCATION": "/proc/snhc-artifacts"},
               "cannot write artifacts under /proc")]
     for environment, expected in cases:
@@ -1053,3 +1068,46 @@ def test_masking_a_long_text_takes_time_in_proportion_to_it(text):
     redact(text)
     assert time.process_time() - start < 2.0
 
+
+
+def test_an_output_that_is_a_pipe_nobody_reads_is_refused_not_waited_on(tmp_path):
+    """suggest --output at a named pipe with no reader had hung for ever (opening it waits for a reader)."""
+    from flows.inputs import InputError, writable_output
+
+    pipe = tmp_path / "out.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="named pipe with no reader"):
+        writable_output(pipe, "--output")
+
+
+def test_a_deleted_validation_experiment_is_refused_before_the_refits(tmp_path, capsys):
+    """calibrate --validate into a store whose snhc-calibration experiment is deleted had refitted for minutes,
+    then failed with a traceback."""
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(store)
+    client.delete_experiment(client.create_experiment("snhc-calibration"))
+    capsys.readouterr()
+    assert main(["calibrate", "--validate", "--tracking-uri", store]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "that experiment is deleted" in err and len(err.splitlines()) == 1
+
+
+def test_a_hostile_materials_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    """configs/materials.yaml is read by the strict YAML rules of every config: malformed YAML, a missing key or a
+    bad recipe in it (via SNHC_CONFIG_DIR) had been tracebacks."""
+    import shutil
+
+    folder = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", folder)
+    monkeypatch.setenv("SNHC_CONFIG_DIR", str(folder))
+    materials = folder / "materials.yaml"
+    good = materials.read_text()
+    for text, expected in [("{{{\n" + good, "malformed YAML"), ("other: 1\n", "expected 'materials:'"),
+                           (good.replace("recipe: {sn_mass_fraction: 0.0,", "recipe: {sn_mass_fraction: 7.0,", 1), "out of range"),
+                           ("materials: &m {}\ncopy: *m\n", "anchor")]:
+        materials.write_text(text)
+        assert main(["predict", "--material", "HC"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and str(materials) in err and len(err.splitlines()) == 1, err
