@@ -55,8 +55,8 @@ ARTIFACT_LIBRARIES = {"s3": "boto3", "gs": "google.cloud.storage", "wasbs": "azu
 # A tracking server or database that does not accept a TCP connection within this time is reported as unreachable;
 # MLflow's own client would retry for minutes. A healthy local server answers in milliseconds.
 CONNECT_TIMEOUT_S = 3.0
-DEFAULT_PORTS = {"hdfs": 8020, "http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432, "tcp": 8786, "ftp": 21,
-                 "sftp": 22}
+DEFAULT_PORTS = {"hdfs": 8020, "http": 80, "https": 443, "postgresql": 5432, "postgresql+psycopg2": 5432,
+                 "tcp": 8786, "ftp": 21, "sftp": 22}
 # A lab CSV has one row per milled batch, a few hundred at most; 16 MiB bounds what a wrong file (an export of a
 # whole instrument log) costs before it is refused.
 MAX_CSV_BYTES = 16 * 2**20

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir
 from surrogate.recipe import Recipes, load_materials
-from surrogate.yaml_safety import YamlInputError, excerpt, non_finite_number, read_yaml_file
+from surrogate.yaml_safety import YamlInputError, excerpt, finite_as_float, non_finite_number, read_yaml_file
 
 QUANTITIES = (
     "theoretical_capacity_mAh_per_g", "reversible_capacity_mAh_per_g", "hc_share_of_reversible_capacity_mAh_per_g",
@@ -99,11 +98,12 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: tag {excerpt(row.get('tag'))} not in {list(DATA_TAGS)}")
         for name in ("value", "sigma_pct"):
             value = row.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or value <= 0:
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not finite_as_float(value)
+                    or value <= 0):
                 raise CalibrationDataError(f"{where}: {name}={excerpt(value)} must be a positive, finite number")
         current, cycle = row.get("current_A_per_g"), row.get("cycle")
         if current is not None and (isinstance(current, bool) or not isinstance(current, (int, float))
-                                    or not _finite(current) or current <= 0):
+                                    or not finite_as_float(current) or current <= 0):
             raise CalibrationDataError(f"{where}: current_A_per_g={excerpt(current)} must be a positive, finite "
                                        f"number")
         if cycle is not None and (isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1):
@@ -141,14 +141,6 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
     if not table["fit"].any():
         raise CalibrationDataError(f"{path}: no observation has fit: true, so there is nothing to calibrate on")
     return table
-
-
-def _finite(value: int | float) -> bool:
-    """Whether a number is finite as a float: an integer of 400 digits is not (float() overflows)."""
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
 
 
 def _is_key(value) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from surrogate.paths import config_dir
-from surrogate.yaml_safety import YamlInputError, excerpt, non_finite_number, read_yaml_file
+from surrogate.yaml_safety import YamlInputError, excerpt, finite_as_float, non_finite_number, read_yaml_file
 
 TAGS = ("measured", "literature", "derived", "assumed", "fitted")
 
@@ -50,12 +50,10 @@ CONSTANT_TAGS = ("measured", "literature", "derived")
 
 def _check_float(name: str, value: int | float, old: Parameter) -> None:
     """A number too large for a float (a 400-digit integer) is refused by its range, not by an OverflowError."""
-    try:
-        float(value)
-    except OverflowError:
+    if isinstance(value, int) and not finite_as_float(value):
         allowed = (f"allowed {old.bounds[0]:g} to {old.bounds[1]:g}" if old.bounds
                    else "too large for a number of the model")
-        raise ParameterError(f"model_parameters.{name}={excerpt(value)} is out of range: {allowed}") from None
+        raise ParameterError(f"model_parameters.{name}={excerpt(value)} is out of range: {allowed}")
 
 
 def _within_a_factor(name: str, value: float, documented: float) -> None:

@@ -141,6 +141,21 @@ def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
         raise YamlInputError(f"{path}: not UTF-8 text (line {line}): save the {what} as UTF-8") from None
 
 
+def finite_as_float(value: int | float) -> bool:
+    """Whether a parsed number is finite as the float the models compute with: NaN, infinity and an integer too
+    large for a float (400 digits: ``float()`` overflows) are not.
+
+    Examples
+    --------
+    >>> finite_as_float(3), finite_as_float(float("nan")), finite_as_float(10**400)
+    (True, False, False)
+    """
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def non_finite_number(document: Any, prefix: str = "") -> tuple[str, float] | None:
     """The first (key path, value) whose value is a NaN or infinite number in a parsed document, else None."""
     if isinstance(document, float) and not math.isfinite(document):
