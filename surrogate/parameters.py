@@ -132,7 +132,12 @@ class ModelParameters(Mapping):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ParameterError(f"model_parameters.{name}: expected a number, got {excerpt(value)}")
                 _check_float(name, value, old)
-                value = float(value) if isinstance(old.value, float) else value
+                if isinstance(old.value, int) and not float(value).is_integer():
+                    # documented as a whole number: a count (segments, cycles), which int() would silently cut
+                    raise ParameterError(f"model_parameters.{name}={value!r} is not allowed: a count, so a whole "
+                                         "number" + (f" from {old.bounds[0]:g} to {old.bounds[1]:g}"
+                                                     if old.bounds else " >= 0"))
+                value = float(value) if isinstance(old.value, float) else int(value)
                 if old.bounds and not old.bounds[0] <= value <= old.bounds[1]:
                     raise ParameterError(
                         f"model_parameters.{name}={value!r} is out of range: allowed {old.bounds[0]:g} to {old.bounds[1]:g}")

@@ -46,6 +46,17 @@ def test_parameter_overrides_are_checked():
         p.with_values(hc_capacity_mAh_per_g=-1)
 
 
+def test_a_count_takes_whole_numbers_only():
+    p = ModelParameters.load()
+    assert isinstance(p.hc_slope_segments, int)
+    counted = p.with_values(hc_slope_segments=4.0, formation_cycles=2)  # 4.0 is the whole number 4 (YAML's 4e0)
+    assert (counted.hc_slope_segments, counted.formation_cycles) == (4, 2)
+    assert isinstance(counted.hc_slope_segments, int)
+    for name, value in (("hc_slope_segments", 2.5), ("formation_cycles", 1.2), ("rate_test_cycles_per_step", 0.5)):
+        with pytest.raises(ParameterError, match=f"{name}={value} is not allowed: a count, so a whole number"):
+            p.with_values(**{name: value})
+
+
 def test_malformed_parameter_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("sn_capacity_mAh_per_g: {value: 847}\n")
