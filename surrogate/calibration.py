@@ -9,7 +9,6 @@ only when either changes (a what-if that alters an assumption gets its own, cons
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from scipy.optimize import least_squares
 from surrogate.limits import MAX_CURRENT_A_PER_G, MAX_CYCLE
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
-from surrogate.paths import cache_dir, config_dir
+from surrogate.paths import cache_dir, config_dir, read_cached, write_cached
 from surrogate.recipe import Recipes, load_materials
 from surrogate.yaml_safety import YamlInputError, excerpt, finite_as_float, non_finite_number, read_yaml_file
 
@@ -388,17 +387,28 @@ def calibrate(p: ModelParameters | None = None, data_path: str | Path | None = N
     p = p or ModelParameters.load()
     data_sha, parameters_sha = data_digest(data_path), p.digest(exclude_tag="fitted")
     cache_file = cache_dir() / f"calibration-{_cache_key(data_sha, parameters_sha)}.json"
-    if cache_file.exists() and not refit:
-        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+    cached = None if refit else read_cached(cache_file)
+    if cached is not None:
         materials = load_materials(config_dir() / "materials.yaml")
-        return _calibration(p, cached["fitted_values"], load_observations(data_path, materials), materials, data_path)
+        try:
+            return _calibration(p, _cached_fit(p, cached), load_observations(data_path, materials), materials,
+                                data_path)
+        except (KeyError, TypeError, ValueError):  # a damaged or edited file: fit again and rewrite it
+            pass
     calibration = fit(p, data_path)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"data_sha256": data_sha, "parameters_sha256": parameters_sha,
-                                     "fitted_values": calibration.fitted_values}, indent=2), encoding="utf-8")
-    temporary.replace(cache_file)  # atomic: a reader never sees half a file
+    write_cached(cache_file, {"data_sha256": data_sha, "parameters_sha256": parameters_sha,
+                              "fitted_values": calibration.fitted_values})
     return calibration
+
+
+def _cached_fit(p: ModelParameters, cached: dict) -> dict[str, float]:
+    """The fitted values of a cache file, checked: every fitted parameter of ``p`` and no other, each a finite
+    number within its bounds (``ModelParameters.with_values`` raises ParameterError, a ValueError, otherwise)."""
+    fitted = cached["fitted_values"]
+    if not isinstance(fitted, dict) or set(fitted) != set(p.names("fitted")):
+        raise ValueError("the cached fit names other parameters")
+    p.with_values(**fitted)
+    return {name: float(value) for name, value in fitted.items()}
 
 
 def calibrated_parameters(p: ModelParameters | None = None, data_path: str | Path | None = None) -> ModelParameters:

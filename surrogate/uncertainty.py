@@ -30,7 +30,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,7 +42,7 @@ from surrogate.calibration import (Calibration, LeastSquaresProblem, ParameterTr
                                   model_source_digest)
 from surrogate.model import AT_CURRENT, Prediction, PredictionRequest, predict
 from surrogate.parameters import ModelParameters, ParameterError
-from surrogate.paths import cache_dir, config_dir
+from surrogate.paths import cache_dir, config_dir, read_cached, write_cached
 from surrogate.recipe import FIELDS, Recipes, acting_fields, load_materials
 from surrogate.yaml_safety import YamlInputError, excerpt, read_yaml_file
 
@@ -794,25 +793,19 @@ def _cached_build(key: tuple, central: ModelParameters, observations: pd.DataFra
     """
     text = json.dumps([str(part) for part in key]) + model_source_digest()
     cache_file = cache_dir() / f"ensemble-{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
+    saved = read_cached(cache_file)
     try:
-        saved = json.loads(cache_file.read_text(encoding="utf-8"))
         members = tuple(central.with_values(**values) for values in saved["members"])
         domain = CalibratedDomain.of(observations, central, materials, settings)
         return Ensemble(central, members, tuple(saved["measurement_factors"]), domain, settings,
                         float(saved["effective_size"]), float(saved["weight_temperature"]))
-    except (OSError, ValueError, KeyError, TypeError, ParameterError):
+    except (ValueError, KeyError, TypeError, ParameterError):
         pass  # none yet, or not one this code can read: build it
     ensemble = _build(central, observations, materials, settings)
     document = {"members": [{name: m[name].value for name in ensemble.varying} for m in ensemble.members],
                 "measurement_factors": list(ensemble.measurement_factors),
                 "effective_size": ensemble.effective_size, "weight_temperature": ensemble.weight_temperature}
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(document), encoding="utf-8")
-        temporary.replace(cache_file)  # atomic: a reader never sees half a file
-    except OSError:
-        pass  # a read-only checkout still works, building each time
+    write_cached(cache_file, document)
     return ensemble
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from surrogate.calibration import model_source_digest
+from surrogate.calibration import _cached_fit, model_source_digest
 from surrogate.parameters import ModelParameters
-from surrogate.paths import cache_dir, config_dir
+from surrogate.paths import cache_dir, config_dir, read_cached, write_cached
 from surrogate.recipe import Recipes
 
 from surrogate.physics.parameters import _file_stamp, load_physics_parameters
@@ -138,17 +136,17 @@ def _fitted_values(p: ModelParameters, q: ModelParameters, observations: pd.Data
     cache_file = cache_dir() / f"physics-calibration-{key}.json"
     if not refit and (cache_file, key) in _fits_in_memory:
         return dict(_fits_in_memory[(cache_file, key)]), data_sha, parameters_sha
-    if cache_file.exists() and not refit:
-        fitted = json.loads(cache_file.read_text(encoding="utf-8"))["fitted_values"]
-        _fits_in_memory[(cache_file, key)] = dict(fitted)
-        return fitted, data_sha, parameters_sha
+    cached = None if refit else read_cached(cache_file)
+    if cached is not None:
+        try:
+            fitted = _cached_fit(q, cached)
+            _fits_in_memory[(cache_file, key)] = dict(fitted)
+            return fitted, data_sha, parameters_sha
+        except (KeyError, TypeError, ValueError):  # a damaged or edited file: fit again and rewrite it
+            pass
     fitted = _least_squares(p, q, observations)
     _fits_in_memory[(cache_file, key)] = dict(fitted)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps({"data_sha256": data_sha, "parameters_sha256": parameters_sha,
-                                     "fitted_values": fitted}, indent=2), encoding="utf-8")
-    temporary.replace(cache_file)  # atomic: a reader never sees half a file
+    write_cached(cache_file, {"data_sha256": data_sha, "parameters_sha256": parameters_sha, "fitted_values": fitted})
     return fitted, data_sha, parameters_sha
 
 

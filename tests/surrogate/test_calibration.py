@@ -39,6 +39,30 @@ def test_refit_only_when_the_data_changes(counted_fits, tmp_path):
     assert changed.data_sha256 != first.data_sha256
 
 
+def test_a_damaged_or_edited_cache_file_is_fitted_again_and_rewritten(tmp_path, monkeypatch):
+    """A cache only saves time: a truncated, edited or foreign file costs a fit, not a traceback or a wrong fit."""
+    import json
+
+    monkeypatch.setenv("SNHC_CACHE_DIR", str(tmp_path / "cache"))
+    p = ModelParameters.load()
+    first = calibration.calibrate(p)
+    fits = []
+    monkeypatch.setattr(calibration, "fit", lambda *args: fits.append(args) or first)  # the fit itself is tested apart
+    (cached,) = (tmp_path / "cache").glob("calibration-*.json")
+    good = json.loads(cached.read_text())
+    name = next(iter(good["fitted_values"]))
+    beyond = dict(good, fitted_values={**good["fitted_values"], name: p[name].bounds[1] * 10 + 1})
+    damages = ["", "{not json", "[1, 2]", "\udcff", '{"fitted_values": {"no_such_parameter": 1.0}}',
+               json.dumps(beyond)]
+    for k, damage in enumerate(damages, start=1):
+        cached.write_bytes(damage.encode("utf-8", "surrogateescape"))
+        assert calibration.calibrate(p).fitted_values == pytest.approx(first.fitted_values), damage
+        assert len(fits) == k, f"{damage!r} was trusted"
+        assert json.loads(cached.read_text()) == good  # rewritten: the next call reads it
+        assert calibration.calibrate(p).fitted_values == pytest.approx(first.fitted_values)
+        assert len(fits) == k
+
+
 def test_changing_an_assumption_gets_its_own_calibration(counted_fits):
     p = ModelParameters.load()
     calibration.calibrate(p)

@@ -129,6 +129,20 @@ def test_fit_is_cached_and_not_repeated(params, calibration, monkeypatch, isolat
         calibration.fitted_values["capacity_utilisation"])
 
 
+def test_a_damaged_physics_fit_cache_is_fitted_again(params, calibration, monkeypatch, isolated_cache):
+    from surrogate.physics import calibration as physics_calibration
+
+    (cached,) = isolated_cache.glob("physics-calibration-*.json")
+    refits = []
+    monkeypatch.setattr(physics_calibration, "_least_squares",
+                        lambda *args: refits.append(1) or dict(calibration.fitted_values))
+    for damage in ("{not json", '{"fitted_values": {"capacity_utilisation": "high"}}'):
+        cached.write_text(damage, encoding="utf-8")
+        physics_calibration._fits_in_memory.clear()
+        assert physics.fit_physics(params).fitted_values == pytest.approx(calibration.fitted_values)
+    assert len(refits) == 2
+
+
 # --- trends the surrogate also shows -------------------------------------------------------------------------------
 
 def test_named_materials_solve_with_consistent_outputs(rate_curves):
