@@ -520,10 +520,17 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
                          f"(mlflow experiments restore) or choose another name")
-    if existing:
-        check_artifact_reachable(existing, f"experiment {excerpt(name)}'s artifact location")
-    elif artifact_location:
-        check_artifact_reachable(artifact_location, "tracking.artifact_location")
+    location, location_key = ((existing, f"experiment {excerpt(name)}'s artifact location") if existing
+                              else (artifact_location, "tracking.artifact_location"))
+    if not location:
+        return
+    if (urllib.parse.urlsplit(reveal(location)).scheme.lower() == "mlflow-artifacts"
+            and not uri.startswith(("http://", "https://"))):
+        # only a tracking server resolves mlflow-artifacts: a database store failed the first run's first log
+        raise InputError(f"{location_key} {excerpt(redact(location))}: mlflow-artifacts: is served by an MLflow "
+                         f"tracking server, so it needs tracking.tracking_uri http(s)://...; with "
+                         f"{excerpt(redact(uri))} give a folder or a cloud URI")
+    check_artifact_reachable(location, location_key)
 
 
 def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
