@@ -24,7 +24,7 @@ from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_a
 from flows.objective import MAXIMISE, MINIMISE, OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
-from surrogate.recipe import FIELD_NAMES, RECIPE_FIELDS, RecipeField
+from surrogate.recipe import FIELD_NAMES, FIELDS, RECIPE_FIELDS, RecipeField
 
 
 class ConfigError(InputError):
@@ -85,7 +85,8 @@ SEARCH_RESOLUTION = 1e-6  # of a field's allowed span: a range or a log-scale lo
 
 class Dimension(Strict):
     """One recipe field in the search: searched between ``low`` and ``high`` (optionally on a log scale), or over
-    ``choices`` (a categorical field), or fixed at ``value``."""
+    ``choices`` (a categorical field), or fixed at ``value``. A range that does not state ``log_scale`` takes its
+    field's scale (:class:`surrogate.recipe.RecipeField`)."""
 
     low: float | None = None
     high: float | None = None
@@ -149,6 +150,22 @@ def _default_dimension(field: RecipeField) -> Dimension:
 
 
 class _SearchSpaceBase(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _field_scales(cls, data: Any) -> Any:
+        """A range that does not state ``log_scale`` takes its recipe field's (log for the milling time, speed and
+        BPR), where it can: a range from 0 stays linear."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, dimension in data.items():
+            field = FIELDS.get(name)
+            if (field is not None and field.log_scale and isinstance(dimension, dict) and "log_scale" not in dimension
+                    and isinstance(dimension.get("low"), (int, float)) and not isinstance(dimension["low"], bool)
+                    and dimension["low"] > 0):
+                filled[name] = {**dimension, "log_scale": True}
+        return filled
+
     @model_validator(mode="after")
     def _fields_checked(self) -> "_SearchSpaceBase":
         for field in RECIPE_FIELDS:

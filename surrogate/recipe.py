@@ -118,10 +118,12 @@ RECIPE_FIELDS: tuple[RecipeField, ...] = (
                 aliases=("--sn-fraction",)),
     RecipeField("milling_time_h", "ball-milling time, h (0 = unmilled)", 0.0, 100.0, search=(0.5, 40.0),
                 log_scale=True),
+    # Time, speed and BPR on log scales: the milling laws are power laws in them (impact energy ~ rpm^2, dose
+    # ~ BPR t rpm^3), so their ridges of equal effect are planes there (measured in configs/default.yaml's comment).
     RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0),
-                milling_setting=True),
+                log_scale=True, milling_setting=True),
     RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0),
-                milling_setting=True),
+                log_scale=True, milling_setting=True),
     # Fields with a default and no search range are fixed at their default unless a config searches them.
     RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon",
                 milling_setting=True),

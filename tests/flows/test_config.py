@@ -102,6 +102,25 @@ def test_default_config_is_valid_and_overrides_merge():
         load_config(overrides={"optimiser": {"n_calls": 12, "n_initial_points": 40}})
 
 
+def test_a_range_takes_its_fields_scale_unless_it_states_one(tmp_path):
+    """Milling time, speed and BPR act through power laws, so a range given as {low, high} is searched on a log axis,
+    as configs/default.yaml states; a stated scale wins, and a range from 0 stays linear."""
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("ball_to_powder_ratio: {value: 20.0}",
+                                 "ball_to_powder_ratio: {low: 5.0, high: 40.0, log_scale: false}"))
+    space = load_config(path).search_space
+    assert [space.sn_mass_fraction.log_scale, space.milling_time_h.log_scale, space.milling_speed_rpm.log_scale,
+            space.ball_to_powder_ratio.log_scale] == [False, True, True, False]
+    path.write_text(GOOD.replace("low: 1.0, high: 20.0", "low: 0.0, high: 20.0"))
+    assert load_config(path).search_space.milling_time_h.log_scale is False
+    from flows.config import CampaignConfig
+
+    stated = CampaignConfig.model_validate({"search_space": {
+        "milling_time_h": {"low": 0.5, "high": 40.0}, "milling_speed_rpm": {"low": 150.0, "high": 600.0},
+        "ball_to_powder_ratio": {"low": 5.0, "high": 40.0}}})
+    assert stated.search_space == load_config().search_space == CampaignConfig().search_space
+
+
 def test_cli_options_are_validated_like_config(tmp_path, capsys):
     assert main(["optimise", "--n-calls", "0", "--tracking-uri", f"sqlite:///{tmp_path}/x/m.db"]) == 2
     assert "optimiser.n_calls" in capsys.readouterr().err
