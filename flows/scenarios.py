@@ -66,8 +66,10 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             if "input" in first and first["type"] not in ("extra_forbidden", "missing", "value_error"):
                 message += f" (got {excerpt(first['input'])})"
             raise ConfigError(f"{path}: {key}: {message}") from None
-        if scenario.name in names:
-            raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice")
+        if scenario.name.casefold() in names:  # 'Mix' and 'mix' read as one row, and name one file on a
+            # case-insensitive disk
+            raise ConfigError(f"{path}: name: scenario {scenario.name!r} appears twice (names are compared without "
+                              f"case)")
         if scenario.name.strip().casefold() == BASELINE:  # 'Baseline' beside the 'baseline' row reads as the same
             raise ConfigError(f"{path}: name: {BASELINE!r} is the study's own row (the base campaign unchanged); "
                               f"name the scenario otherwise")
@@ -78,7 +80,7 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             raise ConfigError(f"{path}: overrides.objectives: a what-if scenario keeps the study's capacity "
                               f"objective (change overrides.objective); run several objectives with snhc optimise "
                               f"--config")
-        names.add(scenario.name)
+        names.add(scenario.name.casefold())
         config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
         recipes = [_recipe(item, materials, path) for item in scenario.recipes]
         labels = [label for label, _ in recipes]

@@ -260,3 +260,17 @@ def test_recipes_told_apart_by_speed_bpr_or_atmosphere_alone_get_their_own_label
     labels = [label for label, _ in recipes]
     assert len(set(labels)) == 3 and labels[0] == "Sn0.6-10h-400rpm-BPR8"
     assert labels[2] == "Sn0.6-10h-400rpm-BPR8-milling_atmosphere=air"
+
+
+@pytest.mark.parametrize("second", ["Mix", "mix", "MIX"])
+def test_two_scenarios_whose_names_differ_only_in_case_are_refused(tmp_path, second):
+    """'Mix' and 'mix' read as one row of the comparison, and name one file on a case-insensitive disk."""
+    from flows.config import ConfigError, load_config
+    from flows.scenarios import load_scenarios
+
+    (tmp_path / "a.yaml").write_text("name: Mix\nmode: predict\nrecipes: [HC]\n")
+    (tmp_path / "b.yaml").write_text(f"name: '{second}'\nmode: predict\nrecipes: [Sn@HC-2-1]\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: name: scenario .* appears twice"):
+        load_scenarios([tmp_path], load_config().model_dump(mode="json"))
+    (tmp_path / "b.yaml").write_text("name: Mix-2\nmode: predict\nrecipes: [Sn@HC-2-1]\n")
+    assert len(load_scenarios([tmp_path], load_config().model_dump(mode="json"))) == 2
