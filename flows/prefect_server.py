@@ -128,6 +128,16 @@ class TemporaryServer:
                 except OSError:
                     pass
         self.process = None
+        self._remove_empty_log()
+
+    def _remove_empty_log(self) -> None:
+        """The server's log is kept to diagnose a failed start; an empty one (a clean run at log level error) is
+        removed, so /tmp does not gather one file per command."""
+        try:
+            if self.log_path is not None and self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
+        except OSError:
+            pass
 
 
 def _free_port() -> int:

@@ -81,3 +81,19 @@ def test_a_server_that_never_answers_or_exits_while_starting_gets_one_line_sayin
     exited.wait()
     with pytest.raises(PrefectStartupError, match="exited with code 3"):
         TemporaryServer(exited, silent, tmp_path / "server.log").wait()
+
+
+def test_a_stopped_server_leaves_its_log_only_when_it_wrote_something(tmp_path):
+    """One empty /tmp/snhc-prefect-server-<pid>.log was left per command; a log with the server's errors stays."""
+    import subprocess
+    import sys
+
+    from flows.prefect_server import TemporaryServer
+
+    for text, kept in (("", False), ("ERROR: address already in use\n", True)):
+        log = tmp_path / "server.log"
+        log.write_text(text)
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        TemporaryServer(process, "http://127.0.0.1:9/api", log).stop()
+        assert process.poll() is not None
+        assert log.exists() is kept
