@@ -88,6 +88,18 @@ for _tag, _pattern in _CORE_SCHEMA.items():
     _StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), list("-+0123456789.tTfF"))
 
 
+def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2's core schema reads it: 0400 is four hundred (YAML 1.1, and PyYAML, read a leading zero
+    as octal: 256 cycles, and 0800 was an error); 0o17 and 0x1F are octal and hexadecimal."""
+    text = loader.construct_scalar(node)
+    if text[:2] in ("0o", "0x"):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+
+
 def load_yaml_text(text: str, source: str) -> Any:
     """Parse YAML text with :class:`_StrictLoader`; any problem raises :class:`YamlInputError` naming ``source``."""
     try:

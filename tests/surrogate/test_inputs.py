@@ -93,3 +93,11 @@ def test_numbers_in_exponent_form_are_numbers_as_yaml_1_2_reads_them():
 
     assert load_yaml_text("a: 1e3\nb: -2E-3\nc: 1.5e+2\nd: 12\ne: 1e3x\nf: '1e3'\n", "test") == {
         "a": 1000.0, "b": -0.002, "c": 150.0, "d": 12, "e": "1e3x", "f": "1e3"}
+
+
+def test_an_integer_with_a_leading_zero_is_decimal_as_yaml_1_2_reads_it():
+    """YAML 1.1 read 0400 as octal (a cycle count of 0400 became 256) and 0800 as an error; 0o and 0x say a base."""
+    from surrogate.yaml_safety import load_yaml_text
+
+    assert load_yaml_text("a: 0400\nb: 0800\nc: -012\nd: 0o17\ne: 0x1F\nf: '0400'\n", "test") == {
+        "a": 400, "b": 800, "c": -12, "d": 15, "e": 31, "f": "0400"}
