@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows.config import (CampaignConfig, ConfigError, deep_merge, load_config, saved_config_document,
+from flows.config import (CampaignConfig, ConfigError, deep_merge, differing_keys, load_config, saved_config_document,
                           validate_config)
 from flows.evaluation import ASKED, LAB, Evaluation
 from flows.inputs import check_tracking_store, excerpt, redact_document
@@ -152,6 +152,19 @@ def _saved_evaluation(item: dict[str, Any], where: str) -> Evaluation:
     return evaluation
 
 
+# What a resume may change: where the campaign is tracked, and its budget (with the share of it for random starts,
+# which the command line derives from the budget).
+RESUME_MAY_CHANGE = ("tracking", "optimiser.n_calls", "optimiser.n_initial_points")
+
+
+def _dotted(config, key: str) -> Any:
+    """A config's value at a dotted key."""
+    value = config.model_dump(mode="json")
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | None = None,
                    resume_run_id: str | None = None, observations_path: str | None = None) -> Campaign:
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
@@ -170,11 +183,22 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     document = store.load(resume_run_id, base.tracking.experiment_name)
     # Resume on the store this command points at (a saved URI may be redacted), with the new overrides on top.
     overrides = deep_merge({"tracking": base.tracking.model_dump(mode="json")}, overrides or {})
-    saved = validate_config(deep_merge(saved_config_document(document["config"]), overrides), f"run {resume_run_id}")
-    was = document["config"].get("fidelity", "model")
-    if saved.fidelity != was:  # one GP would mix the two fidelities' numbers, and the budget would count both
+    document_config = saved_config_document(document["config"])
+    was = validate_config(document_config, f"run {resume_run_id}")
+    derived = overrides.get("optimiser", {})
+    if "n_initial_points" in derived:  # the command line derives it from --n-calls for a new campaign: a resumed
+        # one keeps its own, within its budget
+        overrides["optimiser"] = {**derived, "n_initial_points": min(
+            was.optimiser.n_initial_points, derived.get("n_calls", was.optimiser.n_calls))}
+    saved = validate_config(deep_merge(document_config, overrides), f"run {resume_run_id}")
+    if saved.fidelity != was.fidelity:  # one GP would mix the two fidelities' numbers, the budget would count both
         raise ConfigError(f"run {resume_run_id}: fidelity: {saved.fidelity} cannot resume a campaign evaluated with "
-                          f"fidelity: {was}; start a new campaign for the other fidelity")
+                          f"fidelity: {was.fidelity}; start a new campaign for the other fidelity")
+    changed = differing_keys(saved.model_dump(mode="json"), was.model_dump(mode="json"), ignore=RESUME_MAY_CHANGE)
+    if changed:  # --seed 7 had been used and saved while the run's params still said 42
+        raise ConfigError(f"run {resume_run_id}: {changed[0]}: a resumed campaign keeps its own "
+                          f"({_dotted(was, changed[0])!r}); only where it is tracked and its n_calls change on a "
+                          f"resume: start a new campaign to change it")
     _check_observations(saved, observations_path)
     lab = read_observations(observations_path, saved) if observations_path else None
     return Campaign.from_document(document, resume_run_id, overrides, lab)

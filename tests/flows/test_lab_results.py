@@ -102,6 +102,12 @@ def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
     assert main(["optimise", "--config", str(config), "--resume", summary["run_id"], "--fidelity", "physics"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "fidelity: physics cannot resume" in err
+    # only where a campaign is tracked and its budget change on a resume: --seed 7 had been used and saved while the
+    # run's params said 42
+    for option, value, key in (("--seed", "7", "optimiser.seed"), ("--batch-size", "5", "optimiser.batch_size")):
+        assert main(["optimise", "--config", str(config), "--resume", summary["run_id"], option, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{key}: a resumed campaign keeps its own" in err, err
     assert len(client.search_runs([summary["experiment_id"]], "tags.mlflow.parentRunId = "
                                   f"'{summary['run_id']}'")) == 6 + 3 + 2  # nothing evaluated: 6 model + 3 lab rows
     # + the dense search's optimum of the lab's model and its cheapest equivalent
