@@ -42,10 +42,14 @@ EXPERIMENT_NAME_MAX = 256
 NAME_MAX = 200
 
 
+# Characters a one-line name may not hold: control characters, format ones (a right-to-left override U+202E shows a
+# name reversed, a zero-width space two names alike), and the line and paragraph separators U+2028 / U+2029 (a name
+# on two lines in a table or a log)
+NOT_IN_A_NAME = ("Cc", "Cf", "Zl", "Zp")
+
+
 def _printed(name: str) -> str:
-    # control characters, and format ones (a right-to-left override U+202E shows a name reversed, a zero-width
-    # space two names alike)
-    if name != name.strip() or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+    if name != name.strip() or any(unicodedata.category(c) in NOT_IN_A_NAME for c in name):
         raise ValueError("use printable characters, without leading or trailing blanks")
     return name
 

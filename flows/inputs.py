@@ -271,11 +271,14 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {_shown(path)}: is a folder, expected a file name")
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"{option} {_shown(path)}: is {not_a_folder(path)}; give a file name")
     for name, given in (inputs or {}).items():
         if given is not None and path.exists() and Path(given).exists() and path.samefile(given):
             raise InputError(f"{option} {_shown(path)}: is the file {name} reads; give another file name")
     stream = path.parts[:2] == ("/", "dev") or (path.exists() and not path.is_file())  # /dev/stdout, a pipe
-    if path.exists() and path.suffix.lower() != ".csv" and not stream:
+    # an existing file is replaced only if it is a CSV, by its name and, through a link, by its target's
+    if path.exists() and not stream and ".csv" not in {path.suffix.lower()} & {path.resolve().suffix.lower()}:
         raise InputError(f"{option} {_shown(path)}: exists and is not a CSV file; give a new name or a .csv file")
     folder = path.parent
     if not folder.is_dir():
@@ -302,21 +305,33 @@ def _is_pipe_without_reader(path: Path) -> bool:
 def output_folder(path: str | Path, option: str) -> Path:
     """A folder to write into: one that exists, or one that can be made in its nearest existing ancestor."""
     folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{option} {_shown(folder)}: is a file, expected a folder")
+    if not str(path).strip():
+        raise InputError(f"{option}: empty; give a folder")
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise InputError(f"{option} {_shown(folder)}: is {not_a_folder(folder)}, expected a folder")
     base = nearest_existing(folder)
     if not base.is_dir():
-        raise InputError(f"{option} {_shown(folder)}: {_shown(base)} is a file, so the folder cannot be made there")
+        raise InputError(f"{option} {_shown(folder)}: {_shown(base)} is {not_a_folder(base)}, so the folder cannot "
+                         f"be made there")
     if not _can_write(base):
         raise InputError(f"{option} {_shown(folder)}: cannot write in {_shown(base)} (permission denied or read-only)")
     return folder
 
 
 def nearest_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists: where a folder that is not there yet would be made."""
-    while not path.exists() and path != path.parent:
+    """``path`` or its nearest ancestor that exists: where a folder that is not there yet would be made. A broken
+    symbolic link counts as existing (nothing can be made through it): the callers then refuse it as not a folder
+    (:func:`not_a_folder`), where walking past it had passed the check, and the write failed mid-campaign."""
+    while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
+
+
+def not_a_folder(path: Path) -> str:
+    """What a path that is not a folder is, in words: a broken link (and to where), or a file."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken link (to {_shown(Path(os.readlink(path)))})"
+    return "a file"
 
 
 def _can_write(path: Path) -> bool:
@@ -366,7 +381,8 @@ def check_artifact_location(location: str | None, key: str = "tracking.artifact_
     if not scheme or len(scheme) == 1 or scheme == "file":  # shape only: whether it can be written is checked by
         nearest = nearest_existing(_local_artifact_path(location, scheme))  # the commands that write (reachable)
         if not nearest.is_dir():
-            raise InputError(f"{key} {shown}: {_shown(nearest)} is a file, expected a folder".lstrip())
+            raise InputError(f"{key} {shown}: {_shown(nearest)} is {not_a_folder(nearest)}, expected a folder"
+                             .lstrip())
     return location
 
 
@@ -446,8 +462,11 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if str(database) in ("", ":memory:"):
             raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
                              f"e.g. sqlite:///mlruns/mlflow.db")
-        if database.is_dir():
+        if database.is_dir() or uri.split("?", 1)[0].endswith("/"):
             raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
+        if database.is_symlink() and not database.exists():  # SQLite cannot open it, and MLflow retries for minutes
+            raise InputError(f"{key} {shown}: {database} is {not_a_folder(database)}, expected a SQLite database "
+                             f"file")
         if database.exists():
             if not database.is_file():
                 raise InputError(f"{key} {shown}: {database} is not a regular file, expected a SQLite database")
@@ -464,7 +483,8 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
         folder = nearest_existing(database.parent)
         if not folder.is_dir():
-            raise InputError(f"{key} {shown}: cannot create the database: {folder} is not a folder")
+            raise InputError(f"{key} {shown}: cannot create the database: {folder} is {not_a_folder(folder)}, not a "
+                             f"folder")
         if not _can_write(folder):
             raise InputError(f"{key} {shown}: cannot create the database under {folder} (permission denied or "
                              f"read-only)")
@@ -472,7 +492,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
     if uri.startswith("file:"):
         folder = Path(_split(uri, key, shown).path)
         if folder.exists() and not folder.is_dir():
-            raise InputError(f"{key} {shown}: {folder} is a file, expected a folder")
+            raise InputError(f"{key} {shown}: {folder} is {not_a_folder(folder)}, expected a folder")
         return
     check_server(uri, key)
     if uri.startswith(("http://", "https://")):
@@ -675,10 +695,13 @@ def check_environment() -> None:
             raise InputError(f"SNHC_CONFIG_DIR={_shown(folder)}: has no {missing[0]} (copy configs/ there, or unset "
                              f"it)")
     if os.environ.get("SNHC_CACHE_DIR"):
+        if not os.environ["SNHC_CACHE_DIR"].strip():  # "   " had made a folder named by three spaces
+            raise InputError("SNHC_CACHE_DIR: blank; point it at a folder for cached fits, or unset it")
         folder = Path(os.environ["SNHC_CACHE_DIR"])
         nearest = nearest_existing(folder)
         if not nearest.is_dir():
-            raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: {_shown(nearest)} is a file, expected a folder")
+            raise InputError(f"SNHC_CACHE_DIR={_shown(folder)}: {_shown(nearest)} is {not_a_folder(nearest)}, "
+                             f"expected a folder")
         try:  # made now, as the first cached fit would make it: a folder that cannot be made (/proc/x) says so here
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:

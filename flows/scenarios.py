@@ -18,6 +18,9 @@ from surrogate.paths import config_dir
 from surrogate.recipe import RECIPE_FIELDS, RecipeError, complete, load_materials
 
 WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optimisation campaigns
+# What a predict scenario's prediction reads of its config (flows.whatif._predict_scenario): other overrides (the
+# optimiser's, the search space) would be accepted and shown, and change nothing
+PREDICT_OVERRIDES = frozenset({"model_parameters", "recalibrate", "objective"})
 BASELINE = "baseline"  # the study's row of the base campaign unchanged: no scenario may take its name
 
 
@@ -37,8 +40,14 @@ def scenario_files(paths: list[str | Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.iterdir()  # *.yaml and *.yml alike; hidden files (an editor's) not
-                            if p.suffix.lower() in (".yaml", ".yml") and p.is_file() and not p.name.startswith("."))
+            found = sorted(p for p in path.iterdir()  # *.yaml and *.yml alike; hidden files (an editor's) not
+                           if p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
+            for p in found:
+                if not p.is_file():  # a broken link or a folder named like a scenario had been skipped unsaid
+                    raise ConfigError(f"{p}: " + ("a broken link, expected a scenario file"
+                                                  if p.is_symlink() and not p.exists()
+                                                  else "not a regular file, expected a scenario file"))
+            files += found
         elif path.is_file():
             files.append(path)
         elif path.exists():
@@ -87,6 +96,15 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         if twice := next((label for label in labels if labels.count(label) > 1), None):
             raise ConfigError(f"{path}: recipes: {twice!r} is listed twice in scenario {scenario.name!r} (the same "
                               f"recipe, or recipes that differ beyond 4 significant digits); list each once")
+        values = [tuple(recipe.get(field.name, field.default) for field in RECIPE_FIELDS) for _, recipe in recipes]
+        if same := next((k for k, v in enumerate(values) if values.index(v) < k), None):  # a material by name
+            raise ConfigError(f"{path}: recipes: {labels[same]!r} is the same recipe as "  # and spelled out
+                              f"{labels[values.index(values[same])]!r} in scenario {scenario.name!r}; list it once")
+        ignored = sorted(set(scenario.overrides) - PREDICT_OVERRIDES)
+        if scenario.mode == "predict" and ignored:  # a value the study would show as changed, never used
+            raise ConfigError(f"{path}: overrides.{ignored[0]}: a predict scenario uses only "
+                              f"{', '.join(sorted(PREDICT_OVERRIDES))}; remove it, or make the scenario mode: "
+                              f"optimise")
         if scenario.mode == "predict" and not recipes:
             raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches

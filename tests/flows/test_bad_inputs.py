@@ -249,11 +249,17 @@ def scenario_cases() -> list[Case]:
         ("a scenario named like the baseline row", "name: Baseline\nmode: predict\nrecipes: [HC]\n",
          "'baseline' is the study's own row"),
         ("the same recipe twice", "name: x\nmode: predict\nrecipes: [HC, Sn@HC-2-1, HC]\n", "'HC' is listed twice"),
+        ("a material and its recipe spelled out", "name: x\nmode: predict\nrecipes: [HC, {sn_mass_fraction: 0.0, "
+         "milling_time_h: 0, milling_speed_rpm: 400, ball_to_powder_ratio: 20}]\n", "is the same recipe as 'HC'"),
+        ("an override a predict scenario never reads", "name: x\nmode: predict\nrecipes: [HC]\noverrides: "
+         "{optimiser: {n_calls: 500}}\n", "overrides.optimiser: a predict scenario uses only"),
         ("overrides out of range", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: 0"), "optimiser.n_calls"),
         ("overrides unknown key", GOOD_SCENARIO.replace("optimiser:", "optimizer:"), "optimizer: unknown key"),
         ("list at top level", "- name: x\n", "expected a mapping"),
         ("malformed", "name: [x\n", "malformed YAML"),
         ("a control character in the name", "name: \"a\\x07\"\nmode: predict\nrecipes: [HC]\n",
+         "name: use printable characters"),
+        ("a line separator in the name", "name: \"a\\u2028b\"\nmode: predict\nrecipes: [HC]\n",
          "name: use printable characters"),
         ("a right-to-left override in the name", "name: \"a\\u202Eb\"\nmode: predict\nrecipes: [HC]\n",
          "name: use printable characters"),
@@ -491,6 +497,9 @@ def option_cases() -> list[Case]:
              environment={"PREFECT_API_URL": "notaurl"}),
         Case("env: PREFECT_API_URL with a broken IPv6 host", ["predict"], "PREFECT_API_URL 'http://[::1': not a URL",
              store_option=False, environment={"PREFECT_API_URL": "http://[::1"}),
+        Case("env: SNHC_CACHE_DIR blank", ["predict"], "SNHC_CACHE_DIR: blank", store_option=False,
+             environment={"SNHC_CACHE_DIR": "   "}),
+        Case("option: what-if --output empty", ["what-if", "configs/whatif", "--output", ""], "--output: empty"),
         Case("env: SNHC_CACHE_DIR where no folder can be made", ["predict"], "SNHC_CACHE_DIR=/proc/snhc-cache: cannot "
              "make the folder", store_option=False, environment={"SNHC_CACHE_DIR": "/proc/snhc-cache"}),
         Case("option: SNHC_CONFIG_DIR not a folder", ["predict"], "SNHC_CONFIG_DIR", store_option=False,
@@ -549,6 +558,8 @@ def tracking_cases() -> list[Case]:
         Case("tracking: server-side artifact location with a database store", ["optimise"],
              "mlflow-artifacts: is served by an MLflow tracking server",
              environment={"SNHC_ARTIFACT_LOCATION": "mlflow-artifacts:/x"}),
+        Case("tracking: SQLite path ending in a slash (a folder)", ["optimise", "--tracking-uri",
+             "sqlite:///{dir}/newdir/"], "is a folder, expected a SQLite database file", store_option=False),
         Case("tracking: malformed server address", ["optimise", "--tracking-uri", "http://[::1"], "malformed",
              store_option=False),
         Case("tracking: a web server that is not MLflow", ["optimise", "--tracking-uri",
@@ -1116,3 +1127,51 @@ def test_a_hostile_materials_file_is_one_line_naming_it(tmp_path, monkeypatch, c
         assert main(["predict", "--material", "HC"]) == 2
         err = capsys.readouterr().err.strip()
         assert expected in err and str(materials) in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("option", ["store", "artifact location", "what-if output", "suggest output",
+                                    "scenario in a folder", "cache folder"])
+def test_a_broken_link_is_refused_before_anything_runs(option, tmp_path, capsys, monkeypatch):
+    """A link to nothing was walked past as 'not there yet': the SQLite store then hung for minutes in MLflow's
+    retries, the artifact root and the what-if folder failed mid-run with runs written, a scenario was skipped."""
+    monkeypatch.chdir(PROJECT_ROOT)
+    for variable in ("MLFLOW_TRACKING_URI", "SNHC_ARTIFACT_LOCATION", "SNHC_EXPERIMENT_NAME"):
+        monkeypatch.delenv(variable, raising=False)
+    link = tmp_path / "link"
+    store = tmp_path / "store" / "mlflow.db"
+    tracking = ["--tracking-uri", f"sqlite:///{store}"]
+    args = {"store": ["optimise", "--tracking-uri", f"sqlite:///{link}.db"],
+            "artifact location": ["optimise", *tracking],
+            "what-if output": ["what-if", "configs/whatif", "--output", str(link), *tracking],
+            "suggest output": ["suggest", "--observations", "configs/lab_results_example.csv", "--output",
+                               f"{link}.csv", *tracking],
+            "scenario in a folder": ["what-if", str(tmp_path / "scenarios"), *tracking],
+            "cache folder": ["predict", "--material", "HC"]}[option]
+    target = {"store": f"{link}.db", "suggest output": f"{link}.csv",
+              "scenario in a folder": tmp_path / "scenarios" / "b.yaml"}.get(option, link)
+    Path(target).parent.mkdir(exist_ok=True)
+    os.symlink(tmp_path / "nothing" / "here", target)
+    if option == "scenario in a folder":
+        (tmp_path / "scenarios" / "a.yaml").write_text("name: a\nmode: predict\nrecipes: [HC]\n")
+    if option == "artifact location":
+        monkeypatch.setenv("SNHC_ARTIFACT_LOCATION", str(link))
+    if option == "cache folder":
+        monkeypatch.setenv("SNHC_CACHE_DIR", str(link))
+    code, output = _run_in_process(args, capsys)
+    assert code == 2, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert "broken link" in output and str(target) in output, output
+    assert not store.parent.exists(), "a store was created for a bad input"
+
+
+def test_an_output_link_to_a_file_that_is_not_a_csv_is_refused(tmp_path, capsys, monkeypatch):
+    """suggest --output link.csv, where link.csv points at a config, had replaced the config with the table."""
+    monkeypatch.chdir(PROJECT_ROOT)
+    victim = tmp_path / "campaign.yaml"
+    victim.write_text("name: mine\n")
+    os.symlink(victim, tmp_path / "link.csv")
+    store = tmp_path / "store" / "mlflow.db"
+    code, output = _run_in_process(["suggest", "--observations", "configs/lab_results_example.csv", "--output",
+                                    str(tmp_path / "link.csv"), "--tracking-uri", f"sqlite:///{store}"], capsys)
+    assert code == 2 and "exists and is not a CSV file" in output, output
+    assert victim.read_text() == "name: mine\n"
