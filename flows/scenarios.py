@@ -100,13 +100,13 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         if same := next((k for k, v in enumerate(values) if values.index(v) < k), None):  # a material by name
             raise ConfigError(f"{path}: recipes: {labels[same]!r} is the same recipe as "  # and spelled out
                               f"{labels[values.index(values[same])]!r} in scenario {scenario.name!r}; list it once")
+        if scenario.mode == "predict" and not recipes:
+            raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
         ignored = sorted(set(scenario.overrides) - PREDICT_OVERRIDES)
         if scenario.mode == "predict" and ignored:  # a value the study would show as changed, never used
             raise ConfigError(f"{path}: overrides.{ignored[0]}: a predict scenario uses only "
                               f"{', '.join(sorted(PREDICT_OVERRIDES))}; remove it, or make the scenario mode: "
                               f"optimise")
-        if scenario.mode == "predict" and not recipes:
-            raise ConfigError(f"{path}: recipes: a predict scenario needs at least one recipe")
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
             raise ConfigError(f"{path}: recipes: only a predict scenario (mode: predict) takes recipes; an "
                               f"optimise scenario searches for its own")
