@@ -133,8 +133,11 @@ def sn_welding(dose: np.ndarray, activation: np.ndarray, p: ModelParameters) -> 
     so the reference condition welds ``sn_welding_at_reference``; the onset exponent k > 1 says fracture wins over
     welding at low dose (the steady state of the two shifts to welding only once enough energy is stored)."""
     saturation = p.sn_welding_saturation
-    onset = -np.log1p(-p.sn_welding_at_reference / saturation)
-    return saturation * -np.expm1(-onset * (dose * activation) ** p.sn_welding_onset_exponent)
+    with np.errstate(divide="ignore"):  # the reference already saturated (both at a bound): an infinite onset
+        onset = -np.log1p(-p.sn_welding_at_reference / saturation)
+    exposure = (dose * activation) ** p.sn_welding_onset_exponent
+    with np.errstate(invalid="ignore"):  # that infinite onset times an unmilled recipe's zero exposure: no welding
+        return saturation * -np.expm1(-np.where(exposure > 0, onset * exposure, 0.0))
 
 
 def sn_volume_fraction(sn_mass_fraction: np.ndarray, p: ModelParameters) -> np.ndarray:

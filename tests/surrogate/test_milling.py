@@ -6,6 +6,7 @@ import pytest
 from flows.evaluation import model_metrics
 from flows.objective import SCORE, CapacityObjective
 from surrogate.milling import DOSE_EXPONENTS, microstructure, milling_dose
+from surrogate.parameters import ModelParameters
 from surrogate.recipe import Recipes
 
 
@@ -96,3 +97,18 @@ def test_the_dose_scales_with_the_exponents_the_optimisers_dose_axis_uses(params
     for name, exponent in DOSE_EXPONENTS.items():
         scaled = milling_dose(Recipes(**(base | {name: base[name] * 1.7})), params)[0]
         assert np.log(scaled / dose) / np.log(1.7) == pytest.approx(exponent, rel=1e-9)
+
+
+def test_welding_with_the_reference_already_saturated_is_finite_and_quiet():
+    """Both welding constants at the bound where they meet (a lab fit on extreme rows reaches it): the onset is
+    infinite, so any milling welds to saturation and none does not; numpy's divide and 0 x inf warnings had reached
+    the user's terminal."""
+    import warnings
+
+    from surrogate.milling import sn_welding
+
+    p = ModelParameters.load().with_values(sn_welding_at_reference=0.5, sn_welding_saturation=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        welded = sn_welding(np.array([0.0, 0.1, 1.0, 5.0]), np.ones(4), p)
+    np.testing.assert_array_equal(welded, [0.0, 0.5, 0.5, 0.5])
