@@ -118,6 +118,9 @@ CHOICES = (
      "BPR 5), 5 % / 15 % / 30 %, seeds 0-9 (a prototype, not kept: 2 / 1 / 2 missed)", 35.5, 61),
     ("   the same, 15 %", 38.5, 61),
     ("   the same, 30 %", 33.5, 61),
+    ("   each local step's sd log-uniform between 0.5 % and 20 % of a range (local_candidates_scale [0.005, 0.2], "
+     "as configs/pareto.yaml), seeds 0-9 (not kept: 2 missed)", 30.0, 61),
+    ("   the same between 0.2 % and 5 % (not kept: 2 missed)", 33.0, 61),
 )
 
 

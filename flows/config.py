@@ -221,9 +221,19 @@ class Optimiser(Strict):
                                          "evaluated recipes "
                                          "rather than over the whole space (a thin optimum ridge is rarely hit by "
                                          "uniform samples)")
-    local_candidates_scale: float = Field(
-        0.02, gt=0.0, le=1.0, description="sd of those local samples, as a share of each searched range (on the "
-                                          "optimiser's axes: log where a field is searched on a log scale)")
+    local_candidates_scale: float | tuple[float, float] = Field(
+        0.02, description="sd of those local samples, as a share of each searched range (on the optimiser's axes: "
+                          "log where a field is searched on a log scale); [low, high]: each sample's sd drawn "
+                          "log-uniformly between them, so steps of every size from fine to coarse")
+
+    @field_validator("local_candidates_scale")
+    @classmethod
+    def _scale_in_range(cls, scale: float | tuple[float, float]) -> float | tuple[float, float]:
+        low, high = (scale, scale) if isinstance(scale, float) else scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"{scale}: allowed a share above 0 and at most 1, or [low, high] with 0 < low <= high "
+                             f"<= 1")
+        return scale
     composite: bool = Field(
         True, description="GP: model the objective's inputs (capacity, expansion) with one GP each and score their "
                            "posterior draws with the objective's own formula (composite BO): the expansion penalty's "

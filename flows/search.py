@@ -427,12 +427,12 @@ class BatchOptimizer(Optimizer):
         return condition_gp(model, X, y)
 
 
-def with_local_samples(space: Space, candidates: np.ndarray, centres: np.ndarray, share: float, scale: float,
-                       rng) -> np.ndarray:
+def with_local_samples(space: Space, candidates: np.ndarray, centres: np.ndarray, share: float,
+                       scale: float | tuple[float, float], rng) -> np.ndarray:
     """``candidates`` (transformed space) with a share ``share`` of them replaced by Gaussian steps of sd ``scale``
-    (of each range) from ``centres`` drawn at random (real dimensions only; categorical columns keep the centre's
-    choice): a thin optimum ridge, or a Pareto front, is rarely hit by uniform samples. ``rng``: numpy's
-    ``RandomState`` or ``Generator``."""
+    (of each range; a pair ``(low, high)``: each step's sd drawn log-uniformly between them) from ``centres`` drawn
+    at random (real dimensions only; categorical columns keep the centre's choice): a thin optimum ridge, or a Pareto
+    front, is rarely hit by uniform samples. ``rng``: numpy's ``RandomState`` or ``Generator``."""
     n_local = int(round(share * len(candidates)))
     if n_local == 0 or not len(centres):
         return candidates
@@ -440,7 +440,11 @@ def with_local_samples(space: Space, candidates: np.ndarray, centres: np.ndarray
     real = np.concatenate([np.full(d.transformed_size, isinstance(d, Real)) for d in space.dimensions])
     local = centres[pick(len(centres), size=n_local)].astype(float)
     low, high = np.array(space.transformed_bounds, dtype=float)[real].T
-    steps = rng.normal(0.0, scale, size=(n_local, int(real.sum()))) * (high - low)
+    if isinstance(scale, tuple):  # one sd per step: fine refinements and coarse moves in one batch's candidates
+        scale = np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]), size=(n_local, 1)))
+        steps = rng.normal(0.0, 1.0, size=(n_local, int(real.sum()))) * scale * (high - low)
+    else:
+        steps = rng.normal(0.0, scale, size=(n_local, int(real.sum()))) * (high - low)
     local[:, real] = np.clip(local[:, real] + steps, low, high)
     candidates = candidates.copy()
     candidates[:n_local] = local

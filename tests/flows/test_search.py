@@ -151,7 +151,29 @@ def test_local_candidates_step_from_the_best_evaluated_points_and_keep_categoric
     assert spread.std(0).min() > 0.2  # uniform samples, by contrast, fill the cube
 
 
-@pytest.mark.parametrize("setting", [{"local_candidates_share": 1.5}, {"local_candidates_scale": 0.0}])
+def test_local_steps_of_a_scale_range_span_it_from_fine_to_coarse():
+    """local_candidates_scale [low, high] (configs/pareto.yaml): each step's sd is drawn log-uniformly between them,
+    so a batch's candidates hold both refinements near a centre and moves far from it; a single scale keeps one sd."""
+    from skopt.space import Space
+    from skopt.utils import normalize_dimensions
+
+    from flows.search import search_dimensions, with_local_samples
+
+    space = Space(normalize_dimensions(search_dimensions(load_config())))  # the optimiser's unit axes
+    centre = np.full((1, len(space.dimensions)), 0.5)
+    steps = {}
+    for scale in (0.02, (0.005, 0.2)):
+        local = with_local_samples(space, np.zeros((20000, centre.shape[1])), centre, 1.0, scale,
+                                   np.random.default_rng(0))
+        steps[scale] = np.abs(local - 0.5).max(axis=1)
+    fine, coarse = np.quantile(steps[(0.005, 0.2)], [0.1, 0.9])
+    assert fine < 0.02 and coarse > 0.2  # a tenth of the steps finer than 2 %, a tenth coarser than 20 % of a range
+    assert np.quantile(steps[0.02], 0.9) < 0.06  # one sd of 2 %: no coarse moves
+    assert np.all((steps[(0.005, 0.2)] <= 0.5))  # clipped to the space
+
+
+@pytest.mark.parametrize("setting", [{"local_candidates_share": 1.5}, {"local_candidates_scale": 0.0},
+                                     {"local_candidates_scale": [0.2, 0.01]}])
 def test_local_candidate_settings_out_of_range_name_the_field(setting):
     with pytest.raises(ConfigError, match=next(iter(setting))):
         config_with(**setting)
