@@ -321,12 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:70s} {median:5.1f} {worst:4d}")
     if "project" in result["methods"]:
         row = result["methods"]["project"]
-        checks = [("median <= 18", row["median_evaluations"] <= 18), ("max <= 40", row["max_evaluations"] <= 40),
+        # a seed that never got there counts as budget + 1: below the targets' 40 a miss could pass for a success
+        judged = budget >= 40
+        checks = [("median <= 18", judged and row["median_evaluations"] <= 18),
+                  ("max <= 40", judged and row["max_evaluations"] <= 40),
                   ("CPU/eval @50 <= 0.15 s", row["cpu_s_per_evaluation"]["50"] <= 0.15)]
         if "tpe" in result["methods"]:
             tpe_median = result["methods"]["tpe"]["median_evaluations"]
             checks.append(("median < TPE's", row["median_evaluations"] < tpe_median))
-        print("targets: " + "; ".join(f"{name} {'MET' if ok else 'NOT MET'}" for name, ok in checks))
+        print("targets: " + "; ".join(f"{name} {'MET' if ok else 'NOT MET'}" for name, ok in checks)
+              + ("" if judged else f" (evaluation counts not judged: budget {budget} is below 40)"))
     return 0
 
 
