@@ -226,14 +226,20 @@ class Optimiser(Strict):
                           "log where a field is searched on a log scale); [low, high]: each sample's sd drawn "
                           "log-uniformly between them, so steps of every size from fine to coarse")
 
-    @field_validator("local_candidates_scale")
+    @field_validator("local_candidates_scale", mode="before")
     @classmethod
-    def _scale_in_range(cls, scale: float | tuple[float, float]) -> float | tuple[float, float]:
-        low, high = (scale, scale) if isinstance(scale, float) else scale
+    def _scale_in_range(cls, scale: Any) -> float | tuple[float, float]:
+        """A share of each range, or a [low, high] pair of shares: numbers only (no true, no '0.1'), 0 < low <= high
+        <= 1, checked here so that every wrong shape gets the same one line with the allowed values."""
+        allowed = "allowed a share above 0 and at most 1, or [low, high] with 0 < low <= high <= 1"
+        pair = isinstance(scale, (list, tuple)) and len(scale) == 2
+        values = list(scale) if pair else [scale]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{excerpt(scale)}: {allowed}")
+        low, high = float(values[0]), float(values[-1])
         if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"{scale}: allowed a share above 0 and at most 1, or [low, high] with 0 < low <= high "
-                             f"<= 1")
-        return scale
+            raise ValueError(f"{excerpt(scale)}: {allowed}")
+        return (low, high) if pair else low
     composite: bool = Field(
         True, description="GP: model the objective's inputs (capacity, expansion) with one GP each and score their "
                            "posterior draws with the objective's own formula (composite BO): the expansion penalty's "

@@ -109,6 +109,12 @@ def config_cases() -> list[Case]:
          "sn_plateau_potentials_V"),
         ("a named choice not among its choices", _config("model_parameters: {expansion_mixing_rule: foo}"),
          "expansion_mixing_rule='foo' is not allowed: allowed mass, volume"),
+        ("local step scales that are not numbers", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
+         "local_candidates_scale: [true, true]}"), "local_candidates_scale: [True, True]: allowed a share above 0"),
+        ("local step scales as text", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
+         "local_candidates_scale: ['0.01', '0.1']}"), "or [low, high] with 0 < low <= high <= 1"),
+        ("one local step scale in a list", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
+         "local_candidates_scale: [0.1]}"), "or [low, high] with 0 < low <= high <= 1"),
         ("a fractional count", _config("model_parameters: {hc_slope_segments: 2.5}"),
          "hc_slope_segments=2.5 is not allowed: a count, so a whole number from 2 to 100"),
         ("a 400-digit integer parameter", _config("model_parameters: {hc_capacity_mAh_per_g: 1" + "0" * 400 + "}"),
