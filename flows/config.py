@@ -24,7 +24,7 @@ from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_a
 from flows.objective import MAXIMISE, MINIMISE, OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
-from surrogate.recipe import FIELD_NAMES, FIELDS, RECIPE_FIELDS, RecipeField
+from surrogate.recipe import FIELD_NAMES, FIELDS, RECIPE_FIELDS, RESOLUTION, RecipeField
 
 
 class ConfigError(InputError):
@@ -83,8 +83,9 @@ def checked_experiment_name(name: str, key: str) -> str:
         return TypeAdapter(ExperimentName).validate_python(name)
     except ValidationError as error:
         raise ConfigError(f"{key} {name[:40]!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-SEARCH_RESOLUTION = 1e-6  # of a field's allowed span: a range or a log-scale low finer than this is no recipe (and
-# below ~1e-300 scikit-optimize's log-uniform prior cannot sample at all)
+# of a field's allowed span: a range or a log-scale low finer than this is no recipe (and below ~1e-300
+# scikit-optimize's log-uniform prior cannot sample at all); one step with the recipe's own resolution
+SEARCH_RESOLUTION = RESOLUTION
 
 
 class Dimension(Strict):

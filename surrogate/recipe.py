@@ -33,6 +33,11 @@ class RecipeError(ValueError):
         super().__init__(f"{field}={shown} {problem}: {allowed}")
 
 
+# The finest step of a real field, as a share of its allowed span: a value closer to 0 than this (a milling time of
+# 1e-310 h) is no recipe, and the milling laws' logarithms overflow on it.
+RESOLUTION = 1e-6
+
+
 @dataclass(frozen=True)
 class RecipeField:
     """One recipe field: name (unit in the name), kind, allowed values, typical search range, default.
@@ -66,6 +71,11 @@ class RecipeField:
         return bool(self.choices)
 
     @property
+    def finest(self) -> float:
+        """The smallest non-zero magnitude a value of this real field may have (:data:`RESOLUTION` of its span)."""
+        return RESOLUTION * (self.high - self.low)
+
+    @property
     def required(self) -> bool:
         return self.default is None
 
@@ -78,7 +88,8 @@ class RecipeField:
         """The allowed values as words, for error messages."""
         if self.categorical:
             return "allowed " + ", ".join(self.choices)
-        return f"allowed {self.low:g} to {self.high:g}"
+        zero = " (0, or at least " + format(self.finest, "g") + ")" if self.low <= 0 <= self.high else ""
+        return f"allowed {self.low:g} to {self.high:g}{zero}"
 
     def is_valid(self, value: Any) -> bool:
         if self.categorical:
@@ -89,7 +100,8 @@ class RecipeField:
             number = float(value)
         except (TypeError, ValueError):
             return False
-        return bool(np.isfinite(number)) and self.low <= number <= self.high
+        return (bool(np.isfinite(number)) and self.low <= number <= self.high
+                and (number == 0 or abs(number) >= self.finest))
 
     def check(self, value: Any, label: str | None = None) -> Any:
         """The value as the field's type (float or str); raises :class:`RecipeError` naming ``label``."""

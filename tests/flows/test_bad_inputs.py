@@ -167,7 +167,10 @@ def config_cases() -> list[Case]:
         ("a log-scale range below any recipe", _config(base=GOOD_CONFIG.replace(
             "milling_time_h: {low: 1.0, high: 20.0}",
             "milling_time_h: {low: 1.0e-300, high: 2.0e-300, log_scale: true}")),
-         "a millionth of the allowed span"),
+         "milling_time_h.low=1e-300 is out of range: allowed 0 to 100 (0, or at least 0.0001)"),
+        ("a fixed milling time closer to 0 than any recipe", _config(base=GOOD_CONFIG.replace(
+            "milling_time_h: {low: 1.0, high: 20.0}", "milling_time_h: {value: 1.0e-310}")),
+         "milling_time_h.value=1e-310 is out of range: allowed 0 to 100 (0, or at least 0.0001)"),
         ("an objective name MLflow cannot take", _config("objectives: [{kind: capacity, name: 'cap?'}, "
                                                          "{kind: milling_time}]"), "objectives.0.name"),
         ("an objective named as another metric", _config("objectives: [{kind: capacity, name: particle_expansion_pct},"
@@ -325,6 +328,8 @@ def lab_cases() -> list[Case]:
         ("a test at cycle 0", f"{LAB_HEADER},capacity_at_cycle_0_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
          "cycle 0 is out of range"),
         # the line named is the file's own line: blank lines and quoted line breaks count
+        ("a milling time closer to 0 than any recipe", f"{LAB_HEADER}\n0.6667,1e-310,400,20,330\n".encode(),
+         "milling_time_h"),
         ("a bad value after blank lines", f"{LAB_HEADER}\n0.6,10,400,20,330\n\n\n0.5,6,450,20,abc\n".encode(),
          "line 5: objective_capacity_mAh_per_g"),
         ("an unclosed quote after good rows", f"{LAB_HEADER}\n0.6,10,400,20,330\n0.5,6,450,20,\"300\n".encode(),
