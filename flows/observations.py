@@ -130,6 +130,10 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
             if not least <= value <= most:
                 raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {least:g} to "
                                   f"{most:g} {entry.unit}".rstrip() + why)
+        if metrics.get(SCORE, -np.inf) > metrics.get(CAPACITY, np.inf):  # the optimiser takes the lab's objective
+            raise ConfigError(f"{path} line {line}: {SCORE}={metrics[SCORE]:g} is above {CAPACITY}="
+                              f"{metrics[CAPACITY]:g}: the objective is that capacity less a swelling penalty (>= 0); "
+                              f"correct one, or leave {SCORE} out and it is computed")
         if metrics:
             _objective(metrics, config, path, line)  # a measured row must say what the optimiser can use
         rows.setdefault(recipe_key(recipe), []).append((line, recipe, metrics))

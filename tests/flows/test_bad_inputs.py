@@ -328,6 +328,9 @@ def lab_cases() -> list[Case]:
         ("a test at cycle 0", f"{LAB_HEADER},capacity_at_cycle_0_mAh_per_g\n0.5,6,450,20,300,250\n".encode(),
          "cycle 0 is out of range"),
         # the line named is the file's own line: blank lines and quoted line breaks count
+        ("an objective above the capacity it is made of", (
+            f"{LAB_HEADER},objective\n0.6667,10,400,20,330,600\n").encode(),
+         "objective=600 is above objective_capacity_mAh_per_g=330"),
         ("a milling time closer to 0 than any recipe", f"{LAB_HEADER}\n0.6667,1e-310,400,20,330\n".encode(),
          "milling_time_h"),
         ("a bad value after blank lines", f"{LAB_HEADER}\n0.6,10,400,20,330\n\n\n0.5,6,450,20,abc\n".encode(),
