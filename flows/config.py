@@ -24,7 +24,8 @@ from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_a
 from flows.objective import MAXIMISE, MINIMISE, OBJECTIVE_KINDS, OBJECTIVE_SPAN, CapacityObjective, ObjectiveSet
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.paths import config_dir
-from surrogate.recipe import FIELD_NAMES, FIELDS, RECIPE_FIELDS, RESOLUTION, RecipeField
+from surrogate.yaml_safety import finite_as_float
+from surrogate.recipe import FIELD_NAMES, FIELDS, RECIPE_FIELDS, RecipeField
 
 
 class ConfigError(InputError):
@@ -83,9 +84,6 @@ def checked_experiment_name(name: str, key: str) -> str:
         return TypeAdapter(ExperimentName).validate_python(name)
     except ValidationError as error:
         raise ConfigError(f"{key} {name[:40]!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-# of a field's allowed span: a range or a log-scale low finer than this is no recipe (and below ~1e-300
-# scikit-optimize's log-uniform prior cannot sample at all); one step with the recipe's own resolution
-SEARCH_RESOLUTION = RESOLUTION
 
 
 class Dimension(Strict):
@@ -136,7 +134,8 @@ class Dimension(Strict):
             raise ValueError(f"{name}: low ({self.low:g}) must be below high ({self.high:g})")
         if self.log_scale and self.low <= 0:
             raise ValueError(f"{name}: log_scale needs low > 0")
-        finest = SEARCH_RESOLUTION * (field.high - field.low)
+        finest = field.finest  # a range or log-scale low finer than the recipe's resolution is no recipe (and below
+        # ~1e-300 scikit-optimize's log-uniform prior cannot sample at all)
         if self.high - self.low < finest or (self.log_scale and self.low < finest):
             raise ValueError(f"{name}: low {self.low:.10g} and high {self.high:.10g} must be at least {finest:g} apart "
                              f"{'and low at least ' + format(finest, 'g') + ' ' if self.log_scale else ''}"
@@ -235,7 +234,7 @@ class Optimiser(Strict):
         allowed = "allowed a share above 0 and at most 1, or [low, high] with 0 < low <= high <= 1"
         pair = isinstance(scale, (list, tuple)) and len(scale) == 2
         values = list(scale) if pair else [scale]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and finite_as_float(v) for v in values):
             raise ValueError(f"{excerpt(scale)}: {allowed}")
         low, high = float(values[0]), float(values[-1])
         if not 0.0 < low <= high <= 1.0:

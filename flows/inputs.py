@@ -278,7 +278,8 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
             raise InputError(f"{option} {_shown(path)}: is the file {name} reads; give another file name")
     stream = path.parts[:2] == ("/", "dev") or (path.exists() and not path.is_file())  # /dev/stdout, a pipe
     # an existing file is replaced only if it is a CSV, by its name and, through a link, by its target's
-    if path.exists() and not stream and ".csv" not in {path.suffix.lower()} & {path.resolve().suffix.lower()}:
+    is_csv = path.suffix.lower() == ".csv" == path.resolve().suffix.lower()
+    if path.exists() and not stream and not is_csv:
         raise InputError(f"{option} {_shown(path)}: exists and is not a CSV file; give a new name or a .csv file")
     folder = path.parent
     if not folder.is_dir():

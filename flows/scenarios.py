@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.config import (CampaignConfig, ConfigError, Description, PrintedName, deep_merge, read_yaml,
                           validate_config)
-from flows.inputs import excerpt
+from flows.inputs import excerpt, not_a_folder
 from surrogate.paths import config_dir
 from surrogate.recipe import RECIPE_FIELDS, RecipeError, complete, load_materials
 
@@ -44,9 +44,8 @@ def scenario_files(paths: list[str | Path]) -> list[Path]:
                            if p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
             for p in found:
                 if not p.is_file():  # a broken link or a folder named like a scenario had been skipped unsaid
-                    raise ConfigError(f"{p}: " + ("a broken link, expected a scenario file"
-                                                  if p.is_symlink() and not p.exists()
-                                                  else "not a regular file, expected a scenario file"))
+                    what = not_a_folder(p) if not p.exists() else "not a regular file"
+                    raise ConfigError(f"{p}: {what}, expected a scenario file")
             files += found
         elif path.is_file():
             files.append(path)

@@ -391,7 +391,7 @@ def calibrate(p: ModelParameters | None = None, data_path: str | Path | None = N
     if cached is not None:
         materials = load_materials(config_dir() / "materials.yaml")
         try:
-            return _calibration(p, _cached_fit(p, cached), load_observations(data_path, materials), materials,
+            return _calibration(p, cached_fit(p, cached), load_observations(data_path, materials), materials,
                                 data_path)
         except (KeyError, TypeError, ValueError):  # a damaged or edited file: fit again and rewrite it
             pass
@@ -401,7 +401,7 @@ def calibrate(p: ModelParameters | None = None, data_path: str | Path | None = N
     return calibration
 
 
-def _cached_fit(p: ModelParameters, cached: dict) -> dict[str, float]:
+def cached_fit(p: ModelParameters, cached: dict) -> dict[str, float]:
     """The fitted values of a cache file, checked: every fitted parameter of ``p`` and no other, each a finite
     number within its bounds (``ModelParameters.with_values`` raises ParameterError, a ValueError, otherwise)."""
     fitted = cached["fitted_values"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from surrogate.calibration import _cached_fit, model_source_digest
+from surrogate.calibration import cached_fit, model_source_digest
 from surrogate.parameters import ModelParameters
 from surrogate.paths import cache_dir, config_dir, read_cached, write_cached
 from surrogate.recipe import Recipes
@@ -139,7 +139,7 @@ def _fitted_values(p: ModelParameters, q: ModelParameters, observations: pd.Data
     cached = None if refit else read_cached(cache_file)
     if cached is not None:
         try:
-            fitted = _cached_fit(q, cached)
+            fitted = cached_fit(q, cached)
             _fits_in_memory[(cache_file, key)] = dict(fitted)
             return fitted, data_sha, parameters_sha
         except (KeyError, TypeError, ValueError):  # a damaged or edited file: fit again and rewrite it

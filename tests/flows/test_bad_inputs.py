@@ -113,6 +113,8 @@ def config_cases() -> list[Case]:
          "local_candidates_scale: [true, true]}"), "local_candidates_scale: [True, True]: allowed a share above 0"),
         ("local step scales as text", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
          "local_candidates_scale: ['0.01', '0.1']}"), "or [low, high] with 0 < low <= high <= 1"),
+        ("a 400-digit local step scale", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
+         "local_candidates_scale: 1" + "0" * 400 + "}"), "allowed a share above 0 and at most 1"),
         ("one local step scale in a list", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, "
          "local_candidates_scale: [0.1]}"), "or [low, high] with 0 < low <= high <= 1"),
         ("a fractional count", _config("model_parameters: {hc_slope_segments: 2.5}"),
