@@ -31,8 +31,9 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
     owner per concept, which reproduced it exactly; it is rewritten only for a deliberate change of the search path
     or the physics (so far: one GP fit per told batch, the milling physics that tells time from speed, log axes
     for milling speed and BPR, the composite GP with local candidates, formation damage at the formation
-    current's strain, no SEI capacity loss in the half cell, the GP's length scales on the milling dose, and
-    each ask's random stream fixed by the seed and the results told, so that a resumed campaign asks the same)."""
+    current's strain, no SEI capacity loss in the half cell, the GP's length scales on the milling dose,
+    each ask's random stream fixed by the seed and the results told, so that a resumed campaign asks the same, and
+    the Sn-HC interface's barrier assumed instead of fitted, which moved the fitted parameters' last digits)."""
     pinned = pd.read_csv(PINNED)
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])
