@@ -18,7 +18,7 @@ import pandas as pd
 
 from flows.config import (CampaignConfig, ConfigError, deep_merge, differing_keys, load_config, saved_config_document,
                           validate_config)
-from flows.evaluation import ASKED, LAB, Evaluation
+from flows.evaluation import ASKED, LAB, MODELLED, Evaluation
 from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import complete, recipe_key
@@ -108,6 +108,11 @@ class Campaign:
     def best_objective(self, sources: tuple[str, ...] | None = None) -> float:
         best = self.best_index(sources)
         return self.evaluations[best].objective if best is not None else float("nan")
+
+    def best_modelled_objective(self) -> float:
+        """The search's best objective: of the models' evaluations (a lab row is a measurement of a recipe already
+        made, not a search result; ``best_objective(sources=(LAB,))`` is the lab's best)."""
+        return self.best_objective(sources=MODELLED)
 
     # --- views -----------------------------------------------------------------------------------------------------
 

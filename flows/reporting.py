@@ -263,10 +263,8 @@ class BatchProgress:
     def _best(self) -> str:
         """The best objective so far, or for several objectives the size of the front so far."""
         campaign = self.campaign
-        if not campaign.config.multi_objective:  # the model's (a lab row is a measurement, not a search result)
-            from flows.evaluation import MODELLED
-
-            return f"best objective {campaign.best_objective(sources=MODELLED):.1f} mAh/g"
+        if not campaign.config.multi_objective:
+            return f"best objective {campaign.best_modelled_objective():.1f} mAh/g"
         from flows.pareto import non_dominated, oriented_matrix
 
         finished = [e for e in campaign.evaluations if e.ok]
@@ -295,7 +293,7 @@ class BatchProgress:
             self._task = self._bar.add_task(campaign.config.name, total=total, best="")
             self._bar.start()
         self._bar.update(self._task, completed=done,
-                         best=f"best {campaign.best_objective():.1f} mAh/g, {campaign.failed()} failed")
+                         best=f"best {campaign.best_modelled_objective():.1f} mAh/g, {campaign.failed()} failed")
         if done >= total:
             self.close()
 

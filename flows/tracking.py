@@ -25,6 +25,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from flows.inputs import json_text, redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
+from flows.evaluation import LAB
 from flows.metrics import display_number
 from surrogate.paths import PROJECT_ROOT
 
@@ -313,9 +314,14 @@ class CampaignRecorder:
         campaign = self.campaign
         self._log_evaluations(len(campaign.evaluations) - len(evaluations))
         self.store.save(self.run_id, batch, campaign.to_document())
-        self.tracker.log(self.run_id, metrics={"best_objective": campaign.best_objective(),
-                                               "failed_evaluations": campaign.failed()},
-                         step=len(campaign.evaluations))
+        # the search's best, as the console's batch lines say it; a lab's best measured row is a metric of its own
+        # (a measurement of a recipe already made, not a prediction: the two answer different questions)
+        metrics = {"failed_evaluations": campaign.failed()}
+        if math.isfinite(best := campaign.best_modelled_objective()):
+            metrics["best_objective"] = best
+        if math.isfinite(lab_best := campaign.best_objective(sources=(LAB,))):
+            metrics["lab_best_objective"] = lab_best
+        self.tracker.log(self.run_id, metrics=metrics, step=len(campaign.evaluations))
 
     def log_lab_comparison(self, errors) -> None:
         """The model's error at the measured points: artifact and MAPE metrics per metric (``lab_mape_pct.*``; and

@@ -129,6 +129,10 @@ def test_lab_results_warm_start_and_are_never_re_evaluated(lab_campaign, tmp_pat
     assert errors["model"].notna().all()
     metrics = client.get_run(summary["run_id"]).data.metrics
     assert "lab_mape_pct.reversible_capacity_mAh_per_g" in metrics
+    # the search's best and the lab's best measured row are two metrics, not one mixing measurements and predictions
+    assert metrics["lab_best_objective"] == 325.0
+    modelled = table[table["source"] != "lab"]
+    assert metrics["best_objective"] == pytest.approx(modelled.loc[modelled["status"] == "FINISHED", "objective"].max())
     # the lab's rows taught the model its own parameters, and the campaign searched that model: its error at the
     # lab's objective values is smaller than the project model's, and the recommendation is a prediction of it,
     # never one of the measured rows ranked against predictions

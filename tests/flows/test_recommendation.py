@@ -10,10 +10,10 @@ from mlflow.tracking import MlflowClient
 
 from flows.campaign import Campaign
 from flows.config import load_config
-from flows.evaluation import Evaluation
+from flows.evaluation import LAB, Evaluation
 from flows.fidelity import rank
 from flows.optimise import optimise_anode
-from flows.recommendation import bound_notes, recommend
+from flows.recommendation import bound_notes, recommend, with_measured_note
 from surrogate.recipe import complete
 from surrogate.status import Status
 
@@ -203,3 +203,31 @@ def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch
 
     monkeypatch.setattr("flows.evaluation.model_objective", failing)  # a model failure: no note, an empty one
     assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config) == ""
+
+
+def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out():
+    """The recommendation is chosen among the model's predictions; a recipe the lab already made and measured
+    higher is named (file and line), with the recommended recipe's predicted score and interval, and a lab whose
+    rows all score below the prediction gets no note. The search's best and the lab's best are separate numbers."""
+    from flows.observations import LabData
+    from flows.recommendation import Recommendation
+
+    def lab_campaign(measured):
+        campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
+        rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
+                for t, v in measured]
+        campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
+        campaign.add_lab_results()
+        return campaign
+
+    campaign = lab_campaign([(6.0, 340.0), (8.0, 375.6)])
+    chosen = recommend(campaign, NoModel())
+    assert chosen.evaluation.objective == 358.2  # a measurement is not a prediction to rank against the model's
+    assert campaign.best_modelled_objective() == 358.2 and campaign.best_objective(sources=(LAB,)) == 375.6
+    noted = with_measured_note(Recommendation(**{**chosen.__dict__, "intervals": {"objective": [320.0, 370.0]}}),
+                               campaign)
+    assert "the lab already measured 375.6 mAh/g (lab_results.csv line 3), above even the top of its interval" \
+        in noted.measured_note
+    assert "predicted 358.2 (90 % interval up to 370.0)" in noted.measured_note
+    assert noted.measured_note in noted.notes() and noted.record()["lab_measured_better"] == noted.measured_note
+    assert with_measured_note(chosen, lab_campaign([(6.0, 340.0), (8.0, 350.0)])).measured_note == ""
