@@ -92,7 +92,7 @@ def check(lab, seed: int, n_fit: int, n_test: int, calibration) -> dict[str, dic
     ensembles = {"project": build_ensemble(lab.p_model, calibration),
                  "lab_point": build_ensemble(taught, calibration),
                  "lab_draws": build_ensemble(taught, calibration, assumed_draws=prior.posterior_values),
-                 "lab_taught": prior.taught_ensemble(calibration)}
+                 "lab_taught": prior.taught_ensemble(calibration, observations.measured)}
     out: dict[str, dict[str, list[tuple[bool, float]]]] = {}
     for model, ensemble in ensembles.items():
         central = [e.metrics for e in evaluate_batch(test, ensemble.central, config.objective)]

@@ -269,15 +269,16 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     return central, samples
 
 
-def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None) -> Callable[[], "Ensemble"]:
+def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None,
+                  measured=()) -> Callable[[], "Ensemble"]:
     """``() -> Ensemble``: the calibration's parameter ensemble, built on the first call and then reused, so a
     campaign builds one for its child runs' intervals and its physics check together; with ``lab_prior`` (a
-    :class:`flows.physics_gp.LabCalibratedPrior` fitted to a lab's rows) the lab-taught model's
+    :class:`flows.physics_gp.LabCalibratedPrior` fitted to a lab's rows, ``measured``) the lab-taught model's
     (:meth:`~flows.physics_gp.LabCalibratedPrior.taught_ensemble`)."""
     from surrogate.uncertainty import build_ensemble
 
     if lab_prior is not None:
-        return functools.cache(lambda: lab_prior.taught_ensemble(calibration))
+        return functools.cache(lambda: lab_prior.taught_ensemble(calibration, measured))
     return functools.cache(lambda: build_ensemble(p, calibration))
 
 

@@ -297,7 +297,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         compare_with_lab(campaign, p, recorder, quiet, taught)
         if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
             # model's: the study's uncertainty and the lab parameters' posterior, weighted by the lab's rows
-            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior)
+            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior, campaign.lab.measured)
             if intervals_of is not None:
                 recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already

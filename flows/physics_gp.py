@@ -320,16 +320,21 @@ class LabCalibratedPrior(ModelPrior):
             out[k] = -0.5 * (r @ r) - 0.5 * (x @ x) + 0.5 * (d @ precision @ d)
         return out
 
-    def taught_ensemble(self, calibration):
+    def taught_ensemble(self, calibration, measured=()):
         """The lab-taught model's ensemble: a pool of the study's members (its fitted and uncertain assumed
         parameters' spread), each with ``candidates_per_member`` draws of the lab parameters' posterior
         (:meth:`posterior_values`), importance-resampled to ``ensemble_size`` by the lab's rows (:meth:`log_weights`,
-        ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s)."""
+        ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s). ``measured``: the lab's measured rows
+        (``flows.evaluation.Evaluation``), whose recipes then count as measured materials of the quantities they
+        measured (``CalibratedDomain.with_lab_rows``)."""
+        from dataclasses import replace
+
         from surrogate.uncertainty import UncertaintySettings, build_ensemble
 
         pool = build_ensemble(self.estimated_parameters(), calibration, assumed_draws=self.posterior_values,
                               draws_per_member=UncertaintySettings.load().candidates_per_member)
-        return pool.reweighted(self.log_weights(pool.members))
+        ensemble = pool.reweighted(self.log_weights(pool.members))
+        return replace(ensemble, domain=ensemble.domain.with_lab_rows((e.recipe, e.metrics) for e in measured))
 
     def posterior_values(self, n: int) -> list[dict[str, float]]:
         """n draws of the lab parameters' values from their Laplace posterior (fixed seed, within their ranges), for

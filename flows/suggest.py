@@ -63,7 +63,9 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     rows = []
     taught = lab_taught_parameters(optimizer, p)
     evaluations = evaluate_batch(suggestions, taught, config.objective)
-    bands, flags = _model_uncertainty(suggestions, evaluations, config, lab_ensemble(optimizer, p, config))
+    measured_rows = campaign.lab.measured if measured else []
+    bands, flags = _model_uncertainty(suggestions, evaluations, config,
+                                      lab_ensemble(optimizer, p, config, measured_rows))
     for recipe, how, evaluation, (mean, std), band, flag in zip(suggestions, chosen_by, evaluations, mean_std, bands,
                                                                 flags):
         metrics = {k: v for k, v in evaluation.metrics.items() if k.endswith(("_mAh_per_g", "_pct"))}
@@ -116,15 +118,16 @@ def lab_taught_parameters(optimizer, p):
     return p if prior is None else prior.estimated_parameters()
 
 
-def lab_ensemble(optimizer, p, config):
+def lab_ensemble(optimizer, p, config, measured=()):
     """The ensemble of the model the suggestions are predicted with (:func:`lab_taught_parameters`): with lab
     parameters inferred, the lab-taught one (:meth:`flows.physics_gp.LabCalibratedPrior.taught_ensemble`: the
-    study's uncertainty, the lab parameters' posterior, weighted by the lab's rows), else ``p``'s."""
+    study's uncertainty, the lab parameters' posterior, weighted by the lab's ``measured`` rows, near which the
+    quantities they measured carry less model-form error), else ``p``'s."""
     from surrogate.uncertainty import build_ensemble
 
     _, calibration = campaign_parameters(config)
     prior = _lab_prior(optimizer)
-    return build_ensemble(p, calibration) if prior is None else prior.taught_ensemble(calibration)
+    return build_ensemble(p, calibration) if prior is None else prior.taught_ensemble(calibration, measured)
 
 
 def _lab_prior(optimizer):
@@ -198,23 +201,37 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
     the suggestions table as an artifact and as the run's description, and per suggestion (step = its row) the
     model's objective, the learned correction and the combined mean and sd, so the MLflow UI charts how much the
     lab has taught the model; the inferred lab parameters as ``lab_parameters.csv`` and as metrics
-    ``lab_parameter.<name>`` and ``lab_parameter.<name>.moved_prior_sd``. Returns the run id."""
-    from flows.tracking import NOTE_TAG, Tracker, run_name
+    ``lab_parameter.<name>`` and ``lab_parameter.<name>.moved_prior_sd``. So that a suggestion can be audited and
+    made again, the config is logged as a campaign's is (params and ``config.yaml``, tag ``config_sha256``) and the
+    lab file as read (``observations.csv``, tag ``observations_sha256``). Returns the run id."""
+    import hashlib
+
+    import yaml
+
+    from flows.tracking import NOTE_TAG, Tracker, flatten, run_name
 
     config = campaign.config
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment_name,
                       config.tracking.artifact_location)
     measured = len(campaign.lab.measured) if campaign.lab else 0
-    tags = {"snhc.kind": "suggestions", "campaign": config.name,
+    tags = {"snhc.kind": "suggestions", "campaign": config.name, "config_sha256": config.digest(),
             "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate}
+    lab_text = campaign.lab.path.read_text() if campaign.lab else None
+    if lab_text is not None:
+        tags["observations_sha256"] = hashlib.sha256(lab_text.encode()).hexdigest()
     if campaign.run_id:
         tags["suggested_after_run"] = campaign.run_id
     if campaign.lab:
         tags["observations"] = str(campaign.lab.path)
     with tracker.run(run_name(f"{config.name}-suggest", config.optimiser.seed), tags) as run_id:
-        tracker.log(run_id, params={"batch": len(table), "lab_rows_measured": measured,
-                                    "lab_rows_pending": len(campaign.lab.pending) if campaign.lab else 0,
-                                    "known_evaluations": len(campaign.evaluations)})
+        document = config.model_dump(mode="json")
+        tracker.log(run_id, params=flatten(document) | {
+            "batch": len(table), "lab_rows_measured": measured,
+            "lab_rows_pending": len(campaign.lab.pending) if campaign.lab else 0,
+            "known_evaluations": len(campaign.evaluations)})
+        tracker.log_text(run_id, yaml.safe_dump(document, sort_keys=False), "config.yaml")
+        if lab_text is not None:
+            tracker.log_text(run_id, lab_text, "observations.csv")
         for step, row in enumerate(table.to_dict("records")):
             tracker.log(run_id, metrics={name: row[column] for column, name in SUGGESTION_METRICS.items()},
                         step=step)

@@ -2,6 +2,7 @@
 ids get one clear line and exit code 2, before any run is created."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,6 +188,15 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     assert all(sd > 0 for sd in history("suggestion.combined_sd"))
     logged = pd.read_csv(client.download_artifacts(run_id, "suggestions.csv", str(tmp_path / "logged")))
     assert np.allclose(logged[recipe].to_numpy(), suggestions[recipe].to_numpy())
+    # auditable: the config as a campaign logs it, and the lab file as it was read
+    import hashlib
+
+    params, tags = runs[0].data.params, runs[0].data.tags
+    assert params["optimiser.seed"] == str(overrides["optimiser"]["seed"]) and "lab_uncertainty_pct" in params
+    assert tags["observations_sha256"] == hashlib.sha256(lab_file.read_text().encode()).hexdigest()
+    copy = client.download_artifacts(run_id, "observations.csv", str(tmp_path / "lab"))
+    assert Path(copy).read_text() == lab_file.read_text()
+    assert "config.yaml" in {f.path for f in client.list_artifacts(run_id)}
     # each suggestion's model value and metrics are the lab-taught model's (the lab parameters the suggestion run
     # logged), so "+ lab corr." is what those parameters cannot explain, not the project model's distance from them
     from flows.evaluation import campaign_parameters, evaluate_batch

@@ -330,6 +330,27 @@ def test_a_quantitys_interval_widens_smoothly_away_from_the_material_it_was_meas
         assert widths[-1] > 1.5 * widths[0], (quantity, widths)
 
 
+def test_a_lab_row_counts_as_a_measured_material_for_the_quantities_it_measured(ensemble):
+    """A lab-taught model was fitted to the lab's rows: near a lab recipe, a quantity the row measured (the swelling)
+    carries the model-form error of a measured material, and one it did not (the ICE) keeps the study's. A lab that
+    measured the swelling around the recommended recipe had seen the interval there widen, not narrow."""
+    made = _material("Sn@HC-2-1") | {"milling_time_h": 21.0, "milling_speed_rpm": 540.0, "ball_to_powder_ratio": 5.0}
+    near = made | {"milling_time_h": 22.0}
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        [(made, {"particle_expansion_pct": 260.0, "objective_capacity_mAh_per_g": 330.0, "objective": 320.0})]))
+    scale = ensemble.settings.model_form_distance
+    assert ensemble.domain.model_form_weight(near, "particle_expansion_pct", scale) == 1.0  # far from the study's
+    assert taught.domain.model_form_weight(made, "particle_expansion_pct", scale) == 0.0
+    assert 0.0 < taught.domain.model_form_weight(near, "particle_expansion_pct", scale) < 0.1
+    assert taught.domain.model_form_weight(near, "initial_coulombic_efficiency_pct", scale) == 1.0
+    request = PredictionRequest(currents_A_per_g=(1.7,), cycles=(1,))
+    recipes = Recipes.from_records([near])
+    study, lab = (e.predict(recipes, request).record(0)["interval_90"] for e in (ensemble, taught))
+    assert np.diff(lab["particle_expansion_pct"])[0] < 0.5 * np.diff(study["particle_expansion_pct"])[0]
+    assert lab["initial_coulombic_efficiency_pct"] == study["initial_coulombic_efficiency_pct"]
+    assert taught.domain.recipe_beyond(made) == ensemble.domain.recipe_beyond(made)  # flags: the study's rule
+
+
 def test_an_efficiencys_interval_scatters_its_irreversible_loss_not_the_efficiency(ensemble):
     """A first-cycle efficiency's error is its SEI and trapping loss's (100 - ICE): across pure, blended and milled
     powders its 90 % interval keeps at least 40 % of the central loss at its upper end (as 8.8 % of the ICE itself,
