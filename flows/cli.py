@@ -103,7 +103,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"--temperature-C={args.temperature_C:.15g} is out of range: {TEMPERATURE_ALLOWED}")
     from flows.config import load_config
     from flows.inputs import existing_file
-    from flows.evaluation import campaign_parameters, metric_intervals
+    from flows.evaluation import batch_intervals, campaign_parameters
     from flows.objective import SCORE, CapacityObjective
     from surrogate.calibration import calibrate
     from surrogate.model import PredictionRequest
@@ -112,29 +112,36 @@ def cmd_predict(args) -> int:
 
     if args.config is not None:
         existing_file(args.config, "--config")
-    config = load_config(args.config) if args.config else None
+    if args.observations is not None:
+        existing_file(args.observations, "--observations")
+        if args.fidelity == "physics":
+            raise UsageError("--observations teaches the numpy model its lab parameters: drop --fidelity physics")
+    config = load_config(args.config) if args.config or args.observations else None
     if config is not None:  # the config's model: its overrides of assumed parameters, refitted or not as it says
         p, calibration = campaign_parameters(config)
     else:
         calibration = calibrate()
         p = calibration.apply(ModelParameters.load())
+    ensemble = None
+    if args.observations is not None:  # the model the lab's rows taught, as snhc suggest predicts with it
+        p, ensemble = _lab_taught(args.observations, config, p, calibration)
     objective = config.objective if config else CapacityObjective()
     request = PredictionRequest(tuple(currents), args.cycling_current, tuple(cycles), args.temperature_C,
                                 objective.current_A_per_g, objective.cycle, objective.temperature_C)
     # The numpy model's prediction with its ensemble: the record itself, or the bands of a PyBaMM record
-    ensemble = build_ensemble(p, calibration)
+    ensemble = ensemble or build_ensemble(p, calibration)
     uncertain = ensemble.predict(recipes, request)
     record = uncertain.record(0, current_labels=args.current)
     # the objective is scored at its own conditions, every input of it (the expansion too), not --temperature-C's
     scored = ensemble.predict(recipes, objective.request(currents_A_per_g=()))
     record[SCORE] = float(objective.score(objective.inputs(scored.central))[SCORE][0])
     # the campaign's own interval of the score (each member's formula on its scattered capacity and expansion)
-    record["interval_90"][SCORE] = metric_intervals(recipes.to_records()[0], p, calibration, objective,
-                                                    scored.central.request)[SCORE]
+    record["interval_90"][SCORE] = batch_intervals([recipes.to_records()[0]], ensemble, objective,
+                                                   scored.central.request)[0][SCORE]
     record["extrapolated"][SCORE] = scored.target_extrapolated(0)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
-        _add_objectives(record, recipes.to_records()[0], p, calibration, config)
+        _add_objectives(record, recipes.to_records()[0], p, ensemble, config)
     if args.fidelity == "physics":
         from flows.fidelity import PhysicsFailure, physics_record, with_model_form_intervals
         from surrogate.physics import calibrated_physics_parameters
@@ -152,21 +159,50 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _add_objectives(record: dict, recipe: dict, p, calibration, config) -> None:
+def _add_objectives(record: dict, recipe: dict, p, ensemble, config) -> None:
     """The config's ``objectives`` at the recipe, under ``record["objectives"]`` (name -> value) with their 90 %
-    intervals and extrapolation flags under the same key of ``interval_90`` and ``extrapolated``."""
-    from flows.evaluation import evaluate_batch, metric_intervals, scoring_flags
-    from surrogate.uncertainty import build_ensemble
+    intervals (from ``ensemble``, the ensemble of ``p``) and extrapolation flags under the same key of
+    ``interval_90`` and ``extrapolated``."""
+    from flows.evaluation import batch_intervals, evaluate_batch, scoring_flags
 
     scoring = config.scoring()
     (evaluation,) = evaluate_batch([recipe], p, scoring)
-    intervals = metric_intervals(recipe, p, calibration, scoring)
-    flags = scoring_flags(recipe, build_ensemble(p, calibration).domain, scoring, evaluation.metrics)
+    (intervals,) = batch_intervals([recipe], ensemble, scoring)
+    flags = scoring_flags(recipe, ensemble.domain, scoring, evaluation.metrics)
     record["objectives"] = {o.name: evaluation.metrics[o.name] for o in scoring.objectives}
     record["interval_90"]["objectives"] = {o.name: intervals.get(o.name, [evaluation.metrics[o.name]] * 2)
                                            for o in scoring.objectives}
     record["extrapolated"]["objectives"] = {o.name: flags.get(o.name, True) for o in scoring.objectives}
     record["objective_definition"] = scoring.describe()
+
+
+def _lab_taught(path: str, config, p, calibration):
+    """The model a lab's rows teach and its ensemble, as ``snhc suggest`` predicts with them: the config's
+    ``lab_parameters`` estimated from the rows (each weighted by ``lab_uncertainty_pct``; after a refit of the
+    fitted parameters when ``recalibrate_on_observations``), the intervals the study's and the lab's uncertainty
+    together, narrowed near the rows for the quantities they measured. Without lab parameters to estimate (or no
+    measured row inside the search space) the model is the project's, and a line on stderr says so."""
+    from flows.observations import read_observations, replicate_note
+    from flows.search import lab_calibrated_prior
+
+    lab = read_observations(path, config)
+    if not lab.measured:
+        raise UsageError(f"--observations {path}: no row has a measured result (all are pending), so there is "
+                         f"nothing to learn from")
+    if note := replicate_note(lab):
+        print(f"note: {note}", file=sys.stderr)
+    if config.recalibrate_on_observations:
+        from flows.recalibration import recalibrate
+
+        p = recalibrate(config, lab).parameters
+    prior = lab_calibrated_prior(config, p, lab.measured)
+    if prior is None:
+        print(f"note: --observations {path}: nothing to estimate from it (the config has no lab_parameters, or no "
+              f"measured row lies inside its search space): the project's model", file=sys.stderr)
+        return p, None
+    print(f"note: predicted with the model taught by the {len(lab.measured)} measured rows of {path} (its lab "
+          f"parameters estimated from them; 90 % intervals of that model)", file=sys.stderr)
+    return prior.estimated_parameters(), prior.taught_ensemble(calibration, lab.measured)
 
 
 def _print_prediction(name, recipe, record, args) -> None:
@@ -240,6 +276,9 @@ def cmd_calibrate(args) -> int:
                          "add --validate or leave it out")
     if args.tracking_uri is not None and not args.tracking_uri.strip():
         raise UsageError("--tracking-uri '': empty: give a tracking URI (sqlite:///..., http://...) or leave it out")
+    if args.config is not None and args.observations is None:
+        raise UsageError("--config: only --observations reads a campaign config (its lab_uncertainty_pct weighs the "
+                         "lab rows); the study's calibration takes none")
     if args.observations is not None:
         from flows.config import load_config
         from flows.observations import read_observations
@@ -251,7 +290,9 @@ def cmd_calibrate(args) -> int:
         from flows.observations import replicate_note
 
         existing_file(args.observations, "--observations")
-        config = load_config()
+        if args.config is not None:
+            existing_file(args.config, "--config")
+        config = load_config(args.config)
         lab = read_observations(args.observations, config)
         if not lab.measured:  # pending rows only: a refit would move nothing and report noise as moves
             raise UsageError(f"--observations {args.observations}: no row has a measured result (all are pending), "
@@ -853,6 +894,10 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="N", help="cycle numbers to report")
     predict.add_argument("--temperature-C", dest="temperature_C", type=_number(float, TEMPERATURE_ALLOWED),
                          default=25.0, help=f"cell temperature (C, {TEMPERATURE_ALLOWED})")
+    predict.add_argument("--observations", metavar="CSV",
+                         help="lab results (as snhc suggest reads them): predict with the model they teach, its "
+                              "lab_parameters estimated from the rows (those of --config, default "
+                              "configs/default.yaml), intervals narrowed where the rows bear")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     predict.add_argument("--fidelity", choices=("model", "physics"), default="model",
                          help="model (default: the numpy model, instant) or physics: rate capability from the "
@@ -875,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibration.add_argument("--json", action="store_true",
                              help="print the fit report (or, with --validate, the leave-out report) as JSON")
     calibration.add_argument("--tracking-uri", help="with --validate: MLflow tracking URI (default the config's)")
+    calibration.add_argument("--config", help="with --observations: campaign YAML whose lab_uncertainty_pct weighs "
+                                              "the lab rows (default configs/default.yaml)")
     calibration.set_defaults(handler=cmd_calibrate)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",

@@ -169,6 +169,63 @@ def test_calibrate_with_lab_rows_as_json_has_the_moves(capsys, params, monkeypat
     assert len(document["lab_predictions"]) > 0 and document["metrics"]
 
 
+def test_calibrate_with_lab_rows_weighs_them_by_the_configs_lab_uncertainty(capsys, params, monkeypatch, tmp_path):
+    """--config sets the lab rows' stated scatter (lab_uncertainty_pct) of the refit; without --observations it is
+    refused (the study's calibration reads no campaign config)."""
+    import flows.recalibration as recalibration
+
+    monkeypatch.setattr(recalibration, "MAX_FUNCTION_EVALUATIONS", 3)
+    seen, real = [], recalibration.recalibrate
+    monkeypatch.setattr(recalibration, "recalibrate",
+                        lambda config, lab, data=None: seen.append(config.lab_uncertainty_pct) or real(config, lab, data))
+    config = tmp_path / "lab.yaml"
+    config.write_text("lab_uncertainty_pct: 12.5\n")
+    assert main(["calibrate", "--observations", "configs/lab_results_example.csv", "--config", str(config),
+                 "--json"]) == 0
+    assert main(["calibrate", "--observations", "configs/lab_results_example.csv", "--json"]) == 0
+    assert seen == [12.5, 5.0]
+    capsys.readouterr()
+    assert main(["calibrate", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--config: only --observations reads a campaign config" in err and len(err.splitlines()) == 1
+
+
+def test_predict_with_lab_rows_predicts_with_the_model_they_teach(capsys, params, tmp_path):
+    """--observations: the lab's parameters estimated from its rows, as snhc suggest predicts with them. A lab
+    whose cells read 7 % less capacity and 7 % more swelling than the model moves the prediction at its recipes
+    that way, and the swelling it measured there narrows the swelling's interval; the JSON keeps its shape."""
+    recipe = {"sn_mass_fraction": 0.6455, "milling_time_h": 21.35, "milling_speed_rpm": 541.0,
+              "ball_to_powder_ratio": 5.0}
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in recipe.items()]
+    plain = run_json(capsys, *options)
+    rows = ["sample_id,sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+            "objective_capacity_mAh_per_g,particle_expansion_pct"]
+    for i, (sn, hours) in enumerate([(0.6455, 21.35), (0.6, 20.0), (0.7, 20.0), (0.65, 30.0)]):
+        made = run_json(capsys, f"--sn-fraction={sn}", f"--milling-time-h={hours}", "--milling-speed-rpm=541",
+                        "--ball-to-powder-ratio=5", "--current", "1.7", "--cycles", "1000")
+        rows.append(f"L{i},{sn},{hours},541,5,{0.93 * made['capacity_at_cycle_mAh_per_g']['1000']:.1f},"
+                    f"{1.07 * made['particle_expansion_pct']:.1f}")
+    lab = tmp_path / "lab.csv"
+    lab.write_text("\n".join(rows) + "\n")
+    assert main(["predict", *options, "--observations", str(lab), "--json"]) == 0
+    out, err = capsys.readouterr()
+    taught = json.loads(out)
+    assert "predicted with the model taught by the 4 measured rows" in err
+    assert set(taught) == set(plain)
+    assert taught["capacity_at_cycle_mAh_per_g"]["1000"] < 0.97 * plain["capacity_at_cycle_mAh_per_g"]["1000"]
+    assert taught["particle_expansion_pct"] > plain["particle_expansion_pct"]
+    width = {name: r["interval_90"]["particle_expansion_pct"][1] - r["interval_90"]["particle_expansion_pct"][0]
+             for name, r in (("plain", plain), ("taught", taught))}
+    assert width["taught"] < 0.5 * width["plain"]
+    pending = tmp_path / "pending.csv"
+    pending.write_text(rows[0] + "\nP1,0.6,20,541,5,,\n")
+    for args, message in ((["--observations", str(pending)], "no row has a measured result"),
+                          (["--observations", str(lab), "--fidelity", "physics"], "drop --fidelity physics")):
+        assert main(["predict", *options, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
 def test_calibrate_validate_with_an_unreachable_server_is_one_line_and_exit_2(capsys, params):
     assert main(["calibrate", "--validate", "--tracking-uri", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip()
