@@ -669,8 +669,9 @@ def cmd_suggest(args) -> int:
                            for row in shown.to_dict("records")
                            for band in [[row[c] for c in interval_columns(name)]]]
     print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
-    console().print(f"Q@1000 and swell %: the lab-taught model's value [90 % interval]; {EXTRAPOLATED}: beyond the "
-                    f"study's data. sd: the optimiser's belief about the objective, not a measurement's scatter")
+    console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g (sd: the optimiser's belief about it, "
+                    f"not a measurement's scatter); Q@1000 (mAh/g) and swell % (particle expansion): the lab-taught "
+                    f"model's value [90 % interval]; {EXTRAPOLATED}: beyond the study's data")
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})")

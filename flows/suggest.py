@@ -80,6 +80,10 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
         rows.append(row)
     notes = ([f"{label}: {line}" for label, line in teaching_notes(campaign.lab, p, taught, config)]
              if campaign.lab and campaign.lab.measured else [])
+    searched = sum(e.source != LAB for e in campaign.evaluations)
+    if measured and searched:
+        notes.append(f"learned from the lab's rows only: the resumed campaign's {searched} evaluations are the "
+                     f"model's own predictions, its prior already, and are only kept from being suggested again")
     return pd.DataFrame(rows), lab_parameter_table(optimizer), notes
 
 

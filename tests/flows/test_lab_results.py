@@ -157,8 +157,11 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     config.write_text(f"tracking: {{tracking_uri: 'sqlite:///{store}/mlflow.db', experiment_name: lab}}\n")
     assert main(["suggest", "--batch", "3", "--config", str(config), "--resume", summary["run_id"],
                  "--observations", str(lab_file), "--output", str(output)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "Next recipes to make" in out and "[90 % interval]" in out  # Q@1000 and swell % as value [low-high]
+    assert "the objective, mAh/g" in out.replace("\n", " ")
+    # the resumed campaign's evaluations are the model's own: said, not silently left out
+    assert "learned from the lab's rows only: the resumed campaign's 8 evaluations" in err.replace("\n", " ")
     suggestions = pd.read_csv(output)
     assert len(suggestions) == 3
     assert suggestions["surrogate_std_objective"].notna().all() and suggestions["predicted_objective"].notna().all()
