@@ -183,7 +183,8 @@ def _lab_taught(path: str, config, p, calibration):
     together, narrowed near the rows for the quantities they measured. Without lab parameters to estimate (or no
     measured row inside the search space) the model is the project's, and a line on stderr says so."""
     from flows.observations import read_observations, replicate_note
-    from flows.search import lab_calibrated_prior
+    from flows.search import lab_calibrated_prior, teaching_rows
+    from surrogate.uncertainty import build_ensemble, refitted
 
     lab = read_observations(path, config)
     if not lab.measured:
@@ -191,18 +192,23 @@ def _lab_taught(path: str, config, p, calibration):
                          f"nothing to learn from")
     if note := replicate_note(lab):
         print(f"note: {note}", file=sys.stderr)
+    refit = ""
     if config.recalibrate_on_observations:
         from flows.recalibration import recalibrate
 
         p = recalibrate(config, lab).parameters
+        refit = f"refitted on the study's data and the {len(lab.measured)} measured rows of {path}"
+    rows = teaching_rows(config, lab.measured)
     prior = lab_calibrated_prior(config, p, lab.measured)
     if prior is None:
-        print(f"note: --observations {path}: nothing to estimate from it (the config has no lab_parameters, or no "
-              f"measured row lies inside its search space): the project's model", file=sys.stderr)
-        return p, None
-    print(f"note: predicted with the model taught by the {len(lab.measured)} measured rows of {path} (its lab "
-          f"parameters estimated from them; 90 % intervals of that model)", file=sys.stderr)
-    return prior.estimated_parameters(), prior.taught_ensemble(calibration, lab.measured)
+        print(f"note: --observations {path}: no lab parameters estimated from it (the config has no lab_parameters, "
+              f"its fidelity is not 'model', or no measured row lies inside its search space); predicted with "
+              f"{'the model ' + refit if refit else 'the project model'}", file=sys.stderr)
+        return p, refitted(build_ensemble(p, calibration), p)
+    print(f"note: predicted with the model taught by the {len(rows)} measured rows of {path} inside the search "
+          f"space (its lab parameters estimated from them{'; ' + refit if refit else ''}; 90 % intervals of that "
+          f"model)", file=sys.stderr)
+    return prior.estimated_parameters(), refitted(prior.taught_ensemble(calibration, rows), p)
 
 
 def _print_prediction(name, recipe, record, args) -> None:
@@ -921,8 +927,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibration.add_argument("--json", action="store_true",
                              help="print the fit report (or, with --validate, the leave-out report) as JSON")
     calibration.add_argument("--tracking-uri", help="with --validate: MLflow tracking URI (default the config's)")
-    calibration.add_argument("--config", help="with --observations: campaign YAML whose lab_uncertainty_pct weighs "
-                                              "the lab rows (default configs/default.yaml)")
+    calibration.add_argument("--config", help="with --observations: campaign YAML of the refit, as a campaign's "
+                                              "(its lab_uncertainty_pct weighs the lab rows; its model_parameters "
+                                              "and objective apply; default configs/default.yaml)")
     calibration.set_defaults(handler=cmd_calibrate)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's store",

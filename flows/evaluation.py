@@ -274,12 +274,14 @@ def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None
     """``() -> Ensemble``: the calibration's parameter ensemble, built on the first call and then reused, so a
     campaign builds one for its child runs' intervals and its physics check together; with ``lab_prior`` (a
     :class:`flows.physics_gp.LabCalibratedPrior` fitted to a lab's rows, ``measured``) the lab-taught model's
-    (:meth:`~flows.physics_gp.LabCalibratedPrior.taught_ensemble`)."""
-    from surrogate.uncertainty import build_ensemble
+    (:meth:`~flows.physics_gp.LabCalibratedPrior.taught_ensemble`). Either is carried to ``p``'s fitted values when
+    ``p`` was refitted on a lab's rows as well (``surrogate.uncertainty.refitted``)."""
+    from surrogate.uncertainty import build_ensemble, refitted
 
+    # refitted: a model refitted on a lab's rows too (recalibrate_on_observations) keeps its own fitted values
     if lab_prior is not None:
-        return functools.cache(lambda: lab_prior.taught_ensemble(calibration, measured))
-    return functools.cache(lambda: build_ensemble(p, calibration))
+        return functools.cache(lambda: refitted(lab_prior.taught_ensemble(calibration, measured), p))
+    return functools.cache(lambda: refitted(build_ensemble(p, calibration), p))
 
 
 def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,

@@ -28,7 +28,7 @@ from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table, surprising_values, teaching_notes
 from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
 from flows.recommendation import Recommendation, recommend, with_intervals, with_lab_note, with_measured_note
-from flows.search import lab_calibrated_prior, run_search, tell_known
+from flows.search import lab_calibrated_prior, run_search, teaching_rows, tell_known
 from flows.suggest import prior_parameter_table
 from flows.store import store_for
 from flows.tracking import CampaignRecorder
@@ -290,14 +290,19 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
                     if config.tracking.log_evaluation_intervals and config.tracking.log_evaluation_runs else None)
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
-        p = recalibrate_on_lab(campaign, p, recorder, quiet)
+        refit = recalibrate_on_lab(campaign, p, recorder, quiet)
+        if refit is not p:  # refitted on the lab's rows as well: its intervals are the study's, carried to the refit
+            p, ensemble = refit, lazy_ensemble(refit, calibration)
+            if intervals_of is not None:
+                recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         study_p = p  # the model before a lab's rows teach it its own parameters
         lab_prior = teach_lab_parameters(campaign, p, recorder, quiet)
         taught = lab_prior.estimated_parameters() if lab_prior is not None else None
         compare_with_lab(campaign, p, recorder, quiet, taught)
         if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
             # model's: the study's uncertainty and the lab parameters' posterior, weighted by the lab's rows
-            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior, campaign.lab.measured)
+            rows = teaching_rows(config, campaign.lab.measured)
+            p, ensemble = taught, lazy_ensemble(taught, calibration, lab_prior, rows)
             if intervals_of is not None:
                 recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already

@@ -129,7 +129,8 @@ def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Re
     from flows.objective import SCORE
 
     lab, evaluation = campaign.lab, recommendation.evaluation
-    if not (lab and lab.measured) or not evaluation.ok or campaign.config.multi_objective:
+    # a lab row's objective is the capacity objective's score: comparable only when the campaign's score is that
+    if not (lab and lab.measured) or not evaluation.ok or campaign.config.objectives:
         return recommendation
     scored = [(e.objective, line) for e, line in zip(lab.measured, lab.measured_lines)
               if e.ok and np.isfinite(e.objective)]

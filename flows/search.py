@@ -582,7 +582,7 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     if not config.lab_parameters or config.fidelity != "model":
         return None
     space = Space(normalize_dimensions(search_dimensions(config)))
-    usable = [(point_of(e.recipe, config), e) for e in measured if in_search_space(e.recipe, config, space)]
+    usable = [(point_of(e.recipe, config), e) for e in teaching_rows(config, measured)]
     if not usable:
         return None
     prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
@@ -591,6 +591,14 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     prior.remember_measurements(X, [e.metrics for _, e in usable])
     prior.fit(X, np.array([loss_of(e, config) for _, e in usable]))
     return prior
+
+
+def teaching_rows(config: CampaignConfig, measured: list[Evaluation]) -> list[Evaluation]:
+    """The measured lab rows that teach a campaign's model (its lab parameters, and the lab-taught intervals near
+    them): those inside its search space, on its fixed fields. A row outside was never told to the model, so it
+    must not narrow an interval either."""
+    space = Space(normalize_dimensions(search_dimensions(config)))
+    return [e for e in measured if in_search_space(e.recipe, config, space)]
 
 
 def model_losses(config: CampaignConfig, p) -> Callable[[list[list]], np.ndarray]:

@@ -21,7 +21,7 @@ from flows.evaluation import LAB, campaign_parameters, evaluate_batch
 from flows.metrics import extrapolated_column, interval_columns
 from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
-                          tell_known)
+                          teaching_rows, tell_known)
 from surrogate.recipe import FIELD_NAMES, recipe_key
 
 
@@ -51,7 +51,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     chosen_by: list[str] = []
     attempts = 0
     while len(suggestions) < batch_size and attempts < 10:
-        points = optimizer.ask(n_points=batch_size - len(suggestions))
+        points = optimizer.ask(n_points=batch_size - len(suggestions), strategy=config.optimiser.liar)
         for point, how in zip(points, optimizer.asked_by_):
             recipe = recipe_of(point, config)
             if recipe_key(recipe) not in taken:
@@ -126,12 +126,15 @@ def lab_ensemble(optimizer, p, config, measured=()):
     """The ensemble of the model the suggestions are predicted with (:func:`lab_taught_parameters`): with lab
     parameters inferred, the lab-taught one (:meth:`flows.physics_gp.LabCalibratedPrior.taught_ensemble`: the
     study's uncertainty, the lab parameters' posterior, weighted by the lab's ``measured`` rows, near which the
-    quantities they measured carry less model-form error), else ``p``'s."""
-    from surrogate.uncertainty import build_ensemble
+    quantities they measured carry less model-form error), else ``p``'s; carried to ``p``'s fitted values when
+    the lab's rows refitted them too."""
+    from surrogate.uncertainty import build_ensemble, refitted
 
     _, calibration = campaign_parameters(config)
     prior = _lab_prior(optimizer)
-    return build_ensemble(p, calibration) if prior is None else prior.taught_ensemble(calibration, measured)
+    ensemble = (build_ensemble(p, calibration) if prior is None
+                else prior.taught_ensemble(calibration, teaching_rows(config, measured)))
+    return refitted(ensemble, p)  # p refitted on the lab's rows too (recalibrate_on_observations): its own values
 
 
 def _lab_prior(optimizer):
@@ -220,9 +223,10 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
     measured = len(campaign.lab.measured) if campaign.lab else 0
     tags = {"snhc.kind": "suggestions", "campaign": config.name, "config_sha256": config.digest(),
             "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate}
-    lab_text = campaign.lab.path.read_text() if campaign.lab else None
-    if lab_text is not None:
-        tags["observations_sha256"] = hashlib.sha256(lab_text.encode()).hexdigest()
+    lab_bytes = campaign.lab.path.read_bytes() if campaign.lab else None  # as on disk: its sha256sum, its line ends
+    lab_text = lab_bytes.decode("utf-8", errors="replace") if lab_bytes is not None else None
+    if lab_bytes is not None:
+        tags["observations_sha256"] = hashlib.sha256(lab_bytes).hexdigest()
     if campaign.run_id:
         tags["suggested_after_run"] = campaign.run_id
     if campaign.lab:

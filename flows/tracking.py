@@ -319,7 +319,8 @@ class CampaignRecorder:
         metrics = {"failed_evaluations": campaign.failed()}
         if math.isfinite(best := campaign.best_modelled_objective()):
             metrics["best_objective"] = best
-        if math.isfinite(lab_best := campaign.best_objective(sources=(LAB,))):
+        lab_best = campaign.best_objective(sources=(LAB,))  # the capacity objective's score, as a lab row's is
+        if not campaign.config.objectives and math.isfinite(lab_best):
             metrics["lab_best_objective"] = lab_best
         self.tracker.log(self.run_id, metrics=metrics, step=len(campaign.evaluations))
 

@@ -753,6 +753,26 @@ def build_ensemble(p: ModelParameters, calibration: Calibration, data_path: str 
     return _BUILT[key]
 
 
+def refitted(ensemble: Ensemble, p: ModelParameters) -> Ensemble:
+    """``ensemble`` carried to ``p``'s fitted values, those of a refit on more data than the study's (a lab's rows
+    beside it: ``recalibrate_on_observations``): its central takes them, and each member's fitted values move by the
+    same step on each parameter's scale (log10 for a range of decades), within bounds. ``build_ensemble`` puts the
+    calibration's fitted values back on the model it is given, so without this a recalibrated model's values and
+    intervals were the study fit's (``snhc predict --observations`` printed the plain prediction bit for bit)."""
+    study = ensemble.central
+    names = [name for name in study.names("fitted") if p[name].value != study[name].value]
+    if not names:
+        return ensemble
+    scale_of = ParameterTransform(study, names)
+
+    def scaled(q: ModelParameters) -> np.ndarray:
+        return scale_of.forward(np.array([float(q[name].value) for name in names]))
+
+    step = scaled(p) - scaled(study)
+    members = tuple(_drawn(member, scale_of, scaled(member) + step) for member in ensemble.members)
+    return replace(ensemble, central=study.with_values(**{name: p[name].value for name in names}), members=members)
+
+
 def _fitted_under(calibration: Calibration, central: ModelParameters) -> ModelParameters | None:
     """The calibrated project model when ``central`` has other assumed values than the ones the calibration was fitted
     under (a lab's estimates of its mill and powders; a what-if of another material with ``recalibrate: false``), or

@@ -217,6 +217,14 @@ def test_predict_with_lab_rows_predicts_with_the_model_they_teach(capsys, params
     width = {name: r["interval_90"]["particle_expansion_pct"][1] - r["interval_90"]["particle_expansion_pct"][0]
              for name, r in (("plain", plain), ("taught", taught))}
     assert width["taught"] < 0.5 * width["plain"]
+    # a row outside the search space (Sn 0.97 > 0.95) teaches nothing, so it narrows nothing either
+    outside = {**recipe, "sn_mass_fraction": 0.97}
+    far = [f"--{name.replace('_', '-')}={value}" for name, value in outside.items()]
+    before = run_json(capsys, *far, "--observations", str(lab))
+    lab.write_text("\n".join(rows) + "\nX,0.97,21.35,541,5,200,400\n")
+    assert main(["predict", *far, "--observations", str(lab), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["interval_90"] == before["interval_90"] and "the 4 measured rows" in err
     pending = tmp_path / "pending.csv"
     pending.write_text(rows[0] + "\nP1,0.6,20,541,5,,\n")
     for args, message in ((["--observations", str(pending)], "no row has a measured result"),
@@ -374,3 +382,32 @@ def test_predict_with_a_config_uses_its_model_parameters(capsys, params, tmp_pat
     recipes = Recipes.from_records(load_materials(config_dir() / "materials.yaml")["HC"].to_records())
     campaign = load_config(str(config)).objective
     assert softer["objective"] == pytest.approx(float(model_metrics(recipes, p, campaign)["objective"][0]), rel=1e-9)
+
+
+def test_predict_with_lab_rows_and_a_refit_predicts_with_the_refitted_model(capsys, params, monkeypatch, tmp_path):
+    """recalibrate_on_observations: the values and the intervals are those of the model refitted on the study's
+    data and the lab's rows (the ensemble carried to its fitted values), not the study fit's, which the ensemble
+    had put back on it (the prediction was the plain one, bit for bit)."""
+    import flows.recalibration as recalibration
+    from flows.config import load_config
+    from flows.evaluation import evaluate_batch
+    from flows.observations import read_observations
+
+    monkeypatch.setattr(recalibration, "MAX_FUNCTION_EVALUATIONS", 4)
+    config = tmp_path / "refit.yaml"
+    config.write_text("lab_parameters: []\nrecalibrate_on_observations: true\n")
+    options = ["--material", "Sn@HC-2-1"]
+    plain = run_json(capsys, *options)
+    lab = "configs/lab_results_example.csv"
+    refit = run_json(capsys, *options, "--config", str(config), "--observations", lab)
+    assert refit["objective"] != plain["objective"]
+    settings = load_config(str(config))
+    p = recalibration.recalibrate(settings, read_observations(lab, settings)).parameters
+    from surrogate.recipe import load_materials
+    from surrogate.paths import config_dir
+
+    recipe = load_materials(config_dir() / "materials.yaml")["Sn@HC-2-1"].to_records()[0]
+    (expected,) = evaluate_batch([recipe], p, settings.objective)
+    assert refit["objective"] == pytest.approx(expected.objective, rel=1e-9)
+    low, high = refit["interval_90"]["particle_expansion_pct"]
+    assert low < refit["particle_expansion_pct"] < high  # strictly inside: the members moved with the refit

@@ -196,7 +196,7 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
 
     params, tags = runs[0].data.params, runs[0].data.tags
     assert params["optimiser.seed"] == str(overrides["optimiser"]["seed"]) and "lab_uncertainty_pct" in params
-    assert tags["observations_sha256"] == hashlib.sha256(lab_file.read_text().encode()).hexdigest()
+    assert tags["observations_sha256"] == hashlib.sha256(lab_file.read_bytes()).hexdigest()  # as sha256sum says
     copy = client.download_artifacts(run_id, "observations.csv", str(tmp_path / "lab"))
     assert Path(copy).read_text() == lab_file.read_text()
     assert "config.yaml" in {f.path for f in client.list_artifacts(run_id)}
@@ -450,3 +450,32 @@ def test_lab_rows_a_config_lists_no_lab_parameters_for_are_said_to_teach_nothing
     _note_rows_outside(SimpleNamespace(lab=lab, config=bare))
     err = capsys.readouterr().err
     assert err.count("lists no lab_parameters") == 1 and "configs/default.yaml" in err
+
+
+LAB_AROUND_THE_OPTIMUM = """sample_id,sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective_capacity_mAh_per_g,particle_expansion_pct
+L1,0.6455,21.35,541,5,317.2,268.0
+L2,0.6,20,540,5,299.9,256.0
+L3,0.7,20,540,5,327.4,289.0
+L4,0.65,12,500,8,314.1,272.0
+L5,0.65,30,450,6,318.6,269.0
+L6,0.6667,10,400,20,317.3,278.0
+"""
+
+
+def test_suggest_tells_its_batch_with_the_configs_liar(params, tmp_path):
+    """optimiser.liar is the value a suggest batch's chosen points are told at while the rest is chosen: with six
+    rows around the optimum, cl_max spreads a batch of 8 wider than cl_min (it was ignored: every suggest ran cl_min
+    whatever the config said)."""
+    from flows.campaign import build_campaign
+    from flows.suggest import suggest
+
+    lab_file = tmp_path / "lab.csv"
+    lab_file.write_text(LAB_AROUND_THE_OPTIMUM)
+    spread = {}
+    for liar in ("cl_min", "cl_max"):
+        campaign = build_campaign(None, {"optimiser": {"liar": liar}}, None, str(lab_file))
+        table, _, _ = suggest(campaign, 8)
+        points = np.column_stack([table["sn_mass_fraction"]] + [np.log(table[name]) for name in (
+            "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")])
+        spread[liar] = np.median([np.linalg.norm(a - b) for i, a in enumerate(points) for b in points[:i]])
+    assert spread["cl_max"] > 1.5 * spread["cl_min"], spread

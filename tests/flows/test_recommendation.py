@@ -205,7 +205,7 @@ def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch
     assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config) == ""
 
 
-def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out():
+def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_path):
     """The recommendation is chosen among the model's predictions; a recipe the lab already made and measured
     higher is named (file and line), with the recommended recipe's predicted score and interval, and a lab whose
     rows all score below the prediction gets no note. The search's best and the lab's best are separate numbers."""
@@ -231,3 +231,9 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out():
     assert "predicted 358.2 (90 % interval up to 370.0)" in noted.measured_note
     assert noted.measured_note in noted.notes() and noted.record()["lab_measured_better"] == noted.measured_note
     assert with_measured_note(chosen, lab_campaign([(6.0, 340.0), (8.0, 350.0)])).measured_note == ""
+    # a lab row's objective is the capacity objective's score: a campaign scored otherwise is not compared with it
+    other = lab_campaign([(8.0, 375.6)])
+    single = tmp_path / "single.yaml"
+    single.write_text("objectives:\n  - kind: milling_time\n")
+    other.config = load_config(single)
+    assert not other.config.multi_objective and with_measured_note(chosen, other).measured_note == ""
