@@ -251,7 +251,7 @@ def _print_prediction(name, recipe, record, args) -> None:
         table.add_row("objective (mAh/g)", shown("objective"))
     table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml), where a new cell's measurement should "
                      "fall (a rate-test and a cycling cell scatter as the study's did); 'extrapolated': beyond the "
-                     "study's data; the rate test and the cycling start after the formation cycles (first-cycle "
+                     "study's data (with --observations: and no lab row near it measured it); the rate test and the cycling start after the formation cycles (first-cycle "
                      f"loss and early damage), the reversible capacity is the first cycle's; objective: "
                      f"{record['objective_definition']} (the config's, whatever --temperature-C)")
     if args.fidelity == "physics":
@@ -677,7 +677,8 @@ def cmd_suggest(args) -> int:
     print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
     console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g (sd: the optimiser's belief about it, "
                     f"not a measurement's scatter); Q@1000 (mAh/g) and swell % (particle expansion): the lab-taught "
-                    f"model's value [90 % interval]; {EXTRAPOLATED}: beyond the study's data")
+                    f"model's value [90 % interval]; {EXTRAPOLATED}: beyond the study's data, and no lab row near it "
+                    f"(lab_row_near_distance, configs/uncertainty.yaml) measured it")
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})")

@@ -161,6 +161,7 @@ def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", requ
     from surrogate.uncertainty import quantity_extrapolated
 
     beyond, extent = bool(domain.recipe_beyond(recipe)), domain.extent_of(recipe)
+    near = domain.measured_near(recipe)  # quantities a lab's rows near the recipe measured (a lab-taught model)
     cycle_quantity = "capacity_at_cycle_mAh_per_g"
     flags = {}
     for name in names:
@@ -168,21 +169,22 @@ def metric_extrapolated(recipe: dict[str, Any], domain: "CalibratedDomain", requ
             flags[name] = False
         elif match := AT_CURRENT.match(name):
             flags[name] = quantity_extrapolated("capacity_at_current_mAh_per_g", domain, extent, beyond, request,
-                                                current=float(match.group(1)))
+                                                current=float(match.group(1)), measured_near=near)
         elif match := AT_CYCLE.match(name):
             flags[name] = quantity_extrapolated(cycle_quantity, domain, extent, beyond, request,
-                                                cycle=int(match.group(1)))
+                                                cycle=int(match.group(1)), measured_near=near)
         elif match := AFTER_CYCLES.match(name):
             flags[name] = quantity_extrapolated(cycle_quantity, domain, extent, beyond, request,
-                                                cycle=int(match.group(2)), cycling_current=float(match.group(1)))
+                                                cycle=int(match.group(2)), cycling_current=float(match.group(1)),
+                                                measured_near=near)
         elif name in targets and request.target_cycle is not None:
             target = request.target_temperature_C if request.target_temperature_C is not None else request.temperature_C
             flags[name] = domain.temperature_outside(target) or quantity_extrapolated(
                 cycle_quantity, domain, extent, beyond, request, cycle=int(request.target_cycle),
-                cycling_current=float(request.target_current_A_per_g))
+                cycling_current=float(request.target_current_A_per_g), measured_near=near)
         else:
             flags[name] = quantity_extrapolated(name.replace("expansion_penalty_mAh_per_g", "particle_expansion_pct"),
-                                                domain, extent, beyond, request)
+                                                domain, extent, beyond, request, measured_near=near)
     return flags
 
 

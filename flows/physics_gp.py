@@ -334,7 +334,9 @@ class LabCalibratedPrior(ModelPrior):
         pool = build_ensemble(self.estimated_parameters(), calibration, assumed_draws=self.posterior_values,
                               draws_per_member=UncertaintySettings.load().candidates_per_member)
         ensemble = pool.reweighted(self.log_weights(pool.members))
-        return replace(ensemble, domain=ensemble.domain.with_lab_rows((e.recipe, e.metrics) for e in measured))
+        settings = ensemble.settings
+        return replace(ensemble, domain=ensemble.domain.with_lab_rows(
+            ((e.recipe, e.metrics) for e in measured), settings.model_form_distance, settings.lab_row_near_distance))
 
     def posterior_values(self, n: int) -> list[dict[str, float]]:
         """n draws of the lab parameters' values from their Laplace posterior (fixed seed, within their ranges), for

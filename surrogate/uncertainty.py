@@ -168,6 +168,7 @@ class UncertaintySettings:
     rate_extrapolation_sigma_pct_per_e_fold: float  # model-form sd of a capacity per e-fold beyond the data's currents
     same_temperature_within_C: float  # a temperature this close to a measured one is not an extrapolation
     same_recipe_within_pct: float  # nor a recipe whose every field is this close to a measured material's
+    lab_row_near_distance: float  # nor, for a lab-taught model, a quantity a lab row this close measured
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
     model_form_sigma_pct: dict[str, float]  # families without: none
@@ -239,6 +240,7 @@ _SETTINGS_RANGES = {  # key: (type, low, high)
     "rate_extrapolation_sigma_pct_per_e_fold": (float, 0.0, 50.0),
     "same_temperature_within_C": (float, 0.0, 5.0),
     "same_recipe_within_pct": (float, 0.0, 5.0),
+    "lab_row_near_distance": (float, 0.0, 1.0),
 }
 
 
@@ -293,8 +295,11 @@ class CalibratedDomain:
     temperature_within_C: float = 0.0  # a temperature this close to a measured one is that one (settings)
     recipe_within_pct: float = 0.0  # a recipe value this close to a material's is that material's (settings)
     # recipes a lab measured, each with the quantities measured on it (:meth:`with_lab_rows`): a lab-taught model was
-    # fitted to them, so they count as measured materials for the model-form error (not for the extrapolation flags)
+    # fitted to them, so they count as measured materials for the model-form error, and a prediction of a quantity
+    # within ``lab_near_distance`` (``lab_distance``'s units) of a row that measured it is not an extrapolation
     lab_measured: tuple[tuple[dict[str, Any], frozenset[str]], ...] = ()
+    lab_distance: "ModelFormDistance | None" = None
+    lab_near_distance: float = 0.0
 
     @classmethod
     def of(cls, observations: pd.DataFrame, p: ModelParameters, materials: dict[str, Recipes] | None = None,
@@ -344,18 +349,32 @@ class CalibratedDomain:
         measured += [recipe_made for recipe_made, quantities in self.lab_measured if quantity in quantities]
         return float(min(1.0, min((scale.between(recipe, material) for material in measured), default=1.0)))
 
-    def with_lab_rows(self, rows) -> "CalibratedDomain":
+    def with_lab_rows(self, rows, distance: "ModelFormDistance | None" = None,
+                      near_distance: float = 0.0) -> "CalibratedDomain":
         """The domain of a model taught by a lab's rows as well: ``rows`` are (recipe, names of the metrics measured
         on it) pairs. The lab-taught model was fitted to them as the study's model to its materials, so near a lab's
         recipe a quantity it measured carries as little model-form error as near a study material: a lab that measured
         the swelling of six recipes around the recommended one had seen the interval there widen (82-526 % before,
-        82-583 % after), as if nothing had been measured."""
+        82-583 % after), as if nothing had been measured. With ``distance`` (the model-form distance) and
+        ``near_distance`` > 0, a quantity a row within ``near_distance`` of a recipe measured is not an extrapolation
+        there (:meth:`measured_near`): every suggestion had been flagged, beside the lab's rows or far from them."""
         added = []
         for recipe, names in rows:
             quantities = frozenset(q for name in names if (q := measured_quantity(name)) is not None)
             if quantities:
                 added.append((dict(recipe), quantities))
-        return replace(self, lab_measured=self.lab_measured + tuple(added))
+        return replace(self, lab_measured=self.lab_measured + tuple(added),
+                       lab_distance=distance or self.lab_distance,
+                       lab_near_distance=near_distance if distance is not None else self.lab_near_distance)
+
+    def measured_near(self, recipe: dict[str, Any]) -> frozenset[str]:
+        """The quantities that lab rows within ``lab_near_distance`` of ``recipe`` measured (:meth:`with_lab_rows`):
+        the lab-taught model interpolates its own data there, so its predictions of them are not extrapolations."""
+        if self.lab_distance is None or not self.lab_near_distance > 0.0:
+            return frozenset()
+        near = [quantities for made, quantities in self.lab_measured
+                if self.lab_distance.between(recipe, made) <= self.lab_near_distance]
+        return frozenset().union(*near)
 
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= self.temperature_within_C for t in self.temperatures_C)
@@ -572,8 +591,10 @@ class UncertainPrediction:
                      for label, current in zip(value.get("capacity_at_current_mAh_per_g", {}), currents)}
         member_records = [self._scattered(m.record(i, current_labels), k, form_weights, distances)
                           for k, m in enumerate(self.members)]
+        near = self.ensemble.domain.measured_near(self._records[i])
         return {**value, "interval_90": _intervals(value, member_records, self.ensemble.settings.interval_probability),
-                "extrapolated": self._extrapolated(value, extent, bool(beyond)), "beyond_calibrated_recipes": beyond}
+                "extrapolated": self._extrapolated(value, extent, bool(beyond), near),
+                "beyond_calibrated_recipes": beyond}
 
     def target_extrapolated(self, i: int) -> bool:
         """Whether recipe i's capacity at the request's target condition (an objective's capacity after its cycles at
@@ -583,6 +604,7 @@ class UncertainPrediction:
         beyond, extent = self._judged(i)
         target_temperature = (request.target_temperature_C if request.target_temperature_C is not None
                               else request.temperature_C)
+        beyond = beyond and FADE not in domain.measured_near(self._records[i])  # a lab row near measured it
         return bool(beyond or domain.temperature_outside(target_temperature)
                     or domain.temperature_outside(request.temperature_C)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
@@ -593,7 +615,7 @@ class UncertainPrediction:
         :meth:`record` gives it."""
         beyond, extent = self._judged(i)
         return quantity_extrapolated(quantity, self.ensemble.domain, extent, bool(beyond), self.central.request,
-                                     **condition)
+                                     measured_near=self.ensemble.domain.measured_near(self._records[i]), **condition)
 
     @functools.cached_property
     def _records(self) -> list[dict[str, Any]]:
@@ -641,34 +663,39 @@ class UncertainPrediction:
                 out[key] = {c: scattered(v) for c, v in value.items()} if isinstance(value, dict) else scattered(value)
         return out
 
-    def _extrapolated(self, value: dict, extent: DataExtent, beyond: bool) -> dict:
-        """Each metric's flag (:func:`quantity_extrapolated`), at the request's currents and cycles."""
+    def _extrapolated(self, value: dict, extent: DataExtent, beyond: bool, near: frozenset[str]) -> dict:
+        """Each metric's flag (:func:`quantity_extrapolated`), at the request's currents and cycles; ``near``: the
+        quantities lab rows near the recipe measured (:meth:`CalibratedDomain.measured_near`)."""
         domain, request = self.ensemble.domain, self.central.request
         flags: dict[str, Any] = {}
         for key, item in value.items():
             if key == "capacity_at_current_mAh_per_g":
-                flags[key] = {label: quantity_extrapolated(key, domain, extent, beyond, request, current=current)
+                flags[key] = {label: quantity_extrapolated(key, domain, extent, beyond, request, current=current,
+                                                           measured_near=near)
                               for label, current in zip(item, request.currents_A_per_g)}
             elif key == "capacity_at_cycle_mAh_per_g":
-                flags[key] = {c: quantity_extrapolated(key, domain, extent, beyond, request, cycle=int(c))
+                flags[key] = {c: quantity_extrapolated(key, domain, extent, beyond, request, cycle=int(c),
+                                                       measured_near=near)
                               for c in item}
             else:
-                flags[key] = quantity_extrapolated(key, domain, extent, beyond, request)
+                flags[key] = quantity_extrapolated(key, domain, extent, beyond, request, measured_near=near)
         return flags
 
 
 def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataExtent, beyond: bool,
                           request: PredictionRequest, current: float | None = None, cycle: int | None = None,
-                          cycling_current: float | None = None) -> bool:
+                          cycling_current: float | None = None, measured_near: frozenset[str] = frozenset()) -> bool:
     """Whether a prediction of ``quantity`` (a ``Prediction.record`` key) lies beyond the data it is judged by:
     the recipe beyond the calibration's materials (``beyond``; never the theoretical capacity, which is
     arithmetic), a temperature other than the measured ones, a quantity never measured on this material
     (``extent``), a capacity at a ``current`` outside the measured ones, or one after ``cycle`` cycles past the last
     measured or at a ``cycling_current`` (default the request's) the fade was not measured at. The activation
     energy was measured across temperatures (variable-temperature EIS), so the temperature does not flag it; the
-    electrode expansion was measured after cycling at the study's fade currents."""
+    electrode expansion was measured after cycling at the study's fade currents. A recipe beyond the materials is
+    not, for a quantity in ``measured_near`` (lab rows near it measured it: :meth:`CalibratedDomain.measured_near`)."""
     if quantity == "theoretical_capacity_mAh_per_g":
         return False
+    beyond = beyond and quantity not in measured_near
     hot_or_cold = domain.temperature_outside(request.temperature_C)
     cycling_current = request.cycling_current_A_per_g if cycling_current is None else cycling_current
     unmeasured = quantity not in extent.quantities

@@ -518,3 +518,30 @@ def test_draws_of_moved_parameters_give_each_member_its_own_values_and_stack_as_
             np.testing.assert_allclose(member.scalar_metrics()[name], value, rtol=1e-12, err_msg=name)
     with pytest.raises(ValueError, match="one or more per member"):
         build_ensemble(taught, calibration, assumed_draws=lambda n: draws(n - 1))
+
+
+def test_a_quantity_a_lab_row_near_the_recipe_measured_is_not_an_extrapolation(ensemble):
+    """A lab-taught model interpolates the lab's own data: within lab_row_near_distance (model-form units) of a
+    row that measured a quantity, a recipe milled otherwise than the study's materials has that quantity (and the
+    capacity after cycles it measured) unflagged; what no row near it measured stays flagged, and so does every
+    quantity of a recipe far from the rows (every suggestion had been flagged, beside the rows or not)."""
+    settings = ensemble.settings
+    made = _material("Sn@HC-2-1") | {"milling_time_h": 21.0, "milling_speed_rpm": 540.0, "ball_to_powder_ratio": 5.0}
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        [(made, {"particle_expansion_pct": 260.0, "capacity_at_cycle_1000_mAh_per_g": 330.0})],
+        settings.model_form_distance, settings.lab_row_near_distance))
+    assert 0.0 < settings.lab_row_near_distance <= 1.0
+    near = made | {"milling_time_h": 24.0}  # a factor 1.14: distance 0.19
+    far = made | {"milling_time_h": 2.0}  # a factor 10: distance 3.3
+    assert taught.domain.measured_near(near) == {"particle_expansion_pct", "capacity_at_cycle_mAh_per_g"}
+    assert taught.domain.measured_near(far) == frozenset() and ensemble.domain.measured_near(near) == frozenset()
+    request = PredictionRequest(currents_A_per_g=(1.7,), cycles=(1000,), target_current_A_per_g=1.7,
+                                target_cycle=1000)
+    uncertain = taught.predict(Recipes.from_records([near, far]), request)
+    flags_near, flags_far = (uncertain.record(i)["extrapolated"] for i in range(2))
+    assert not flags_near["particle_expansion_pct"] and not flags_near["capacity_at_cycle_mAh_per_g"]["1000"]
+    assert flags_near["initial_coulombic_efficiency_pct"] and flags_near["capacity_at_current_mAh_per_g"]["1.7"]
+    assert not uncertain.target_extrapolated(0) and uncertain.target_extrapolated(1)
+    assert flags_far["particle_expansion_pct"] and flags_far["capacity_at_cycle_mAh_per_g"]["1000"]
+    study = ensemble.predict(Recipes.from_records([near]), request).record(0)["extrapolated"]
+    assert study["particle_expansion_pct"]  # the study's model alone: beyond its materials
