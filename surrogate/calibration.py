@@ -29,6 +29,9 @@ QUANTITIES = (
     "activation_energy_kJ_per_mol", "particle_expansion_pct", "electrode_expansion_after_1000_cycles_pct",
 )
 COLUMNS = ("material", "quantity", "current_A_per_g", "cycle", "value", "unit", "tag", "sigma_pct", "fit")
+# quantities the model computes at no current (model_values reads a row's current for the rate and cycling
+# quantities; the first-cycle ones are the formation cycle's, stated at the study's 0.08 A/g)
+WITHOUT_CURRENT = ("theoretical_capacity_mAh_per_g", "activation_energy_kJ_per_mol", "particle_expansion_pct")
 DATA_TAGS = ("measured", "derived", "literature")
 TOP_LEVEL_KEYS = ("source", "description", "observations")
 # What a value of each quantity can physically be, in its unit: a row outside is a typing or unit error, not data.
@@ -129,6 +132,13 @@ def load_observations(path: str | Path | None = None, materials: dict[str, Recip
             raise CalibrationDataError(f"{where}: {row['quantity']} needs current_A_per_g")
         if row["quantity"] == "capacity_at_cycle_mAh_per_g" and not isinstance(row.get("cycle"), int):
             raise CalibrationDataError(f"{where}: capacity_at_cycle_mAh_per_g needs an integer cycle")
+        # a condition the model does not read would be fitted as if it were not there: refused, not ignored
+        if cycle is not None and row["quantity"] != "capacity_at_cycle_mAh_per_g":
+            raise CalibrationDataError(f"{where}: cycle={cycle}: only capacity_at_cycle_mAh_per_g is read at a "
+                                       f"cycle; {row['quantity']} takes none (leave cycle out)")
+        if current is not None and row["quantity"] in WITHOUT_CURRENT:
+            raise CalibrationDataError(f"{where}: current_A_per_g={current:g}: {row['quantity']} is not read at a "
+                                       f"current (leave current_A_per_g out)")
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table["fit"] = table["fit"].fillna(True).astype(bool)
     condition = ["material", "quantity", "current_A_per_g", "cycle"]

@@ -72,6 +72,11 @@ def test_malformed_parameter_file(tmp_path):
     ("{material: HC, quantity: particle_expansion_pct, value: 3, tag: measured, sigma_pct: 1, colour: red}", "colour"),
     ("{material: HC, quantity: capacity_at_cycle_mAh_per_g, current_A_per_g: 1.7, value: 3, tag: measured, sigma_pct: 1}",
      "cycle"),
+    # a condition the model does not read is refused, not silently dropped from the fit
+    ("{material: HC, quantity: particle_expansion_pct, cycle: 400, value: 3, unit: '%', tag: measured, sigma_pct: 1}",
+     "cycle=400: only capacity_at_cycle_mAh_per_g is read at a cycle"),
+    ("{material: HC, quantity: activation_energy_kJ_per_mol, current_A_per_g: 0.5, value: 13, unit: kJ/mol, "
+     "tag: measured, sigma_pct: 1}", "current_A_per_g=0.5: activation_energy_kJ_per_mol is not read at a current"),
 ])
 def test_broken_calibration_data_names_the_row(tmp_path, row, message):
     path = tmp_path / "data.yaml"
