@@ -182,9 +182,9 @@ def _lab_taught(path: str, config, p, calibration):
     fitted parameters when ``recalibrate_on_observations``), the intervals the study's and the lab's uncertainty
     together, narrowed near the rows for the quantities they measured. Without lab parameters to estimate (or no
     measured row inside the search space) the model is the project's, and a line on stderr says so."""
+    from flows.evaluation import lazy_ensemble
     from flows.observations import read_observations, replicate_note
     from flows.search import lab_calibrated_prior, teaching_rows
-    from surrogate.uncertainty import build_ensemble, refitted
 
     lab = read_observations(path, config)
     if not lab.measured:
@@ -204,11 +204,12 @@ def _lab_taught(path: str, config, p, calibration):
         print(f"note: --observations {path}: no lab parameters estimated from it (the config has no lab_parameters, "
               f"its fidelity is not 'model', or no measured row lies inside its search space); predicted with "
               f"{'the model ' + refit if refit else 'the project model'}", file=sys.stderr)
-        return p, refitted(build_ensemble(p, calibration), p)
+        return p, lazy_ensemble(p, calibration)()
     print(f"note: predicted with the model taught by the {len(rows)} measured rows of {path} inside the search "
           f"space (its lab parameters estimated from them{'; ' + refit if refit else ''}; 90 % intervals of that "
           f"model)", file=sys.stderr)
-    return prior.estimated_parameters(), refitted(prior.taught_ensemble(calibration, rows), p)
+    taught = prior.estimated_parameters()
+    return taught, lazy_ensemble(taught, calibration, prior, rows)()
 
 
 def _print_prediction(name, recipe, record, args) -> None:
@@ -251,7 +252,8 @@ def _print_prediction(name, recipe, record, args) -> None:
         table.add_row("objective (mAh/g)", shown("objective"))
     table.caption = ("\\[low–high]: 90 % interval (configs/uncertainty.yaml), where a new cell's measurement should "
                      "fall (a rate-test and a cycling cell scatter as the study's did); 'extrapolated': beyond the "
-                     "study's data (with --observations: and no lab row near it measured it); the rate test and the cycling start after the formation cycles (first-cycle "
+                     "study's data (with --observations: and no lab row near it measured it); the rate test and the "
+                     "cycling start after the formation cycles (first-cycle "
                      f"loss and early damage), the reversible capacity is the first cycle's; objective: "
                      f"{record['objective_definition']} (the config's, whatever --temperature-C)")
     if args.fidelity == "physics":

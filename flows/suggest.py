@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flows.campaign import Campaign
-from flows.evaluation import LAB, campaign_parameters, evaluate_batch
+from flows.evaluation import LAB, campaign_parameters, evaluate_batch, lazy_ensemble
 from flows.metrics import extrapolated_column, interval_columns
 from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
@@ -128,13 +128,8 @@ def lab_ensemble(optimizer, p, config, measured=()):
     study's uncertainty, the lab parameters' posterior, weighted by the lab's ``measured`` rows, near which the
     quantities they measured carry less model-form error), else ``p``'s; carried to ``p``'s fitted values when
     the lab's rows refitted them too."""
-    from surrogate.uncertainty import build_ensemble, refitted
-
     _, calibration = campaign_parameters(config)
-    prior = _lab_prior(optimizer)
-    ensemble = (build_ensemble(p, calibration) if prior is None
-                else prior.taught_ensemble(calibration, teaching_rows(config, measured)))
-    return refitted(ensemble, p)  # p refitted on the lab's rows too (recalibrate_on_observations): its own values
+    return lazy_ensemble(p, calibration, _lab_prior(optimizer), teaching_rows(config, measured))()
 
 
 def _lab_prior(optimizer):
