@@ -380,6 +380,22 @@ Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValid
 # No coin cell reproduces its capacity better than a few tenths of a %; below 0.1 % a lab row's weight makes the lab
 # fit's covariance singular (1e-6 %: a traceback in snhc suggest).
 LAB_UNCERTAINTY_MIN_PCT = 0.1
+# The assumed parameters a lab's results teach unless a config lists its own (configs/default.yaml lists the same,
+# with why): a config that leaves the key out, such as configs/pareto.yaml, learns from a lab's rows as the default
+# campaign does, not nothing; ``lab_parameters: []`` keeps the project's model.
+DEFAULT_LAB_PARAMETERS = (
+    # the mill: impacts, cold welding and the vial's heat
+    "sn_size_dose_constant", "hc_size_dose_constant", "hc_fracture_threshold_energy_relative",
+    "hc_amorphisation_threshold_energy_relative", "impact_threshold_width_relative", "sn_welding_at_reference",
+    "sn_welding_saturation", "sn_welding_onset_exponent", "sn_welding_activation_energy_kJ_per_mol",
+    "vial_temperature_rise_at_reference_C", "vial_temperature_power_exponent", "vial_thermal_time_constant_h",
+    "welding_contact_loss", "wear_debris_at_reference", "carbon_process_control_strength",
+    "interface_coverage_constant",
+    # the atmosphere: residual oxygen
+    "oxide_at_reference_argon", "oxide_growth_exponent", "oxidation_air_to_argon_ratio",
+    # the powders: the HC batch and the Sn
+    "hc_amorphisation_rate", "hc_plateau_fraction", "hc_limit_size_um", "sn_limit_size_nm",
+)
 
 
 class CampaignConfig(Strict):
@@ -404,7 +420,7 @@ class CampaignConfig(Strict):
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
     lab_parameters: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: list(DEFAULT_LAB_PARAMETERS),
         description="assumed parameters a lab's own mill, powders or glove box may set differently; the "
                     "physics-informed GP infers them from the lab's results within their ranges (flows/physics_gp.py)")
     fidelity: Literal["model", "physics"] = Field(

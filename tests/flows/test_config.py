@@ -172,3 +172,20 @@ def test_every_assumed_number_states_its_range():
     assert unranged == []
     assert all(p[n].bounds[0] <= p[n].value <= p[n].bounds[1] for n in p if p[n].bounds is not None
                and isinstance(p[n].value, (int, float)))
+
+
+def test_a_config_that_leaves_a_key_out_gets_configs_default_yaml_value(tmp_path):
+    """configs/default.yaml is the embedded default: every setting a config file leaves out takes the value it
+    states (a partial config had learned nothing from lab rows: its lab_parameters were [], the default file's 23)."""
+    from flows.config import CampaignConfig
+
+    stated = load_config().model_dump(mode="json")
+    built_in = CampaignConfig().model_dump(mode="json")
+    assert {k: v for k, v in built_in.items() if k != "description"} == \
+        {k: v for k, v in stated.items() if k != "description"}
+    assert len(stated["lab_parameters"]) > 0
+    path = tmp_path / "partial.yaml"
+    path.write_text("name: partial\nsearch_space:\n  sn_mass_fraction: {low: 0.3, high: 0.7}\n")
+    assert load_config(path).lab_parameters == stated["lab_parameters"]
+    path.write_text("name: partial\nlab_parameters: []\n")
+    assert load_config(path).lab_parameters == []
