@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from flows.config import (CampaignConfig, ConfigError, deep_merge, differing_keys, load_config, saved_config_document,
-                          validate_config)
+from flows.config import (CampaignConfig, ConfigError, deep_merge, default_config_path, differing_keys, load_config,
+                          saved_config_document, validate_config)
 from flows.evaluation import ASKED, LAB, MODELLED, Evaluation
 from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
@@ -179,6 +179,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
     check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
     if not resume_run_id:
+        _check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None
         return Campaign.new(base, lab)
@@ -207,6 +208,29 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     _check_observations(saved, observations_path)
     lab = read_observations(observations_path, saved) if observations_path else None
     return Campaign.from_document(document, resume_run_id, overrides, lab)
+
+
+def _check_limits_reachable(config: CampaignConfig, where: str) -> None:
+    """Limits of a multi-objective recommendation that no recipe of the search space meets together under the model
+    are refused before the campaign starts (it had searched, then recommended with the limits ignored). Each limit
+    alone is checked against its range when the config is read (:class:`flows.config.CampaignConfig`); only limits on
+    what the model predicts need the model: a dense search of about a second (:func:`flows.model_optimum.limits_reach`)."""
+    limits = config.recommendation.limits
+    scoring = config.scoring()
+    if not limits or not config.objectives or all(scoring[name].recipe_only for name in limits):
+        return
+    from flows.evaluation import campaign_parameters
+    from flows.model_optimum import limits_reach
+
+    reach = limits_reach(config, campaign_parameters(config)[0])
+    if reach.met:
+        return
+    wanted = " and ".join(f"{name} {'>=' if scoring[name].sign > 0 else '<='} {limit:g} {scoring[name].unit}"
+                          for name, limit in limits.items())
+    closest = ", ".join(f"{name} {value:.4g} {scoring[name].unit}" for name, value in reach.closest.items())
+    raise ConfigError(f"{where}: recommendation.limits: no recipe of the search space meets {wanted} "
+                      f"{'together ' if len(limits) > 1 else ''}under the model; the closest reaches {closest} "
+                      f"(loosen a limit or widen the search space)")
 
 
 def _check_observations(config: CampaignConfig, observations_path: str | None) -> None:

@@ -213,6 +213,57 @@ def dense_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAM
     return _full_recipe(best, config, categories), objective
 
 
+@dataclass(frozen=True)
+class LimitsReach:
+    """Whether some recipe of the search space meets every limit of ``recommendation.limits`` under the model, and
+    the objectives' values at the recipe that comes closest (meets them all, when ``met``)."""
+
+    met: bool
+    closest: dict[str, float]
+
+
+def limits_reach(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAMPLES, seed: int = 0) -> LimitsReach:
+    """Can the model meet the recommendation's limits together anywhere in the search space?
+
+    Each limit's shortfall is scaled by the limit's own size (at least 1 in its unit) and summed: zero is a recipe
+    that meets them all. A scrambled Sobol sample is scored (one vectorised model call per choice of the categorical
+    fields); if no sample meets them, differential evolution minimises the summed shortfall from the closest
+    samples. Limits that each fit the search space may still exclude one another (a capacity only Sn-rich recipes
+    reach, a swelling only Sn-poor ones keep): a campaign would search, then find no front point within them.
+    """
+    from flows.evaluation import model_metrics
+
+    scoring = config.scoring()
+    limits = config.recommendation.limits
+    names = list(limits)
+    signs = np.array([scoring[name].sign for name in names], dtype=float)
+    bounds = np.array([limits[name] for name in names], dtype=float)
+    scales = np.maximum(np.abs(bounds), 1.0)
+
+    def values_of_unit(unit: np.ndarray, categories: dict) -> np.ndarray:
+        metrics = model_metrics(Recipes(**_recipes_of_unit(unit, config, categories)), p, scoring)
+        return np.column_stack([np.asarray(metrics[name], dtype=float) for name in names])
+
+    def shortfall(unit: np.ndarray, categories: dict) -> np.ndarray:
+        values = values_of_unit(unit, categories)
+        short = np.maximum(signs * (bounds - values), 0.0) / scales  # >0 where a limit is missed
+        return np.where(np.all(np.isfinite(values), axis=1), short.sum(axis=1), np.inf)
+
+    low, _, _ = _bounds(config)
+    unit = qmc.Sobol(d=low.size, scramble=True, seed=seed).random_base2(int(np.ceil(np.log2(max(n, 2)))))
+    closest = (np.inf, None, None)
+    for categories in _category_choices(config):
+        loss = shortfall(unit, categories)
+        i = int(np.argmin(loss))
+        if loss[i] == 0.0:
+            return LimitsReach(True, dict(zip(names, values_of_unit(unit[i:i + 1], categories)[0].tolist())))
+        point, value = _evolve(lambda u, c=categories: shortfall(u, c), _elite(unit, loss), seed)
+        if value < closest[0]:
+            closest = (value, point, categories)
+    value, point, categories = closest
+    return LimitsReach(value == 0.0, dict(zip(names, values_of_unit(point[None, :], categories)[0].tolist())))
+
+
 def campaign_optimum(config: CampaignConfig, p: ModelParameters) -> ModelOptimum:
     """What a campaign reports of the model's optimum: :func:`model_optimum` at the optimiser's seed; a
     multi-objective campaign only the optimum of its first objective (a front has no single optimum, and the

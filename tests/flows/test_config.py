@@ -65,6 +65,15 @@ BAD_CONFIGS = [
     ("a capacity above the searched Sn fractions' theoretical", GOOD + "objectives: [{kind: capacity}, "
      "{kind: milling_time}]\nrecommendation: {limits: {capacity_mAh_per_g: 846}}\n",
      "recommendation.limits.capacity_mAh_per_g=846 cannot be met: no recipe of the search space reaches more than"),
+    # limits each within reach that no recipe meets together under the model (a capacity only Sn-rich recipes
+    # reach, a swelling only Sn-poor ones keep), and a model-predicted limit beyond the model's reach
+    ("limits that exclude each other", GOOD + "objectives: [{kind: capacity}, {kind: particle_expansion}]\n"
+     "recommendation: {limits: {capacity_mAh_per_g: 350, particle_expansion_pct: 150}}\n",
+     "recommendation.limits: no recipe of the search space meets capacity_mAh_per_g >= 350 mAh/g and "
+     "particle_expansion_pct <= 150 % together under the model; the closest reaches"),
+    ("a swelling below any recipe's", GOOD + "objectives: [{kind: capacity}, {kind: particle_expansion}]\n"
+     "recommendation: {limits: {particle_expansion_pct: 5}}\n",
+     "recommendation.limits: no recipe of the search space meets particle_expansion_pct <= 5 % under the model"),
     ("objective setting out of range", GOOD + "objectives: [{kind: cycles_to_retention, retention_pct: 120}]\n",
      "objectives.0.retention_pct: 120 is out of range: allowed 0 (exclusive) to 100 (exclusive)"),
     ("objective and objectives", GOOD + "objective: {cycle: 400}\nobjectives: [{kind: milling_time}]\n",
