@@ -126,6 +126,10 @@ CHOICES = (
      "against 29 with none)", 32.5, 45),
     ("   gp_noise 1e-6, seeds 0-9 (not kept: 1 missed; 1e-3: median 37, 1 missed)", 33.0, 61),
     ("   each batch's last point the GP means' best (greedy), seeds 0-9 (a prototype, not kept: 2 missed)", 37.0, 61),
+    ("F  seeds 0-29, the interface barrier assumed (2 missed)", 35.0, 61),
+    ("   local steps' sd log-uniform 0.5-20 % of a range, seeds 0-29 (not kept: 4 missed)", 32.5, 61),
+    ("   a batch's points at least 0.02 / 0.05 apart in the unit cube, seeds 0-9 (a prototype, not kept: 1 / 2 "
+     "missed; 0.05: median 38)", 39.5, 61),
 )
 
 

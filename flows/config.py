@@ -781,9 +781,19 @@ def overrides_document(overrides: BaseModel | dict[str, Any] | None) -> dict[str
 
 
 def parse_setting(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` from a command line (the benchmarks' ``--set``) as (key, value), the value typed as int, float or
-    str; the config's validation then checks it like any other value."""
+    """``KEY=VALUE`` from a command line (the benchmarks' ``--set``) as (key, value), the value typed as int, float,
+    a list of them (``[0.005, 0.2]``) or str; the config's validation then checks it like any other value.
+
+    Examples
+    --------
+    >>> parse_setting("local_candidates_scale=[0.005, 0.2]")
+    ('local_candidates_scale', [0.005, 0.2])
+    >>> parse_setting("n_calls=40"), parse_setting("acquisition=EI")
+    (('n_calls', 40), ('acquisition', 'EI'))
+    """
     key, _, value = text.partition("=")
+    if value.strip().startswith("[") and value.strip().endswith("]"):
+        return key, [parse_setting(f"_={item}")[1] for item in value.strip()[1:-1].split(",") if item.strip()]
     for kind in (int, float):
         try:
             return key, kind(value)
