@@ -14,13 +14,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def config_dir() -> Path:
-    """Folder holding model parameters, calibration data and campaign configs."""
-    return Path(os.environ.get("SNHC_CONFIG_DIR", PROJECT_ROOT / "configs"))
+    """Folder holding model parameters, calibration data and campaign configs; ``SNHC_CONFIG_DIR`` overrides it
+    (set and empty counts as unset, as shells treat ``VAR=``: an empty path is the working folder)."""
+    return Path(os.environ.get("SNHC_CONFIG_DIR") or PROJECT_ROOT / "configs")
 
 
 def cache_dir() -> Path:
-    """Folder for cached calibrations (git-ignored); ``SNHC_CACHE_DIR`` overrides it."""
-    return Path(os.environ.get("SNHC_CACHE_DIR", PROJECT_ROOT / ".snhc_cache"))
+    """Folder for cached calibrations (git-ignored); ``SNHC_CACHE_DIR`` overrides it (empty counts as unset: an
+    empty path had put the cache files in whatever folder the command ran from)."""
+    return Path(os.environ.get("SNHC_CACHE_DIR") or PROJECT_ROOT / ".snhc_cache")
 
 
 def read_cached(path: Path) -> dict[str, Any] | None:

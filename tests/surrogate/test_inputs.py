@@ -106,3 +106,17 @@ def test_an_integer_with_a_leading_zero_is_decimal_as_yaml_1_2_reads_it():
 
     assert load_yaml_text("a: 0400\nb: 0800\nc: -012\nd: 0o17\ne: 0x1F\nf: '0400'\n", "test") == {
         "a": 400, "b": 800, "c": -12, "d": 15, "e": 31, "f": "0400"}
+
+
+def test_an_empty_folder_variable_counts_as_unset(monkeypatch, tmp_path):
+    """``SNHC_CACHE_DIR=`` had put the cached fits in the folder the command ran from (an empty path is '.'), and
+    ``SNHC_CONFIG_DIR=`` read the configs from there: set and empty is unset, as a shell's ``VAR=`` means."""
+    from surrogate.paths import PROJECT_ROOT, cache_dir, config_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SNHC_CACHE_DIR", "")
+    monkeypatch.setenv("SNHC_CONFIG_DIR", "")
+    assert cache_dir() == PROJECT_ROOT / ".snhc_cache"
+    assert config_dir() == PROJECT_ROOT / "configs"
+    monkeypatch.setenv("SNHC_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
