@@ -67,7 +67,8 @@ PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterVali
                         AfterValidator(_one_path_part)]
 
 
-def _printed_text(text: str) -> str:
+def printed_text(text: str) -> str:
+    """``text`` if it holds only printable characters, line breaks and tabs; else ValueError."""
     # a description may span lines and hold tabs; other control and format characters (a NUL, a right-to-left override)
     # are refused as in a name
     if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\r\t" for c in text):
@@ -376,7 +377,7 @@ class RecommendationSettings(Strict):
 # The run description is MLflow's note, which MLflow cuts at 8 000 characters with the recommendation table after it,
 # and the 'description' param, cut at 6 000: a longer text would push the recommendation out of the run page.
 DESCRIPTION_MAX_CHARS = 2000
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_printed_text)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(printed_text)]
 # No coin cell reproduces its capacity better than a few tenths of a %; below 0.1 % a lab row's weight makes the lab
 # fit's covariance singular (1e-6 %: a traceback in snhc suggest).
 LAB_UNCERTAINTY_MIN_PCT = 0.1

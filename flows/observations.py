@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flows.config import CampaignConfig, ConfigError
+from flows.config import CampaignConfig, ConfigError, printed_text
 from flows.evaluation import LAB, Evaluation
 from flows.inputs import MAX_CSV_BYTES, excerpt
 from surrogate.yaml_safety import YamlInputError, plain_number, read_text_file
@@ -117,6 +117,11 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
     ceilings = _capacity_ceiling(config)
     rows: dict[tuple, list[tuple[int, dict, dict]]] = {}  # recipe -> its rows (line, recipe, measured metrics)
     for line, (_, row) in zip(lines, table.iterrows()):
+        for column in (c for c in TEXT_COLUMNS if c in table.columns):
+            try:  # a NUL or an escape code in a sample id had been copied into the suggestions and the run's files
+                printed_text(str(row[column]))
+            except ValueError as error:
+                raise ConfigError(f"{path} line {line}: {column}: {error}") from None
         recipe = _recipe(row, recipe_columns, path, line)
         metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}

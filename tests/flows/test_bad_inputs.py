@@ -355,6 +355,11 @@ def lab_cases() -> list[Case]:
         ("not UTF-8", f"{LAB_HEADER}\n0.5,6,450,20,300 \xb5\n".encode("latin-1"), "not UTF-8"),
         ("NUL byte", f"{LAB_HEADER}\n0.5,6,4\x0050,20,300\n".encode(), "lab"),
         ("giant cell", f"{LAB_HEADER}\n0.5,6,450,20,{'9' * 300000}\n".encode(), "lab"),
+        # text cells: any character but a control or format one (a NUL, an escape, a right-to-left override)
+        ("NUL byte in a sample id", f"sample_id,{LAB_HEADER}\nLAB\x00-1,0.5,6,450,20,300\n".encode(),
+         "line 2: sample_id: use printable characters"),
+        ("an escape code in a note", f"{LAB_HEADER},notes\n0.5,6,450,20,300,\x1b[31mred\n".encode(),
+         "line 2: notes: use printable characters"),
         ("YAML instead of CSV", GOOD_CONFIG.encode(), "not a readable CSV"),
     ]
     cases = [Case(f"lab: {label}", ["optimise", "--observations", "{file}"], expected, content, "lab.csv",
