@@ -797,9 +797,8 @@ def cmd_serve(args) -> int:
     from flows.config import load_config
     from flows.inputs import check_health, check_server, existing_file, existing_path
 
-    if not os.environ.get("PREFECT_API_URL"):
-        raise UsageError("no Prefect server: start one with `prefect server start` and set "
-                         "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
+    # the files first, then the servers, as every command checks them: a bad --config had been reported as the
+    # missing server
     if args.config is not None:
         existing_file(args.config, "--config")
     config = load_config(args.config)
@@ -808,6 +807,9 @@ def cmd_serve(args) -> int:
     from flows.scenarios import load_scenarios
 
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("no Prefect server: start one with `prefect server start` and set "
+                         "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
     _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer
     from flows.inputs import check_experiment_active
     from flows.scenarios import WHAT_IF_EXPERIMENT

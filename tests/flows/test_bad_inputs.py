@@ -531,6 +531,12 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CACHE_DIR": str(PROJECT_ROOT / "README.md")}),
         Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
+        # with no Prefect server named too, the bad file is what is reported (it had been "no Prefect server")
+        Case("option: serve --config a folder, no PREFECT_API_URL", ["serve", "--config", "{dir}"],
+             "--config", store_option=False, environment={"PREFECT_API_URL": ""}),
+        Case("option: serve --config a malformed YAML, no PREFECT_API_URL", ["serve", "--config", "{file}"],
+             "malformed YAML", "search_space: {sn_mass_fraction: [low: 0.1\n", store_option=False,
+             environment={"PREFECT_API_URL": ""}),
         Case("option: serve a config whose tracking server does not answer", ["serve", "--config", "{file}"],
              "tracking_uri", _config("tracking: {tracking_uri: 'http://127.0.0.1:9'}"), store_option=False,
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
