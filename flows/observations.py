@@ -53,6 +53,9 @@ class LabData:
     measured_lines: list[int]
     pending: list[dict[str, float]]
     replicates: tuple[tuple[int, ...], ...] = ()
+    # replicate rows of one recipe whose values of a metric scatter more than lab_uncertainty_pct allows
+    # (:func:`disagreeing_replicates`): (their lines, the metric, their values)
+    disagreeing: tuple[tuple[tuple[int, ...], str, tuple[float, ...]], ...] = ()
 
 
 def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
@@ -153,7 +156,44 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         measured.append(Evaluation(recipe, Status.FINISHED, _objective(metrics, config, path, line), metrics, "", LAB))
         lines.append(line)
     replicated = tuple(tuple(line for line, _, _ in r) for r in rows.values() if len(r) > 1)
-    return LabData(path, measured, lines, pending, replicated)
+    disagreeing = tuple(d for r in rows.values() if len(r) > 1
+                        for d in disagreeing_replicates(r, config.lab_uncertainty_pct))
+    return LabData(path, measured, lines, pending, replicated, disagreeing)
+
+
+# Replicate cells of one recipe whose sample variance of a metric exceeds this quantile of its chi-square law under
+# the stated scatter (lab_uncertainty_pct) are named: at 0.99 one honest pair in a hundred is named by chance, while
+# a dead or shorted cell beside a good one (330 and 30 mAh/g) is named at any stated scatter below ~45 %.
+REPLICATE_SPREAD_QUANTILE = 0.99
+
+
+def disagreeing_replicates(replicates: list[tuple[int, dict, dict]], sigma_pct: float
+                           ) -> list[tuple[tuple[int, ...], str, tuple[float, ...]]]:
+    """The metrics on which the rows ``(line, recipe, metrics)`` of one recipe disagree beyond the stated scatter:
+    (the lines, the metric, the values) where ``(n - 1) s^2 / sigma^2`` exceeds the chi-square quantile
+    :data:`REPLICATE_SPREAD_QUANTILE` with n - 1 degrees of freedom, sigma being ``sigma_pct`` of the values' mean
+    magnitude (:func:`scatter_scale`). Their mean is what the model learns from, so one failed cell among good ones
+    pulls it (and the lab parameters) as far as a real difference would.
+
+    >>> disagreeing_replicates([(2, {}, {"c": 330.0}), (3, {}, {"c": 30.0})], 5.0)
+    [((2, 3), 'c', (330.0, 30.0))]
+    >>> disagreeing_replicates([(2, {}, {"c": 330.0}), (3, {}, {"c": 322.0})], 5.0)
+    []
+    """
+    from scipy.stats import chi2
+
+    out = []
+    names = dict.fromkeys(name for _, _, metrics in replicates for name in metrics)
+    for name in names:
+        held = [(line, metrics[name]) for line, _, metrics in replicates if name in metrics]
+        if len(held) < 2:
+            continue
+        values = np.array([v for _, v in held], dtype=float)
+        sigma = sigma_pct / 100.0 * float(scatter_scale(np.mean(values), 0.0))
+        statistic = float(np.sum((values - values.mean()) ** 2)) / sigma**2
+        if statistic > chi2.ppf(REPLICATE_SPREAD_QUANTILE, len(values) - 1):
+            out.append((tuple(line for line, _ in held), name, tuple(float(v) for v in values)))
+    return out
 
 
 # The smallest size a lab value's stated scatter (lab_uncertainty_pct) is a share of, in the value's own unit (mAh/g,
@@ -251,8 +291,13 @@ def replicate_note(lab: LabData | None) -> str | None:
     if lab is None or not lab.replicates:
         return None
     groups = "; ".join(" and ".join(str(line) for line in lines) for lines in lab.replicates)
-    return (f"{lab.path}: lines {groups} are replicates of one recipe each: each metric is their mean (the stated "
+    note = (f"{lab.path}: lines {groups} are replicates of one recipe each: each metric is their mean (the stated "
             f"lab_uncertainty_pct still weighs it as one cell)")
+    for lines, name, values in lab.disagreeing:
+        note += (f"; lines {' and '.join(map(str, lines))} disagree on {name} ({', '.join(f'{v:g}' for v in values)}) "
+                 f"beyond the stated lab_uncertainty_pct: a failed cell or a typing error? their mean "
+                 f"{np.mean(values):g} is used; remove a row that failed, or state the scatter the lab sees")
+    return note
 
 
 def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:

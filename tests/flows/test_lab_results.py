@@ -261,6 +261,24 @@ def test_replicate_cells_of_one_recipe_are_averaged_and_said_so(tmp_path, capsys
     assert lab.measured[0].metrics == {"objective_capacity_mAh_per_g": 325.0, "particle_expansion_pct": 250.0}
     assert lab.replicates == ((2, 4, 5),)
     assert "lines 2 and 4 and 5 are replicates" in replicate_note(lab)
+    assert lab.disagreeing == () and "disagree" not in replicate_note(lab)  # 330 and 320: within 5 % cells
+
+
+def test_replicates_that_disagree_beyond_the_stated_scatter_are_named(tmp_path):
+    """A dead cell beside a good one (330 and 30 mAh/g) had been averaged to 180 without a word; the rows are named
+    with the metric and values, by a chi-square test of their spread against lab_uncertainty_pct: at a stated 5 %
+    the pair is named, at 100 % (a lab that says its cells scatter that much) it is not."""
+    from flows.observations import replicate_note
+
+    lab_file = tmp_path / "lab.csv"
+    lab_file.write_text(HEADER + ",particle_expansion_pct\n0.6667,10,400,20,330,250\n0.5,6,450,20,300,\n"
+                        "0.6667,10,400,20,30,252\n")
+    lab = read_observations(lab_file, load_config())
+    assert lab.disagreeing == (((2, 4), "objective_capacity_mAh_per_g", (330.0, 30.0)),)  # not the 250/252 swelling
+    note = replicate_note(lab)
+    assert "lines 2 and 4 disagree on objective_capacity_mAh_per_g (330, 30)" in note and "mean 180 is used" in note
+    loose = load_config(overrides={"lab_uncertainty_pct": 100.0})
+    assert read_observations(lab_file, loose).disagreeing == ()
 
 
 @pytest.mark.parametrize("value", ["0", "1e-4", "1e-320"])
