@@ -59,7 +59,8 @@ class Campaign:
         config = validate_config(deep_merge(saved_config_document(document["config"]), overrides or {}),
                                  f"run {run_id}")
         items = document["evaluations"]
-        evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ") for i, item in enumerate(items)]
+        evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ", bool(config.objectives))
+                       for i, item in enumerate(items)]
         campaign = cls(config, [item["point"] for item in items], evaluations,
                        [item["batch"] for item in items], run_id=run_id, saved=len(items), lab=lab)
         campaign.add_lab_results()
@@ -100,6 +101,12 @@ class Campaign:
     def failed(self) -> int:
         return sum(not e.ok for e in self.evaluations)
 
+    def modelled(self) -> list[int]:
+        """Indices of the finished evaluations of the models (the search's and the dense search's), not the lab's
+        rows: what a Pareto front and ParEGO's surrogates are made of. A multi-objective campaign's lab row scores no
+        objective (it teaches the model the lab's parameters by what it measured)."""
+        return [i for i, e in enumerate(self.evaluations) if e.ok and e.source in MODELLED]
+
     def best_index(self, sources: tuple[str, ...] | None = None) -> int | None:
         """The finished evaluation of highest objective (among ``sources`` only, when given)."""
         finished = [i for i, e in enumerate(self.evaluations) if e.ok and (sources is None or e.source in sources)]
@@ -136,14 +143,16 @@ class Campaign:
         }
 
 
-def _saved_evaluation(item: dict[str, Any], where: str) -> Evaluation:
+def _saved_evaluation(item: dict[str, Any], where: str, multi_objective: bool = False) -> Evaluation:
     """One evaluation of a saved state, checked as a lab row is: a recipe inside the allowed ranges, a finished
-    evaluation's objective a finite number, its batch a count. A state edited by hand (or a store another program
-    wrote) had run two batches of a resumed campaign on a recipe milled for -50 h before failing in a traceback."""
+    evaluation's objective a finite number (but a multi-objective campaign's lab row, which scores none), its batch
+    a count. A state edited by hand (or a store another program wrote) had run two batches of a resumed campaign on a
+    recipe milled for -50 h before failing in a traceback."""
     try:
         evaluation = Evaluation.from_record(item)
         complete(evaluation.recipe, where)
-        if evaluation.ok and not math.isfinite(evaluation.objective):
+        unscored = multi_objective and evaluation.source == LAB
+        if evaluation.ok and not unscored and not math.isfinite(evaluation.objective):
             raise ValueError(f"{where}objective={evaluation.objective} for a finished evaluation: expected a number")
         if not isinstance(item["batch"], int) or isinstance(item["batch"], bool) or item["batch"] < LAB_BATCH:
             raise ValueError(f"{where}batch={item['batch']!r}: expected a count (or {LAB_BATCH} for a lab row)")
@@ -179,7 +188,8 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
     check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
     if not resume_run_id:
-        _check_limits_reachable(base, str(config_path or default_config_path()))
+        if not observations_path:  # with lab rows the campaign searches the lab's model, known once they taught it
+            _check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None
         return Campaign.new(base, lab)
@@ -238,9 +248,6 @@ def _check_observations(config: CampaignConfig, observations_path: str | None) -
     if observations_path and config.fidelity == "physics":
         raise ConfigError(f"{observations_path}: a campaign with fidelity: physics takes no lab observations (one GP "
                           f"would mix PyBaMM's predictions with measurements); use fidelity: model")
-    if observations_path and config.objectives:
-        raise ConfigError(f"{observations_path}: lab observations score the capacity 'objective'; a campaign with "
-                          f"'objectives' cannot take them yet")
 
 
 _handed_over: dict[str, Campaign] = {}

@@ -646,7 +646,9 @@ def cmd_suggest(args) -> int:
     campaign = build_campaign(args.config, overrides, run_id, args.observations)
     if campaign.config.objectives:  # suggest ranks by the capacity objective's expected improvement alone
         raise UsageError(f"{'run ' + run_id if run_id else args.config}: a campaign with 'objectives' (several) "
-                         f"cannot be suggested for yet; extend it with snhc optimise --resume RUN_ID --n-calls N")
+                         f"cannot be suggested for yet; run snhc optimise --config F --observations lab.csv (the "
+                         f"rows teach the model; the front is then the lab's model's), or extend a campaign with snhc "
+                         f"optimise --resume RUN_ID --n-calls N")
     _note_rows_outside(campaign)
     if campaign.lab is not None:
         from flows.evaluation import campaign_parameters

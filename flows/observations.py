@@ -277,7 +277,11 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
 
 
 def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:
-    """A row's score: the user's own ``objective``, or the campaign objective's formula on the measured values."""
+    """A row's score: the user's own ``objective``, or the campaign objective's formula on the measured values; NaN
+    in a multi-objective campaign, whose lab rows teach the model's lab parameters by what they measured and score
+    nothing (a Pareto front is of the searched model's recipes)."""
+    if config.objectives:
+        return float("nan")
     if SCORE in metrics:
         return metrics[SCORE]
     if CAPACITY not in metrics:

@@ -182,7 +182,8 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
     config = campaign.config
     settings = config.optimiser
     space = Space(normalize_dimensions(search_dimensions(config)))
-    finished = [(point, e) for point, e in zip(campaign.points, campaign.evaluations) if e.ok and point in space]
+    finished = [(campaign.points[i], campaign.evaluations[i]) for i in campaign.modelled()
+                if campaign.points[i] in space]
     if not finished:  # every evaluation so far failed: nothing to model, so the search goes on space-filling
         return [[_plain(v) for v in point]
                 for point in space.rvs(n_samples=n_points, random_state=int(rng.integers(2**31 - 1)))]
@@ -235,9 +236,10 @@ def _plain(value):
 # --- the front and the recommended point ---------------------------------------------------------------------------
 
 def pareto_table(campaign: "Campaign") -> pd.DataFrame:
-    """Non-dominated finished evaluations with their recipe and every objective (one row each, distinct recipes)."""
+    """Non-dominated finished evaluations of the models with their recipe and every objective (one row each,
+    distinct recipes)."""
     scoring = campaign.config.scoring()
-    rows = [(i, e) for i, e in enumerate(campaign.evaluations) if e.ok]
+    rows = [(i, campaign.evaluations[i]) for i in campaign.modelled()]
     if not rows:
         return pd.DataFrame()
     values = oriented_matrix([e for _, e in rows], scoring)

@@ -267,7 +267,7 @@ class BatchProgress:
             return f"best objective {campaign.best_modelled_objective():.1f} mAh/g"
         from flows.pareto import non_dominated, oriented_matrix
 
-        finished = [e for e in campaign.evaluations if e.ok]
+        finished = [campaign.evaluations[i] for i in campaign.modelled()]
         front = int(non_dominated(oriented_matrix(finished, campaign.config.scoring())).sum()) if finished else 0
         return f"{front} non-dominated recipes so far"
 

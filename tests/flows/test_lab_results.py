@@ -226,15 +226,30 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     assert np.isclose(metrics[f"lab_parameter.{first.parameter}"], first.lab_estimate)
 
 
-def test_lab_observations_in_a_campaign_with_objectives_exit_2(tmp_path, capsys):
+def test_lab_rows_teach_a_multi_objective_campaign_and_stay_off_its_front(tmp_path, capsys):
+    """A Pareto campaign takes a lab's rows as the single-objective one does: they teach the model the lab's
+    parameters by what they measured (any metric: capacity after N cycles, swelling, reversible capacity), and the
+    front is searched on that model. A row scores no objective (it had been refused: "cannot take them yet"), so it
+    is kept off the front and ParEGO's surrogates, and logged with the evaluations."""
     lab = tmp_path / "lab.csv"
-    lab.write_text(HEADER + "\n" + "\n".join(GOOD_ROWS) + "\n", encoding="utf-8")
-    store = tmp_path / "mlruns" / "mlflow.db"
-    assert main(["optimise", "--config", "configs/pareto.yaml", "--observations", str(lab),
-                 "--tracking-uri", f"sqlite:///{store}"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot take them yet" in err
-    assert not store.parent.exists()
+    lab.write_text("sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
+                   "capacity_at_cycle_1000_mAh_per_g,particle_expansion_pct\n"
+                   "0.6667,10,400,20,300,270\n0.5,6,450,20,280,230\n0.75,12,350,25,260,310\n", encoding="utf-8")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["optimise", "--config", "configs/pareto.yaml", "--observations", str(lab), "--n-calls", "8",
+                 "--tracking-uri", uri, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    client = MlflowClient(uri)
+    table = pd.read_csv(client.download_artifacts(summary["run_id"], "evaluations.csv", str(tmp_path / "e")))
+    assert (table["source"] == "lab").sum() == 3 and table.loc[table["source"] == "lab", "objective"].isna().all()
+    taught = pd.read_csv(client.download_artifacts(summary["run_id"], "lab_parameters.csv", str(tmp_path / "t")))
+    assert (taught["lab_estimate"] != taught["project_value"]).any()  # the rows moved the lab's parameters
+    front = pd.read_csv(client.download_artifacts(summary["run_id"], "pareto.csv", str(tmp_path / "f")))
+    lab_indices = set(table.loc[table["source"] == "lab", "evaluation"])
+    assert len(front) and not lab_indices & set(front["evaluation"])
+    assert front["capacity_mAh_per_g"].notna().all()
+    # its saved state resumes: a lab row without an objective is what such a campaign saves, not a damaged state
+    assert main(["optimise", "--resume", summary["run_id"], "--n-calls", "12", "--tracking-uri", uri, "--json"]) == 0
 
 
 def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
