@@ -272,12 +272,13 @@ def bound_notes(recipe: dict[str, Any], config) -> tuple[str, ...]:
 def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
     """The campaign's recommendation; raises RuntimeError when every evaluation failed."""
     config = campaign.config
+    if config.multi_objective:  # its lab rows score no objective: the front is of the models' recipes alone
+        if not campaign.modelled():
+            raise RuntimeError(_all_failed(campaign))
+        return _recommend_on_front(campaign)
     best = campaign.best_index()
     if best is None:
-        raise RuntimeError(f"all {len(campaign.evaluations)} evaluations failed; first reason: "
-                           f"{campaign.evaluations[0].reason}")
-    if config.multi_objective:
-        return _recommend_on_front(campaign)
+        raise RuntimeError(_all_failed(campaign))
     tolerance = config.recommendation.tolerance_pct
     if ranking is not None and ranking.ranked_by == "physics":
         table = ranking.table[ranking.table["physics_status"] == "FINISHED"]
@@ -306,6 +307,11 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
     return Recommendation(chosen, evaluation, mean, std, note, rule, bound_notes(evaluation.recipe, config))
 
 
+def _all_failed(campaign: Campaign) -> str:
+    failed = [e for e in campaign.evaluations if not e.ok]
+    return (f"all {len(failed)} evaluations failed; first reason: {failed[0].reason if failed else 'none run'}")
+
+
 def _recommend_on_front(campaign: Campaign) -> Recommendation:
     from flows.pareto import choose_on_front, pareto_table
 
@@ -315,6 +321,6 @@ def _recommend_on_front(campaign: Campaign) -> Recommendation:
     chosen = int(front["evaluation"].iloc[row])
     evaluation = campaign.evaluations[chosen]
     note = (f"ParEGO over {len(config.objectives)} objectives; {len(front)} non-dominated of "
-            f"{sum(e.ok for e in campaign.evaluations)} evaluated recipes")
+            f"{len(campaign.modelled())} evaluated recipes")
     return Recommendation(chosen, evaluation, float("nan"), float("nan"), note, rule,
                           bound_notes(evaluation.recipe, config), objective_names=tuple(config.scoring().names))

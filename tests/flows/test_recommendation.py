@@ -237,3 +237,19 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_
     single.write_text("objectives:\n  - kind: milling_time\n")
     other.config = load_config(single)
     assert not other.config.multi_objective and with_measured_note(chosen, other).measured_note == ""
+
+
+def test_a_front_whose_model_evaluations_all_failed_says_so_beside_lab_rows():
+    """A multi-objective campaign's lab rows score no objective: with every model evaluation failed there is no
+    front, and the recommendation says all failed (it had gone on to an empty front: KeyError 'evaluation')."""
+    from flows.observations import LabData
+
+    config = load_config(Path("configs/pareto.yaml"))
+    row = Evaluation(complete(recipe(10.0)), Status.FINISHED, float("nan"), {"particle_expansion_pct": 260.0},
+                     source=LAB)
+    campaign = Campaign.new(config, LabData(Path("/tmp/lab.csv"), [row], [2], []))
+    point = [0.6, 10.0, 400.0, 20.0]
+    campaign.add_batch([point], [Evaluation(complete(recipe(10.0, sn=0.6)), Status.FAILED, float("nan"), {},
+                                            "solver diverged")])
+    with pytest.raises(RuntimeError, match="all 1 evaluations failed; first reason: solver diverged"):
+        recommend(campaign, NoModel())
