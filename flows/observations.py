@@ -341,7 +341,7 @@ def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]
     """Model predictions at the lab recipes, for every metric the lab measured (cycles at the target current)."""
     from flows.evaluation import evaluate_batch
 
-    return evaluate_batch([e.recipe for e in lab.measured], p, config.objective, _lab_request(lab, config))
+    return evaluate_batch([e.recipe for e in lab.measured], p, config.scoring(), _lab_request(lab, config))
 
 
 def _lab_request(lab: LabData, config: CampaignConfig):
@@ -354,8 +354,18 @@ def metrics_request(names, config: CampaignConfig):
     the names; cycles at the objective's current), besides the objective's own."""
     currents = sorted({float(m.group(1)) for n in names if (m := AT_CURRENT.match(n))})
     cycles = sorted({int(m.group(1)) for n in names if (m := AT_CYCLE.match(n))})
-    objective = config.objective
-    return objective.request(tuple(currents) or None, objective.current_A_per_g, tuple(cycles) or None)
+    return config.scoring().request(tuple(currents) or None, cycling_current(config), tuple(cycles) or None)
+
+
+def cycling_current(config: CampaignConfig) -> float:
+    """The current a lab's ``capacity_at_cycle_N`` columns are read at: the campaign's target current, i.e. the
+    capacity objective's, or in a multi-objective campaign the first objective's that has one (a Pareto config has
+    no ``objective:``; the default one's 1.7 A/g had been read instead of its capacity objective's)."""
+    scoring = config.scoring()
+    for objective in getattr(scoring, "objectives", (scoring,)):
+        if hasattr(objective, "current_A_per_g"):
+            return float(objective.current_A_per_g)
+    return float(config.objective.current_A_per_g)
 
 
 def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
@@ -373,7 +383,7 @@ def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
     if not lab.measured:
         return []
     _, calibration = campaign_parameters(config)
-    bands = batch_intervals([e.recipe for e in lab.measured], build_ensemble(p, calibration), config.objective,
+    bands = batch_intervals([e.recipe for e in lab.measured], build_ensemble(p, calibration), config.scoring(),
                             _lab_request(lab, config))
     lines = []
     for line, measured, band in zip(lab.measured_lines, lab.measured, bands):
@@ -412,8 +422,9 @@ def unmeasured_moves(lab: LabData, p, taught, config: CampaignConfig) -> list[st
     if not lab.measured or not names or taught is p:
         return []
     recipes = [e.recipe for e in lab.measured]
-    before, after = evaluate_batch(recipes, p, config.objective), evaluate_batch(recipes, taught, config.objective)
-    bands = batch_intervals(recipes, build_ensemble(p, campaign_parameters(config)[1]), config.objective)
+    scoring = config.scoring()
+    before, after = evaluate_batch(recipes, p, scoring), evaluate_batch(recipes, taught, scoring)
+    bands = batch_intervals(recipes, build_ensemble(p, campaign_parameters(config)[1]), scoring)
     lines = []
     for name in names:
         farthest = None

@@ -512,3 +512,27 @@ def test_suggest_tells_its_batch_with_the_configs_liar(params, tmp_path):
             "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")])
         spread[liar] = np.median([np.linalg.norm(a - b) for i, a in enumerate(points) for b in points[:i]])
     assert spread["cl_max"] > 1.5 * spread["cl_min"], spread
+
+
+def test_a_pareto_campaigns_lab_capacities_are_read_at_its_capacity_objectives_current(tmp_path):
+    """A lab's capacity_at_cycle_N of a multi-objective campaign is fitted against the model cycling at the
+    campaign's capacity objective's current: a Pareto config has no 'objective:', and the default one's 1.7 A/g had
+    been read instead (373 mAh/g where the campaign's own capacity at 0.5 A/g after 400 cycles is 396)."""
+    import yaml
+
+    from flows.evaluation import campaign_parameters, evaluate_batch
+    from flows.search import model_metric_values, point_of
+
+    document = yaml.safe_load((config_dir() / "pareto.yaml").read_text())
+    document["objectives"][0].update(current_A_per_g=0.5, cycle=400)
+    path = tmp_path / "pareto.yaml"
+    path.write_text(yaml.safe_dump(document))
+    config = load_config(path)
+    p, _ = campaign_parameters(config)
+    recipe = {**{f.name: f.default for f in RECIPE_FIELDS}, "sn_mass_fraction": 0.6667, "milling_time_h": 10.0,
+              "milling_speed_rpm": 400.0, "ball_to_powder_ratio": 20.0}
+    campaign_value = evaluate_batch([recipe], p, config.scoring())[0].metrics["capacity_mAh_per_g"]
+    fitted_against = model_metric_values(config, p)([point_of(recipe, config)], ["capacity_at_cycle_400_mAh_per_g"])
+    assert fitted_against["capacity_at_cycle_400_mAh_per_g"][0] == pytest.approx(campaign_value, rel=1e-9)
+    default_current = evaluate_batch([recipe], p, load_config().objective)[0]
+    assert abs(default_current.metrics["capacity_at_cycle_400_mAh_per_g"] - campaign_value) > 10.0  # it matters
