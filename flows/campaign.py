@@ -188,8 +188,8 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
     check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
     if not resume_run_id:
-        if not observations_path:  # with lab rows the campaign searches the lab's model, known once they taught it
-            _check_limits_reachable(base, str(config_path or default_config_path()))
+        if not observations_path:  # with lab rows the campaign searches the lab's model: checked once they taught it
+            check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None
         return Campaign.new(base, lab)
@@ -220,11 +220,12 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     return Campaign.from_document(document, resume_run_id, overrides, lab)
 
 
-def _check_limits_reachable(config: CampaignConfig, where: str) -> None:
+def check_limits_reachable(config: CampaignConfig, where: str, p=None) -> None:
     """Limits of a multi-objective recommendation that no recipe of the search space meets together under the model
     are refused before the campaign starts (it had searched, then recommended with the limits ignored). Each limit
     alone is checked against its range when the config is read (:class:`flows.config.CampaignConfig`); only limits on
-    what the model predicts need the model: a dense search of about a second (:func:`flows.model_optimum.limits_reach`)."""
+    what the model predicts need the model: a dense search of about a second (:func:`flows.model_optimum.limits_reach`)
+    with ``p``, the campaign's model parameters (default: the study's, :func:`flows.evaluation.campaign_parameters`)."""
     limits = config.recommendation.limits
     scoring = config.scoring()
     if not limits or not config.objectives or all(scoring[name].recipe_only for name in limits):
@@ -232,7 +233,7 @@ def _check_limits_reachable(config: CampaignConfig, where: str) -> None:
     from flows.evaluation import campaign_parameters
     from flows.model_optimum import limits_reach
 
-    reach = limits_reach(config, campaign_parameters(config)[0])
+    reach = limits_reach(config, campaign_parameters(config)[0] if p is None else p)
     if reach.met:
         return
     wanted = " and ".join(f"{name} {'>=' if scoring[name].sign > 0 else '<='} {limit:g} {scoring[name].unit}"
@@ -271,4 +272,4 @@ def take_over(token: str) -> Campaign:
         raise ConfigError(f"campaign token {token!r}: no campaign was handed over in this process") from None
 
 
-__all__ = ["Campaign", "ConfigError", "build_campaign", "hand_over", "take_over"]
+__all__ = ["Campaign", "ConfigError", "build_campaign", "check_limits_reachable", "hand_over", "take_over"]

@@ -805,9 +805,11 @@ def cmd_serve(args) -> int:
         existing_file(args.config, "--config")
     config = load_config(args.config)
     existing_path(args.whatif, "--whatif")
+    from flows.campaign import check_limits_reachable
     from flows.config import config_document, default_config_path
     from flows.scenarios import load_scenarios
 
+    check_limits_reachable(config, str(args.config or default_config_path()))  # every scheduled run would refuse them
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "

@@ -327,9 +327,9 @@ def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:
 
 def untaught_note(lab: LabData | None, config: CampaignConfig) -> str | None:
     """A sentence when measured lab rows cannot teach the model its lab parameters because the config lists none
-    (``lab_parameters`` defaults to [] in a config that leaves it out, unlike configs/default.yaml); None otherwise.
-    A short user config that omitted the list had its lab rows compared and searched around, but its model and
-    intervals stayed the project's, unsaid."""
+    (``lab_parameters: []``; a config that leaves the key out gets configs/default.yaml's list); None otherwise.
+    Its lab rows are compared and searched around, but its model and intervals stay the project's: said, not
+    left for the user to discover."""
     if lab is None or not lab.measured or config.lab_parameters or config.fidelity != "model":
         return None
     return (f"{lab.path}: this config lists no lab_parameters, so the lab rows are compared with the model but do "

@@ -19,8 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows import fidelity, interrupts, reporting
-from flows.campaign import Campaign, build_campaign, hand_over, take_over
-from flows.config import CampaignConfig, CampaignOverrides, overrides_document
+from flows.campaign import Campaign, build_campaign, check_limits_reachable, hand_over, take_over
+from flows.config import CampaignConfig, CampaignOverrides, ConfigError, overrides_document
 from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function, lazy_ensemble
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
@@ -299,6 +299,12 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         lab_prior = teach_lab_parameters(campaign, p, recorder, quiet)
         taught = lab_prior.estimated_parameters() if lab_prior is not None else None
         compare_with_lab(campaign, p, recorder, quiet, taught)
+        if taught is not None and config.recommendation.limits:  # checked on the study's model before the run
+            # only without lab rows: the lab's model may meet them or not
+            try:
+                check_limits_reachable(config, "the lab's model", taught)
+            except ConfigError as error:
+                reporting.say(f"[bold]recommendation limits[/]: {error}; the recommendation will ignore them", quiet)
         if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
             # model's: the study's uncertainty and the lab parameters' posterior, weighted by the lab's rows
             rows = teaching_rows(config, campaign.lab.measured)

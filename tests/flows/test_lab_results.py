@@ -536,3 +536,25 @@ def test_a_pareto_campaigns_lab_capacities_are_read_at_its_capacity_objectives_c
     assert fitted_against["capacity_at_cycle_400_mAh_per_g"][0] == pytest.approx(campaign_value, rel=1e-9)
     default_current = evaluate_batch([recipe], p, load_config().objective)[0]
     assert abs(default_current.metrics["capacity_at_cycle_400_mAh_per_g"] - campaign_value) > 10.0  # it matters
+
+
+def test_limits_the_lab_taught_model_cannot_meet_are_said_before_the_search(tmp_path, capsys):
+    """Limits are checked on the study's model before a campaign starts, but not with lab rows (the lab's model may
+    meet them or not): once the rows have taught it, a limit it cannot meet is said before the search, not only
+    after it ("no front point meets the limits")."""
+    import yaml
+
+    document = yaml.safe_load((config_dir() / "pareto.yaml").read_text())
+    document["recommendation"]["limits"] = {"particle_expansion_pct": 5.0}
+    config = tmp_path / "pareto.yaml"
+    config.write_text(yaml.safe_dump(document))
+    lab = tmp_path / "lab.csv"
+    lab.write_text("sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,particle_expansion_pct\n"
+                   "0.6667,10,400,20,270\n", encoding="utf-8")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["optimise", "--config", str(config), "--n-calls", "8", "--tracking-uri", uri]) == 2
+    assert "no recipe of the search space meets particle_expansion_pct <= 5 %" in capsys.readouterr().err
+    assert main(["optimise", "--config", str(config), "--observations", str(lab), "--n-calls", "8",
+                 "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "recommendation limits: the lab's model: recommendation.limits: no recipe" in " ".join(out.split())
