@@ -793,11 +793,17 @@ def parse_setting(text: str) -> tuple[str, object]:
     (('n_calls', 40), ('acquisition', 'EI'))
     """
     key, _, value = text.partition("=")
-    if value.strip().startswith("[") and value.strip().endswith("]"):
-        return key, [parse_setting(f"_={item}")[1] for item in value.strip()[1:-1].split(",") if item.strip()]
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):  # a list: [a, b]
+        return key, [_typed(item.strip()) for item in text[1:-1].split(",") if item.strip()]
+    return key, _typed(value)
+
+
+def _typed(value: str) -> int | float | str:
+    """A command-line value as int, float or (neither) the text itself."""
     for kind in (int, float):
         try:
-            return key, kind(value)
+            return kind(value)
         except ValueError:
             pass
-    return key, value
+    return value

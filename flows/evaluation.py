@@ -280,7 +280,6 @@ def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None
     ``p`` was refitted on a lab's rows as well (``surrogate.uncertainty.refitted``)."""
     from surrogate.uncertainty import build_ensemble, refitted
 
-    # refitted: a model refitted on a lab's rows too (recalibrate_on_observations) keeps its own fitted values
     if lab_prior is not None:
         return functools.cache(lambda: refitted(lab_prior.taught_ensemble(calibration, measured), p))
     return functools.cache(lambda: refitted(build_ensemble(p, calibration), p))

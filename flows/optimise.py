@@ -299,8 +299,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         lab_prior = teach_lab_parameters(campaign, p, recorder, quiet)
         taught = lab_prior.estimated_parameters() if lab_prior is not None else None
         compare_with_lab(campaign, p, recorder, quiet, taught)
-        if taught is not None and config.recommendation.limits:  # checked on the study's model before the run
-            # only without lab rows: the lab's model may meet them or not
+        if taught is not None and config.recommendation.limits:  # before the run they were checked only without
+            # lab rows (on the study's model); the lab's model, known now, may meet them or not: said, not refused
             try:
                 check_limits_reachable(config, "the lab's model", taught)
             except ConfigError as error:
