@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -62,7 +63,8 @@ class Campaign:
         evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ", bool(config.objectives))
                        for i, item in enumerate(items)]
         campaign = cls(config, [item["point"] for item in items], evaluations,
-                       [item["batch"] for item in items], run_id=run_id, saved=len(items), lab=lab)
+                       [item["batch"] for item in items], run_id=run_id, saved=len(items),
+                       lab=lab or _saved_lab(document, evaluations, run_id))
         campaign.add_lab_results()
         return campaign
 
@@ -135,12 +137,32 @@ class Campaign:
 
     def to_document(self) -> dict[str, Any]:
         """The JSON-ready state (never pickle): config and every evaluation."""
-        return {
+        document = {
             "version": STATE_VERSION,
             "config": redact_document(self.config.model_dump(mode="json")),  # the real URI stays in memory
             "evaluations": [{"index": i, "batch": batch, "point": point, **e.record()}
                             for i, (point, e, batch) in enumerate(zip(self.points, self.evaluations, self.batches))],
         }
+        if self.lab and self.lab.measured:  # where the lab rows came from, so a resume names them as the run did
+            document["lab"] = {"path": str(self.lab.path), "lines": list(self.lab.measured_lines)}
+        return document
+
+
+def _saved_lab(document: dict[str, Any], evaluations: list[Evaluation], run_id: str) -> LabData | None:
+    """The lab rows a saved campaign holds, as the lab data they were read as, for a resume not given the lab file
+    again: the campaign goes on searching the model its lab rows taught (resumed without them, it had searched the
+    study's model after batches of the lab's)."""
+    measured = [e for e in evaluations if e.source == LAB]
+    if not measured:
+        return None
+    saved = document.get("lab") if isinstance(document.get("lab"), dict) else {}
+    lines = saved.get("lines")
+    if not (isinstance(lines, list) and len(lines) == len(measured) and all(type(n) is int for n in lines)):
+        lines = list(range(1, len(measured) + 1))  # a state saved before the lines were: the rows' order
+    path = saved.get("path")
+    if not (isinstance(path, str) and path and path.isprintable()):  # a state saved before, or edited by hand
+        path = f"the lab rows of run {run_id}"
+    return LabData(Path(path), measured, lines, [])
 
 
 def _saved_evaluation(item: dict[str, Any], where: str, multi_objective: bool = False) -> Evaluation:

@@ -178,3 +178,22 @@ def test_a_multi_objective_campaign_saved_by_the_earlier_dump_resumes():
     document["config"]["objectives"] = [{("name_" if k == "name" else k): v for k, v in o.items()}
                                         for o in document["config"]["objectives"]]
     assert Campaign.from_document(document, "run-1").config == config
+
+
+def test_a_campaign_resumed_without_its_lab_file_keeps_the_lab_data_its_rows_taught():
+    """Resumed without --observations, a campaign kept its lab rows but not the lab data the flow teaches the
+    lab's parameters from: its later batches searched the study's model after batches of the lab's. The saved state
+    now names the file and lines, and the rows come back as that lab data."""
+    lab = LabData(Path("lab.csv"), [evaluation(310.0, source=LAB, sn_mass_fraction=0.55),
+                                    evaluation(290.0, source=LAB, sn_mass_fraction=0.45)], [2, 5], [])
+    campaign = Campaign.new(load_config(), lab)
+    campaign.add_batch([[0.6, 8.0, 400.0, 20.0]], [evaluation(330.0, sn_mass_fraction=0.6)])
+    document = json.loads(json.dumps(campaign.to_document()))
+    again = Campaign.from_document(document, "run-1")
+    assert again.lab is not None and again.lab.path == Path("lab.csv") and again.lab.measured_lines == [2, 5]
+    assert [e.recipe for e in again.lab.measured] == [e.recipe for e in lab.measured]
+    assert len(again.evaluations) == 3, "the held rows are not added twice"
+    del document["lab"]  # a state saved before the file was named: the rows in their order
+    older = Campaign.from_document(document, "run-1")
+    assert older.lab.measured_lines == [1, 2] and "run-1" in str(older.lab.path)
+    assert Campaign.from_document(json.loads(json.dumps(filled_campaign().to_document())), "run-1").lab is None
