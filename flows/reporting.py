@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.errors import MarkupError  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 from skopt.plots import plot_objective  # noqa: E402
@@ -245,6 +246,36 @@ def run_logger():
         return None
 
 
+ON_CONSOLE = "snhc_on_console"  # a run-log record's flag: the console printed this line already
+
+
+class _NotTwice:
+    """Drops the run-log records the console printed already from Prefect's console handler (the Prefect UI still
+    gets them): every note, batch and physics-check line had been shown twice on a terminal, once timestamped."""
+
+    def filter(self, record) -> bool:
+        return not getattr(record, ON_CONSOLE, False)
+
+
+def log_to_run(text: str, on_console: bool) -> None:
+    """``text`` (rich markup) through Prefect's run logger inside a run, so the Prefect UI shows it; ``on_console``:
+    the console shows it too, so Prefect's console handler leaves it out."""
+    logger = run_logger()
+    if logger is None:
+        return
+    import logging
+
+    for handler in logging.getLogger().handlers:  # Prefect's console handler sits on the root logger
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+                isinstance(f, _NotTwice) for f in handler.filters):
+            handler.addFilter(_NotTwice())
+    try:
+        plain = Text.from_markup(text).plain
+    except MarkupError:  # brackets that are not markup (a config's name, say): the text as it is
+        plain = text
+    logger.info(plain, extra={ON_CONSOLE: on_console})
+
+
 class BatchProgress:
     """Progress of a campaign's batches: a rich progress bar on a terminal (one line per batch otherwise), and the
     same line through Prefect's run logger so the Prefect UI shows it. ``quiet`` silences the console only."""
@@ -274,9 +305,7 @@ class BatchProgress:
     def __call__(self, batch: int) -> None:
         campaign = self.campaign
         line = self.line(batch)
-        logger = run_logger()
-        if logger is not None:
-            logger.info(line)
+        log_to_run(line, on_console=not self.quiet)
         if self.quiet:
             return
         if not console.is_terminal:
@@ -322,9 +351,7 @@ class StepProgress:
         """``parts`` more are done; ``detail`` says what came out (e.g. the last recipe's PyBaMM objective)."""
         self.done = min(self.done + parts, self.total)
         line = f"{self.description} {self.done}/{self.total}" + (f": {detail}" if detail else "")
-        logger = run_logger()
-        if logger is not None:
-            logger.info(Text.from_markup(line).plain)
+        log_to_run(line, on_console=not self.quiet)
         if self.quiet:
             return
         if not console.is_terminal:
@@ -349,9 +376,7 @@ class StepProgress:
 
 def say(text: str, quiet: bool = False) -> None:
     """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run."""
-    logger = run_logger()
-    if logger is not None:
-        logger.info(Text.from_markup(text).plain)
+    log_to_run(text, on_console=not quiet)
     if not quiet:
         console.print(text, soft_wrap=not console.is_terminal)
 

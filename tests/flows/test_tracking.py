@@ -174,3 +174,34 @@ def test_batch_progress_reaches_the_console_and_the_prefect_run_log(prefect_loca
     assert "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g" in seen  # ... but in the run log
     BatchProgress(campaign)(0)  # outside a flow run: no logger, a plain line (stdout is not a terminal here)
     assert capsys.readouterr().out == "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g\n"
+
+
+def test_a_note_the_console_shows_is_not_shown_again_by_prefects_console_handler(prefect_local, capsys):
+    """Every note, batch line and physics-check line had appeared twice on a terminal: on the console and again,
+    timestamped, from Prefect's console handler. The run log (the Prefect UI) still gets each; a quiet note (the
+    console does not print it) still reaches Prefect's console handler."""
+    import logging
+
+    from prefect import flow
+
+    from flows.reporting import say
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    run_log = logging.getLogger("prefect.flow_runs")
+
+    @flow(name="note-probe")
+    def probe():
+        say("recommendation: shown once")
+        say("a quiet note", quiet=True)
+
+    run_log.addHandler(handler)
+    try:
+        probe()
+    finally:
+        run_log.removeHandler(handler)
+    out, err = capsys.readouterr()
+    assert out.count("recommendation: shown once") == 1 and "recommendation: shown once" not in err
+    assert "a quiet note" in err and "a quiet note" not in out
+    assert {"recommendation: shown once", "a quiet note"} <= set(seen)
