@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from flows.config import (CampaignConfig, ConfigError, deep_merge, default_config_path, differing_keys, load_config,
                           saved_config_document, validate_config)
-from flows.evaluation import ASKED, LAB, MODELLED, Evaluation
+from flows.evaluation import ASKED, LAB, MODELLED, PREDICTED, Evaluation
 from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import complete, recipe_key
@@ -81,6 +81,26 @@ class Campaign:
             self.evaluations.append(evaluation)
             self.batches.append(LAB_BATCH)
         return len(new)
+
+    def rescore(self, evaluate: Callable[[list[dict[str, Any]]], list[Evaluation]]) -> int:
+        """Score the numpy model's saved predictions again with ``evaluate`` (the model this run searches) and
+        replace those it scores differently; returns how many it replaced.
+
+        A resumed campaign whose lab rows changed, or that was given lab rows for the first time, searches a model
+        taught by other rows than its earlier batches were scored by: it had kept their scores beside the new
+        model's, so its best, its regret and its GP mixed two models (a regret of -2.5 %). Given the same rows,
+        the model is the same and nothing changes, so a resume still repeats the uninterrupted campaign."""
+        indices = [i for i, e in enumerate(self.evaluations) if e.source in PREDICTED]
+        if not indices:
+            return 0
+        fresh = evaluate([self.evaluations[i].recipe for i in indices])
+        replaced = 0
+        for i, new in zip(indices, fresh):
+            old = self.evaluations[i]
+            if not _same_numbers(old, new):
+                self.evaluations[i] = replace(new, source=old.source)
+                replaced += 1
+        return replaced
 
     # --- progress --------------------------------------------------------------------------------------------------
 
@@ -146,6 +166,18 @@ class Campaign:
         if self.lab and self.lab.measured:  # where the lab rows came from, so a resume names them as the run did
             document["lab"] = {"path": str(self.lab.path), "lines": list(self.lab.measured_lines)}
         return document
+
+
+def _same_numbers(a: Evaluation, b: Evaluation, rtol: float = 1e-9) -> bool:
+    """Two evaluations of one recipe agree: the same status and every metric both hold equal to ``rtol`` (NaNs
+    alike)."""
+    if a.status != b.status:
+        return False
+    for name in a.metrics.keys() & b.metrics.keys():
+        x, y = a.metrics[name], b.metrics[name]
+        if not (x == y or (math.isnan(x) and math.isnan(y)) or abs(x - y) <= rtol * max(abs(x), abs(y))):
+            return False
+    return True
 
 
 def _saved_lab(document: dict[str, Any], evaluations: list[Evaluation], run_id: str) -> LabData | None:

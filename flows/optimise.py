@@ -230,6 +230,19 @@ def compare_with_lab(campaign: Campaign, p: ModelParameters, recorder: CampaignR
             reporting.say(f"[bold]{label}[/]: {line}", quiet)
 
 
+def rescore_on_resume(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool) -> None:
+    """A resumed campaign's saved predictions, scored again by the model this run searches
+    (:meth:`flows.campaign.Campaign.rescore`): those another model scored (its lab rows changed since) are replaced,
+    saved and said; their child runs keep the values logged then."""
+    replaced = campaign.rescore(campaign_evaluator(campaign.config, p))
+    if not replaced:
+        return
+    recorder.save_state()
+    reporting.say(f"[bold]resumed[/]: {replaced} of the campaign's saved model evaluations had been scored by another "
+                  f"model than this run's (the lab rows it was given differ from those before): scored again by this "
+                  f"one (their child runs keep the values logged then)", quiet)
+
+
 def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,
                         pending=None):
     """The model's own optimum and its cheapest equivalent join the candidates
@@ -312,6 +325,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             if intervals_of is not None:
                 recorder.intervals_of = interval_function(p, calibration, config.scoring(), ensemble)
         surrogate_only = config.fidelity == "model"  # a physics campaign's evaluations are PyBaMM's already
+        if surrogate_only and campaign.saved:
+            rescore_on_resume(campaign, p, recorder, quiet)
         # The model's own optimum needs no evaluation of the optimiser's: searched while the optimiser searches.
         dense = in_background(config, p) if surrogate_only else None
         progress = reporting.BatchProgress(campaign, quiet)

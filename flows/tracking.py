@@ -313,7 +313,7 @@ class CampaignRecorder:
         """Child runs of the batch, the saved state, and the best objective so far (step = evaluations)."""
         campaign = self.campaign
         self._log_evaluations(len(campaign.evaluations) - len(evaluations))
-        self.store.save(self.run_id, batch, campaign.to_document())
+        self.save_state(batch)
         # the search's best, as the console's batch lines say it; a lab's best measured row is a metric of its own
         # (a measurement of a recipe already made, not a prediction: the two answer different questions)
         metrics = {"failed_evaluations": campaign.failed()}
@@ -323,6 +323,11 @@ class CampaignRecorder:
         if not campaign.config.objectives and math.isfinite(lab_best):
             metrics["lab_best_objective"] = lab_best
         self.tracker.log(self.run_id, metrics=metrics, step=len(campaign.evaluations))
+
+    def save_state(self, batch: int | None = None) -> None:
+        """The campaign's state to its store, as of ``batch`` (default: its last)."""
+        batch = max(self.campaign.batches, default=-1) if batch is None else batch
+        self.store.save(self.run_id, batch, self.campaign.to_document())
 
     def log_lab_comparison(self, errors) -> None:
         """The model's error at the measured points: artifact and MAPE metrics per metric (``lab_mape_pct.*``; and

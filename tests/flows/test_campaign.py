@@ -197,3 +197,29 @@ def test_a_campaign_resumed_without_its_lab_file_keeps_the_lab_data_its_rows_tau
     older = Campaign.from_document(document, "run-1")
     assert older.lab.measured_lines == [1, 2] and "run-1" in str(older.lab.path)
     assert Campaign.from_document(json.loads(json.dumps(filled_campaign().to_document())), "run-1").lab is None
+
+
+def test_rescore_replaces_only_the_predictions_another_model_scored():
+    """A resumed campaign scores its saved predictions again with the model it searches now: those scored by
+    another model (its lab rows changed) are replaced, keeping their source; lab rows are never re-scored, and
+    given the same model nothing changes."""
+    campaign = filled_campaign()
+    campaign.evaluations.append(evaluation(310.0, source=LAB, sn_mass_fraction=0.55))
+    campaign.points.append([0.55, 8.0, 400.0, 20.0])
+    campaign.batches.append(-1)
+    asked = []
+
+    def same_model(recipes):
+        asked.append(len(recipes))
+        return [e for e in campaign.evaluations if e.source != LAB]
+
+    assert campaign.rescore(same_model) == 0 and asked == [3], "the three predictions, not the lab row"
+
+    def other_model(recipes):
+        return [evaluation(280.0, sn_mass_fraction=0.6), evaluation(float("nan"), Status.FAILED,
+                                                                    sn_mass_fraction=0.5),
+                evaluation(300.0, sn_mass_fraction=0.7, source="whatever")]
+
+    assert campaign.rescore(other_model) == 2
+    assert [e.objective for e in campaign.evaluations if e.ok] == [280.0, 300.0, 310.0]
+    assert [e.source for e in campaign.evaluations] == ["model", "model", "model", LAB]

@@ -558,3 +558,32 @@ def test_limits_the_lab_taught_model_cannot_meet_are_said_before_the_search(tmp_
                  "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
     assert "recommendation limits: the lab's model: recommendation.limits: no recipe" in " ".join(out.split())
+
+
+def test_a_campaign_resumed_with_other_lab_rows_scores_its_saved_predictions_again(prefect_local, tmp_path, capsys):
+    """A campaign resumed with lab rows it had not held searches the model they teach: its earlier predictions,
+    made by the study's model, are scored again by that one (they had stayed beside the new model's, so its best and
+    regret mixed two models). Resumed again with the same rows, nothing is scored again: the model is the same."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+
+    def first_four(run_id, folder):  # the objectives of the campaign's first four evaluations (the study model's)
+        table = pd.read_csv(client.download_artifacts(run_id, "evaluations.csv", str(tmp_path / folder)))
+        return table["objective"].to_numpy(float)[:4]
+
+    def budget(n_calls):
+        return {"optimiser": {"n_calls": n_calls, "n_initial_points": 4, "batch_size": 4, "seed": 3},
+                "physics_check": {"top_k": 0},
+                "tracking": {"tracking_uri": uri, "experiment_name": "rescore", "log_evaluation_runs": False}}
+
+    run_id = optimise_anode(overrides=budget(4))["run_id"]
+    before = first_four(run_id, "a")
+    lab = str(config_dir() / "lab_results_example.csv")
+    capsys.readouterr()
+    optimise_anode(overrides=budget(8), resume_run_id=run_id, observations_path=lab)
+    assert "saved model evaluations had been scored by another model than this run's" in capsys.readouterr().out
+    rescored = first_four(run_id, "b")
+    assert not np.allclose(rescored, before), "scored by the lab's model now"
+    optimise_anode(overrides=budget(12), resume_run_id=run_id, observations_path=lab)
+    assert "scored by another model" not in capsys.readouterr().out
+    assert np.array_equal(first_four(run_id, "c"), rescored)
