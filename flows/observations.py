@@ -106,6 +106,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
             raise ConfigError(f"{path}: columns separated by {separator!r}; a lab file is comma-separated "
                               f"(save it as CSV with commas)")
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
+    table = _named_for_its_objectives(table, config, path)
     recipe_columns = [c for c in table.columns if c in FIELDS]
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
@@ -274,6 +275,33 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
         raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a finite number (leave it empty if "
                           f"not measured)")
     return value
+
+
+def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path) -> pd.DataFrame:
+    """A multi-objective campaign's lab columns, named by what they measured: ``objective_capacity_mAh_per_g``
+    (the capacity at the target condition) is its capacity objective's ``capacity_at_cycle_N_mAh_per_g``, read at
+    that objective's current (:func:`cycling_current`); a Pareto campaign had silently left it out. ``objective``,
+    a single objective's score, and a target capacity with no capacity objective to say its condition are refused.
+    """
+    if not config.objectives:
+        return table
+    if SCORE in table.columns:
+        raise ConfigError(f"{path}: column {SCORE!r}: a multi-objective campaign scores no lab row (its front is of "
+                          f"the model's recipes); give what was measured instead, e.g. {CAPACITY}, "
+                          f"{EXPANSION}")
+    if CAPACITY not in table.columns:
+        return table
+    capacity = next((o for o in config.scoring().objectives if o.kind == "capacity"), None)
+    if capacity is None:
+        raise ConfigError(f"{path}: column {CAPACITY!r}: this campaign has no capacity objective to say at which "
+                          f"current and cycle it was measured; name the column by what was measured, e.g. "
+                          f"capacity_at_cycle_1000_mAh_per_g (read at {cycling_current(config):g} A/g)")
+    measured = f"capacity_at_cycle_{capacity.cycle}_mAh_per_g"
+    if measured in table.columns:
+        raise ConfigError(f"{path}: columns {CAPACITY!r} and {measured!r} are one quantity in this campaign (its "
+                          f"capacity objective: {capacity.current_A_per_g:g} A/g after {capacity.cycle} cycles); "
+                          f"keep one")
+    return table.rename(columns={CAPACITY: measured})
 
 
 def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:

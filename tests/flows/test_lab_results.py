@@ -587,3 +587,36 @@ def test_a_campaign_resumed_with_other_lab_rows_scores_its_saved_predictions_aga
     optimise_anode(overrides=budget(12), resume_run_id=run_id, observations_path=lab)
     assert "scored by another model" not in capsys.readouterr().out
     assert np.array_equal(first_four(run_id, "c"), rescored)
+
+
+def test_a_pareto_campaign_reads_the_target_capacity_column_as_its_capacity_objective(tmp_path):
+    """``objective_capacity_mAh_per_g`` (the README's and the example file's capacity column) is a multi-objective
+    campaign's capacity objective measured: read as its capacity_at_cycle_N at that objective's current (it had been
+    left out without a word). A single objective's ``objective`` score, a target capacity with no capacity objective
+    to give its condition, and one quantity under both names are refused, naming the column."""
+    import yaml
+
+    from flows.config import ConfigError
+
+    pareto = load_config(config_dir() / "pareto.yaml")
+    lab = read_observations(config_dir() / "lab_results_example.csv", pareto)
+    assert [e.metrics["capacity_at_cycle_1000_mAh_per_g"] for e in lab.measured] == [330.0, 300.0, 290.0]
+    assert not any("objective_capacity_mAh_per_g" in e.metrics for e in lab.measured)
+    document = yaml.safe_load((config_dir() / "pareto.yaml").read_text())
+    document["objectives"] = [o for o in document["objectives"] if o["kind"] != "capacity"]
+    document["recommendation"]["limits"] = {"particle_expansion_pct": 300.0}
+    (tmp_path / "no_capacity.yaml").write_text(yaml.safe_dump(document))
+    recipe = "0.6667,10,400,20"
+    for columns, values, config, message in [
+        ("objective", "320", pareto, "column 'objective': a multi-objective campaign scores no lab row"),
+        ("objective_capacity_mAh_per_g", "320", load_config(tmp_path / "no_capacity.yaml"),
+         "this campaign has no capacity objective"),
+        ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", "320,320", pareto,
+         "are one quantity in this campaign"),
+    ]:
+        path = tmp_path / "lab.csv"
+        path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipe},{values}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=message) as error:
+            read_observations(path, config)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert read_observations(path, load_config()).measured  # a single-objective campaign reads them as before
