@@ -101,7 +101,7 @@ def cmd_predict(args) -> int:
     low, high = CELL_TEMPERATURE_RANGE_C
     if not low <= args.temperature_C <= high:
         raise UsageError(f"--temperature-C={args.temperature_C:.15g} is out of range: {TEMPERATURE_ALLOWED}")
-    from flows.config import load_config
+    from flows.config import PHYSICS_SCORES_CAPACITY_ONLY, load_config
     from flows.inputs import existing_file
     from flows.evaluation import batch_intervals, campaign_parameters
     from flows.objective import SCORE, CapacityObjective
@@ -117,6 +117,8 @@ def cmd_predict(args) -> int:
         if args.fidelity == "physics":
             raise UsageError("--observations teaches the numpy model its lab parameters: drop --fidelity physics")
     config = load_config(args.config) if args.config or args.observations else None
+    if config is not None and config.objectives and args.fidelity == "physics":  # as a campaign refuses it
+        raise UsageError(f"--fidelity physics {PHYSICS_SCORES_CAPACITY_ONLY} ({args.config})")
     if config is not None:  # the config's model: its overrides of assumed parameters, refitted or not as it says
         p, calibration = campaign_parameters(config)
     else:
@@ -152,6 +154,9 @@ def cmd_predict(args) -> int:
             print(f"snhc predict: the PyBaMM model could not evaluate {name}: {failure}", file=sys.stderr)
             return 1
         record = with_model_form_intervals(physics, record)
+    if config is not None and config.objectives:  # the default single objective is none of this campaign's
+        for part in (record, record["interval_90"], record["extrapolated"]):
+            part.pop(SCORE, None)
     if args.json:
         print(json_text(record))
         return 0

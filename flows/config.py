@@ -67,6 +67,11 @@ PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterVali
                         AfterValidator(_one_path_part)]
 
 
+# why a config with 'objectives' is not scored by PyBaMM (a campaign's fidelity, snhc predict's --fidelity)
+PHYSICS_SCORES_CAPACITY_ONLY = ("scores the capacity 'objective' only (PyBaMM gives the capacity, not milling cost or "
+                                "expansion); a config with 'objectives' is scored by the numpy model (fidelity: model)")
+
+
 def printed_text(text: str) -> str:
     """``text`` if it holds only printable characters, line breaks and tabs; else ValueError."""
     # a description may span lines and hold tabs; other control and format characters (a NUL, a right-to-left override)
@@ -488,8 +493,7 @@ class CampaignConfig(Strict):
     def _objectives_and_recommendation_agree(self) -> "CampaignConfig":
         settings = self.recommendation
         if self.fidelity == "physics" and self.objectives is not None:
-            raise ValueError("fidelity: physics scores the capacity 'objective' (PyBaMM gives the capacity, not "
-                             "milling cost or expansion); a campaign with 'objectives' needs fidelity: model")
+            raise ValueError(f"fidelity: physics {PHYSICS_SCORES_CAPACITY_ONLY}")
         if self.objectives is None:
             if settings.weights or settings.limits:
                 key = "weights" if settings.weights else "limits"

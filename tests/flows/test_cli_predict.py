@@ -273,6 +273,11 @@ def test_predict_scores_a_multi_objective_configs_objectives(capsys, params):
         assert low <= record["objectives"][name] <= high
     assert record["extrapolated"]["objectives"] == dict.fromkeys(names, False)
     assert "minimise milling_time_h" in record["objective_definition"]
+    # the default single objective (capacity less a swelling penalty) is none of this config's: not given
+    assert "objective" not in record and "objective" not in record["interval_90"]
+    # nor is PyBaMM asked to score objectives it cannot (milling time, expansion), as a campaign refuses it
+    assert main(["predict", "--config", "configs/pareto.yaml", "--fidelity", "physics"]) == 2
+    assert "--fidelity physics scores the capacity 'objective' only" in capsys.readouterr().err
 
 
 def test_the_objectives_interval_carries_the_scatter_of_the_capacity_it_scores(capsys, params):
