@@ -351,7 +351,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         if ranking is not None:
             recorder.log_physics_check(ranking)
             progress.note(f"[bold]physics check[/]: {ranking.summary()}")
-        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p, ensemble())
+        recommendation = with_intervals(recommend(campaign, optimizer, ranking), config, p, ensemble(),
+                                        "the numpy model" if taught is None else "the lab's model")
         if taught is not None:  # say where the lab's rows, not the study, decide the recommended recipe's score
             recommendation = with_lab_note(recommendation, campaign, study_p)
         recommendation = with_measured_note(recommendation, campaign)

@@ -149,13 +149,14 @@ def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Re
         f"explain"))
 
 
-def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None) -> Recommendation:
+def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None,
+                   model_label: str = "the numpy model") -> Recommendation:
     """The recommendation with a 90 % interval on each metric: the model's, or for a PyBaMM evaluation the
     envelope of both model forms (:func:`flows.evaluation.model_form_interval`), and why its recipe lies beyond the
     calibration's materials, if it does. A lab-measured one keeps neither: its numbers are measurements, not
     predictions. ``p``: the model the campaign searched, when not the study's (the lab's own parameters), and
     ``ensemble`` its ensemble (``surrogate.uncertainty.build_ensemble``; default: built for ``p``), which the
-    intervals come from."""
+    intervals come from; ``model_label`` names that model in the notes (the lab's, when lab rows taught it)."""
     from dataclasses import replace
 
     from flows.evaluation import batch_intervals, campaign_parameters, scoring_flags
@@ -175,16 +176,17 @@ def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None
     return replace(recommendation, intervals=intervals, beyond_data=domain.recipe_beyond(recommendation.recipe),
                    extrapolated=flags, allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
                                                                      config),
-                   study_note=study_note(recommendation.recipe, ensemble, config))
+                   study_note=study_note(recommendation.recipe, ensemble, config, model_label))
 
 
-def study_note(recipe: dict[str, Any], ensemble, config) -> str:
+def study_note(recipe: dict[str, Any], ensemble, config, model_label: str = "the numpy model") -> str:
     """The recommended recipe against the study's own composite: the objective's gap and the model's 90 % interval
     on it, taken within each ensemble member (:func:`flows.evaluation.difference_intervals`), and whether the model
     can tell the two apart. A lab weighs a new recipe against what it can already make: the default recommendation
     scores 341 [260-364] against the study's 331 [297-357], and the two marginal intervals overlap while the gap's own
     interval may not (found by a sceptical-modeller walkthrough). Empty for a multi-objective campaign, or the study's
-    recipe itself."""
+    recipe itself. ``model_label``: the model ``ensemble`` is of, as the note names it (with lab rows, the lab's: a
+    note had said "the numpy model scores it 302.1" where ``snhc predict`` gives the study's model's 331.2)."""
     from flows.evaluation import difference_intervals, model_objective
     from surrogate.recipe import STUDY_MATERIAL, Recipes, same_value, study_recipe
 
@@ -204,7 +206,7 @@ def study_note(recipe: dict[str, Any], ensemble, config) -> str:
     gap = float(scores[1] - scores[0])
     verdict = ("the model cannot tell them apart" if low <= 0.0 <= high
                else "better beyond the model's uncertainty" if low > 0.0 else "worse beyond the model's uncertainty")
-    return (f"against the study's {STUDY_MATERIAL} recipe (the numpy model scores it {scores[0]:.1f}, this one "
+    return (f"against the study's {STUDY_MATERIAL} recipe ({model_label} scores it {scores[0]:.1f}, this one "
             f"{scores[1]:.1f}): {gap:+.1f} {config.objective.unit}, 90 % interval of the gap {low:+.1f} to "
             f"{high:+.1f}: {verdict}")
 

@@ -416,6 +416,9 @@ def test_a_recommendation_the_lab_rows_decide_says_so(lab_campaign):
     assert not low <= objective <= high  # the example rows' model recommends a corner the study's model scores low
     assert len(notes) == 1 and f"the study's model gives {study:.1f}" in notes[0]
     assert f"{objective:.1f} mAh/g" in notes[0] and "from the nearest measured row" in notes[0]
+    # the comparison with the study's recipe names the model it was made with: the lab's, not "the numpy model"
+    against = [n for n in summary["notes"] if n.startswith("against the study's")]
+    assert len(against) == 1 and "(the lab's model scores it" in against[0], against
 
 
 def test_a_metric_the_lab_parameters_fit_worse_is_named():
