@@ -816,6 +816,9 @@ def cmd_serve(args) -> int:
 
     check_limits_reachable(config, str(args.config or default_config_path()))  # every scheduled run would refuse them
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
+    from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads: a file, so before
+    # the server (a bad time zone had been reported as the missing server)
+
     if not os.environ.get("PREFECT_API_URL"):
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
@@ -828,8 +831,6 @@ def cmd_serve(args) -> int:
     for scenario, scenario_config, _ in studies:
         _check_scenario_servers(scenario.name, scenario_config, config)
     api = os.environ["PREFECT_API_URL"]
-    from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads
-
     check_server(api, "PREFECT_API_URL")
     check_health(api, "PREFECT_API_URL", "a Prefect API", "/admin/version")
 

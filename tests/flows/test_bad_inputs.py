@@ -1206,3 +1206,23 @@ def test_an_output_link_to_a_file_that_is_not_a_csv_is_refused(tmp_path, capsys,
                                     str(tmp_path / "link.csv"), "--tracking-uri", f"sqlite:///{store}"], capsys)
     assert code == 2 and "exists and is not a CSV file" in output, output
     assert victim.read_text() == "name: mine\n"
+
+
+def test_serve_checks_its_schedules_file_before_asking_for_a_server(tmp_path):
+    """configs/schedules.yaml is a file: a bad one is named before the missing server (a time zone on Mars had
+    been reported as 'no Prefect server'). In a fresh process: the schedules are read once, as flows.deployments
+    loads."""
+    import shutil
+    import subprocess
+    import sys
+
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    (configs / "schedules.yaml").write_text('timezone: Mars/Olympus\nnightly_optimisation: "0 2 * * *"\n'
+                                            'weekly_what_if: "0 3 * * 1"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"SNHC_CONFIG_DIR": str(configs)}
+    result = subprocess.run([sys.executable, "-c", "from flows.cli import main; raise SystemExit(main(['serve']))"],
+                            capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+    assert result.returncode == 2, result.stderr
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and "timezone 'Mars/Olympus' is not an IANA time zone" in err, err
