@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from flows.config import (CampaignConfig, ConfigError, deep_merge, default_config_path, differing_keys, load_config,
                           saved_config_document, validate_config)
 from flows.evaluation import ASKED, LAB, MODELLED, PREDICTED, Evaluation
+from flows.objective import CAPACITY
 from flows.inputs import check_tracking_store, excerpt, redact_document
 from flows.observations import LabData, read_observations
 from surrogate.recipe import complete, recipe_key
@@ -242,6 +244,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
     # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
     check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
     if not resume_run_id:
+        check_capacity_scoreable(base, str(config_path or default_config_path()))
         if not observations_path:  # with lab rows the campaign searches the lab's model: checked once they taught it
             check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
@@ -296,6 +299,42 @@ def check_limits_reachable(config: CampaignConfig, where: str, p=None) -> None:
     raise ConfigError(f"{where}: recommendation.limits: no recipe of the search space meets {wanted} "
                       f"{'together ' if len(limits) > 1 else ''}under the model; the closest reaches {closest} "
                       f"(loosen a limit or widen the search space)")
+
+
+# Recipes of the search space scored before a campaign starts, to see that its capacity objective can score at all
+CAPACITY_CHECK_SAMPLES = 1024
+
+
+def check_capacity_scoreable(config: CampaignConfig, where: str, p=None) -> None:
+    """A capacity objective that no recipe of the search space scores is refused before the campaign starts: at a
+    target current or cycle count where the model keeps no capacity (1000 A/g; the study measured up to 4.2) every
+    recipe scored 0 (a flat search, recommended with no word) and every PyBaMM solve failed (a traceback after the
+    whole campaign). Scored with the numpy model (``p``; default the study's) on a Sobol sample of the space; "no
+    capacity" is below a coin cell's reading (:data:`flows.observations.SMALLEST_READING`)."""
+    from flows.evaluation import campaign_parameters, model_metrics
+    from flows.model_optimum import sobol_recipes
+    from flows.observations import SMALLEST_READING
+    from surrogate.recipe import Recipes
+
+    scoring = config.scoring()
+    capacities = [(i, o) for i, o in enumerate(getattr(scoring, "objectives", (scoring,)))
+                  if hasattr(o, "current_A_per_g")]
+    if not capacities:
+        return
+    index, objective = capacities[0]
+    name = CAPACITY if not config.objectives else objective.name
+    key = "objective" if not config.objectives else f"objectives[{index}]"
+    recipes = Recipes.from_records(sobol_recipes(config, CAPACITY_CHECK_SAMPLES))
+    values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p, scoring)[name],
+                        dtype=float)
+    most = float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
+    if most >= SMALLEST_READING:
+        return
+    raise ConfigError(f"{where}: {key}: no recipe of the search space keeps a capacity at "
+                      f"{objective.current_A_per_g:g} A/g after {objective.cycle} cycles under the model (the most "
+                      f"is {most:.2g} mAh/g, below a coin cell's reading of {SMALLEST_READING:g}): every evaluation "
+                      f"would score nothing; lower {key}.current_A_per_g or .cycle (the study measured up to 4.2 A/g "
+                      f"and 12 000 cycles)")
 
 
 def _check_observations(config: CampaignConfig, observations_path: str | None) -> None:

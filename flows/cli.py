@@ -810,11 +810,12 @@ def cmd_serve(args) -> int:
         existing_file(args.config, "--config")
     config = load_config(args.config)
     existing_path(args.whatif, "--whatif")
-    from flows.campaign import check_limits_reachable
+    from flows.campaign import check_capacity_scoreable, check_limits_reachable
     from flows.config import config_document, default_config_path
     from flows.scenarios import load_scenarios
 
-    check_limits_reachable(config, str(args.config or default_config_path()))  # every scheduled run would refuse them
+    for check in (check_capacity_scoreable, check_limits_reachable):  # every scheduled run would refuse the config
+        check(config, str(args.config or default_config_path()))
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads: a file, so before
     # the server (a bad time zone had been reported as the missing server)
@@ -1059,8 +1060,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
             return EXIT_USAGE
         from flows.prefect_server import PrefectStartupError
+        from flows.recommendation import AllEvaluationsFailed
 
-        if isinstance(error, PrefectStartupError):
+        if isinstance(error, (PrefectStartupError, AllEvaluationsFailed)):  # the run says why; one line here
             print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
             return 1
         raise

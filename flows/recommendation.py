@@ -271,16 +271,20 @@ def bound_notes(recipe: dict[str, Any], config) -> tuple[str, ...]:
     return tuple(notes)
 
 
+class AllEvaluationsFailed(RuntimeError):
+    """A campaign with nothing to recommend: every evaluation failed (the run is recorded FAILED with the reason)."""
+
+
 def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
-    """The campaign's recommendation; raises RuntimeError when every evaluation failed."""
+    """The campaign's recommendation; raises :class:`AllEvaluationsFailed` when every evaluation failed."""
     config = campaign.config
     if config.multi_objective:  # its lab rows score no objective: the front is of the models' recipes alone
         if not campaign.modelled():
-            raise RuntimeError(_all_failed(campaign))
+            raise AllEvaluationsFailed(_all_failed(campaign))
         return _recommend_on_front(campaign)
     best = campaign.best_index()
     if best is None:
-        raise RuntimeError(_all_failed(campaign))
+        raise AllEvaluationsFailed(_all_failed(campaign))
     tolerance = config.recommendation.tolerance_pct
     if ranking is not None and ranking.ranked_by == "physics":
         table = ranking.table[ranking.table["physics_status"] == "FINISHED"]

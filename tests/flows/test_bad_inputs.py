@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -1226,3 +1227,39 @@ def test_serve_checks_its_schedules_file_before_asking_for_a_server(tmp_path):
     assert result.returncode == 2, result.stderr
     err = result.stderr.strip()
     assert len(err.splitlines()) == 1 and "timezone 'Mars/Olympus' is not an IANA time zone" in err, err
+
+
+@pytest.mark.parametrize("document", [
+    "objective: {current_A_per_g: 1000}\n",
+    "fidelity: physics\nobjective: {current_A_per_g: 1000}\n",
+    "objectives: [{kind: capacity, current_A_per_g: 400}, {kind: milling_time}]\nphysics_check: {top_k: 0}\n",
+])
+def test_a_capacity_objective_no_recipe_can_score_is_refused_before_the_campaign(tmp_path, capsys, document):
+    """At a target current where the model keeps no capacity, every recipe had scored 0 (a flat search recommended
+    without a word) and, with fidelity: physics, every PyBaMM solve failed: a traceback after the whole campaign,
+    and a FAILED run left in the store. Refused before anything starts, naming the objective's key."""
+    config = tmp_path / "c.yaml"
+    config.write_text(document)
+    store = tmp_path / "store"
+    assert main(["optimise", "--config", str(config), "--tracking-uri", f"sqlite:///{store}/m.db", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert "no recipe of the search space keeps a capacity at" in err and "current_A_per_g" in err
+    assert not store.exists()
+
+
+def test_a_campaign_whose_every_evaluation_failed_ends_in_one_line(prefect_local, tmp_path, capsys, monkeypatch):
+    """Nothing to recommend: the run is recorded FAILED with the reason, and the command's last word is one line
+    and exit 1, not Python's traceback."""
+    import flows.optimise
+    from flows.evaluation import Evaluation
+    from surrogate.status import Status
+
+    monkeypatch.setattr(flows.optimise, "evaluate_batch", lambda recipes, *_: [
+        Evaluation(r, Status.FAILED, float("nan"), reason="solver diverged") for r in recipes])
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert main(["optimise", "--n-calls", "4", "--tracking-uri", uri, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(r"snhc optimise: error: all \d+ evaluations failed; first reason: solver diverged",
+                        err.strip().splitlines()[-1]), err[-2000:]
