@@ -113,6 +113,8 @@ class Dimension(Strict):
         if self.fixed:
             if self.low is not None or self.high is not None or self.choices is not None:
                 raise ValueError(f"{name}: give either 'value' (fixed) or a range/choices to search, not both")
+            if self.log_scale:  # it would do nothing: a fixed value is not searched
+                raise ValueError(f"{name}: log_scale applies to a searched range, not a fixed 'value'")
             if not field.is_valid(self.value):
                 raise ValueError(f"{name}.value={self.value!r} is out of range: {field.allowed()}")
             return self
@@ -182,6 +184,11 @@ class _SearchSpaceBase(Strict):
             getattr(self, field.name).checked(field)
         if all(getattr(self, name).fixed for name in FIELD_NAMES):
             raise ValueError("every dimension is fixed: nothing to optimise")
+        time = getattr(self, "milling_time_h")
+        idle = [f.name for f in RECIPE_FIELDS if f.milling_setting and not getattr(self, f.name).fixed]
+        if time.fixed and not time.value and idle:  # an unmilled powder: the mill's settings do nothing to it
+            raise ValueError(f"{idle[0]}: searched, but milling_time_h is fixed at 0 (unmilled), where the mill's "
+                             f"settings do nothing; fix {idle[0]} or search milling_time_h")
         return self
 
     def searched(self) -> list[str]:
@@ -282,6 +289,8 @@ class Optimiser(Strict):
     def _initial_within_budget(self) -> "Optimiser":
         if self.n_initial_points > self.n_calls:
             raise ValueError(f"n_initial_points ({self.n_initial_points}) must not exceed n_calls ({self.n_calls})")
+        if self.batch_size > self.n_calls:  # it had run one batch of n_calls, logged as batch_size
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed n_calls ({self.n_calls})")
         return self
 
 
@@ -440,12 +449,31 @@ class CampaignConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler):
-        """Dumped as a config file would say it: a campaign with 'objectives' has no 'objective' (the validator
-        refuses both), so a saved config (resume, the config.yaml artifact, a what-if's base) loads again."""
+        """Dumped as a config file would say it: a campaign with 'objectives' has no 'objective' and no
+        single-objective ``tolerance_pct`` (the validator refuses both there), so a saved config (resume, the
+        config.yaml artifact, a what-if's base) loads again."""
         document = handler(self)
         if self.objectives is not None and isinstance(document, dict):
             document.pop("objective", None)
+            if isinstance(document.get("recommendation"), dict):
+                document["recommendation"].pop("tolerance_pct", None)
         return document
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_physics_check_where_it_does_not_run(cls, data: Any) -> Any:
+        """``physics_check.top_k`` is 0 where the check does not run (it re-ranks a single objective of the numpy
+        model): in a campaign with fidelity: physics, whose every evaluation is PyBaMM's already (so ``--fidelity
+        physics`` runs on a config written for the numpy model), and in one with 'objectives' that leaves it out
+        (one that sets it above 0 is refused: :meth:`_objectives_and_recommendation_agree`)."""
+        if not isinstance(data, dict):
+            return data
+        check = data.get("physics_check", {})
+        if not isinstance(check, dict):
+            return data
+        if data.get("fidelity") == "physics" or (data.get("objectives") is not None and "top_k" not in check):
+            return {**data, "physics_check": {**check, "top_k": 0}}
+        return data
 
     @field_validator("model_parameters")
     @classmethod
@@ -494,6 +522,14 @@ class CampaignConfig(Strict):
         settings = self.recommendation
         if self.fidelity == "physics" and self.objectives is not None:
             raise ValueError(f"fidelity: physics {PHYSICS_SCORES_CAPACITY_ONLY}")
+        if self.physics_check.top_k and self.objectives is not None:  # it would be skipped without a word (left
+            # out, it is 0 here: _no_physics_check_where_it_does_not_run)
+            raise ValueError(f"physics_check.top_k={self.physics_check.top_k}: the PyBaMM check re-ranks a "
+                             f"single-objective campaign; with 'objectives' it does not run: set top_k: 0 or leave "
+                             f"it out")
+        if self.objectives is not None and "tolerance_pct" in settings.model_fields_set:
+            raise ValueError("recommendation.tolerance_pct: used by a single objective only (a campaign with "
+                             "'objectives' recommends by recommendation.rule); leave it out")
         if self.objectives is None:
             if settings.weights or settings.limits:
                 key = "weights" if settings.weights else "limits"

@@ -395,6 +395,11 @@ class ObjectiveSet:
         if len(set(names)) != len(names):
             duplicate = next(n for n in names if names.count(n) > 1)
             raise ValueError(f"two objectives are named {duplicate!r}: give one of them a 'name'")
+        kinds = [o.kind for o in self.objectives]
+        if len(set(kinds)) != len(kinds):  # one condition of each kind: a second would repeat the first
+            repeated = next(k for k in kinds if kinds.count(k) > 1)
+            raise ValueError(f"two objectives of kind {repeated!r}: a campaign predicts one condition of each kind, "
+                             f"so the second would repeat the first; keep one")
         self._merged = self._merge_requests()
 
     @property

@@ -120,7 +120,8 @@ def test_a_resume_says_what_it_does_not_take_from_the_command(capsys):
     _note_what_a_resume_keeps(saved, load_config(overrides={"optimiser": {"n_calls": 80},
                                                             "tracking": {"experiment_name": "elsewhere"}}))
     assert capsys.readouterr().err == ""
-    spent = Campaign.new(load_config(overrides={"optimiser": {"n_calls": 2, "n_initial_points": 2}}))
+    spent = Campaign.new(load_config(overrides={"optimiser": {"n_calls": 2, "n_initial_points": 2,
+                                                              "batch_size": 2}}))
     spent.add_batch([[0.5, 1.0, 300.0, 10.0]] * 2, [Evaluation({}, Status.FINISHED, 1.0)] * 2)
     _note_what_a_resume_keeps(spent)
     assert "nothing more is evaluated" in capsys.readouterr().err

@@ -78,6 +78,19 @@ BAD_CONFIGS = [
      "objectives.0.retention_pct: 120 is out of range: allowed 0 (exclusive) to 100 (exclusive)"),
     ("objective and objectives", GOOD + "objective: {cycle: 400}\nobjectives: [{kind: milling_time}]\n",
      "not both"),
+    # settings that are each valid but would do nothing in the campaign they are given to (they had run silently)
+    ("a batch larger than the budget", GOOD.replace("batch_size: 3", "batch_size: 8"),
+     "batch_size (8) must not exceed n_calls (6)"),
+    ("two objectives of one kind", GOOD + "objectives: [{kind: capacity, name: a}, {kind: capacity, name: b}]\n",
+     "two objectives of kind 'capacity'"),
+    ("a PyBaMM check on several objectives", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
+     "physics_check: {top_k: 5}\n", "physics_check.top_k=5: the PyBaMM check re-ranks a single-objective campaign"),
+    ("a tolerance on several objectives", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
+     "recommendation: {tolerance_pct: 20}\n", "recommendation.tolerance_pct: used by a single objective only"),
+    ("a log scale on a fixed value", GOOD.replace("{value: 20.0}", "{value: 20.0, log_scale: true}"),
+     "log_scale applies to a searched range"),
+    ("mill settings searched for an unmilled powder", GOOD.replace("{low: 1.0, high: 20.0}", "{value: 0}"),
+     "searched, but milling_time_h is fixed at 0 (unmilled)"),
 ]
 
 
