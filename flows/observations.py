@@ -120,6 +120,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
 
     ceilings = _capacity_ceiling(config)
     rows: dict[tuple, list[tuple[int, dict, dict]]] = {}  # recipe -> its rows (line, recipe, measured metrics)
+    samples: dict[str, tuple[int, tuple]] = {}  # sample_id -> (its first line, its recipe)
     for line, (_, row) in zip(lines, table.iterrows()):
         for column in (c for c in TEXT_COLUMNS if c in table.columns):
             try:  # a NUL or an escape code in a sample id had been copied into the suggestions and the run's files
@@ -146,6 +147,11 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         if metrics:
             _objective(metrics, config, path, line)  # a measured row must say what the optimiser can use
         rows.setdefault(recipe_key(recipe), []).append((line, recipe, metrics))
+        if "sample_id" in table.columns and (sample := str(row["sample_id"]).strip()):
+            earlier = samples.setdefault(sample, (line, recipe_key(recipe)))
+            if earlier[1] != recipe_key(recipe):  # one cell or batch cannot have two recipes: a copy-paste error?
+                raise ConfigError(f"{path} line {line}: sample_id {excerpt(sample)} is line {earlier[0]}'s, which "
+                                  f"has another recipe; give each sample its own id")
 
     measured, lines, pending = [], [], []
     for replicates in rows.values():
@@ -278,12 +284,18 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
 
 
 def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path) -> pd.DataFrame:
-    """A multi-objective campaign's lab columns, named by what they measured: ``objective_capacity_mAh_per_g``
+    """A campaign's lab columns, named by what they measured. One quantity under two names is refused (two values of
+    it had both been taken). A multi-objective campaign's ``objective_capacity_mAh_per_g``
     (the capacity at the target condition) is its capacity objective's ``capacity_at_cycle_N_mAh_per_g``, read at
     that objective's current (:func:`cycling_current`); a Pareto campaign had silently left it out. ``objective``,
     a single objective's score, and a target capacity with no capacity objective to say its condition are refused.
     """
-    if not config.objectives:
+    if not config.objectives:  # the objective's capacity is capacity_at_cycle_N at its own current (cycling_current)
+        same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
+        if CAPACITY in table.columns and same in table.columns:
+            raise ConfigError(f"{path}: columns {CAPACITY!r} and {same!r} are one quantity in this campaign (its "
+                              f"objective: {config.objective.current_A_per_g:g} A/g after {config.objective.cycle} "
+                              f"cycles); keep one")
         return table
     if SCORE in table.columns:
         raise ConfigError(f"{path}: column {SCORE!r}: a multi-objective campaign scores no lab row (its front is of "

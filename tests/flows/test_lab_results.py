@@ -622,4 +622,26 @@ def test_a_pareto_campaign_reads_the_target_capacity_column_as_its_capacity_obje
         with pytest.raises(ConfigError, match=message) as error:
             read_observations(path, config)
         assert str(path) in str(error.value) and "\n" not in str(error.value)
-    assert read_observations(path, load_config()).measured  # a single-objective campaign reads them as before
+    path.write_text(f"{HEADER.rsplit(',', 1)[0]},objective\n{recipe},320\n", encoding="utf-8")
+    assert read_observations(path, load_config()).measured  # a single-objective campaign reads its score
+
+
+@pytest.mark.parametrize("columns, rows, message", [
+    ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", ["330,150"], "are one quantity in this campaign"),
+    ("sample_id,objective_capacity_mAh_per_g", ["S1,330", "S1,300"], "line 3: sample_id 'S1' is line 2's"),
+])
+def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, message):
+    """Under the default objective (1.7 A/g after 1000 cycles) objective_capacity_mAh_per_g and
+    capacity_at_cycle_1000_mAh_per_g are one quantity: 330 and 150 on one row had both been taken. One sample id on
+    two recipes (a copied line, a mistyped id) had been taken as two samples."""
+    from flows.config import ConfigError
+
+    recipes = ["0.6667,10,400,20", "0.5,6,450,20"]
+    path = tmp_path / "lab.csv"
+    path.write_text("\n".join([f"{HEADER.rsplit(',', 1)[0]},{columns}",
+                               *(f"{recipe},{row}" for recipe, row in zip(recipes, rows))]) + "\n")
+    with pytest.raises(ConfigError, match=message):
+        read_observations(path, load_config())
+    if "sample_id" in columns:  # replicate cells of one recipe may share an id (one batch)
+        path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},S1,330\n{recipes[0]},S1,322\n")
+        assert len(read_observations(path, load_config()).measured) == 1
