@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 from flows.inputs import InputError, redact
+from surrogate.yaml_safety import plain_number
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
@@ -52,7 +53,7 @@ class PrefectSettingError(InputError):
 def startup_timeout_s() -> float:
     text = os.environ.get("SNHC_PREFECT_STARTUP_TIMEOUT_S", "")
     try:
-        value = float(text) if text else DEFAULT_STARTUP_TIMEOUT_S
+        value = plain_number(text) if text else DEFAULT_STARTUP_TIMEOUT_S  # "1_0" is a typing error, not 10
     except ValueError:
         raise PrefectSettingError(f"SNHC_PREFECT_STARTUP_TIMEOUT_S={text!r} is not a number of seconds") from None
     if not 1.0 <= value <= 3600.0:

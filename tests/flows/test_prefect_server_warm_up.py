@@ -5,6 +5,8 @@ never answers, or exits while starting, is one line saying what to do."""
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from flows.prefect_server import _first_requests
 
 
@@ -97,3 +99,14 @@ def test_a_stopped_server_leaves_its_log_only_when_it_wrote_something(tmp_path):
         TemporaryServer(process, "http://127.0.0.1:9/api", log).stop()
         assert process.poll() is not None
         assert log.exists() is kept
+
+
+@pytest.mark.parametrize("text", ["1_0", "ten", "nan", "0.5", "1e9"])
+def test_a_startup_limit_that_is_not_a_plain_number_of_seconds_is_one_line(monkeypatch, text):
+    """The start-up limit follows the project's one rule for numbers: "1_0" (Python's 10) is a typing error, NaN
+    and values outside 1-3600 s are out of range."""
+    from flows.prefect_server import PrefectSettingError, startup_timeout_s
+
+    monkeypatch.setenv("SNHC_PREFECT_STARTUP_TIMEOUT_S", text)
+    with pytest.raises(PrefectSettingError, match="SNHC_PREFECT_STARTUP_TIMEOUT_S="):
+        startup_timeout_s()
