@@ -418,7 +418,7 @@ def _campaign_overrides(args) -> dict:
     """CLI options of optimise / what-if as config overrides.
 
     A smaller ``--n-calls`` keeps at most half its budget for random starts, so it does not fail validation
-    against the config's ``n_initial_points``.
+    against the config's ``n_initial_points`` (:func:`_start_points_note` says so).
     """
     from flows.config import load_config
 
@@ -427,12 +427,27 @@ def _campaign_overrides(args) -> dict:
     if args.n_calls is not None:
         configured = load_config(args.config).optimiser.n_initial_points
         optimiser["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
+
     overrides: dict = {"optimiser": optimiser} if optimiser else {}
     if args.tracking_uri:
         overrides["tracking"] = {"tracking_uri": args.tracking_uri}
     if getattr(args, "fidelity", None):
         overrides["fidelity"] = args.fidelity
     return overrides
+
+
+def _start_points_note(args, config) -> None:
+    """Say (on stderr) that ``--n-calls`` left fewer space-filling start points than the config asks (the run's
+    params had said 2 where the config said 10, without a word); once the campaign is known good, so a refused
+    command keeps its one line."""
+    if args.n_calls is None or getattr(args, "resume", None):
+        return
+    from flows.config import load_config
+
+    configured = load_config(args.config).optimiser.n_initial_points
+    if config.optimiser.n_initial_points != configured:
+        print(f"note: --n-calls {args.n_calls}: {config.optimiser.n_initial_points} space-filling start point(s), "
+              f"at most half the budget (the config's optimiser.n_initial_points is {configured})", file=sys.stderr)
 
 
 def _checked_campaign(args, *paths: tuple[str, str | None]):
@@ -575,6 +590,7 @@ def _build_and_start(args):
     # the lab file, the resume id and the saved campaign are checked before anything starts: exit 2, nothing started
     campaign = build_campaign(args.config, overrides, resume, args.observations)
     _note_rows_outside(campaign)
+    _start_points_note(args, campaign.config)
     if resume is not None:
         _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
     server = prefect_server.start()

@@ -1263,3 +1263,29 @@ def test_a_campaign_whose_every_evaluation_failed_ends_in_one_line(prefect_local
     assert out == ""
     assert re.fullmatch(r"snhc optimise: error: all \d+ evaluations failed; first reason: solver diverged",
                         err.strip().splitlines()[-1]), err[-2000:]
+
+
+def test_a_budget_that_leaves_fewer_start_points_than_the_config_says_so(tmp_path, capsys, monkeypatch):
+    """--n-calls 5 keeps at most half its budget for space-filling points: the config's 10 had become 2 without a
+    word (the run's params said 2). Said once, on stderr, once the campaign is known good (a refused command keeps
+    its one line)."""
+    import flows.cli
+
+    class Started(Exception):
+        pass
+
+    def stop(*_):
+        raise Started
+
+    monkeypatch.setattr(flows.cli, "_note_rows_outside", lambda campaign: None)
+    monkeypatch.setattr("flows.prefect_server.start", stop)  # the campaign was built: nothing need run
+    with pytest.raises(Started):
+        main(["optimise", "--n-calls", "5", "--tracking-uri", f"sqlite:///{tmp_path}/s/m.db"])
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: --n-calls 5: 2 space-filling start point(s), at most half the budget (the config's "
+                     "optimiser.n_initial_points is 10)"]
+    config = tmp_path / "c.yaml"
+    config.write_text("objective: {current_A_per_g: 1000}\n")
+    assert main(["optimise", "--config", str(config), "--n-calls", "5", "--tracking-uri",
+                 f"sqlite:///{tmp_path}/s/m.db"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
