@@ -648,8 +648,12 @@ def _interrupted_message(args, campaign, interrupt) -> str:
         return f"snhc optimise: {interrupt} before the campaign started; nothing was written"
     options = "".join(f" {flag} {value}" for flag, value in (("--config", args.config),
                                                              ("--tracking-uri", args.tracking_uri)) if value)
-    return (f"snhc optimise: {interrupt}; run {campaign.run_id} is KILLED with {len(campaign.evaluations)} "
-            f"evaluations saved. Resume with: snhc optimise{options} --resume {campaign.run_id}")
+    from flows.evaluation import LAB
+
+    lab = sum(e.source == LAB for e in campaign.evaluations)  # the progress line counts the optimiser's evaluations
+    return (f"snhc optimise: {interrupt}; run {campaign.run_id} is KILLED with {campaign.model_evaluations()} of "
+            f"{campaign.config.optimiser.n_calls} evaluations saved{f' (and {lab} lab rows)' if lab else ''}. "
+            f"Resume with: snhc optimise{options} --resume {campaign.run_id}")
 
 
 def cmd_suggest(args) -> int:

@@ -263,8 +263,10 @@ class CampaignRecorder:
             self.run_id = run_id
             resumed = campaign.run_id is not None
             if resumed:
-                if "failure_reason" in self.tracker.client.get_run(run_id).data.tags:
-                    self.tracker.client.delete_tag(run_id, "failure_reason")  # stale: the campaign goes on
+                tags_now = self.tracker.client.get_run(run_id).data.tags
+                for stale in ("failure_reason", "stopped_by"):  # stale: the campaign goes on (a finished resumed run
+                    if stale in tags_now:  # had kept "stopped by SIGINT")
+                        self.tracker.client.delete_tag(run_id, stale)
                 removed = self._forget_orphans(campaign.saved)
                 self.tracker.log(run_id, tags={"resumed_from_evaluation": campaign.saved,
                                                "orphan_runs_removed": removed})

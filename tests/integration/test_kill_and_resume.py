@@ -111,6 +111,7 @@ def test_ten_kill_points_lose_nothing_and_a_finished_campaign_extends(params, tm
             assert code == expected, log.read_text()[-2000:]
             assert run.info.status == "KILLED"
             assert f"--resume {run_id}" in log.read_text(), "the resume command is printed"
+            assert f"of {N_CALLS} evaluations saved" in log.read_text(), "counted as the progress line counts"
         from flows.store import MlflowStateStore
 
         for item in MlflowStateStore(client).load(run_id, "kill-points")["evaluations"]:
@@ -120,7 +121,8 @@ def test_ten_kill_points_lose_nothing_and_a_finished_campaign_extends(params, tm
     final = snhc(tmp_path, log, "--config", str(config), "--resume", run_id)
     assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
+    # a finished resumed run keeps no stale reason why an earlier attempt stopped
+    assert run.info.status == "FINISHED" and not {"failure_reason", "stopped_by"} & set(run.data.tags)
     table = pd.read_csv(client.download_artifacts(run_id, "evaluations.csv", str(tmp_path)))
     assert len(table) == N_CALLS + N_DENSE and table["evaluation"].is_unique
     assert (table["source"] == "model").sum() == N_CALLS
