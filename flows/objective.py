@@ -370,6 +370,13 @@ class MillingEnergyObjective(_Objective):
         return {self.name: self.energy_kWh_per_kg(recipes.milling_time_h, recipes.milling_speed_rpm,
                                                   recipes.ball_to_powder_ratio, recipes.pause_duty_cycle)}
 
+    def reach(self, dimension_of, p) -> tuple[float, float]:
+        """From every milling field at its lowest to every one at its highest: the energy grows with each (a
+        limit below the least had run a whole campaign, then been ignored)."""
+        ends = [dimension_of(name) for name in self.recipe_fields]  # in energy_kWh_per_kg's order
+        return (float(self.energy_kWh_per_kg(*(low for low, _ in ends))),
+                float(self.energy_kWh_per_kg(*(high for _, high in ends))))
+
     def energy_kWh_per_kg(self, milling_time_h, milling_speed_rpm, ball_to_powder_ratio, pause_duty_cycle=1.0):
         """Energy per kg of powder of a milling recipe (arrays or floats)."""
         power_W = (self.mill_rated_power_W * (np.asarray(milling_speed_rpm) / self.mill_rated_speed_rpm) ** 3

@@ -89,6 +89,8 @@ BAD_CONFIGS = [
      "recommendation: {tolerance_pct: 20}\n", "recommendation.tolerance_pct: used by a single objective only"),
     ("a log scale on a fixed value", GOOD.replace("{value: 20.0}", "{value: 20.0, log_scale: true}"),
      "log_scale applies to a searched range"),
+    ("a milling energy below any recipe's", GOOD + "objectives: [{kind: capacity}, {kind: milling_energy}]\n"
+     "recommendation: {limits: {milling_energy_kWh_per_kg: 0.0001}}\n", "milling_energy_kWh_per_kg"),
     ("mill settings searched for an unmilled powder", GOOD.replace("{low: 1.0, high: 20.0}", "{value: 0}"),
      "searched, but milling_time_h is fixed at 0 (unmilled)"),
 ]
