@@ -21,6 +21,7 @@ WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optim
 # What a predict scenario's prediction reads of its config (flows.whatif._predict_scenario): other overrides (the
 # optimiser's, the search space) would be accepted and shown, and change nothing
 PREDICT_OVERRIDES = frozenset({"model_parameters", "recalibrate", "objective"})
+PREDICT_OBJECTIVE_OVERRIDES = frozenset({"temperature_C"})  # the cell's temperature; the rest defines the quantities
 BASELINE = "baseline"  # the study's row of the base campaign unchanged: no scenario may take its name
 
 
@@ -106,6 +107,13 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             raise ConfigError(f"{path}: overrides.{ignored[0]}: a predict scenario uses only "
                               f"{', '.join(sorted(PREDICT_OVERRIDES))}; remove it, or make the scenario mode: "
                               f"optimise")
+        objective = scenario.overrides.get("objective")
+        fixed_definitions = sorted(set(objective) - PREDICT_OBJECTIVE_OVERRIDES) if isinstance(objective, dict) else []
+        if scenario.mode == "predict" and fixed_definitions:  # the base's current and cycle define the compared
+            # quantities; a predict scenario scores no objective, so its allowance and penalty change nothing
+            raise ConfigError(f"{path}: overrides.objective.{fixed_definitions[0]}: a predict scenario's quantities "
+                              f"keep the base campaign's definitions (capacity at its current after its cycles); "
+                              f"of the objective only {', '.join(sorted(PREDICT_OBJECTIVE_OVERRIDES))} changes them")
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
             raise ConfigError(f"{path}: recipes: only a predict scenario (mode: predict) takes recipes; an "
                               f"optimise scenario searches for its own")

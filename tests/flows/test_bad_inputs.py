@@ -265,6 +265,9 @@ def scenario_cases() -> list[Case]:
          "milling_time_h: 0, milling_speed_rpm: 400, ball_to_powder_ratio: 20}]\n", "is the same recipe as 'HC'"),
         ("an override a predict scenario never reads", "name: x\nmode: predict\nrecipes: [HC]\noverrides: "
          "{optimiser: {n_calls: 500}}\n", "overrides.optimiser: a predict scenario uses only"),
+        ("an objective setting a predict scenario never reads", "name: x\nmode: predict\nrecipes: [HC]\n"
+         "overrides: {objective: {temperature_C: 0, current_A_per_g: 4.2}}\n",
+         "overrides.objective.current_A_per_g: a predict scenario's quantities keep the base campaign's definitions"),
         ("overrides out of range", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: 0"), "optimiser.n_calls"),
         ("overrides unknown key", GOOD_SCENARIO.replace("optimiser:", "optimizer:"), "optimizer: unknown key"),
         ("list at top level", "- name: x\n", "expected a mapping"),
