@@ -502,6 +502,17 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         _check_postgresql(uri, key, shown)
 
 
+def _same_location(location: str) -> str:
+    """An artifact location as a comparable string: a local path (or ``file:`` URI) resolved, a URI as written."""
+    import urllib.parse
+    from pathlib import Path
+
+    parts = urllib.parse.urlsplit(reveal(location))
+    if parts.scheme.lower() in ("", "file"):
+        return str(Path(urllib.parse.unquote(parts.path if parts.scheme else location)).expanduser().resolve())
+    return reveal(location).rstrip("/")
+
+
 def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment_name",
                             artifact_location: str | None = None) -> None:
     """The campaign's experiment must be new or active: MLflow refuses to add runs to a deleted one (it had failed
@@ -541,6 +552,11 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
                          f"(mlflow experiments restore) or choose another name")
+    if existing and artifact_location and _same_location(existing) != _same_location(artifact_location):
+        raise InputError(f"tracking.artifact_location {excerpt(redact(artifact_location), 200)}: experiment "
+                         f"{excerpt(name)} keeps its artifacts at {excerpt(redact(existing), 200)} (set when it was "
+                         f"created; MLflow writes there whatever the config says): leave artifact_location out, or "
+                         f"give another tracking.experiment_name for the new location")
     location, location_key = ((existing, f"experiment {excerpt(name)}'s artifact location") if existing
                               else (artifact_location, "tracking.artifact_location"))
     if not location:

@@ -1292,3 +1292,23 @@ def test_a_budget_that_leaves_fewer_start_points_than_the_config_says_so(tmp_pat
     assert main(["optimise", "--config", str(config), "--n-calls", "5", "--tracking-uri",
                  f"sqlite:///{tmp_path}/s/m.db"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_artifact_location_an_existing_experiment_does_not_use_is_refused(tmp_path, capsys, monkeypatch):
+    """MLflow keeps an experiment's artifact root from its creation: a configured other one had been logged as the
+    run's param while the artifacts went to the old root. Refused, naming both; the same root written as a path or
+    a file URI is the same root."""
+    from mlflow.tracking import MlflowClient
+
+    from flows.inputs import _same_location
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(store).create_experiment("kept", artifact_location=str(tmp_path / "a1"))
+    capsys.readouterr()
+    monkeypatch.setenv("SNHC_EXPERIMENT_NAME", "kept")
+    monkeypatch.setenv("SNHC_ARTIFACT_LOCATION", str(tmp_path / "a2"))
+    assert main(["optimise", "--n-calls", "8", "--tracking-uri", store]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "experiment 'kept' keeps its artifacts at" in err and "a2" in err, err
+    assert _same_location(str(tmp_path / "a1")) == _same_location((tmp_path / "a1").as_uri())
+    assert not MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("kept").experiment_id])
