@@ -329,8 +329,11 @@ def check_capacity_scoreable(config: CampaignConfig, where: str, p=None) -> None
     name = CAPACITY if not config.objectives else objective.name
     key = "objective" if not config.objectives else f"objectives[{index}]"
     recipes = Recipes.from_records(sobol_recipes(config, CAPACITY_CHECK_SAMPLES))
-    values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p, scoring)[name],
-                        dtype=float)
+    try:
+        values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p, scoring)[name],
+                            dtype=float)
+    except Exception:  # noqa: BLE001 - a model that fails on some recipes: the campaign records those as failed
+        return
     most = float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
     if most >= SMALLEST_READING:
         return
