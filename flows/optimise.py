@@ -317,7 +317,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             try:
                 check_limits_reachable(config, "the lab's model", taught)
             except ConfigError as error:
-                reporting.say(f"[bold]recommendation limits[/]: {error}; the recommendation will ignore them", quiet)
+                reporting.say(f"[bold]recommendation limits[/]: {error}; the recommendation will be the front point "
+                              f"closest to them", quiet)
         if taught is not None:  # with lab results the campaign searches the lab's model; its intervals are that
             # model's: the study's uncertainty and the lab parameters' posterior, weighted by the lab's rows
             rows = teaching_rows(config, campaign.lab.measured)

@@ -289,10 +289,16 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
     limits_text = ", ".join(f"{n} {'>=' if scoring[n].sign > 0 else '<='} {v:g} {scoring[n].unit}"
                             for n, v in settings.limits.items())
     note = ""
-    if not allowed.any():
-        note = f"; no front point meets the limits ({limits_text}), so they were ignored"
-        allowed[:] = True
-    elif limits_text:
+    if not allowed.any():  # the nearest miss, not the knee of points that ignore them (Sn 0.05 at 240 mAh/g had
+        # been recommended against capacity >= 250 beside points short of it by a few mAh/g)
+        shortfall = np.zeros(len(front))
+        for name, limit in settings.limits.items():
+            values = front[name].to_numpy(float)
+            short = (limit - values) if scoring[name].sign > 0 else (values - limit)
+            shortfall += np.maximum(short, 0.0) / max(abs(limit), 1.0)  # each limit's shortfall in its own scale
+        return int(np.argmin(shortfall)), (f"no front point meets the limits ({limits_text}): the one closest to "
+                                           f"them (smallest summed shortfall, each relative to its limit)")
+    if limits_text:
         note = f" among front points with {limits_text}"
     values = np.column_stack([-scoring[n].sign * front[n].to_numpy(float) for n in scoring.names])
     scaled = normalised(values[allowed])

@@ -86,7 +86,7 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
     from every row (6-12 h, 350-450 rpm, BPR 20-25), without a word."""
     from dataclasses import replace
 
-    from flows.evaluation import campaign_parameters, metric_intervals, model_objective
+    from flows.evaluation import campaign_parameters, metric_intervals, model_metrics, model_objective
     from flows.objective import SCORE
     from flows.search import point_of, search_dimensions
     from skopt.space import Space
@@ -95,15 +95,25 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
 
     config, evaluation = campaign.config, recommendation.evaluation
     lab = campaign.lab
-    if not (lab and lab.measured) or not evaluation.ok or config.objectives:
+    if not (lab and lab.measured) or not evaluation.ok:
         return recommendation
     try:
         calibration = campaign_parameters(config)[1]
-        study = float(model_objective(Recipes.from_records([evaluation.recipe]), study_p, config.objective)[0])
-        low, high = metric_intervals(evaluation.recipe, study_p, calibration, config.objective)[SCORE]
+        recipes = Recipes.from_records([evaluation.recipe])
+        if config.objectives:  # each objective the model predicts (milling time and energy are the recipe's)
+            scoring = config.scoring()
+            study = model_metrics(recipes, study_p, scoring)
+            bands = metric_intervals(evaluation.recipe, study_p, calibration, scoring)
+            compared = [(o.name, evaluation.metrics[o.name], float(study[o.name][0]), bands[o.name], o.unit)
+                        for o in scoring.objectives if not o.recipe_only and o.name in bands]
+        else:
+            compared = [(SCORE, evaluation.objective,
+                         float(model_objective(recipes, study_p, config.objective)[0]),
+                         metric_intervals(evaluation.recipe, study_p, calibration, config.objective)[SCORE], "mAh/g")]
     except Exception:  # noqa: BLE001 - a comparison for the report, never a reason to fail the campaign
         return recommendation
-    if not np.isfinite(study) or low <= evaluation.objective <= high:
+    moved = [c for c in compared if np.isfinite(c[2]) and not c[3][0] <= c[1] <= c[3][1]]
+    if not moved:
         return recommendation
     space = Space(normalize_dimensions(search_dimensions(config)))
     measured = [point_of(e.recipe, config) for e in lab.measured]
@@ -112,10 +122,14 @@ def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -
         space.transform([point_of(evaluation.recipe, config)])), axis=1))) if inside else float("nan"))
     where = (f"{nearest:.2f} from the nearest measured row (search space scaled 0-1 per field)" if inside
              else "outside the search space of every measured row")
+    said = "; ".join(
+        (f"the lab's model scores it {lab_value:.1f} {unit}" if name == SCORE
+         else f"the lab's model gives {name} {lab_value:.4g} {unit}")
+        + f" where the study's model gives {value:.1f} (90 % interval {band[0]:.1f} to {band[1]:.1f})"
+        for name, lab_value, value, band, unit in moved)
     return replace(recommendation, lab_note=(
-        f"the lab's model scores it {evaluation.objective:.1f} mAh/g where the study's model gives {study:.1f} "
-        f"(90 % interval {low:.1f} to {high:.1f}): the difference is what the lab rows taught, carried to a recipe "
-        f"{where}; make it as a test of that, not as a production batch"))
+        f"{said}: the difference is what the lab rows taught, carried to a recipe {where}; make it as a test of "
+        f"that, not as a production batch"))
 
 
 def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Recommendation:
@@ -215,10 +229,20 @@ def allowance_note(metrics: dict[str, float], intervals: dict[str, list[float]],
     """A note when the recommended recipe's particle expansion has a 90 % interval that straddles the capacity
     objective's swelling allowance: the optimum of capacity minus the penalty sits where the swelling reaches the
     allowance, so the default recommendation swells 250 % [172-321 %] against 250 % allowed, and a lab should know
-    that cells of it may well swell past it (found by a sceptical-modeller walkthrough). Empty otherwise."""
+    that cells of it may well swell past it (found by a sceptical-modeller walkthrough). A multi-objective campaign:
+    each of its recommendation.limits whose interval at the recipe straddles it (a Pareto recommendation swelling
+    257 % [87-539 %] against a 300 % limit had said nothing). Empty otherwise."""
     from flows.objective import EXPANSION
 
-    allowance = getattr(config.objective, "expansion_allowance_pct", None) if not config.objectives else None
+    if config.objectives:  # a multi-objective campaign's limits, each the same way
+        scoring = config.scoring()
+        return "; ".join(
+            f"its {name} {metrics[name]:.4g} {scoring[name].unit} (90 % interval {band[0]:.4g} to {band[1]:.4g}) "
+            f"straddles the limit {limit:g} {scoring[name].unit}: cells of it may fall on the wrong side; tighten "
+            f"recommendation.limits.{name} to recommend one with a margin"
+            for name, limit in config.recommendation.limits.items()
+            if (band := intervals.get(name)) is not None and name in metrics and band[0] < limit < band[1])
+    allowance = getattr(config.objective, "expansion_allowance_pct", None)
     band = intervals.get(EXPANSION)
     if allowance is None or band is None or EXPANSION not in metrics or not band[0] < allowance < band[1]:
         return ""

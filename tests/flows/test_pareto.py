@@ -124,6 +124,10 @@ def test_front_choice_by_knee_weights_and_limits(pareto_campaign):
     limited = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0}})
     row, rule = choose_on_front(front, scoring, limited)
     assert row == 0 and "capacity_mAh_per_g >= 320" in rule
+    # limits no front point meets: the nearest miss (each shortfall relative to its limit), not the knee of all
+    unmet = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0, "particle_expansion_pct": 100.0}})
+    row, rule = choose_on_front(front, scoring, unmet)
+    assert row == 1 and "no front point meets the limits" in rule and "closest to them" in rule
 
 
 def test_a_front_gets_its_first_objectives_optimum_reported_and_nothing_added(params, pareto_campaign):

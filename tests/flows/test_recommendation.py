@@ -159,8 +159,8 @@ def test_a_pybamm_score_the_check_cannot_tell_from_the_tolerance_edge_counts_as_
 
 def test_a_swelling_interval_across_the_allowance_is_noted():
     """The capacity objective's optimum sits where the swelling reaches its allowance: when the recommended recipe's
-    expansion interval straddles it, the recommendation says so; with a margin, or without an allowance (a
-    multi-objective campaign), nothing."""
+    expansion interval straddles it, the recommendation says so; with a margin, nothing. A multi-objective
+    campaign's limits the same way (a Pareto recommendation swelling 257 % [87-539] against 300 % had said nothing)."""
     from flows.recommendation import allowance_note
 
     config = load_config()
@@ -168,8 +168,15 @@ def test_a_swelling_interval_across_the_allowance_is_noted():
     assert "250 % (90 % interval 172 to 321 %) straddles the objective's 250 % allowance" in straddling
     assert allowance_note({"particle_expansion_pct": 200.0}, {"particle_expansion_pct": [160.0, 240.0]}, config) == ""
     assert allowance_note({"particle_expansion_pct": 250.2}, {}, config) == ""
-    assert allowance_note({"particle_expansion_pct": 250.2}, {"particle_expansion_pct": [171.7, 321.4]},
-                          load_config("configs/pareto.yaml")) == ""
+    # a multi-objective campaign has limits instead: each one its recommended value's interval straddles is named
+    pareto = load_config("configs/pareto.yaml")  # limits: capacity >= 250 mAh/g, swelling <= 300 %
+    note = allowance_note({"particle_expansion_pct": 256.8, "capacity_mAh_per_g": 359.0},
+                          {"particle_expansion_pct": [87.1, 539.4], "capacity_mAh_per_g": [314.6, 371.0]}, pareto)
+    assert note.startswith("its particle_expansion_pct 256.8 % (90 % interval 87.1 to 539.4) straddles the limit "
+                           "300 %") and "capacity" not in note
+    unlimited = pareto.model_copy(update={"recommendation": pareto.recommendation.model_copy(update={"limits": {}})})
+    assert allowance_note({"particle_expansion_pct": 256.8}, {"particle_expansion_pct": [87.1, 539.4]},
+                          unlimited) == ""
 
 
 def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch):
@@ -253,3 +260,29 @@ def test_a_front_whose_model_evaluations_all_failed_says_so_beside_lab_rows():
                                             "solver diverged")])
     with pytest.raises(RuntimeError, match="all 1 evaluations failed; first reason: solver diverged"):
         recommend(campaign, NoModel())
+
+
+def test_a_pareto_recommendation_the_lab_rows_moved_beyond_the_study_models_interval_says_so(params):
+    """Where a lab's rows taught a multi-objective campaign's model, an objective the model predicts that the lab's
+    model puts outside the study model's 90 % interval at the recommended recipe is named, as a single objective's
+    score is (a Pareto recommendation at 359 mAh/g where the study's model gives 161 had said nothing); milling time
+    is the recipe's own and never named."""
+    from dataclasses import replace
+
+    from flows.evaluation import evaluate_batch
+    from flows.observations import LabData
+    from flows.recommendation import Recommendation, with_lab_note
+
+    config = load_config(Path("configs/pareto.yaml"))
+    made = Evaluation(complete(recipe(10.0)), Status.FINISHED, float("nan"), {"particle_expansion_pct": 260.0},
+                      source=LAB)
+    campaign = Campaign.new(config, LabData(Path("/tmp/lab.csv"), [made], [2], []))
+    chosen = recipe(3.3, rpm=600.0, bpr=37.0, sn=0.67)
+    (study,) = evaluate_batch([complete(chosen)], params, config.scoring())
+    taught = replace(study, metrics={**study.metrics, "capacity_mAh_per_g": study.metrics["capacity_mAh_per_g"] + 250})
+    note = with_lab_note(Recommendation(0, taught, 0.0, 0.0, "", "", ()), campaign, params).lab_note
+    assert note.startswith(f"the lab's model gives capacity_mAh_per_g "
+                           f"{taught.metrics['capacity_mAh_per_g']:.4g} mAh/g where the study's model gives "
+                           f"{study.metrics['capacity_mAh_per_g']:.1f}"), note
+    assert "milling_time_h" not in note and "particle_expansion_pct" not in note
+    assert with_lab_note(Recommendation(0, study, 0.0, 0.0, "", "", ()), campaign, params).lab_note == ""
