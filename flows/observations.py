@@ -106,7 +106,7 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
             raise ConfigError(f"{path}: columns separated by {separator!r}; a lab file is comma-separated "
                               f"(save it as CSV with commas)")
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
-    table = _named_for_its_objectives(table, config, path)
+    table = _named_for_its_objectives(table, config, path, lines)
     recipe_columns = [c for c in table.columns if c in FIELDS]
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
@@ -283,9 +283,9 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
     return value
 
 
-def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path) -> pd.DataFrame:
-    """A campaign's lab columns, named by what they measured. One quantity under two names is refused (two values of
-    it had both been taken). A multi-objective campaign's ``objective_capacity_mAh_per_g``
+def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path, lines: list[int]) -> pd.DataFrame:
+    """A campaign's lab columns, named by what they measured. One quantity under two names must agree row by row
+    (330 and 150 mAh/g on one row had both been taken). A multi-objective campaign's ``objective_capacity_mAh_per_g``
     (the capacity at the target condition) is its capacity objective's ``capacity_at_cycle_N_mAh_per_g``, read at
     that objective's current (:func:`cycling_current`); a Pareto campaign had silently left it out. ``objective``,
     a single objective's score, and a target capacity with no capacity objective to say its condition are refused.
@@ -293,9 +293,8 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path)
     if not config.objectives:  # the objective's capacity is capacity_at_cycle_N at its own current (cycling_current)
         same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
         if CAPACITY in table.columns and same in table.columns:
-            raise ConfigError(f"{path}: columns {CAPACITY!r} and {same!r} are one quantity in this campaign (its "
-                              f"objective: {config.objective.current_A_per_g:g} A/g after {config.objective.cycle} "
-                              f"cycles); keep one")
+            _agreeing(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} A/g "
+                                                          f"after {config.objective.cycle} cycles")
         return table
     if SCORE in table.columns:
         raise ConfigError(f"{path}: column {SCORE!r}: a multi-objective campaign scores no lab row (its front is of "
@@ -309,11 +308,22 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path)
                           f"current and cycle it was measured; name the column by what was measured, e.g. "
                           f"capacity_at_cycle_1000_mAh_per_g (read at {cycling_current(config):g} A/g)")
     measured = f"capacity_at_cycle_{capacity.cycle}_mAh_per_g"
-    if measured in table.columns:
-        raise ConfigError(f"{path}: columns {CAPACITY!r} and {measured!r} are one quantity in this campaign (its "
-                          f"capacity objective: {capacity.current_A_per_g:g} A/g after {capacity.cycle} cycles); "
-                          f"keep one")
-    return table.rename(columns={CAPACITY: measured})
+    if measured not in table.columns:
+        return table.rename(columns={CAPACITY: measured})
+    _agreeing(table, CAPACITY, measured, path, lines, f"its capacity objective: {capacity.current_A_per_g:g} A/g "
+                                                      f"after {capacity.cycle} cycles")
+    given = table[measured].str.strip() != ""
+    return table.assign(**{measured: table[measured].where(given, table[CAPACITY])}).drop(columns=[CAPACITY])
+
+
+def _agreeing(table: pd.DataFrame, first: str, second: str, path, lines: list[int], condition: str) -> None:
+    """Rows that give both columns, one quantity in this campaign, must give one value (to rounding)."""
+    a, b = (pd.to_numeric(table[c].str.strip(), errors="coerce").to_numpy(float) for c in (first, second))
+    differ = np.isfinite(a) & np.isfinite(b) & ~np.isclose(a, b, rtol=1e-6, atol=0.0)
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        raise ConfigError(f"{path} line {lines[i]}: {first}={a[i]:g} and {second}={b[i]:g} are one quantity in this "
+                          f"campaign ({condition}), given two values; keep one")
 
 
 def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:

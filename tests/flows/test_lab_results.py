@@ -614,7 +614,7 @@ def test_a_pareto_campaign_reads_the_target_capacity_column_as_its_capacity_obje
         ("objective", "320", pareto, "column 'objective': a multi-objective campaign scores no lab row"),
         ("objective_capacity_mAh_per_g", "320", load_config(tmp_path / "no_capacity.yaml"),
          "this campaign has no capacity objective"),
-        ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", "320,320", pareto,
+        ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", "320,300", pareto,
          "are one quantity in this campaign"),
     ]:
         path = tmp_path / "lab.csv"
@@ -624,16 +624,22 @@ def test_a_pareto_campaign_reads_the_target_capacity_column_as_its_capacity_obje
         assert str(path) in str(error.value) and "\n" not in str(error.value)
     path.write_text(f"{HEADER.rsplit(',', 1)[0]},objective\n{recipe},320\n", encoding="utf-8")
     assert read_observations(path, load_config()).measured  # a single-objective campaign reads its score
+    path.write_text(f"{HEADER.rsplit(',', 1)[0]},objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g\n"
+                    f"{recipe},320,320\n{recipe.replace('10', '12', 1)},,290\n0.5,6,450,20,310,\n", encoding="utf-8")
+    # one value under both names is one measurement; either name alone fills it
+    assert [e.metrics for e in read_observations(path, pareto).measured] == [
+        {"capacity_at_cycle_1000_mAh_per_g": v} for v in (320.0, 290.0, 310.0)]
 
 
 @pytest.mark.parametrize("columns, rows, message", [
-    ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", ["330,150"], "are one quantity in this campaign"),
+    ("objective_capacity_mAh_per_g,capacity_at_cycle_1000_mAh_per_g", ["330,330", "300,150"],
+     "line 3: objective_capacity_mAh_per_g=300 and capacity_at_cycle_1000_mAh_per_g=150 are one quantity"),
     ("sample_id,objective_capacity_mAh_per_g", ["S1,330", "S1,300"], "line 3: sample_id 'S1' is line 2's"),
 ])
 def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, message):
     """Under the default objective (1.7 A/g after 1000 cycles) objective_capacity_mAh_per_g and
-    capacity_at_cycle_1000_mAh_per_g are one quantity: 330 and 150 on one row had both been taken. One sample id on
-    two recipes (a copied line, a mistyped id) had been taken as two samples."""
+    capacity_at_cycle_1000_mAh_per_g are one quantity: 300 and 150 on one row had both been taken (equal values are
+    one measurement). One sample id on two recipes (a copied line, a mistyped id) had been taken as two samples."""
     from flows.config import ConfigError
 
     recipes = ["0.6667,10,400,20", "0.5,6,450,20"]
