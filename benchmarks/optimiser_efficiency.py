@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds, budget = (2, 24) if args.quick else (args.seeds, args.budget)
     try:
         overrides = dict(parse_setting(s) for s in args.set)
+        owned = sorted(set(overrides) & {"n_calls", "seed"})
+        if owned:  # the run sets them: --set would be accepted and changed nothing
+            raise ValueError(f"{owned[0]} is the benchmark's own (--budget, --seeds, --first-seed)")
         config = load_config(overrides={"optimiser": overrides} if overrides else None)
     except ValueError as error:  # a bad --set (ConfigError is one): one line, exit 2
         print(f"optimiser_efficiency.py: error: --set: {error}", file=sys.stderr)

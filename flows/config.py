@@ -822,15 +822,16 @@ def overrides_document(overrides: BaseModel | dict[str, Any] | None) -> dict[str
 
 
 def parse_setting(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` from a command line (the benchmarks' ``--set``) as (key, value), the value typed as int, float,
-    a list of them (``[0.005, 0.2]``) or str; the config's validation then checks it like any other value.
+    """``KEY=VALUE`` from a command line (the benchmarks' ``--set``) as (key, value), the value typed as true/false,
+    int, float, a list of them (``[0.005, 0.2]``) or str; the config's validation then checks it like any other
+    value.
 
     Examples
     --------
     >>> parse_setting("local_candidates_scale=[0.005, 0.2]")
     ('local_candidates_scale', [0.005, 0.2])
-    >>> parse_setting("n_calls=40"), parse_setting("acquisition=EI")
-    (('n_calls', 40), ('acquisition', 'EI'))
+    >>> parse_setting("n_calls=40"), parse_setting("acquisition=EI"), parse_setting("composite=false")
+    (('n_calls', 40), ('acquisition', 'EI'), ('composite', False))
     """
     key, _, value = text.partition("=")
     text = value.strip()
@@ -839,8 +840,11 @@ def parse_setting(text: str) -> tuple[str, object]:
     return key, _typed(value)
 
 
-def _typed(value: str) -> int | float | str:
-    """A command-line value as int, float or (neither) the text itself."""
+def _typed(value: str) -> bool | int | float | str:
+    """A command-line value as true/false (YAML's spelling: ``composite=true`` had been the text 'true', which the
+    strict config refuses), int, float or (none of them) the text itself."""
+    if value.strip() in ("true", "false"):
+        return value.strip() == "true"
     for kind in (int, float):
         try:
             return kind(value)
