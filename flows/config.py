@@ -455,7 +455,7 @@ class CampaignConfig(Strict):
         document = handler(self)
         if self.objectives is not None and isinstance(document, dict):
             document.pop("objective", None)
-            if isinstance(document.get("recommendation"), dict):
+            if len(self.objectives) > 1 and isinstance(document.get("recommendation"), dict):
                 document["recommendation"].pop("tolerance_pct", None)
         return document
 
@@ -464,14 +464,15 @@ class CampaignConfig(Strict):
     def _no_physics_check_where_it_does_not_run(cls, data: Any) -> Any:
         """``physics_check.top_k`` is 0 where the check does not run (it re-ranks a single objective of the numpy
         model): in a campaign with fidelity: physics, whose every evaluation is PyBaMM's already (so ``--fidelity
-        physics`` runs on a config written for the numpy model), and in one with 'objectives' that leaves it out
-        (one that sets it above 0 is refused: :meth:`_objectives_and_recommendation_agree`)."""
+        physics`` runs on a config written for the numpy model), and in one of two or more 'objectives' that leaves it
+        out (one that sets it above 0 is refused: :meth:`_objectives_and_recommendation_agree`)."""
         if not isinstance(data, dict):
             return data
         check = data.get("physics_check", {})
         if not isinstance(check, dict):
             return data
-        if data.get("fidelity") == "physics" or (data.get("objectives") is not None and "top_k" not in check):
+        several = isinstance(data.get("objectives"), list) and len(data["objectives"]) > 1
+        if data.get("fidelity") == "physics" or (several and "top_k" not in check):
             return {**data, "physics_check": {**check, "top_k": 0}}
         return data
 
@@ -522,13 +523,14 @@ class CampaignConfig(Strict):
         settings = self.recommendation
         if self.fidelity == "physics" and self.objectives is not None:
             raise ValueError(f"fidelity: physics {PHYSICS_SCORES_CAPACITY_ONLY}")
-        if self.physics_check.top_k and self.objectives is not None:  # it would be skipped without a word (left
-            # out, it is 0 here: _no_physics_check_where_it_does_not_run)
+        several = self.objectives is not None and len(self.objectives) > 1
+        if self.physics_check.top_k and several:  # it would be skipped without a word (left out, it is 0 here:
+            # _no_physics_check_where_it_does_not_run)
             raise ValueError(f"physics_check.top_k={self.physics_check.top_k}: the PyBaMM check re-ranks a "
-                             f"single-objective campaign; with 'objectives' it does not run: set top_k: 0 or leave "
-                             f"it out")
-        if self.objectives is not None and "tolerance_pct" in settings.model_fields_set:
-            raise ValueError("recommendation.tolerance_pct: used by a single objective only (a campaign with "
+                             f"single-objective campaign; with several 'objectives' it does not run: set top_k: 0 or "
+                             f"leave it out")
+        if several and "tolerance_pct" in settings.model_fields_set:
+            raise ValueError("recommendation.tolerance_pct: used by a single objective only (a campaign with several "
                              "'objectives' recommends by recommendation.rule); leave it out")
         if self.objectives is None:
             if settings.weights or settings.limits:
@@ -687,9 +689,16 @@ def saved_config_document(document: Any) -> Any:
     be resumed. Only saved documents go through here: a user's file with both keys is still refused."""
     if not isinstance(document, dict) or not isinstance(document.get("objectives"), list):
         return document
-    return {**{key: value for key, value in document.items() if key != "objective"},
-            "objectives": [{("name" if key == "name_" else key): value for key, value in item.items()}
-                           if isinstance(item, dict) else item for item in document["objectives"]]}
+    document = {**{key: value for key, value in document.items() if key != "objective"},
+                "objectives": [{("name" if key == "name_" else key): value for key, value in item.items()}
+                               if isinstance(item, dict) else item for item in document["objectives"]]}
+    if len(document["objectives"]) > 1:  # saved before the settings a front never used were refused: the
+        # single-objective tolerance and a PyBaMM check that did not run
+        if isinstance(document.get("recommendation"), dict):
+            document["recommendation"] = {k: v for k, v in document["recommendation"].items() if k != "tolerance_pct"}
+        if isinstance(document.get("physics_check"), dict):
+            document["physics_check"] = {**document["physics_check"], "top_k": 0}
+    return document
 
 
 def validate_config(document: dict[str, Any], source: str = "config",

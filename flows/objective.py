@@ -402,11 +402,12 @@ class ObjectiveSet:
         if len(set(names)) != len(names):
             duplicate = next(n for n in names if names.count(n) > 1)
             raise ValueError(f"two objectives are named {duplicate!r}: give one of them a 'name'")
-        kinds = [o.kind for o in self.objectives]
-        if len(set(kinds)) != len(kinds):  # one condition of each kind: a second would repeat the first
-            repeated = next(k for k in kinds if kinds.count(k) > 1)
-            raise ValueError(f"two objectives of kind {repeated!r}: a campaign predicts one condition of each kind, "
-                             f"so the second would repeat the first; keep one")
+        settings = [(o.kind, tuple(sorted((k, v) for k, v in o.model_dump().items() if k not in ("name", "name_"))))
+                    for o in self.objectives]
+        if len(set(settings)) != len(settings):  # the same quantity twice: a front over two copies of one objective
+            repeated = next(s for s in settings if settings.count(s) > 1)[0]
+            raise ValueError(f"two objectives of kind {repeated!r} with the same settings: the second repeats the "
+                             f"first; keep one")
         self._merged = self._merge_requests()
 
     @property

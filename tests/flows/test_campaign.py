@@ -224,3 +224,14 @@ def test_rescore_replaces_only_the_predictions_another_model_scored():
     assert campaign.rescore(other_model) == 2
     assert [e.objective for e in campaign.evaluations if e.ok] == [280.0, 300.0, 310.0]
     assert [e.source for e in campaign.evaluations] == ["model", "model", "model", LAB]
+
+
+def test_a_front_saved_before_its_unused_settings_were_refused_resumes():
+    """A multi-objective campaign's saved config had always carried the single-objective tolerance, and, without a
+    physics_check section, the check's default top_k 5: both are refused on a front now, and its resume had been
+    refused with them."""
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "pareto.yaml")
+    document = json.loads(json.dumps(Campaign.new(config).to_document()))
+    document["config"]["recommendation"]["tolerance_pct"] = 0.5
+    document["config"]["physics_check"]["top_k"] = 5
+    assert Campaign.from_document(document, "run-1").config == config

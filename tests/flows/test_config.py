@@ -82,7 +82,7 @@ BAD_CONFIGS = [
     ("a batch larger than the budget", GOOD.replace("batch_size: 3", "batch_size: 8"),
      "batch_size (8) must not exceed n_calls (6)"),
     ("two objectives of one kind", GOOD + "objectives: [{kind: capacity, name: a}, {kind: capacity, name: b}]\n",
-     "two objectives of kind 'capacity'"),
+     "two objectives of kind 'capacity' with the same settings"),
     ("a PyBaMM check on several objectives", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
      "physics_check: {top_k: 5}\n", "physics_check.top_k=5: the PyBaMM check re-ranks a single-objective campaign"),
     ("a tolerance on several objectives", GOOD + "objectives: [{kind: capacity}, {kind: milling_time}]\n"
@@ -213,3 +213,17 @@ def test_a_config_that_leaves_a_key_out_gets_configs_default_yaml_value(tmp_path
     assert load_config(path).lab_parameters == stated["lab_parameters"]
     path.write_text("name: partial\nlab_parameters: []\n")
     assert load_config(path).lab_parameters == []
+
+
+def test_settings_refused_on_a_front_are_kept_where_they_act():
+    """A one-objective list is recommended by the tolerance rule and gets the PyBaMM check, as the capacity
+    objective is; two retention objectives at different thresholds are two quantities, not one repeated."""
+    from flows.config import validate_config
+
+    one = validate_config({"objectives": [{"kind": "cycles_to_retention"}],
+                           "recommendation": {"tolerance_pct": 2.0}, "physics_check": {"top_k": 3}})
+    assert one.recommendation.tolerance_pct == 2.0 and one.physics_check.top_k == 3
+    two = validate_config({"objectives": [{"kind": "capacity"},
+                                          {"kind": "cycles_to_retention", "retention_pct": 90, "name": "to90"},
+                                          {"kind": "cycles_to_retention", "retention_pct": 80, "name": "to80"}]})
+    assert two.multi_objective and len(two.objectives) == 3
