@@ -76,6 +76,15 @@ class Campaign:
             return 0
         from flows.search import point_of
 
+        given = {recipe_key(e.recipe): (e, line) for e, line in zip(self.lab.measured, self.lab.measured_lines)}
+        for evaluation in (e for e in self.evaluations if e.source == LAB):  # the rows it holds must still be given
+            match = given.get(recipe_key(evaluation.recipe))
+            if match is None or not _same_numbers(match[0], evaluation):
+                where = "leaves out" if match is None else f"changes (line {match[1]})"
+                raise ConfigError(f"{self.lab.path}: {where} a lab row run {self.run_id} holds (Sn "
+                                  f"{evaluation.recipe['sn_mass_fraction']:g}, {evaluation.recipe['milling_time_h']:g} "
+                                  f"h): a resumed campaign takes the rows it was given plus new ones; start a new "
+                                  f"campaign with the corrected file")
         held = {recipe_key(e.recipe) for e in self.evaluations if e.source == LAB}
         new = [e for e in self.lab.measured if recipe_key(e.recipe) not in held]
         for evaluation in new:
@@ -165,8 +174,12 @@ class Campaign:
             "evaluations": [{"index": i, "batch": batch, "point": point, **e.record()}
                             for i, (point, e, batch) in enumerate(zip(self.points, self.evaluations, self.batches))],
         }
-        if self.lab and self.lab.measured:  # where the lab rows came from, so a resume names them as the run did
-            document["lab"] = {"path": str(self.lab.path), "lines": list(self.lab.measured_lines)}
+        if self.lab and self.lab.measured:  # where the lab rows came from, so a resume names them as the run did:
+            # each held row's line, in the order the campaign holds them
+            lines = {recipe_key(e.recipe): line for e, line in zip(self.lab.measured, self.lab.measured_lines)}
+            document["lab"] = {"path": str(self.lab.path.absolute()),
+                               "lines": [lines.get(recipe_key(e.recipe), 0) for e in self.evaluations
+                                         if e.source == LAB]}
         return document
 
 
@@ -196,7 +209,7 @@ def _saved_lab(document: dict[str, Any], evaluations: list[Evaluation], run_id: 
     path = saved.get("path")
     if not (isinstance(path, str) and path and path.isprintable()):  # a state saved before, or edited by hand
         path = f"the lab rows of run {run_id}"
-    return LabData(Path(path), measured, lines, [])
+    return LabData(Path(path), measured, lines, [], saved=True)
 
 
 def _saved_evaluation(item: dict[str, Any], where: str, multi_objective: bool = False) -> Evaluation:
@@ -320,20 +333,17 @@ def check_capacity_scoreable(config: CampaignConfig, where: str, p=None) -> None
 
     if config.fidelity != "model":  # PyBaMM, the other form, may keep a capacity where the numpy model has none
         return
-    scoring = config.scoring()
-    capacities = [(i, o) for i, o in enumerate(getattr(scoring, "objectives", (scoring,)))
-                  if hasattr(o, "current_A_per_g")]
-    if not capacities:
+    objective = config.capacity_objective()
+    if objective is None:
         return
-    index, objective = capacities[0]
     name = CAPACITY if not config.objectives else objective.name
-    key = "objective" if not config.objectives else f"objectives[{index}]"
-    recipes = Recipes.from_records(sobol_recipes(config, CAPACITY_CHECK_SAMPLES))
+    key = "objective" if not config.objectives else f"objectives[{config.objectives.index(objective)}]"
     try:
-        values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p, scoring)[name],
-                            dtype=float)
-    except Exception:  # noqa: BLE001 - a model that fails on some recipes: the campaign records those as failed
-        return
+        recipes = Recipes.from_records(sobol_recipes(config, CAPACITY_CHECK_SAMPLES))
+        values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p,
+                                          config.scoring())[name], dtype=float)
+    except Exception:  # noqa: BLE001 - a model that fails on some recipes (the campaign records those as failed),
+        return  # or a sample the recipe rules refuse (a Sn fraction below their resolution): no verdict
     most = float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
     if most >= SMALLEST_READING:
         return

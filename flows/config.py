@@ -593,6 +593,13 @@ class CampaignConfig(Strict):
         objective."""
         return ObjectiveSet(self.objectives) if self.objectives else self.objective
 
+    def capacity_objective(self):
+        """The objective that is a capacity at a target current after N cycles: the single ``objective``, or the
+        ``objectives`` entry of kind capacity (None when there is none). What a lab's target capacity is read as."""
+        if not self.objectives:
+            return self.objective
+        return next((o for o in self.objectives if o.kind == "capacity"), None)
+
     @property
     def multi_objective(self) -> bool:
         return bool(self.objectives) and len(self.objectives) > 1

@@ -56,6 +56,7 @@ class LabData:
     # replicate rows of one recipe whose values of a metric scatter more than lab_uncertainty_pct allows
     # (:func:`disagreeing_replicates`): (their lines, the metric, their values)
     disagreeing: tuple[tuple[tuple[int, ...], str, tuple[float, ...]], ...] = ()
+    saved: bool = False  # rebuilt from a resumed campaign's saved rows, not read now: the file may have moved
 
 
 def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
@@ -302,7 +303,7 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
                           f"{EXPANSION}")
     if CAPACITY not in table.columns:
         return table
-    capacity = next((o for o in config.scoring().objectives if o.kind == "capacity"), None)
+    capacity = config.capacity_objective()
     if capacity is None:
         raise ConfigError(f"{path}: column {CAPACITY!r}: this campaign has no capacity objective to say at which "
                           f"current and cycle it was measured; name the column by what was measured, e.g. "
@@ -408,14 +409,15 @@ def metrics_request(names, config: CampaignConfig):
 
 
 def cycling_current(config: CampaignConfig) -> float:
-    """The current a lab's ``capacity_at_cycle_N`` columns are read at: the campaign's target current, i.e. the
-    capacity objective's, or in a multi-objective campaign the first objective's that has one (a Pareto config has
-    no ``objective:``; the default one's 1.7 A/g had been read instead of its capacity objective's)."""
-    scoring = config.scoring()
-    for objective in getattr(scoring, "objectives", (scoring,)):
-        if hasattr(objective, "current_A_per_g"):
-            return float(objective.current_A_per_g)
-    return float(config.objective.current_A_per_g)
+    """The current a lab's ``capacity_at_cycle_N`` columns are read at: the capacity objective's
+    (:meth:`flows.config.CampaignConfig.capacity_objective`; a Pareto config has no ``objective:``, and the default
+    one's 1.7 A/g had been read instead), else the first objective's that has a current."""
+    capacity = config.capacity_objective()
+    if capacity is not None:  # not the first objective with a current (an electrode thickening at 4.2 A/g had been
+        # read as the current of a capacity objective at 1.7)
+        return float(capacity.current_A_per_g)
+    return next((float(o.current_A_per_g) for o in config.objectives if hasattr(o, "current_A_per_g")),
+                float(config.objective.current_A_per_g))
 
 
 def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:

@@ -218,7 +218,8 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
     measured = len(campaign.lab.measured) if campaign.lab else 0
     tags = {"snhc.kind": "suggestions", "campaign": config.name, "config_sha256": config.digest(),
             "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate}
-    lab_bytes = campaign.lab.path.read_bytes() if campaign.lab else None  # as on disk: its sha256sum, its line ends
+    # as on disk: its sha256sum, its line ends (not a resumed campaign's saved rows: their file may be gone or other)
+    lab_bytes = campaign.lab.path.read_bytes() if campaign.lab and not campaign.lab.saved else None
     lab_text = lab_bytes.decode("utf-8", errors="replace") if lab_bytes is not None else None
     if lab_bytes is not None:
         tags["observations_sha256"] = hashlib.sha256(lab_bytes).hexdigest()

@@ -191,7 +191,7 @@ def test_a_campaign_resumed_without_its_lab_file_keeps_the_lab_data_its_rows_tau
     campaign.add_batch([[0.6, 8.0, 400.0, 20.0]], [evaluation(330.0, sn_mass_fraction=0.6)])
     document = json.loads(json.dumps(campaign.to_document()))
     again = Campaign.from_document(document, "run-1")
-    assert again.lab is not None and again.lab.path == Path("lab.csv") and again.lab.measured_lines == [2, 5]
+    assert again.lab is not None and again.lab.path == Path("lab.csv").absolute() and again.lab.measured_lines == [2, 5]
     assert [e.recipe for e in again.lab.measured] == [e.recipe for e in lab.measured]
     assert len(again.evaluations) == 3, "the held rows are not added twice"
     del document["lab"]  # a state saved before the file was named: the rows in their order
@@ -235,3 +235,23 @@ def test_a_front_saved_before_its_unused_settings_were_refused_resumes():
     document["config"]["recommendation"]["tolerance_pct"] = 0.5
     document["config"]["physics_check"]["top_k"] = 5
     assert Campaign.from_document(document, "run-1").config == config
+
+
+def test_a_resume_whose_lab_file_changes_or_drops_a_held_row_is_refused():
+    """A resumed campaign takes the rows it was given plus new ones: a held row the file now changes (330 -> 300) or
+    leaves out had stayed in the campaign as it was, while the model was taught the file, and the saved lines no
+    longer matched the saved rows. Refused; a file that adds a row is taken, its lines saved in the held order."""
+    first, second = (evaluation(310.0, source=LAB, sn_mass_fraction=0.55),
+                     evaluation(290.0, source=LAB, sn_mass_fraction=0.45))
+    campaign = Campaign.new(load_config(), LabData(Path("lab.csv"), [first, second], [2, 3], []))
+    document = json.loads(json.dumps(campaign.to_document()))
+    changed = evaluation(300.0, source=LAB, sn_mass_fraction=0.55)
+    with pytest.raises(ConfigError, match=r"changes \(line 2\) a lab row run run-1 holds"):
+        Campaign.from_document(document, "run-1", lab=LabData(Path("lab.csv"), [changed, second], [2, 3], []))
+    with pytest.raises(ConfigError, match="leaves out a lab row run run-1 holds"):
+        Campaign.from_document(document, "run-1", lab=LabData(Path("lab.csv"), [second], [3], []))
+    added = evaluation(280.0, source=LAB, sn_mass_fraction=0.35)
+    grown = Campaign.from_document(document, "run-1",
+                                   lab=LabData(Path("lab.csv"), [added, second, first], [2, 3, 4], []))
+    assert grown.to_document()["lab"]["lines"] == [4, 3, 2]  # first, second, then the added row
+    assert Campaign.from_document(json.loads(json.dumps(grown.to_document())), "run-1").lab.saved
