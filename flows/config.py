@@ -859,8 +859,8 @@ def parse_setting(text: str) -> tuple[str, object]:
 def _typed(value: str) -> bool | int | float | str:
     """A command-line value as true/false (YAML's spelling: ``composite=true`` had been the text 'true', which the
     strict config refuses), int, float or (none of them) the text itself."""
-    if value.strip() in ("true", "false"):
-        return value.strip() == "true"
+    if value.strip().lower() in ("true", "false"):  # True, TRUE too, as a config file's YAML reads them
+        return value.strip().lower() == "true"
     for kind in (int, float):
         try:
             return kind(value)
