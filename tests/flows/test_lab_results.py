@@ -648,7 +648,7 @@ def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, 
                                *(f"{recipe},{row}" for recipe, row in zip(recipes, rows))]) + "\n")
     with pytest.raises(ConfigError, match=message):
         read_observations(path, load_config())
-    if "sample_id" not in columns:  # agreeing values are one measurement, fitted once; either name alone gives it
+    if "sample_id" not in columns:  # agreeing values are one measurement, fitted once; either column fills a row
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},330,330\n{recipes[1]},,300\n")
         assert [e.metrics for e in read_observations(path, load_config()).measured] == [
             {"objective_capacity_mAh_per_g": v} for v in (330.0, 300.0)]
