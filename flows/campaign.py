@@ -330,6 +330,7 @@ def check_capacity_scoreable(config: CampaignConfig, where: str, p=None) -> None
     from flows.model_optimum import sobol_recipes
     from flows.observations import SMALLEST_READING
     from surrogate.recipe import Recipes
+    from surrogate.uncertainty import DataExtent
 
     if config.fidelity != "model":  # PyBaMM, the other form, may keep a capacity where the numpy model has none
         return
@@ -338,20 +339,21 @@ def check_capacity_scoreable(config: CampaignConfig, where: str, p=None) -> None
         return
     name = CAPACITY if not config.objectives else objective.name
     key = "objective" if not config.objectives else f"objectives[{config.objectives.index(objective)}]"
+    study_p, calibration = campaign_parameters(config)
     try:
         recipes = Recipes.from_records(sobol_recipes(config, CAPACITY_CHECK_SAMPLES))
-        values = np.asarray(model_metrics(recipes, campaign_parameters(config)[0] if p is None else p,
-                                          config.scoring())[name], dtype=float)
+        values = np.asarray(model_metrics(recipes, study_p if p is None else p, config.scoring())[name], dtype=float)
     except Exception:  # noqa: BLE001 - a model that fails on some recipes (the campaign records those as failed),
         return  # or a sample the recipe rules refuse (a Sn fraction below their resolution): no verdict
     most = float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
     if most >= SMALLEST_READING:
         return
+    measured = DataExtent.of(calibration.report)  # the study's data: what the model was fitted to
     raise ConfigError(f"{where}: {key}: no recipe of the search space keeps a capacity at "
                       f"{objective.current_A_per_g:g} A/g after {objective.cycle} cycles under the model (the most "
                       f"is {most:.2g} mAh/g, below a coin cell's reading of {SMALLEST_READING:g}): every evaluation "
-                      f"would score nothing; lower {key}.current_A_per_g or .cycle (the study measured up to 4.2 A/g "
-                      f"and 12 000 cycles)")
+                      f"would score nothing; lower {key}.current_A_per_g or .cycle (the study measured up to "
+                      f"{measured.max_current_A_per_g:g} A/g and {measured.max_cycle} cycles)")
 
 
 def _check_observations(config: CampaignConfig, observations_path: str | None) -> None:

@@ -427,7 +427,6 @@ def _campaign_overrides(args) -> dict:
     if args.n_calls is not None:
         configured = load_config(args.config).optimiser.n_initial_points
         optimiser["n_initial_points"] = min(configured, max(1, args.n_calls // 2))
-
     overrides: dict = {"optimiser": optimiser} if optimiser else {}
     if args.tracking_uri:
         overrides["tracking"] = {"tracking_uri": args.tracking_uri}

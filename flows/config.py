@@ -455,7 +455,7 @@ class CampaignConfig(Strict):
         document = handler(self)
         if self.objectives is not None and isinstance(document, dict):
             document.pop("objective", None)
-            if len(self.objectives) > 1 and isinstance(document.get("recommendation"), dict):
+            if self.multi_objective and isinstance(document.get("recommendation"), dict):
                 document["recommendation"].pop("tolerance_pct", None)
         return document
 
@@ -523,13 +523,12 @@ class CampaignConfig(Strict):
         settings = self.recommendation
         if self.fidelity == "physics" and self.objectives is not None:
             raise ValueError(f"fidelity: physics {PHYSICS_SCORES_CAPACITY_ONLY}")
-        several = self.objectives is not None and len(self.objectives) > 1
-        if self.physics_check.top_k and several:  # it would be skipped without a word (left out, it is 0 here:
+        if self.physics_check.top_k and self.multi_objective:  # it would be skipped without a word (left out, it is 0 here:
             # _no_physics_check_where_it_does_not_run)
             raise ValueError(f"physics_check.top_k={self.physics_check.top_k}: the PyBaMM check re-ranks a "
                              f"single-objective campaign; with several 'objectives' it does not run: set top_k: 0 or "
                              f"leave it out")
-        if several and "tolerance_pct" in settings.model_fields_set:
+        if self.multi_objective and "tolerance_pct" in settings.model_fields_set:
             raise ValueError("recommendation.tolerance_pct: used by a single objective only (a campaign with several "
                              "'objectives' recommends by recommendation.rule); leave it out")
         if self.objectives is None:

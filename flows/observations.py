@@ -295,10 +295,8 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
         same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
         if same not in table.columns or CAPACITY not in table.columns:
             return table
-        _agreeing(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} A/g "
-                                                      f"after {config.objective.cycle} cycles")
-        given = table[CAPACITY].str.strip() != ""  # one measurement, fitted once (both names had counted it twice)
-        return table.assign(**{CAPACITY: table[CAPACITY].where(given, table[same])}).drop(columns=[same])
+        return _merged(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} "
+                                                           f"A/g after {config.objective.cycle} cycles")
     if SCORE in table.columns:
         raise ConfigError(f"{path}: column {SCORE!r}: a multi-objective campaign scores no lab row (its front is of "
                           f"the model's recipes); give what was measured instead, e.g. {CAPACITY}, "
@@ -313,20 +311,22 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
     measured = f"capacity_at_cycle_{capacity.cycle}_mAh_per_g"
     if measured not in table.columns:
         return table.rename(columns={CAPACITY: measured})
-    _agreeing(table, CAPACITY, measured, path, lines, f"its capacity objective: {capacity.current_A_per_g:g} A/g "
-                                                      f"after {capacity.cycle} cycles")
-    given = table[measured].str.strip() != ""
-    return table.assign(**{measured: table[measured].where(given, table[CAPACITY])}).drop(columns=[CAPACITY])
+    return _merged(table, measured, CAPACITY, path, lines, f"its capacity objective: {capacity.current_A_per_g:g} "
+                                                           f"A/g after {capacity.cycle} cycles")
 
 
-def _agreeing(table: pd.DataFrame, first: str, second: str, path, lines: list[int], condition: str) -> None:
-    """Rows that give both columns, one quantity in this campaign, must give one value (to rounding)."""
-    a, b = (pd.to_numeric(table[c].str.strip(), errors="coerce").to_numpy(float) for c in (first, second))
+def _merged(table: pd.DataFrame, kept: str, dropped: str, path, lines: list[int], condition: str) -> pd.DataFrame:
+    """Two columns that are one quantity in this campaign as the one column ``kept``: a row giving both must give
+    one value (to rounding), a row giving only ``dropped`` fills ``kept``; so it is fitted once (both names had
+    counted it twice)."""
+    a, b = (pd.to_numeric(table[c].str.strip(), errors="coerce").to_numpy(float) for c in (kept, dropped))
     differ = np.isfinite(a) & np.isfinite(b) & ~np.isclose(a, b, rtol=1e-6, atol=0.0)
     if differ.any():
         i = int(np.flatnonzero(differ)[0])
-        raise ConfigError(f"{path} line {lines[i]}: {first}={a[i]:g} and {second}={b[i]:g} are one quantity in this "
+        raise ConfigError(f"{path} line {lines[i]}: {kept}={a[i]:g} and {dropped}={b[i]:g} are one quantity in this "
                           f"campaign ({condition}), given two values; keep one")
+    given = table[kept].str.strip() != ""
+    return table.assign(**{kept: table[kept].where(given, table[dropped])}).drop(columns=[dropped])
 
 
 def _objective(metrics: dict[str, float], config: CampaignConfig, path, line: int) -> float:

@@ -1246,6 +1246,7 @@ def test_a_capacity_objective_no_recipe_can_score_is_refused_before_the_campaign
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert "no recipe of the search space keeps a capacity at" in err and "current_A_per_g" in err
+    assert "the study measured up to 4.2 A/g and 12000 cycles" in err  # read from the calibration data
     assert not store.exists()
 
 
