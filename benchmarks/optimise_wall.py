@@ -3,8 +3,9 @@
 Each run is a fresh process, as a user types it, with Prefect's temporary server (set PREFECT_API_URL to measure
 against a running one). The runs share one MLflow store in a temporary folder: the first creates it (MLflow migrates
 a new SQLite database, seconds), and is reported apart; the median is over the others, as a user's second and later
-campaigns run. The phases come from the timestamps of the
-flow's own log lines (Prefect's console handler prints them to the millisecond):
+campaigns run. The phases come from when the
+flow's own lines reach the benchmark: its output is read unbuffered, line by line, and each line stamped on arrival
+(the console's notes and batch lines carry no timestamp, and Prefect's console handler leaves them out):
 
 - ``start_up_s``: from the command to Prefect's "Beginning flow run" (imports, config and lab checks, the temporary
   server's start);
@@ -25,45 +26,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| ")
 TARGET_S = 15.0
 MARKERS = {"flow_start": "Beginning flow run", "last_batch": "/40 evaluations", "dense": "model optimum"}
 
 
-def _seconds_of_day(line: str) -> float | None:
-    match = STAMP.match(line)
-    if not match:
-        return None
-    h, m, s, ms = (int(g) for g in match.groups())
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
 def one_run(folder: str) -> dict[str, float]:
-    started = datetime.now(timezone.utc).astimezone()  # Prefect stamps its lines in local time
-    start = started.hour * 3600 + started.minute * 60 + started.second + started.microsecond / 1e6
+    """One fresh ``snhc optimise``: its wall time and the seconds at which each marker line arrived."""
     clock = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "optimise", "--tracking-uri",
-                             f"sqlite:///{folder}/mlflow.db"], cwd=ROOT, capture_output=True, text=True,
-                            env=os.environ | {"COLUMNS": "200"})
-    wall = time.perf_counter() - clock
-    if result.returncode != 0:
-        raise SystemExit(f"snhc optimise failed ({result.returncode}): {result.stderr[-2000:]}")
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "optimise", "--tracking-uri",
+                                f"sqlite:///{folder}/mlflow.db"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               env=os.environ | {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
     seen: dict[str, float] = {}
-    for line in (result.stdout + "\n" + result.stderr).splitlines():
-        stamp = _seconds_of_day(line)
+    tail: list[str] = []
+    for line in process.stdout:
+        arrived = time.perf_counter() - clock
+        tail = (tail + [line])[-40:]
         for name, marker in MARKERS.items():
-            if stamp is not None and marker in line:
-                seen[name] = (stamp - start) % 86400.0  # the last match of each marker wins
+            if marker in line:
+                seen[name] = arrived  # the last match of each marker wins
+    returncode = process.wait()
+    wall = time.perf_counter() - clock
+    if returncode != 0:
+        raise SystemExit(f"snhc optimise failed ({returncode}): {''.join(tail)[-2000:]}")
     missing = set(MARKERS) - set(seen)
     if missing:
         raise SystemExit(f"log lines not found: {sorted(missing)}")
