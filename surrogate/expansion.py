@@ -27,21 +27,30 @@ def local_sn_linear_strain(na_per_sn, micro: Microstructure, p: ModelParameters)
     return np.cbrt(1.0 + volumetric) - 1.0
 
 
+def sn_swelling_share(sn_mass_fraction, micro: Microstructure, p: ModelParameters):
+    """Share of the electrode's swelling that the Sn carries (per ``expansion_mixing_rule``); HC carries the rest."""
+    return {"mass": np.asarray(sn_mass_fraction), "volume": micro.sn_volume_fraction}[p.expansion_mixing_rule]
+
+
 def particle_expansion_pct(sn_mass_fraction, na_per_sn, micro: Microstructure, p: ModelParameters):
     """Apparent particle expansion at full sodiation, % (mixing rule per ``expansion_mixing_rule``)."""
-    w_sn = np.asarray(sn_mass_fraction)
-    sn_share = {"mass": w_sn, "volume": micro.sn_volume_fraction}[p.expansion_mixing_rule]
+    sn_share = sn_swelling_share(sn_mass_fraction, micro, p)
     sn_swelling = sn_volumetric_expansion(na_per_sn, p) * agglomeration_factor(micro, p)
     return 100.0 * (sn_share * sn_swelling + (1.0 - sn_share) * p.hc_expansion_pct / 100.0)
 
 
-def electrode_expansion_pct(particle_expansion, damage, p: ModelParameters):
-    """Irreversible electrode thickening, %: superlinear in particle swelling, proportional to mechanical damage.
+def electrode_expansion_pct(sn_mass_fraction, particle_expansion, damage, micro: Microstructure, p: ModelParameters):
+    """Irreversible electrode thickening, %: superlinear in particle swelling, proportional to mechanical damage,
+    plus the slow thickening of the HC share that no swelling damage explains.
 
-    The law is normalised at a reference swelling, ``coefficient x (swelling / reference)^exponent``, so the
+    The damage law is normalised at a reference swelling, ``coefficient x (swelling / reference)^exponent``, so the
     coefficient is the thickening per unit damage at that swelling and does not trade off against the exponent (in
-    the unnormalised form the two correlate at -0.95 and the fit's uncertainty runs along a curved valley)."""
+    the unnormalised form the two correlate at -0.95 and the fit's uncertainty runs along a curved valley). HC swells
+    a few % and is not damaged by it, yet its electrodes still thicken a little over cycling (SEI, binder relaxation,
+    electrolyte uptake): ``hc_electrode_thickening_pct`` (assumed, with a range), in proportion to the HC's share, so
+    a pure HC electrode is predicted a few %, with that range's uncertainty, rather than exactly 0."""
     relative_swelling = np.asarray(particle_expansion) / p.electrode_expansion_reference_swelling_pct
-    return (100.0 * p.electrode_expansion_coefficient * relative_swelling**p.electrode_expansion_exponent
-            * np.asarray(damage))
+    damage_driven = (100.0 * p.electrode_expansion_coefficient * relative_swelling**p.electrode_expansion_exponent
+                     * np.asarray(damage))
+    return damage_driven + (1.0 - sn_swelling_share(sn_mass_fraction, micro, p)) * p.hc_electrode_thickening_pct
 

@@ -198,7 +198,7 @@ def predict(recipes: Recipes, p: ModelParameters, request: PredictionRequest | N
     cycling, state = regimes.cycling(request.cycling_current_A_per_g, test_cycles, temperature)
     n_cycles = len(request.cycles)
     strain = regimes.at(request.cycling_current_A_per_g, temperature).strain
-    electrode = expansion.electrode_expansion_pct(particle, state.electrode_damage[:, -1], p)
+    electrode = expansion.electrode_expansion_pct(w_sn, particle, state.electrode_damage[:, -1], micro, p)
 
     target = None
     if request.target_current_A_per_g is not None:

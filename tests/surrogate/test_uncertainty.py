@@ -444,7 +444,10 @@ def test_a_form_error_estimated_from_few_errors_widens_the_interval_as_students_
     """The model-form sigma is the RMS of two or three leave-material-out errors, so a member's form error is a
     Student-t draw with that many degrees of freedom, on the log scale: the particle expansion of Sn@HC-1-2 (never
     measured) spreads wider than with the sigma taken as exact (many errors: a Gaussian), by about t's 90 % quantile
-    over the Gaussian's (2.92 / 1.64 for two errors), and every member's factor stays positive."""
+    over the Gaussian's (2.92 / 1.64 for two errors), and every member's factor stays positive. With 64 members the
+    ratio of sample percentiles scatters: over 2000 random streams, 64 t(2) draws against the same streams' Gaussian
+    ones give a 90 % width ratio of 1.23-2.56 (5th-95th percentile, median 1.73); a form error taken as exact gives
+    about 1, a Cauchy's (one error) a median of 3.7."""
     from surrogate.recipe import Recipes as R
 
     def interval(e):
@@ -455,7 +458,7 @@ def test_a_form_error_estimated_from_few_errors_widens_the_interval_as_students_
     gaussian = dataclasses.replace(ensemble, settings=dataclasses.replace(ensemble.settings, model_form_errors=many))
     (low_t, high_t), (low_g, high_g) = interval(ensemble), interval(gaussian)
     assert 0.0 < low_t < low_g and high_t > high_g
-    assert 1.3 < np.log(high_t / low_t) / np.log(high_g / low_g) < 2.2
+    assert 1.2 < np.log(high_t / low_t) / np.log(high_g / low_g) < 2.6
     assert all(factors[f] > 0 for factors in ensemble.model_form_factors for f in factors)
 
 
@@ -545,3 +548,17 @@ def test_a_quantity_a_lab_row_near_the_recipe_measured_is_not_an_extrapolation(e
     assert flags_far["particle_expansion_pct"] and flags_far["capacity_at_cycle_mAh_per_g"]["1000"]
     study = ensemble.predict(Recipes.from_records([near]), request).record(0)["extrapolated"]
     assert study["particle_expansion_pct"]  # the study's model alone: beyond its materials
+
+
+def test_a_pure_hc_electrode_thickens_a_few_percent_with_an_interval(ensemble):
+    """HC is never damaged by swelling, so the damage law alone gave a pure HC electrode exactly 0 % [0-0], a
+    certainty nobody measured. Its own slow thickening (assumed, 0.5-10 %) gives it a few %, an interval of that
+    range's width, and the extrapolated flag (no HC electrode was measured)."""
+    from surrogate.recipe import Recipes as R
+
+    record = ensemble.predict(R.from_records([_material("HC")])).record(0)
+    name = "electrode_expansion_after_1000_cycles_pct"
+    low, high = record["interval_90"][name]
+    assert 0.5 <= record[name] <= 10.0
+    assert low < record[name] < high and high - low > 2.0
+    assert record["extrapolated"][name]
