@@ -68,9 +68,13 @@ def wait_for(url: str, timeout_s: float, process: subprocess.Popen) -> None:
     raise TimeoutError(f"{url} did not answer in {timeout_s} s")
 
 
+def chromium_path() -> str | None:
+    """The headless Chromium to take screenshots with, or None."""
+    return shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
 def screenshot(url: str, path: Path, profile: Path) -> Path:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
+    subprocess.run([chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
                    capture_output=True, timeout=120, check=False)
     if not path.exists():
         raise RuntimeError(f"chromium wrote no screenshot of {url}")
@@ -84,6 +88,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the paths and run ids as JSON")
     parser.add_argument("--work", help="work folder to reuse (its store keeps campaigns already run; default: new)")
     args = parser.parse_args()
+    if chromium_path() is None:  # checked before the campaigns run, not after minutes of them
+        print("headless Chromium not found (looked for `chromium` on PATH and /usr/bin/chromium): install it, e.g. "
+              "`apt-get install chromium`", file=sys.stderr)
+        return 2
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="snhc-mlflow-shots-"))
     work.mkdir(parents=True, exist_ok=True)

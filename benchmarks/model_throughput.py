@@ -6,6 +6,7 @@ Target: the batch is at least 50x faster per recipe.
 Run: ``.venv/bin/python benchmarks/model_throughput.py``
 """
 
+import argparse
 import os
 import time
 
@@ -25,6 +26,7 @@ def random_recipes(n: int, seed: int = 0) -> Recipes:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, not a run
     p = calibrated_parameters()
     evaluate(random_recipes(10), p)  # warm-up: imports, caches
 

@@ -15,6 +15,7 @@ are cached, so a second run fits nothing.
 Run: ``.venv/bin/python benchmarks/physics_cost.py``
 """
 
+import argparse
 import os
 import statistics
 import time
@@ -48,6 +49,7 @@ def timed(function):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, not a run
     warnings.simplefilter("ignore", pybamm.SolverWarning)  # extrapolated Chayambuka2022 tables: expected
     p = calibrated_parameters()
     fit_s, q = timed(lambda: physics.calibrated_physics_parameters(p))

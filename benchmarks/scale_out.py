@@ -12,6 +12,7 @@ Run: ``.venv/bin/python benchmarks/scale_out.py``
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 import warnings
@@ -24,6 +25,7 @@ from prefect_dask import DaskTaskRunner
 
 from surrogate.calibration import calibrated_parameters
 from surrogate.recipe import Recipes
+from surrogate.status import Status
 
 BATCH_SIZE = 24
 CURRENTS_A_PER_G = (0.17, 0.42, 0.84, 1.7, 4.2, 8.4)
@@ -48,7 +50,7 @@ def physics_batch(records, p, q, chunks: int) -> dict:
         futures = [physics_chunk.submit([records[i] for i in part], p, q) for part in parts if part.size]
         statuses = [s for f in futures for s in f.result()]
         times.append(time.perf_counter() - start)
-    return {"first_s": times[0], "second_s": times[1], "failed": sum(s != "OK" for s in statuses)}
+    return {"first_s": times[0], "second_s": times[1], "failed": sum(s != Status.FINISHED for s in statuses)}
 
 
 def recipes(n: int, seed: int = 3):
@@ -58,6 +60,7 @@ def recipes(n: int, seed: int = 3):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, not a run
     p = calibrated_parameters()
     from surrogate.physics import calibrated_physics_parameters
 
