@@ -123,31 +123,37 @@ class ModelFormDistance:
 
     ``sn_mass_fraction``: the Sn-fraction difference that counts 1; ``milling_factor``: the factor by which a
     milling setting (time, speed, BPR, duty cycle) must change to count 1 (distances add in quadrature, each setting
-    on a log scale). A milled and an unmilled powder, or another milling atmosphere, are different materials.
+    on a log scale); ``unmilled_time_h``: a milling time short enough to leave a powder as it was, so that between an
+    unmilled material and a recipe milled for t the time counts as the factor (t + t0) / t0, and the distance grows
+    smoothly from 0 (a powder milled for seconds is the unmilled one; it had jumped to the full form error) to many
+    units within half an hour. Another milling atmosphere is another material.
     """
 
     sn_mass_fraction: float
     milling_factor: float
+    unmilled_time_h: float
 
     def between(self, recipe: dict[str, Any], material: dict[str, Any]) -> float:
         """Distance between a recipe and a material's recipe (inf: not comparable).
 
         Examples
         --------
-        >>> scale = ModelFormDistance(1 / 3, 2.0)
+        >>> scale = ModelFormDistance(1 / 3, 2.0, 0.05)
         >>> milled = {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0}
         >>> round(scale.between(milled | {"milling_time_h": 20.0}, milled), 6)
         1.0
         >>> round(scale.between(milled | {"sn_mass_fraction": 0.5}, milled), 6)
         0.5
-        >>> scale.between(milled | {"milling_time_h": 0.0}, milled)
-        inf
+        >>> unmilled = milled | {"milling_time_h": 0.0}
+        >>> [round(scale.between(milled | {"milling_time_h": t}, unmilled), 4) for t in (1e-4, 0.05, 0.5, 10.0)]
+        [0.0029, 1.0, 3.4594, 7.6511]
         """
-        milled = float(material["milling_time_h"]) > 0.0
-        if (float(recipe["milling_time_h"]) > 0.0) != milled:
-            return float("inf")
         squares = ((float(recipe["sn_mass_fraction"]) - float(material["sn_mass_fraction"]))
                    / self.sn_mass_fraction) ** 2
+        milled = float(material["milling_time_h"]) > 0.0
+        if (float(recipe["milling_time_h"]) > 0.0) != milled:  # one unmilled: how far milling has taken the other
+            time_h = max(float(recipe["milling_time_h"]), float(material["milling_time_h"]))
+            return float(np.sqrt(squares + (np.log1p(time_h / self.unmilled_time_h) / np.log(self.milling_factor)) ** 2))
         for name in acting_fields(material):
             if name == "sn_mass_fraction" or not milled or name not in recipe:  # unmilled: the Sn fraction alone
                 continue
@@ -233,7 +239,8 @@ class UncertaintySettings:
 
 
 FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
-_DISTANCE_RANGES = {"sn_mass_fraction": (0.01, 1.0), "milling_factor": (1.05, 100.0)}  # key: (low, high)
+_DISTANCE_RANGES = {"sn_mass_fraction": (0.01, 1.0), "milling_factor": (1.05, 100.0),  # key: (low, high)
+                    "unmilled_time_h": (0.001, 1.0)}
 _SETTINGS_RANGES = {  # key: (type, low, high)
     "ensemble_size": (int, 8, 4096),
     "candidates_per_member": (int, 1, 64),

@@ -579,3 +579,18 @@ def test_an_electrode_whose_particles_swelling_is_uncertain_carries_that_uncerta
     measured, air = widths(_material("Sn@HC-2-1")), widths(_material("Sn@HC-2-1") | {"milling_atmosphere": "air"})
     assert air["particle_expansion_pct"] > 3 * measured["particle_expansion_pct"]
     assert air["electrode_expansion_after_1000_cycles_pct"] > 3 * measured["electrode_expansion_after_1000_cycles_pct"]
+
+
+def test_a_powder_milled_for_seconds_has_the_unmilled_powders_interval(ensemble):
+    """Milling nano-Sn for 0.36 s cannot change it: its intervals are the unmilled powder's, to a few %, where they
+    had jumped to the full model-form error (particle expansion 607-742 % -> 219-1382 %); half an hour of milling
+    carries all of it."""
+    from surrogate.recipe import Recipes as R
+
+    def interval(hours):
+        recipe = _material("nano-Sn") | {"milling_time_h": hours}
+        return np.array(ensemble.predict(R.from_records([recipe])).record(0)["interval_90"]["particle_expansion_pct"])
+
+    unmilled, seconds, half_hour = interval(0.0), interval(1e-4), interval(0.5)
+    np.testing.assert_allclose(seconds, unmilled, rtol=0.02)
+    assert np.log(half_hour[1] / half_hour[0]) > 3 * np.log(unmilled[1] / unmilled[0])
