@@ -325,20 +325,23 @@ class CalibratedDomain:
                    tuple(DataExtent.of(fitted[fitted["material"] == n]) for n in names), DataExtent.of(fitted),
                    settings.same_temperature_within_C, settings.same_recipe_within_pct)
 
-    def _same(self, value, measured) -> bool:
+    def _same(self, value, measured, fraction: bool = False) -> bool:
         """Whether a recipe value is a measured material's: as stated (:func:`_shown`), or a number within
-        ``recipe_within_pct`` of it."""
+        ``recipe_within_pct`` of it. A mass ``fraction`` is weighed as two masses, so its tolerance is that share of
+        the larger one (a trace of Sn in HC, 1e-6, is HC; 2:1 is 0.6667 +- 0.0033)."""
         if _shown(value) == _shown(measured):
             return True
         if isinstance(value, str) or isinstance(measured, str):
             return False
-        return abs(float(value) - float(measured)) <= self.recipe_within_pct / 100.0 * abs(float(measured))
+        scale = max(float(measured), 1.0 - float(measured)) if fraction else abs(float(measured))
+        return abs(float(value) - float(measured)) <= self.recipe_within_pct / 100.0 * scale
 
     def extent_of(self, recipe: dict[str, Any]) -> DataExtent:
         """What was measured on this recipe: its material's data if it is one of the study's materials (as a lab
         states it; an unmilled powder whatever mill settings it states), else the study's as a whole."""
         for material, extent in zip(self.materials, self.extents):
-            if all(name in recipe and self._same(recipe[name], material[name]) for name in acting_fields(material)):
+            if all(name in recipe and self._same(recipe[name], material[name], name == "sn_mass_fraction")
+                   for name in acting_fields(material)):
                 return extent
         return self.overall
 
@@ -416,7 +419,7 @@ class CalibratedDomain:
         anchors = [m for m in self.materials if (float(m["milling_time_h"]) > 0.0) == milling]
         fraction = float(recipe["sn_mass_fraction"])
         fractions = sorted({float(m["sn_mass_fraction"]) for m in anchors})
-        measured_fraction = any(self._same(fraction, f) for f in fractions)
+        measured_fraction = any(self._same(fraction, f, fraction=True) for f in fractions)
         if not milling:
             return {} if measured_fraction else {
                 "sn_mass_fraction": f"{fraction:.4g}, an unmilled blend: the calibration's unmilled materials have "

@@ -594,3 +594,12 @@ def test_a_powder_milled_for_seconds_has_the_unmilled_powders_interval(ensemble)
     unmilled, seconds, half_hour = interval(0.0), interval(1e-4), interval(0.5)
     np.testing.assert_allclose(seconds, unmilled, rtol=0.02)
     assert np.log(half_hour[1] / half_hour[0]) > 3 * np.log(unmilled[1] / unmilled[0])
+
+
+def test_a_trace_of_tin_in_hard_carbon_is_judged_as_hard_carbon(ensemble):
+    """A Sn mass fraction is weighed as two masses, so 1e-6 of Sn in HC is HC (within the weighing tolerance of the
+    larger mass): its capacity at 1.7 A/g, measured on HC, is not an extrapolation, as at 0 (it had been flagged)."""
+    flags = [_flags(ensemble, _material("HC") | {"sn_mass_fraction": w}, currents_A_per_g=(1.7,))
+             for w in (0.0, 1e-6)]
+    assert flags[0] == flags[1]
+    assert not flags[1]["capacity_at_current_mAh_per_g"]["1.7"]
