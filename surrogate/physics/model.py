@@ -10,7 +10,7 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")  # before pybamm is im
 import pybamm
 from pybamm.input.parameters.sodium_ion import Chayambuka2022 as chayambuka
 
-from surrogate.kinetics import FARADAY_C_PER_MOL, kelvin
+from surrogate.kinetics import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K, kelvin
 from surrogate.parameters import ModelParameters
 
 from surrogate.physics.design import max_concentrations_mol_per_m3
@@ -75,8 +75,27 @@ def _pybamm_parameter_values(sn_radius_m: float, hc_radius_m: float, p: ModelPar
         # Two-phase (plateau) reactions: j0 independent of Na content, as the surrogate's i0 per g.
         return pybamm.InputParameter(_SN_EXCHANGE) * pybamm.sqrt(pybamm.maximum(c_e, tiny_mol_per_m3) / c_e0)
 
+    reference_K = kelvin(p.reference_temperature_C)
+
+    def arrhenius(activation_energy_kJ_per_mol: float, T):
+        """exp(-Ea/R (1/T - 1/T_ref)): 1 at the reference temperature, where everything was calibrated."""
+        return pybamm.exp(-activation_energy_kJ_per_mol * 1e3 / GAS_CONSTANT_J_PER_MOL_K * (1.0 / T - 1.0 / reference_K))
+
+    # Chayambuka2022's electrolyte tables have no temperature law; without one a warmer cell's Butler-Volmer and
+    # concentration terms (proportional to RT/F) grew while transport stayed put, so capacity at 4.2 A/g fell on
+    # warming (443 -> 435 mAh/g from 25 to 60 C). The electrolyte and the Na counter electrode take the numpy model's
+    # barriers (assumed, configs/model_parameters.yaml), as its polarisation terms do.
+    def electrolyte_diffusivity(c_e, T):
+        return (chayambuka.electrolyte_diffusivity_Chayambuka2022(c_e, T)
+                * arrhenius(p.electrolyte_activation_energy_kJ_per_mol, T))
+
+    def electrolyte_conductivity(c_e, T):
+        return (chayambuka.electrolyte_conductivity_Chayambuka2022(c_e, T)
+                * arrhenius(p.electrolyte_activation_energy_kJ_per_mol, T))
+
     def sodium_exchange_current(c_e, c_na, T):
-        return q.sodium_metal_exchange_current_A_per_m2 * pybamm.sqrt(pybamm.maximum(c_e, tiny_mol_per_m3) / c_e0)
+        return (q.sodium_metal_exchange_current_A_per_m2 * arrhenius(p.counter_activation_energy_kJ_per_mol, T)
+                * pybamm.sqrt(pybamm.maximum(c_e, tiny_mol_per_m3) / c_e0))
 
     # Volume change laws of the swelling output: Na-Sn grows ~linearly with Na (science.md 3.1), HC a few percent.
     sn_na_range = float(p.sn_plateau_end_na_per_sn[-1])
@@ -90,7 +109,6 @@ def _pybamm_parameter_values(sn_radius_m: float, hc_radius_m: float, p: ModelPar
     def hc_volume_change(sto):
         return hc_full_volume_change * sto
 
-    reference_K = kelvin(p.reference_temperature_C)
     alpha = p.charge_transfer_coefficient
     values = {
         "chemistry": "lithium_ion",  # PyBaMM's lithium models are generic insertion models; the values are Na's
@@ -123,8 +141,8 @@ def _pybamm_parameter_values(sn_radius_m: float, hc_radius_m: float, p: ModelPar
         "Initial concentration in electrolyte [mol.m-3]": c_e0,
         "Cation transference number": q.cation_transference_number,
         "Thermodynamic factor": 1.0,
-        "Electrolyte diffusivity [m2.s-1]": chayambuka.electrolyte_diffusivity_Chayambuka2022,
-        "Electrolyte conductivity [S.m-1]": chayambuka.electrolyte_conductivity_Chayambuka2022,
+        "Electrolyte diffusivity [m2.s-1]": electrolyte_diffusivity,
+        "Electrolyte conductivity [S.m-1]": electrolyte_conductivity,
         # the Sn/HC electrode
         "Positive electrode thickness [m]": q.electrode_thickness_um * 1e-6,
         "Positive electrode porosity": q.electrode_porosity,

@@ -34,7 +34,8 @@ MODEL_CLASSES = ("SPM", "SPMe", "DFN")
 _BUILD_PARAMETERS = ("sn_capacity_mAh_per_g", "hc_capacity_mAh_per_g", "sn_density_g_per_cm3", "hc_density_g_per_cm3",
                      "sn_plateau_potentials_V", "sn_plateau_end_na_per_sn", "lower_cutoff_V", "sn_volume_per_na_A3",
                      "sn_volume_per_atom_A3", "hc_expansion_pct", "reference_temperature_C", "charge_transfer_coefficient",
-                     "overpotential_spread_V")
+                     "overpotential_spread_V", "electrolyte_activation_energy_kJ_per_mol",
+                     "counter_activation_energy_kJ_per_mol")
 
 # Outputs read from each solution.
 _VOLTAGE = "Voltage [V]"
