@@ -529,7 +529,12 @@ class Ensemble:
         quantity = measured_quantity(name)
         family = None if quantity is None else FAMILY_OF_METRIC[quantity]
         sigmas = self.settings.model_form_sigma_pct
-        if family not in sigmas and not (family in FORM_ERROR_FOLLOWS and FORM_ERROR_FOLLOWS[family][0] in sigmas):
+        if family not in sigmas and family in FORM_ERROR_FOLLOWS and FORM_ERROR_FOLLOWS[family][0] in sigmas:
+            # the error of the quantity it follows, where that one is unmeasured: a nano-Sn electrode, whose
+            # particles' swelling was measured, carries none of it (hidden, it had read 24-2190 %)
+            source = FORM_ERROR_FOLLOWS[family][0]
+            quantity = next(q for q, f in FAMILY_OF_METRIC.items() if f == source)
+        elif family not in sigmas:
             return np.zeros(len(recipes))
         return np.array([self.domain.model_form_weight(recipe, quantity, self.settings.model_form_distance)
                          for recipe in recipes])
