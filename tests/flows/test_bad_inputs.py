@@ -1286,6 +1286,10 @@ def test_a_budget_that_leaves_fewer_start_points_than_the_config_says_so(tmp_pat
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == ["note: --n-calls 5: 2 space-filling start point(s), at most half the budget (the config's "
                      "optimiser.n_initial_points is 10)"]
+    scenarios = Path(__file__).resolve().parents[2] / "configs" / "whatif"  # a what-if study's campaigns too
+    with pytest.raises(Started):
+        main(["what-if", str(scenarios), "--n-calls", "5", "--tracking-uri", f"sqlite:///{tmp_path}/s/m.db"])
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")] == notes
     config = tmp_path / "c.yaml"
     config.write_text("objective: {current_A_per_g: 1000}\n")
     assert main(["optimise", "--config", str(config), "--n-calls", "5", "--tracking-uri",
