@@ -23,7 +23,7 @@ from flows.config import (CampaignConfig, ConfigError, deep_merge, default_confi
 from flows.evaluation import ASKED, LAB, MODELLED, PREDICTED, Evaluation
 from flows.objective import CAPACITY
 from flows.inputs import check_tracking_store, excerpt, redact_document
-from flows.observations import LabData, read_observations
+from flows.observations import LabData, check_unit_slips, read_observations
 from surrogate.recipe import complete, recipe_key
 
 STATE_VERSION = 1
@@ -262,6 +262,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
             check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
         lab = read_observations(observations_path, base) if observations_path else None
+        check_unit_slips(lab, base)
         return Campaign.new(base, lab)
     from flows.store import store_for
 
@@ -287,6 +288,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
                           f"resume: start a new campaign to change it")
     _check_observations(saved, observations_path)
     lab = read_observations(observations_path, saved) if observations_path else None
+    check_unit_slips(lab, saved)
     return Campaign.from_document(document, resume_run_id, overrides, lab)
 
 

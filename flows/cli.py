@@ -188,10 +188,11 @@ def _lab_taught(path: str, config, p, calibration):
     together, narrowed near the rows for the quantities they measured. Without lab parameters to estimate (or no
     measured row inside the search space) the model is the project's, and a line on stderr says so."""
     from flows.evaluation import lazy_ensemble
-    from flows.observations import read_observations, replicate_note
+    from flows.observations import check_unit_slips, read_observations, replicate_note
     from flows.search import lab_calibrated_prior, teaching_rows
 
     lab = read_observations(path, config)
+    check_unit_slips(lab, config)
     if not lab.measured:
         raise UsageError(f"--observations {path}: no row has a measured result (all are pending), so there is "
                          f"nothing to learn from")

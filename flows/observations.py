@@ -422,15 +422,9 @@ def cycling_current(config: CampaignConfig) -> float:
                 float(config.objective.current_A_per_g))
 
 
-def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
-    """One line per lab value far outside what the model expects at its recipe: beyond the model's 90 % interval
-    (``snhc predict``'s, where a new cell should fall) by more than that interval's own width.
-
-    Not refused: a lab that differs from the study is what the loop learns from. But one such value, a typing,
-    unit or mass error or a failed cell, moves the lab parameters and the GP's correction as much as a real
-    difference would (420 mAh/g after 1000 cycles at Sn 0.3 turned every suggestion towards Sn 0.2-0.3 at
-    ~97 % of its theoretical capacity), so it is named for the user to check before the suggestions are trusted.
-    """
+def _values_in_intervals(lab: LabData, p, config: CampaignConfig):
+    """Each measured lab value beside the model's 90 % interval at its recipe (``snhc predict``'s, where a new cell
+    should fall): (line, metric, value, low, high)."""
     from flows.evaluation import batch_intervals, campaign_parameters
     from surrogate.uncertainty import build_ensemble
 
@@ -439,18 +433,62 @@ def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
     _, calibration = campaign_parameters(config)
     bands = batch_intervals([e.recipe for e in lab.measured], build_ensemble(p, calibration), config.scoring(),
                             _lab_request(lab, config))
+    return [(line, name, value, *band[name]) for line, measured, band in zip(lab.measured_lines, lab.measured, bands)
+            for name, value in measured.metrics.items() if name in band]
+
+
+def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
+    """One line per lab value far outside what the model expects at its recipe: beyond the model's 90 % interval
+    (``snhc predict``'s, where a new cell should fall) by more than that interval's own width, or, for a positive
+    interval, below it by as large a factor as the interval spans (a swelling of 2.4 % against 81-578 % had passed:
+    the interval's width reaches below 0).
+
+    Not refused: a lab that differs from the study is what the loop learns from. But one such value, a typing,
+    unit or mass error or a failed cell, moves the lab parameters and the GP's correction as much as a real
+    difference would (420 mAh/g after 1000 cycles at Sn 0.3 turned every suggestion towards Sn 0.2-0.3 at
+    ~97 % of its theoretical capacity), so it is named for the user to check before the suggestions are trusted.
+    """
     lines = []
-    for line, measured, band in zip(lab.measured_lines, lab.measured, bands):
-        for name, value in measured.metrics.items():
-            if name not in band:
-                continue
-            low, high = band[name]
-            width = high - low
-            if value < low - width or value > high + width:
-                lines.append(f"{lab.path} line {line}: {name} {value:g} lies far outside the model's 90 % interval "
-                             f"at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
-                             f"failed cell): it teaches the model as much as a real difference would")
+    for line, name, value, low, high in _values_in_intervals(lab, p, config):
+        width = high - low
+        floor = max(low - width, low * low / high) if low > 0 else low - width
+        if value < floor or value > high + width:
+            lines.append(f"{lab.path} line {line}: {name} {value:g} lies far outside the model's 90 % interval "
+                         f"at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
+                         f"failed cell): it teaches the model as much as a real difference would")
     return lines
+
+
+# A value typed in another unit is off by one of these factors: Ah/g for mAh/g (1000), a fraction for % (100)
+UNIT_SLIP_FACTORS = (10.0, 100.0, 1000.0)
+UNIT_SLIP_MIN_FACTOR = 10.0  # ... and lies at least this factor outside the model's interval
+UNIT_SLIP_HINTS = {"mAh/g": "mAh/g (not Ah/g)", "%": "% (not a fraction)"}
+
+
+def check_unit_slips(lab: LabData | None, config: CampaignConfig, p=None) -> None:
+    """Refuse (ConfigError, exit 2) a lab value that reads as a unit slip: at least ``UNIT_SLIP_MIN_FACTOR`` outside
+    the model's 90 % interval at its recipe, where a power of ten of ``UNIT_SLIP_FACTORS`` brings it inside. One
+    capacity in Ah/g (0.2688 among rows in mAh/g) had been taken as a dead cell and turned three of four suggestions
+    to recipes 38-63 % below the lab's optimum; a swelling written as a fraction (2.437 for 243.7 %) moved the batch
+    without a word. A genuine value that far off and exactly a unit away is too unlikely to take on trust; a dead
+    cell's 0 is not a slip. ``p``: the model judging (default: the config's, as :func:`surprising_values`)."""
+    if lab is None or not lab.measured:
+        return
+    from flows.evaluation import campaign_parameters
+
+    p = campaign_parameters(config)[0] if p is None else p
+    for line, name, value, low, high in _values_in_intervals(lab, p, config):
+        if not (value > 0 and low > 0 and (value < low / UNIT_SLIP_MIN_FACTOR or value > high * UNIT_SLIP_MIN_FACTOR)):
+            continue
+        for factor in UNIT_SLIP_FACTORS:
+            for rescaled, how in ((value * factor, f"x{factor:g}"), (value / factor, f"/{factor:g}")):
+                if low <= rescaled <= high:
+                    unit = metric_info(name).unit if metric_info(name) else ""
+                    raise ConfigError(
+                        f"{lab.path} line {line}: {name}={value:g} reads as a unit slip: {how} gives {rescaled:.4g}, "
+                        f"inside the model's 90 % interval at this recipe ({low:.4g}-{high:.4g} {unit}), where "
+                        f"{value:g} lies outside it by a factor of {max(low / value, value / high):.0f}; allowed: "
+                        f"the value in {UNIT_SLIP_HINTS.get(unit, unit or 'the column unit')}")
 
 
 # Quantities a lab can measure on its cells that the lab parameters move: checked by unmeasured_moves when no lab row
