@@ -236,10 +236,18 @@ def allowance_note(metrics: dict[str, float], intervals: dict[str, list[float]],
 
     if config.objectives:  # a multi-objective campaign's limits, each the same way
         scoring = config.scoring()
+
+        def advice(name: str, limit: float) -> str:
+            meets = metrics[name] >= limit if scoring[name].sign > 0 else metrics[name] <= limit
+            if meets:  # inside the limit, but not by its uncertainty
+                return (f"cells of it may fall on the wrong side; tighten recommendation.limits.{name} to "
+                        f"recommend one with a margin")
+            # the nearest miss of a front that meets no limit: tightening would not help
+            return "its cells may well meet it, but the model puts it past; measure it before relying on it"
+
         return "; ".join(
             f"its {name} {metrics[name]:.4g} {scoring[name].unit} (90 % interval {band[0]:.4g} to {band[1]:.4g}) "
-            f"straddles the limit {limit:g} {scoring[name].unit}: cells of it may fall on the wrong side; tighten "
-            f"recommendation.limits.{name} to recommend one with a margin"
+            f"straddles the limit {limit:g} {scoring[name].unit}: {advice(name, limit)}"
             for name, limit in config.recommendation.limits.items()
             if (band := intervals.get(name)) is not None and name in metrics and band[0] < limit < band[1])
     allowance = getattr(config.objective, "expansion_allowance_pct", None)

@@ -173,7 +173,10 @@ def test_a_swelling_interval_across_the_allowance_is_noted():
     note = allowance_note({"particle_expansion_pct": 256.8, "capacity_mAh_per_g": 359.0},
                           {"particle_expansion_pct": [87.1, 539.4], "capacity_mAh_per_g": [314.6, 371.0]}, pareto)
     assert note.startswith("its particle_expansion_pct 256.8 % (90 % interval 87.1 to 539.4) straddles the limit "
-                           "300 %") and "capacity" not in note
+                           "300 %") and "capacity" not in note and "tighten recommendation.limits" in note
+    # the nearest miss of a front that meets no limit is already past it: tightening would not help
+    missed = allowance_note({"particle_expansion_pct": 334.9}, {"particle_expansion_pct": [120.0, 600.0]}, pareto)
+    assert "straddles the limit 300 %" in missed and "tighten" not in missed and "measure it" in missed
     unlimited = pareto.model_copy(update={"recommendation": pareto.recommendation.model_copy(update={"limits": {}})})
     assert allowance_note({"particle_expansion_pct": 256.8}, {"particle_expansion_pct": [87.1, 539.4]},
                           unlimited) == ""
