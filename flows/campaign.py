@@ -249,10 +249,12 @@ def _dotted(config, key: str) -> Any:
 
 
 def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                   resume_run_id: str | None = None, observations_path: str | None = None) -> Campaign:
+                   resume_run_id: str | None = None, observations_path: str | None = None,
+                   empty_lab_ok: bool = False) -> Campaign:
     """Validate everything a campaign needs, once, before anything starts: the config (from the file, or the
     resumed run's saved state), the tracking store, the lab file and the resume id. Problems raise
-    :class:`ConfigError` (the store's, :class:`flows.inputs.InputError`)."""
+    :class:`ConfigError` (the store's, :class:`flows.inputs.InputError`). ``empty_lab_ok``: a lab file with a header
+    and no rows is a lab with nothing made yet (``snhc suggest``'s first batch), not an error."""
     base = load_config(config_path, overrides)
     # the store first, as the CLI checks it: a deployment's run on an unreachable server failed after 256 s of retries
     check_tracking_store(base.tracking.tracking_uri, must_exist=bool(resume_run_id))
@@ -261,7 +263,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
         if not observations_path:  # with lab rows the campaign searches the lab's model: checked once they taught it
             check_limits_reachable(base, str(config_path or default_config_path()))
         _check_observations(base, observations_path)
-        lab = read_observations(observations_path, base) if observations_path else None
+        lab = read_observations(observations_path, base, empty_lab_ok) if observations_path else None
         check_unit_slips(lab, base)
         return Campaign.new(base, lab)
     from flows.store import store_for
@@ -287,7 +289,7 @@ def build_campaign(config_path: str | None = None, overrides: dict[str, Any] | N
                           f"({_dotted(was, changed[0])!r}); only where it is tracked and its n_calls change on a "
                           f"resume: start a new campaign to change it")
     _check_observations(saved, observations_path)
-    lab = read_observations(observations_path, saved) if observations_path else None
+    lab = read_observations(observations_path, saved, empty_lab_ok) if observations_path else None
     check_unit_slips(lab, saved)
     return Campaign.from_document(document, resume_run_id, overrides, lab)
 

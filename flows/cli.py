@@ -668,7 +668,7 @@ def cmd_suggest(args) -> int:
         raise UsageError("give --resume RUN_ID and/or --observations lab.csv: what has been done so far")
     _, overrides, run_id = _checked_campaign(args, ("--observations", args.observations))
     writable_output(args.output, "--output", {"--observations": args.observations, "--config": args.config})
-    campaign = build_campaign(args.config, overrides, run_id, args.observations)
+    campaign = build_campaign(args.config, overrides, run_id, args.observations, empty_lab_ok=True)
     if campaign.config.objectives:  # suggest ranks by the capacity objective's expected improvement alone
         raise UsageError(f"{'run ' + run_id if run_id else args.config}: a campaign with 'objectives' (several) "
                          f"cannot be suggested for yet; run snhc optimise --config F --observations lab.csv (the "

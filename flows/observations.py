@@ -59,8 +59,9 @@ class LabData:
     saved: bool = False  # rebuilt from a resumed campaign's saved rows, not read now: the file may have moved
 
 
-def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
-    """Read and check a lab CSV; any problem raises ConfigError naming the file, line and column."""
+def read_observations(path: str | Path, config: CampaignConfig, allow_empty: bool = False) -> LabData:
+    """Read and check a lab CSV; any problem raises ConfigError naming the file, line and column. ``allow_empty``: a
+    file with a header and no rows is a lab with nothing made yet (``snhc suggest``'s start), not an error."""
     path = Path(path)
     try:
         text = read_text_file(path, "lab CSV file", MAX_CSV_BYTES)
@@ -117,6 +118,8 @@ def read_observations(path: str | Path, config: CampaignConfig) -> LabData:
         if (reason := condition_out_of_range(column)) is not None:
             raise ConfigError(f"{path}: column {excerpt(column)}: {reason}")
     if table.empty:
+        if allow_empty:
+            return LabData(path, [], [], [])
         raise ConfigError(f"{path}: no rows: expected one row per recipe after the header")
 
     ceilings = _capacity_ceiling(config)

@@ -668,3 +668,15 @@ def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, 
     if "sample_id" in columns:  # replicate cells of one recipe may share an id (one batch)
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},S1,330\n{recipes[0]},S1,322\n")
         assert len(read_observations(path, load_config()).measured) == 1
+
+
+def test_suggest_on_a_lab_file_with_nothing_made_yet_gives_a_space_filling_first_batch(tmp_path):
+    """A lab starting out has a header and no rows: snhc suggest gives its space-filling first batch (it had
+    refused the file as empty, though the docs send a new lab there); snhc optimise still refuses it, having nothing
+    to learn from (BAD_FILES)."""
+    lab = tmp_path / "lab.csv"
+    lab.write_text(HEADER + "\n")
+    assert main(["suggest", "--batch", "3", "--observations", str(lab), "--output", str(tmp_path / "next.csv"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+    table = pd.read_csv(tmp_path / "next.csv")
+    assert len(table) == 3 and len(table[HEADER.split(",")[:4]].drop_duplicates()) == 3
