@@ -501,6 +501,7 @@ def cmd_optimise(args) -> int:
                 summary = _run_optimisation(args, campaign)
         else:
             summary = _run_optimisation(args, campaign)
+        interrupts.finished()
     except interrupts.CampaignInterrupted as interrupt:
         print(_interrupted_message(args, campaign, interrupt), file=sys.stderr)
         return interrupt.exit_code

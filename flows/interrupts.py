@@ -31,6 +31,7 @@ class CampaignInterrupted(BaseException):
 
 
 _deferring = [False]  # one flag for the process: the handler runs in the main thread, the loop may not
+_finished = [False]  # the campaign is complete: a signal during the clean-up that follows has nothing to stop
 _pending: list[int] = []
 
 
@@ -38,6 +39,8 @@ def _handler(signum, frame) -> None:
     # Noted first, then raised: Python swallows an exception raised while a finaliser runs ("Exception ignored in
     # ... __del__", seen when a signal landed in the GC of an asyncio transport during the PyBaMM check), and the
     # next check() between stages raises the noted signal instead.
+    if _finished[0]:  # Ctrl-C as the temporary server stops had printed a traceback from an atexit callback
+        return
     _pending.append(signum)
     if not _deferring[0]:
         raise CampaignInterrupted(signum)
@@ -48,8 +51,15 @@ def install() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     _pending.clear()
+    _finished[0] = False
     for signum in EXIT_CODES:
         signal.signal(signum, _handler)
+
+
+def finished() -> None:
+    """The campaign is complete (its run recorded): signals from now on, during the clean-up, are ignored, so the
+    command ends as the finished campaign it is, without a traceback."""
+    _finished[0] = True
 
 
 @contextmanager

@@ -46,3 +46,14 @@ def test_a_signal_whose_raise_a_finaliser_swallowed_stops_at_the_next_check(inst
         interrupts.check()
     assert caught.value.exit_code == 130
     interrupts.check()  # raised once, then nothing pending
+
+
+def test_once_the_campaign_is_finished_a_signal_during_the_clean_up_is_ignored(installed):
+    """Ctrl-C as the temporary server stopped, after the run was recorded, had printed a traceback from an atexit
+    callback: a finished campaign's clean-up is not stopped, and nothing is left pending."""
+    interrupts.finished()
+    os.kill(os.getpid(), signal.SIGINT)
+    interrupts.check()
+    interrupts.install()  # the next campaign is stoppable again
+    with pytest.raises(interrupts.CampaignInterrupted):
+        os.kill(os.getpid(), signal.SIGINT)
