@@ -680,3 +680,16 @@ def test_suggest_on_a_lab_file_with_nothing_made_yet_gives_a_space_filling_first
                  "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     table = pd.read_csv(tmp_path / "next.csv")
     assert len(table) == 3 and len(table[HEADER.split(",")[:4]].drop_duplicates()) == 3
+
+
+def test_a_metric_the_lab_model_misses_beyond_the_stated_scatter_is_named():
+    """The lab's model was fitted to the lab's rows: missing them far beyond lab_uncertainty_pct (a chi-square test
+    over the rows) means an effect it has no parameter for, and is said; misses within the scatter are not."""
+    from flows.observations import missed_beyond_scatter
+
+    rng = np.random.default_rng(0)
+    errors = pd.DataFrame({"metric": ["objective_capacity_mAh_per_g"] * 12 + ["particle_expansion_pct"] * 12,
+                           "lab_model_error_pct": np.concatenate([rng.normal(0, 2.5, 12), rng.normal(0, 7.0, 12)])})
+    lines = missed_beyond_scatter(errors, 2.5)
+    assert len(lines) == 1 and lines[0].startswith("particle_expansion_pct: the lab's model misses your 12 measured")
+    assert missed_beyond_scatter(errors.drop(columns="lab_model_error_pct"), 2.5) == []
