@@ -22,7 +22,7 @@ from flows.metrics import extrapolated_column, interval_columns
 from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           teaching_rows, tell_known)
-from surrogate.recipe import FIELD_NAMES, recipe_key
+from surrogate.recipe import FIELD_NAMES, FIELDS, as_made, recipe_key
 
 
 def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -50,10 +50,11 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     suggestions: list[dict] = []
     chosen_by: list[str] = []
     attempts = 0
+    bounds = {name: (d.low, d.high) for name in FIELDS if (d := getattr(config.search_space, name)).low is not None}
     while len(suggestions) < batch_size and attempts < 10:
         points = optimizer.ask(n_points=batch_size - len(suggestions), strategy=config.optimiser.liar)
         for point, how in zip(points, optimizer.asked_by_):
-            recipe = recipe_of(point, config)
+            recipe = as_made(recipe_of(point, config), bounds)  # as a lab sets it, and predicted as such
             if recipe_key(recipe) not in taken:
                 taken.add(recipe_key(recipe))
                 suggestions.append(recipe)

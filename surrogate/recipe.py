@@ -21,6 +21,8 @@ import numpy as np
 from surrogate.yaml_safety import plain_number
 
 SAMENESS_SIGNIFICANT_DIGITS = 6  # two recipes equal to this many significant digits in every field are the same
+LAB_SIGNIFICANT_DIGITS = 4  # a recipe handed to a lab: a balance, a mill's timer and its speed dial set no finer
+# (0.6137 of Sn, 39.99 h, 371.3 rpm; suggestions had read 39.99999999999999 h and 371.2841578206109 rpm)
 
 
 class RecipeError(ValueError):
@@ -188,6 +190,26 @@ def recipe_key(recipe: Mapping[str, Any]) -> tuple:
     """
     values = complete(recipe)
     return tuple(_normalised(f, values[f.name]) for f in RECIPE_FIELDS)
+
+
+def as_made(recipe: Mapping[str, Any], bounds: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """A recipe as a lab can set it: each number to :data:`LAB_SIGNIFICANT_DIGITS` significant digits (a change of at
+    most 0.05 %, far below what the models or a lab resolve), kept inside ``bounds`` (field -> (low, high)) where
+    rounding would step over one.
+
+    Examples
+    --------
+    >>> as_made({"sn_mass_fraction": 0.61373, "milling_time_h": 39.99999999999999, "milling_atmosphere": "argon"})
+    {'sn_mass_fraction': 0.6137, 'milling_time_h': 40.0, 'milling_atmosphere': 'argon'}
+    """
+    out = {}
+    for name, value in recipe.items():
+        if name in FIELDS and not FIELDS[name].categorical:
+            value = float(f"{float(value):.{LAB_SIGNIFICANT_DIGITS}g}")
+            if bounds and name in bounds:
+                value = min(max(value, bounds[name][0]), bounds[name][1])
+        out[name] = value
+    return out
 
 
 def same_value(name: str, a: Any, b: Any) -> bool:

@@ -680,6 +680,9 @@ def test_suggest_on_a_lab_file_with_nothing_made_yet_gives_a_space_filling_first
                  "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     table = pd.read_csv(tmp_path / "next.csv")
     assert len(table) == 3 and len(table[HEADER.split(",")[:4]].drop_duplicates()) == 3
+    # as a lab sets them: 4 significant digits (they had read 39.99999999999999 h and 371.2841578206109 rpm)
+    values = table[HEADER.split(",")[:4]].to_numpy(float).ravel()
+    np.testing.assert_array_equal(values, [float(f"{v:.4g}") for v in values])
 
 
 def test_a_metric_the_lab_model_misses_beyond_the_stated_scatter_is_named():
