@@ -83,6 +83,11 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
     if not records:
         raise ConfigError(f"{path}: empty file: expected a header line and one row per recipe")
     (header_line, header_fields), data = records[0], records[1:]
+    separator = next((s for s in (";", "\t") if len(header_fields) == 1 and s in header_fields[0]), None)
+    if separator is not None:  # one column holding them all: a spreadsheet's other list separator (checked before
+        # the rows, whose decimal commas would otherwise read as '6 fields where the header has 1')
+        raise ConfigError(f"{path}: columns separated by {separator!r}; a lab file is comma-separated with '.' as "
+                          f"the decimal point (save it as CSV with commas)")
     for line, fields in data:
         if len(fields) != len(header_fields):
             raise ConfigError(f"{path} line {line}: not a readable CSV: {len(fields)} fields where the header has "
@@ -103,10 +108,6 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
     required = [f.name for f in RECIPE_FIELDS if f.required]
     missing = [c for c in required if c not in table.columns]
     if missing:
-        separator = next((s for s in (";", "\t") if len(table.columns) == 1 and s in table.columns[0]), None)
-        if separator is not None:  # one column holding them all: a spreadsheet's other list separator
-            raise ConfigError(f"{path}: columns separated by {separator!r}; a lab file is comma-separated "
-                              f"(save it as CSV with commas)")
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
     table = _named_for_its_objectives(table, config, path, lines)
     recipe_columns = [c for c in table.columns if c in FIELDS]

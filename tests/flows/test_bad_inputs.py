@@ -316,6 +316,8 @@ def lab_cases() -> list[Case]:
          "milling_time_h='1_0' is not a number"),
         ("semicolon-separated", f"{LAB_HEADER.replace(',', ';')}\n0.5;6;450;20;300\n".encode(),
          "columns separated by ';'; a lab file is comma-separated"),
+        ("semicolon-separated with decimal commas", f"{LAB_HEADER.replace(',', ';')}\n0,5;6;450;20;300,5\n".encode(),
+         "columns separated by ';'; a lab file is comma-separated with '.' as the decimal point"),
         ("full-width digits in a recipe cell", f"{LAB_HEADER}\n０.5,6,450,20,300\n".encode(),
          "sn_mass_fraction='０.5' is not a number"),
         ("unknown column", f"{LAB_HEADER},colour\n0.5,6,450,20,300,red\n".encode(), "unknown column 'colour'"),
