@@ -301,13 +301,14 @@ def cmd_calibrate(args) -> int:
         if args.validate or args.fidelity == "physics":
             raise UsageError("--observations refits the numpy model on the study's data plus the lab rows: it "
                              "cannot be combined with --validate or --fidelity physics")
-        from flows.observations import replicate_note
+        from flows.observations import check_unit_slips, replicate_note
 
         existing_file(args.observations, "--observations")
         if args.config is not None:
             existing_file(args.config, "--config")
         config = load_config(args.config)
         lab = read_observations(args.observations, config)
+        check_unit_slips(lab, config)  # a refit on a capacity in Ah/g had pushed parameters onto their bounds
         if not lab.measured:  # pending rows only: a refit would move nothing and report noise as moves
             raise UsageError(f"--observations {args.observations}: no row has a measured result (all are pending), "
                              f"so there is nothing to refit on")
@@ -1088,6 +1089,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
             return 1
         raise
+    finally:
+        if argv is not None:  # a caller in this process: its own Ctrl-C handling back (the command keeps ours)
+            from flows import interrupts
+
+            interrupts.restore()
 
 
 _exit_code: int | None = None  # set when the command returns normally: it may then skip the interpreter's teardown

@@ -33,6 +33,7 @@ class CampaignInterrupted(BaseException):
 _deferring = [False]  # one flag for the process: the handler runs in the main thread, the loop may not
 _finished = [False]  # the campaign is complete: a signal during the clean-up that follows has nothing to stop
 _pending: list[int] = []
+_previous: dict[int, object] = {}  # the handlers install() replaced, for restore()
 
 
 def _handler(signum, frame) -> None:
@@ -53,7 +54,22 @@ def install() -> None:
     _pending.clear()
     _finished[0] = False
     for signum in EXIT_CODES:
-        signal.signal(signum, _handler)
+        previous = signal.signal(signum, _handler)
+        if previous is not _handler:
+            _previous[signum] = previous
+
+
+def restore() -> None:
+    """Put back the handlers :func:`install` replaced (main thread only): a caller in this process (a notebook, a
+    test session) that ran a campaign can be interrupted again as before. The ``snhc`` command itself keeps them to
+    its exit, so a Ctrl-C in its clean-up is ignored (:func:`finished`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in _previous.items():
+        signal.signal(signum, handler)
+    _previous.clear()
+    _pending.clear()
+    _finished[0] = False
 
 
 def finished() -> None:

@@ -33,7 +33,7 @@ from surrogate.yaml_safety import YamlInputError, plain_number, read_text_file
 from flows.metrics import AT_CURRENT, AT_CYCLE, condition_out_of_range
 from flows.objective import OBJECTIVE_SPAN
 from flows.metrics import info as metric_info
-from flows.objective import CAPACITY, EXPANSION, SCORE
+from flows.objective import CAPACITY, EXPANSION, PENALTY, SCORE
 from surrogate.recipe import FIELDS, RECIPE_FIELDS, RecipeError, recipe_key
 from surrogate.status import Status
 
@@ -463,36 +463,38 @@ def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
     return lines
 
 
-# A value typed in another unit is off by one of these factors: Ah/g for mAh/g (1000), a fraction for % (100)
-UNIT_SLIP_FACTORS = (10.0, 100.0, 1000.0)
+# The unit slips a lab file invites, by the column's unit: a capacity typed in Ah/g where the column is mAh/g (1000x
+# too small), a percentage typed as a fraction (100x too small). Other units and the derived score and penalty are
+# not checked.
+UNIT_SLIPS = {"mAh/g": (1000.0, "mAh/g (not Ah/g)"), "%": (100.0, "% (not a fraction)")}
 UNIT_SLIP_MIN_FACTOR = 10.0  # ... and lies at least this factor outside the model's interval
-UNIT_SLIP_HINTS = {"mAh/g": "mAh/g (not Ah/g)", "%": "% (not a fraction)"}
 
 
 def check_unit_slips(lab: LabData | None, config: CampaignConfig, p=None) -> None:
-    """Refuse (ConfigError, exit 2) a lab value that reads as a unit slip: at least ``UNIT_SLIP_MIN_FACTOR`` outside
-    the model's 90 % interval at its recipe, where a power of ten of ``UNIT_SLIP_FACTORS`` brings it inside. One
-    capacity in Ah/g (0.2688 among rows in mAh/g) had been taken as a dead cell and turned three of four suggestions
-    to recipes 38-63 % below the lab's optimum; a swelling written as a fraction (2.437 for 243.7 %) moved the batch
-    without a word. A genuine value that far off and exactly a unit away is too unlikely to take on trust; a dead
-    cell's 0 is not a slip. ``p``: the model judging (default: the config's, as :func:`surprising_values`)."""
+    """Refuse (ConfigError, exit 2) a lab value that reads as a unit slip: its column's slip factor
+    (:data:`UNIT_SLIPS`) brings it inside the model's 90 % interval at its recipe, where it lies at least
+    :data:`UNIT_SLIP_MIN_FACTOR` outside, and the interval is narrower than that factor (so nothing but the slip
+    explains it). One capacity in Ah/g (0.2688 among rows in mAh/g) had been taken as a dead cell and turned three of
+    four suggestions to recipes 38-63 % below the lab's optimum; a swelling written as a fraction (2.437 for 243.7 %)
+    moved the batch without a word. A dead cell's 0, a failed cell's few mAh/g and the objective (a score, derived
+    from the others) are results. ``p``: the model judging (default: the config's, as :func:`surprising_values`)."""
     if lab is None or not lab.measured:
         return
     from flows.evaluation import campaign_parameters
 
     p = campaign_parameters(config)[0] if p is None else p
     for line, name, value, low, high in _values_in_intervals(lab, p, config):
-        if not (value > 0 and low > 0 and (value < low / UNIT_SLIP_MIN_FACTOR or value > high * UNIT_SLIP_MIN_FACTOR)):
+        info = metric_info(name)
+        if name in (SCORE, PENALTY) or info is None or info.unit not in UNIT_SLIPS:
             continue
-        for factor in UNIT_SLIP_FACTORS:
-            for rescaled, how in ((value * factor, f"x{factor:g}"), (value / factor, f"/{factor:g}")):
-                if low <= rescaled <= high:
-                    unit = metric_info(name).unit if metric_info(name) else ""
-                    raise ConfigError(
-                        f"{lab.path} line {line}: {name}={value:g} reads as a unit slip: {how} gives {rescaled:.4g}, "
-                        f"inside the model's 90 % interval at this recipe ({low:.4g}-{high:.4g} {unit}), where "
-                        f"{value:g} lies outside it by a factor of {max(low / value, value / high):.0f}; allowed: "
-                        f"the value in {UNIT_SLIP_HINTS.get(unit, unit or 'the column unit')}")
+        factor, unit_text = UNIT_SLIPS[info.unit]
+        if not (value > 0 and low > 0 and high / low < factor and value < low / UNIT_SLIP_MIN_FACTOR
+                and low <= value * factor <= high):
+            continue
+        raise ConfigError(
+            f"{lab.path} line {line}: {name}={value:g} reads as a unit slip: x{factor:g} gives {value * factor:.4g}, "
+            f"inside the model's 90 % interval at this recipe ({low:.4g}-{high:.4g} {info.unit}), where {value:g} "
+            f"lies outside it by a factor of {low / value:.0f}; allowed: the value in {unit_text}")
 
 
 # Quantities a lab can measure on its cells that the lab parameters move: checked by unmeasured_moves when no lab row
@@ -601,7 +603,17 @@ def teaching_notes(lab: LabData, p, taught, config: CampaignConfig,
     return ([("not measured, moved by the lab's parameters", line) for line in unmeasured_moves(lab, p, taught, config)]
             + [("fitted worse by the lab's parameters", line) for line in fitted_worse(errors)]
             + [("missed beyond your scatter", line)
-               for line in missed_beyond_scatter(errors, config.lab_uncertainty_pct)])
+               for line in missed_beyond_scatter(errors[errors["line"].isin(_teaching_lines(lab, config))],
+                                                 config.lab_uncertainty_pct)])
+
+
+def _teaching_lines(lab: LabData, config: CampaignConfig) -> set[int]:
+    """The lines of the measured rows the lab's model was fitted to (inside the search space, on its fixed
+    fields): a row outside, never told to it, says nothing of how well it fits (an HC row had read as a misfit)."""
+    from flows.search import teaching_rows
+
+    taught = {id(e) for e in teaching_rows(config, lab.measured)}
+    return {line for line, e in zip(lab.measured_lines, lab.measured) if id(e) in taught}
 
 
 def model_error_table(lab: LabData, predictions: list[Evaluation],

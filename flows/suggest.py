@@ -45,16 +45,18 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     tell_known(optimizer, config, known)
     pending = campaign.lab.pending if campaign.lab else []
     optimizer.pending_ = [point_of(r, config) for r in pending if in_search_space(r, config, optimizer.space)]
-    taken = {recipe_key(e.recipe) for _, e in known} | {recipe_key(r) for r in pending}
+    searched = {name: (d.low, d.high) for name in FIELDS if (d := getattr(config.search_space, name)).low is not None}
+    made = [e.recipe for _, e in known] + list(pending)
+    # a suggestion is handed over rounded (as_made): it must not be a made recipe as rounded either
+    taken = {recipe_key(r) for r in made} | {recipe_key(as_made(r, searched)) for r in made}
 
     suggestions: list[dict] = []
     chosen_by: list[str] = []
     attempts = 0
-    bounds = {name: (d.low, d.high) for name in FIELDS if (d := getattr(config.search_space, name)).low is not None}
     while len(suggestions) < batch_size and attempts < 10:
         points = optimizer.ask(n_points=batch_size - len(suggestions), strategy=config.optimiser.liar)
         for point, how in zip(points, optimizer.asked_by_):
-            recipe = as_made(recipe_of(point, config), bounds)  # as a lab sets it, and predicted as such
+            recipe = as_made(recipe_of(point, config), searched)  # as a lab sets it, and predicted as such
             if recipe_key(recipe) not in taken:
                 taken.add(recipe_key(recipe))
                 suggestions.append(recipe)

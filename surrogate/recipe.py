@@ -192,23 +192,22 @@ def recipe_key(recipe: Mapping[str, Any]) -> tuple:
     return tuple(_normalised(f, values[f.name]) for f in RECIPE_FIELDS)
 
 
-def as_made(recipe: Mapping[str, Any], bounds: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """A recipe as a lab can set it: each number to :data:`LAB_SIGNIFICANT_DIGITS` significant digits (a change of at
-    most 0.05 %, far below what the models or a lab resolve), kept inside ``bounds`` (field -> (low, high)) where
-    rounding would step over one.
+def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """A recipe as a lab can set it: each searched number (``searched``: field -> its (low, high)) to
+    :data:`LAB_SIGNIFICANT_DIGITS` significant digits (a change of at most 0.05 %, far below what the models or a
+    lab resolve), kept inside its range where rounding would step over an end. A fixed value stays as the config
+    states it, so the lab's results come back on it.
 
     Examples
     --------
-    >>> as_made({"sn_mass_fraction": 0.61373, "milling_time_h": 39.99999999999999, "milling_atmosphere": "argon"})
-    {'sn_mass_fraction': 0.6137, 'milling_time_h': 40.0, 'milling_atmosphere': 'argon'}
+    >>> as_made({"sn_mass_fraction": 0.61373, "milling_time_h": 39.99999999999999, "milling_speed_rpm": 400.123},
+    ...         {"sn_mass_fraction": (0.05, 0.95), "milling_time_h": (0.5, 40.0)})
+    {'sn_mass_fraction': 0.6137, 'milling_time_h': 40.0, 'milling_speed_rpm': 400.123}
     """
-    out = {}
-    for name, value in recipe.items():
-        if name in FIELDS and not FIELDS[name].categorical:
-            value = float(f"{float(value):.{LAB_SIGNIFICANT_DIGITS}g}")
-            if bounds and name in bounds:
-                value = min(max(value, bounds[name][0]), bounds[name][1])
-        out[name] = value
+    out = dict(recipe)
+    for name, (low, high) in searched.items():
+        if name in out and not FIELDS[name].categorical:
+            out[name] = min(max(float(f"{float(out[name]):.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
     return out
 
 

@@ -529,15 +529,18 @@ class Ensemble:
         quantity = measured_quantity(name)
         family = None if quantity is None else FAMILY_OF_METRIC[quantity]
         sigmas = self.settings.model_form_sigma_pct
+        scale = self.settings.model_form_distance
         if family not in sigmas and family in FORM_ERROR_FOLLOWS and FORM_ERROR_FOLLOWS[family][0] in sigmas:
-            # the error of the quantity it follows, where that one is unmeasured: a nano-Sn electrode, whose
-            # particles' swelling was measured, carries none of it (hidden, it had read 24-2190 %)
+            # the error of the quantity it follows, where both are unmeasured: a nano-Sn electrode, whose particles'
+            # swelling was measured, carries none of it (hidden, it had read 24-2190 %), nor does a recipe whose
+            # electrode a lab row measured
             source = FORM_ERROR_FOLLOWS[family][0]
-            quantity = next(q for q, f in FAMILY_OF_METRIC.items() if f == source)
-        elif family not in sigmas:
+            followed = next(q for q, f in FAMILY_OF_METRIC.items() if f == source)
+            return np.array([min(self.domain.model_form_weight(recipe, quantity, scale),
+                                 self.domain.model_form_weight(recipe, followed, scale)) for recipe in recipes])
+        if family not in sigmas:
             return np.zeros(len(recipes))
-        return np.array([self.domain.model_form_weight(recipe, quantity, self.settings.model_form_distance)
-                         for recipe in recipes])
+        return np.array([self.domain.model_form_weight(recipe, quantity, scale) for recipe in recipes])
 
     def scattered(self, k: int, name: str, values, form_weight=0.0, ceiling=None, current_distance=0.0) -> np.ndarray:
         """Member k's ``values`` of metric ``name`` as a measurement could read them: scattered by the member's

@@ -57,3 +57,18 @@ def test_once_the_campaign_is_finished_a_signal_during_the_clean_up_is_ignored(i
     interrupts.install()  # the next campaign is stoppable again
     with pytest.raises(interrupts.CampaignInterrupted):
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_restore_puts_back_the_callers_handlers():
+    """A notebook or test session that ran a campaign in-process (flows.cli.main with arguments) gets its own
+    Ctrl-C handling back: after the campaign finished, a signal had been ignored for the rest of the process."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts.install()
+        interrupts.finished()
+        interrupts.restore()
+        assert signal.getsignal(signal.SIGINT) is previous
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -696,3 +696,40 @@ def test_a_metric_the_lab_model_misses_beyond_the_stated_scatter_is_named():
     lines = missed_beyond_scatter(errors, 2.5)
     assert len(lines) == 1 and lines[0].startswith("particle_expansion_pct: the lab's model misses your 12 measured")
     assert missed_beyond_scatter(errors.drop(columns="lab_model_error_pct"), 2.5) == []
+
+
+def test_results_that_only_look_small_are_not_taken_for_unit_slips(tmp_path):
+    """Only a column's own slip counts (a capacity typed in Ah/g: x1000; a percentage as a fraction: x100), only
+    where the interval is narrower than that factor: a failed cell's 3.6 mAh/g at cycle 400 (x100 lands inside),
+    a score consistent with its capacity and swelling (the objective is derived), and a dead cell's 0.0005 mAh/g
+    where the interval spans more than the factor are results, not slips."""
+    from flows.observations import check_unit_slips
+
+    config = load_config()
+    lab = tmp_path / "lab.csv"
+    lab.write_text("sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,objective,"
+                   "objective_capacity_mAh_per_g,particle_expansion_pct,capacity_at_cycle_400_mAh_per_g\n"
+                   "0.6667,10,400,20,,330,,3.6\n0.55,8,420,15,3,330,577,\n0.95,0.5,150,5,,0.0005,,\n")
+    check_unit_slips(read_observations(lab, config), config)  # raises nothing
+    slipped = tmp_path / "slipped.csv"
+    slipped.write_text(HEADER + "\n0.6667,10,400,20,330\n0.5,6,450,20,0.3\n")
+    assert main(["calibrate", "--observations", str(slipped)]) == 2  # a refit on it is refused as the others are
+
+
+def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp_path):
+    """The lab's model is fitted to the rows inside the search space; an HC row outside it (Sn 0 < 0.05), never
+    told to it, had read as 'misses your 4 measured rows by 18 %: your lab does something the model has no
+    parameter for'."""
+    from flows.evaluation import campaign_parameters, evaluate_batch
+    from flows.observations import teaching_notes
+
+    config = load_config()
+    p, _ = campaign_parameters(config)
+    recipes = [{"sn_mass_fraction": sn, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
+                "ball_to_powder_ratio": 20.0} for sn in (0.5, 0.6, 0.7)]
+    rows = [f"{r['sn_mass_fraction']},10,400,20,{e.metrics['objective_capacity_mAh_per_g']:.2f}"
+            for r, e in zip(recipes, evaluate_batch(recipes, p, config.objective))]
+    lab = tmp_path / "lab.csv"
+    lab.write_text(HEADER + "\n" + "\n".join(rows) + "\n0,0,400,20,150\n")
+    notes = teaching_notes(read_observations(lab, config), p, p, config)
+    assert not [line for label, line in notes if label == "missed beyond your scatter"], notes

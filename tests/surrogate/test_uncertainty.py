@@ -617,3 +617,14 @@ def test_the_electrode_takes_its_form_error_where_the_particles_swelling_is_unme
     recipes = [_material("nano-Sn"), _material("Sn@HC-2-1") | {"milling_atmosphere": "air"}]
     np.testing.assert_allclose(hidden.form_weights(recipes, electrode), [0.0, 1.0])
     np.testing.assert_allclose(hidden.form_weights(recipes, particle), [0.0, 1.0])
+
+
+def test_a_lab_row_that_measured_the_electrode_narrows_its_electrode_interval(ensemble):
+    """The electrode's inherited form error is dropped where either its own quantity or the swelling it follows was
+    measured: a lab row at an air-milled 2:1 that measured only the electrode's thickening carries no form error
+    there (it had kept the full weight, 0.95-92 %, while flagged as measured)."""
+    air = _material("Sn@HC-2-1") | {"milling_atmosphere": "air"}
+    electrode = "electrode_expansion_after_1000_cycles_pct"
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows([(air, [electrode])]))
+    assert ensemble.form_weights([air], electrode)[0] == 1.0
+    assert taught.form_weights([air], electrode)[0] == 0.0
