@@ -62,12 +62,13 @@ def test_once_the_campaign_is_finished_a_signal_during_the_clean_up_is_ignored(i
 def test_restore_puts_back_the_callers_handlers():
     """A notebook or test session that ran a campaign in-process (flows.cli.main with arguments) gets its own
     Ctrl-C handling back: after the campaign finished, a signal had been ignored for the rest of the process."""
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signal.SIGINT)  # whatever the session had (an earlier in-process campaign's, say)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the caller's own
         interrupts.install()
         interrupts.finished()
         interrupts.restore()
-        assert signal.getsignal(signal.SIGINT) is previous
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     finally:
