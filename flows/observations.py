@@ -470,20 +470,19 @@ UNIT_SLIPS = {"mAh/g": (1000.0, "mAh/g (not Ah/g)"), "%": (100.0, "% (not a frac
 UNIT_SLIP_MIN_FACTOR = 10.0  # ... and lies at least this factor outside the model's interval
 
 
-def check_unit_slips(lab: LabData | None, config: CampaignConfig, p=None) -> None:
+def check_unit_slips(lab: LabData | None, config: CampaignConfig) -> None:
     """Refuse (ConfigError, exit 2) a lab value that reads as a unit slip: its column's slip factor
     (:data:`UNIT_SLIPS`) brings it inside the model's 90 % interval at its recipe, where it lies at least
     :data:`UNIT_SLIP_MIN_FACTOR` outside, and the interval is narrower than that factor (so nothing but the slip
     explains it). One capacity in Ah/g (0.2688 among rows in mAh/g) had been taken as a dead cell and turned three of
     four suggestions to recipes 38-63 % below the lab's optimum; a swelling written as a fraction (2.437 for 243.7 %)
     moved the batch without a word. A dead cell's 0, a failed cell's few mAh/g and the objective (a score, derived
-    from the others) are results. ``p``: the model judging (default: the config's, as :func:`surprising_values`)."""
+    from the others) are results. The config's model judges, as in :func:`surprising_values`."""
     if lab is None or not lab.measured:
         return
     from flows.evaluation import campaign_parameters
 
-    p = campaign_parameters(config)[0] if p is None else p
-    for line, name, value, low, high in _values_in_intervals(lab, p, config):
+    for line, name, value, low, high in _values_in_intervals(lab, campaign_parameters(config)[0], config):
         info = metric_info(name)
         if name in (SCORE, PENALTY) or info is None or info.unit not in UNIT_SLIPS:
             continue
@@ -581,11 +580,13 @@ def missed_beyond_scatter(errors: pd.DataFrame, uncertainty_pct: float) -> list[
         return []
     lines = []
     for metric, rows in errors.groupby("metric", sort=False):
-        z = rows["lab_model_error_pct"].to_numpy(float) / uncertainty_pct
-        z = z[np.isfinite(z)]
-        if z.size and np.mean(z**2) > chi2.ppf(MISFIT_QUANTILE, z.size) / z.size:
-            rms = float(np.sqrt(np.mean((z * uncertainty_pct) ** 2)))
-            lines.append(f"{metric}: the lab's model misses your {z.size} measured row(s) by {rms:.1f} % (RMS), "
+        errors_pct = rows["lab_model_error_pct"].to_numpy(float)
+        errors_pct = errors_pct[np.isfinite(errors_pct)]
+        if errors_pct.size and np.mean((errors_pct / uncertainty_pct) ** 2) > chi2.ppf(
+                MISFIT_QUANTILE, errors_pct.size) / errors_pct.size:
+            rms = float(np.sqrt(np.mean(errors_pct**2)))
+            lines.append(f"{metric}: the lab's model misses your {errors_pct.size} measured row(s) by {rms:.1f} % "
+                         f"(RMS), "
                          f"beyond the {uncertainty_pct:g} % your rows scatter by (lab_uncertainty_pct): your lab does "
                          f"something the model has no parameter for, so trust its {metric} intervals less there")
     return lines

@@ -22,7 +22,7 @@ from flows.metrics import extrapolated_column, interval_columns
 from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           teaching_rows, tell_known)
-from surrogate.recipe import FIELD_NAMES, FIELDS, as_made, recipe_key
+from surrogate.recipe import FIELD_NAMES, as_made, recipe_key
 
 
 def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -45,7 +45,8 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     tell_known(optimizer, config, known)
     pending = campaign.lab.pending if campaign.lab else []
     optimizer.pending_ = [point_of(r, config) for r in pending if in_search_space(r, config, optimizer.space)]
-    searched = {name: (d.low, d.high) for name in FIELDS if (d := getattr(config.search_space, name)).low is not None}
+    space = config.search_space  # the searched numbers (not a choice) and their ranges, for as_made
+    searched = {name: (d.low, d.high) for name in space.searched() if (d := getattr(space, name)).choices is None}
     made = [e.recipe for _, e in known] + list(pending)
     # a suggestion is handed over rounded (as_made): it must not be a made recipe as rounded either
     taken = {recipe_key(r) for r in made} | {recipe_key(as_made(r, searched)) for r in made}
