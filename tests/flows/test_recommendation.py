@@ -13,7 +13,7 @@ from flows.config import load_config
 from flows.evaluation import LAB, Evaluation
 from flows.fidelity import rank
 from flows.optimise import optimise_anode
-from flows.recommendation import bound_notes, recommend, with_measured_note
+from flows.recommendation import bound_notes, lab_row_beyond_prediction, recommend, with_measured_note
 from surrogate.recipe import complete
 from surrogate.status import Status
 
@@ -247,6 +247,40 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_
     single.write_text("objectives:\n  - kind: milling_time\n")
     other.config = load_config(single)
     assert not other.config.multi_objective and with_measured_note(chosen, other).measured_note == ""
+
+
+def test_a_lab_row_measured_beyond_its_scatter_above_the_prediction_is_the_recommendation(tmp_path):
+    """A lab row measured above the model's best prediction by more than the rows' stated scatter
+    (lab_uncertainty_pct, 5 %) is recommended: the lab has a better recipe than any the model predicts. Within the
+    scatter the prediction stands (the row is named by the measured note instead); a campaign scored otherwise than
+    by the capacity objective never compares them."""
+    from flows.observations import LabData
+    from flows.recommendation import Recommendation, with_lab_note
+
+    def lab_campaign(measured):
+        campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
+        rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
+                for t, v in measured]
+        campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
+        campaign.add_lab_results()
+        return campaign
+
+    for measured, expected in (([(6.0, 340.0), (8.0, 376.2)], 376.2), ([(6.0, 340.0), (8.0, 375.6)], 358.2),
+                               ([(8.0, 360.0), (6.0, 380.0)], 380.0)):
+        campaign = lab_campaign(measured)
+        chosen = recommend(campaign, NoModel())
+        assert chosen.evaluation.objective == expected
+        assert (chosen.evaluation.source == LAB) == (expected != 358.2)
+        if expected != 358.2:
+            assert "the lab's best measured recipe" in chosen.rule_note and "358.2" in chosen.rule_note
+            assert with_measured_note(chosen, campaign).measured_note == ""
+            assert with_lab_note(chosen, campaign, None) is chosen  # measured: no model's score to compare
+    assert recommend(lab_campaign([(8.0, 376.2)]), NoModel()).evaluation.source == LAB
+    other = lab_campaign([(8.0, 500.0)])
+    single = tmp_path / "single.yaml"
+    single.write_text("objectives:\n  - kind: milling_time\n")
+    other.config = load_config(single)
+    assert lab_row_beyond_prediction(other, other.evaluations[0]) is None
 
 
 def test_a_front_whose_model_evaluations_all_failed_says_so_beside_lab_rows():
