@@ -12,8 +12,10 @@ from flows.campaign import Campaign
 from flows.config import load_config
 from flows.evaluation import LAB, Evaluation
 from flows.fidelity import rank
+from flows.observations import LabData
 from flows.optimise import optimise_anode
-from flows.recommendation import bound_notes, lab_row_beyond_prediction, recommend, with_measured_note
+from flows.recommendation import (Recommendation, bound_notes, lab_row_beyond_prediction, recommend,
+                                  with_measured_note)
 from surrogate.recipe import complete
 from surrogate.status import Status
 
@@ -94,7 +96,7 @@ def test_a_multi_objective_campaign_logs_its_front_with_every_objective(prefect_
 def test_the_recommendation_carries_a_90_pct_interval_on_each_predicted_metric():
     from flows.config import load_config
     from flows.evaluation import LAB, campaign_parameters, evaluate_batch
-    from flows.recommendation import Recommendation, with_intervals
+    from flows.recommendation import with_intervals
 
     config = load_config()
     p, _ = campaign_parameters(config)
@@ -215,21 +217,20 @@ def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch
     assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config) == ""
 
 
+def lab_campaign(measured):
+    """A campaign whose model evaluated two recipes (358.2 and 300 mAh/g) beside lab rows ``(hours, measured)``."""
+    campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
+    rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
+            for t, v in measured]
+    campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
+    campaign.add_lab_results()
+    return campaign
+
+
 def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_path):
     """The recommendation is chosen among the model's predictions; a recipe the lab already made and measured
     higher is named (file and line), with the recommended recipe's predicted score and interval, and a lab whose
     rows all score below the prediction gets no note. The search's best and the lab's best are separate numbers."""
-    from flows.observations import LabData
-    from flows.recommendation import Recommendation
-
-    def lab_campaign(measured):
-        campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
-        rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
-                for t, v in measured]
-        campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
-        campaign.add_lab_results()
-        return campaign
-
     campaign = lab_campaign([(6.0, 340.0), (8.0, 375.6)])
     chosen = recommend(campaign, NoModel())
     assert chosen.evaluation.objective == 358.2  # a measurement is not a prediction to rank against the model's
@@ -254,16 +255,7 @@ def test_a_lab_row_measured_beyond_its_scatter_above_the_prediction_is_the_recom
     (lab_uncertainty_pct, 5 %) is recommended: the lab has a better recipe than any the model predicts. Within the
     scatter the prediction stands (the row is named by the measured note instead); a campaign scored otherwise than
     by the capacity objective never compares them."""
-    from flows.observations import LabData
-    from flows.recommendation import Recommendation, with_lab_note
-
-    def lab_campaign(measured):
-        campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
-        rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
-                for t, v in measured]
-        campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
-        campaign.add_lab_results()
-        return campaign
+    from flows.recommendation import with_lab_note
 
     for measured, expected in (([(6.0, 340.0), (8.0, 376.2)], 376.2), ([(6.0, 340.0), (8.0, 375.6)], 358.2),
                                ([(8.0, 360.0), (6.0, 380.0)], 380.0)):
@@ -286,7 +278,6 @@ def test_a_lab_row_measured_beyond_its_scatter_above_the_prediction_is_the_recom
 def test_a_front_whose_model_evaluations_all_failed_says_so_beside_lab_rows():
     """A multi-objective campaign's lab rows score no objective: with every model evaluation failed there is no
     front, and the recommendation says all failed (it had gone on to an empty front: KeyError 'evaluation')."""
-    from flows.observations import LabData
 
     config = load_config(Path("configs/pareto.yaml"))
     row = Evaluation(complete(recipe(10.0)), Status.FINISHED, float("nan"), {"particle_expansion_pct": 260.0},
@@ -307,8 +298,7 @@ def test_a_pareto_recommendation_the_lab_rows_moved_beyond_the_study_models_inte
     from dataclasses import replace
 
     from flows.evaluation import evaluate_batch
-    from flows.observations import LabData
-    from flows.recommendation import Recommendation, with_lab_note
+    from flows.recommendation import with_lab_note
 
     config = load_config(Path("configs/pareto.yaml"))
     made = Evaluation(complete(recipe(10.0)), Status.FINISHED, float("nan"), {"particle_expansion_pct": 260.0},
