@@ -480,6 +480,20 @@ class Ensemble:
                        effective_size=float(1.0 / np.sum(weights**2)),
                        weight_temperature=float(temperature))
 
+    def with_extra_scatter(self, sigma_pct: dict[str, tuple[float, int]]) -> "Ensemble":
+        """This ensemble with each member's measurement factor of a family (``family -> (sd %, rows)``) also scattered
+        by exp(sd t), t a Student-t draw with as many degrees of freedom as rows the sd was estimated from (the law of
+        :attr:`model_form_factors`; its own random stream, so nothing else the members draw changes). For what a
+        model misses on data it was fitted to beyond their stated scatter (a lab's rows: the lab-taught model's
+        misfit), which no parameter of it spreads."""
+        if not sigma_pct:
+            return self
+        rng = np.random.default_rng([self.settings.seed, EXTRA_SCATTER_STREAM])
+        factors = tuple({**factor, **{family: factor.get(family, 1.0) * float(np.exp(sd / 100.0 * rng.standard_t(rows)))
+                                      for family, (sd, rows) in sorted(sigma_pct.items())}}
+                        for factor in self.measurement_factors)
+        return replace(self, measurement_factors=factors)
+
     @functools.cached_property
     def model_form_factors(self) -> tuple[dict[str, float], ...]:
         """Per member: family -> the factor measured / predicted that the model's form errs by, which scatters a
@@ -765,6 +779,7 @@ UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed paramete
 MODEL_FORM_STREAM = 2  # the random stream of the model-form factors
 REWEIGHT_STREAM = 4  # the random stream of Ensemble.reweighted's resampling
 RATE_EXTRAPOLATION_STREAM = 3  # the random stream of the rate model's form error beyond the measured currents
+EXTRA_SCATTER_STREAM = 5  # the random stream of Ensemble.with_extra_scatter (a lab-taught model's misfit)
 _BUILT: dict[tuple, Ensemble] = {}  # ensembles built in this process (deterministic for their inputs and seed)
 _BUILT_KEPT = 16
 

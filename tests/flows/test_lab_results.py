@@ -733,3 +733,40 @@ def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp
     lab.write_text(HEADER + "\n" + "\n".join(rows) + "\n0,0,400,20,150\n")
     notes = teaching_notes(read_observations(lab, config), p, p, config)
     assert not [line for label, line in notes if label == "missed beyond your scatter"], notes
+
+
+def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_intervals(tmp_path):
+    """A lab effect no parameter reaches (cells alternately 12 % above and below the model's capacity after 1000
+    cycles, 2 % scatter stated) is missed by the lab-taught model beyond that scatter: its ensemble carries the
+    miss on the cycling capacities, whose intervals then hold the lab's rows (3 of 6 without it). A lab the model
+    meets exactly adds nothing."""
+    from flows.evaluation import batch_intervals, campaign_parameters, evaluate_batch, lazy_ensemble
+    from flows.objective import CAPACITY
+    from flows.search import lab_calibrated_prior
+    from surrogate.recipe import complete
+
+    config = load_config(overrides={"lab_uncertainty_pct": 2.0})
+    p, calibration = campaign_parameters(config)
+    recipes = [complete({"sn_mass_fraction": sn, "milling_time_h": hours, "milling_speed_rpm": rpm,
+                         "ball_to_powder_ratio": 20.0})
+               for sn, hours, rpm in [(0.6, 8.0, 350.0), (0.62, 10.0, 400.0), (0.65, 12.0, 380.0),
+                                      (0.67, 9.0, 420.0), (0.7, 14.0, 360.0), (0.55, 11.0, 400.0)]]
+    capacity = [e.metrics[CAPACITY] for e in evaluate_batch(recipes, p, config.objective)]
+
+    def taught(factors):
+        path = tmp_path / "lab.csv"
+        fields = ["sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio"]
+        path.write_text("sample_id," + ",".join(fields) + f",{CAPACITY}\n" + "".join(
+            f"L{i}," + ",".join(str(r[name]) for name in fields) + f",{c * f:.1f}\n"
+            for i, (r, c, f) in enumerate(zip(recipes, capacity, factors))))
+        lab = read_observations(path, config)
+        prior = lab_calibrated_prior(config, p, lab.measured)
+        return lab, prior, lazy_ensemble(prior.estimated_parameters(), calibration, prior, lab.measured)()
+
+    lab, prior, ensemble = taught([0.88, 1.12] * 3)
+    misfit = prior.misfit_beyond_scatter()
+    assert set(misfit) == {"cycling"} and misfit["cycling"][0] > 2.0 and misfit["cycling"][1] == 6
+    bands = batch_intervals([e.recipe for e in lab.measured], ensemble, config.objective)
+    assert all(band[CAPACITY][0] <= e.metrics[CAPACITY] <= band[CAPACITY][1] for e, band in zip(lab.measured, bands))
+    _, exact, _ = taught([1.0] * 6)
+    assert exact.misfit_beyond_scatter() == {}

@@ -628,3 +628,25 @@ def test_a_lab_row_that_measured_the_electrode_narrows_its_electrode_interval(en
     taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows([(air, [electrode])]))
     assert ensemble.form_weights([air], electrode)[0] == 1.0
     assert taught.form_weights([air], electrode)[0] == 0.0
+
+
+def test_extra_scatter_widens_only_its_families_and_is_the_same_every_time(ensemble):
+    """A misfit beyond the stated scatter (family -> (sd %, rows)) scatters each member's measurement factor of that
+    family by exp(sd t) with a Student-t of that many degrees of freedom: that family's interval widens, the others'
+    factors and every member stay as they were, the same draws every time, and no misfit is the ensemble itself."""
+    assert ensemble.with_extra_scatter({}) is ensemble
+    wider = ensemble.with_extra_scatter({"cycling": (8.0, 5)})
+    assert wider.with_extra_scatter({}) is wider and wider.measurement_factors == ensemble.with_extra_scatter(
+        {"cycling": (8.0, 5)}).measurement_factors
+    assert [m.digest() for m in wider.members] == [m.digest() for m in ensemble.members]
+    for before, after in zip(ensemble.measurement_factors, wider.measurement_factors):
+        assert {k: v for k, v in after.items() if k != "cycling"} == {k: v for k, v in before.items() if k != "cycling"}
+    ratio = np.log([a["cycling"] / b.get("cycling", 1.0)
+                    for a, b in zip(wider.measurement_factors, ensemble.measurement_factors)])
+    assert 0.04 < np.std(ratio) < 0.2  # about 8 % (a t with 5 dof has sd 1.3)
+
+    def width(e, key):
+        low, high = e.predict(REFERENCE).record(0)["interval_90"][key]["1000"]
+        return high - low
+
+    assert width(wider, "capacity_at_cycle_mAh_per_g") > 1.2 * width(ensemble, "capacity_at_cycle_mAh_per_g")
