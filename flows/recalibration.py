@@ -47,7 +47,10 @@ class Recalibration:
                           self.prediction_moves.to_string(index=False, float_format=fmt), "",
                           f"the study's own {self.study_rows} rows: chi-square {before:.1f} -> {after:.1f}, largest "
                           f"residual {self.study_worst_sd:.1f} sd after (a large rise: the lab rows disagree with the "
-                          f"study rather than add to it; check their units, or lab_uncertainty_pct)",
+                          f"study rather than add to it: the lab's mill, powders or cells differ from the study's, "
+                          f"which the study's fitted parameters should not absorb; teach the lab's own instead "
+                          f"(the config's lab_parameters, as snhc suggest and snhc optimise --observations do with "
+                          f"recalibrate_on_observations: false), or check the rows' units and lab_uncertainty_pct)",
                           "parameters on a bound after the refit: " + (", ".join(self.on_bound) or "none")
                           + (" (the data push them past their range: the refit's value there is the range's, not "
                              "the data's)" if self.on_bound else "")])
