@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from surrogate.paths import config_dir
+from surrogate.paths import PROJECT_ROOT, config_dir
 from surrogate.yaml_safety import YamlInputError, excerpt, finite_as_float, non_finite_number, read_yaml_file
 
 TAGS = ("measured", "literature", "derived", "assumed", "fitted")
@@ -61,6 +61,72 @@ def _within_a_factor(name: str, value: float, documented: float) -> None:
         raise ParameterError(f"model_parameters.{name}={value!r} is out of range: allowed "
                              f"{documented / UNRANGED_FACTOR:g} to {documented * UNRANGED_FACTOR:g} (a factor of "
                              f"{UNRANGED_FACTOR:g} around its documented {documented:g}; it states no range)")
+
+
+def _file_bounds(path, name: str, bounds) -> tuple[float, float]:
+    """A parameter file's ``bounds``: two finite numbers, low <= high (a number written 1.0e6, which YAML reads
+    as text, is a number)."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{path}: parameter {name!r}: bounds={excerpt(bounds)} is not allowed: two numbers, "
+                             f"[low, high]") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ParameterError(f"{path}: parameter {name!r}: bounds={excerpt(bounds)} is not allowed: two finite "
+                             f"numbers with low <= high")
+    return low, high
+
+
+def _check_file_value(path, name: str, value, bounds: tuple[float, float] | None) -> None:
+    """A parameter file's value (one without ``choices``): a number inside its bounds, or without bounds above 0 (a
+    magnitude the model divides by or raises: a capacity, a density, a potential), or a list of such numbers. A
+    capacity of -847 mAh/g had run a whole campaign of negative capacities into the store, and a value of 0 or a
+    word had ended in a traceback."""
+    items = value if isinstance(value, list) and value and bounds is None else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not finite_as_float(item):
+            kind = "a list of numbers > 0" if isinstance(value, list) else "a number"
+            raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is not allowed: {kind}")
+        if bounds is not None and not bounds[0] <= item <= bounds[1]:
+            raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is out of range: allowed "
+                                 f"{bounds[0]:g} to {bounds[1]:g} (its bounds)")
+        if bounds is None and not item > 0:
+            raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is out of range: above 0 (a "
+                                 f"magnitude; give bounds to allow otherwise)")
+
+
+def _shape(value) -> str:
+    return f"a list of {len(value)} numbers" if isinstance(value, list) else "a number"
+
+
+def _documented(path: Path) -> dict[str, Any]:
+    """The value of each parameter of the project's own parameter file, which documents what the models take;
+    empty when ``path`` is that file (or it cannot be read): then the file's own values are the documentation."""
+    shipped = PROJECT_ROOT / "configs" / "model_parameters.yaml"
+    try:
+        if Path(path).resolve() == shipped.resolve():
+            return {}
+        document = read_yaml_file(shipped, "parameter file")
+    except (OSError, YamlInputError):
+        return {}
+    return {name: entry["value"] for name, entry in document.items()
+            if isinstance(entry, dict) and "value" in entry and "choices" not in entry}
+
+
+def _check_documented(path, name: str, entry: dict, bounds, documented: dict[str, Any]) -> None:
+    """A parameter the project documents takes the shape it documents (a list where the models take one number,
+    or the reverse, had ended in a traceback), and a measured, literature or derived constant without a range stays
+    within :data:`UNRANGED_FACTOR` of its documented value, as an override does (1e300 mAh/g had overflowed)."""
+    if name not in documented:
+        return
+    value, reference = entry["value"], documented[name]
+    if _shape(value) != _shape(reference):
+        raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is not allowed: {_shape(reference)}")
+    if bounds is None and entry["tag"] in CONSTANT_TAGS:
+        for item, documented_item in zip(value if isinstance(value, list) else [value],
+                                         reference if isinstance(reference, list) else [reference]):
+            if isinstance(documented_item, (int, float)) and not isinstance(documented_item, bool):
+                _within_a_factor(name, item, documented_item)
 
 
 class ModelParameters(Mapping):
@@ -108,15 +174,19 @@ class ModelParameters(Mapping):
         if found is not None:
             raise ParameterError(f"{path}: {found[0]}={found[1]!r} is not a finite number")
         entries = {}
+        documented = _documented(path)
         for name, entry in document.items():
             if not isinstance(entry, dict) or "value" not in entry or entry.get("tag") not in TAGS:
                 raise ParameterError(f"{path}: parameter {name!r} needs 'value', 'unit' and a tag in {TAGS}")
-            bounds = tuple(float(b) for b in entry["bounds"]) if "bounds" in entry else None
+            bounds = _file_bounds(path, name, entry["bounds"]) if "bounds" in entry else None
             if entry["tag"] == "fitted" and bounds is None:
                 raise ParameterError(f"{path}: fitted parameter {name!r} needs 'bounds'")
             choices = tuple(str(c) for c in entry["choices"]) if "choices" in entry else None
             if choices is not None and entry["value"] not in choices:
                 raise ParameterError(f"{path}: parameter {name!r}: its value is not among its 'choices'")
+            if choices is None:
+                _check_file_value(path, name, entry["value"], bounds)
+                _check_documented(path, name, entry, bounds, documented)
             entries[name] = Parameter(name, entry["value"], str(entry.get("unit", "")), entry["tag"],
                                       str(entry.get("source", "")), bounds, choices)
         return cls(entries)

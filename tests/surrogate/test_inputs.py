@@ -1,5 +1,8 @@
 """Recipes, parameters and calibration data reject bad input with a message naming the field and its range."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from surrogate.calibration import CalibrationDataError, load_observations
@@ -62,6 +65,42 @@ def test_malformed_parameter_file(tmp_path):
     path.write_text("sn_capacity_mAh_per_g: {value: 847}\n")
     with pytest.raises(ParameterError, match="sn_capacity_mAh_per_g"):
         ModelParameters.load(path)
+
+
+@pytest.mark.parametrize("parameter, edit, message", [
+    ("sn_capacity_mAh_per_g", {"value": "lots"}, "value='lots' is not allowed: a number"),
+    ("sn_capacity_mAh_per_g", {"value": True}, "value=True is not allowed: a number"),
+    ("sn_capacity_mAh_per_g", {"value": [1, 2]}, "value=[1, 2] is not allowed: a number"),
+    ("sn_capacity_mAh_per_g", {"value": 0}, "value=0 is out of range: above 0"),
+    ("sn_capacity_mAh_per_g", {"value": -847.0}, "value=-847.0 is out of range: above 0"),
+    ("sn_capacity_mAh_per_g", {"value": 1e300}, "is out of range: allowed 84.7 to 8470"),
+    ("sn_plateau_potentials_V", {"value": 0.5}, "is not allowed: a list of 4 numbers"),
+    ("sn_plateau_potentials_V", {"value": [0.5, "x", 0.1]}, "is not allowed: a list of numbers > 0"),
+    ("hc_plateau_fraction", {"value": 0.45, "bounds": "abc"}, "bounds='abc' is not allowed: two numbers"),
+    ("hc_plateau_fraction", {"value": 0.45, "bounds": [0.6, 0.3]}, "low <= high"),
+    ("hc_plateau_fraction", {"value": 0.45, "bounds": [0.9, 0.95]}, "value=0.45 is out of range: allowed 0.9 to 0.95"),
+    ("interface_exchange_current_A_per_g", {"value": "abc"}, "value='abc' is not allowed: a number"),
+])
+def test_a_parameter_file_with_a_value_the_models_cannot_take_is_refused_naming_it(tmp_path, parameter, edit,
+                                                                                  message):
+    """A parameter file (a copied and edited configs/, SNHC_CONFIG_DIR) is checked by class, as an override is: a
+    value is a number inside its bounds (without bounds above 0), in the shape the project documents, a constant
+    without a range within a factor of 10 of its documented value; bounds are two numbers, low <= high. A capacity of
+    -847 mAh/g had run a campaign of negative capacities into the store; a word, a list or 0 had ended in a
+    traceback. The project's own file and an edit within these rules load."""
+    import yaml
+
+    document = yaml.safe_load(Path("configs/model_parameters.yaml").read_text())
+    document[parameter] = {**document[parameter], **edit}
+    path = tmp_path / "model_parameters.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ParameterError, match=re.escape(message)) as raised:
+        ModelParameters.load(path)
+    assert parameter in str(raised.value)
+    document[parameter] = yaml.safe_load(Path("configs/model_parameters.yaml").read_text())[parameter]
+    document["sn_capacity_mAh_per_g"]["value"] = 900.0
+    path.write_text(yaml.safe_dump(document))
+    assert ModelParameters.load(path).sn_capacity_mAh_per_g == 900.0
 
 
 @pytest.mark.parametrize("row, message", [
