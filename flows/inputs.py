@@ -240,9 +240,26 @@ def _leaf_types(annotation: Any) -> set:
 
 # --- paths -------------------------------------------------------------------------------------------------------
 
+# The longest name of one part of a path and of a whole path the file system takes (Linux: 255 and 4095 bytes); a
+# longer one raised OSError "File name too long" from the first check that looked at it, as a traceback.
+PATH_PART_MAX_BYTES = 255
+PATH_MAX_BYTES = 4095
+
+
+def name_length_checked(path: str | Path, option: str) -> Path:
+    """``path``, refused (one line naming ``option``) when one of its parts or the whole is longer than the file
+    system allows."""
+    path = Path(path)
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > PATH_PART_MAX_BYTES or len(os.fsencode(str(path))) > PATH_MAX_BYTES:
+        raise InputError(f"{option} {_shown(path)}: name too long (allowed: each part of a path up to "
+                         f"{PATH_PART_MAX_BYTES} bytes, the whole path up to {PATH_MAX_BYTES})")
+    return path
+
+
 def existing_file(path: str | Path, option: str) -> Path:
     """A path that must be a readable file (not a folder)."""
-    path = Path(path)
+    path = name_length_checked(path, option)
     if path.is_dir():
         raise InputError(f"{option} {_shown(path)}: is a folder, expected a file")
     if not path.exists():
@@ -256,7 +273,7 @@ def existing_file(path: str | Path, option: str) -> Path:
 
 def existing_path(path: str | Path, option: str) -> Path:
     """A path that must exist (a file or a folder)."""
-    path = Path(path)
+    path = name_length_checked(path, option)
     if not path.exists():
         raise InputError(f"{option} {_shown(path)}: not found")
     if path.is_file():
@@ -268,7 +285,7 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
     """A CSV file to write: its folder must exist and be writable, the path itself must not be a folder, nor one of
     the command's ``inputs`` (option -> path: ``suggest --output lab.csv`` had replaced the lab file it read), nor
     an existing file that is not a CSV (``--output configs/default.yaml`` had replaced the default config)."""
-    path = Path(path)
+    path = name_length_checked(path, option)
     if path.is_dir():
         raise InputError(f"{option} {_shown(path)}: is a folder, expected a file name")
     if path.is_symlink() and not path.exists():
@@ -459,7 +476,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
     check_tracking_scheme(uri, key)
     shown = excerpt(redact(uri))[1:-1]
     if uri.startswith("sqlite:///"):
-        database = sqlite_path(uri)
+        database = name_length_checked(sqlite_path(uri), key)
         if str(database) in ("", ":memory:"):
             raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
                              f"e.g. sqlite:///mlruns/mlflow.db")
@@ -703,7 +720,7 @@ def check_environment() -> None:
     from surrogate.paths import config_dir
 
     if os.environ.get("SNHC_CONFIG_DIR"):
-        folder = config_dir()
+        folder = name_length_checked(config_dir(), "SNHC_CONFIG_DIR")
         if not folder.is_dir():
             raise InputError(f"SNHC_CONFIG_DIR={_shown(folder)}: not a folder; it must hold the project's configs "
                              f"(model_parameters.yaml, materials.yaml, ...) or be unset")

@@ -51,6 +51,9 @@ MAX_OUTPUT_LINES = 5
 MAX_OUTPUT_CHARS = 600  # one line names the input and the allowed values: nothing near a whole echoed input
 
 
+LONG_NAME = "y" * 300  # longer than a file system takes for one part of a path (255 bytes)
+
+
 @dataclass
 class Case:
     """One bad input: the CLI arguments (with {file}, {store}, {dir} placeholders), the file to write, and a
@@ -533,6 +536,18 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CONFIG_DIR": "/nonexistent/snhc-configs"}),
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
              store_option=False, environment={"SNHC_CONFIG_DIR": str(PROJECT_ROOT / "tests")}),
+        # a part of a path longer than the file system takes (255 bytes) had raised "File name too long"
+        *[Case(f"option: {where} with a name too long", args, f"{where} /tmp/{LONG_NAME[:40]}", store_option=store,
+               environment=environment)
+          for where, args, store, environment in (
+              ("--config", ["optimise", "--config", f"/tmp/{LONG_NAME}.yaml"], True, {}),
+              ("--observations", ["predict", "--observations", f"/tmp/{LONG_NAME}.csv"], False, {}),
+              ("--data", ["calibrate", "--data", f"/tmp/{LONG_NAME}.yaml"], False, {}),
+              ("scenario", ["what-if", f"/tmp/{LONG_NAME}.yaml"], True, {}),
+              ("--output", ["suggest", "--observations", "configs/lab_results_example.csv", "--output",
+                            f"/tmp/{LONG_NAME}.csv"], True, {}),
+              ("tracking_uri", ["optimise", "--tracking-uri", f"sqlite:////tmp/{LONG_NAME}.db"], False, {}),
+              ("SNHC_CONFIG_DIR", ["predict"], False, {"SNHC_CONFIG_DIR": f"/tmp/{LONG_NAME}"}))],
         Case("option: SNHC_CACHE_DIR is a file", ["predict"], "SNHC_CACHE_DIR", store_option=False,
              environment={"SNHC_CACHE_DIR": str(PROJECT_ROOT / "README.md")}),
         Case("option: serve --config a folder", ["serve", "--config", "{dir}"], "--config", store_option=False,
