@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import typing
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -638,7 +639,11 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = (
 
 
 def allowed_range(loc: tuple) -> str:
-    """'allowed LOW to HIGH' for a numeric config field, from its pydantic constraints ('' if none)."""
+    """'allowed LOW to HIGH' for a numeric config field, or an item of a list of numbers, from its pydantic
+    constraints ('' if none)."""
+    item = len(loc) > 1 and isinstance(loc[-1], int) and isinstance(loc[-2], str)
+    if item:  # design_currents_A_per_g.0: the list's field, then its items' constraints
+        loc = tuple(loc[:-1])
     model: Any = CampaignConfig
     for previous, part in zip((None,) + tuple(loc), loc[:-1]):
         if isinstance(part, int):
@@ -652,8 +657,13 @@ def allowed_range(loc: tuple) -> str:
     field = model.model_fields.get(loc[-1]) if hasattr(model, "model_fields") else None
     if field is None:
         return ""
+    metadata = list(field.metadata)
+    if item:  # list[Annotated[float, Field(gt=..)]]: the constraints sit on the item's annotation
+        (item_type,) = typing.get_args(field.annotation)[:1] or (None,)
+        metadata = [c for extra in typing.get_args(item_type)[1:] for c in getattr(extra, "metadata", [extra])]
+
     def bound(inclusive: str, exclusive: str) -> str | None:
-        for m in field.metadata:
+        for m in metadata:
             for name in (inclusive, exclusive):
                 value = getattr(m, name, None)
                 if value is not None:  # integers in full (a seed's 4294967295), floats to 6 digits

@@ -536,6 +536,10 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CONFIG_DIR": "/nonexistent/snhc-configs"}),
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
              store_option=False, environment={"SNHC_CONFIG_DIR": str(PROJECT_ROOT / "tests")}),
+        # a number of a list names its range too (it had ended "is out of range:" with none)
+        Case("config: an item of a list of numbers out of range", ["optimise", "--config", "{file}"],
+             "design_currents_A_per_g.0: -1 is out of range: allowed 0 (exclusive) to 100",
+             "physics_check: {design_currents_A_per_g: [-1]}\n"),
         # a part of a path longer than the file system takes (255 bytes) had raised "File name too long"
         *[Case(f"option: {where} with a name too long", args, f"{where} /tmp/{LONG_NAME[:40]}", store_option=store,
                environment=environment)
