@@ -100,6 +100,17 @@ def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
 
 
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node):
+    """Explicit tags for types no config holds (!!binary bytes, !!set, !!omap, !!pairs) are refused, as every other
+    tag is: ``name: !!binary aGVsbG8=`` had run a campaign named 'hello'."""
+    raise yaml.constructor.ConstructorError(None, None, f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} "
+                                            f"is not allowed (write the value out)", node.start_mark)
+
+
+for _tag in ("binary", "set", "omap", "pairs"):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
 def load_yaml_text(text: str, source: str) -> Any:
     """Parse YAML text with :class:`_StrictLoader`; any problem raises :class:`YamlInputError` naming ``source``."""
     try:

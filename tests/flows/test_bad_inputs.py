@@ -80,6 +80,8 @@ def config_cases() -> list[Case]:
         ("alias", "name: x\noptimiser: &o {n_calls: 6}\ncopy: *o\n", "anchor"),
         ("anchor only", "name: &n test\n", "anchor"),
         ("merge key", "base: &b {n_calls: 6}\noptimiser:\n  <<: *b\n", "anchor"),
+        ("a !!binary value", "name: !!binary aGVsbG8=\n", "YAML tag !!binary is not allowed"),
+        ("a !!set value", "name: !!set {a, b}\n", "YAML tag !!set is not allowed"),
         ("duplicate top-level key", _config("name: again"), "duplicate key 'name'"),
         ("duplicate nested key", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, batch_size: 4}"),
          "duplicate key 'batch_size'"),
