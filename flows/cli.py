@@ -591,12 +591,12 @@ def _build_and_start(args):
     base, overrides, resume = _checked_campaign(args, ("--observations", args.observations))
     # the lab file, the resume id and the saved campaign are checked before anything starts: exit 2, nothing started
     campaign = build_campaign(args.config, overrides, resume, args.observations)
-    _note_rows_outside(campaign)
-    _start_points_note(args, campaign.config)
-    if resume is not None:
-        _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
-    server = prefect_server.start()
+    server = prefect_server.start()  # a PREFECT_API_URL that does not answer is refused here, before any note
     try:
+        _note_rows_outside(campaign)
+        _start_points_note(args, campaign.config)
+        if resume is not None:
+            _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
         if server.process is not None:  # a temporary server takes seconds to start: use them
             _warm_up(campaign.config)
         wait_for_prefect(server, to_stderr=args.json)

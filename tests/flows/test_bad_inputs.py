@@ -47,7 +47,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".jo
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
 SECRET = "hunter2-s3cret"
-MAX_OUTPUT_LINES = 5
+MAX_OUTPUT_LINES = 1  # "one line naming the field and the allowed range"
 MAX_OUTPUT_CHARS = 600  # one line names the input and the allowed values: nothing near a whole echoed input
 
 
@@ -538,6 +538,10 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CONFIG_DIR": "/nonexistent/snhc-configs"}),
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
              store_option=False, environment={"SNHC_CONFIG_DIR": str(PROJECT_ROOT / "tests")}),
+        # the --n-calls note waits until the Prefect server is known to answer (it had been a second line)
+        Case("env: PREFECT_API_URL unreachable with a --n-calls note", ["optimise", "--n-calls", "8"],
+             "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there",
+             environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
         # a number of a list names its range too (it had ended "is out of range:" with none)
         Case("config: an item of a list of numbers out of range", ["optimise", "--config", "{file}"],
              "design_currents_A_per_g.0: -1 is out of range: allowed 0 (exclusive) to 100",
