@@ -100,9 +100,10 @@ def _shape(value) -> str:
 
 
 def _documented(path: Path) -> dict[str, Any]:
-    """The value of each parameter of the project's own parameter file, which documents what the models take;
-    empty when ``path`` is that file (or it cannot be read): then the file's own values are the documentation."""
-    shipped = PROJECT_ROOT / "configs" / "model_parameters.yaml"
+    """The value of each parameter of the project's own parameter file of the same name (model_parameters.yaml,
+    physics_parameters.yaml), which documents what the models take; empty when ``path`` is that file (or there is
+    none, or it cannot be read): then the file's own values are the documentation."""
+    shipped = PROJECT_ROOT / "configs" / Path(path).name
     try:
         if Path(path).resolve() == shipped.resolve():
             return {}
@@ -115,13 +116,16 @@ def _documented(path: Path) -> dict[str, Any]:
 
 def _check_documented(path, name: str, entry: dict, bounds, documented: dict[str, Any]) -> None:
     """A parameter the project documents takes the shape it documents (a list where the models take one number,
-    or the reverse, had ended in a traceback), and a measured, literature or derived constant without a range stays
+    or the reverse, had ended in a traceback; a count, a whole number), and a measured, literature or derived constant without a range stays
     within :data:`UNRANGED_FACTOR` of its documented value, as an override does (1e300 mAh/g had overflowed)."""
     if name not in documented:
         return
     value, reference = entry["value"], documented[name]
     if _shape(value) != _shape(reference):
         raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is not allowed: {_shape(reference)}")
+    if type(reference) is int and not float(value).is_integer():  # a count (mesh points, threads)
+        raise ParameterError(f"{path}: parameter {name!r}: value={excerpt(value)} is not allowed: a count, so a "
+                             f"whole number" + (f" from {bounds[0]:g} to {bounds[1]:g}" if bounds else " above 0"))
     if bounds is None and entry["tag"] in CONSTANT_TAGS:
         for item, documented_item in zip(value if isinstance(value, list) else [value],
                                          reference if isinstance(reference, list) else [reference]):

@@ -159,3 +159,24 @@ def test_an_empty_folder_variable_counts_as_unset(monkeypatch, tmp_path):
     assert config_dir() == PROJECT_ROOT / "configs"
     monkeypatch.setenv("SNHC_CACHE_DIR", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c"
+
+
+@pytest.mark.parametrize("parameter, value, message", [
+    ("particle_mesh_points", "twenty", "value='twenty' is not allowed: a number"),
+    ("particle_mesh_points", 0, "value=0 is out of range: allowed 5 to 200"),
+    ("particle_mesh_points", 7.5, "value=7.5 is not allowed: a count, so a whole number from 5 to 200"),
+    ("solver_threads", 100000, "value=100000 is out of range: allowed 1 to 64"),
+    ("solver_relative_tolerance", -1.0, "value=-1.0 is out of range: above 0"),
+])
+def test_a_physics_parameter_file_is_checked_as_the_models_is(tmp_path, parameter, value, message):
+    """The PyBaMM model's parameter file is read by the same loader and checked by the same classes: its counts are
+    whole numbers within their ranges, its magnitudes above 0 (a word or 0 mesh points had failed inside PyBaMM as
+    'could not evaluate', 100 000 solver threads had hung it)."""
+    import yaml
+
+    document = yaml.safe_load(Path("configs/physics_parameters.yaml").read_text())
+    document[parameter]["value"] = value
+    path = tmp_path / "physics_parameters.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        ModelParameters.load(path)
