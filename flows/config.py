@@ -717,6 +717,17 @@ def saved_config_document(document: Any) -> Any:
     return document
 
 
+def _section_fields(section: tuple[str, ...]) -> list[str]:
+    """The keys of a config section (``("optimiser",)``), [] for anything that is not one."""
+    model: Any = CampaignConfig
+    for part in section:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        model = fields[part].annotation
+    return list(getattr(model, "model_fields", {}))
+
+
 def validate_config(document: dict[str, Any], source: str = "config",
                     origins: dict[tuple[str, ...], str] | None = None) -> CampaignConfig:
     """Validate a config mapping; every problem is reported as ``source: key.path: message``, or, for a key that
@@ -724,8 +735,17 @@ def validate_config(document: dict[str, Any], source: str = "config",
     source: a user is told what to change."""
     origins = origins or {}
 
-    def origin(loc) -> str:
-        return next((label for key, label in origins.items() if tuple(map(str, loc[:len(key)])) == key), source)
+    def origin(loc, message: str = "") -> str:
+        exact = next((label for key, label in origins.items() if tuple(map(str, loc[:len(key)])) == key), None)
+        if exact is not None:
+            return exact
+        # a section's own check names its keys in the message ("batch_size (9) must not exceed n_calls (8)"): each
+        # key named there is the user's to change where it was set, an option or the file
+        section = tuple(map(str, loc))
+        fields = _section_fields(section)
+        named = [name for name in fields if re.search(rf"\b{re.escape(name)}\b", message)]
+        labels = list(dict.fromkeys(origins.get(section + (name,), source) for name in named))
+        return " and ".join(labels) if labels else source
     try:
         check_finite(document, source)
         return CampaignConfig.model_validate(document)
@@ -734,7 +754,7 @@ def validate_config(document: dict[str, Any], source: str = "config",
     except ValidationError as error:
         problems, sources = [], []
         for item in error.errors():
-            sources.append(origin(item["loc"]))
+            sources.append(origin(item["loc"], item["msg"]))
             loc = item["loc"]
             path = ".".join(str(part) for i, part in enumerate(loc)  # without an objective list item's tag
                             if not (i and isinstance(loc[i - 1], int) and part in OBJECTIVE_KINDS))

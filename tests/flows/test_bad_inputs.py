@@ -538,6 +538,11 @@ def option_cases() -> list[Case]:
              environment={"SNHC_CONFIG_DIR": "/nonexistent/snhc-configs"}),
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
              store_option=False, environment={"SNHC_CONFIG_DIR": str(PROJECT_ROOT / "tests")}),
+        # a section's own check names where each key it names was set (both options had been blamed on the file)
+        Case("option: --batch-size above --n-calls", ["optimise", "--n-calls", "8", "--batch-size", "9"],
+             "--n-calls and --batch-size: optimiser: batch_size (9) must not exceed n_calls (8)"),
+        Case("option: --n-calls below the config's batch size", ["optimise", "--config", "{file}", "--n-calls", "2"],
+             "--n-calls and ", "optimiser: {batch_size: 4}\n", names_file=True),
         # the --n-calls note waits until the Prefect server is known to answer (it had been a second line)
         Case("env: PREFECT_API_URL unreachable with a --n-calls note", ["optimise", "--n-calls", "8"],
              "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there",
