@@ -746,9 +746,9 @@ def cmd_what_if(args) -> int:
 
     for scenario, config, _ in load_scenarios(args.scenarios, config_document(args.config, overrides)):  # fail fast: exit 2, nothing started or written
         _check_scenario_servers(scenario.name, config, base_config)
-    _start_points_note(args, base_config)
     server = prefect_server.start()  # before Prefect is imported (flows.whatif): its settings are read at import
     try:
+        _start_points_note(args, base_config)  # once a PREFECT_API_URL is known to answer: a refusal is one line
         from flows.whatif import DEFAULT_OUTPUT_DIR, what_if
 
         wait_for_prefect(server, to_stderr=args.json)

@@ -547,6 +547,10 @@ def option_cases() -> list[Case]:
         Case("env: PREFECT_API_URL unreachable with a --n-calls note", ["optimise", "--n-calls", "8"],
              "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there",
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
+        Case("env: PREFECT_API_URL unreachable with a what-if --n-calls note",
+             ["what-if", "configs/whatif", "--n-calls", "8"],
+             "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there",
+             environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
         # a number of a list names its range too (it had ended "is out of range:" with none)
         Case("config: an item of a list of numbers out of range", ["optimise", "--config", "{file}"],
              "design_currents_A_per_g.0: -1 is out of range: allowed 0 (exclusive) to 100",
@@ -1308,11 +1312,20 @@ def test_a_budget_that_leaves_fewer_start_points_than_the_config_says_so(tmp_pat
     class Started(Exception):
         pass
 
-    def stop(*_):
+    def stop(*_, **__):
         raise Started
 
+    class Server:  # a server that answers (an unreachable one is refused before any note)
+        process = None
+
+        def stop(self):
+            pass
+
+        release = stop
+
     monkeypatch.setattr(flows.cli, "_note_rows_outside", lambda campaign: None)
-    monkeypatch.setattr("flows.prefect_server.start", stop)  # the campaign was built: nothing need run
+    monkeypatch.setattr("flows.prefect_server.start", Server)
+    monkeypatch.setattr(flows.cli, "wait_for_prefect", stop)  # the campaign was built: nothing need run
     with pytest.raises(Started):
         main(["optimise", "--n-calls", "5", "--tracking-uri", f"sqlite:///{tmp_path}/s/m.db"])
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
