@@ -250,11 +250,16 @@ ON_CONSOLE = "snhc_on_console"  # a run-log record's flag: the console printed t
 
 
 class _NotTwice:
-    """Drops the run-log records the console printed already from Prefect's console handler (the Prefect UI still
-    gets them): every note, batch and physics-check line had been shown twice on a terminal, once timestamped."""
+    """Drops from Prefect's console handler (the Prefect UI still gets them) the run-log records the console printed
+    already (every note, batch and physics-check line had been shown twice on a terminal, once timestamped), and
+    the engine's report of a campaign stopped by Ctrl-C or SIGTERM (``flows.interrupts.CampaignInterrupted``),
+    which the command states itself in one line with how to resume: an ERROR "Crash detected!" and a "Finished in
+    state Crashed" line had come first."""
 
     def filter(self, record) -> bool:
-        return not getattr(record, ON_CONSOLE, False)
+        if getattr(record, ON_CONSOLE, False):
+            return False
+        return "CampaignInterrupted" not in record.getMessage()
 
 
 def log_to_run(text: str, on_console: bool) -> None:

@@ -179,7 +179,8 @@ def test_batch_progress_reaches_the_console_and_the_prefect_run_log(prefect_loca
 def test_a_note_the_console_shows_is_not_shown_again_by_prefects_console_handler(prefect_local, capsys):
     """Every note, batch line and physics-check line had appeared twice on a terminal: on the console and again,
     timestamped, from Prefect's console handler. The run log (the Prefect UI) still gets each; Prefect's console
-    handler leaves out those the console printed, and keeps a quiet one (the console did not print it)."""
+    handler leaves out those the console printed, and keeps a quiet one (the console did not print it). It also
+    leaves out the engine's crash report of a campaign stopped by Ctrl-C (two lines before the command's own)."""
     import logging
 
     from prefect import flow
@@ -208,3 +209,8 @@ def test_a_note_the_console_shows_is_not_shown_again_by_prefects_console_handler
     assert getattr(shown, ON_CONSOLE) and not getattr(quiet, ON_CONSOLE)
     consoles = [h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"]
     assert consoles and all(not h.filter(shown) and h.filter(quiet) for h in consoles)
+    # the engine's report of a campaign stopped by Ctrl-C: the command says it itself, with how to resume
+    crashed = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "Crash detected! Execution was "
+                                "interrupted by an unexpected exception: CampaignInterrupted: stopped by SIGINT", (), None)
+    failed = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "Flow run failed: ValueError", (), None)
+    assert all(not h.filter(crashed) and h.filter(failed) for h in consoles)
