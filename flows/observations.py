@@ -133,18 +133,13 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
             except ValueError as error:
                 raise ConfigError(f"{path} line {line}: {column}: {error}") from None
         recipe = _recipe(row, recipe_columns, path, line)
-        metrics = {c: _number(row[c], path, line, c) for c in metric_columns}
+        allowed = {c: _allowed_values(c, recipe, ceilings) for c in metric_columns}
+        metrics = {c: _number(row[c], path, line, c, allowed=allowed[c][0]) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}
         for name, value in metrics.items():
-            entry = metric_info(name)
-            least = 0.0 if entry.non_negative else -OBJECTIVE_SPAN
-            most, why = entry.most, ""
-            ceiling = ceilings.capacity_of(recipe["sn_mass_fraction"])
-            if entry.unit == "mAh/g" and name != "expansion_penalty_mAh_per_g" and ceiling < most:
-                most, why = ceiling, f" ({ceilings.reason(recipe['sn_mass_fraction'])})"
+            text, least, most = allowed[name]
             if not least <= value <= most:
-                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: allowed {least:g} to "
-                                  f"{most:g} {entry.unit}".rstrip() + why)
+                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: {text}")
         if metrics.get(SCORE, -np.inf) > metrics.get(CAPACITY, np.inf):  # the optimiser takes the lab's objective
             raise ConfigError(f"{path} line {line}: {SCORE}={metrics[SCORE]:g} is above {CAPACITY}="
                               f"{metrics[CAPACITY]:g}: the objective is that capacity less a swelling penalty (>= 0); "
@@ -263,7 +258,7 @@ def _recipe(row, columns: list[str], path, line: int) -> dict:
         text = str(row[name]).strip()
         if not text:
             if field.required:
-                raise ConfigError(f"{path} line {line}: {name} is empty")
+                raise ConfigError(f"{path} line {line}: {name} is empty: {field.allowed()}")
             continue
         try:
             recipe[name] = field.parse(text)
@@ -272,7 +267,19 @@ def _recipe(row, columns: list[str], path, line: int) -> dict:
     return {f.name: recipe.get(f.name, f.default) for f in RECIPE_FIELDS}
 
 
-def _number(text: str, path, line: int, column: str, required: bool = False) -> float | None:
+def _allowed_values(name: str, recipe: dict, ceilings: "CapacityCeiling") -> tuple[str, float, float]:
+    """A lab metric column's allowed values at a row's recipe, as words and as (least, most): a capacity no more
+    than the recipe's Sn and HC store, a non-negative quantity from 0."""
+    entry = metric_info(name)
+    least = 0.0 if entry.non_negative else -OBJECTIVE_SPAN
+    most, why = entry.most, ""
+    ceiling = ceilings.capacity_of(recipe["sn_mass_fraction"])
+    if entry.unit == "mAh/g" and name != "expansion_penalty_mAh_per_g" and ceiling < most:
+        most, why = ceiling, f" ({ceilings.reason(recipe['sn_mass_fraction'])})"
+    return f"allowed {least:g} to {most:g} {entry.unit}".rstrip() + why, least, most
+
+
+def _number(text: str, path, line: int, column: str, required: bool = False, allowed: str = "") -> float | None:
     text = str(text).strip()
     if not text:
         if required:
@@ -281,7 +288,8 @@ def _number(text: str, path, line: int, column: str, required: bool = False) -> 
     try:
         value = plain_number(text)
     except ValueError:
-        raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a number") from None
+        raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a number"
+                          + (f": {allowed}, or empty if not measured" if allowed else "")) from None
     if not np.isfinite(value):
         raise ConfigError(f"{path} line {line}: {column}={excerpt(text)} is not a finite number (leave it empty if "
                           f"not measured)")

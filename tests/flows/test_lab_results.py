@@ -28,7 +28,7 @@ BAD_FILES = [
     ("unknown column", (HEADER + ",colour\n0.5,6,450,20,300,red\n").encode(), "unknown column 'colour'"),
     ("string for a number", (HEADER + "\n0.5,six,450,20,300\n").encode(), "line 2: milling_time_h='six' is not a number"),
     ("digits with an underscore", (HEADER + "\n0.5,6,450,20,3_30\n").encode(),
-     "line 2: objective_capacity_mAh_per_g='3_30' is not a number"),
+     "line 2: objective_capacity_mAh_per_g='3_30' is not a number: allowed 0 to"),
     ("NaN", (HEADER + "\n0.5,6,450,20,nan\n").encode(), "line 2: objective_capacity_mAh_per_g='nan' is not a finite"),
     ("negative capacity", (HEADER + "\n0.5,6,450,20,-30\n").encode(), "line 2: objective_capacity_mAh_per_g=-30 is out of range: allowed 0 to 598.5 mAh/g"),
     # a capacity its recipe's Sn and HC cannot store (per g of Sn, not of electrode): below Sn's 847 mAh/g, above
@@ -39,7 +39,7 @@ BAD_FILES = [
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
      "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
     ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
-    ("empty recipe cell", (HEADER + "\n0.5,,450,20,300\n").encode(), "line 2: milling_time_h is empty"),
+    ("empty recipe cell", (HEADER + "\n0.5,,450,20,300\n").encode(), "line 2: milling_time_h is empty: allowed 0 to 100"),
     ("metrics but no objective", b"sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
      b"particle_expansion_pct\n0.5,6,450,20,210\n", "neither objective nor objective_capacity_mAh_per_g"),
     ("ragged row", (HEADER + "\n0.5,6,450,20,300,1,2,3\n").encode(), "not a readable CSV"),
