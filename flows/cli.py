@@ -213,7 +213,8 @@ def _lab_taught(path: str, config, p, calibration):
         return p, lazy_ensemble(p, calibration)()
     print(f"note: predicted with the model taught by the {len(rows)} measured rows of {path} inside the search "
           f"space (its lab parameters estimated from them{'; ' + refit if refit else ''}; 90 % intervals of that "
-          f"model)", file=sys.stderr)
+          f"model); snhc suggest's mean adds its GP's correction for what those parameters do not explain",
+          file=sys.stderr)
     taught = prior.estimated_parameters()
     return taught, lazy_ensemble(taught, calibration, prior, rows)()
 
