@@ -340,7 +340,8 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
     if lab_best is not None:
         chosen, rule = lab_best
     mean, std = surrogate_prediction(optimizer, campaign.points[chosen])
-    note = (ranking.summary() if ranking
+    note = ("a measured recipe: the physics check ranked the model's candidates only" if lab_best and ranking
+            else ranking.summary() if ranking
             else "every evaluation by the PyBaMM model (fidelity: physics), searched with the numpy model as the "
                  "GP's prior mean" if config.fidelity == "physics"
             else "ranked by the numpy model (physics check off)")
@@ -350,11 +351,15 @@ def recommend(campaign: Campaign, optimizer, ranking=None) -> Recommendation:
 
 def lab_row_beyond_prediction(campaign: Campaign, predicted) -> tuple[int, str] | None:
     """The lab's best measured row (its index in the campaign, and the rule in words) when its objective exceeds the
-    ``predicted`` evaluation's (the model's pick) by more than the rows' stated scatter (``lab_uncertainty_pct``);
-    None otherwise, or when the campaign is not scored by the capacity objective a lab row measures.
+    model's best prediction (the best of the campaign's model evaluations, not the cheaper pick within the
+    tolerance) by more than the rows' stated scatter (``lab_uncertainty_pct``); None otherwise, or when the
+    campaign is not scored by the capacity objective a lab row measures.
 
-    The pick is chosen among the model's predictions; a lab row is a fact about a recipe already made. Within the
-    rows' scatter the two cannot be told apart (and the best of many rows reads high by luck), so the prediction
+    A row counts only where it is comparable with a prediction: inside the search space and on its fixed fields (a
+    row the optimiser never took cannot be its recipe), and with its swelling penalty known (it measured the score,
+    or the particle expansion the penalty is computed from; a capacity alone carries no penalty where a prediction
+    does). The pick is chosen among the model's predictions; a lab row is a fact about a recipe already made. Within
+    the rows' scatter the two cannot be told apart (and the best of many rows reads high by luck), so the prediction
     stands and :func:`with_measured_note` names the row. Beyond it, the lab has a better recipe than any the model
     can predict: a virtual lab whose best row measured 286.8 mAh/g was recommended a recipe predicted 267 (true 220,
     19 % below that row's true 273)."""
@@ -362,18 +367,23 @@ def lab_row_beyond_prediction(campaign: Campaign, predicted) -> tuple[int, str] 
     if not (lab and lab.measured) or config.objectives or not predicted.ok or not predicted.modelled:
         return None
     from flows.evaluation import LAB
+    from flows.objective import EXPANSION, SCORE
+    from flows.search import teaching_rows
 
+    lab_rows = [e for e in campaign.evaluations if e.source == LAB]
+    comparable = {id(e) for e in teaching_rows(config, lab_rows) if SCORE in e.metrics or EXPANSION in e.metrics}
     rows = [(e.objective, i) for i, e in enumerate(campaign.evaluations)
-            if e.source == LAB and e.ok and np.isfinite(e.objective)]
-    if not rows:
+            if id(e) in comparable and e.ok and np.isfinite(e.objective)]
+    best_prediction = max((e.objective for e in campaign.evaluations if e.modelled and e.ok), default=np.nan)
+    if not rows or not np.isfinite(best_prediction):
         return None
     best, index = max(rows)
-    margin = abs(predicted.objective) * config.lab_uncertainty_pct / 100.0
-    if best <= predicted.objective + margin:
+    margin = abs(best_prediction) * config.lab_uncertainty_pct / 100.0
+    if best <= best_prediction + margin:
         return None
     return index, (f"the lab's best measured recipe: {best:.1f} mAh/g, more than its rows' scatter "
                    f"(lab_uncertainty_pct {config.lab_uncertainty_pct:g} %) above the model's best prediction "
-                   f"({predicted.objective:.1f}); a measurement beyond the scatter beats a prediction")
+                   f"({best_prediction:.1f}); a measurement beyond the scatter beats a prediction")
 
 
 def _all_failed(campaign: Campaign) -> str:

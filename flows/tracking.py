@@ -400,7 +400,9 @@ class CampaignRecorder:
                          | {"recommended.source": evaluation.source, "recommended.evaluation": recommendation.index},
                          metrics={"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
                                   "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
-        table = recommendation_table(recommendation, step, self.physics_of_chosen)
+        # PyBaMM's values are of the check's pick: a measured lab recipe recommended instead has none
+        physics = self.physics_of_chosen if recommendation.evaluation.modelled else None
+        table = recommendation_table(recommendation, step, physics)
         self.tracker.client.log_table(self.run_id, data=table, artifact_file=RECOMMENDATION_TABLE)
         self.tracker.log(self.run_id, tags={NOTE_TAG: run_description(campaign.config, table)})
         document = json_text(recommendation.record())  # strict: a multi-objective run has no GP mean (null)
@@ -430,7 +432,8 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     flag = {name: EXTRAPOLATED if recommendation.extrapolated.get(name) else "" for name in recommendation.headline()}
     rows = [("recipe", words(name), display_number(value), unit_of(name), "")
             for name, value in evaluation.recipe.items()]
-    rows += [("predicted", words(name), display_number(value), unit_of(name), flag[name])
+    kind = "predicted" if evaluation.modelled else "measured"  # a lab row recommended: its numbers are the lab's
+    rows += [(kind, words(name), display_number(value), unit_of(name), flag[name])
              for name, value in recommendation.headline().items()]
     rows += [("predicted, 90 % interval", words(name),
               f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name), flag[name])

@@ -217,10 +217,11 @@ def test_the_recommendation_is_weighed_against_the_studys_own_recipe(monkeypatch
     assert study_note(study | {"sn_mass_fraction": 0.3}, ensemble, config) == ""
 
 
-def lab_campaign(measured):
-    """A campaign whose model evaluated two recipes (358.2 and 300 mAh/g) beside lab rows ``(hours, measured)``."""
-    campaign = campaign_of([(recipe(12.0), 358.2), (recipe(20.0), 300.0)])
-    rows = [Evaluation(complete(recipe(t, sn=0.7)), Status.FINISHED, v, {"objective": v}, source=LAB)
+def lab_campaign(measured, sn=0.7, metric="objective", model=((12.0, 358.2), (20.0, 300.0))):
+    """A campaign whose model evaluated recipes ``(hours, objective)`` (358.2 and 300 mAh/g) beside lab rows
+    ``(hours, measured)`` at Sn ``sn`` that measured ``metric``."""
+    campaign = campaign_of([(recipe(t), v) for t, v in model])
+    rows = [Evaluation(complete(recipe(t, sn=sn)), Status.FINISHED, v, {metric: v}, source=LAB)
             for t, v in measured]
     campaign.lab = LabData(Path("/tmp/lab_results.csv"), rows, [2 + i for i in range(len(rows))], [])
     campaign.add_lab_results()
@@ -267,7 +268,22 @@ def test_a_lab_row_measured_beyond_its_scatter_above_the_prediction_is_the_recom
             assert "the lab's best measured recipe" in chosen.rule_note and "358.2" in chosen.rule_note
             assert with_measured_note(chosen, campaign).measured_note == ""
             assert with_lab_note(chosen, campaign, None) is chosen  # measured: no model's score to compare
-    assert recommend(lab_campaign([(8.0, 376.2)]), NoModel()).evaluation.source == LAB
+    made = recommend(lab_campaign([(8.0, 376.2)]), NoModel())
+    assert made.evaluation.source == LAB
+    from flows.tracking import recommendation_table
+
+    kinds = set(recommendation_table(made, 3)["what"])  # its numbers are measurements, in the run's table too
+    assert "measured" in kinds and "predicted" not in kinds
+    # not comparable with a prediction: a row outside the search space (Sn 0.97 > 0.95), which the optimiser never
+    # took, and a capacity with no swelling measured (a prediction carries the swelling's penalty)
+    assert recommend(lab_campaign([(8.0, 500.0)], sn=0.97), NoModel()).evaluation.objective == 358.2
+    assert recommend(lab_campaign([(8.0, 500.0)], metric="objective_capacity_mAh_per_g"),
+                     NoModel()).evaluation.objective == 358.2
+    # against the best prediction, not the cheaper pick within the tolerance (10 % here: 330 at 2 h is picked)
+    tolerant = lab_campaign([(8.0, 360.0)], model=((12.0, 360.0), (2.0, 330.0)))
+    tolerant.config = load_config(overrides={"recommendation": {"tolerance_pct": 10.0}})
+    chosen = recommend(tolerant, NoModel())
+    assert chosen.evaluation.objective == 330.0 and chosen.evaluation.source != LAB
     other = lab_campaign([(8.0, 500.0)])
     single = tmp_path / "single.yaml"
     single.write_text("objectives:\n  - kind: milling_time\n")
