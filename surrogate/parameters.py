@@ -56,9 +56,11 @@ def _check_float(name: str, value: int | float, old: Parameter) -> None:
         raise ParameterError(f"model_parameters.{name}={excerpt(value)} is out of range: {allowed}")
 
 
-def _within_a_factor(name: str, value: float, documented: float) -> None:
+def _within_a_factor(name: str, value: float, documented: float, where: str | None = None) -> None:
+    """``where``: the parameter file being read (default: an override, ``model_parameters.NAME``)."""
     if documented > 0 and not documented / UNRANGED_FACTOR <= value <= documented * UNRANGED_FACTOR:
-        raise ParameterError(f"model_parameters.{name}={value!r} is out of range: allowed "
+        label = f"{where}: parameter {name!r}: value" if where else f"model_parameters.{name}"
+        raise ParameterError(f"{label}={value!r} is out of range: allowed "
                              f"{documented / UNRANGED_FACTOR:g} to {documented * UNRANGED_FACTOR:g} (a factor of "
                              f"{UNRANGED_FACTOR:g} around its documented {documented:g}; it states no range)")
 
@@ -67,6 +69,8 @@ def _file_bounds(path, name: str, bounds) -> tuple[float, float]:
     """A parameter file's ``bounds``: two finite numbers, low <= high (a number written 1.0e6, which YAML reads
     as text, is a number)."""
     try:
+        if not isinstance(bounds, list):  # a string would be read character by character ("19": 1 to 9)
+            raise TypeError
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError):
         raise ParameterError(f"{path}: parameter {name!r}: bounds={excerpt(bounds)} is not allowed: two numbers, "
@@ -130,7 +134,7 @@ def _check_documented(path, name: str, entry: dict, bounds, documented: dict[str
         for item, documented_item in zip(value if isinstance(value, list) else [value],
                                          reference if isinstance(reference, list) else [reference]):
             if isinstance(documented_item, (int, float)) and not isinstance(documented_item, bool):
-                _within_a_factor(name, item, documented_item)
+                _within_a_factor(name, item, documented_item, str(path))
 
 
 class ModelParameters(Mapping):

@@ -690,12 +690,27 @@ def test_a_metric_the_lab_model_misses_beyond_the_stated_scatter_is_named():
     over the rows) means an effect it has no parameter for, and is said; misses within the scatter are not."""
     from flows.observations import missed_beyond_scatter
 
+    from flows.observations import family_misses
+
     rng = np.random.default_rng(0)
+    measured = np.concatenate([np.full(12, 300.0), np.full(12, 250.0)])
+    misses = np.concatenate([rng.normal(0, 2.5, 12), rng.normal(0, 7.0, 12)])
     errors = pd.DataFrame({"metric": ["objective_capacity_mAh_per_g"] * 12 + ["particle_expansion_pct"] * 12,
-                           "lab_model_error_pct": np.concatenate([rng.normal(0, 2.5, 12), rng.normal(0, 7.0, 12)])})
+                           "measured": measured, "lab_model": measured * (1 + misses / 100)})
     lines = missed_beyond_scatter(errors, 2.5)
     assert len(lines) == 1 and lines[0].startswith("particle_expansion_pct: the lab's model misses your 12 measured")
-    assert missed_beyond_scatter(errors.drop(columns="lab_model_error_pct"), 2.5) == []
+    assert missed_beyond_scatter(errors.drop(columns="lab_model"), 2.5) == []
+    # the note states the excess the lab-taught intervals carry (one rule: family_misses)
+    excess = family_misses(errors.itertuples(index=False, name=None), 2.5)["particle_expansion"][0]
+    assert f"carry the excess (sd about {excess:.1f} %)" in lines[0]
+    # a failed cell (2.9 mAh/g among 300s) is a miss of the size of a typical value, not of 10 000 %
+    failed = pd.DataFrame({"metric": ["objective_capacity_mAh_per_g"] * 6, "measured": [300.0] * 5 + [2.9],
+                           "lab_model": [300.0] * 6})
+    assert family_misses(failed.itertuples(index=False, name=None), 2.5)["cycling"][0] < 50.0
+    # an efficiency misses by its loss: 85 % read as 83 % is a 13 % miss of the 15 % loss, not 2.4 %
+    icy = pd.DataFrame({"metric": ["initial_coulombic_efficiency_pct"] * 4, "measured": [85.0] * 4,
+                        "lab_model": [83.0, 87.0, 83.0, 87.0]})
+    assert family_misses(icy.itertuples(index=False, name=None), 2.5)["efficiency"][2] == pytest.approx(13.3, abs=0.1)
 
 
 def test_results_that_only_look_small_are_not_taken_for_unit_slips(tmp_path):

@@ -73,10 +73,12 @@ def test_malformed_parameter_file(tmp_path):
     ("sn_capacity_mAh_per_g", {"value": [1, 2]}, "value=[1, 2] is not allowed: a number"),
     ("sn_capacity_mAh_per_g", {"value": 0}, "value=0 is out of range: above 0"),
     ("sn_capacity_mAh_per_g", {"value": -847.0}, "value=-847.0 is out of range: above 0"),
-    ("sn_capacity_mAh_per_g", {"value": 1e300}, "is out of range: allowed 84.7 to 8470"),
+    ("sn_capacity_mAh_per_g", {"value": 1e300}, "model_parameters.yaml: parameter 'sn_capacity_mAh_per_g': value=1e+300 "
+                                                 "is out of range: allowed 84.7 to 8470"),
     ("sn_plateau_potentials_V", {"value": 0.5}, "is not allowed: a list of 4 numbers"),
     ("sn_plateau_potentials_V", {"value": [0.5, "x", 0.1]}, "is not allowed: a list of numbers > 0"),
     ("hc_plateau_fraction", {"value": 0.45, "bounds": "abc"}, "bounds='abc' is not allowed: two numbers"),
+    ("hc_plateau_fraction", {"value": 0.45, "bounds": "19"}, "bounds='19' is not allowed: two numbers"),
     ("hc_plateau_fraction", {"value": 0.45, "bounds": [0.6, 0.3]}, "low <= high"),
     ("hc_plateau_fraction", {"value": 0.45, "bounds": [0.9, 0.95]}, "value=0.45 is out of range: allowed 0.9 to 0.95"),
     ("interface_exchange_current_A_per_g", {"value": "abc"}, "value='abc' is not allowed: a number"),
