@@ -595,7 +595,7 @@ def family_misses(rows, uncertainty_pct: float) -> dict[str | None, tuple[float,
     """What a model misses on a lab's measured values beyond their stated scatter, by kind of quantity: ``rows`` are
     (metric name, measured, model value); the result maps each ``surrogate.uncertainty.measurement_family`` that
     the test of :func:`excess_scatter_pct` names to (excess sd %, values, RMS miss %, its metric names). A metric
-    no family holds (the score) is tested on its own, under None with its name. Each miss is relative to the
+    no family holds (the score) is tested on its own and keyed by its own name. Each miss is relative to the
     value's :func:`scatter_scale` (a failed cell's 2.9 mAh/g beside 300 had read as a 10 000 % miss and widened
     every cycling interval to 0-628), an efficiency's to its loss, 100 - ICE, which is what its intervals scatter
     (``surrogate.uncertainty.scattered_by``). One rule for the note (:func:`missed_beyond_scatter`) and the

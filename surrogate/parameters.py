@@ -120,8 +120,9 @@ def _documented(path: Path) -> dict[str, Any]:
 
 def _check_documented(path, name: str, entry: dict, bounds, documented: dict[str, Any]) -> None:
     """A parameter the project documents takes the shape it documents (a list where the models take one number,
-    or the reverse, had ended in a traceback; a count, a whole number), and a measured, literature or derived constant without a range stays
-    within :data:`UNRANGED_FACTOR` of its documented value, as an override does (1e300 mAh/g had overflowed)."""
+    or the reverse, had ended in a traceback; a count, a whole number), and a measured, literature or derived
+    constant without a range stays within :data:`UNRANGED_FACTOR` of its documented value, as an override does
+    (1e300 mAh/g had overflowed)."""
     if name not in documented:
         return
     value, reference = entry["value"], documented[name]
