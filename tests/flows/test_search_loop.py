@@ -34,7 +34,9 @@ def test_the_default_campaign_gives_the_pinned_evaluation_table(params):
     current's strain, no SEI capacity loss in the half cell, the GP's length scales on the milling dose,
     each ask's random stream fixed by the seed and the results told, so that a resumed campaign asks the same, and
     the Sn-HC interface's barrier assumed instead of fitted, which moved the fitted parameters' last digits, and an
-    HC electrode's own thickening: every recipe's electrode expansion, and the fit's digits from the seventh on)."""
+    HC electrode's own thickening: every recipe's electrode expansion, and the fit's digits from the seventh on, and
+    the Sn's catastrophic failure taking only the Sn's share of the capacity: every capacity after formation, and the
+    last batch)."""
     pinned = pd.read_csv(PINNED)
     table = run(PINNED_OVERRIDES)[pinned.columns]
     assert list(table["status"]) == list(pinned["status"])
