@@ -49,7 +49,10 @@ def test_the_document_is_plain_json_and_rebuilds_the_same_campaign():
     assert again.config.optimiser.n_calls == 80 and again.run_id == "run-1" and again.saved == 3
     assert [e.recipe for e in again.evaluations] == [e.recipe for e in campaign.evaluations]
     assert again.evaluations[1].status is Status.FAILED
-    assert again.points == campaign.points
+    assert again.points == campaign.points and again.batches == campaign.batches
+    # every field of every evaluation comes back (a failed one's NaN objective as NaN)
+    assert json.dumps([e.record() for e in again.evaluations]) == json.dumps([e.record() for e in campaign.evaluations])
+    assert again.best_objective() == campaign.best_objective() == 320.0
 
 
 def test_lab_results_are_merged_once():

@@ -50,6 +50,9 @@ def test_records_round_trip():
     item = Evaluation(GOOD, Status.FAILED, float("nan"), {}, "why", "lab")
     again = Evaluation.from_record(item.record())
     assert again.status is Status.FAILED and again.reason == "why" and again.source == "lab"
+    assert np.isnan(again.objective) and again.recipe == GOOD
+    done = Evaluation(GOOD, Status.FINISHED, 312.5, {"objective": 312.5, "particle_expansion_pct": 251.0}, "", "model")
+    assert Evaluation.from_record(done.record()) == done
 
 
 def test_a_metric_beyond_the_data_is_flagged_by_its_own_condition():

@@ -6,6 +6,7 @@ expected and filtered; other warnings are not hidden.
 """
 
 import os
+import sys
 import threading
 
 import numpy as np
@@ -15,7 +16,6 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 
 from surrogate import physics  # noqa: E402
 from surrogate.parameters import ModelParameters  # noqa: E402
-from surrogate.paths import config_dir  # noqa: E402
 from surrogate.recipe import Recipes  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::pybamm.SolverWarning")
@@ -294,11 +294,27 @@ def test_dfn_option_runs(params, physics_params, materials, rate_curves):
     assert result.capacity_mAh_per_g[0] == pytest.approx(rate_curves["Sn@HC-2-1"].capacity_mAh_per_g[0], rel=0.02)
 
 
-def test_the_model_never_fits_itself(params, materials):
-    """PyBaMM's model is handed its parameters (PyBaMM's own split of parameter set and model): no hidden fit."""
+def test_the_model_never_fits_itself(params, physics_params, materials, monkeypatch):
+    """PyBaMM's model is handed its parameters (PyBaMM's own split of parameter set and model): no hidden fit. An
+    evaluation with the fit disabled runs, and gives what it gives with the fit available."""
+    from surrogate.physics import calibration as physics_calibration
+
     with pytest.raises(TypeError):
         physics.evaluate_physics(materials["Sn@HC-2-1"], [1.7], params)  # physics_parameters is required
-    assert (config_dir() / "physics_parameters.yaml").exists()
+    composite = Recipes.from_records(materials["Sn@HC-2-1"].to_records())
+    before = physics.evaluate_physics(composite, [1.7], params, physics_parameters=physics_params)[0]
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the physics model fitted itself while evaluating")
+
+    modules = [m for n, m in sys.modules.items() if n == "surrogate.physics" or n.startswith("surrogate.physics.")]
+    for module in modules:  # wherever a name of the fit was imported to
+        for name in ("fit_physics", "_least_squares", "calibrated_physics_parameters"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, no_fit)
+    assert getattr(physics_calibration, "_least_squares") is no_fit
+    after = physics.evaluate_physics(composite, [1.7], params, physics_parameters=physics_params)[0]
+    np.testing.assert_array_equal(after.capacity_mAh_per_g, before.capacity_mAh_per_g)
 
 
 def test_a_warmer_cell_keeps_more_capacity_at_high_current(params, physics_params, materials):

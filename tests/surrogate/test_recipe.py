@@ -56,15 +56,16 @@ def test_a_categorical_field_with_a_default_is_optional_everywhere(monkeypatch):
     """A new field is one entry in the schema; recipes that do not give it take its default."""
     import surrogate.recipe as recipe
 
-    atmosphere = RecipeField("milling_atmosphere", "gas in the vial", choices=("argon", "air"),
-                             search=("argon", "air"), default="argon")
-    fields = (*RECIPE_FIELDS, atmosphere)
+    balls = RecipeField("ball_material", "material of the milling balls", choices=("steel", "zirconia"),
+                        search=("steel", "zirconia"), default="steel")
+    fields = (*RECIPE_FIELDS, balls)
     monkeypatch.setattr(recipe, "RECIPE_FIELDS", fields)
     monkeypatch.setattr(recipe, "FIELDS", {f.name: f for f in fields})
     monkeypatch.setattr(recipe, "FIELD_NAMES", tuple(f.name for f in fields))
-    batch = recipe.Recipes.from_records([REFERENCE, REFERENCE | {"milling_atmosphere": "air"}])
-    assert list(batch.milling_atmosphere) == ["argon", "air"]
-    with pytest.raises(RecipeError, match="allowed argon, air"):
-        recipe.Recipes.from_records([REFERENCE | {"milling_atmosphere": "vacuum"}])
-    assert recipe.recipe_key(REFERENCE) != recipe.recipe_key(REFERENCE | {"milling_atmosphere": "air"})
-    assert FIELDS["sn_mass_fraction"].option == "--sn-mass-fraction"
+    assert "ball_material" not in REFERENCE
+    batch = recipe.Recipes.from_records([REFERENCE, REFERENCE | {"ball_material": "zirconia"}])
+    assert list(batch.ball_material) == ["steel", "zirconia"]
+    assert recipe.complete(REFERENCE)["ball_material"] == "steel"
+    with pytest.raises(RecipeError, match="allowed steel, zirconia"):
+        recipe.Recipes.from_records([REFERENCE | {"ball_material": "glass"}])
+    assert recipe.recipe_key(REFERENCE) != recipe.recipe_key(REFERENCE | {"ball_material": "zirconia"})
