@@ -530,10 +530,11 @@ def cmd_optimise(args) -> int:
     return 0
 
 
-def wait_for_prefect(server, to_stderr: bool = False) -> None:
+def wait_for_prefect(server) -> None:
     """Wait for the Prefect API the command started, with a spinner on a terminal (a line before and after
-    otherwise) and how long it took; a reused server answers at once and says nothing. ``to_stderr`` keeps stdout
-    for ``--json``. (No flow run exists yet, so this step cannot reach Prefect's run logger.)"""
+    otherwise) and how long it took, on stderr as all progress is (stdout carries results, or the ``--json``
+    document alone); a reused server answers at once and says nothing. (No flow run exists yet, so this step cannot
+    reach Prefect's run logger.)"""
     if server.process is None:
         server.wait()
         return
@@ -541,7 +542,7 @@ def wait_for_prefect(server, to_stderr: bool = False) -> None:
 
     from rich.console import Console
 
-    out = Console(stderr=True) if to_stderr else console()
+    out = Console(stderr=True)
     started = time.monotonic()
     text = "Starting Prefect's temporary server (set PREFECT_API_URL to reuse a running one)"
     if out.is_terminal:
@@ -600,7 +601,7 @@ def _build_and_start(args):
             _note_what_a_resume_keeps(campaign, base if args.config is not None else None)
         if server.process is not None:  # a temporary server takes seconds to start: use them
             _warm_up(campaign.config)
-        wait_for_prefect(server, to_stderr=args.json)
+        wait_for_prefect(server)
     except BaseException:
         server.stop()
         raise
@@ -752,7 +753,7 @@ def cmd_what_if(args) -> int:
         _start_points_note(args, base_config)  # once a PREFECT_API_URL is known to answer: a refusal is one line
         from flows.whatif import DEFAULT_OUTPUT_DIR, what_if
 
-        wait_for_prefect(server, to_stderr=args.json)
+        wait_for_prefect(server)
 
         def run():
             # Prefect records flow parameters: they get the redacted URI; the real one stays in memory.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shlex
+from urllib.parse import urlsplit, urlunsplit
 
 import matplotlib
 
@@ -19,6 +21,7 @@ from skopt.plots import plot_objective  # noqa: E402
 from skopt.learning import GaussianProcessRegressor  # noqa: E402
 from skopt.utils import create_result  # noqa: E402
 
+from flows.config import Tracking  # noqa: E402
 from flows.inputs import redact  # noqa: E402
 from flows.physics_gp import PosteriorMean  # noqa: E402
 from flows.tracking import LAID_OUT  # noqa: E402
@@ -26,6 +29,11 @@ from flows.tracking import LAID_OUT  # noqa: E402
 console = Console()
 if not console.is_terminal:  # a pipe or a log file: wide lines, never tables folded to an 80-column guess
     console = Console(width=max(console.width, 200))
+# Progress (batches, the PyBaMM check) goes to stderr, so stdout carries the results alone: `snhc what-if ... >
+# out.txt` had written 61 progress lines above the comparison.
+progress_console = Console(stderr=True)
+if not progress_console.is_terminal:
+    progress_console = Console(stderr=True, width=max(progress_console.width, 200))
 
 
 def convergence_figure(table: pd.DataFrame):
@@ -282,8 +290,9 @@ def log_to_run(text: str, on_console: bool) -> None:
 
 
 class BatchProgress:
-    """Progress of a campaign's batches: a rich progress bar on a terminal (one line per batch otherwise), and the
-    same line through Prefect's run logger so the Prefect UI shows it. ``quiet`` silences the console only."""
+    """Progress of a campaign's batches on stderr: a rich progress bar on a terminal (one line per batch otherwise),
+    and the same line through Prefect's run logger so the Prefect UI shows it. ``quiet`` silences the console
+    only."""
 
     def __init__(self, campaign, quiet: bool = False):
         self.campaign = campaign
@@ -313,8 +322,8 @@ class BatchProgress:
         log_to_run(line, on_console=not self.quiet)
         if self.quiet:
             return
-        if not console.is_terminal:
-            console.print(line, soft_wrap=True)
+        if not progress_console.is_terminal:
+            progress_console.print(line, soft_wrap=True)
             return
         total = campaign.config.optimiser.n_calls
         done = min(campaign.model_evaluations(), total)
@@ -323,7 +332,7 @@ class BatchProgress:
 
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("evaluations  {task.fields[best]}"), TimeElapsedColumn(),
-                                 console=console)
+                                 console=progress_console)
             self._task = self._bar.add_task(campaign.config.name, total=total, best="")
             self._bar.start()
         self._bar.update(self._task, completed=done,
@@ -337,14 +346,16 @@ class BatchProgress:
             self._bar = None
 
     def note(self, text: str) -> None:
+        """A line between the batches' progress and the results (the physics check's, the recommendation's notes,
+        which the command's final output repeats): on stderr with the progress."""
         self.close()
-        say(text, self.quiet)
+        say(text, self.quiet, progress=True)
 
 
 class StepProgress:
-    """Progress of a long step made of a known number of parts (the PyBaMM check's recipes): a rich progress bar on
-    a terminal (one line per part otherwise), and each part's line through Prefect's run logger, so the Prefect UI
-    shows it too. ``quiet`` silences the console only."""
+    """Progress of a long step made of a known number of parts (the PyBaMM check's recipes) on stderr: a rich
+    progress bar on a terminal (one line per part otherwise), and each part's line through Prefect's run logger, so
+    the Prefect UI shows it too. ``quiet`` silences the console only."""
 
     def __init__(self, description: str, total: int, quiet: bool = False):
         self.description, self.total, self.quiet = description, total, quiet
@@ -359,14 +370,14 @@ class StepProgress:
         log_to_run(line, on_console=not self.quiet)
         if self.quiet:
             return
-        if not console.is_terminal:
-            console.print(line, soft_wrap=True)
+        if not progress_console.is_terminal:
+            progress_console.print(line, soft_wrap=True)
             return
         if self._bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console)
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=progress_console)
             self._task = self._bar.add_task(self.description, total=self.total, detail="")
             self._bar.start()
         self._bar.update(self._task, completed=self.done, detail=detail)
@@ -379,11 +390,14 @@ class StepProgress:
             self._bar = None
 
 
-def say(text: str, quiet: bool = False) -> None:
-    """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run."""
+def say(text: str, quiet: bool = False, progress: bool = False) -> None:
+    """One line (rich markup) on the console unless quiet, and through Prefect's run logger inside a run.
+    ``progress``: a line that tells how the run goes (or that its final output repeats) goes to stderr, so stdout
+    carries the results alone."""
     log_to_run(text, on_console=not quiet)
     if not quiet:
-        console.print(text, soft_wrap=not console.is_terminal)
+        out = progress_console if progress else console
+        out.print(text, soft_wrap=not out.is_terminal)
 
 
 CLASSIC_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens in its GenAI view unless told
@@ -418,23 +432,31 @@ def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objec
 
 
 def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where a person opens an MLflow run: the tracking server's own host and port for an http(s) store; for a
-    local store, the ``snhc ui`` command and the address it serves (127.0.0.1:5000 by default). The link opens
-    MLflow's classic ("Model training") view.
+    """Where a person opens an MLflow run: the tracking server's own host and port for an http(s) store (without its
+    credentials: the browser asks for them, and a link is printed and published); for a local store, the ``snhc
+    ui`` command that serves that store (``--tracking-uri`` unless it is the default one) and the address it serves
+    (127.0.0.1:5000 by default). The link opens MLflow's classic ("Model training") view.
 
     Examples
     --------
     >>> mlflow_run_url("http://10.0.0.5:5050", "3", "abc")
     'http://10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
     >>> mlflow_run_url("http://bob:hunter2@10.0.0.5:5050", "3", "abc")
-    'http://***@10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
+    'http://10.0.0.5:5050/#/experiments/3/runs/abc?workflowType=machine_learning'
     >>> mlflow_run_url("sqlite:///mlruns/mlflow.db", "3", "abc")
     '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning'
+    >>> mlflow_run_url("sqlite:///my runs/x.db", "3", "abc").split(" then ")[0]
+    "`snhc ui --tracking-uri 'sqlite:///my runs/x.db'`"
     """
     path = f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW}"
-    if tracking_uri.startswith(("http://", "https://")):  # credentials masked: a link is printed and published
-        return f"{redact(tracking_uri).rstrip('/')}/{path}"
-    return f"`snhc ui` then http://127.0.0.1:5000/{path}"
+    if tracking_uri.startswith(("http://", "https://")):
+        parts = urlsplit(tracking_uri)
+        server = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        return f"{redact(server).rstrip('/')}/{path}"
+    command = "snhc ui"
+    if tracking_uri != Tracking.model_fields["tracking_uri"].default:
+        command += f" --tracking-uri {shlex.quote(redact(tracking_uri))}"
+    return f"`{command}` then http://127.0.0.1:5000/{path}"
 
 
 def publish_recommendation(config, recommendation, run_id: str) -> None:

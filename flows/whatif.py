@@ -266,7 +266,7 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
         for scenario, config, recipes in scenarios:
             done = len({row["scenario"] for row in rows})
             reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
-                          f"{scenario.description}")
+                          f"{scenario.description}", progress=True)
             try:
                 if scenario.mode == "predict":
                     rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,

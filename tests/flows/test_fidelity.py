@@ -108,8 +108,10 @@ def test_the_physics_check_reports_each_recipe_on_the_console_and_in_the_prefect
                  "tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment_name": "progress",
                               "log_evaluation_runs": False}}
     summary = optimise_anode(overrides=overrides)
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("physics check (PyBaMM)")]
-    # one line per recipe as it is solved (stdout is not a terminal here), each with what PyBaMM gave
+    shown = capsys.readouterr()
+    lines = [line for line in shown.err.splitlines() if line.startswith("physics check (PyBaMM)")]
+    assert "physics check (PyBaMM)" not in shown.out  # progress on stderr: stdout carries results alone
+    # one line per recipe as it is solved (stderr is not a terminal here), each with what PyBaMM gave
     assert [line.split(":")[0] for line in lines] == ["physics check (PyBaMM) 1/2", "physics check (PyBaMM) 2/2"]
     assert all("objective" in line and "by PyBaMM" in line for line in lines)
     assert ("ranked by the PyBaMM model" in summary["fidelity"]

@@ -10,7 +10,7 @@ SCRIPT = """
 from flows import prefect_server
 from flows.cli import wait_for_prefect
 server = prefect_server.start()
-wait_for_prefect(server, to_stderr=True)
+wait_for_prefect(server)
 server.stop()
 """
 

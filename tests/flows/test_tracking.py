@@ -30,6 +30,12 @@ def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
     assert url == "http://10.1.2.3:5051/#/experiments/7/runs/abc123?workflowType=machine_learning"  # classic view
     local = mlflow_run_url("sqlite:///mlruns/mlflow.db", "7", "abc123")
     assert local.startswith("`snhc ui` then http://127.0.0.1:5000/") and "/experiments/7/runs/abc123?" in local
+    # another local store: the command that serves it (plain `snhc ui` opens the default store, without the run)
+    other = mlflow_run_url("sqlite:///my/newdir/x.db", "7", "abc123")
+    assert other.startswith("`snhc ui --tracking-uri sqlite:///my/newdir/x.db` then http://127.0.0.1:5000/")
+    # a server behind credentials: a link the browser can open (it asks for them), with no secret in it
+    guarded = mlflow_run_url("https://alice:pw@mlflow.lab:5099/", "7", "abc123")
+    assert guarded == "https://mlflow.lab:5099/#/experiments/7/runs/abc123?workflowType=machine_learning"
     markdown = recommendation_markdown("default", {"milling_time_h": 12.345678}, {"particle_expansion_pct": 251.2},
                                        (400.0, 3.0), "abc123", "snhc-optimisation",
                                        run_url=mlflow_run_url("http://10.1.2.3:5051", "7", "abc123"))
@@ -172,8 +178,10 @@ def test_batch_progress_reaches_the_console_and_the_prefect_run_log(prefect_loca
         run_log.removeHandler(handler)
     assert "default batch 1" not in capsys.readouterr().out  # quiet: nothing on the console ...
     assert "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g" in seen  # ... but in the run log
-    BatchProgress(campaign)(0)  # outside a flow run: no logger, a plain line (stdout is not a terminal here)
-    assert capsys.readouterr().out == "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g\n"
+    BatchProgress(campaign)(0)  # outside a flow run: no logger, a plain line (stderr is not a terminal here)
+    shown = capsys.readouterr()
+    assert shown.err == "default batch 1: 4/8 evaluations, 1 failed, best objective 321.0 mAh/g\n"
+    assert shown.out == ""  # stdout carries results alone
 
 
 def test_a_note_the_console_shows_is_not_shown_again_by_prefects_console_handler(prefect_local, capsys):
