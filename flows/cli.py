@@ -690,11 +690,22 @@ def cmd_suggest(args) -> int:
         print(f"snhc suggest: {line}", file=sys.stderr)
     write_csv(table, args.output)
     mlflow_run = log_suggestions(campaign, table, lab_parameters)
-    if args.json:
+    if args.json:  # stdout is the JSON alone; the table, the lab parameters and the run id go to stderr (they had
+        # been dropped, the run id with them)
+        import contextlib
+
         from flows.suggest import suggestion_records
 
+        with contextlib.redirect_stdout(sys.stderr):
+            _print_suggestions(args, campaign, table, lab_parameters, mlflow_run)
         print(json_text(suggestion_records(table)))
         return 0
+    _print_suggestions(args, campaign, table, lab_parameters, mlflow_run)
+    return 0
+
+
+def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -> None:
+    """The suggestions as a table with their intervals, what the lab taught, and where they were written."""
     import pandas as pd
 
     from flows.metrics import extrapolated_column, interval_columns
@@ -714,8 +725,7 @@ def cmd_suggest(args) -> int:
                     f"(lab_row_near_distance, configs/uncertainty.yaml) measured it")
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
-                    f"(experiment {campaign.config.tracking.experiment_name})")
-    return 0
+                    f"(experiment {campaign.config.tracking.experiment_name})", soft_wrap=True)  # an id unfolded
 
 
 SUGGESTION_COLUMNS = {  # table column -> short console header
@@ -914,7 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
     suggest.add_argument("--tracking-uri", help="MLflow tracking URI of the --resume run")
     suggest.add_argument("--output", default="suggestions.csv", help="CSV to write (default suggestions.csv)")
-    suggest.add_argument("--json", action="store_true", help="also print the suggestions as JSON records")
+    suggest.add_argument("--json", action="store_true", help="print the suggestions as JSON records on stdout (the table, what the lab taught and the MLflow run id go "
+                              "to stderr)")
     suggest.set_defaults(handler=cmd_suggest)
 
     whatif = commands.add_parser("what-if", help="run what-if scenarios and compare them",

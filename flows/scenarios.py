@@ -63,6 +63,7 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
                    ) -> list[tuple[Scenario, CampaignConfig, list[tuple[str, dict[str, float]]]]]:
     """Validate every scenario and its merged config up front; errors name the file and the key."""
     materials = load_materials(config_dir() / "materials.yaml")
+    unchanged = _campaign_of(validate_config(base_document, "base config"))
     loaded, names = [], set()
     for path in scenario_files(paths):
         try:
@@ -117,8 +118,17 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
             raise ConfigError(f"{path}: recipes: only a predict scenario (mode: predict) takes recipes; an "
                               f"optimise scenario searches for its own")
+        if scenario.mode == "optimise" and _campaign_of(config) == unchanged:  # it had rerun the baseline unsaid
+            raise ConfigError(f"{path}: overrides: scenario {scenario.name!r} changes nothing in the base campaign (it "
+                              f"would repeat the baseline row); give overrides (model_parameters, objective, "
+                              f"search_space, optimiser, ...), or mode: predict with recipes")
         loaded.append((scenario, config, recipes))
     return loaded
+
+
+def _campaign_of(config: CampaignConfig) -> dict[str, Any]:
+    """What a campaign computes: its config without the name and description that only label it."""
+    return config.model_dump(exclude={"name", "description"})
 
 
 def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:

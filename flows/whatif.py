@@ -37,7 +37,7 @@ from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
                            extrapolated_column, interval_columns)
-from flows.objective import CapacityObjective
+from flows.objective import CAPACITY, CapacityObjective
 from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
@@ -172,7 +172,7 @@ def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, e
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
             tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if _logged(k)})
             rows.append(_row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics,
-                             run_id))
+                             run_id, own=evaluation))
     return rows
 
 
@@ -189,7 +189,7 @@ def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experimen
                 params=_override_params(scenario),
                 metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)})
     return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id,
-                 "; ".join(result.recommendation.notes()))]
+                 "; ".join(result.recommendation.notes()), own=result.recommendation.evaluation)]
 
 
 def _logged(column: str) -> bool:
@@ -199,12 +199,26 @@ def _logged(column: str) -> bool:
 
 
 def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config: CampaignConfig,
-         metrics: dict[str, float], run_id: str, notes: str = "") -> dict[str, Any]:
+         metrics: dict[str, float], run_id: str, notes: str = "", own=None) -> dict[str, Any]:
     """One comparison row; ``notes``: what the console says with a recommendation (its rule, a search bound it sits
-    on, a recipe beyond the calibration's materials), so the CSV, the JSON and the run page warn as it does."""
+    on, a recipe beyond the calibration's materials), so the CSV, the JSON and the run page warn as it does.
+
+    ``own``: the row's evaluation under the scenario's own objective, whose value, capacity and definition (e.g.
+    capacity at 4.2 A/g for a scenario that targets it) the row carries beside the fixed-definition metrics: a
+    scenario that asks about 4.2 A/g had shown that number nowhere. They are not compared across rows (the
+    definitions differ) and never plotted."""
+    scored = own is not None and own.ok
     return {"scenario": scenario, "mode": mode, "recipe_label": label, "status": status,
-            "temperature_C": config.objective.temperature_C, **recipe, **metrics, "mlflow_run_id": run_id,
-            "notes": notes}
+            "temperature_C": config.objective.temperature_C, **recipe, **metrics,
+            OWN_OBJECTIVE: own.objective if scored else np.nan,
+            OWN_CAPACITY: own.metrics.get(CAPACITY, np.nan) if scored else np.nan,
+            OWN_DEFINITION: config.objective.describe(), "mlflow_run_id": run_id, "notes": notes}
+
+
+# The row's own objective, as its scenario defines it (the fixed-definition metrics above are what rows compare)
+OWN_OBJECTIVE = "scenario_objective_mAh_per_g"
+OWN_CAPACITY = "scenario_capacity_mAh_per_g"  # the capacity that objective scores (its current, cycle, temperature)
+OWN_DEFINITION = "scenario_objective_definition"
 
 
 def _override_params(scenario: Scenario) -> dict[str, Any]:
@@ -292,6 +306,11 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
         tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
         reporting.plt.close("all")
     _print_comparison(table, columns)
+    if OWN_DEFINITION in table:  # what each row's own objective is, where a scenario defines it otherwise
+        base_definition = base.objective.describe()
+        for scenario, definition in dict(zip(table["scenario"], table[OWN_DEFINITION])).items():
+            if isinstance(definition, str) and definition != base_definition:
+                reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
     for row in table.to_dict(orient="records"):
         if isinstance(row.get("notes"), str) and row["notes"]:
             reporting.say(f"[bold]{row['scenario']}[/]: {row['notes']}")
@@ -445,9 +464,9 @@ def _publish(table: pd.DataFrame, columns: list[str], base: CampaignConfig, run_
 
     if FlowRunContext.get() is None:
         return
-    link = url.split(" then ")[-1]
+    command, _, link = url.rpartition(" then ")
     lines = [f"# What-if study on campaign `{base.name}`", "", comparison_markdown(table, base.objective), "",
-             f"MLflow run `{run_id}`: " + (f"run `snhc ui`, then [{link}]({link})" if " then " in url
+             f"MLflow run `{run_id}`: " + (f"run {command}, then [{link}]({link})" if command
                                            else f"[{link}]({link})")]
     create_markdown_artifact("\n".join(lines), key="what-if-comparison", description="What-if comparison")
 
@@ -457,7 +476,8 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
 
     headers = {"scenario": "scenario", "recipe_label": "recipe", "status": "status", "temperature_C": "T [°C]",
                "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
-               "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns}
+               "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns} | {
+               OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
     banded = any(interval_columns(c)[0] in table for c in columns)
     flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
                   for c in columns)

@@ -2,6 +2,7 @@
 ids get one clear line and exit code 2, before any run is created."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -328,7 +329,10 @@ def test_each_suggestions_predicted_metrics_carry_an_interval_and_a_flag(lab_cam
     config.write_text(f"tracking: {{tracking_uri: 'sqlite:///{store}/mlflow.db', experiment_name: lab}}\n")
     arguments = ["suggest", "--batch", "2", "--config", str(config), "--observations", str(lab_file)]
     assert main(arguments + ["--output", str(tmp_path / "a.csv"), "--json"]) == 0  # the CSV too, from one run
-    records = json.loads(capsys.readouterr().out)
+    shown = capsys.readouterr()
+    records = json.loads(shown.out)  # stdout is the JSON alone ...
+    # ... and what the console shows goes to stderr, the MLflow run id with it (it had been dropped)
+    assert "Next recipes to make" in shown.err and re.search(r"MLflow run [0-9a-f]{32}", shown.err)
     table = pd.read_csv(tmp_path / "a.csv")
     for name in ("initial_coulombic_efficiency_pct", "particle_expansion_pct", "capacity_at_cycle_1000_mAh_per_g"):
         low, high = (table[c] for c in interval_columns(name))

@@ -29,6 +29,19 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     fast = [r for r in rows if r["scenario"] == "target-4.2-A-per-g"][0]
     # the 4.2 A/g scenario is still measured at 1.7 A/g after 1000 cycles, like the baseline
     assert not any("4.2_A_per_g_after" in k for k in fast)
+    # ... and carries its own objective beside them, as its scenario defines it: the capacity at 4.2 A/g after 1000
+    # cycles of its recommended recipe (the study had shown that number nowhere)
+    from surrogate.model import PredictionRequest, predict
+    from surrogate.recipe import Recipes
+
+    assert "4.2 A/g after 1000 cycles" in fast["scenario_objective_definition"]
+    assert "1.7 A/g after 1000 cycles" in baseline["scenario_objective_definition"]
+    recipe = {k: fast[k] for k in ("sn_mass_fraction", "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio",
+                                   "milling_atmosphere", "pause_duty_cycle")}
+    at_4p2 = predict(Recipes.from_records([recipe]), params, PredictionRequest(
+        target_current_A_per_g=4.2, target_cycle=1000)).target_capacity_mAh_per_g[0]
+    assert fast["scenario_capacity_mAh_per_g"] == pytest.approx(at_4p2, rel=1e-6)
+    assert fast["scenario_capacity_mAh_per_g"] < fast[CAPACITY]  # the same recipe at the faster current
     assert 0 < fast[CAPACITY] and 0 < baseline[CAPACITY]
     # a recommendation's notes (its rule, a search bound it sits on) travel with its row; a predicted recipe has none
     assert baseline["notes"] and fast["notes"]
@@ -176,6 +189,10 @@ def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
     ("name: x\nrecipes: [HC]\n", "recipes: only a predict scenario (mode: predict) takes recipes"),
     ("name: x\noverrides: {objectives: [{kind: capacity}, {kind: milling_time}]}\n",
      "overrides.objectives: a what-if scenario keeps the study's capacity objective"),
+    # an optimise scenario that changes nothing (no overrides, or the base's own values) had rerun the baseline unsaid
+    ("name: x\n", "changes nothing in the base campaign"),
+    ("name: x\ndescription: same again\noverrides: {objective: {current_A_per_g: 1.7}}\n",
+     "changes nothing in the base campaign"),
 ])
 def test_bad_scenario_exits_2_before_anything_runs(tmp_path, capsys, text, message):
     scenario = tmp_path / "scenario.yaml"

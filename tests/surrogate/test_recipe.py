@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from surrogate.recipe import (FIELD_NAMES, FIELDS, RECIPE_FIELDS, RecipeError, RecipeField, Recipes, complete,
+from surrogate.recipe import (FIELD_NAMES, RECIPE_FIELDS, RecipeError, RecipeField, Recipes, complete,
                               recipe_key, same_value)
 
 REFERENCE = {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
