@@ -33,6 +33,8 @@ LAID_OUT = "laid-out"  # a figure's gid when it fits its own canvas: saved as it
 
 MAX_PARAM_LENGTH = 6000
 CONFIG_TAG = "snhc.config"  # the campaign's validated config (JSON), set when its run is created
+RESUMES_TAG = "resumed_from_evaluations"  # each resume's first evaluation, in order ("12, 40")
+BUDGET_TAG = "optimiser.n_calls_extended_to"  # a resume's --n-calls where it differs from the param (write-once)
 NOTE_TAG = "mlflow.note.content"  # MLflow shows this tag as the run's description
 RECOMMENDATION_TABLE = "recommendation.json"  # the recommendation as one MLflow table (Evaluation / Artifacts view)
 
@@ -268,8 +270,15 @@ class CampaignRecorder:
                     if stale in tags_now:  # had kept "stopped by SIGINT")
                         self.tracker.client.delete_tag(run_id, stale)
                 removed = self._forget_orphans(campaign.saved)
-                self.tracker.log(run_id, tags={"resumed_from_evaluation": campaign.saved,
-                                               "orphan_runs_removed": removed})
+                # every resume's start, not only the last one's; and the budget it now runs to, where an extension
+                # changed it (MLflow params are write-once: optimiser.n_calls stays the first run's)
+                history = ", ".join(filter(None, [tags_now.get(RESUMES_TAG), str(campaign.saved)]))
+                resume_tags = {"resumed_from_evaluation": campaign.saved, RESUMES_TAG: history,
+                               "orphan_runs_removed": removed}
+                first_budget = self.tracker.client.get_run(run_id).data.params.get("optimiser.n_calls")
+                if first_budget is not None and first_budget != str(config.optimiser.n_calls):
+                    resume_tags[BUDGET_TAG] = config.optimiser.n_calls
+                self.tracker.log(run_id, tags=resume_tags)
             else:
                 campaign.run_id = run_id
                 document = config.model_dump(mode="json")

@@ -258,6 +258,13 @@ def test_lab_rows_teach_a_multi_objective_campaign_and_stay_off_its_front(tmp_pa
     assert front["capacity_mAh_per_g"].notna().all()
     # its saved state resumes: a lab row without an objective is what such a campaign saves, not a damaged state
     assert main(["optimise", "--resume", summary["run_id"], "--n-calls", "12", "--tracking-uri", uri, "--json"]) == 0
+    # the run says what it did: the budget it was extended to (its write-once param stays the first run's) and
+    # every resume's start, not only the last one's
+    assert main(["optimise", "--resume", summary["run_id"], "--n-calls", "16", "--tracking-uri", uri, "--json"]) == 0
+    run = client.get_run(summary["run_id"])
+    assert run.data.params["optimiser.n_calls"] == "8" and run.data.tags["optimiser.n_calls_extended_to"] == "16"
+    starts = [int(n) for n in run.data.tags["resumed_from_evaluations"].split(", ")]
+    assert len(starts) == 2 and starts[0] < starts[1] == int(run.data.tags["resumed_from_evaluation"])
 
 
 def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
