@@ -399,7 +399,8 @@ def _recommend_on_front(campaign: Campaign) -> Recommendation:
     row, rule = choose_on_front(front, config.scoring(), config.recommendation)
     chosen = int(front["evaluation"].iloc[row])
     evaluation = campaign.evaluations[chosen]
-    note = (f"ParEGO over {len(config.objectives)} objectives; {len(front)} non-dominated of "
+    note = (f"every objective by the numpy model (no physics check: it scores the single capacity objective); "
+            f"ParEGO over {len(config.objectives)} objectives, {len(front)} non-dominated of "
             f"{len(campaign.modelled())} evaluated recipes")
     return Recommendation(chosen, evaluation, float("nan"), float("nan"), note, rule,
                           bound_notes(evaluation.recipe, config), objective_names=tuple(config.scoring().names))

@@ -539,6 +539,8 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     for key, value in recipe.items():
         table.add_row(key, _shown(value))
     for key, value in metrics.items():  # the headline metrics (CampaignResult.summary)
+        if key in recipe:  # an objective that is a recipe field (milling time): shown above, exact
+            continue
         table.add_row(key, with_interval(value, (intervals or {}).get(key))
                       + (f" {EXTRAPOLATED}" if (extrapolated or {}).get(key) else ""))
     if any((extrapolated or {}).values()):

@@ -74,3 +74,17 @@ def test_partial_dependence_axes_name_their_quantity_and_unit():
     figure.canvas.draw()
     title = figure._suptitle.get_window_extent(figure.canvas.get_renderer())
     assert 0 <= title.x0 and title.x1 <= figure.bbox.width
+
+
+def test_an_objective_that_is_a_recipe_field_is_printed_once(capsys):
+    """A Pareto campaign's milling-time objective is the recipe's own milling time: the recommendation shows it
+    once, with the recipe, not again as a metric with a zero-width interval ('9.9 [9.9-9.9]')."""
+    from flows.reporting import print_recommendation
+
+    recipe = {"sn_mass_fraction": 0.6, "milling_time_h": 9.866}
+    metrics = {"capacity_mAh_per_g": 216.3, "milling_time_h": 9.866}
+    print_recommendation(recipe, metrics, (float("nan"), float("nan")),
+                         {"capacity_mAh_per_g": [157.2, 230.1], "milling_time_h": [9.866, 9.866]})
+    out = capsys.readouterr().out
+    assert out.count("milling_time_h") == 1 and "9.9 [9.9–9.9]" not in out
+    assert "216.3 [157.2–230.1]" in out
