@@ -244,11 +244,13 @@ def rescore_on_resume(campaign: Campaign, p: ModelParameters, recorder: Campaign
 
 
 def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder, quiet: bool,
-                        pending=None):
+                        pending=None, progress: bool = False):
     """The model's own optimum and its cheapest equivalent join the candidates
     (:func:`flows.model_optimum.add_model_optimum`, evaluated and saved like a batch), and the optimiser's regret
     against the optimum is logged; a failed search is a tag, never a reason to fail the campaign. ``pending``: the
-    search, started in the background when the campaign began (:func:`flows.model_optimum.in_background`)."""
+    search, started in the background when the campaign began (:func:`flows.model_optimum.in_background`).
+    ``progress``: its line goes to stderr with the progress (inside a what-if study, whose comparison is the
+    result); a campaign of its own says it with its results."""
     config = campaign.config
     try:
         found = add_model_optimum(campaign, p, lambda recipes: evaluate_in_chunks(recipes, p, config),
@@ -261,7 +263,8 @@ def model_optimum_stage(campaign: Campaign, p: ModelParameters, recorder: Campai
         recorder.log_model_optimum(found.recipe, found.objective, best)
         first = config.scoring().objectives[0] if config.objectives else None
         reporting.say(reporting.model_optimum_note(found, best, added=not config.multi_objective,
-                                                   first_objective=first, front=config.multi_objective), quiet)
+                                                   first_objective=first, front=config.multi_objective), quiet,
+                      progress)
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
         progress.close()
         if surrogate_only:
             known = len(campaign.evaluations)
-            model_optimum_stage(campaign, p, recorder, quiet, dense)
+            # a what-if's scenario (a child of its study's run): a step of the study, whose comparison is the result
+            model_optimum_stage(campaign, p, recorder, quiet, dense, progress=parent_run_id is not None)
             # The optimiser learns the dense search's recipes too (one refit): its GP's belief at the recommendation
             # and its partial-dependence plot then rest on every evaluation, not only on those it asked for (its GP
             # put the default campaign's recommended recipe at 86 +- 26 mAh/g where the model gives 341).

@@ -447,6 +447,8 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     '`snhc ui` then http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning'
     >>> mlflow_run_url("sqlite:///my runs/x.db", "3", "abc").split(" then ")[0]
     "`snhc ui --tracking-uri 'sqlite:///my runs/x.db'`"
+    >>> mlflow_run_url("postgresql://bob:hunter2@db:5432/mlflow", "3", "abc").split(" then ")[0]
+    "`snhc ui --tracking-uri <the store's URI>`"
     """
     path = f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW}"
     if tracking_uri.startswith(("http://", "https://")):
@@ -454,8 +456,10 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
         server = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
         return f"{redact(server).rstrip('/')}/{path}"
     command = "snhc ui"
-    if tracking_uri != Tracking.model_fields["tracking_uri"].default:
-        command += f" --tracking-uri {shlex.quote(redact(tracking_uri))}"
+    if redact(tracking_uri) != tracking_uri:  # a password in it: the command names it, never prints it
+        command += " --tracking-uri <the store's URI>"
+    elif tracking_uri != Tracking.model_fields["tracking_uri"].default:
+        command += f" --tracking-uri {shlex.quote(tracking_uri)}"
     return f"`{command}` then http://127.0.0.1:5000/{path}"
 
 
@@ -523,7 +527,7 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     if run_url.startswith("http"):
         lines.append(f"Open it: [{run_url}]({run_url})")
     elif run_url:
-        command, _, url = run_url.partition(" then ")
+        command, _, url = run_url.rpartition(" then ")
         lines.append(f"Open it: run {command}, then [{url}]({url})")
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flows.config import (CampaignConfig, ConfigError, Description, PrintedName, deep_merge, read_yaml,
                           validate_config)
 from flows.inputs import excerpt, not_a_folder
+from surrogate.parameters import ModelParameters
 from surrogate.paths import config_dir
 from surrogate.recipe import RECIPE_FIELDS, RecipeError, complete, load_materials
 
@@ -63,7 +64,6 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
                    ) -> list[tuple[Scenario, CampaignConfig, list[tuple[str, dict[str, float]]]]]:
     """Validate every scenario and its merged config up front; errors name the file and the key."""
     materials = load_materials(config_dir() / "materials.yaml")
-    unchanged = _campaign_of(validate_config(base_document, "base config"))
     loaded, names = [], set()
     for path in scenario_files(paths):
         try:
@@ -118,17 +118,27 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
         if scenario.mode != "predict" and recipes:  # they would be ignored: an optimise scenario searches
             raise ConfigError(f"{path}: recipes: only a predict scenario (mode: predict) takes recipes; an "
                               f"optimise scenario searches for its own")
-        if scenario.mode == "optimise" and _campaign_of(config) == unchanged:  # it had rerun the baseline unsaid
-            raise ConfigError(f"{path}: overrides: scenario {scenario.name!r} changes nothing in the base campaign (it "
-                              f"would repeat the baseline row); give overrides (model_parameters, objective, "
-                              f"search_space, optimiser, ...), or mode: predict with recipes")
         loaded.append((scenario, config, recipes))
     return loaded
 
 
+def same_campaign(config: CampaignConfig, base: CampaignConfig) -> bool:
+    """Whether a scenario's campaign computes what the base campaign does (its row would repeat the baseline's):
+    equal configs once the name and description, which only label them, are set aside, a model parameter
+    overridden to its documented value counts as not overridden, and ``recalibrate`` counts only where some
+    parameter is overridden. A scenario the base has become (target_4p2_A_per_g.yaml on a base at 4.2 A/g) is
+    such a one: the study says so in its row rather than refuse the folder it belongs to."""
+    return _campaign_of(config) == _campaign_of(base)
+
+
 def _campaign_of(config: CampaignConfig) -> dict[str, Any]:
-    """What a campaign computes: its config without the name and description that only label it."""
-    return config.model_dump(exclude={"name", "description"})
+    document = config.model_dump(exclude={"name", "description"})
+    documented = ModelParameters.load()
+    document["model_parameters"] = {name: value for name, value in document["model_parameters"].items()
+                                    if name not in documented or documented[name].value != value}
+    if not document["model_parameters"]:
+        document.pop("recalibrate", None)
+    return document
 
 
 def _recipe(item, materials, path) -> tuple[str, dict[str, float]]:

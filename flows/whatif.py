@@ -38,7 +38,7 @@ from flows.optimise import calibrate_task, run_campaign
 from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
                            extrapolated_column, interval_columns)
 from flows.objective import CAPACITY, CapacityObjective
-from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios
+from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios, same_campaign
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
@@ -170,9 +170,11 @@ def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, e
         tracker.log(run_id, params={"scenario_description": scenario.description, **_override_params(scenario)})
         for (label, recipe), evaluation, metrics in zip(recipes, evaluations, fixed):
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
-            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if _logged(k)})
-            rows.append(_row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics,
-                             run_id, own=evaluation))
+            row = _row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics, run_id,
+                       own=evaluation)
+            tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if _logged(k)}
+                        | {f"{key}.{k}": row[k] for k in (OWN_OBJECTIVE, OWN_CAPACITY) if np.isfinite(row[k])})
+            rows.append(row)
     return rows
 
 
@@ -185,11 +187,13 @@ def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experimen
     p, calibration = calibrate_task(config)
     metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C,
                             ensemble_for(p, calibration, ensembles))[0]
+    row = _row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id,
+               "; ".join(result.recommendation.notes()), own=result.recommendation.evaluation)
     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
                 params=_override_params(scenario),
-                metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)})
-    return [_row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id,
-                 "; ".join(result.recommendation.notes()), own=result.recommendation.evaluation)]
+                metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)}
+                | {k: row[k] for k in (OWN_OBJECTIVE, OWN_CAPACITY) if np.isfinite(row[k])})
+    return [row]
 
 
 def _logged(column: str) -> bool:
@@ -215,6 +219,8 @@ def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config
             OWN_DEFINITION: config.objective.describe(), "mlflow_run_id": run_id, "notes": notes}
 
 
+SAME_AS_BASE = ("changes nothing in the base campaign (its overrides are the base's own values): this row repeats "
+                "the baseline's search")
 # The row's own objective, as its scenario defines it (the fixed-definition metrics above are what rows compare)
 OWN_OBJECTIVE = "scenario_objective_mAh_per_g"
 OWN_CAPACITY = "scenario_capacity_mAh_per_g"  # the capacity that objective scores (its current, cycle, temperature)
@@ -288,6 +294,8 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
                 else:
                     rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
                                                experiment_name, ensembles)
+                    if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
+                        rows[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, rows[-1]["notes"]]))
             except Exception as error:  # one broken scenario must not stop the comparison
                 reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
@@ -407,7 +415,8 @@ def short_headers(base: CapacityObjective) -> dict[str, str]:
     names = fixed_metric_names(base)
     return {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
-            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"}
+            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]",
+            OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
 
 
 def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame:
@@ -420,7 +429,8 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
     """
     columns = list(fixed_metric_names(base).values())
     headers = short_headers(base) | {"sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
-                                     "ball_to_powder_ratio": "ball:powder", "status": "status"}
+                                     "ball_to_powder_ratio": "ball:powder", "status": "status",
+                                     OWN_DEFINITION: "own objective definition"}
     for metric in columns:  # "capacity 90 % low [mAh/g]": the value's header with the bound before its unit
         name, bracket, unit = headers[metric].partition(" [")
         low, high = interval_columns(metric)
@@ -431,7 +441,8 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
     # each value, then its interval and whether it is extrapolated
     metrics = [name for c in columns for name in (c, *interval_columns(c), extrapolated_column(c))]
     keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
-                        "milling_speed_rpm", "ball_to_powder_ratio", "status"] if c in table]  # metrics first
+                        "milling_speed_rpm", "ball_to_powder_ratio", "status", OWN_CAPACITY, OWN_OBJECTIVE,
+                        OWN_DEFINITION] if c in table]  # metrics first
     shown = table[keep].copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
@@ -452,8 +463,11 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
               + " |" for row in shown[keep].itertuples(index=False)]
-    notes = [f"- {scenario}: {text}" for scenario, text in zip(table["scenario"], table.get("notes", []))
-             if isinstance(text, str) and text]
+    notes = [f"- {scenario}: own objective = {text}" for scenario, text in
+             dict(zip(table["scenario"], table.get(OWN_DEFINITION, []))).items()
+             if isinstance(text, str) and text != base.describe()]
+    notes += [f"- {scenario}: {text}" for scenario, text in zip(table["scenario"], table.get("notes", []))
+              if isinstance(text, str) and text]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -77,7 +77,8 @@ class CycledState:
 
     ``vulnerable_fraction``: share of the Sn capacity that the highest strain cycled so far can remove;
     ``mechanical_damage``: share of that vulnerable capacity already lost; ``catastrophic_survival``: share of the
-    electrode not yet failed catastrophically; ``hc_loss``: share of the HC capacity lost to its slow SEI growth.
+    Sn not yet failed catastrophically (:func:`capacity_retention` takes it from the Sn's capacity only);
+    ``hc_loss``: share of the HC capacity lost to its slow SEI growth.
     """
 
     vulnerable_fraction: np.ndarray
@@ -87,7 +88,8 @@ class CycledState:
 
     @property
     def electrode_damage(self) -> np.ndarray:
-        """Share of the electrode mechanically damaged or failed: drives irreversible thickening."""
+        """Share of the Sn mechanically damaged or failed: drives the electrode's irreversible thickening (a Sn
+        domain that pulverises swells the electrode around it, even where the HC keeps its capacity)."""
         return 1.0 - (1.0 - self.vulnerable_fraction * self.mechanical_damage) * self.catastrophic_survival
 
 

@@ -36,6 +36,10 @@ def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
     # a server behind credentials: a link the browser can open (it asks for them), with no secret in it
     guarded = mlflow_run_url("https://alice:pw@mlflow.lab:5099/", "7", "abc123")
     assert guarded == "https://mlflow.lab:5099/#/experiments/7/runs/abc123?workflowType=machine_learning"
+    # a store's path with " then " in it stays whole in the Prefect artifact's command
+    odd = mlflow_run_url("sqlite:////data/before then after/x.db", "7", "abc123")
+    assert "run `snhc ui --tracking-uri 'sqlite:////data/before then after/x.db'`, then [http://127.0.0.1:5000/" in \
+        recommendation_markdown("default", {}, {}, (400.0, 3.0), "abc123", "snhc-optimisation", run_url=odd)
     markdown = recommendation_markdown("default", {"milling_time_h": 12.345678}, {"particle_expansion_pct": 251.2},
                                        (400.0, 3.0), "abc123", "snhc-optimisation",
                                        run_url=mlflow_run_url("http://10.1.2.3:5051", "7", "abc123"))

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
+from flows.config import load_config
 from flows.whatif import what_if
 from surrogate.paths import config_dir
 
@@ -16,12 +17,16 @@ CAPACITY = "capacity_at_1.7_A_per_g_after_1000_cycles_mAh_per_g"  # the default 
 FIXED = {CAPACITY, "particle_expansion_pct", "cycles_to_80pct_retention_at_1.7_A_per_g", "milling_time_h"}
 
 
-def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_local, params, tmp_path, monkeypatch):
+def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_local, params, tmp_path, monkeypatch,
+                                                                        capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     folder = config_dir() / "whatif"
     study = what_if([str(folder / "study_materials_cold.yaml"), str(folder / "target_4p2_A_per_g.yaml")],
                     overrides=TINY | {"tracking": {"tracking_uri": uri, "experiment_name": "campaigns"}},
                     output_dir=str(tmp_path / "out"))
+    shown = capsys.readouterr()  # each scenario's steps on stderr; stdout is the comparison and where it went
+    assert "model optimum (dense search)" in shown.err and "model optimum" not in shown.out
+    assert "What-if comparison" in shown.out and "what-if 1/3" in shown.err
     baseline, rows = study["baseline"], study["scenarios"]
     assert baseline["scenario"] == "baseline" and baseline["status"] == "FINISHED"
     assert {r["scenario"] for r in rows} == {"study-materials-at-0C", "target-4.2-A-per-g"}
@@ -79,6 +84,11 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
     assert {"capacity [mAh/g]", "capacity 90 % low [mAh/g]", "capacity 90 % high [mAh/g]",
             "expansion 90 % low [%]", "cycles to 80 %, 90 % high"} <= set(shown["columns"])
     assert not any("." in name for name in shown["columns"])
+    # each row's own objective reaches the run's table, its note and the scenario's run as well
+    assert {"own objective [mAh/g]", "own objective's capacity [mAh/g]"} <= set(shown["columns"])
+    assert "- target-4.2-A-per-g: own objective = capacity at 4.2 A/g" in parent.data.tags["mlflow.note.content"]
+    assert client.get_run(fast["mlflow_run_id"]).data.metrics["scenario_capacity_mAh_per_g"] == pytest.approx(
+        fast["scenario_capacity_mAh_per_g"])
     capacity = [row[shown["columns"].index("capacity [mAh/g]")] for row in shown["data"]]
     assert all(isinstance(value, float) and value > 0 for value in capacity)
     written = Path(study["files"])
@@ -189,10 +199,6 @@ def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
     ("name: x\nrecipes: [HC]\n", "recipes: only a predict scenario (mode: predict) takes recipes"),
     ("name: x\noverrides: {objectives: [{kind: capacity}, {kind: milling_time}]}\n",
      "overrides.objectives: a what-if scenario keeps the study's capacity objective"),
-    # an optimise scenario that changes nothing (no overrides, or the base's own values) had rerun the baseline unsaid
-    ("name: x\n", "changes nothing in the base campaign"),
-    ("name: x\ndescription: same again\noverrides: {objective: {current_A_per_g: 1.7}}\n",
-     "changes nothing in the base campaign"),
 ])
 def test_bad_scenario_exits_2_before_anything_runs(tmp_path, capsys, text, message):
     scenario = tmp_path / "scenario.yaml"
@@ -292,3 +298,26 @@ def test_two_scenarios_whose_names_differ_only_in_case_are_refused(tmp_path, sec
         load_scenarios([tmp_path], load_config().model_dump(mode="json"))
     (tmp_path / "b.yaml").write_text("name: Mix-2\nmode: predict\nrecipes: [Sn@HC-2-1]\n")
     assert len(load_scenarios([tmp_path], load_config().model_dump(mode="json"))) == 2
+
+
+@pytest.mark.parametrize("overrides, same", [
+    ({}, True),
+    ({"objective": {"current_A_per_g": 1.7}}, True),  # the base's own value
+    ({"recalibrate": False}, True),  # nothing to refit or keep: no parameter is overridden
+    ({"model_parameters": {"hc_capacity_mAh_per_g": 300.0}}, True),  # the documented value
+    ({"model_parameters": {"hc_capacity_mAh_per_g": 300.0}, "recalibrate": False}, True),
+    ({"objective": {"current_A_per_g": 4.2}}, False),
+    ({"model_parameters": {"hc_capacity_mAh_per_g": 320.0}}, False),
+    ({"optimiser": {"seed": 7}}, False),
+])
+def test_a_scenario_that_changes_nothing_is_told_from_one_that_does(overrides, same):
+    """An optimise scenario whose campaign is the base's (no overrides, or the base's own values) repeats the
+    baseline: its row says so (it had repeated it unsaid); a scenario the base has become is not refused, so the
+    folder it belongs to still runs."""
+    from flows.config import deep_merge, validate_config
+    from flows.scenarios import same_campaign
+
+    document = load_config().model_dump(mode="json")
+    base = validate_config(document, "base")
+    scenario = validate_config(deep_merge(document, overrides | {"name": "x", "description": "another label"}), "x")
+    assert same_campaign(scenario, base) is same

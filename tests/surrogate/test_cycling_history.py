@@ -128,7 +128,9 @@ def test_sn_that_fails_in_an_hc_rich_electrode_takes_only_its_own_share_of_the_c
     request = PredictionRequest(cycles=(12000,))
     composites = predict(recipes, params, request)
     hc_alone = predict(materials["HC"], params, request).capacity_at_cycle_mAh_per_g[0, 0]
-    # their Sn does fail: what is left is close to the HC's share, not the Sn's
     assert np.all(composites.capacity_at_cycle_mAh_per_g[:, 0] >= (1.0 - fractions) * hc_alone)
-    fresh = predict(recipes, params, PredictionRequest(cycles=(1,))).capacity_at_cycle_mAh_per_g[:, 0]
-    assert composites.capacity_at_cycle_mAh_per_g[-1, 0] < 0.6 * fresh[-1]
+    # their Sn does fail catastrophically (from 0.2 Sn on): with a 10 times longer catastrophic life (the top of its
+    # range) they would keep more
+    durable = params.with_values(catastrophic_life_cycles=5000.0)
+    kept = predict(recipes, durable, request).capacity_at_cycle_mAh_per_g[:, 0]
+    assert np.all(kept[1:] > composites.capacity_at_cycle_mAh_per_g[1:, 0] + 2.0)
