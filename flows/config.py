@@ -222,6 +222,11 @@ class Optimiser(Strict):
                                     "first) chosen as the best recipe of the model under one draw of the lab "
                                     "parameters' posterior (Thompson sampling), so the search explores where what the "
                                     "lab has not yet pinned down moves the optimum")
+    anchor_points: int = Field(
+        1, ge=0, le=64, description="multi-objective campaigns: points of each ParEGO batch (its last ones) that "
+                                    "maximise the expected improvement of the first modelled objective alone "
+                                    "(e.g. capacity), so the front's far end in it is searched as a single-objective "
+                                    "campaign would; the others take random weights (benchmarks/pareto_front.py)")
     seed: int = Field(42, ge=0, le=2**32 - 1)
     initial_point_generator: Literal["random", "lhs", "sobol", "halton", "hammersly"] = Field(
         "lhs", description="design of the initial points")

@@ -218,3 +218,33 @@ def test_parego_samples_part_of_its_candidates_around_the_front():
     near = np.min(np.linalg.norm(mixed[:, None, :] - front[None], axis=2), axis=1) < 0.02 * 6 * 2
     assert near[:1000].all() and near[1000:].mean() < 0.05
     assert np.array_equal(mixed[1000:], uniform[1000:]) and mixed.min() >= 0.0 and mixed.max() <= 1.0
+
+
+@pytest.mark.parametrize("anchor_points", [0, 1, 2])
+def test_the_last_points_of_a_batch_anchor_the_first_modelled_objective(params, monkeypatch, anchor_points):
+    """The last ``anchor_points`` points of each ParEGO batch maximise the first modelled objective's improvement
+    alone (capacity: milling time, first of the recipe-only ones in another order, is skipped); the others take
+    random weights, which are still drawn for every point (the stream does not depend on the setting)."""
+    import flows.pareto as pareto
+    from flows.pareto import CHEBYSHEV_RHO
+
+    losses = []
+
+    def spy(models, candidates, X, outputs, n_points, loss_for, rng):
+        losses.append([loss_for(k) for k in range(n_points)])
+        return real(models, candidates, X, outputs, n_points, loss_for, rng)
+
+    real = pareto.monte_carlo_batch
+    monkeypatch.setattr(pareto, "monte_carlo_batch", spy)
+    objectives = [{"kind": "milling_time"}, {"kind": "capacity", "current_A_per_g": 1.7, "cycle": 1000},
+                  {"kind": "particle_expansion"}]
+    config = load_config("configs/pareto.yaml", SMALL | {"objectives": objectives, "optimiser": SMALL["optimiser"] | {
+        "batch_size": 3, "n_calls": 9, "anchor_points": anchor_points}})
+    campaign = Campaign.new(config)
+    run_pareto_search(campaign, lambda recipes: evaluate_batch(recipes, params, config.scoring()))
+    outputs = np.random.default_rng(0).uniform(size=(50, 3))
+    capacity_alone = (1.0 + CHEBYSHEV_RHO) * outputs[:, 1]  # the weights (0, 1, 0): capacity, second here
+    assert losses
+    for batch in losses:
+        anchored = [np.allclose(loss(outputs), capacity_alone) for loss in batch]
+        assert anchored == [k >= len(batch) - anchor_points for k in range(len(batch))]
