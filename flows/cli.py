@@ -719,10 +719,13 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
                            for row in shown.to_dict("records")
                            for band in [[row[c] for c in interval_columns(name)]]]
     print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
+    taught = campaign.lab is not None and bool(campaign.lab.measured)  # a campaign resumed alone has no lab rows
     console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g (sd: the optimiser's belief about it, "
-                    f"not a measurement's scatter); Q@1000 (mAh/g) and swell % (particle expansion): the lab-taught "
-                    f"model's value [90 % interval]; {EXTRAPOLATED}: beyond the study's data, and no lab row near it "
-                    f"(lab_row_near_distance, configs/uncertainty.yaml) measured it")
+                    f"not a measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); Q@1000 "
+                    f"(mAh/g) and swell % (particle expansion): the {'lab-taught ' if taught else ''}model's value "
+                    f"[90 % interval]; {EXTRAPOLATED}: beyond the study's data"
+                    + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it"
+                       if taught else ""), soft_wrap=True)
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})", soft_wrap=True)  # an id unfolded
