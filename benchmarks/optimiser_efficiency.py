@@ -130,6 +130,15 @@ CHOICES = (
     ("   local steps' sd log-uniform 0.5-20 % of a range, seeds 0-29 (not kept: 4 missed)", 32.5, 61),
     ("   a batch's points at least 0.02 / 0.05 apart in the unit cube, seeds 0-9 (a prototype, not kept: 1 / 2 "
      "missed; 0.05: median 38)", 39.5, 61),
+    ("   the composite GPs on log(particle expansion), seeds 0-19 (a prototype, not kept: 0 missed; held out 20-39: "
+     "35.5, 1 missed, against 33, 2 missed)", 32.5, 51),
+    ("G  F on the model whose Sn failure takes only the Sn's share of the capacity, seeds 0-19 (1 missed)", 25.5, 61),
+    ("G  held out: seeds 20-39 (3 missed)", 33.0, 61),
+    ("   6 / 8 / 14 initial points, seeds 0-19 (6 / 2 / 2 missed; 8: median 34, 14: 34.5)", 41.0, 61),
+    ("   local candidates sd 0.05, seeds 0-19 (4 missed)", 29.0, 61),
+    ("   local candidates share 0.25, seeds 0-19 (2 missed)", 33.0, 61),
+    ("   gp_features recipe, seeds 0-19 (none missed)", 33.0, 46),
+    ("   acquisition_samples 20000, seeds 0-19 (none missed)", 33.0, 57),
 )
 
 
