@@ -927,8 +927,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
     suggest.add_argument("--tracking-uri", help="MLflow tracking URI of the --resume run")
     suggest.add_argument("--output", default="suggestions.csv", help="CSV to write (default suggestions.csv)")
-    suggest.add_argument("--json", action="store_true", help="print the suggestions as JSON records on stdout (the table, what the lab taught and the MLflow run id go "
-                              "to stderr)")
+    suggest.add_argument("--json", action="store_true", help="print the suggestions as JSON records on stdout (the "
+                         "table, what the lab taught and the MLflow run id go to stderr)")
     suggest.set_defaults(handler=cmd_suggest)
 
     whatif = commands.add_parser("what-if", help="run what-if scenarios and compare them",

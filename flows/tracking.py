@@ -265,7 +265,8 @@ class CampaignRecorder:
             self.run_id = run_id
             resumed = campaign.run_id is not None
             if resumed:
-                tags_now = self.tracker.client.get_run(run_id).data.tags
+                run_now = self.tracker.client.get_run(run_id).data
+                tags_now = run_now.tags
                 for stale in ("failure_reason", "stopped_by"):  # stale: the campaign goes on (a finished resumed run
                     if stale in tags_now:  # had kept "stopped by SIGINT")
                         self.tracker.client.delete_tag(run_id, stale)
@@ -275,7 +276,7 @@ class CampaignRecorder:
                 history = ", ".join(filter(None, [tags_now.get(RESUMES_TAG), str(campaign.saved)]))
                 resume_tags = {"resumed_from_evaluation": campaign.saved, RESUMES_TAG: history,
                                "orphan_runs_removed": removed}
-                first_budget = self.tracker.client.get_run(run_id).data.params.get("optimiser.n_calls")
+                first_budget = run_now.params.get("optimiser.n_calls")
                 if first_budget is not None and first_budget != str(config.optimiser.n_calls):
                     resume_tags[BUDGET_TAG] = config.optimiser.n_calls
                 self.tracker.log(run_id, tags=resume_tags)

@@ -225,6 +225,15 @@ SAME_AS_BASE = ("changes nothing in the base campaign (its overrides are the bas
 OWN_OBJECTIVE = "scenario_objective_mAh_per_g"
 OWN_CAPACITY = "scenario_capacity_mAh_per_g"  # the capacity that objective scores (its current, cycle, temperature)
 OWN_DEFINITION = "scenario_objective_definition"
+OWN_HEADERS = {OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
+
+
+def own_objective_lines(table: pd.DataFrame, base: CapacityObjective) -> list[tuple[str, str]]:
+    """(scenario, its own objective in words) for each scenario whose objective is not the base's: said once beside
+    the comparison (console, run note, Prefect artifact), where the rows' own-objective columns are read."""
+    definitions = dict(zip(table["scenario"], table[OWN_DEFINITION])) if OWN_DEFINITION in table else {}
+    return [(scenario, text) for scenario, text in definitions.items()
+            if isinstance(text, str) and text != base.describe()]
 
 
 def _override_params(scenario: Scenario) -> dict[str, Any]:
@@ -314,11 +323,8 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
         tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
         reporting.plt.close("all")
     _print_comparison(table, columns)
-    if OWN_DEFINITION in table:  # what each row's own objective is, where a scenario defines it otherwise
-        base_definition = base.objective.describe()
-        for scenario, definition in dict(zip(table["scenario"], table[OWN_DEFINITION])).items():
-            if isinstance(definition, str) and definition != base_definition:
-                reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
+    for scenario, definition in own_objective_lines(table, base.objective):
+        reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
     for row in table.to_dict(orient="records"):
         if isinstance(row.get("notes"), str) and row["notes"]:
             reporting.say(f"[bold]{row['scenario']}[/]: {row['notes']}")
@@ -415,8 +421,7 @@ def short_headers(base: CapacityObjective) -> dict[str, str]:
     names = fixed_metric_names(base)
     return {"scenario": "scenario", "recipe_label": "recipe", names["capacity"]: "capacity [mAh/g]",
             names["expansion"]: "expansion [%]", names["cycles_to_retention"]: "cycles to 80 %",
-            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]",
-            OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
+            names["milling_time"]: "milling [h]", "temperature_C": "T [°C]"} | OWN_HEADERS
 
 
 def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame:
@@ -463,9 +468,7 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
               + " |" for row in shown[keep].itertuples(index=False)]
-    notes = [f"- {scenario}: own objective = {text}" for scenario, text in
-             dict(zip(table["scenario"], table.get(OWN_DEFINITION, []))).items()
-             if isinstance(text, str) and text != base.describe()]
+    notes = [f"- {scenario}: own objective = {text}" for scenario, text in own_objective_lines(table, base)]
     notes += [f"- {scenario}: {text}" for scenario, text in zip(table["scenario"], table.get("notes", []))
               if isinstance(text, str) and text]
     return "\n".join(lines + ([""] + notes if notes else []))
@@ -490,8 +493,7 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
 
     headers = {"scenario": "scenario", "recipe_label": "recipe", "status": "status", "temperature_C": "T [°C]",
                "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
-               "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns} | {
-               OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
+               "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns} | OWN_HEADERS
     banded = any(interval_columns(c)[0] in table for c in columns)
     flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
                   for c in columns)
