@@ -31,7 +31,7 @@ from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
 from flows.config import CampaignConfig
-from flows.evaluation import DENSE_SEARCH, model_objective
+from flows.evaluation import DENSE_SEARCH, MODELLED, model_objective
 from flows.objective import MillingEnergyObjective
 from flows.search import EvaluateBatch, point_of, recipe_of
 from surrogate.parameters import ModelParameters
@@ -184,9 +184,9 @@ def _cheapest(searches: list[tuple], config: CampaignConfig, p: ModelParameters,
 
 
 def model_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAMPLES, seed: int = 0,
-                  tolerance_pct: float | None = None) -> ModelOptimum:
+                  tolerance_pct: float | None = None, reached: float | None = None) -> ModelOptimum:
     """The model's best recipe over the campaign's search space, and the cheapest recipe within ``tolerance_pct``
-    (default ``recommendation.tolerance_pct``) of its objective.
+    (default ``recommendation.tolerance_pct``) of its objective, or of ``reached`` when that is higher.
 
     Parameters
     ----------
@@ -195,11 +195,16 @@ def model_optimum(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAM
     n : number of Sobol samples (rounded up to a power of two)
     seed : scrambling seed of the Sobol sequence and the evolution's seed: same seed, same result
     tolerance_pct : how far below the optimum the cheapest recipe may score, in % of the optimum
+    reached : an objective a campaign already reached (None: none). The recommendation measures its tolerance from
+        the best objective evaluated, and the cheapest recipe sits on the tolerance's edge by construction: a
+        campaign point above the dense optimum (its near-equal local optima differ by ~0.05 %) would push that
+        recipe out, and a longer milling would be recommended.
     """
     tolerance_pct = config.recommendation.tolerance_pct if tolerance_pct is None else tolerance_pct
     searches = _searches(config, p, n, seed)
     categories, _, _, best, optimum = max(searches, key=lambda s: s[4])
-    floor = optimum - abs(optimum) * tolerance_pct / 100.0
+    best_known = optimum if reached is None else max(optimum, reached)
+    floor = best_known - abs(best_known) * tolerance_pct / 100.0
     incumbent = (categories, best, optimum, float(_cost_of_unit(best[None, :], config, categories)[0]))
     cheap_categories, cheap, cheap_objective, _ = _cheapest(searches, config, p, floor, seed, incumbent)
     return ModelOptimum(_full_recipe(best, config, categories), optimum, _full_recipe(cheap, config, cheap_categories),
@@ -264,14 +269,15 @@ def limits_reach(config: CampaignConfig, p: ModelParameters, n: int = DENSE_SAMP
     return LimitsReach(value == 0.0, dict(zip(names, values_of_unit(point[None, :], categories)[0].tolist())))
 
 
-def campaign_optimum(config: CampaignConfig, p: ModelParameters) -> ModelOptimum:
-    """What a campaign reports of the model's optimum: :func:`model_optimum` at the optimiser's seed; a
+def campaign_optimum(config: CampaignConfig, p: ModelParameters, reached: float | None = None) -> ModelOptimum:
+    """What a campaign reports of the model's optimum: :func:`model_optimum` at the optimiser's seed (its cheapest
+    recipe within the tolerance of ``reached`` when the campaign reached more than the dense optimum); a
     multi-objective campaign only the optimum of its first objective (a front has no single optimum, and the
     cheapest-equivalent search, ~1 s, would go unused)."""
     if config.multi_objective:
         recipe, objective = dense_optimum(config, p, seed=config.optimiser.seed)
         return ModelOptimum(recipe, objective, None, None, config.recommendation.tolerance_pct)
-    return model_optimum(config, p, seed=config.optimiser.seed)
+    return model_optimum(config, p, seed=config.optimiser.seed, reached=reached)
 
 
 def in_background(config: CampaignConfig, p: ModelParameters) -> Callable[[], ModelOptimum]:
@@ -314,7 +320,9 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     The physics check and the recommendation then weigh them beside the optimiser's candidates, so a campaign never
     recommends a recipe the model itself knows to be worse than one two seconds of dense search find. A
     multi-objective campaign only gets the optimum of its first objective reported (a front has no single optimum).
-    Recipes the campaign already holds are not evaluated again; ``evaluate``, ``on_batch`` and ``atomic`` are those
+    When the campaign already scored above the dense optimum, the cheapest recipe is searched again within the
+    tolerance of the campaign's best, which the recommendation measures from. Recipes the campaign already holds
+    are not evaluated again; ``evaluate``, ``on_batch`` and ``atomic`` are those
     of :func:`flows.search.run_search`; ``pending`` is a search already started for this campaign and ``p``
     (:func:`in_background`).
     """
@@ -324,6 +332,9 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     found = pending() if pending is not None else campaign_optimum(config, p)
     if found.cheapest_recipe is None:  # multi-objective: reported, not added
         return found
+    reached = campaign.best_objective(MODELLED)
+    if reached > found.objective:  # the campaign beat the dense search: its cheapest recipe is found again from there
+        found = campaign_optimum(config, p, reached=reached)
     held = {recipe_key(e.recipe) for e in campaign.evaluations}
     recipes = list({recipe_key(r): r for r in (found.recipe, found.cheapest_recipe)
                     if recipe_key(r) not in held}.values())
