@@ -420,8 +420,9 @@ def model_optimum_note(found, best_by_optimiser: float, added: bool, first_objec
         return (f"[bold]model optimum of {first_objective.name}[/] alone (dense search; the front trades it for the "
                 f"other objectives): {optimum:.1f}, the campaign's best {best:.1f} ({abs(regret_pct):.1f} % {side})")
     named = f" of {first_objective.name}" if first_objective is not None else ""
-    line = (f"[bold]model optimum{named}[/] (dense search): {optimum:.1f}, the optimiser's best "
-            f"{best:.1f} (regret {regret_pct:.1f} %)")
+    regret = (f"regret {regret_pct:.1f} %" if regret_pct >= 0
+              else f"{-regret_pct:.2g} % above it: the dense search stopped short of the optimiser's best")
+    line = f"[bold]model optimum{named}[/] (dense search): {optimum:.1f}, the optimiser's best {best:.1f} ({regret})"
     if not added:
         return line
     cheap = found.cheapest_recipe

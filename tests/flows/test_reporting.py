@@ -58,6 +58,10 @@ def test_a_front_that_beats_the_dense_search_is_not_said_to_be_below_it():
     note = model_optimum_note(SimpleNamespace(objective=-36.5), -36.9, added=False, first_objective=expansion,
                               front=True)
     assert "particle_expansion_pct" in note and ": 36.5, the campaign's best 36.9 (1.1 % worse)" in note
+    # a single objective's optimiser above the dense search: said, not printed as a "regret -0.0 %"
+    single = model_optimum_note(found, 342.81, added=False)
+    assert "regret -" not in single and "above it: the dense search stopped short" in single
+    assert "regret 0.3 %" in model_optimum_note(found, 341.8, added=False)
 
 
 def test_partial_dependence_axes_name_their_quantity_and_unit():
