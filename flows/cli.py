@@ -712,7 +712,8 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
     from flows.reporting import EXTRAPOLATED, print_frame, print_lab_parameters, with_interval
 
     shown = table.copy()
-    for name in ("capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):  # value [90 % interval] *
+    # value [90 % interval], and the flag
+    for name in ("predicted_objective", "capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):
         if interval_columns(name)[0] in shown:
             shown[name] = [with_interval(row[name], band if all(pd.notna(band)) else None, digits=0)
                            + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] is True else "")
@@ -720,10 +721,13 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
                            for band in [[row[c] for c in interval_columns(name)]]]
     print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
     taught = campaign.lab is not None and bool(campaign.lab.measured)  # a campaign resumed alone has no lab rows
-    console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g (sd: the optimiser's belief about it, "
-                    f"not a measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); Q@1000 "
-                    f"(mAh/g) and swell % (particle expansion): the {'lab-taught ' if taught else ''}model's value "
-                    f"[90 % interval]; {EXTRAPOLATED}: beyond the study's data"
+    console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g: the {'lab-taught ' if taught else ''}"
+                    f"model's [90 % interval], the correction the optimiser's GP learned from the lab rows' residuals "
+                    f"near the recipe, their sum that ranks the suggestions and its sd (the optimiser's belief, not a "
+                    f"measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); Q@1000 (mAh/g) "
+                    f"and swell % (particle expansion): the {'lab-taught ' if taught else ''}model's value [90 % "
+                    f"interval], before the lab's correction (it applies to the objective as a whole); "
+                    f"{EXTRAPOLATED}: beyond the study's data"
                     + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it"
                        if taught else ""), soft_wrap=True)
     print_lab_parameters(lab_parameters)

@@ -19,6 +19,7 @@ import pandas as pd
 from flows.campaign import Campaign
 from flows.evaluation import LAB, campaign_parameters, evaluate_batch, lazy_ensemble
 from flows.metrics import extrapolated_column, interval_columns
+from flows.objective import SCORE
 from flows.observations import teaching_notes
 from flows.search import (in_search_space, make_optimizer, plain_gp, point_of, recipe_of, surrogate_prediction,
                           teaching_rows, tell_known)
@@ -76,6 +77,9 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
         row = {**recipe, "chosen_by": how, "predicted_objective": evaluation.objective,
                "learned_correction_objective": mean - evaluation.objective, "surrogate_mean_objective": mean,
                "surrogate_std_objective": std}
+        if SCORE in band:  # the model's objective with its interval and flag, as snhc predict gives it
+            row |= dict(zip(interval_columns("predicted_objective"), band[SCORE]))
+            row[extrapolated_column("predicted_objective")] = bool(flag.get(SCORE, True))
         for name, value in metrics.items():  # each predicted metric with its 90 % interval and extrapolation flag
             row[name] = value
             if name in band:

@@ -352,6 +352,15 @@ def test_each_suggestions_predicted_metrics_carry_an_interval_and_a_flag(lab_cam
         [table[c].iloc[0] for c in interval_columns("particle_expansion_pct")], rel=1e-9)
     value, (low, high) = record["reversible_capacity_mAh_per_g"], record["interval_90"]["reversible_capacity_mAh_per_g"]
     assert low <= value <= high <= record["theoretical_capacity_mAh_per_g"] * (1 + 1e-12)
+    # the model's objective, which the suggestions are ranked by with the lab's correction, has its interval too:
+    # the table had shown the objective's mean above its own capacity's interval with no interval of its own (a
+    # helper's new-user trial); the console names the correction as what lifts the mean above the model's values
+    low, high = record["interval_90"]["predicted_objective"]
+    assert low <= record["predicted_objective"] <= high and high > low
+    assert record["predicted_objective"] <= record["objective_capacity_mAh_per_g"] + 1e-9
+    assert "extrapolated" in record and "predicted_objective" in record["extrapolated"]
+    legend = " ".join(shown.err.split())
+    assert "before the lab's correction" in legend
 
 
 def test_a_lab_value_far_outside_the_models_interval_is_named(tmp_path):
