@@ -140,24 +140,29 @@ def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Re
     above the model, the recommendation predicted 358.2 mAh/g where the lab had measured 375.6."""
     from dataclasses import replace
 
-    from flows.objective import SCORE
+    from flows.objective import CAPACITY, SCORE
 
     lab, evaluation = campaign.lab, recommendation.evaluation
     # a lab row's objective is the capacity objective's score: comparable only when the campaign's score is that
     if not (lab and lab.measured) or not evaluation.ok or campaign.config.objectives:
         return recommendation
-    scored = [(e.objective, line) for e, line in zip(lab.measured, lab.measured_lines)
+    scored = [(e.objective, line, e) for e, line in zip(lab.measured, lab.measured_lines)
               if e.ok and np.isfinite(e.objective)]
     if not scored:
         return recommendation
-    best, line = max(scored)
+    best, line, row = max(scored, key=lambda s: s[:2])
+    # the row's score, and what it was computed from when that is not the number on its line
+    penalty = row.metrics.get(CAPACITY, best) - best
+    source = (f": capacity {row.metrics[CAPACITY]:.1f} less {penalty:.1f} of swelling penalty"
+              if np.isfinite(penalty) and penalty > 0 else "")
     if best <= evaluation.objective:
         return recommendation
     high = recommendation.intervals.get(SCORE, [np.nan, np.nan])[1]
     band = f" (90 % interval up to {high:.1f})" if np.isfinite(high) else ""
     beyond = "above even the top of its interval" if np.isfinite(high) and best > high else "above it"
     return replace(recommendation, measured_note=(
-        f"the lab already measured {best:.1f} mAh/g ({lab.path.name} line {line}), {beyond}: this recipe is "
+        f"the lab already measured a recipe scoring {best:.1f} mAh/g ({lab.path.name} line {line}{source}), "
+        f"{beyond}: this recipe is "
         f"predicted {evaluation.objective:.1f}{band}. The model still rates the lab's recipes lower than the lab "
         f"measures them; repeat that recipe, or ask `snhc suggest`, whose GP adds what the lab parameters do not "
         f"explain"))

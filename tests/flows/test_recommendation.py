@@ -238,11 +238,19 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_
     assert campaign.best_modelled_objective() == 358.2 and campaign.best_objective(sources=(LAB,)) == 375.6
     noted = with_measured_note(Recommendation(**{**chosen.__dict__, "intervals": {"objective": [320.0, 370.0]}}),
                                campaign)
-    assert "the lab already measured 375.6 mAh/g (lab_results.csv line 3), above even the top of its interval" \
-        in noted.measured_note
+    assert "the lab already measured a recipe scoring 375.6 mAh/g (lab_results.csv line 3), above even the top of " \
+        "its interval" in noted.measured_note
     assert "predicted 358.2 (90 % interval up to 370.0)" in noted.measured_note
     assert noted.measured_note in noted.notes() and noted.record()["lab_measured_better"] == noted.measured_note
     assert with_measured_note(chosen, lab_campaign([(6.0, 340.0), (8.0, 350.0)])).measured_note == ""
+
+    # a row whose score is its capacity less the swelling penalty names both: "measured 324.0" had been quoted for a
+    # line that reads 326 (a helper's new-user trial)
+    penalised = lab_campaign([(8.0, 366.0)])
+    row = penalised.lab.measured[0]
+    row.metrics.update({"objective_capacity_mAh_per_g": 368.0, "particle_expansion_pct": 252.0})
+    note = with_measured_note(chosen, penalised).measured_note
+    assert "a recipe scoring 366.0 mAh/g (lab_results.csv line 2: capacity 368.0 less 2.0 of swelling penalty)" in note
     # a lab row's objective is the capacity objective's score: a campaign scored otherwise is not compared with it
     other = lab_campaign([(8.0, 375.6)])
     single = tmp_path / "single.yaml"
