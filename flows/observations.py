@@ -305,8 +305,10 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
     """
     if not config.objectives:  # the objective's capacity is capacity_at_cycle_N at its own current (cycling_current)
         same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
-        if same not in table.columns or CAPACITY not in table.columns:
+        if same not in table.columns:
             return table
+        if CAPACITY not in table.columns:  # the objective's capacity under its measured name alone
+            return table.rename(columns={same: CAPACITY})
         return _merged(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} "
                                                            f"A/g after {config.objective.cycle} cycles")
     if SCORE in table.columns:

@@ -685,6 +685,11 @@ def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, 
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},330,330\n{recipes[1]},,300\n")
         assert [e.metrics for e in read_observations(path, load_config()).measured] == [
             {"objective_capacity_mAh_per_g": v} for v in (330.0, 300.0)]
+        # the objective's own quantity under its measured name alone is read as the objective's capacity (such a
+        # file had been refused for giving "neither objective nor objective_capacity_mAh_per_g")
+        path.write_text(f"{HEADER.rsplit(',', 1)[0]},capacity_at_cycle_1000_mAh_per_g\n{recipes[0]},330\n")
+        [row] = read_observations(path, load_config()).measured
+        assert row.metrics == {"objective_capacity_mAh_per_g": 330.0} and row.objective == 330.0
     if "sample_id" in columns:  # replicate cells of one recipe may share an id (one batch)
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},S1,330\n{recipes[0]},S1,322\n")
         assert len(read_observations(path, load_config()).measured) == 1
