@@ -710,6 +710,7 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
 
     from flows.metrics import extrapolated_column, interval_columns
     from flows.reporting import EXTRAPOLATED, print_frame, print_lab_parameters, with_interval
+    from flows.search import PARAMETER_DRAW
 
     shown = table.copy()
     # value [90 % interval], and the flag
@@ -729,7 +730,11 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
                     f"interval], before the lab's correction (it applies to the objective as a whole); "
                     f"{EXTRAPOLATED}: beyond the study's data"
                     + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it"
-                       if taught else ""), soft_wrap=True)
+                       if taught else "")
+                    + (f"; {PARAMETER_DRAW}: the best recipe of the lab-taught model under one draw of the lab "
+                       f"parameters the results still allow, not under their best estimate, so the model may rate "
+                       f"it lower than the others; it asks where the optimum would be if the lab's material were "
+                       f"otherwise" if PARAMETER_DRAW in set(table.get("chosen_by", [])) else ""), soft_wrap=True)
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})", soft_wrap=True)  # an id unfolded

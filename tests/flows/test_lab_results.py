@@ -183,6 +183,8 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     assert not suggestions[recipe].duplicated().any()
     # how each was chosen: expected improvement, and the batch's last a draw of the lab parameters' posterior
     assert suggestions["chosen_by"].tolist() == ["expected improvement"] * 2 + ["lab-parameter draw"]
+    # and the draw is explained where it shows: a suggestion the model rates lower must say why it is made
+    assert "lab-parameter draw: the best recipe of the lab-taught model under one draw" in " ".join(out.split())
     # the same suggestions in MLflow: one run per suggest, model + learned correction = combined mean, per step
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     runs = client.search_runs([summary["experiment_id"]], "tags.`snhc.kind` = 'suggestions'")
