@@ -10,6 +10,7 @@ The CLI exits 130 (SIGINT) or 143 (SIGTERM) and prints the resume command.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -34,12 +35,22 @@ _deferring = [False]  # one flag for the process: the handler runs in the main t
 _finished = [False]  # the campaign is complete: a signal during the clean-up that follows has nothing to stop
 _pending: list[int] = []
 _previous: dict[int, object] = {}  # the handlers install() replaced, for restore()
+_previous_unraisable: list = []  # the sys.unraisablehook install() wrapped, for restore()
+
+
+def _quiet_unraisable(report) -> None:
+    """``sys.unraisablehook`` while installed: a :class:`CampaignInterrupted` a finaliser swallowed is noted already
+    (:func:`check` raises it), so it is not printed as "Exception ignored in ..." with a traceback; anything else
+    goes to the hook the process had."""
+    if isinstance(report.exc_value, CampaignInterrupted):
+        return
+    (_previous_unraisable[0] if _previous_unraisable else sys.__unraisablehook__)(report)
 
 
 def _handler(signum, frame) -> None:
-    # Noted first, then raised: Python swallows an exception raised while a finaliser runs ("Exception ignored in
-    # ... __del__", seen when a signal landed in the GC of an asyncio transport during the PyBaMM check), and the
-    # next check() between stages raises the noted signal instead.
+    # Noted first, then raised: Python swallows an exception raised while a finaliser runs (seen when a signal
+    # landed in the GC of an asyncio transport during the PyBaMM check, or in SQLAlchemy's registry clean-up), and
+    # the next check() between stages raises the noted signal instead (_quiet_unraisable keeps it off stderr).
     if _finished[0]:  # Ctrl-C as the temporary server stops had printed a traceback from an atexit callback
         return
     _pending.append(signum)
@@ -53,6 +64,9 @@ def install() -> None:
         return
     _pending.clear()
     _finished[0] = False
+    if sys.unraisablehook is not _quiet_unraisable:
+        _previous_unraisable[:] = [sys.unraisablehook]
+        sys.unraisablehook = _quiet_unraisable
     for signum in EXIT_CODES:
         previous = signal.signal(signum, _handler)
         if previous is not _handler:
@@ -68,6 +82,8 @@ def restore() -> None:
     for signum, handler in _previous.items():
         signal.signal(signum, handler)
     _previous.clear()
+    if _previous_unraisable and sys.unraisablehook is _quiet_unraisable:
+        sys.unraisablehook = _previous_unraisable.pop()
     _pending.clear()
     _finished[0] = False
 

@@ -274,8 +274,7 @@ class CampaignRecorder:
                 # every resume's start, not only the last one's; and the budget it now runs to, where an extension
                 # changed it (MLflow params are write-once: optimiser.n_calls stays the first run's)
                 history = ", ".join(filter(None, [tags_now.get(RESUMES_TAG), str(campaign.saved)]))
-                resume_tags = {"resumed_from_evaluation": campaign.saved, RESUMES_TAG: history,
-                               "orphan_runs_removed": removed}
+                resume_tags = {RESUMES_TAG: history, "orphan_runs_removed": removed}
                 first_budget = run_now.params.get("optimiser.n_calls")
                 if first_budget is not None and first_budget != str(config.optimiser.n_calls):
                     resume_tags[BUDGET_TAG] = config.optimiser.n_calls
