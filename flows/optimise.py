@@ -306,6 +306,9 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
                     if config.tracking.log_evaluation_intervals and config.tracking.log_evaluation_runs else None)
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
+        if campaign.saved:
+            reporting.say(f"[bold]resuming run {run_id}[/]: {campaign.saved} saved evaluations, told to the optimiser "
+                          f"again (not evaluated again); budget {config.optimiser.n_calls}", quiet, progress=True)
         refit = recalibrate_on_lab(campaign, p, recorder, quiet)
         if refit is not p:  # refitted on the lab's rows as well: its intervals are the study's, carried to the refit
             p, ensemble = refit, lazy_ensemble(refit, calibration)
