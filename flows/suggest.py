@@ -218,14 +218,16 @@ def log_suggestions(campaign: Campaign, table: pd.DataFrame, lab_parameters: pd.
 
     import yaml
 
-    from flows.tracking import NOTE_TAG, Tracker, flatten, run_name
+    from flows.tracking import NOTE_TAG, Tracker, flatten, run_name, source_tags
 
     config = campaign.config
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment_name,
                       config.tracking.artifact_location)
     measured = len(campaign.lab.measured) if campaign.lab else 0
     tags = {"snhc.kind": "suggestions", "campaign": config.name, "config_sha256": config.digest(),
-            "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate}
+            "surrogate": lab_surrogate(config) if measured else config.optimiser.surrogate,
+            # the code and the study's data that made the suggestions, as a campaign's run records them
+            "calibration_data_sha256": campaign_parameters(config)[1].data_sha256, **source_tags()}
     # as on disk: its sha256sum, its line ends (not a resumed campaign's saved rows: their file may be gone or other)
     lab_bytes = campaign.lab.path.read_bytes() if campaign.lab and not campaign.lab.saved else None
     lab_text = lab_bytes.decode("utf-8", errors="replace") if lab_bytes is not None else None

@@ -189,6 +189,9 @@ def test_suggest_gives_new_recipes_with_uncertainty_as_table_and_csv(lab_campaig
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     runs = client.search_runs([summary["experiment_id"]], "tags.`snhc.kind` = 'suggestions'")
     assert len(runs) == 1 and runs[0].data.tags["suggested_after_run"] == summary["run_id"]
+    campaign_tags = client.get_run(summary["run_id"]).data.tags  # the same provenance as the campaign's run
+    for tag in ("mlflow.source.git.commit", "calibration_data_sha256"):
+        assert runs[0].data.tags[tag] == campaign_tags[tag]
     run_id = runs[0].info.run_id
 
     def history(name):
