@@ -216,7 +216,9 @@ class Ranking:
                 f"{row['model_objective']:.1f} and PyBaMM {row['physics_objective']:.1f} mAh/g "
                 f"({self.objective_difference_pct:+.1f} %: the choice, not the value, is what is compared); "
                 f"over the top {len(self.table)} (model spread "
-                f"{spread:.1f} mAh/g) the rank correlation is {self.rank_correlation:.2f}")
+                f"{spread:.1f} mAh/g) the rank correlation is {self.rank_correlation:.2f}"
+                + (" (a spread inside the check's resolution: their order means nothing)"
+                   if np.isfinite(self.tolerance_mAh_per_g) and spread < self.tolerance_mAh_per_g else ""))
 
     def _tolerance_text(self) -> str:
         return (f"{self.tolerance_mAh_per_g:.2f} = noise {self.noise_mAh_per_g:.2f} + model uncertainty "

@@ -174,6 +174,11 @@ def test_the_models_uncertainty_on_the_difference_widens_the_tolerance():
     narrow = rank(candidates([342.50, 342.49], [342.58, 343.58], difference_half_width=[0.0, 0.4]),
                   noise_mAh_per_g=0.1)  # gain 1.0 > 0.1 + 0.4
     assert narrow.chosen == 1 and narrow.ranked_by == "physics"
+    # a top whose model spread (0.01 mAh/g) is inside the check's resolution: its rank correlation is said to mean
+    # nothing (0.37 over 1.5 mAh/g had been reported bare; a helper's new-user trial); a wide top's is not
+    assert "their order means nothing" in kept.summary()
+    wide = rank(candidates([342.50, 330.0, 320.0], [342.58, 331.0, 318.0]), noise_mAh_per_g=0.1)
+    assert "rank correlation" in wide.summary() and "means nothing" not in wide.summary()
 
 
 def test_the_reference_is_the_models_own_pick_not_its_top_objective():
