@@ -382,14 +382,16 @@ def _validate(args) -> int:
     with tracker.run("leave-out-validation", {"snhc.kind": "validation"}) as run_id:
         covered = sum(r["covered"] for r in rows)
         tracker.log(run_id, metrics={"covered_count": covered, "leave_out_count": len(rows),
+                                     # with each form error measured without the row it scores (an independent check)
+                                     "covered_nested_count": sum(r["covered_nested"] is True for r in rows),
                                      "max_abs_error_pct": max(abs(r["error_pct"]) for r in rows)}
                     | {f"fidelity.{stat}.at_{current}_A_per_g": value
                        for stat in ("median_abs_difference_pct", "max_abs_difference_pct")
                        for current, value in summary[stat].items()})
         tracker.log_files(run_id, {"validation.json": json_text(document),
-                                   "validation.csv": pd.DataFrame(rows).assign(
-                                       interval_90=[f"{r['interval_90'][0]:.6g}..{r['interval_90'][1]:.6g}"
-                                                    for r in rows]),
+                                   "validation.csv": pd.DataFrame(rows).assign(**{
+                                       column: [f"{r[column][0]:.6g}..{r[column][1]:.6g}" if r[column] else ""
+                                                for r in rows] for column in ("interval_90", "interval_90_nested")}),
                                    "fidelity_disagreement.csv": design,
                                    "fidelity_disagreement.png": disagreement_figure(
                                        design, tuple(summary["current_A_per_g"]))})

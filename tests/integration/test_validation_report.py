@@ -34,6 +34,9 @@ def test_calibrate_validate_json_reports_every_leave_out_and_logs_it_to_mlflow(c
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
         "validation.json", "validation.csv", "fidelity_disagreement.csv", "fidelity_disagreement.png"}
     assert run.data.metrics["leave_out_count"] == len(rows)
+    assert run.data.metrics["covered_nested_count"] == sum(r["covered_nested"] is True for r in rows)
+    logged = pd.read_csv(client.download_artifacts(run.info.run_id, "validation.csv", str(tmp_path / "csv")))
+    assert {"interval_90_nested", "covered_nested"} <= set(logged.columns)
     # where the two fidelities disagree, over a space-filling design of the search space (issue 10, item 6)
     fidelity = document["fidelity_disagreement"]
     assert fidelity["design_points"] == 64 and fidelity["current_A_per_g"] == [1.7, 4.2]
