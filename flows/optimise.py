@@ -21,7 +21,8 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, check_limits_reachable, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, ConfigError, overrides_document
-from flows.evaluation import MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function, lazy_ensemble
+from flows.evaluation import (LAB, MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function,
+                              lazy_ensemble)
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
@@ -307,8 +308,12 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
     recorder = CampaignRecorder(campaign, store_for(config.tracking), calibration, intervals_of)
     with recorder.run(parent_run_id, str(flow_run.get_id())) as run_id:
         if campaign.saved:
+            new_rows = sum(e.source == LAB for e in campaign.evaluations[campaign.saved:])
+            added = (f"; {new_rows} lab rows new since ({campaign.lab.path.name}): they teach the model this run "
+                     f"searches, so the recommendation may move" if new_rows else "")
             reporting.say(f"[bold]resuming run {run_id}[/]: {campaign.saved} saved evaluations, told to the optimiser "
-                          f"again (not evaluated again); budget {config.optimiser.n_calls}", quiet, progress=True)
+                          f"again (not evaluated again); budget {config.optimiser.n_calls}{added}", quiet,
+                          progress=True)
         refit = recalibrate_on_lab(campaign, p, recorder, quiet)
         if refit is not p:  # refitted on the lab's rows as well: its intervals are the study's, carried to the refit
             p, ensemble = refit, lazy_ensemble(refit, calibration)

@@ -623,11 +623,15 @@ def test_a_campaign_resumed_with_other_lab_rows_scores_its_saved_predictions_aga
     lab = str(config_dir() / "lab_results_example.csv")
     capsys.readouterr()
     optimise_anode(overrides=budget(8), resume_run_id=run_id, observations_path=lab)
-    assert "saved model evaluations had been scored by another model than this run's" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "saved model evaluations had been scored by another model than this run's" in shown.out
+    # the resume itself says that lab rows came with it (a helper read it as a silent change of campaign)
+    assert "lab rows new since (lab_results_example.csv)" in " ".join(shown.err.split())
     rescored = first_four(run_id, "b")
     assert not np.allclose(rescored, before), "scored by the lab's model now"
     optimise_anode(overrides=budget(12), resume_run_id=run_id, observations_path=lab)
-    assert "scored by another model" not in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "scored by another model" not in shown.out and "new since" not in shown.err
     assert np.array_equal(first_four(run_id, "c"), rescored)
 
 
