@@ -823,7 +823,9 @@ def cmd_ui(args) -> int:
     _free_port(args.port)
     overrides = {"tracking": {"tracking_uri": args.tracking_uri}} if args.tracking_uri else {}
     uri = load_config(args.config, overrides, OPTION_OF_KEY).tracking.tracking_uri
-    check_tracking_store(uri, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    # the UI only reads: a SQLite store that does not exist is a mistyped path, not a new store (MLflow had created
+    # its folders and an empty database, and served an empty UI)
+    check_tracking_store(uri, must_exist=True, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
     console().print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")

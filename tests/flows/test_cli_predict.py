@@ -304,6 +304,9 @@ def test_the_ui_stops_with_its_pid_and_leaves_no_process_behind(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # a store to show (the UI refuses none)
     environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
     ui = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port), "--tracking-uri",
                            f"sqlite:///{tmp_path}/mlflow.db"], env=environment, stdout=subprocess.DEVNULL,
