@@ -515,6 +515,7 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
     check_server(uri, key)
     if uri.startswith(("http://", "https://")):
         check_health(uri, key, "an MLflow tracking server", "/version")
+        _check_mlflow_api(uri, key)
     else:
         _check_postgresql(uri, key, shown)
 
@@ -629,17 +630,61 @@ def check_health(uri: str, key: str, what: str, version_path: str) -> None:
 
 
 def _get_request(uri: str, path: str, key: str, shown: str):
-    """A GET of ``path`` under a server's address, its ``user:password@`` sent as basic auth, not in the URL."""
+    """A GET of ``path`` under a server's address with the credentials MLflow's client would send: the address's
+    ``user:password@`` as basic auth (not in the URL), else ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``, else
+    ``MLFLOW_TRACKING_TOKEN`` as a bearer token."""
     import base64
     import urllib.request
 
     parts = _split(uri, key, shown)
     netloc = parts.netloc.rpartition("@")[2]
     request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}")
-    if parts.username is not None:
-        credentials = f"{parts.username}:{parts.password or ''}".encode()
+    user, password = parts.username, parts.password
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user is not None:
+        credentials = f"{user}:{password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
     return request
+
+
+MLFLOW_READ_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"  # the lightest read of MLflow's REST API
+API_ANSWER_BYTES = 1 << 20  # an experiment search of one is a few hundred bytes
+
+
+def _check_mlflow_api(uri: str, key: str) -> None:
+    """One read of MLflow's REST API, as the campaign's client will make it, must answer a JSON object: a server
+    whose /health and /version answer but whose API refuses the credentials (a proxy guarding /api only, a user
+    without permission) or is not MLflow's had failed after the flow started, with two tracebacks."""
+    import urllib.error
+    import urllib.request
+
+    uri = reveal(uri)
+    shown = excerpt(redact(uri))[1:-1]
+    path = MLFLOW_READ_PATH.split("?")[0]
+    try:
+        with urllib.request.urlopen(_get_request(uri, MLFLOW_READ_PATH, key, shown),  # noqa: S310 - http(s) only
+                                    timeout=CONNECT_TIMEOUT_S) as response:
+            status, body = response.status, response.read(API_ANSWER_BYTES + 1)
+    except urllib.error.HTTPError as error:
+        status, body = error.code, b""
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise InputError(f"{key} {shown}: no answer to GET {path} within {CONNECT_TIMEOUT_S:g} s "
+                         f"({redact(str(reason))[:80]}); is an MLflow tracking server running there?") from None
+    if status in (401, 403):
+        raise InputError(f"{key} {shown}: the server refuses its API (GET {path} answered {status}): give "
+                         f"credentials it accepts (user:password@ in the address, MLFLOW_TRACKING_USERNAME and "
+                         f"MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)")
+    try:
+        answer = json.loads(body.decode("utf-8")) if status == 200 and len(body) <= API_ANSWER_BYTES else None
+    except (UnicodeDecodeError, ValueError):
+        answer = None
+    if not isinstance(answer, dict):
+        raise InputError(f"{key} {shown}: not an MLflow tracking server (GET {path} answered "
+                         f"{status if status != 200 else 'no JSON object'})")
 
 
 def _read_only_sqlite(database: Path):

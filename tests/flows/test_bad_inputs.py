@@ -645,6 +645,9 @@ def tracking_cases() -> list[Case]:
         Case("tracking: a web server that answers /health alone", ["optimise", "--tracking-uri",
              f"http://127.0.0.1:{_health_only_port()}"], "not an MLflow tracking server (GET /version answered 404)",
              store_option=False),
+        Case("tracking: a server whose /health and /version answer but whose API refuses the credentials",
+             ["optimise", "--tracking-uri", f"http://snhc:{SECRET}@127.0.0.1:{_guarded_api_port()}"],
+             "the server refuses its API (GET /api/2.0/mlflow/experiments/search answered 401)", store_option=False),
         Case("tracking: a web server that answers every path 200 with a page", ["optimise", "--tracking-uri",
              f"http://127.0.0.1:{_answering_port(b'<html>nginx</html>')}"],
              "not an MLflow tracking server (GET /version answered '<html>nginx</html>', not a version number)",
@@ -689,6 +692,30 @@ def _health_only_port() -> int:
 
 
 JSON_STRING = b'"ok"'  # a JSON answer that is not an object
+
+
+def _guarded_api_port() -> int:
+    """A web server that answers /health and /version as MLflow does and 401 everywhere else: a proxy guarding the
+    API alone, or credentials without permission (a hostile-input helper's stub)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's API
+            answers = {"/health": b"OK", "/version": b"3.17.0"}
+            if self.path in answers:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(answers[self.path])
+            else:
+                self.send_error(401)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
 
 
 def _answering_port(body: bytes) -> int:
