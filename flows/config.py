@@ -223,8 +223,8 @@ class Optimiser(Strict):
                                     "parameters' posterior (Thompson sampling), so the search explores where what the "
                                     "lab has not yet pinned down moves the optimum")
     anchor_points: int = Field(
-        1, ge=0, le=64, description="multi-objective campaigns: points of each ParEGO batch (its last ones) that "
-                                    "maximise the expected improvement of the first modelled objective alone "
+        1, ge=0, le=64, description="multi-objective campaigns: points of each ParEGO batch (its last ones, never its "
+                                    "first) that maximise the expected improvement of the first modelled objective alone "
                                     "(e.g. capacity), so the front's far end in it is searched as a single-objective "
                                     "campaign would; the others take random weights (benchmarks/pareto_front.py)")
     seed: int = Field(42, ge=0, le=2**32 - 1)
@@ -297,6 +297,9 @@ class Optimiser(Strict):
             raise ValueError(f"n_initial_points ({self.n_initial_points}) must not exceed n_calls ({self.n_calls})")
         if self.batch_size > self.n_calls:  # it had run one batch of n_calls, logged as batch_size
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed n_calls ({self.n_calls})")
+        if self.anchor_points > self.batch_size:  # each batch's first point keeps random weights whatever this says
+            raise ValueError(f"anchor_points ({self.anchor_points}) must not exceed batch_size ({self.batch_size}): "
+                             f"the last points of a batch, never its first")
         return self
 
 

@@ -215,7 +215,8 @@ def _parego_batch(campaign: "Campaign", scoring, rng: np.random.Generator, n_poi
 
     def scalarisation(k: int):  # fresh random weights for each batch point; the last anchor_points on one objective
         weights = random_weights(rng, len(models))  # drawn for every point, so the stream is the same either way
-        if k >= n_points - settings.anchor_points and anchored is not None:
+        # never the first point: every batch keeps one of random weights, so the front is always searched
+        if 0 < k >= n_points - settings.anchor_points and anchored is not None:
             weights = anchored
         return lambda outputs: chebyshev(outputs, weights)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from flows.campaign import Campaign
-from flows.config import load_config
+from flows.config import ConfigError, load_config
 from flows.evaluation import evaluate_batch
 from flows.pareto import (chebyshev, choose_on_front, hypervolume, non_dominated, oriented_matrix, pareto_table,
                           run_pareto_search)
@@ -220,11 +220,13 @@ def test_parego_samples_part_of_its_candidates_around_the_front():
     assert np.array_equal(mixed[1000:], uniform[1000:]) and mixed.min() >= 0.0 and mixed.max() <= 1.0
 
 
-@pytest.mark.parametrize("anchor_points", [0, 1, 2])
+@pytest.mark.parametrize("anchor_points", [0, 1, 2, 3])
 def test_the_last_points_of_a_batch_anchor_the_first_modelled_objective(params, monkeypatch, anchor_points):
     """The last ``anchor_points`` points of each ParEGO batch maximise the first modelled objective's improvement
     alone (capacity: milling time, first of the recipe-only ones in another order, is skipped); the others take
-    random weights, which are still drawn for every point (the stream does not depend on the setting)."""
+    random weights, which are still drawn for every point (the stream does not depend on the setting). Never the
+    first: as many anchors as points had quietly made the campaign single-objective (a hostile-input helper), and
+    more anchors than points are refused."""
     import flows.pareto as pareto
     from flows.pareto import CHEBYSHEV_RHO
 
@@ -247,4 +249,8 @@ def test_the_last_points_of_a_batch_anchor_the_first_modelled_objective(params, 
     assert losses
     for batch in losses:
         anchored = [np.allclose(loss(outputs), capacity_alone) for loss in batch]
-        assert anchored == [k >= len(batch) - anchor_points for k in range(len(batch))]
+        assert anchored == [0 < k >= len(batch) - anchor_points for k in range(len(batch))]
+    if anchor_points == 3:
+        with pytest.raises(ConfigError, match=r"anchor_points \(4\) must not exceed batch_size \(3\)"):
+            load_config("configs/pareto.yaml", SMALL | {"objectives": objectives, "optimiser": SMALL["optimiser"]
+                                                        | {"batch_size": 3, "n_calls": 9, "anchor_points": 4}})
