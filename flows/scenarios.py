@@ -90,6 +90,11 @@ def load_scenarios(paths: list[str | Path], base_document: dict[str, Any]
             raise ConfigError(f"{path}: overrides.objectives: a what-if scenario keeps the study's capacity "
                               f"objective (change overrides.objective); run several objectives with snhc optimise "
                               f"--config")
+        if "objective" in scenario.overrides and base_document.get("objectives"):  # not "give one, not both":
+            # the scenario gave one, the base campaign the other
+            raise ConfigError(f"{path}: overrides.objective: the base campaign has several 'objectives', so a "
+                              f"scenario cannot set the single capacity objective; run the study on a base with "
+                              f"one 'objective' (e.g. configs/default.yaml)")
         names.add(scenario.name.casefold())
         config = validate_config(deep_merge(base_document, scenario.overrides), f"{path}: overrides")
         recipes = [_recipe(item, materials, path) for item in scenario.recipes]

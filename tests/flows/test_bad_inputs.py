@@ -303,6 +303,10 @@ def scenario_cases() -> list[Case]:
              "a file, not a folder"),
         Case("scenario: folder without scenarios", ["what-if", "{dir}"], "no scenario files"),
         Case("scenario: base config a folder", ["what-if", "configs/whatif", "--config", "{dir}"], "--config"),
+        # the scenario gives 'objective', the base 'objectives': named as such, not "give one, not both"
+        Case("scenario: a capacity objective on a multi-objective base", ["what-if",
+             "configs/whatif/strict_expansion.yaml", "--config", "configs/pareto.yaml"],
+             "the base campaign has several 'objectives'"),
     ]
     return cases
 
