@@ -625,9 +625,16 @@ def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     """Read a YAML mapping through :func:`flows.inputs.read_yaml_mapping` (size limit, no aliases, no duplicate keys,
     not empty, finite numbers); any problem raises :class:`ConfigError` naming the file and line."""
     try:
-        return read_yaml_mapping(path, what)
+        return read_yaml_mapping(path, what, allowed_at)
     except InputError as error:
         raise ConfigError(str(error)) from None
+
+
+def allowed_at(key: str) -> str:
+    """:func:`allowed_range` of a dotted key as a document names it (``objectives[0].current_A_per_g``; a scenario's
+    ``overrides.`` prefix dropped), for a NaN or infinity found in it."""
+    loc = tuple(int(part) if part.isdigit() else part for part in re.split(r"[.\[\]]+", key) if part)
+    return allowed_range(loc[1:] if loc[:1] == ("overrides",) else loc)
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = ()) -> dict[str, Any]:
@@ -755,7 +762,7 @@ def validate_config(document: dict[str, Any], source: str = "config",
         labels = list(dict.fromkeys(origins.get(section + (name,), source) for name in named))
         return " and ".join(labels) if labels else source
     try:
-        check_finite(document, source)
+        check_finite(document, source, allowed_at)
         return CampaignConfig.model_validate(document)
     except InputError as error:
         raise ConfigError(str(error)) from None

@@ -32,7 +32,7 @@ import stat
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, model_validator
@@ -156,7 +156,8 @@ def reveal(text: str | None) -> str | None:
 
 # --- YAML and numbers --------------------------------------------------------------------------------------------
 
-def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str = "config",
+                      allowed: Callable[[str], str] | None = None) -> dict[str, Any]:
     """Read a user's YAML file that must hold a non-empty mapping of keys with finite numbers.
 
     Refused, each as one :class:`InputError` line naming the file (and line where known): a folder, a missing or
@@ -172,16 +173,19 @@ def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a mapping of {what} keys at the top level, got a "
                          f"{type(document).__name__}")
-    check_finite(document, str(path))
+    check_finite(document, str(path), allowed)
     return document
 
 
-def check_finite(document: Any, source: str) -> None:
-    """Every number in a parsed document must be finite: NaN or infinity raises, naming the key path."""
+def check_finite(document: Any, source: str, allowed: Callable[[str], str] | None = None) -> None:
+    """Every number in a parsed document must be finite: NaN or infinity raises, naming the key path and, where
+    ``allowed`` knows it (dotted key -> 'allowed LOW to HIGH' or ''), the key's range."""
     found = non_finite_number(document)
     if found is not None:
         key, value = found
-        raise InputError(f"{source}: {key}={value!r} is not a finite number")
+        allowed_text = allowed(key) if allowed is not None else ""
+        raise InputError(f"{source}: {key}={value!r} is not a finite number" + (f": {allowed_text}" if allowed_text
+                                                                                  else ""))
 
 
 class NumbersNotBooleans(BaseModel):

@@ -102,7 +102,8 @@ def config_cases() -> list[Case]:
          "objective.expansion_penalty_mAh_per_g_per_pct=nan is not a finite number"),
         ("NaN failure penalty", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, failure_penalty: .NaN}"),
          "optimiser.failure_penalty=nan"),
-        ("inf current", _config("objective: {current_A_per_g: .inf}"), "objective.current_A_per_g=inf"),
+        ("inf current", _config("objective: {current_A_per_g: .inf}"),  # with the range, as a finite value's
+         "objective.current_A_per_g=inf is not a finite number: allowed 0 (exclusive) to 1000"),
         ("-inf model parameter", _config("model_parameters: {hc_capacity_mAh_per_g: -.inf}"),
          "model_parameters.hc_capacity_mAh_per_g=-inf"),
         ("a constant without a range set to 0", _config("model_parameters: {sn_density_g_per_cm3: 0.0}"),
@@ -250,7 +251,8 @@ def scenario_cases() -> list[Case]:
         ("empty", "", "empty scenario file"),
         ("alias", "name: &n x\nmode: optimise\n", "anchor"),
         ("duplicate key", GOOD_SCENARIO + "mode: predict\n", "duplicate key 'mode'"),
-        ("NaN in overrides", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: .nan"), "overrides.optimiser.n_calls=nan"),
+        ("NaN in overrides", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: .nan"),
+         "overrides.optimiser.n_calls=nan is not a finite number: allowed 2 to 2000"),
         ("inf in a recipe", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: .inf, milling_time_h: 1, "
                             "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=inf"),
         ("unknown key", GOOD_SCENARIO + "colour: red\n", "colour: unknown key"),
