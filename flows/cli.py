@@ -651,7 +651,7 @@ def _run_optimisation(args, campaign) -> dict:
 
 def _interrupted_message(args, campaign, interrupt) -> str:
     if campaign is None or not campaign.run_id:
-        return f"snhc optimise: {interrupt} before the campaign started; nothing was written"
+        return f"snhc optimise: {interrupt} before the campaign started; no run was recorded"
     options = "".join(f" {flag} {value}" for flag, value in (("--config", args.config),
                                                              ("--tracking-uri", args.tracking_uri)) if value)
     from flows.evaluation import LAB
