@@ -703,25 +703,7 @@ JSON_STRING = b'"ok"'  # a JSON answer that is not an object
 def _guarded_api_port() -> int:
     """A web server that answers /health and /version as MLflow does and 401 everywhere else: a proxy guarding the
     API alone, or credentials without permission (a hostile-input helper's stub)."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the handler's API
-            answers = {"/health": b"OK", "/version": b"3.17.0"}
-            if self.path in answers:
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(answers[self.path])
-            else:
-                self.send_error(401)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_address[1]
+    return _web_server(healthy=True, answers={"/version": b"3.17.0"}, other_status=401)
 
 
 def _answering_port(body: bytes) -> int:
@@ -729,9 +711,10 @@ def _answering_port(body: bytes) -> int:
     return _web_server(healthy=True, body=body)
 
 
-def _web_server(healthy: bool, body: bytes | None = None) -> int:
-    """A local web server answering 404 to every path (but /health with 200 if ``healthy``; every path with 200 and
-    ``body`` if given); returns its port."""
+def _web_server(healthy: bool, body: bytes | None = None, answers: dict[str, bytes] | None = None,
+                other_status: int = 404) -> int:
+    """A local web server answering ``other_status`` to every path (but /health with 200 if ``healthy``, a path of
+    ``answers`` with 200 and its answer; every path with 200 and ``body`` if given); returns its port."""
     import http.server
     import threading
 
@@ -741,12 +724,12 @@ def _web_server(healthy: bool, body: bytes | None = None) -> int:
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(body)
-            elif healthy and self.path.endswith("/health"):
+            elif healthy and self.path.endswith("/health") or self.path in (answers or {}):
                 self.send_response(200)
                 self.end_headers()
-                self.wfile.write(b"OK")
+                self.wfile.write((answers or {}).get(self.path, b"OK"))
             else:
-                self.send_error(404)
+                self.send_error(other_status)
 
         def log_message(self, *args):
             pass
