@@ -109,7 +109,10 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
+    written = dict(zip(table.columns, table.columns))
     table = _named_for_its_objectives(table, config, path, lines)
+    if len(written) == len(table.columns):  # a column renamed alone: its messages name it as the file does
+        written = {new: old for old, new in zip(written, table.columns)}
     recipe_columns = [c for c in table.columns if c in FIELDS]
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
@@ -134,12 +137,12 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
                 raise ConfigError(f"{path} line {line}: {column}: {error}") from None
         recipe = _recipe(row, recipe_columns, path, line)
         allowed = {c: _allowed_values(c, recipe, ceilings) for c in metric_columns}
-        metrics = {c: _number(row[c], path, line, c, allowed=allowed[c][0]) for c in metric_columns}
+        metrics = {c: _number(row[c], path, line, written.get(c, c), allowed=allowed[c][0]) for c in metric_columns}
         metrics = {c: v for c, v in metrics.items() if v is not None}
         for name, value in metrics.items():
             text, least, most = allowed[name]
             if not least <= value <= most:
-                raise ConfigError(f"{path} line {line}: {name}={value:g} is out of range: {text}")
+                raise ConfigError(f"{path} line {line}: {written.get(name, name)}={value:g} is out of range: {text}")
         if metrics.get(SCORE, -np.inf) > metrics.get(CAPACITY, np.inf):  # the optimiser takes the lab's objective
             raise ConfigError(f"{path} line {line}: {SCORE}={metrics[SCORE]:g} is above {CAPACITY}="
                               f"{metrics[CAPACITY]:g}: the objective is that capacity less a swelling penalty (>= 0); "

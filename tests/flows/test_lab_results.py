@@ -700,6 +700,9 @@ def test_a_lab_file_that_contradicts_itself_is_refused(tmp_path, columns, rows, 
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},capacity_at_cycle_1000_mAh_per_g\n{recipes[0]},330\n")
         [row] = read_observations(path, load_config()).measured
         assert row.metrics == {"objective_capacity_mAh_per_g": 330.0} and row.objective == 330.0
+        path.write_text(f"{HEADER.rsplit(',', 1)[0]},capacity_at_cycle_1000_mAh_per_g\n{recipes[0]},abc\n")
+        with pytest.raises(ConfigError, match=r"line 2: capacity_at_cycle_1000_mAh_per_g='abc'"):
+            read_observations(path, load_config())  # named as the file names it, not by the objective's name
     if "sample_id" in columns:  # replicate cells of one recipe may share an id (one batch)
         path.write_text(f"{HEADER.rsplit(',', 1)[0]},{columns}\n{recipes[0]},S1,330\n{recipes[0]},S1,322\n")
         assert len(read_observations(path, load_config()).measured) == 1
