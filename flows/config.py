@@ -631,10 +631,18 @@ def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
 
 
 def allowed_at(key: str) -> str:
-    """:func:`allowed_range` of a dotted key as a document names it (``objectives[0].current_A_per_g``; a scenario's
-    ``overrides.`` prefix dropped), for a NaN or infinity found in it."""
+    """:func:`allowed_range` of a dotted key as a document names it (a scenario's ``overrides.`` prefix dropped), for
+    a NaN or infinity found in it; '' where the config gives none. An item of ``objectives`` (``objectives[0].
+    current_A_per_g``) is named without its kind, which pydantic's location holds: the range the kinds having
+    that field agree on."""
     loc = tuple(int(part) if part.isdigit() else part for part in re.split(r"[.\[\]]+", key) if part)
-    return allowed_range(loc[1:] if loc[:1] == ("overrides",) else loc)
+    loc = loc[1:] if loc[:1] == ("overrides",) else loc
+    if not loc:
+        return ""
+    if len(loc) == 3 and loc[0] == "objectives" and isinstance(loc[1], int):
+        ranges = {allowed_range((loc[0], loc[1], kind, loc[2])) for kind in OBJECTIVE_KINDS} - {""}
+        return ranges.pop() if len(ranges) == 1 else ""
+    return allowed_range(loc)
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = ()) -> dict[str, Any]:

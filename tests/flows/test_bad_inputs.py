@@ -104,6 +104,9 @@ def config_cases() -> list[Case]:
          "optimiser.failure_penalty=nan"),
         ("inf current", _config("objective: {current_A_per_g: .inf}"),  # with the range, as a finite value's
          "objective.current_A_per_g=inf is not a finite number: allowed 0 (exclusive) to 1000"),
+        ("NaN current of a listed objective", _config("objectives: [{kind: capacity, current_A_per_g: .nan}, "
+                                                      "{kind: milling_time}]"),
+         "objectives[0].current_A_per_g=nan is not a finite number: allowed 0 (exclusive) to 1000"),
         ("-inf model parameter", _config("model_parameters: {hc_capacity_mAh_per_g: -.inf}"),
          "model_parameters.hc_capacity_mAh_per_g=-inf"),
         ("a constant without a range set to 0", _config("model_parameters: {sn_density_g_per_cm3: 0.0}"),
@@ -253,6 +256,8 @@ def scenario_cases() -> list[Case]:
         ("duplicate key", GOOD_SCENARIO + "mode: predict\n", "duplicate key 'mode'"),
         ("NaN in overrides", GOOD_SCENARIO.replace("n_calls: 4", "n_calls: .nan"),
          "overrides.optimiser.n_calls=nan is not a finite number: allowed 2 to 2000"),
+        ("NaN for the whole overrides", "name: x\nmode: optimise\noverrides: .nan\n",
+         "overrides=nan is not a finite number"),  # a key with no range: the line without one, not a traceback
         ("inf in a recipe", "name: x\nmode: predict\nrecipes:\n  - {sn_mass_fraction: .inf, milling_time_h: 1, "
                             "milling_speed_rpm: 300, ball_to_powder_ratio: 20}\n", "sn_mass_fraction=inf"),
         ("unknown key", GOOD_SCENARIO + "colour: red\n", "colour: unknown key"),
