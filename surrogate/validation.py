@@ -104,7 +104,8 @@ def validate(p: ModelParameters | None = None, data_path: str | Path | None = No
                      for r, q, c in zip(records, targets["quantity"], targets["current_A_per_g"])]
         for k, (_, row) in enumerate(targets.iterrows()):
             draw = _Drawn(ensemble, row["quantity"], members[:, k], float(weights[k]),
-                          [ceiling[k] for ceiling in ceilings], float(distances[k]), float(predicted[k]))
+                          [ceiling[k] for ceiling in ceilings], float(distances[k]), float(predicted[k]),
+                          _label(row))
             lo, hi = draw.interval(tail)
             drawn.append(draw)
             measured = float(row["value"])
@@ -132,6 +133,7 @@ class _Drawn:
     ceilings: list
     current_distance: float
     predicted: float
+    point: str  # the measurement (material, quantity, condition): two studies may hide the same one
 
     @property
     def form_family(self) -> str | None:
@@ -161,10 +163,11 @@ def _with_nested(rows: list[dict], drawn: list[_Drawn], tail: float) -> list[dic
 
     Why: configs/uncertainty.yaml sets the form-error sigmas (particle expansion, first-cycle efficiency, the rate
     extrapolation per e-fold) from these very leave-outs' errors, so the plain coverage partly checks itself. Here a
-    row's sigma is the RMS of the errors of the *other* rows of its kind (log errors; an efficiency's on its
-    irreversible loss; a rate row's relative error per e-fold of extrapolation), with as many degrees of freedom as
-    there are of them; a row with no other of its kind has no nested interval (None). A row without such a term
-    keeps its interval."""
+    row's sigma is the RMS of the errors of the *other* rows of its kind that measure another point (log errors; an
+    efficiency's on its irreversible loss; a rate row's error relative to its prediction per e-fold of
+    extrapolation, as the term scatters it), with as many degrees of freedom as there are of them; a row with no
+    other of its kind has no nested interval (None): both rate studies hide the composite's 449 mAh/g at 4.2 A/g,
+    so neither can measure the other's term. A row without such a term keeps its interval."""
     def log_error(i: int) -> float:
         row, family = rows[i], measurement_family(drawn[i].quantity)
         if family == "efficiency":
@@ -179,11 +182,12 @@ def _with_nested(rows: list[dict], drawn: list[_Drawn], tail: float) -> list[dic
             out.append(row | {"interval_90_nested": row["interval_90"], "covered_nested": row["covered"],
                               "nested_form_error": None})
             continue
+        others = [j for j in range(len(rows)) if drawn[j].point != draw.point]
         if kind == RATE_EXTRAPOLATION:
-            errors = [rows[j]["error_pct"] / 100.0 / drawn[j].current_distance
-                      for j in range(len(rows)) if j != i and kinds[j] == RATE_EXTRAPOLATION]
+            errors = [(rows[j]["measured"] / rows[j]["predicted"] - 1.0) / drawn[j].current_distance
+                      for j in others if kinds[j] == RATE_EXTRAPOLATION]
         else:
-            errors = [log_error(j) for j in range(len(rows)) if j != i and own[j] == kind]
+            errors = [log_error(j) for j in others if own[j] == kind]
         nested = {"family": kind, "sigma_pct": float(100.0 * np.sqrt(np.mean(np.square(errors)))) if errors
                   else None, "from_rows": len(errors)}
         if not errors:
