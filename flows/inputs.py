@@ -545,7 +545,6 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
     import sqlite3
     import urllib.error
     import urllib.parse
-    import urllib.request
 
     uri = reveal(uri)
     stage, existing = None, None
@@ -562,7 +561,7 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
         request = _get_request(uri, f"/api/2.0/mlflow/experiments/get-by-name?{query}", key,
                                excerpt(redact(uri))[1:-1])
         try:
-            with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s)
+            with _open(request, CONNECT_TIMEOUT_S) as response:
                 document = json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError):
             document = {}  # no such experiment (404) or no answer: the health check has spoken for the server
@@ -635,8 +634,9 @@ def check_health(uri: str, key: str, what: str, version_path: str) -> None:
 
 def _get_request(uri: str, path: str, key: str, shown: str):
     """A GET of ``path`` under a server's address with the credentials MLflow's client would send: the address's
-    ``user:password@`` as basic auth (not in the URL), else ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``, else
-    ``MLFLOW_TRACKING_TOKEN`` as a bearer token."""
+    ``user:password@`` as basic auth (not in the URL), else ``MLFLOW_TRACKING_USERNAME`` and ``_PASSWORD`` (both),
+    else ``MLFLOW_TRACKING_TOKEN`` as a bearer token. Open it with :func:`_open`, which never forwards them to
+    another host."""
     import base64
     import urllib.request
 
@@ -644,8 +644,9 @@ def _get_request(uri: str, path: str, key: str, shown: str):
     netloc = parts.netloc.rpartition("@")[2]
     request = urllib.request.Request(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}")
     user, password = parts.username, parts.password
-    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME") and os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        # as MLflow's client: basic auth only with both set, else the token
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
     if user is not None:
         credentials = f"{user}:{password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
@@ -654,6 +655,25 @@ def _get_request(uri: str, path: str, key: str, shown: str):
     return request
 
 
+def _open(request, timeout: float):
+    """``urlopen`` whose redirects to another host drop the ``Authorization`` header, as MLflow's client (requests)
+    does: urllib forwards it, so a redirect had sent a token to whatever host it named."""
+    import urllib.request
+
+    class SameHostCredentials(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and urlsplit(newurl).netloc.rpartition("@")[2] != urlsplit(
+                    req.full_url).netloc.rpartition("@")[2]:
+                new.remove_header("Authorization")
+            return new
+
+    return urllib.request.build_opener(SameHostCredentials).open(request, timeout=timeout)
+
+
+# Credentials MLflow's client sends that this check cannot (an auth plugin, a client certificate): a refusal of the
+# probe's own credentials then says nothing about the client's
+UNPROBED_CREDENTIALS = ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_CLIENT_CERT_PATH")
 MLFLOW_READ_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"  # the lightest read of MLflow's REST API
 API_ANSWER_BYTES = 1 << 20  # an experiment search of one is a few hundred bytes
 
@@ -663,14 +683,12 @@ def _check_mlflow_api(uri: str, key: str) -> None:
     whose /health and /version answer but whose API refuses the credentials (a proxy guarding /api only, a user
     without permission) or is not MLflow's had failed after the flow started, with two tracebacks."""
     import urllib.error
-    import urllib.request
 
     uri = reveal(uri)
     shown = excerpt(redact(uri))[1:-1]
     path = MLFLOW_READ_PATH.split("?")[0]
     try:
-        with urllib.request.urlopen(_get_request(uri, MLFLOW_READ_PATH, key, shown),  # noqa: S310 - http(s) only
-                                    timeout=CONNECT_TIMEOUT_S) as response:
+        with _open(_get_request(uri, MLFLOW_READ_PATH, key, shown), CONNECT_TIMEOUT_S) as response:
             status, body = response.status, response.read(API_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as error:
         status, body = error.code, b""
@@ -678,6 +696,8 @@ def _check_mlflow_api(uri: str, key: str) -> None:
         reason = getattr(error, "reason", error)
         raise InputError(f"{key} {shown}: no answer to GET {path} within {CONNECT_TIMEOUT_S:g} s "
                          f"({redact(str(reason))[:80]}); is an MLflow tracking server running there?") from None
+    if status in (401, 403) and any(os.environ.get(name) for name in UNPROBED_CREDENTIALS):
+        return  # the client's own credentials may be accepted: the health check has spoken for the server
     if status in (401, 403):
         raise InputError(f"{key} {shown}: the server refuses its API (GET {path} answered {status}): give "
                          f"credentials it accepts (user:password@ in the address, MLFLOW_TRACKING_USERNAME and "
@@ -705,14 +725,13 @@ VERSION_ANSWER_BYTES = 200  # a version answer is a few bytes: more is another s
 def _probe(uri: str, key: str, what: str, path: str, version: bool = False) -> None:
     """``GET path`` must answer 200, 401 or 403; with ``version``, a 200's body must be a version number."""
     import urllib.error
-    import urllib.request
 
     uri = reveal(uri)
     shown = excerpt(redact(uri))[1:-1]
     request = _get_request(uri, path, key, shown)
     body = b""
     try:
-        with urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
+        with _open(request, CONNECT_TIMEOUT_S) as response:
             status = response.status
             body = response.read(VERSION_ANSWER_BYTES + 1) if version else b""
     except urllib.error.HTTPError as error:

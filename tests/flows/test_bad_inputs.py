@@ -1383,3 +1383,51 @@ def test_an_artifact_location_an_existing_experiment_does_not_use_is_refused(tmp
     assert len(err.splitlines()) == 1 and "experiment 'kept' keeps its artifacts at" in err and "a2" in err, err
     assert _same_location(str(tmp_path / "a1")) == _same_location((tmp_path / "a1").as_uri())
     assert not MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("kept").experiment_id])
+
+
+def _recording_server(host: str, answers: dict[str, tuple[int, dict[str, str], bytes]]) -> tuple[int, list]:
+    """A web server on ``host`` answering each path prefix of ``answers`` (status, headers, body), 404 otherwise;
+    returns its port and the list it appends each request's (path, Authorization header) to."""
+    import http.server
+    import threading
+
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's API
+            seen.append((self.path, self.headers.get("Authorization")))
+            status, headers, body = next((a for p, a in answers.items() if self.path.startswith(p)), (404, {}, b""))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], seen
+
+
+def test_the_tracking_probe_sends_the_clients_credentials_and_never_to_another_host(monkeypatch):
+    """The MLflow API probe sends what MLflow's client would: the token unless both a user name and a password are
+    set; a redirect to another host gets no credentials (urllib had forwarded a token to whatever host a 302 named:
+    a review of the probe); an auth plugin's credentials, which the probe cannot send, make a 401 no refusal."""
+    from flows.inputs import InputError, check_tracking_store
+
+    mlflow_like = {"/health": (200, {}, b"OK"), "/version": (200, {}, b"3.17.0")}
+    other_port, elsewhere = _recording_server("127.0.0.2", {"/api": (200, {}, b"{}")})
+    port, here = _recording_server("127.0.0.1", mlflow_like | {"/api": (
+        302, {"Location": f"http://127.0.0.2:{other_port}/api/2.0/mlflow/experiments/search"}, b"")})
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "sekrit-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")  # no password: MLflow's client sends the token
+    check_tracking_store(f"http://127.0.0.1:{port}")
+    assert {auth for _, auth in here} == {"Bearer sekrit-token"}
+    assert elsewhere and all(auth is None for _, auth in elsewhere)
+    guarded, _ = _recording_server("127.0.0.1", mlflow_like | {"/api": (401, {}, b"")})
+    with pytest.raises(InputError, match="the server refuses its API"):
+        check_tracking_store(f"http://127.0.0.1:{guarded}")
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "some_plugin")
+    check_tracking_store(f"http://127.0.0.1:{guarded}")
