@@ -333,8 +333,13 @@ def add_model_optimum(campaign: "Campaign", p: ModelParameters, evaluate: Evalua
     if found.cheapest_recipe is None:  # multi-objective: reported, not added
         return found
     reached = campaign.best_objective(MODELLED)
-    if reached > found.objective:  # the campaign beat the dense search: its cheapest recipe is found again from there
-        found = campaign_optimum(config, p, reached=reached)
+    floor = reached - abs(reached) * found.tolerance_pct / 100.0
+    if reached > found.objective and found.cheapest_objective < floor:
+        # the campaign beat the dense search, and the cheapest recipe (on the tolerance's edge by construction)
+        # fell out of the recommendation's tolerance: found again from the campaign's best, if any recipe clears it
+        again = campaign_optimum(config, p, reached=reached)
+        if again.cheapest_objective >= floor:
+            found = again
     held = {recipe_key(e.recipe) for e in campaign.evaluations}
     recipes = list({recipe_key(r): r for r in (found.recipe, found.cheapest_recipe)
                     if recipe_key(r) not in held}.values())
