@@ -151,10 +151,11 @@ def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Re
     if not scored:
         return recommendation
     best, line, row = max(scored, key=lambda s: s[:2])
-    # the row's score, and what it was computed from when that is not the number on its line
+    # the row's score, and what it was computed from when that is not the number on its line (a score the lab
+    # stated itself is on its line)
     penalty = row.metrics.get(CAPACITY, best) - best
     source = (f": capacity {row.metrics[CAPACITY]:.1f} less {penalty:.1f} of swelling penalty"
-              if np.isfinite(penalty) and penalty > 0 else "")
+              if SCORE not in row.metrics and np.isfinite(penalty) and penalty > 0 else "")
     if best <= evaluation.objective:
         return recommendation
     high = recommendation.intervals.get(SCORE, [np.nan, np.nan])[1]

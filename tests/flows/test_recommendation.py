@@ -251,6 +251,8 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_
     row.metrics.update({"objective_capacity_mAh_per_g": 368.0, "particle_expansion_pct": 252.0})
     note = with_measured_note(chosen, penalised).measured_note
     assert "a recipe scoring 366.0 mAh/g (lab_results.csv line 2: capacity 368.0 less 2.0 of swelling penalty)" in note
+    row.metrics["objective"] = 366.0  # a score the lab stated itself: on its line, not explained as a penalty
+    assert "a recipe scoring 366.0 mAh/g (lab_results.csv line 2)" in with_measured_note(chosen, penalised).measured_note
     # a lab row's objective is the capacity objective's score: a campaign scored otherwise is not compared with it
     other = lab_campaign([(8.0, 375.6)])
     single = tmp_path / "single.yaml"
