@@ -246,7 +246,7 @@ def test_a_lab_row_measured_above_the_recommended_prediction_is_pointed_out(tmp_
 
     # a row whose score is its capacity less the swelling penalty names both: "measured 324.0" had been quoted for a
     # line that reads 326 (a helper's new-user trial)
-    penalised = lab_campaign([(8.0, 366.0)])
+    penalised = lab_campaign([(8.0, 366.0)], metric="objective_capacity_mAh_per_g")
     row = penalised.lab.measured[0]
     row.metrics.update({"objective_capacity_mAh_per_g": 368.0, "particle_expansion_pct": 252.0})
     note = with_measured_note(chosen, penalised).measured_note
