@@ -718,7 +718,9 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
     # value [90 % interval], and the flag
     for name in ("predicted_objective", "capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):
         if interval_columns(name)[0] in shown:
-            shown[name] = [with_interval(row[name], band if all(pd.notna(band)) else None, digits=0)
+            # the model's objective to the decimal its correction and their sum are shown to: they add up
+            shown[name] = [with_interval(row[name], band if all(pd.notna(band)) else None,
+                                         digits=1 if name == "predicted_objective" else 0)
                            + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] is True else "")
                            for row in shown.to_dict("records")
                            for band in [[row[c] for c in interval_columns(name)]]]
