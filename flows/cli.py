@@ -716,7 +716,7 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
 
     shown = table.copy()
     # value [90 % interval], and the flag
-    for name in ("predicted_objective", "capacity_at_cycle_1000_mAh_per_g", "particle_expansion_pct"):
+    for name in ("predicted_objective", "objective_capacity_mAh_per_g", "particle_expansion_pct"):
         if interval_columns(name)[0] in shown:
             # the model's objective to the decimal its correction and their sum are shown to: they add up
             shown[name] = [with_interval(row[name], band if all(pd.notna(band)) else None,
@@ -724,14 +724,18 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
                            + (f" {EXTRAPOLATED}" if row[extrapolated_column(name)] is True else "")
                            for row in shown.to_dict("records")
                            for band in [[row[c] for c in interval_columns(name)]]]
-    print_frame(shown, SUGGESTION_COLUMNS, "Next recipes to make")
+    objective = campaign.config.objective
+    capacity = f"Q@{objective.cycle}"  # the objective's capacity, named by its cycle (its current is in the legend)
+    print_frame(shown, SUGGESTION_COLUMNS | {"objective_capacity_mAh_per_g": capacity}, "Next recipes to make")
     taught = campaign.lab is not None and bool(campaign.lab.measured)  # a campaign resumed alone has no lab rows
     console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g: the {'lab-taught ' if taught else ''}"
                     f"model's [90 % interval], the correction the optimiser's GP learned from the lab rows' residuals "
                     f"near the recipe, their sum that ranks the suggestions and its sd (the optimiser's belief, not a "
-                    f"measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); Q@1000 (mAh/g) "
-                    f"and swell % (particle expansion): the {'lab-taught ' if taught else ''}model's value [90 % "
-                    f"interval], before the lab's correction (it applies to the objective as a whole); "
+                    f"measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); {capacity} "
+                    f"(mAh/g, the capacity the objective scores: {objective.current_A_per_g:g} A/g after "
+                    f"{objective.cycle} cycles) and swell % (particle expansion): the "
+                    f"{'lab-taught ' if taught else ''}model's value [90 % interval], before the lab's correction (it "
+                    f"applies to the objective as a whole); "
                     f"{EXTRAPOLATED}: beyond the study's data"
                     + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it"
                        if taught else "")
@@ -747,7 +751,9 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
 SUGGESTION_COLUMNS = {  # table column -> short console header
     "sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
     "ball_to_powder_ratio": "BPR", "predicted_objective": "model", "learned_correction_objective": "+ lab corr.",
-    "surrogate_mean_objective": "= mean", "surrogate_std_objective": "sd", "capacity_at_cycle_1000_mAh_per_g": "Q@1000", "particle_expansion_pct": "swell %",
+    "surrogate_mean_objective": "= mean", "surrogate_std_objective": "sd",
+    "objective_capacity_mAh_per_g": "Q@1000",  # named by the objective's cycle where printed
+    "particle_expansion_pct": "swell %",
     "chosen_by": "chosen by",
 }
 

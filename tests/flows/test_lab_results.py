@@ -829,3 +829,16 @@ def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_interval
     assert all(band[CAPACITY][0] <= e.metrics[CAPACITY] <= band[CAPACITY][1] for e, band in zip(lab.measured, bands))
     _, exact, _ = taught([1.0] * 6)
     assert exact.misfit_beyond_scatter() == {}
+
+
+def test_suggest_shows_the_capacity_its_objective_scores(tmp_path, capsys):
+    """The suggestions' capacity column is the objective's own (its cycle in the header, its current in the legend):
+    it had been Q@1000 at 1.7 A/g whatever the objective, beside an objective scored at 4.2 A/g after 500 cycles."""
+    config = tmp_path / "c500.yaml"
+    config.write_text("name: c500\nobjective: {current_A_per_g: 4.2, cycle: 500}\n")
+    assert main(["suggest", "--batch", "1", "--config", str(config), "--observations",
+                 str(config_dir() / "lab_results_example.csv"), "--output", str(tmp_path / "next.csv"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ",Q@500," in out and "Q@1000" not in out
+    assert "Q@500 (mAh/g, the capacity the objective scores: 4.2 A/g after 500 cycles)" in out
