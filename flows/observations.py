@@ -310,8 +310,11 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
         same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
         if same not in table.columns:
             return table
-        if CAPACITY not in table.columns:  # the objective's capacity under its measured name alone
+        if CAPACITY not in table.columns and SCORE not in table.columns:  # the objective's capacity under its
+            # measured name, the row's only way to a score (beside a stated objective it is one more reading)
             return table.rename(columns={same: CAPACITY})
+        if CAPACITY not in table.columns:
+            return table
         return _merged(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} "
                                                            f"A/g after {config.objective.cycle} cycles")
     if SCORE in table.columns:
