@@ -10,7 +10,7 @@ from surrogate.model import PredictionRequest
 from surrogate.parameters import ModelParameters, ParameterError
 from surrogate.recipe import Recipes
 from surrogate.uncertainty import UncertaintySettings, build_ensemble
-from surrogate.validation import STUDIES, LeaveOut, report_text, validate
+from surrogate.validation import STUDIES, LeaveOut, validate
 
 REFERENCE = Recipes(sn_mass_fraction=[2 / 3], milling_time_h=[10], milling_speed_rpm=[400], ball_to_powder_ratio=[20])
 
@@ -153,49 +153,6 @@ def test_a_leave_out_study_refits_without_the_hidden_rows_and_reports_each():
     assert row["error_pct"] == pytest.approx(100 * (row["predicted"] - 449.0) / 449.0)
     # hidden from the fit: the full calibration meets 4.2 A/g far more closely than this extrapolation
     assert abs(row["error_pct"]) > 1.0
-
-
-def test_the_validation_also_measures_each_form_error_without_the_row_it_scores():
-    """The model-form sigmas (particle expansion, ICE, the rate extrapolation) were set from these leave-outs' own
-    errors, so their coverage partly checks itself (a helper's sceptical review). Each row whose interval holds such
-    a term is scored again with the term measured on the other leave-outs of its kind alone (nested): its interval is
-    the plain one under those settings (an efficiency's error on its loss, the degrees of freedom the count of the
-    others). Rows that hide the same measurement are not each other's check: both rate studies hide 449 mAh/g at
-    4.2 A/g, so theirs has none. A row with no form error keeps its interval."""
-    import math
-
-    names = ("rate 4.2 A/g from <= 1.7 A/g", "rate 1.7 and 4.2 A/g from <= 0.84 A/g",
-             "Sn@HC-2-1 particle expansion (not fitted)", "nano-Sn particle expansion (not fitted)",
-             *(f"{m} first-cycle efficiency (not fitted)" for m in ("Sn@HC-2-1", "nano-Sn", "HC")))
-    rows = validate(studies=tuple(s for s in STUDIES if s.name in names))
-    assert len(rows) == 8
-    plain = next(r for r in rows if r["name"].endswith("1.7 A/g"))  # within the measured currents: no term
-    assert plain["interval_90_nested"] == plain["interval_90"] and plain["nested_form_error"] is None
-    for row in (r for r in rows if r["name"].endswith("4.2 A/g")):
-        assert row["nested_form_error"] == {"family": "rate_extrapolation", "sigma_pct": None, "from_rows": 0}
-        assert row["interval_90_nested"] is None and row["covered_nested"] is None
-    expansion = {r["name"].split(" particle")[0]: r for r in rows if "particle expansion" in r["name"]}
-    for material, other in (("Sn@HC-2-1", "nano-Sn"), ("nano-Sn", "Sn@HC-2-1")):
-        row, source = expansion[material], expansion[other]
-        sigma = 100 * abs(math.log(source["measured"] / source["predicted"]))
-        assert row["nested_form_error"] == {"family": "particle_expansion", "sigma_pct": pytest.approx(sigma),
-                                             "from_rows": 1}
-        low, high = row["interval_90_nested"]
-        assert low <= row["predicted"] <= high and row["covered_nested"] == (low <= row["measured"] <= high)
-    # measured on the composite's 4.6 % error alone, nano-Sn's form error is far narrower than the RMS of both
-    assert expansion["nano-Sn"]["interval_90_nested"][1] < expansion["nano-Sn"]["interval_90"][1]
-    efficiency = {r["name"].split(" first")[0]: r for r in rows if "efficiency" in r["name"]}
-    loss = {m: math.log((100 - r["measured"]) / (100 - r["predicted"])) for m, r in efficiency.items()}
-    row = efficiency["Sn@HC-2-1"]
-    sigma = 100 * math.sqrt((loss["nano-Sn"] ** 2 + loss["HC"] ** 2) / 2)
-    assert row["nested_form_error"] == {"family": "efficiency", "sigma_pct": pytest.approx(sigma), "from_rows": 2}
-    settings = UncertaintySettings.load()
-    nested = dataclasses.replace(settings, model_form_sigma_pct={**settings.model_form_sigma_pct, "efficiency": sigma},
-                                 model_form_errors={**settings.model_form_errors, "efficiency": 2})
-    (again,) = validate(studies=tuple(s for s in STUDIES if s.name == "Sn@HC-2-1 first-cycle efficiency (not fitted)"),
-                        settings=nested)
-    assert row["interval_90_nested"] == pytest.approx(again["interval_90"], rel=1e-12)
-    assert "nested" in report_text(rows)
 
 
 def test_an_interval_hardly_depends_on_the_ensembles_seed():
