@@ -822,7 +822,7 @@ UI_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # MLflow's switch for i
 
 def cmd_ui(args) -> int:
     from flows.config import load_config
-    from flows.inputs import check_tracking_store, existing_file, redact, reveal
+    from flows.inputs import InputError, check_tracking_store, existing_file, redact, reveal
 
     if args.config is not None:
         existing_file(args.config, "--config")
@@ -833,7 +833,12 @@ def cmd_ui(args) -> int:
     uri = load_config(args.config, overrides, OPTION_OF_KEY).tracking.tracking_uri
     # the UI only reads: a SQLite store that does not exist is a mistyped path, not a new store (MLflow had created
     # its folders and an empty database, and served an empty UI)
-    check_tracking_store(uri, must_exist=True, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    try:
+        check_tracking_store(uri, must_exist=True, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
+    except InputError as error:  # a fresh clone's first `snhc ui`, before any campaign: say what makes runs
+        if "no such store" not in str(error):
+            raise
+        raise InputError(f"{error}; a campaign creates it (make run, or snhc optimise)") from None
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
     console().print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")

@@ -522,7 +522,7 @@ def option_cases() -> list[Case]:
         Case("option: ui --port 70000", ["ui", "--port", "70000"], "allowed 1 to 65535", store_option=False),
         Case("option: ui --tracking-uri empty", ["ui", "--tracking-uri", ""], "--tracking-uri", store_option=False),
         Case("tracking: ui on a store that does not exist (a mistyped path)", ["ui", "--port", "59123"],
-             "no such store"),
+             "so it holds no runs; a campaign creates it (make run, or snhc optimise)"),
         Case("option: an Arabic-Indic digit for a budget", ["optimise", "--n-calls", "٨"],
              "--n-calls: '٨' is not an integer: allowed 2 to 2000"),
         Case("option: a digit separator in a current", ["predict", "--current", "1_7"], "'1_7' is not a number",
