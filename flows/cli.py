@@ -725,37 +725,42 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
                            for row in shown.to_dict("records")
                            for band in [[row[c] for c in interval_columns(name)]]]
     objective = campaign.config.objective
-    capacity = f"Q@{objective.cycle}"  # the objective's capacity, named by its cycle (its current is in the legend)
-    print_frame(shown, SUGGESTION_COLUMNS | {"objective_capacity_mAh_per_g": capacity}, "Next recipes to make")
+    columns = suggestion_columns(objective)
+    capacity = columns["objective_capacity_mAh_per_g"]
+    print_frame(shown, columns, "Next recipes to make")
     taught = campaign.lab is not None and bool(campaign.lab.measured)  # a campaign resumed alone has no lab rows
-    console().print(f"model, + lab corr., = mean and sd: the objective, mAh/g: the {'lab-taught ' if taught else ''}"
-                    f"model's [90 % interval], the correction the optimiser's GP learned from the lab rows' residuals "
-                    f"near the recipe, their sum that ranks the suggestions and its sd (the optimiser's belief, not a "
-                    f"measurement's scatter{'' if taught else '; no lab rows: the correction is 0'}); {capacity} "
-                    f"(mAh/g, the capacity the objective scores: {objective.current_A_per_g:g} A/g after "
-                    f"{objective.cycle} cycles) and swell % (particle expansion): the "
-                    f"{'lab-taught ' if taught else ''}model's value [90 % interval], before the lab's correction (it "
-                    f"applies to the objective as a whole); "
-                    f"{EXTRAPOLATED}: beyond the study's data"
-                    + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it"
-                       if taught else "")
-                    + (f"; {PARAMETER_DRAW}: the best recipe of the lab-taught model under one draw of the lab "
-                       f"parameters the results still allow, not under their best estimate, so the model may rate "
-                       f"it lower than the others; it asks where the optimum would be if the lab's material were "
-                       f"otherwise" if PARAMETER_DRAW in set(table.get("chosen_by", [])) else ""), soft_wrap=True)
+    model = "lab-taught model" if taught else "model"
+    legend = [
+        f"model, + lab corr., = mean and sd: the objective, mAh/g: the {model}'s [90 % interval], the correction the "
+        f"optimiser's GP learned from the lab rows' residuals near the recipe, their sum that ranks the suggestions "
+        f"and its sd (the optimiser's belief, not a measurement's scatter"
+        + ("" if taught else "; no lab rows: the correction is 0") + ")",
+        f"{capacity} (mAh/g, the capacity the objective scores: {objective.current_A_per_g:g} A/g after "
+        f"{objective.cycle} cycles) and swell % (particle expansion): the {model}'s value [90 % interval], before "
+        f"the lab's correction (it applies to the objective as a whole)",
+        f"{EXTRAPOLATED}: beyond the study's data"
+        + (", and no lab row near it (lab_row_near_distance, configs/uncertainty.yaml) measured it" if taught else ""),
+    ]
+    if PARAMETER_DRAW in set(table.get("chosen_by", [])):  # a suggestion the model may rate lower: why it is made
+        legend.append(f"{PARAMETER_DRAW}: the best recipe of the lab-taught model under one draw of the lab "
+                      f"parameters the results still allow, not under their best estimate, so the model may rate it "
+                      f"lower than the others; it asks where the optimum would be if the lab's material were "
+                      f"otherwise")
+    console().print("; ".join(legend), soft_wrap=True)
     print_lab_parameters(lab_parameters)
     console().print(f"{len(table)} suggestions written to [bold]{args.output}[/]; MLflow run {mlflow_run} "
                     f"(experiment {campaign.config.tracking.experiment_name})", soft_wrap=True)  # an id unfolded
 
 
-SUGGESTION_COLUMNS = {  # table column -> short console header
-    "sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
-    "ball_to_powder_ratio": "BPR", "predicted_objective": "model", "learned_correction_objective": "+ lab corr.",
-    "surrogate_mean_objective": "= mean", "surrogate_std_objective": "sd",
-    "objective_capacity_mAh_per_g": "Q@1000",  # named by the objective's cycle where printed
-    "particle_expansion_pct": "swell %",
-    "chosen_by": "chosen by",
-}
+def suggestion_columns(objective) -> dict[str, str]:
+    """The suggestions' table columns -> short console headers; the capacity column is the one ``objective``
+    scores, named by its cycle (its current is in the legend)."""
+    return {"sn_mass_fraction": "Sn frac", "milling_time_h": "time h", "milling_speed_rpm": "rpm",
+            "ball_to_powder_ratio": "BPR", "predicted_objective": "model",
+            "learned_correction_objective": "+ lab corr.", "surrogate_mean_objective": "= mean",
+            "surrogate_std_objective": "sd",
+            "objective_capacity_mAh_per_g": f"Q@{objective.cycle}", "particle_expansion_pct": "swell %",
+            "chosen_by": "chosen by"}
 
 
 def cmd_what_if(args) -> int:
@@ -822,7 +827,7 @@ UI_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # MLflow's switch for i
 
 def cmd_ui(args) -> int:
     from flows.config import load_config
-    from flows.inputs import InputError, check_tracking_store, existing_file, redact, reveal
+    from flows.inputs import check_tracking_store, existing_file, redact, reveal
 
     if args.config is not None:
         existing_file(args.config, "--config")
@@ -833,12 +838,8 @@ def cmd_ui(args) -> int:
     uri = load_config(args.config, overrides, OPTION_OF_KEY).tracking.tracking_uri
     # the UI only reads: a SQLite store that does not exist is a mistyped path, not a new store (MLflow had created
     # its folders and an empty database, and served an empty UI)
-    try:
-        check_tracking_store(uri, must_exist=True, key="--tracking-uri" if args.tracking_uri else "tracking_uri")
-    except InputError as error:  # a fresh clone's first `snhc ui`, before any campaign: say what makes runs
-        if "no such store" not in str(error):
-            raise
-        raise InputError(f"{error}; a campaign creates it (make run, or snhc optimise)") from None
+    check_tracking_store(uri, must_exist=True, key="--tracking-uri" if args.tracking_uri else "tracking_uri",
+                         missing="a campaign creates it (make run, or snhc optimise)")  # a fresh clone's first ui
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", reveal(uri), "--host", "127.0.0.1",
                "--port", str(args.port)]
     console().print(f"MLflow UI on http://127.0.0.1:{args.port} over {redact(uri)} (Ctrl-C stops it)")

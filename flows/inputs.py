@@ -467,14 +467,15 @@ def sqlite_path(uri: str) -> Path:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def check_tracking_store(uri: str, must_exist: bool = False, key: str = "tracking_uri") -> None:
+def check_tracking_store(uri: str, must_exist: bool = False, key: str = "tracking_uri", missing: str = "") -> None:
     """Check a tracking store before anything starts, without writing to it.
 
     SQLite: the database must be a writable file that is empty or an MLflow store (not another program's database,
     which MLflow would add its tables to), or creatable (its nearest existing folder writable); never in memory,
     which keeps nothing. Servers (http, https): the host must accept a TCP connection and answer as MLflow within
     :data:`CONNECT_TIMEOUT_S`; PostgreSQL: a connection must open within it. With ``must_exist`` (resuming a run) a
-    SQLite database that does not exist yet is an error, not a new store.
+    SQLite database that does not exist yet is an error, not a new store (``missing``: what the message adds, e.g.
+    what creates one).
     """
     uri = reveal(uri)
     check_tracking_scheme(uri, key)
@@ -502,7 +503,8 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
                 _check_mlflow_sqlite(database, key, shown)
             return
         if must_exist:
-            raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs")
+            raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs"
+                             + (f"; {missing}" if missing else ""))
         folder = nearest_existing(database.parent)
         if not folder.is_dir():
             raise InputError(f"{key} {shown}: cannot create the database: {folder} is {not_a_folder(folder)}, not a "
