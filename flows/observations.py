@@ -109,10 +109,11 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ConfigError(f"{path}: missing column {missing[0]!r}; a lab file needs {', '.join(required)}")
-    written = dict(zip(table.columns, table.columns))
+    header_as_written = list(table.columns)
     table = _named_for_its_objectives(table, config, path, lines)
-    if len(written) == len(table.columns):  # a column renamed alone: its messages name it as the file does
-        written = {new: old for old, new in zip(written, table.columns)}
+    # a column renamed to its quantity's name (a rename keeps the columns' order; a merge drops one) is named in the
+    # messages below as the file names it
+    written = dict(zip(table.columns, header_as_written)) if len(table.columns) == len(header_as_written) else {}
     recipe_columns = [c for c in table.columns if c in FIELDS]
     metric_columns = [c for c in table.columns if c not in FIELDS and c not in TEXT_COLUMNS]
     for column in metric_columns:
@@ -310,11 +311,9 @@ def _named_for_its_objectives(table: pd.DataFrame, config: CampaignConfig, path,
         same = f"capacity_at_cycle_{config.objective.cycle}_mAh_per_g"
         if same not in table.columns:
             return table
-        if CAPACITY not in table.columns and SCORE not in table.columns:  # the objective's capacity under its
-            # measured name, the row's only way to a score (beside a stated objective it is one more reading)
-            return table.rename(columns={same: CAPACITY})
-        if CAPACITY not in table.columns:
-            return table
+        if CAPACITY not in table.columns:  # the objective's capacity under its measured name: the row's only way to
+            # a score, unless it states its objective (beside which it is one more reading)
+            return table if SCORE in table.columns else table.rename(columns={same: CAPACITY})
         return _merged(table, CAPACITY, same, path, lines, f"its objective: {config.objective.current_A_per_g:g} "
                                                            f"A/g after {config.objective.cycle} cycles")
     if SCORE in table.columns:
