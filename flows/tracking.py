@@ -278,6 +278,8 @@ class CampaignRecorder:
                 first_budget = run_now.params.get("optimiser.n_calls")
                 if first_budget is not None and first_budget != str(config.optimiser.n_calls):
                     resume_tags[BUDGET_TAG] = config.optimiser.n_calls
+                elif BUDGET_TAG in tags_now:  # resumed back to the first budget: an earlier extension's tag is stale
+                    self.tracker.client.delete_tag(run_id, BUDGET_TAG)
                 self.tracker.log(run_id, tags=resume_tags)
             else:
                 campaign.run_id = run_id

@@ -220,6 +220,6 @@ def report_text(rows: list[dict]) -> str:
                          f"{r['name'].split(':')[0]} ({r['measured']:.4g}): "
                          + (f"[{r['interval_90_nested'][0]:.4g}-{r['interval_90_nested'][1]:.4g}] "
                             f"{'covers' if r['covered_nested'] else 'MISSES'} it"
-                            if r["interval_90_nested"] else "no other row of its kind")
+                            if r["interval_90_nested"] else "no other row of its kind measures another point")
                          for r in nested))
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n" + "\n".join(lines)

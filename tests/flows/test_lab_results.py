@@ -271,6 +271,9 @@ def test_lab_rows_teach_a_multi_objective_campaign_and_stay_off_its_front(tmp_pa
     starts = [int(n) for n in run.data.tags["resumed_from_evaluations"].split(", ")]
     assert len(starts) == 2 and starts[0] < starts[1]
     assert "resumed_from_evaluation" not in run.data.tags  # one tag for the resumes (the last had two names)
+    # resumed back to its first budget, the extension's tag would be stale: it goes
+    assert main(["optimise", "--resume", summary["run_id"], "--n-calls", "8", "--tracking-uri", uri, "--json"]) == 0
+    assert "optimiser.n_calls_extended_to" not in client.get_run(summary["run_id"]).data.tags
 
 
 def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
