@@ -378,23 +378,21 @@ def replicate_note(lab: LabData | None) -> str | None:
 
 def outside_note(lab: LabData | None, config: CampaignConfig) -> str | None:
     """A sentence naming the lab rows (measured or pending) that lie outside the campaign's search space or off its
-    fixed values, which the optimiser cannot take; None when every row fits."""
+    fixed values, each with the field that puts it there: the optimiser cannot take them, and a measured one does
+    not teach the model (:func:`flows.search.teaching_rows`); None when every row fits."""
     if lab is None:
         return None
-    from skopt.space import Space
+    from flows.search import outside_reasons
 
-    from flows.search import in_search_space, search_dimensions
-
-    space = Space(search_dimensions(config))
-    outside = [line for line, e in zip(lab.measured_lines, lab.measured)
-               if not in_search_space(e.recipe, config, space)]
-    outside += ["pending " + ", ".join(f"{k}={v:g}" for k, v in r.items() if isinstance(v, float))
-                for r in lab.pending if not in_search_space(r, config, space)]
+    outside = [f"line {line} ({'; '.join(reasons)})" for line, e in zip(lab.measured_lines, lab.measured)
+               if (reasons := outside_reasons(e.recipe, config))]
+    outside += [f"pending {', '.join(f'{k}={v:g}' for k, v in r.items() if isinstance(v, float))} "
+                f"({'; '.join(reasons)})" for r in lab.pending if (reasons := outside_reasons(r, config))]
     if not outside:
         return None
     return (f"{lab.path}: {len(outside)} row(s) outside the campaign's search space or off its fixed values, which "
-            f"the optimiser cannot take (widen search_space to use them): line(s) "
-            + "; ".join(str(o) for o in outside))
+            f"neither teach the model nor reach the optimiser (widen search_space, or search the fixed field, to "
+            f"use them): " + "; ".join(outside))
 
 
 def untaught_note(lab: LabData | None, config: CampaignConfig) -> str | None:
@@ -665,11 +663,11 @@ def teaching_notes(lab: LabData, p, taught, config: CampaignConfig,
     suggest`` and ``snhc optimise --observations`` alike."""
     if errors is None:
         errors = model_error_table(lab, lab_predictions(lab, p, config), lab_predictions(lab, taught, config))
+    fitted = errors[errors["line"].isin(_teaching_lines(lab, config))]  # an untaught row says nothing of the fit
     return ([("not measured, moved by the lab's parameters", line) for line in unmeasured_moves(lab, p, taught, config)]
-            + [("fitted worse by the lab's parameters", line) for line in fitted_worse(errors)]
+            + [("fitted worse by the lab's parameters", line) for line in fitted_worse(fitted)]
             + [("missed beyond your scatter", line)
-               for line in missed_beyond_scatter(errors[errors["line"].isin(_teaching_lines(lab, config))],
-                                                 config.lab_uncertainty_pct)])
+               for line in missed_beyond_scatter(fitted, config.lab_uncertainty_pct)])
 
 
 def _teaching_lines(lab: LabData, config: CampaignConfig) -> set[int]:

@@ -25,6 +25,7 @@ from flows.config import Tracking  # noqa: E402
 from flows.inputs import redact  # noqa: E402
 from flows.physics_gp import PosteriorMean  # noqa: E402
 from flows.tracking import LAID_OUT  # noqa: E402
+from surrogate.recipe import shown_value  # noqa: E402
 
 console = Console()
 if not console.is_terminal:  # a pipe or a log file: wide lines, never tables folded to an 80-column guess
@@ -178,10 +179,10 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
                 axes.text(i, 0.02, (missing or {}).get(metric, "no value"), rotation=90, ha="center",
                           va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
             else:
-                shown_value = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
+                label = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
                 if metric in (flags or {}) and table[flags[metric]].iloc[i] == True:  # noqa: E712 - NaN: no flag
-                    shown_value += "*"
-                axes.text(i, tops[i], shown_value, ha="center", va="bottom", fontsize=8)
+                    label += "*"
+                axes.text(i, tops[i], label, ha="center", va="bottom", fontsize=8)
             if labels[i].startswith("baseline"):
                 bar.set_hatch("//")
         axes.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=9)
@@ -516,7 +517,7 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
     intervals, extrapolated = intervals or {}, extrapolated or {}
     lines = [f"# Recommended Sn/HC anode recipe — campaign `{name}`", "",
              "| recipe | value | unit |", "|---|---|---|"]
-    lines += [f"| {words(k)} | {_shown(v)} | {unit_of(k)} |" for k, v in recipe.items()]
+    lines += [f"| {words(k)} | {shown_value(v)} | {unit_of(k)} |" for k, v in recipe.items()]
     lines += ["", "| predicted metric | value | 90 % interval | unit | |", "|---|---|---|---|---|"]
     lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} | "
               f"{EXTRAPOLATED if extrapolated.get(k) else ''} |" for k, v in metrics.items()]
@@ -542,7 +543,7 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     table.add_column("")
     table.add_column("value \\[90 % interval]", justify="right")
     for key, value in recipe.items():
-        table.add_row(key, _shown(value))
+        table.add_row(key, shown_value(value))
     for key, value in metrics.items():  # the headline metrics (CampaignResult.summary)
         if key in recipe:  # an objective that is a recipe field (milling time): shown above, exact
             continue
@@ -560,11 +561,6 @@ def with_interval(value: float, band=None, digits: int = 1) -> str:
     """``value [low–high]`` (or the value alone without a band)."""
     text = f"{value:.{digits}f}"
     return text + (f" [{band[0]:.{digits}f}–{band[1]:.{digits}f}]" if band else "")
-
-
-def _shown(value) -> str:
-    """A recipe value for people: numbers to 4 significant digits, categories as they are."""
-    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> None:

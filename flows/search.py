@@ -34,7 +34,7 @@ from flows.objective import CAPACITY, EXPANSION, SCORE
 from flows.physics_gp import (LabCalibratedPrior, LabParameters, ModelPrior, PhysicsInformedGP, condition_gp,
                               gp_mean_std, warm_kernel)
 from surrogate.milling import DOSE_EXPONENTS
-from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value
+from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes, same_value, shown_value
 
 if TYPE_CHECKING:
     from flows.campaign import Campaign
@@ -688,6 +688,21 @@ def tell_known(optimizer: Optimizer, config: CampaignConfig, known: list[tuple[l
 def in_search_space(recipe: dict[str, Any], config: CampaignConfig, space: Space) -> bool:
     """Whether the optimiser can take a recipe: its point inside ``space`` and its fields on the fixed values."""
     return point_of(recipe, config) in space and on_fixed_values(recipe, config.search_space.fixed_values())
+
+
+def outside_reasons(recipe: dict[str, Any], config: CampaignConfig) -> list[str]:
+    """Why the optimiser cannot take a recipe, field by field (``milling_atmosphere=air, fixed at argon``;
+    ``milling_time_h=45, searched 0.5-40``): what a user must widen or unfix to use it; empty when it can."""
+    reasons = []
+    for name, value in config.search_space.fixed_values().items():
+        if not same_value(name, recipe[name], value):
+            reasons.append(f"{name}={shown_value(recipe[name])}, fixed at {shown_value(value)}")
+    for name, dimension in zip(config.search_space.searched(), search_dimensions(config)):
+        if recipe[name] not in dimension:
+            allowed = (", ".join(map(str, dimension.categories)) if isinstance(dimension, Categorical)
+                       else f"{shown_value(dimension.low)}-{shown_value(dimension.high)}")
+            reasons.append(f"{name}={shown_value(recipe[name])}, searched {allowed}")
+    return reasons
 
 
 def on_fixed_values(recipe: dict[str, Any], fixed: dict[str, Any]) -> bool:

@@ -211,6 +211,11 @@ def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float
     return out
 
 
+def shown_value(value: Any) -> str:
+    """A recipe value for people: numbers to 4 significant digits, categories as they are."""
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def same_value(name: str, a: Any, b: Any) -> bool:
     """Whether two values of one field are the same by the rule of :func:`recipe_key`."""
     return _normalised(FIELDS[name], a) == _normalised(FIELDS[name], b)

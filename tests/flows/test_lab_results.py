@@ -283,7 +283,12 @@ def test_lab_rows_outside_the_search_space_are_named_not_dropped_unsaid():
     config = load_config(overrides={"search_space": {"sn_mass_fraction": {"low": 0.55, "high": 0.7},
                                                      "milling_time_h": {"low": 0.5, "high": 12.0}}})
     note = outside_note(read_observations(lab_file, config), config)
-    assert "3 row(s) outside" in note and "line(s) 3; 4; pending" in note  # 0.5 and 0.75 Sn; the pending 20 h
+    assert "3 row(s) outside" in note and "neither teach the model" in note
+    # each named with the field that puts it outside, and the range it is searched over
+    assert ("line 3 (sn_mass_fraction=0.5, searched 0.55-0.7); line 4 (sn_mass_fraction=0.75, searched 0.55-0.7); "
+            "pending" in note and "(milling_time_h=20, searched 0.5-12)" in note)
+    fixed = load_config(overrides={"search_space": {"milling_time_h": {"value": 10.0}}})
+    assert "line 3 (milling_time_h=6, fixed at 10)" in outside_note(read_observations(lab_file, fixed), fixed)
     assert outside_note(read_observations(lab_file, load_config()), load_config()) is None
 
 
@@ -781,7 +786,8 @@ def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp
     """The lab's model is fitted to the rows inside the search space; an HC-rich row outside it (Sn 0.02 < 0.05),
     never told to it, had read as 'misses your 4 measured rows by 18 %: your lab does something the model has no
     parameter for'. The row misses the model by far more than the scatter: with the search space widened to hold it,
-    the same file gets the note."""
+    the same file gets the note. Nor does it count as a row the lab's model fits worse than the study's (an
+    air-milled row in an argon campaign had read as 'a cause the lab parameters do not reach')."""
     from flows.evaluation import campaign_parameters, evaluate_batch
     from flows.observations import teaching_notes
 
@@ -789,17 +795,26 @@ def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp
     p, _ = campaign_parameters(config)
     recipes = [{"sn_mass_fraction": sn, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
                 "ball_to_powder_ratio": 20.0} for sn in (0.5, 0.6, 0.7)]
-    rows = [f"{r['sn_mass_fraction']},10,400,20,{e.metrics['objective_capacity_mAh_per_g']:.2f}"
-            for r, e in zip(recipes, evaluate_batch(recipes, p, config.objective))]
-    lab = tmp_path / "lab.csv"
-    lab.write_text(HEADER + "\n" + "\n".join(rows) + "\n0.02,10,400,20,50\n")  # the model: about 200
 
-    def missed(config):
-        notes = teaching_notes(read_observations(lab, config), p, p, config)
-        return [line for label, line in notes if label == "missed beyond your scatter"]
+    def lab_of(q):  # the inside rows as model q measures them, the HC-rich row far below any model
+        rows = [f"{r['sn_mass_fraction']},10,400,20,{e.metrics['objective_capacity_mAh_per_g']:.2f}"
+                for r, e in zip(recipes, evaluate_batch(recipes, q, config.objective))]
+        path = tmp_path / "lab.csv"
+        path.write_text(HEADER + "\n" + "\n".join(rows) + "\n0.02,10,400,20,50\n")  # the model: about 200
+        return path
 
-    assert not missed(config)
-    assert missed(load_config(overrides={"search_space": {"sn_mass_fraction": {"low": 0.01, "high": 0.95}}}))
+    def notes(config, label, lab, taught=p):
+        return [line for kind, line in teaching_notes(read_observations(lab, config), p, taught, config)
+                if kind == label]
+
+    wide = load_config(overrides={"search_space": {"sn_mass_fraction": {"low": 0.01, "high": 0.95}}})
+    assert not notes(config, "missed beyond your scatter", lab_of(p))
+    assert notes(wide, "missed beyond your scatter", lab_of(p))
+    # a lab whose HC holds more capacity: its model meets the inside rows exactly, and the HC-rich row, far below
+    # any model, worse; the inside rows alone say it fits better
+    q = p.with_values(hc_capacity_mAh_per_g=p.hc_capacity_mAh_per_g * 1.1)
+    assert not notes(config, "fitted worse by the lab's parameters", lab_of(q), q)
+    assert notes(wide, "fitted worse by the lab's parameters", lab_of(q), q)
 
 
 def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_intervals(tmp_path):
