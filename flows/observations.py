@@ -57,6 +57,13 @@ class LabData:
     # (:func:`disagreeing_replicates`): (their lines, the metric, their values)
     disagreeing: tuple[tuple[tuple[int, ...], str, tuple[float, ...]], ...] = ()
     saved: bool = False  # rebuilt from a resumed campaign's saved rows, not read now: the file may have moved
+    # columns the file names otherwise than their quantity (the objective's capacity by its measured name,
+    # capacity_at_cycle_1000_mAh_per_g): quantity -> the header as written, so messages name what the user wrote
+    written_as: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str) -> str:
+        """The file's own header of quantity ``name``."""
+        return dict(self.written_as).get(name, name)
 
 
 def read_observations(path: str | Path, config: CampaignConfig, allow_empty: bool = False) -> LabData:
@@ -169,7 +176,8 @@ def read_observations(path: str | Path, config: CampaignConfig, allow_empty: boo
     replicated = tuple(tuple(line for line, _, _ in r) for r in rows.values() if len(r) > 1)
     disagreeing = tuple(d for r in rows.values() if len(r) > 1
                         for d in disagreeing_replicates(r, config.lab_uncertainty_pct))
-    return LabData(path, measured, lines, pending, replicated, disagreeing)
+    return LabData(path, measured, lines, pending, replicated, disagreeing,
+                   written_as=tuple((k, v) for k, v in written.items() if k != v))
 
 
 # Replicate cells of one recipe whose sample variance of a metric exceeds this quantile of its chi-square law under
@@ -470,8 +478,8 @@ def surprising_values(lab: LabData, p, config: CampaignConfig) -> list[str]:
         width = high - low
         floor = max(low - width, low * low / high) if low > 0 else low - width
         if value < floor or value > high + width:
-            lines.append(f"{lab.path} line {line}: {name} {value:g} lies far outside the model's 90 % interval "
-                         f"at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
+            lines.append(f"{lab.path} line {line}: {lab.column(name)} {value:g} lies far outside the model's 90 % "
+                         f"interval at this recipe ({low:.4g}-{high:.4g}); check it (a typing, unit or mass error, a "
                          f"failed cell): it teaches the model as much as a real difference would")
     return lines
 
@@ -504,7 +512,8 @@ def check_unit_slips(lab: LabData | None, config: CampaignConfig) -> None:
                 and low <= value * factor <= high):
             continue
         raise ConfigError(
-            f"{lab.path} line {line}: {name}={value:g} reads as a unit slip: x{factor:g} gives {value * factor:.4g}, "
+            f"{lab.path} line {line}: {lab.column(name)}={value:g} reads as a unit slip: x{factor:g} gives "
+            f"{value * factor:.4g}, "
             f"inside the model's 90 % interval at this recipe ({low:.4g}-{high:.4g} {info.unit}), where {value:g} "
             f"lies outside it by a factor of {low / value:.0f}; allowed: the value in {unit_text}")
 

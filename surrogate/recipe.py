@@ -108,8 +108,20 @@ class RecipeField:
     def check(self, value: Any, label: str | None = None) -> Any:
         """The value as the field's type (float or str); raises :class:`RecipeError` naming ``label``."""
         if not self.is_valid(value):
-            raise RecipeError(label or self.name, value, self.allowed())
+            problem = "is out of range"
+            if self.reads_as_percentage(value):
+                problem += f" (a percentage? as a fraction: {value / 100.0:.4g})"
+            raise RecipeError(label or self.name, value, self.allowed(), problem)
         return value if self.categorical else float(value)
+
+    def reads_as_percentage(self, value: Any) -> bool:
+        """Whether a value of a share from 0 to 1 (the Sn fraction, the duty cycle) reads as a percentage: above 1,
+        and a hundredth of it inside the field's typical range (66.7 for 0.667; not 1.3)."""
+        if (self.categorical or (self.low, self.high) != (0.0, 1.0) or isinstance(value, bool)
+                or not isinstance(value, (int, float))):
+            return False
+        low, high = self.search or (self.low, self.high)
+        return value > 1.0 and low <= value / 100.0 <= high
 
     def parse(self, text: str) -> Any:
         """A value from text (a CSV cell, a CLI argument), checked."""

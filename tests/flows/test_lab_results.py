@@ -39,6 +39,10 @@ BAD_FILES = [
      "to 350 mAh/g: no electrode of sn_mass_fraction 0.3 stores more)"),
     ("fraction above 1", (HEADER + "\n1.2,6,450,20,300\n").encode(),
      "line 2: sn_mass_fraction=1.2 is out of range: allowed 0 to 1"),
+    ("fraction as a percentage", (HEADER + "\n66.7,6,450,20,300\n").encode(),
+     "line 2: sn_mass_fraction=66.7 is out of range (a percentage? as a fraction: 0.667): allowed 0 to 1"),
+    ("fraction far above 1", (HEADER + "\n667,6,450,20,300\n").encode(),
+     "line 2: sn_mass_fraction=667 is out of range: allowed 0 to 1"),
     ("negative milling time", (HEADER + "\n0.5,-6,450,20,300\n").encode(), "line 2: milling_time_h=-6 is out of range"),
     ("empty recipe cell", (HEADER + "\n0.5,,450,20,300\n").encode(), "line 2: milling_time_h is empty: allowed 0 to 100"),
     ("metrics but no objective", b"sn_mass_fraction,milling_time_h,milling_speed_rpm,ball_to_powder_ratio,"
@@ -49,6 +53,9 @@ BAD_FILES = [
     ("capacity in Ah/g", (HEADER + "\n0.6667,10,400,20,330\n0.5,6,450,20,0.3\n").encode(),
      "line 3: objective_capacity_mAh_per_g=0.3 reads as a unit slip: x1000 gives 300, inside the model's 90 % "
      "interval"),
+    ("capacity in Ah/g under its measured name", b"sn_mass_fraction,milling_time_h,milling_speed_rpm,"
+     b"ball_to_powder_ratio,capacity_at_cycle_1000_mAh_per_g\n0.6667,10,400,20,330\n0.5,6,450,20,0.3\n",
+     "line 3: capacity_at_cycle_1000_mAh_per_g=0.3 reads as a unit slip"),
     ("swelling as a fraction", (HEADER + ",particle_expansion_pct\n0.6667,10,400,20,330,2.55\n").encode(),
      "line 2: particle_expansion_pct=2.55 reads as a unit slip: x100 gives 255, inside the model's 90 % interval"),
 ]
