@@ -400,8 +400,10 @@ class CampaignRecorder:
         may not), one readable table (``recommendation.json``: recipe and predicted metrics with units, rounded), the
         exact values as ``recommended_recipe.json`` per recommendation, and the report files.
 
-        Single-value ``recommended.*`` metrics are not logged (MLflow draws each as a one-bar chart); only the
-        optimiser GP's mean and sd at the recommended point stay metrics, so they have a history when extended.
+        The recommended recipe's objective and headline predictions are also metrics (``recommended.objective``,
+        ``recommended.<metric>``, step = evaluations so far): the runs table and the compare view sort, filter and
+        plot campaigns by metrics, not by tags or artifacts, and an extended campaign's recommendation keeps a
+        history. The optimiser GP's mean and sd at the recommended point sit beside them.
         """
         campaign = self.campaign
         evaluation = recommendation.evaluation
@@ -409,8 +411,10 @@ class CampaignRecorder:
         self.tracker.log(self.run_id, step=step,
                          tags={f"recommended.{k}": display_number(v, 6) for k, v in evaluation.recipe.items()}
                          | {"recommended.source": evaluation.source, "recommended.evaluation": recommendation.index},
-                         metrics={"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
-                                  "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
+                         metrics={"recommended.objective": evaluation.objective}
+                         | {f"recommended.{k}": v for k, v in recommendation.headline().items()}
+                         | {"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
+                            "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
         # PyBaMM's values are of the check's pick: a measured lab recipe recommended instead has none
         physics = self.physics_of_chosen if recommendation.evaluation.modelled else None
         table = recommendation_table(recommendation, step, physics)
