@@ -28,7 +28,8 @@ from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
 from flows.observations import lab_predictions, model_error_table, surprising_values, teaching_notes
 from flows.pareto import front_files, pareto_table, run_pareto_search, with_uncertainty
-from flows.recommendation import Recommendation, recommend, with_intervals, with_lab_note, with_measured_note
+from flows.recommendation import (Recommendation, recommend, with_intervals, with_lab_note, with_measured_note,
+                                  with_moved_note)
 from flows.search import lab_calibrated_prior, run_search, teaching_rows, tell_known
 from flows.suggest import prior_parameter_table
 from flows.store import store_for
@@ -368,7 +369,8 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
                                         "the numpy model" if taught is None else "the lab's model")
         if taught is not None:  # say where the lab's rows, not the study, decide the recommended recipe's score
             recommendation = with_lab_note(recommendation, campaign, study_p)
-        recommendation = with_measured_note(recommendation, campaign)
+        recommendation = with_moved_note(with_measured_note(recommendation, campaign), campaign,
+                                         recorder.previous_recommendation)
         interrupts.check()
         files = reporting.campaign_figures(campaign.table(), optimizer, campaign.points[recommendation.index])
         if config.multi_objective:  # the front replaces the single-objective plots (they would show a scalarisation)

@@ -44,6 +44,7 @@ class Recommendation:
     study_note: str = ""  # the recipe against the study's own composite, with the model's uncertainty on the gap
     allowance_note: str = ""  # when the swelling's interval straddles the objective's allowance
     measured_note: str = ""  # when the lab already measured a recipe scoring above this one's prediction
+    moved_note: str = ""  # a resumed campaign whose recommendation is another recipe than its last run's
 
     def headline(self) -> dict[str, float]:
         """The metrics a report shows first (:func:`flows.metrics.headline`)."""
@@ -62,7 +63,7 @@ class Recommendation:
                   "of this recipe is the test"
                   ) if self.beyond_data else ""
         return [n for n in (self.rule_note, *self.bound_notes, beyond, self.allowance_note, self.study_note,
-                            self.lab_note, self.measured_note) if n]
+                            self.lab_note, self.measured_note, self.moved_note) if n]
 
     def record(self) -> dict[str, Any]:
         """JSON-ready view (the recommended_recipe.json artifact)."""
@@ -74,7 +75,7 @@ class Recommendation:
                 "metrics": self.evaluation.metrics, "interval_90": self.intervals, "extrapolated": self.extrapolated,
                 "beyond_calibrated_recipes": dict(self.beyond_data), "lab": self.lab_note,
                 "expansion_allowance": self.allowance_note, "against_the_study": self.study_note,
-                "lab_measured_better": self.measured_note}
+                "lab_measured_better": self.measured_note, "moved_since_last_run": self.moved_note}
 
 
 def with_lab_note(recommendation: Recommendation, campaign: Campaign, study_p) -> Recommendation:
@@ -167,6 +168,34 @@ def with_measured_note(recommendation: Recommendation, campaign: Campaign) -> Re
         f"predicted {evaluation.objective:.1f}{band}. The model still rates the lab's recipes lower than the lab "
         f"measures them; repeat that recipe, or ask `snhc suggest`, whose GP adds what the lab parameters do not "
         f"explain"))
+
+
+def with_moved_note(recommendation: Recommendation, campaign: Campaign, previous: int | None) -> Recommendation:
+    """The recommendation with a note when a resumed campaign recommends another recipe than its last run did
+    (``previous``: that run's recommended evaluation): the old recipe and what it scores now, beside the new one's
+    score, so a user sees whether new lab rows, a longer search or a near-tie moved it. Found by a lab walkthrough:
+    a resume with two new rows moved the recommendation from 23.5 h at 468 rpm to 1.2 h at 600 rpm, saying only
+    "the recommendation may move"."""
+    from dataclasses import replace
+
+    from flows.evaluation import LAB
+    from surrogate.recipe import recipe_key, shown_value
+
+    if previous is None or not 0 <= previous < len(campaign.evaluations):
+        return recommendation
+    old, new = campaign.evaluations[previous], recommendation.evaluation
+    if recipe_key(old.recipe) == recipe_key(new.recipe):
+        return recommendation
+    changed = ", ".join(f"{name} {shown_value(old.recipe[name])} -> {shown_value(new.recipe[name])}"
+                        for name in new.recipe if old.recipe[name] != new.recipe[name])
+    scores = (f"it scores {old.objective:.1f} now, this one {new.objective:.1f} mAh/g"
+              if old.ok and new.ok and not campaign.config.objectives else "")
+    return replace(recommendation, moved_note=(
+        f"moved since the last run's recommendation (evaluation {previous}: {changed})"
+        + (f"; {scores}" if scores else "")
+        + ("; lab rows new since then taught the model" if any(e.source == LAB
+                                                                for e in campaign.evaluations[campaign.saved:])
+           else "")))
 
 
 def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None,

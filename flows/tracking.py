@@ -237,6 +237,7 @@ class CampaignRecorder:
         self.intervals_of = intervals_of  # recipes -> [metric -> [low, high]] for child runs (None: no intervals)
         self.run_id: str | None = None
         self.physics_of_chosen: dict[str, float] = {}  # PyBaMM's values at the recommended recipe, when checked
+        self.previous_recommendation: int | None = None  # a resumed run's last recommended evaluation (its index)
 
     @property
     def experiment_id(self) -> str:
@@ -267,6 +268,8 @@ class CampaignRecorder:
             if resumed:
                 run_now = self.tracker.client.get_run(run_id).data
                 tags_now = run_now.tags
+                if (previous := tags_now.get("recommended.evaluation", "")).isdigit():
+                    self.previous_recommendation = int(previous)
                 for stale in ("failure_reason", "stopped_by"):  # stale: the campaign goes on (a finished resumed run
                     if stale in tags_now:  # had kept "stopped by SIGINT")
                         self.tracker.client.delete_tag(run_id, stale)

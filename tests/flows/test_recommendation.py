@@ -339,3 +339,27 @@ def test_a_pareto_recommendation_the_lab_rows_moved_beyond_the_study_models_inte
                            f"{study.metrics['capacity_mAh_per_g']:.1f}"), note
     assert "milling_time_h" not in note and "particle_expansion_pct" not in note
     assert with_lab_note(Recommendation(0, study, 0.0, 0.0, "", "", ()), campaign, params).lab_note == ""
+
+
+def test_a_resumed_campaign_says_when_its_recommendation_moved():
+    """A resume that recommends another recipe than its last run names the old one, field by field, with what it
+    scores now beside the new one's score, and says when new lab rows taught the model; the same recipe, or no
+    earlier recommendation, gets no note. A resume with two new lab rows had moved the recommendation from 23.5 h
+    to 1.2 h saying only "the recommendation may move"."""
+    from flows.recommendation import with_moved_note
+
+    campaign = campaign_of([(recipe(40.0), 335.0), (recipe(12.0, rpm=300.0), 339.0)])
+    chosen = recommend(campaign, NoModel())
+    assert chosen.index == 1
+    note = with_moved_note(chosen, campaign, previous=0).moved_note
+    assert note.startswith("moved since the last run's recommendation (evaluation 0: milling_time_h 40 -> 12, "
+                           "milling_speed_rpm 400 -> 300)")
+    assert "it scores 335.0 now, this one 339.0 mAh/g" in note and "lab rows" not in note
+    assert note in with_moved_note(chosen, campaign, previous=0).notes()
+    assert with_moved_note(chosen, campaign, previous=1).moved_note == ""  # the same recipe
+    assert with_moved_note(chosen, campaign, previous=None).moved_note == ""  # a new campaign
+    campaign.saved = 2
+    campaign.lab = LabData(Path("/tmp/lab.csv"), [Evaluation(complete(recipe(6.0)), Status.FINISHED, 300.0,
+                                                             {"objective": 300.0}, source=LAB)], [2], [])
+    campaign.add_lab_results()
+    assert with_moved_note(chosen, campaign, previous=0).moved_note.endswith("lab rows new since then taught the model")
