@@ -728,6 +728,9 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
     columns = suggestion_columns(objective)
     capacity = columns["objective_capacity_mAh_per_g"]
     print_frame(shown, columns, "Next recipes to make")
+    for number, note in enumerate(table.get("note", pd.Series(dtype=object)), start=1):
+        if isinstance(note, str):
+            console().print(f"[bold]suggestion {number}[/]: {note}", soft_wrap=True)
     taught = campaign.lab is not None and bool(campaign.lab.measured)  # a campaign resumed alone has no lab rows
     model = "lab-taught model" if taught else "model"
     legend = [

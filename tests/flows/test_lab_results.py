@@ -860,3 +860,32 @@ def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_interval
     _, exact, _ = taught([1.0] * 6)
     assert exact.misfit_beyond_scatter() == {}
 
+
+
+def test_a_suggestion_expected_below_every_made_recipe_is_called_a_long_shot():
+    """A lab spends days on each recipe: a suggestion whose mean is below every measured row's score is named a
+    long shot, with the row it falls below and its swelling when that is above the allowance; one at or above the
+    lowest row, or a lab with nothing measured, gets no note. (A draw scored 44 mAh/g at 401 % swelling, against
+    rows measured at 270-305, had come with the general legend only.)"""
+    from flows.evaluation import LAB, Evaluation
+    from flows.objective import EXPANSION, SCORE
+    from flows.observations import LabData
+    from flows.suggest import long_shot_note
+    from surrogate.recipe import complete
+    from surrogate.status import Status
+
+    config = load_config()
+    rows = [Evaluation(complete({"sn_mass_fraction": 0.6, "milling_time_h": t, "milling_speed_rpm": 400.0,
+                                 "ball_to_powder_ratio": 20.0}), Status.FINISHED, score, {SCORE: score}, source=LAB)
+            for t, score in ((5.0, 305.0), (10.0, 270.0))]
+    lab = LabData(Path("lab.csv"), rows, [2, 3], [])
+    made = rows[0].recipe
+    swollen = Evaluation(made, Status.FINISHED, 32.5, {EXPANSION: 401.0})
+    note = long_shot_note(44.3, swollen, lab, config)
+    assert note.startswith("a long shot: its mean 44.3 mAh/g is below every recipe the lab measured (the lowest "
+                           "270.0, line 3); the model predicts 401 % swelling, above the objective's 250 % allowance")
+    assert "swelling" not in long_shot_note(44.3, Evaluation(made, Status.FINISHED, 32.5, {EXPANSION: 240.0}),
+                                            lab, config)
+    assert long_shot_note(270.0, swollen, lab, config) is None
+    assert long_shot_note(44.3, swollen, LabData(Path("lab.csv"), [], [], [{}]), config) is None
+    assert long_shot_note(44.3, swollen, None, config) is None
