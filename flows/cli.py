@@ -522,7 +522,7 @@ def cmd_optimise(args) -> int:
                                    "mlflow_url_needs": command.strip("`") or None}))
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
-                         summary["interval_90"], summary["extrapolated"])
+                         summary["interval_90"], summary["extrapolated"], summary.get("beyond_calibrated_recipes"))
     console().print(f"Fidelity: {summary['fidelity']}")
     for note in summary.get("notes", []):
         console().print(f"Recommendation: {note}")

@@ -92,3 +92,21 @@ def test_an_objective_that_is_a_recipe_field_is_printed_once(capsys):
     out = capsys.readouterr().out
     assert out.count("milling_time_h") == 1 and "9.9 [9.9–9.9]" not in out
     assert "216.3 [157.2–230.1]" in out
+
+
+def test_the_extrapolation_flag_says_which_reason_applies(capsys):
+    """A recommendation flagged extrapolated says why: the fields in which its recipe is unlike the study's
+    materials, or, with none, the objective's conditions (it had read "its conditions or its materials" either
+    way, so the flag could not be used to judge trust)."""
+    from flows.reporting import print_recommendation
+
+    recipe, metrics = {"sn_mass_fraction": 0.6, "milling_time_h": 22.0}, {"capacity_mAh_per_g": 341.2}
+    flags = {"capacity_mAh_per_g": True}
+    print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags,
+                         {"milling_time_h": "22 h, outside the calibration's milled materials' 10 h"})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the recipe is unlike any of the study's materials in milling_time_h" in out and "current" not in out
+    print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags, {})
+    assert "the objective's current, cycle count or temperature lies beyond" in " ".join(capsys.readouterr().out.split())
+    print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, {"capacity_mAh_per_g": False}, {})
+    assert "beyond the study's data" not in capsys.readouterr().out
