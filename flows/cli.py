@@ -955,7 +955,8 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--resume", metavar="RUN_ID", help="a campaign run whose evaluations count as done")
     suggest.add_argument("--observations", metavar="CSV", help="lab results (rows without metrics are pending)")
     suggest.add_argument("--config", help="campaign YAML (default configs/default.yaml)")
-    suggest.add_argument("--tracking-uri", help="MLflow tracking URI of the --resume run")
+    suggest.add_argument("--tracking-uri", help="MLflow tracking URI: where the --resume run is read from and the "
+                         "suggestions' own run is logged (default: the config's, sqlite:///mlruns/mlflow.db)")
     suggest.add_argument("--output", default="suggestions.csv", help="CSV to write (default suggestions.csv)")
     suggest.add_argument("--json", action="store_true", help="print the suggestions as JSON records on stdout (the "
                          "table, what the lab taught and the MLflow run id go to stderr)")
