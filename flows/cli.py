@@ -157,6 +157,11 @@ def cmd_predict(args) -> int:
     if config is not None and config.objectives:  # the default single objective is none of this campaign's
         for part in (record, record["interval_90"], record["extrapolated"]):
             part.pop(SCORE, None)
+    # what was predicted, so a saved record answers for itself: the recipe (completed with its defaults) and the
+    # conditions (the cycling capacities' current, the cell temperature)
+    record["inputs"] = {"name": name, "recipe": recipes.to_records()[0], "currents_A_per_g": currents,
+                        "cycles": cycles, "cycling_current_A_per_g": args.cycling_current,
+                        "temperature_C": args.temperature_C}
     if args.json:
         print(json_text(record))
         return 0

@@ -23,7 +23,11 @@ def run_json(capsys, *args):
 def test_predict_material_json_has_exactly_the_documented_numeric_keys(capsys, params):
     record = run_json(capsys, "--material", "Sn@HC-2-1")
     assert set(record) == PREDICT_KEYS | {"interval_90", "extrapolated", "beyond_calibrated_recipes",
-                                           "objective_definition"}
+                                           "objective_definition", "inputs"}
+    # what was predicted, so a saved record answers for itself
+    assert record["inputs"]["recipe"]["sn_mass_fraction"] == pytest.approx(2 / 3)
+    assert record["inputs"]["cycling_current_A_per_g"] == 1.7 and record["inputs"]["temperature_C"] == 25.0
+    assert record["inputs"]["currents_A_per_g"] == [0.17, 0.42, 0.84, 1.7, 4.2]
     assert record["theoretical_capacity_mAh_per_g"] == pytest.approx(664.7, abs=0.5)
     assert record["beyond_calibrated_recipes"] == {}, "a material of the calibration is within it"
     for value in record["capacity_at_current_mAh_per_g"].values():
