@@ -274,6 +274,8 @@ def _print_prediction(name, recipe, record, args) -> None:
     console().print(table)
     for what, why in (record.get("physics_failures") or {}).items():
         console().print(f"PyBaMM could not evaluate {what}: {why}", markup=False)
+    for note in record.get("physics_notes") or []:
+        console().print(f"Note: {note}", markup=False)
     beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "

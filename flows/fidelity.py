@@ -12,6 +12,7 @@ and a campaign with ``fidelity: physics`` spends every optimiser evaluation on P
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, replace
 
@@ -316,7 +317,7 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
 
     intervals = {}
     for key, value in physics.items():
-        if key == "physics_failures":
+        if key in ("physics_failures", "physics_notes"):
             continue
         if isinstance(value, dict):
             intervals[key] = {k: band(key, v, model[key][k], model["interval_90"][key][k]) for k, v in value.items()}
@@ -324,6 +325,10 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
             intervals[key] = band(key, value, model[key], model["interval_90"][key])
     extras = {k: model[k] for k in ("beyond_calibrated_recipes", "objective_definition") if k in model}
     return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"], **extras}
+
+
+# PyBaMM's SolverWarning when a solution read an interpolated parameter beyond its table
+EXTRAPOLATION_WARNING = r"extrapolation occurred for"
 
 
 def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, request: PredictionRequest,
@@ -339,7 +344,14 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
     model = predict(recipes, p, request)
     record = model.record(0, current_labels)
     currents = list(dict.fromkeys([*request.currents_A_per_g, request.cycling_current_A_per_g]))
-    result = evaluate_physics(recipes, currents, p, request.temperature_C, physics_parameters=q)[0]
+    with warnings.catch_warnings(record=True) as caught:  # PyBaMM's own warnings, said in the record's words
+        warnings.simplefilter("always")
+        result = evaluate_physics(recipes, currents, p, request.temperature_C, physics_parameters=q)[0]
+    tables = sorted({name for w in caught for name in re.findall(r"Interpolant '([^']+)' (?:upper|lower) bound",
+                                                                 str(w.message))})
+    for w in caught:
+        if not re.search(EXTRAPOLATION_WARNING, str(w.message)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     capacity = {current: value if np.isfinite(value) else None for current, value in result.capacity_by_current.items()}
     if all(value is None for value in capacity.values()):
         raise PhysicsFailure(result.reason)
@@ -365,6 +377,11 @@ def physics_record(recipes: Recipes, p: ModelParameters, q: ModelParameters, req
         **({"objective": str(scores["physics_reason"].iloc[0])} if not finished else {})}
     if failed:  # what PyBaMM could not evaluate, and why (the key only when something failed: the JSON keeps the
         record["physics_failures"] = failed  # numpy model's shape otherwise)
+    if tables:  # its raw SolverWarning had been printed, naming an interpolant and nothing a user could act on
+        record["physics_notes"] = [
+            f"PyBaMM read its parameter table(s) {', '.join(tables)} beyond their data at some current (the "
+            f"electrolyte's concentration left the range they cover, as at high currents): those capacities rest "
+            f"on an extrapolated property, and are less certain than their interval says"]
     return record
 
 
