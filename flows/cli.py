@@ -141,6 +141,12 @@ def cmd_predict(args) -> int:
     record["interval_90"][SCORE] = batch_intervals([recipes.to_records()[0]], ensemble, objective,
                                                    scored.central.request)[0][SCORE]
     record["extrapolated"][SCORE] = scored.target_extrapolated(0)
+    beyond = [(label, current) for label, current in zip(args.current, currents)
+              if current > ensemble.domain.overall.max_current_A_per_g * (1.0 + 1e-9)]
+    if beyond and args.fidelity == "model":  # above the rate data, PyBaMM's form joins the band
+        from flows.fidelity import with_physics_beyond_data
+
+        record = with_physics_beyond_data(record, recipes, p, args.temperature_C, beyond)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
         _add_objectives(record, recipes.to_records()[0], p, ensemble, config)
@@ -276,6 +282,12 @@ def _print_prediction(name, recipe, record, args) -> None:
         console().print(f"PyBaMM could not evaluate {what}: {why}", markup=False)
     for note in record.get("physics_notes") or []:
         console().print(f"Note: {note}", markup=False)
+    second = (record.get("second_model_form") or {}).get("capacity_at_current_mAh_per_g")
+    if second:
+        values = ", ".join(f"{label} A/g {'nothing (its cell cannot carry it)' if v is None else f'{v:.0f}'}"
+                           for label, v in second.items())
+        console().print(f"Above the highest measured current each capacity's interval also holds PyBaMM's value "
+                        f"(a second model form, which the data cannot rule out): {values} mAh/g", markup=False)
     beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "

@@ -327,6 +327,38 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
     return {**physics, "interval_90": intervals, "extrapolated": model["extrapolated"], **extras}
 
 
+def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters, temperature_C: float,
+                             beyond: list[tuple[str, float]]) -> dict:
+    """A numpy ``snhc predict`` record whose capacities at currents above the highest measured (``beyond``: label,
+    current) carry PyBaMM's value in their 90 % interval: :func:`flows.evaluation.model_form_interval` of the two
+    forms, and ``"second_model_form"`` holds PyBaMM's values (None where its cell cannot carry the current, which
+    then counts as 0; a solver failure leaves the band as it was).
+
+    Why: above the rate data the two model forms part (at 10 A/g the composite 368 [304-393] mAh/g by the numpy
+    model, 142 by PyBaMM; HC 142 [127-153] against 70), and the data cannot choose between them: a band that holds
+    only one form is narrower than what is known (issue 10: structural uncertainty where the data cannot choose). A
+    PyBaMM solve costs about a second once built, so only a prediction beyond the data pays it."""
+    from surrogate.physics import evaluate_physics
+    from surrogate.physics.calibration import calibrated_physics_parameters
+
+    with warnings.catch_warnings():  # its extrapolated tables are the point here, said by the band itself
+        warnings.simplefilter("ignore")
+        result = evaluate_physics(recipes, [current for _, current in beyond], p, temperature_C,
+                                  physics_parameters=calibrated_physics_parameters(p))[0]
+    key = "capacity_at_current_mAh_per_g"
+    second = {}
+    for label, current in beyond:
+        other = result.capacity_by_current.get(current, float("nan"))
+        second[label] = float(other) if np.isfinite(other) else None
+        if second[label] is None and "cut-off" not in (result.failure_at(current) or ""):
+            continue  # a solver failure says nothing of the capacity: the band stays the numpy model's
+        band = record["interval_90"][key][label]
+        record["interval_90"][key][label] = ([0.0, band[1]] if second[label] is None  # a cell that carries nothing
+                                             else model_form_interval(second[label], record[key][label], band))
+    record["second_model_form"] = {key: second}
+    return record
+
+
 # PyBaMM's SolverWarning when a solution read an interpolated parameter beyond its table
 EXTRAPOLATION_WARNING = r"extrapolation occurred for"
 

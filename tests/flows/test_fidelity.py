@@ -70,6 +70,24 @@ def test_a_pybamm_value_carries_both_model_forms_in_its_interval(capsys, params)
     assert physics["interval_90"]["particle_expansion_pct"] == surrogate["interval_90"]["particle_expansion_pct"]
 
 
+def test_above_the_rate_data_the_numpy_models_band_holds_pybamms_value(capsys, params):
+    """Above the highest measured current (4.2 A/g) the two model forms part and the data cannot choose: the numpy
+    model's capacity interval holds PyBaMM's value too (at 10 A/g 368 [304-393] had left out PyBaMM's 142); within
+    the data nothing changes and PyBaMM is not run."""
+    assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", "4.2", "10"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    key = "capacity_at_current_mAh_per_g"
+    pybamm = record["second_model_form"][key]["10"]
+    low, high = record["interval_90"][key]["10"]
+    assert set(record["second_model_form"][key]) == {"10"} and low <= pybamm < 0.7 * record[key]["10"] <= high
+    assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", "4.2"]) == 0
+    within = json.loads(capsys.readouterr().out)
+    assert "second_model_form" not in within
+    assert within["interval_90"][key]["4.2"] == record["interval_90"][key]["4.2"]
+    assert main(["predict", "--material", "Sn@HC-2-1", "--current", "10"]) == 0
+    assert "also holds PyBaMM's value" in " ".join(capsys.readouterr().out.split())
+
+
 def test_predict_beyond_the_cells_reach_fails_with_the_reason(capsys, params):
     """A current beyond the electrode's reach is a failed value with the reason; the rest (the cycling at 1.7 A/g)
     is still predicted."""
