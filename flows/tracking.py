@@ -101,6 +101,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+TAG_CUT = "\n\n... (cut at MLflow's tag length; the run's artifacts hold the whole of it)"
+
+
+def bounded_tag(text: str) -> str:
+    """A tag value within MLflow's length limit, cut with a line that says so: MLflow cuts a longer one itself,
+    mid-sentence, with a warning on the console (a what-if study's description with its notes reached 8 324
+    characters)."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    if len(text) <= MAX_TAG_VAL_LENGTH:
+        return text
+    return text[: MAX_TAG_VAL_LENGTH - len(TAG_CUT)].rsplit("\n", 1)[0] + TAG_CUT
+
+
 class Tracker:
     """One experiment in one tracking store."""
 
@@ -168,7 +182,7 @@ class Tracker:
             run_id,
             metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if math.isfinite(float(v))],
             params=[Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
-            tags=[RunTag(k, redact(str(v))) for k, v in (tags or {}).items()],
+            tags=[RunTag(k, bounded_tag(redact(str(v)))) for k, v in (tags or {}).items()],
         )
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation,

@@ -42,7 +42,7 @@ from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenari
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
-from surrogate.recipe import Recipes
+from surrogate.recipe import FIELD_NAMES, Recipes
 
 if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
@@ -219,6 +219,44 @@ def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config
             OWN_DEFINITION: config.objective.describe(), "mlflow_run_id": run_id, "notes": notes}
 
 
+BASELINE_RECIPE_OBJECTIVE = "baseline_recipe_scenario_objective_mAh_per_g"
+
+
+def against_baseline_recipe(row: dict[str, Any], baseline: dict[str, Any], config: CampaignConfig) -> dict[str, Any]:
+    """The baseline's recommended recipe scored under a scenario's own objective and model
+    (:data:`BASELINE_RECIPE_OBJECTIVE`), and a note saying whether the scenario's own recommendation beats it by
+    more than the recommendation's tolerance: a scenario that recommends another recipe may gain nothing over the
+    one already chosen (a 45 C cell moved to 283 rpm and BPR 34, scoring 339.0 where the baseline's recipe scores
+    339.2), and a user reading two recipes takes the change for a finding. Nothing for a failed row or a
+    multi-objective scenario (no single score)."""
+    if row.get("status") != "FINISHED" or baseline.get("status") != "FINISHED" or config.objectives:
+        return {}
+    from flows.search import outside_reasons
+
+    p, _ = calibrate_task(config)
+    recipe = {name: baseline[name] for name in FIELD_NAMES}
+    scored = evaluate_batch([recipe], p, config.objective)[0]
+    own = row[OWN_OBJECTIVE]
+    if not (scored.ok and np.isfinite(own)):
+        return {}
+    tolerance = config.recommendation.tolerance_pct / 100.0 * abs(own)
+    outside = outside_reasons(recipe, config)
+    where = f" (outside this scenario's search space: {'; '.join(outside)})" if outside else ""
+    gain = own - scored.objective
+    said = f"the baseline's recipe scores {scored.objective:.1f} mAh/g under this scenario{where}"
+    if abs(gain) <= tolerance:
+        note = (f"a near-tie: {said}, within the {config.recommendation.tolerance_pct:g} % tolerance of this "
+                f"recommendation's {own:.1f}: the change of recipe is no gain the model can tell")
+    elif gain > 0:
+        note = f"{said}; this recommendation gains {gain:+.1f}"
+    elif outside:
+        note = f"{said}: {-gain:.1f} above this recommendation, which is what this scenario's limits cost"
+    else:
+        note = (f"{said}: {-gain:.1f} above this recommendation, inside its search space: this scenario's search "
+                f"fell short of it (give it more evaluations)")
+    return {BASELINE_RECIPE_OBJECTIVE: scored.objective, "notes": "; ".join(filter(None, [row["notes"], note]))}
+
+
 SAME_AS_BASE = ("changes nothing in the base campaign (its overrides are the base's own values): this row repeats "
                 "the baseline's search")
 # The row's own objective, as its scenario defines it (the fixed-definition metrics above are what rows compare)
@@ -305,6 +343,8 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
                                                experiment_name, ensembles)
                     if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
                         rows[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, rows[-1]["notes"]]))
+                    elif scenario.name != BASELINE and rows[0]["scenario"] == BASELINE:
+                        rows[-1] |= against_baseline_recipe(rows[-1], rows[0], config)
             except Exception as error:  # one broken scenario must not stop the comparison
                 reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                 rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",

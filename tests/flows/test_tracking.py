@@ -232,3 +232,18 @@ def test_a_note_the_console_shows_is_not_shown_again_by_prefects_console_handler
                                 "interrupted by an unexpected exception: CampaignInterrupted: stopped by SIGINT", (), None)
     failed = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "Flow run failed: ValueError", (), None)
     assert all(not h.filter(crashed) and h.filter(failed) for h in consoles)
+
+
+def test_a_tag_beyond_mlflows_length_is_cut_at_a_line_and_says_so():
+    """MLflow cuts a tag over 8000 characters itself, mid-sentence, with a console warning (a what-if study's
+    description with its notes reached 8 324); the tracker cuts it at a line, within the limit, and says so."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+    from flows.tracking import TAG_CUT, bounded_tag
+
+    short = "a description\n- a note"
+    assert bounded_tag(short) == short
+    long = "\n".join(f"- note {i}: " + "x" * 70 for i in range(200))
+    cut = bounded_tag(long)
+    assert len(cut) <= MAX_TAG_VAL_LENGTH and cut.endswith(TAG_CUT)
+    assert long.startswith(cut[: -len(TAG_CUT)]) and cut[: -len(TAG_CUT)].endswith("x")  # whole lines only
