@@ -87,6 +87,23 @@ def disagreement_figure(table: pd.DataFrame, currents_A_per_g: tuple[float, ...]
 
 
 SKOPT_DIAGONAL_LABEL = "Partial dependence"  # plot_objective's label of its diagonal panels' axis
+# objective.png's panels: inches per panel and the space between them (a share of a panel), so the long axis labels
+# ("ball to powder ratio [mass ratio]") of neighbouring panels do not overlap, as at scikit-optimize's 2 and 0.35
+OBJECTIVE_PANEL_INCHES = 2.4
+OBJECTIVE_PANEL_SPACE = 0.55
+
+
+class Negated:
+    """A surrogate predicting the objective where the optimiser's model predicts its loss (the negative)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, X, return_std: bool = False):
+        if return_std:
+            mean, std = self.model.predict(X, return_std=True)
+            return -np.asarray(mean), std
+        return -np.asarray(self.model.predict(X))
 
 
 def objective_figure(optimizer, marked: list | None = None):
@@ -101,23 +118,25 @@ def objective_figure(optimizer, marked: list | None = None):
     unit = CapacityObjective.unit  # the score the optimiser of a single-objective campaign minimises the negative of
     model = optimizer.models[-1]  # the one plot_objective reads; a plain GP's mean without per-call validation
     fast = PosteriorMean(model) if isinstance(model, GaussianProcessRegressor) else model
-    result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=[fast])
+    # the objective itself, higher is better (the optimiser's loss is its negative, which the plot had shown)
+    result = create_result(optimizer.Xi, optimizer.yi, optimizer.space, optimizer.rng, models=[Negated(fast)])
     recommended = marked is not None and marked in optimizer.space
     plotted = [d.name for d in optimizer.space.dimensions if not d.is_constant]  # plot_objective's panels
     axes = plot_objective(result, n_points=20, n_samples=100, minimum=list(marked) if recommended else "result",
-                          dimensions=[axis_label(name) for name in plotted])
+                          dimensions=[axis_label(name) for name in plotted], cmap="viridis",
+                          size=OBJECTIVE_PANEL_INCHES, wspace=OBJECTIVE_PANEL_SPACE, hspace=OBJECTIVE_PANEL_SPACE)
     figure = np.asarray(axes).flat[0].figure
     for panel in figure.axes:
         if panel.get_ylabel() == SKOPT_DIAGONAL_LABEL:  # a diagonal panel: one field's effect, in the score's unit
-            panel.set_ylabel(f"-objective [{unit}]")
+            panel.set_ylabel(f"objective [{unit}]")
         for axis in (panel.xaxis, panel.yaxis):
             _plain_ticks(axis)
     # Room for the title and the outer tick labels inside the figure, so it is saved as laid out: a tight bounding
     # box would draw this grid of panels twice (0.6 s against 0.27 s, a tenth of the report's time).
-    figure.subplots_adjust(top=0.90, bottom=0.11, left=0.11)
-    figure.suptitle(f"Partial dependence of -objective [{unit}] in the optimiser's GP (scikit-optimize "
-                    "minimises: lower is better)\nred: the " + ("recommended recipe" if recommended
-                                                               else "best evaluation"), y=0.995, fontsize=10)
+    figure.subplots_adjust(top=0.90, bottom=0.11, left=0.13)
+    figure.suptitle(f"Partial dependence of the objective [{unit}] in the optimiser's GP (higher is better; each "
+                    "map on its own scale, yellow its highest)\nred: the "
+                    + ("recommended recipe" if recommended else "best evaluation"), y=0.995, fontsize=10)
     figure.set_gid(LAID_OUT)
     return figure
 

@@ -66,18 +66,23 @@ def test_a_front_that_beats_the_dense_search_is_not_said_to_be_below_it():
 
 def test_partial_dependence_axes_name_their_quantity_and_unit():
     """Each recipe axis of objective.png reads as words with its unit ("milling time [h]", not milling_time_h), and
-    each diagonal panel's value axis is the negated score in mAh/g; the title stays inside the figure."""
+    each diagonal panel's value axis is the objective itself in mAh/g (it had been the optimiser's loss, -objective);
+    the title stays inside the figure, and no two panels' axis labels overlap."""
     config = load_config(None)
     optimizer = make_optimizer(config)
     points = optimizer.ask(n_points=12)
     optimizer.tell(points, [float(np.sin(3 * p[0]) + np.log(p[1])) for p in points])
     figure = objective_figure(optimizer)
     labels = {axis.get_label_text() for panel in figure.axes for axis in (panel.xaxis, panel.yaxis)} - {""}
-    assert {"milling time [h]", "milling speed [rpm]", "-objective [mAh/g]"} <= labels, labels
+    assert {"milling time [h]", "milling speed [rpm]", "objective [mAh/g]"} <= labels, labels
     assert not any("_" in label for label in labels), labels
     figure.canvas.draw()
-    title = figure._suptitle.get_window_extent(figure.canvas.get_renderer())
+    renderer = figure.canvas.get_renderer()
+    title = figure._suptitle.get_window_extent(renderer)
     assert 0 <= title.x0 and title.x1 <= figure.bbox.width
+    boxes = [axis.label.get_window_extent(renderer) for panel in figure.axes for axis in (panel.xaxis, panel.yaxis)
+             if axis.label.get_text()]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
 
 
 def test_an_objective_that_is_a_recipe_field_is_printed_once(capsys):
