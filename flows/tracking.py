@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from flows.inputs import json_text, redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
-from flows.evaluation import LAB
+from flows.evaluation import DENSE_SEARCH, LAB, MODEL, PHYSICS
 from flows.metrics import display_number
 from surrogate.paths import PROJECT_ROOT
 
@@ -436,7 +437,8 @@ class CampaignRecorder:
         physics = self.physics_of_chosen if recommendation.evaluation.modelled else None
         table = recommendation_table(recommendation, step, physics)
         self.tracker.client.log_table(self.run_id, data=table, artifact_file=RECOMMENDATION_TABLE)
-        self.tracker.log(self.run_id, tags={NOTE_TAG: run_description(campaign.config, table)})
+        sources = Counter(e.source for e in campaign.evaluations)
+        self.tracker.log(self.run_id, tags={NOTE_TAG: run_description(campaign.config, table, sources)})
         document = json_text(recommendation.record())  # strict: a multi-objective run has no GP mean (null)
         self.tracker.log_text(self.run_id, document, "recommended_recipe.json")
         self.tracker.log_text(self.run_id, document, f"recommendations/after-{step:04d}-evaluations.json")
@@ -483,11 +485,19 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     return table
 
 
-def run_description(config, table) -> str:
-    """The run's description (Markdown, shown on the run page): what the campaign asks, then its recommendation."""
+SOURCE_WORDS = {MODEL: "searched", PHYSICS: "searched with PyBaMM", DENSE_SEARCH: "from the dense search",
+                LAB: "lab rows"}
+
+
+def run_description(config, table, sources: Mapping[str, int] | None = None) -> str:
+    """The run's description (Markdown, shown on the run page): what the campaign asks, then its recommendation,
+    with where its evaluations came from (``sources``: evaluation source -> count): a run of budget 60 had read
+    "after 70 evaluations" with its dense-search recipes and lab rows unsaid."""
+    made = ", ".join(f"{n} {SOURCE_WORDS.get(source, source)}" for source, n in (sources or {}).items() if n)
     lines = [config.description or f"Campaign `{config.name}`", "",
              f"Objective{'s' if config.multi_objective else ''}: {config.scoring().describe()}.", "",
-             f"**Recommendation after {int(table['after_evaluations'].iloc[0])} evaluations**", "",
+             f"**Recommendation after {int(table['after_evaluations'].iloc[0])} evaluations**"
+             + (f" ({made})" if made else ""), "",
              "| | quantity | value | unit | |", "|---|---|---|---|---|"]
     lines += [f"| {row.what} | {row.quantity} | {row.value} | {row.unit} | {row.flag} |"
               for row in table.itertuples() if row.what != NOTE_ROW]
