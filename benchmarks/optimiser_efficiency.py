@@ -139,6 +139,12 @@ CHOICES = (
     ("   local candidates share 0.25, seeds 0-19 (2 missed)", 33.0, 61),
     ("   gp_features recipe, seeds 0-19 (none missed)", 33.0, 46),
     ("   acquisition_samples 20000, seeds 0-19 (none missed)", 33.0, 57),
+    ("G  seeds 0-19, as measured again on 2026-12-07 (1 missed)", 29.0, 61),
+    ("   local steps taken in the GP's features (time, dose, BPR) instead of the axes, seeds 0-19 (a prototype, not "
+     "kept: per seed the same counts as G)", 29.0, 61),
+    ("   the same, half the local steps along one feature only, sd log-uniform 2-50 % of its range (the 1 % region "
+     "needs >= 17 h at a fixed dose, which 2 % steps reach by creeping: seed 3 went 2 -> 12 h in 30 evaluations), "
+     "seeds 0-19 (a prototype, not kept: 1 missed; a quarter of them, sd 5-30 %: 29.0, 2 missed)", 28.5, 61),
 )
 
 
