@@ -534,6 +534,11 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
     headers = {"scenario": "scenario", "recipe_label": "recipe", "status": "status", "temperature_C": "T [°C]",
                "sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
                "ball_to_powder_ratio": "BPR"} | {c: axis_label(c) for c in columns} | OWN_HEADERS
+    # a recipe field no column above shows (the atmosphere, the duty cycle) when the rows differ in it: an air-milled
+    # scenario's row had not said "air"
+    shown = set(headers) | set(columns)
+    headers |= {name: axis_label(name) for name in FIELD_NAMES
+                if name not in shown and name in table and table[name].dropna().nunique() > 1}
     banded = any(interval_columns(c)[0] in table for c in columns)
     flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
                   for c in columns)

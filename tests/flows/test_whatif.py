@@ -196,6 +196,12 @@ def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
     assert out[1] == "scenario,recipe,capacity at 1.7 A/g after 1000 cycles [mAh/g]"
     assert out[2] == "baseline,recommended,401.2"
     assert out[3].startswith("a-long-scenario-name-a-long-scenario-name-a-long")  # one line, not folded
+    # a recipe field the columns do not show is shown where the rows differ in it: an air-milled row says "air"
+    table["milling_atmosphere"] = ["argon", "air"]
+    table["pause_duty_cycle"] = [1.0, 1.0]
+    _print_comparison(table, [CAPACITY])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].endswith(",milling atmosphere") and out[3].endswith(",air")
 
 
 @pytest.mark.parametrize("text, message", [
