@@ -141,12 +141,18 @@ def cmd_predict(args) -> int:
     record["interval_90"][SCORE] = batch_intervals([recipes.to_records()[0]], ensemble, objective,
                                                    scored.central.request)[0][SCORE]
     record["extrapolated"][SCORE] = scored.target_extrapolated(0)
+    # Above the rate data (and where no lab row near the recipe measured it: the value's flag says so) PyBaMM's
+    # form joins the band, for the rate rows and an objective whose own current lies there
+    highest = ensemble.domain.overall.max_current_A_per_g * (1.0 + 1e-9)
+    flags = record["extrapolated"]
     beyond = [(label, current) for label, current in zip(args.current, currents)
-              if current > ensemble.domain.overall.max_current_A_per_g * (1.0 + 1e-9)]
-    if beyond and args.fidelity == "model":  # above the rate data, PyBaMM's form joins the band
+              if current > highest and flags["capacity_at_current_mAh_per_g"].get(label)]
+    objective_beyond = objective.current_A_per_g > highest and bool(flags.get(SCORE))
+    if (beyond or objective_beyond) and args.fidelity == "model" and not (config is not None and config.objectives):
         from flows.fidelity import with_physics_beyond_data
 
-        record = with_physics_beyond_data(record, recipes, p, args.temperature_C, beyond)
+        record = with_physics_beyond_data(record, recipes, p, args.temperature_C, beyond,
+                                          objective if objective_beyond else None)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
         _add_objectives(record, recipes.to_records()[0], p, ensemble, config)
@@ -233,6 +239,8 @@ def _lab_taught(path: str, config, p, calibration):
 def _print_prediction(name, recipe, record, args) -> None:
     from rich.table import Table
 
+    from flows.objective import SCORE
+
     fidelity = " (PyBaMM rate capability)" if args.fidelity == "physics" else ""
     table = Table(title=f"Predicted performance of {name}{fidelity}", show_header=True, header_style="bold")
     table.add_column("metric")
@@ -282,12 +290,16 @@ def _print_prediction(name, recipe, record, args) -> None:
         console().print(f"PyBaMM could not evaluate {what}: {why}", markup=False)
     for note in record.get("physics_notes") or []:
         console().print(f"Note: {note}", markup=False)
-    second = (record.get("second_model_form") or {}).get("capacity_at_current_mAh_per_g")
+    second = record.get("second_model_form") or {}
     if second:
-        values = ", ".join(f"{label} A/g {'nothing (its cell cannot carry it)' if v is None else f'{v:.0f}'}"
-                           for label, v in second.items())
-        console().print(f"Above the highest measured current each capacity's interval also holds PyBaMM's value "
-                        f"(a second model form, which the data cannot rule out): {values} mAh/g", markup=False)
+        said = [f"{label} A/g: " + ("PyBaMM failed, the band is the numpy model's" if v is None else
+                                    f"{v:.0f} mAh/g" + (" (its cell cannot carry the current)" if v == 0 else ""))
+                for label, v in second.get("capacity_at_current_mAh_per_g", {}).items()]
+        if SCORE in second:
+            said.append("objective: " + ("PyBaMM failed, the band is the numpy model's" if second[SCORE] is None
+                                         else f"{second[SCORE]:.1f} mAh/g"))
+        console().print("Above the highest measured current each interval also holds PyBaMM's value (a second model "
+                        "form, which the data cannot rule out): " + "; ".join(said), markup=False)
     beyond = record.get("beyond_calibrated_recipes") or {}
     if beyond:
         console().print("Recipe beyond the calibration's materials: predicted by the model's milling and "

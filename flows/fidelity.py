@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -328,11 +329,13 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
 
 
 def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters, temperature_C: float,
-                             beyond: list[tuple[str, float]]) -> dict:
+                             beyond: list[tuple[str, float]], objective: CapacityObjective | None = None) -> dict:
     """A numpy ``snhc predict`` record whose capacities at currents above the highest measured (``beyond``: label,
     current) carry PyBaMM's value in their 90 % interval: :func:`flows.evaluation.model_form_interval` of the two
-    forms, and ``"second_model_form"`` holds PyBaMM's values (None where its cell cannot carry the current, which
-    then counts as 0; a solver failure leaves the band as it was).
+    forms. ``objective``: the record's objective, when its own current lies above the data too, gets PyBaMM's score
+    (:func:`physics_scores`) in its interval the same way. ``"second_model_form"`` holds PyBaMM's values: 0 where its
+    cell cannot carry the current (the band then reaches 0), None where PyBaMM failed otherwise (a solver error, a
+    discharge that never reached the cut-off), which says nothing of the capacity and leaves the band as it was.
 
     Why: above the rate data the two model forms part (at 10 A/g the composite 368 [304-393] mAh/g by the numpy
     model, 142 by PyBaMM; HC 142 [127-153] against 70), and the data cannot choose between them: a band that holds
@@ -340,22 +343,33 @@ def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters,
     PyBaMM solve costs about a second once built, so only a prediction beyond the data pays it."""
     from surrogate.physics import evaluate_physics
     from surrogate.physics.calibration import calibrated_physics_parameters
+    from surrogate.physics.simulation import CANNOT_CARRY
 
+    q = calibrated_physics_parameters(p)
+    key = "capacity_at_current_mAh_per_g"
+    second: dict[str, Any] = {}
     with warnings.catch_warnings():  # its extrapolated tables are the point here, said by the band itself
         warnings.simplefilter("ignore")
-        result = evaluate_physics(recipes, [current for _, current in beyond], p, temperature_C,
-                                  physics_parameters=calibrated_physics_parameters(p))[0]
-    key = "capacity_at_current_mAh_per_g"
-    second = {}
-    for label, current in beyond:
-        other = result.capacity_by_current.get(current, float("nan"))
-        second[label] = float(other) if np.isfinite(other) else None
-        if second[label] is None and "cut-off" not in (result.failure_at(current) or ""):
-            continue  # a solver failure says nothing of the capacity: the band stays the numpy model's
-        band = record["interval_90"][key][label]
-        record["interval_90"][key][label] = ([0.0, band[1]] if second[label] is None  # a cell that carries nothing
-                                             else model_form_interval(second[label], record[key][label], band))
+        if beyond:
+            result = evaluate_physics(recipes, [current for _, current in beyond], p, temperature_C,
+                                      physics_parameters=q)[0]
+            for label, current in beyond:
+                other = result.capacity_by_current.get(current, float("nan"))
+                carried = np.isfinite(other) or CANNOT_CARRY not in (result.failure_at(current) or "")
+                second[label] = float(other) if np.isfinite(other) else (None if carried else 0.0)
+                band = record["interval_90"][key][label]
+                if second[label] == 0.0:  # a cell that carries nothing: the band reaches 0, no capacity below it
+                    record["interval_90"][key][label] = [0.0, band[1]]
+                elif second[label] is not None:
+                    record["interval_90"][key][label] = model_form_interval(second[label], record[key][label], band)
+        scored = physics_scores(recipes.to_records(), p, q, objective) if objective is not None else None
     record["second_model_form"] = {key: second}
+    if scored is not None:
+        value = float(scored["physics_objective"].iloc[0])
+        finished = scored["physics_status"].iloc[0] == Status.FINISHED.value and np.isfinite(value)
+        record["second_model_form"][SCORE] = value if finished else None
+        if finished:
+            record["interval_90"][SCORE] = model_form_interval(value, record[SCORE], record["interval_90"][SCORE])
     return record
 
 

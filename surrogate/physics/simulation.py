@@ -205,6 +205,11 @@ def _time_limit_s(design: ElectrodeDesign, i: int, current_A_per_g: float, q: Mo
     return q.time_limit_factor * 3.6 * design.theoretical_capacity_mAh_per_g[i] / current_A_per_g
 
 
+# The failure of a discharge that reaches the cut-off at once or nearly (a capacity of about 0 at that current), as
+# opposed to one that never reaches it or a solver error, which say nothing of the capacity
+CANNOT_CARRY = "the current is beyond what the electrode carries"
+
+
 def _read_outcome(solution, design: ElectrodeDesign, i: int, current_A_per_g: float, built: _Built,
                   p: ModelParameters, q: ModelParameters) -> _Outcome:
     """Capacity and outputs of one solved discharge, or why it does not count."""
@@ -230,7 +235,7 @@ def _read_outcome(solution, design: ElectrodeDesign, i: int, current_A_per_g: fl
     if capacity < minimum:
         return _Outcome(capacity, sn_part, hc_part, swelling, thickness, termination, failure=(
             f"reached the {p.lower_cutoff_V:g} V cut-off after only {capacity:.3g} mAh/g (< "
-            f"{100 * q.failed_capacity_fraction:g} % of theoretical): the current is beyond what the electrode carries"))
+            f"{100 * q.failed_capacity_fraction:g} % of theoretical): {CANNOT_CARRY}"))
     return _Outcome(capacity, sn_part, hc_part, swelling, thickness, termination)
 
 
@@ -239,8 +244,7 @@ def _describe(error: Exception) -> str:
     text = " ".join(str(error).split())
     text = re.sub(r" with inputs \{.*", "", text)
     if "non-positive at initial conditions" in text:
-        return f"the voltage is below the cut-off from the start: the current is beyond what the electrode carries " \
-               f"({type(error).__name__}: {text[:200]})"
+        return f"the voltage is below the cut-off from the start: {CANNOT_CARRY} ({type(error).__name__}: {text[:200]})"
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
