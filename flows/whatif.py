@@ -34,7 +34,7 @@ from flows.config import (CampaignConfig, CampaignOverrides, config_document, de
 from flows.campaign import Campaign
 from flows.evaluation import evaluate_batch
 from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
-from flows.optimise import calibrate_task, run_campaign
+from flows.optimise import calibrate_task, campaign_evaluator, run_campaign
 from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
                            extrapolated_column, interval_columns)
 from flows.objective import CAPACITY, CapacityObjective
@@ -232,11 +232,17 @@ def against_baseline_recipe(row: dict[str, Any], baseline: dict[str, Any], confi
     if row.get("status") != "FINISHED" or baseline.get("status") != "FINISHED" or config.objectives:
         return {}
     from flows.search import outside_reasons
+    from surrogate.recipe import recipe_key
 
     p, _ = calibrate_task(config)
     recipe = {name: baseline[name] for name in FIELD_NAMES}
-    scored = evaluate_batch([recipe], p, config.objective)[0]
     own = row[OWN_OBJECTIVE]
+    if recipe_key(recipe) == recipe_key({name: row[name] for name in FIELD_NAMES}):
+        return {BASELINE_RECIPE_OBJECTIVE: own, "notes": "; ".join(filter(None, [
+            row["notes"], "the baseline's own recipe: this scenario changes the score, not the choice"]))}
+    # scored as the scenario scores its own recipes: its model, or PyBaMM for a physics scenario
+    scored = (evaluate_batch([recipe], p, config.objective) if config.fidelity == "model"
+              else campaign_evaluator(config, p)([recipe]))[0]
     if not (scored.ok and np.isfinite(own)):
         return {}
     tolerance = config.recommendation.tolerance_pct / 100.0 * abs(own)

@@ -358,9 +358,13 @@ def test_a_scenarios_recommendation_is_set_against_the_baseline_recipe(params, m
     recipe = {"sn_mass_fraction": 0.65, "milling_time_h": 20.0, "milling_speed_rpm": 450.0,
               "ball_to_powder_ratio": 10.0, "milling_atmosphere": "argon", "pause_duty_cycle": 1.0}
     base_score = evaluate_batch([recipe], params, config.objective)[0].objective
-    row = {"status": "FINISHED", "scenario_objective_mAh_per_g": base_score + own_minus_base, "notes": "rule"}
+    row = {"status": "FINISHED", "scenario_objective_mAh_per_g": base_score + own_minus_base, "notes": "rule",
+           **recipe, "milling_time_h": 3.0}  # the scenario's own recipe
     added = against_baseline_recipe(row, {"status": "FINISHED", **recipe}, config)
     assert added[BASELINE_RECIPE_OBJECTIVE] == pytest.approx(base_score)
     assert added["notes"].startswith("rule; ") and said in added["notes"]
     assert ("milling_time_h=20, searched 0.5-4" in added["notes"]) == (search is not None)
     assert against_baseline_recipe({**row, "status": "FAILED"}, {"status": "FINISHED", **recipe}, config) == {}
+    # the same recipe recommended again: no change of recipe to call a tie
+    same = against_baseline_recipe({**row, **recipe}, {"status": "FINISHED", **recipe}, config)
+    assert "the baseline's own recipe" in same["notes"] and "near-tie" not in same["notes"]
