@@ -426,13 +426,24 @@ class CampaignRecorder:
         campaign = self.campaign
         evaluation = recommendation.evaluation
         step = len(campaign.evaluations)
+        # the headline predictions, not a recipe field (a milling-time objective is the recipe's own, a tag above)
+        # nor, for a multi-objective campaign, its scalar "objective" (its first objective's score alone)
+        metrics = ({} if campaign.config.objectives else {"recommended.objective": evaluation.objective}) \
+            | {f"recommended.{k}": v for k, v in recommendation.headline().items() if k not in evaluation.recipe} \
+            | {"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
+               "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std}
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(float(v))}
+        # a metric an earlier recommendation of this run logged and this one has not (a measured lab row recommended
+        # after a prediction) would stay as its latest value beside the new recipe's: it is logged as NaN
+        earlier = self.tracker.client.get_run(self.run_id).data.metrics
+        stale = [k for k in earlier if k.startswith("recommended.") and k not in metrics]
         self.tracker.log(self.run_id, step=step,
                          tags={f"recommended.{k}": display_number(v, 6) for k, v in evaluation.recipe.items()}
                          | {"recommended.source": evaluation.source, "recommended.evaluation": recommendation.index},
-                         metrics={"recommended.objective": evaluation.objective}
-                         | {f"recommended.{k}": v for k, v in recommendation.headline().items()}
-                         | {"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
-                            "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std})
+                         metrics=metrics)
+        if stale:
+            self.tracker.client.log_batch(self.run_id, metrics=[
+                Metric(k, float("nan"), int(time.time() * 1000), step) for k in stale])
         # PyBaMM's values are of the check's pick: a measured lab recipe recommended instead has none
         physics = self.physics_of_chosen if recommendation.evaluation.modelled else None
         table = recommendation_table(recommendation, step, physics)

@@ -248,3 +248,55 @@ def test_a_tag_beyond_mlflows_length_is_cut_at_a_line_and_says_so():
     cut = bounded_tag(long)
     assert len(cut) <= MAX_TAG_VAL_LENGTH and cut.endswith(TAG_CUT)
     assert long.startswith(cut[: -len(TAG_CUT)]) and cut[: -len(TAG_CUT)].endswith("x")  # whole lines only
+
+
+def test_a_later_recommendation_leaves_no_stale_metric_of_an_earlier_one(tmp_path):
+    """MLflow shows a metric's latest value: a resumed campaign whose new recommendation lacks a metric the earlier
+    one logged (a measured lab row, which measured only its score) had shown the earlier recipe's value beside the
+    new one's. Such a metric is logged as NaN; a multi-objective campaign logs no scalar objective, and a recipe
+    field (a milling-time objective) stays a tag only."""
+    import math
+
+    from flows.campaign import Campaign
+    from flows.config import load_config
+    from flows.evaluation import LAB, Evaluation
+    from flows.recommendation import Recommendation
+    from flows.store import store_for
+    from flows.tracking import CampaignRecorder
+    from surrogate.recipe import complete
+    from surrogate.status import Status
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    config = load_config(None, {"tracking": {"tracking_uri": uri, "experiment_name": "stale"}})
+    recipe = complete({"sn_mass_fraction": 0.65, "milling_time_h": 20.0, "milling_speed_rpm": 450.0,
+                       "ball_to_powder_ratio": 10.0})
+    predicted = Evaluation(recipe, Status.FINISHED, 340.0, {"objective": 340.0, "objective_capacity_mAh_per_g": 341.0,
+                                                            "particle_expansion_pct": 250.0})
+    measured = Evaluation(recipe | {"milling_time_h": 12.0}, Status.FINISHED, 360.0, {"objective": 360.0},
+                          source=LAB)
+    campaign = Campaign.new(config)
+    campaign.add_batch([[0.65, 20.0, 450.0, 10.0], [0.65, 12.0, 450.0, 10.0]], [predicted, measured])
+    recorder = CampaignRecorder(campaign, store_for(config.tracking))
+    with recorder.run() as run_id:
+        recorder.log_recommendation(Recommendation(0, predicted, 339.0, 1.0, ""), {})
+        recorder.log_recommendation(Recommendation(1, measured, float("nan"), float("nan"), ""), {})
+    metrics = MlflowClient(uri).get_run(run_id).data.metrics
+    assert metrics["recommended.objective"] == 360.0
+    assert math.isnan(metrics["recommended.particle_expansion_pct"])
+    assert math.isnan(metrics["recommended.optimiser_surrogate_mean_objective"])
+    # a multi-objective campaign: no scalar objective, and its milling-time objective is the recipe's (a tag)
+    from surrogate.paths import config_dir
+
+    pareto = load_config(config_dir() / "pareto.yaml", {"tracking": {"tracking_uri": uri}})
+    front = Evaluation(recipe, Status.FINISHED, 300.0, {"capacity_mAh_per_g": 300.0, "milling_time_h": 20.0,
+                                                        "particle_expansion_pct": 240.0})
+    campaign = Campaign.new(pareto)
+    campaign.add_batch([[0.65, 20.0, 450.0, 10.0]], [front])
+    recorder = CampaignRecorder(campaign, store_for(pareto.tracking))
+    names = ("capacity_mAh_per_g", "milling_time_h", "particle_expansion_pct")
+    with recorder.run() as run_id:
+        recorder.log_recommendation(Recommendation(0, front, float("nan"), float("nan"), "", objective_names=names),
+                                    {})
+    run = MlflowClient(uri).get_run(run_id).data
+    assert run.metrics["recommended.capacity_mAh_per_g"] == 300.0 and "recommended.objective" not in run.metrics
+    assert "recommended.milling_time_h" not in run.metrics and run.tags["recommended.milling_time_h"] == "20"
