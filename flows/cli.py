@@ -49,7 +49,7 @@ class UsageError(Exception):
 
 def _recipe_from_args(args) -> tuple[str, Recipes]:
     from surrogate.paths import config_dir
-    from surrogate.recipe import Recipes, load_materials
+    from surrogate.recipe import RecipeError, Recipes, load_materials
 
     materials = load_materials(config_dir() / "materials.yaml")
     given = {f.name: getattr(args, f.name) for f in RECIPE_FIELDS if getattr(args, f.name) is not None}
@@ -61,9 +61,10 @@ def _recipe_from_args(args) -> tuple[str, Recipes]:
         return args.material, materials[args.material]
     recipe = study_recipe() | given
     for name, value in recipe.items():
-        if not FIELDS[name].is_valid(value):
-            shown = f"{value:g}" if isinstance(value, float) else value
-            raise UsageError(f"{FIELDS[name].option}={shown} is out of range: {FIELDS[name].allowed()}")
+        try:  # the recipe schema's own check and message (a share written as a percentage is asked about)
+            FIELDS[name].check(value, label=FIELDS[name].option)
+        except RecipeError as error:
+            raise UsageError(str(error)) from None
     name = "custom recipe (the rest of Sn@HC-2-1's)" if given else "Sn@HC-2-1 (no recipe option given)"
     return name, Recipes.from_records([recipe])
 

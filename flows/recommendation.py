@@ -179,6 +179,7 @@ def with_moved_note(recommendation: Recommendation, campaign: Campaign, previous
     from dataclasses import replace
 
     from flows.evaluation import LAB
+    from flows.search import teaching_rows
     from surrogate.recipe import recipe_key, shown_value
 
     if previous is None or not 0 <= previous < len(campaign.evaluations):
@@ -186,6 +187,9 @@ def with_moved_note(recommendation: Recommendation, campaign: Campaign, previous
     old, new = campaign.evaluations[previous], recommendation.evaluation
     if recipe_key(old.recipe) == recipe_key(new.recipe):
         return recommendation
+    # new lab rows that teach the model (inside the search space, on its fixed fields): an air-milled row in an
+    # argon campaign teaches nothing, and is said so elsewhere
+    taught_since = teaching_rows(campaign.config, [e for e in campaign.evaluations[campaign.saved:] if e.source == LAB])
     changed = ", ".join(f"{name} {shown_value(old.recipe[name])} -> {shown_value(new.recipe[name])}"
                         for name in new.recipe if old.recipe[name] != new.recipe[name])
     scores = (f"it scores {old.objective:.1f} now, this one {new.objective:.1f} mAh/g"
@@ -193,9 +197,7 @@ def with_moved_note(recommendation: Recommendation, campaign: Campaign, previous
     return replace(recommendation, moved_note=(
         f"moved since the last run's recommendation (evaluation {previous}: {changed})"
         + (f"; {scores}" if scores else "")
-        + ("; lab rows new since then taught the model" if any(e.source == LAB
-                                                                for e in campaign.evaluations[campaign.saved:])
-           else "")))
+        + ("; lab rows new since then taught the model" if taught_since else "")))
 
 
 def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None,

@@ -115,13 +115,13 @@ class RecipeField:
         return value if self.categorical else float(value)
 
     def reads_as_percentage(self, value: Any) -> bool:
-        """Whether a value of a share from 0 to 1 (the Sn fraction, the duty cycle) reads as a percentage: above 1,
-        and a hundredth of it inside the field's typical range (66.7 for 0.667; not 1.3)."""
-        if (self.categorical or (self.low, self.high) != (0.0, 1.0) or isinstance(value, bool)
-                or not isinstance(value, (int, float))):
+        """Whether a value of a share up to 1 (the Sn fraction, the duty cycle) reads as a percentage: above 1, and
+        a hundredth of it allowed and no lower than the field's typical range starts (66.7 or 100 for the Sn
+        fraction, 50 for the duty cycle; not 1.3, whose hundredth no lab would mean)."""
+        if self.categorical or self.high != 1.0 or isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        low, high = self.search or (self.low, self.high)
-        return value > 1.0 and low <= value / 100.0 <= high
+        least = max(self.low, self.search[0]) if self.search else self.low
+        return value > 1.0 and least <= value / 100.0 <= self.high
 
     def parse(self, text: str) -> Any:
         """A value from text (a CSV cell, a CLI argument), checked."""

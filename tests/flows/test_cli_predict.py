@@ -117,6 +117,7 @@ def test_the_objective_keeps_its_own_conditions_whatever_the_predictions_tempera
 
 @pytest.mark.parametrize("args, message", [
     (["--sn-fraction", "1.3"], "--sn-mass-fraction=1.3 is out of range: allowed 0 to 1"),
+    (["--sn-fraction", "66.7"], "--sn-mass-fraction=66.7 is out of range (a percentage? as a fraction: 0.667)"),
     (["--milling-time-h", "-1"], "--milling-time-h=-1 is out of range: allowed 0 to 100"),
     (["--material", "Sn@HC-5-1"], "--material 'Sn@HC-5-1' is unknown"),
     (["--current", "-4"], "--current=-4 is out of range"),

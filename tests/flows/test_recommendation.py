@@ -363,3 +363,7 @@ def test_a_resumed_campaign_says_when_its_recommendation_moved():
                                                              {"objective": 300.0}, source=LAB)], [2], [])
     campaign.add_lab_results()
     assert with_moved_note(chosen, campaign, previous=0).moved_note.endswith("lab rows new since then taught the model")
+    # a new row outside the search space taught nothing (the outside-the-search-space note says so)
+    campaign.evaluations[-1] = Evaluation(complete(recipe(6.0) | {"milling_atmosphere": "air"}), Status.FINISHED,
+                                          300.0, {"objective": 300.0}, source=LAB)
+    assert "taught" not in with_moved_note(chosen, campaign, previous=0).moved_note
