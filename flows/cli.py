@@ -554,7 +554,8 @@ def cmd_optimise(args) -> int:
                                    "mlflow_url_needs": command.strip("`") or None}))
         return 0
     print_recommendation(summary["recipe"], summary["metrics"], (summary["surrogate_mean"], summary["surrogate_std"]),
-                         summary["interval_90"], summary["extrapolated"], summary.get("beyond_calibrated_recipes"))
+                         summary["interval_90"], summary["extrapolated"], summary.get("beyond_calibrated_recipes"),
+                         summary.get("conditions_beyond_data", False))
     console().print(f"Fidelity: {summary['fidelity']}")
     for note in summary.get("notes", []):
         console().print(f"Recommendation: {note}")

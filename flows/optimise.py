@@ -295,7 +295,8 @@ class CampaignResult:
                 "extrapolated": {k: v for k, v in r.extrapolated.items() if k in r.headline()},
                 "surrogate_mean": r.surrogate_mean,
                 "surrogate_std": r.surrogate_std, "n_failed": self.n_failed, "fidelity": r.fidelity_note,
-                "notes": r.notes(), "beyond_calibrated_recipes": dict(r.beyond_data)}
+                "notes": r.notes(), "beyond_calibrated_recipes": dict(r.beyond_data),
+                "conditions_beyond_data": r.conditions_beyond}
 
 
 def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bool = False) -> CampaignResult:

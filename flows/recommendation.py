@@ -45,6 +45,7 @@ class Recommendation:
     allowance_note: str = ""  # when the swelling's interval straddles the objective's allowance
     measured_note: str = ""  # when the lab already measured a recipe scoring above this one's prediction
     moved_note: str = ""  # a resumed campaign whose recommendation is another recipe than its last run's
+    conditions_beyond: bool = False  # the objective's conditions lie beyond the data (for the study's own composite)
 
     def headline(self) -> dict[str, float]:
         """The metrics a report shows first (:func:`flows.metrics.headline`)."""
@@ -222,10 +223,13 @@ def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None
     domain = ensemble.domain
     scoring = config.scoring()
     flags = scoring_flags(recommendation.recipe, domain, scoring, recommendation.evaluation.metrics)
+    # the conditions alone: flagged for the study's milled composite, whose own data are the study's
+    milled = [m for m in domain.materials if float(m["milling_time_h"]) > 0.0]
+    conditions = milled and any(scoring_flags(milled[0], domain, scoring, list(recommendation.headline())).values())
     (intervals,) = batch_intervals([recommendation.recipe], ensemble, scoring, None,
                                    [recommendation.evaluation.metrics])
     return replace(recommendation, intervals=intervals, beyond_data=domain.recipe_beyond(recommendation.recipe),
-                   extrapolated=flags, allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
+                   extrapolated=flags, conditions_beyond=bool(conditions), allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
                                                                      config),
                    study_note=study_note(recommendation.recipe, ensemble, config, model_label))
 

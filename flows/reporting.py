@@ -558,10 +558,11 @@ EXTRAPOLATED = "extrapolated"  # the mark of a value beyond the calibration's da
 
 def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, float],
                          intervals: dict | None = None, extrapolated: dict | None = None,
-                         beyond_recipes: dict | None = None) -> None:
+                         beyond_recipes: dict | None = None, conditions_beyond: bool = False) -> None:
     """The recommended recipe and its headline metrics, ``value [90 % interval]``, flagged where extrapolated; the
-    caption says why: the recipe's fields that lie beyond the calibration's materials (``beyond_recipes``), or else
-    the conditions (a flag on every metric had read the same for either reason)."""
+    caption says why: the recipe's fields that lie beyond the calibration's materials (``beyond_recipes``), the
+    objective's conditions (``conditions_beyond``), or both (a flag on every metric had read the same for either
+    reason)."""
     table = Table(title="Recommended recipe", header_style="bold")
     table.add_column("")
     table.add_column("value \\[90 % interval]", justify="right")
@@ -573,9 +574,11 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
         table.add_row(key, with_interval(value, (intervals or {}).get(key))
                       + (f" {EXTRAPOLATED}" if (extrapolated or {}).get(key) else ""))
     if any((extrapolated or {}).values()):
-        table.caption = f"{EXTRAPOLATED}: beyond the study's data: " + (
-            f"the recipe is unlike any of the study's materials in {', '.join(beyond_recipes)} (see the note below)"
-            if beyond_recipes else "the objective's current, cycle count or temperature lies beyond those measured")
+        reasons = ([f"the recipe is unlike any of the study's materials in {', '.join(beyond_recipes)} (see the "
+                    f"note below)"] if beyond_recipes else []) \
+            + (["the objective's current, cycle count or temperature lies beyond those measured"]
+               if conditions_beyond or not beyond_recipes else [])
+        table.caption = f"{EXTRAPOLATED}: beyond the study's data: " + "; and ".join(reasons)
     if math.isfinite(surrogate[0]):  # a multi-objective campaign has no GP on one objective
         table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
                       f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")

@@ -367,3 +367,18 @@ def test_a_resumed_campaign_says_when_its_recommendation_moved():
     campaign.evaluations[-1] = Evaluation(complete(recipe(6.0) | {"milling_atmosphere": "air"}), Status.FINISHED,
                                           300.0, {"objective": 300.0}, source=LAB)
     assert "taught" not in with_moved_note(chosen, campaign, previous=0).moved_note
+
+
+@pytest.mark.parametrize("objective, beyond", [({}, False), ({"current_A_per_g": 8.0, "temperature_C": 45.0}, True),
+                                               ({"cycle": 20000}, True)])
+def test_a_recommendation_says_whether_its_conditions_lie_beyond_the_data(objective, beyond):
+    """Whether the objective's conditions alone are an extrapolation (as they would be for the study's own
+    composite), so the caption of the flags can say both reasons when both apply; the microstructure's metrics,
+    never measured, do not count."""
+    from flows.evaluation import campaign_parameters, evaluate_batch
+    from flows.recommendation import with_intervals
+
+    config = load_config(None, {"objective": objective} if objective else None)
+    p, _ = campaign_parameters(config)
+    chosen = evaluate_batch([complete(recipe(20.0, rpm=450.0, bpr=10.0))], p, config.objective)[0]
+    assert with_intervals(Recommendation(0, chosen, 0.0, 0.0, ""), config, p).conditions_beyond == beyond

@@ -113,5 +113,9 @@ def test_the_extrapolation_flag_says_which_reason_applies(capsys):
     assert "the recipe is unlike any of the study's materials in milling_time_h" in out and "current" not in out
     print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags, {})
     assert "the objective's current, cycle count or temperature lies beyond" in " ".join(capsys.readouterr().out.split())
+    print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags,
+                         {"milling_time_h": "22 h"}, conditions_beyond=True)  # both reasons at once: both said
+    both = " ".join(capsys.readouterr().out.split())
+    assert "materials in milling_time_h" in both and "; and the objective's current" in both
     print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, {"capacity_mAh_per_g": False}, {})
     assert "beyond the study's data" not in capsys.readouterr().out
