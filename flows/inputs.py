@@ -326,9 +326,9 @@ def _is_pipe_without_reader(path: Path) -> bool:
 
 def output_folder(path: str | Path, option: str) -> Path:
     """A folder to write into: one that exists, or one that can be made in its nearest existing ancestor."""
-    folder = Path(path)
     if not str(path).strip():
         raise InputError(f"{option}: empty; give a folder")
+    folder = name_length_checked(path, option)  # a what-if study had run whole before its folder could not be made
     if os.path.lexists(folder) and not folder.is_dir():
         raise InputError(f"{option} {_shown(folder)}: is {not_a_folder(folder)}, expected a folder")
     base = nearest_existing(folder)
@@ -400,6 +400,9 @@ def check_artifact_location(location: str | None, key: str = "tracking.artifact_
     if library is not None and not _installed(library):
         raise InputError(f"{key} {shown}: {scheme}: needs the Python package {library!r}, which is not "
                          f"installed".lstrip())
+    if scheme == "file" and parts.netloc.lower() not in ("", "localhost"):
+        raise InputError(f"{key} {shown}: a file: URI with a host ({excerpt(parts.netloc)}), which MLflow cannot "
+                         f"write to; give file:///path or a folder".lstrip())
     if not scheme or len(scheme) == 1 or scheme == "file":  # shape only: whether it can be written is checked by
         nearest = nearest_existing(_local_artifact_path(location, scheme))  # the commands that write (reachable)
         if not nearest.is_dir():
@@ -537,6 +540,9 @@ def _same_location(location: str) -> str:
     return reveal(location).rstrip("/")
 
 
+MLFLOW_DEFAULT_EXPERIMENT = "Default"  # the experiment MLflow creates in every new store (id 0)
+
+
 def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment_name",
                             artifact_location: str | None = None) -> None:
     """The campaign's experiment must be new or active: MLflow refuses to add runs to a deleted one (it had failed
@@ -575,6 +581,13 @@ def check_experiment_active(uri: str, name: str, key: str = "tracking.experiment
     if stage == "deleted":
         raise InputError(f"{key} {excerpt(name)}: that experiment is deleted in the store; restore it "
                          f"(mlflow experiments restore) or choose another name")
+    if name == MLFLOW_DEFAULT_EXPERIMENT and uri.startswith("sqlite:///"):
+        # MLflow makes it with the store, its artifacts under the mlruns/ of the folder the store was first opened
+        # in, not beside the store: runs into it had written into the working folder's mlruns/
+        raise InputError(f"{key} {excerpt(name)}: MLflow's own default experiment keeps its artifacts in the "
+                         f"folder the store was first opened from"
+                         + (f" ({excerpt(existing, 200)})" if existing else "")
+                         + ", not with the store; give another experiment name")
     if existing and artifact_location and _same_location(existing) != _same_location(artifact_location):
         raise InputError(f"tracking.artifact_location {excerpt(redact(artifact_location), 200)}: experiment "
                          f"{excerpt(name)} keeps its artifacts at {excerpt(redact(existing), 200)} (set when it was "
@@ -816,6 +829,15 @@ def check_environment() -> None:
         if problem:
             raise InputError(f"PREFECT_API_URL {excerpt(redact(os.environ['PREFECT_API_URL']))}: {problem} "
                              f"(e.g. http://127.0.0.1:4200/api), or unset it for a temporary server")
+    elif os.environ.get("PREFECT_HOME"):  # where a temporary server keeps its database: a file there had raised
+        home = Path(os.environ["PREFECT_HOME"])  # from the server's start, as a traceback
+        nearest = nearest_existing(home)
+        if not nearest.is_dir():
+            raise InputError(f"PREFECT_HOME={_shown(home)}: {_shown(nearest)} is {not_a_folder(nearest)}, expected a "
+                             f"folder; give a folder that can be written, or unset it")
+        if not _can_write(nearest):
+            raise InputError(f"PREFECT_HOME={_shown(home)}: cannot write in {_shown(nearest)}; give a folder that "
+                             f"can be written, or unset it")
 
 
 def http_url_problem(url: str) -> str | None:

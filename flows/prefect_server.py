@@ -180,7 +180,12 @@ def start() -> TemporaryServer:
     from filelock import FileLock, Timeout
 
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    home.mkdir(parents=True, exist_ok=True)
+    try:  # a file, or a place no folder can be made, had raised from here as a traceback
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PrefectSettingError(f"PREFECT_HOME={home}: cannot make or use the folder "
+                                  f"({error.strerror or type(error).__name__}); give a folder that can be written, "
+                                  f"or unset it") from None
     start_lock = FileLock(str(home / "snhc-server-start.lock"))
     try:
         start_lock.acquire(timeout=startup_timeout_s())
