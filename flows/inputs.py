@@ -618,6 +618,26 @@ def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
     if tables and not MLFLOW_SQLITE_TABLES <= tables:
         raise InputError(f"{key} {shown}: {database} is another program's database (tables "
                          f"{', '.join(sorted(tables)[:3])}), not an MLflow store; give a new or an MLflow file")
+    if tables:  # a store of another MLflow version: MLflow refuses it at the first run, after the flow started
+        from filelock import FileLock, Timeout
+        from mlflow.store.db.utils import _get_latest_schema_revision
+        from mlflow.version import VERSION
+
+        lock = database.with_name(database.name + ".lock")  # flows.tracking.open_client's: a command creating or
+        if lock.exists():  # migrating the store holds it; its schema is read once that is done (no new file made)
+            try:
+                with FileLock(str(lock), timeout=CONNECT_TIMEOUT_S):
+                    pass
+            except Timeout:
+                return  # still migrating: the store is this MLflow's own in the making
+        with _read_only_sqlite(database) as connection:
+            found = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        expected = _get_latest_schema_revision()
+        if found is None or found[0] != expected:
+            raise InputError(f"{key} {shown}: {database} was written by another MLflow version (schema "
+                             f"{found[0] if found else 'none'}; MLflow {VERSION} uses {expected}): upgrade it "
+                             f"with `mlflow db upgrade {redact(shown).strip(chr(39))}` (back it up first), or give "
+                             f"another store")
 
 
 def _check_postgresql(uri: str, key: str, shown: str) -> None:

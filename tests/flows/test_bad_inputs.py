@@ -1440,3 +1440,22 @@ def test_the_tracking_probe_sends_the_clients_credentials_and_never_to_another_h
         check_tracking_store(f"http://127.0.0.1:{guarded}")
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "some_plugin")
     check_tracking_store(f"http://127.0.0.1:{guarded}")
+
+
+@pytest.mark.parametrize("revision", ["451aebb31d03", "ffffffffffff"])
+def test_a_store_of_another_mlflow_version_is_refused_before_anything_starts(revision, empty_store, tmp_path, capsys):
+    """A SQLite store whose schema is another MLflow version's (older, or newer than this one) had failed at the
+    first run, after Prefect started, with a 128-line traceback; it is refused in one line naming the upgrade."""
+    import shutil
+    import sqlite3
+
+    store = tmp_path / "old.db"
+    shutil.copy(empty_store, store)
+    with sqlite3.connect(store) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    for args in (["optimise", "--n-calls", "4"], ["ui"]):
+        assert main([*args, "--tracking-uri", f"sqlite:///{store}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"another MLflow version (schema {revision}" in err, err
+        assert "mlflow db upgrade" in err
+    assert _runs_in(store) == 0 and not store.with_name("old.db.lock").exists()
