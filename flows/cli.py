@@ -512,13 +512,13 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
 def _check_campaign_servers(config, must_exist: bool = False) -> None:
     """The tracking store, its experiment and artifact root, and the Dask scheduler a campaign will use must answer
     (``must_exist``: a resumed campaign's store must be there already)."""
-    from flows.inputs import check_experiment_active, check_server, check_tracking_store
+    from flows.inputs import check_dask_scheduler, check_experiment_active, check_tracking_store
 
     check_tracking_store(config.tracking.tracking_uri, must_exist=must_exist, key="tracking_uri")
     check_experiment_active(config.tracking.tracking_uri, config.tracking.experiment_name,
                             artifact_location=config.tracking.artifact_location)
     if config.runner.address:
-        check_server(config.runner.address, "runner.address")
+        check_dask_scheduler(config.runner.address, "runner.address")
 
 
 def cmd_optimise(args) -> int:
@@ -850,12 +850,12 @@ def cmd_what_if(args) -> int:
 
 def _check_scenario_servers(name: str, config, base_config) -> None:
     """A scenario that points at another tracking store or Dask scheduler gets the checks the campaign's got."""
-    from flows.inputs import check_server, check_tracking_store
+    from flows.inputs import check_dask_scheduler, check_tracking_store
 
     if config.tracking.tracking_uri != base_config.tracking.tracking_uri:
         check_tracking_store(config.tracking.tracking_uri, key=f"scenario {name}: tracking.tracking_uri")
     if config.runner.address and config.runner.address != base_config.runner.address:
-        check_server(config.runner.address, f"scenario {name}: runner.address")
+        check_dask_scheduler(config.runner.address, f"scenario {name}: runner.address")
 
 
 UI_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # MLflow's switch for its server's job runner

@@ -814,6 +814,37 @@ def check_server(address: str, key: str) -> None:
         raise InputError(f"{key} {shown}: no server answers at {host}:{port} ({reason}); is it running?") from None
 
 
+def check_dask_scheduler(address: str, key: str) -> None:
+    """A Dask scheduler's address must accept a connection (:func:`check_server`) and answer Dask's handshake
+    within :data:`CONNECT_TIMEOUT_S`: a port that accepted and never spoke Dask had hung a campaign for good, deaf
+    to Ctrl-C, with its run left RUNNING."""
+    check_server(address, key)
+    shown = excerpt(redact(reveal(address)))[1:-1]
+    try:
+        from distributed.comm import connect
+    except ImportError:
+        raise InputError(f"{key} {shown}: a Dask runner needs the distributed package (pip install prefect-dask)") \
+            from None
+    import asyncio
+
+    async def identity() -> dict:  # the scheduler's own answer to who it is, as a Dask client first asks
+        comm = await connect(reveal(address), timeout=CONNECT_TIMEOUT_S)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:  # one bound on the whole exchange: Dask's own connect timeout does not cover a peer that never answers
+        answer = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT_S))
+        if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+            raise ValueError(f"it answered as {excerpt(str(answer.get('type') if isinstance(answer, dict) else answer), 40)}, not a Dask scheduler")
+    except (OSError, asyncio.TimeoutError, TimeoutError, ValueError) as error:
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise InputError(f"{key} {shown}: no Dask scheduler answers there within {CONNECT_TIMEOUT_S:g} s "
+                         f"({redact(reason)}); is it a Dask scheduler's address (tcp://host:8786)?") from None
+
+
 # --- the environment ---------------------------------------------------------------------------------------------
 
 def check_environment() -> None:

@@ -1459,3 +1459,28 @@ def test_a_store_of_another_mlflow_version_is_refused_before_anything_starts(rev
         assert len(err.splitlines()) == 1 and f"another MLflow version (schema {revision}" in err, err
         assert "mlflow db upgrade" in err
     assert _runs_in(store) == 0 and not store.with_name("old.db.lock").exists()
+
+
+def test_a_dask_address_that_accepts_and_never_answers_is_refused_in_seconds(tmp_path, capsys):
+    """A port that accepts a connection and never speaks Dask had hung a campaign for good, deaf to Ctrl-C, its
+    run left RUNNING: the scheduler's handshake is bounded, and the campaign refused before anything starts."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    accepted = []
+    threading.Thread(target=lambda: accepted.extend(server.accept() for _ in range(4)), daemon=True).start()
+    config = tmp_path / "dask.yaml"
+    config.write_text(f"runner: {{kind: dask, address: 'tcp://127.0.0.1:{server.getsockname()[1]}', "
+                      f"chunks_per_batch: 2}}\noptimiser: {{n_calls: 12}}\n")
+    store = tmp_path / "store" / "m.db"
+    started = time.monotonic()
+    assert main(["optimise", "--config", str(config), "--tracking-uri", f"sqlite:///{store}"]) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "runner.address" in err and "no Dask scheduler answers" in err, err
+    assert not store.exists()
+    server.close()
