@@ -509,10 +509,30 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     return base, overrides, resume  # the lab file is read (once) when the campaign is built
 
 
+def _check_physics_parameters(config, where: str = "") -> None:
+    """A campaign that runs PyBaMM (its physics check, or fidelity physics) reads configs/physics_parameters.yaml
+    (SNHC_CONFIG_DIR's): read now, a bad value there had been found at the physics check, after the search had
+    written its runs."""
+    if not (config.physics_check.top_k or config.fidelity == "physics"):
+        return
+    from flows.inputs import InputError
+    from surrogate.parameters import ModelParameters, ParameterError
+    from surrogate.paths import config_dir
+    from surrogate.yaml_safety import YamlInputError
+
+    try:
+        ModelParameters.load(config_dir() / "physics_parameters.yaml")
+    except (ParameterError, YamlInputError) as error:
+        raise InputError(f"{where}{error}") from None
+
+
 def _check_campaign_servers(config, must_exist: bool = False) -> None:
     """The tracking store, its experiment and artifact root, and the Dask scheduler a campaign will use must answer
-    (``must_exist``: a resumed campaign's store must be there already)."""
+    (``must_exist``: a resumed campaign's store must be there already); the PyBaMM parameters it will read must
+    hold (:func:`_check_physics_parameters`)."""
     from flows.inputs import check_dask_scheduler, check_experiment_active, check_tracking_store
+
+    _check_physics_parameters(config)
 
     check_tracking_store(config.tracking.tracking_uri, must_exist=must_exist, key="tracking_uri")
     check_experiment_active(config.tracking.tracking_uri, config.tracking.experiment_name,
@@ -851,6 +871,8 @@ def cmd_what_if(args) -> int:
 def _check_scenario_servers(name: str, config, base_config) -> None:
     """A scenario that points at another tracking store or Dask scheduler gets the checks the campaign's got."""
     from flows.inputs import check_dask_scheduler, check_tracking_store
+
+    _check_physics_parameters(config, f"scenario {name}: ")
 
     if config.tracking.tracking_uri != base_config.tracking.tracking_uri:
         check_tracking_store(config.tracking.tracking_uri, key=f"scenario {name}: tracking.tracking_uri")

@@ -1484,3 +1484,30 @@ def test_a_dask_address_that_accepts_and_never_answers_is_refused_in_seconds(tmp
     assert len(err.splitlines()) == 1 and "runner.address" in err and "no Dask scheduler answers" in err, err
     assert not store.exists()
     server.close()
+
+
+def test_a_bad_physics_parameter_is_found_before_the_campaign_starts(tmp_path, capsys, monkeypatch):
+    """SNHC_CONFIG_DIR's physics_parameters.yaml is read by the PyBaMM check, at the end of a campaign: a bad value
+    there had been found after the search had written 11 runs; it is refused up front, for a campaign that runs
+    PyBaMM, and a campaign that does not is left alone."""
+    import shutil
+
+    import yaml
+
+    from surrogate.paths import config_dir
+
+    folder = tmp_path / "configs"
+    shutil.copytree(config_dir(), folder)
+    physics = yaml.safe_load((folder / "physics_parameters.yaml").read_text())
+    physics["solver_threads"]["value"] = -3
+    (folder / "physics_parameters.yaml").write_text(yaml.safe_dump(physics))
+    monkeypatch.setenv("SNHC_CONFIG_DIR", str(folder))
+    store = tmp_path / "store" / "m.db"
+    assert main(["optimise", "--n-calls", "12", "--tracking-uri", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "physics_parameters.yaml: parameter 'solver_threads'" in err, err
+    assert not store.exists()
+    from flows.cli import _check_physics_parameters
+    from flows.config import load_config
+
+    _check_physics_parameters(load_config(None, {"physics_check": {"top_k": 0}}))  # no PyBaMM: nothing read
