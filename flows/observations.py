@@ -21,7 +21,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -565,7 +565,7 @@ def unmeasured_moves(lab: LabData, p, taught, config: CampaignConfig) -> list[st
     return lines
 
 
-def fitted_worse(errors: pd.DataFrame) -> list[str]:
+def fitted_worse(errors: pd.DataFrame, named: Callable[[str], str] = str) -> list[str]:
     """One line per measured metric that the lab's model (``lab_model_error_pct`` of :func:`model_error_table`)
     misses on the lab's own rows by more, on average, than the study's model does.
 
@@ -580,9 +580,10 @@ def fitted_worse(errors: pd.DataFrame) -> list[str]:
     for metric, rows in errors.groupby("metric", sort=False):
         before, after = rows["error_pct"].abs().mean(), rows["lab_model_error_pct"].abs().mean()
         if np.isfinite(before) and np.isfinite(after) and after > before:
-            lines.append(f"{metric}: the lab's model misses your {len(rows)} measured row(s) by {after:.1f} % on "
-                         f"average, the study's by {before:.1f} %: the lab parameters cannot explain these rows (a "
-                         f"cause they do not reach), so the lab's predictions of {metric} are not better for them")
+            lines.append(f"{named(metric)}: the lab's model misses your {len(rows)} measured row(s) by {after:.1f} "
+                         f"% on average, the study's by {before:.1f} %: the lab parameters cannot explain these rows "
+                         f"(a cause they do not reach), so the lab's predictions of {named(metric)} are not better "
+                         f"for them")
     return lines
 
 
@@ -641,7 +642,8 @@ def family_misses(rows, uncertainty_pct: float) -> dict[str | None, tuple[float,
     return out
 
 
-def missed_beyond_scatter(errors: pd.DataFrame, uncertainty_pct: float) -> list[str]:
+def missed_beyond_scatter(errors: pd.DataFrame, uncertainty_pct: float,
+                          named: Callable[[str], str] = str) -> list[str]:
     """One line per kind of quantity (:func:`family_misses`) that the lab's model misses on the lab's own rows by
     more than the stated scatter (``lab_uncertainty_pct``) allows. The lab's model was fitted to these rows; missing
     them that far means the lab has an effect it has no parameter for. A virtual lab that cracked electrodes above
@@ -656,8 +658,10 @@ def missed_beyond_scatter(errors: pd.DataFrame, uncertainty_pct: float) -> list[
     lines = []
     for (excess, n, rms, names) in misses.values():
         carried = (f"its 90 % intervals of these quantities carry the excess (sd about {excess:.1f} %)"
-                   if measurement_family(names[0]) is not None else f"so trust its {names[0]} intervals less there")
-        lines.append(f"{', '.join(names)}: the lab's model misses your {n} measured value(s) by {rms:.1f} % (RMS), "
+                   if measurement_family(names[0]) is not None else f"so trust its {named(names[0])} intervals less "
+                   f"there")
+        lines.append(f"{', '.join(map(named, names))}: the lab's model misses your {n} measured value(s) by "
+                     f"{rms:.1f} % (RMS), "
                      f"beyond the {uncertainty_pct:g} % your rows scatter by (lab_uncertainty_pct): your lab does "
                      f"something the model has no parameter for; {carried}")
     return lines
@@ -674,9 +678,9 @@ def teaching_notes(lab: LabData, p, taught, config: CampaignConfig,
         errors = model_error_table(lab, lab_predictions(lab, p, config), lab_predictions(lab, taught, config))
     fitted = errors[errors["line"].isin(_teaching_lines(lab, config))]  # an untaught row says nothing of the fit
     return ([("not measured, moved by the lab's parameters", line) for line in unmeasured_moves(lab, p, taught, config)]
-            + [("fitted worse by the lab's parameters", line) for line in fitted_worse(fitted)]
+            + [("fitted worse by the lab's parameters", line) for line in fitted_worse(fitted, lab.column)]
             + [("missed beyond your scatter", line)
-               for line in missed_beyond_scatter(fitted, config.lab_uncertainty_pct)])
+               for line in missed_beyond_scatter(fitted, config.lab_uncertainty_pct, lab.column)])
 
 
 def _teaching_lines(lab: LabData, config: CampaignConfig) -> set[int]:

@@ -826,6 +826,11 @@ def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp
     q = p.with_values(hc_capacity_mAh_per_g=p.hc_capacity_mAh_per_g * 1.1)
     assert not notes(config, "fitted worse by the lab's parameters", lab_of(q), q)
     assert notes(wide, "fitted worse by the lab's parameters", lab_of(q), q)
+    # the notes name the column as the file does (the objective's capacity by its measured name)
+    named = lab_of(p)
+    named.write_text(named.read_text().replace("objective_capacity_mAh_per_g", "capacity_at_cycle_1000_mAh_per_g"))
+    missed = notes(wide, "missed beyond your scatter", named)
+    assert missed and missed[0].startswith("capacity_at_cycle_1000_mAh_per_g: ")
 
 
 def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_intervals(tmp_path):
