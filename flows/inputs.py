@@ -488,6 +488,9 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if str(database) in ("", ":memory:"):
             raise InputError(f"{key} {shown}: an in-memory database keeps nothing after the command; give a file, "
                              f"e.g. sqlite:///mlruns/mlflow.db")
+        if database.parts and database.parts[0].startswith("~"):  # a shell's home, which a URI never expands:
+            raise InputError(f"{key} {shown}: '~' is not expanded in a URI (a folder named '~' would be made here); "
+                             f"give the full path, e.g. sqlite:///{Path.home()}/mlflow.db")  # it had made one
         if database.is_dir() or uri.split("?", 1)[0].endswith("/"):
             raise InputError(f"{key} {shown}: {database} is a folder, expected a SQLite database file")
         if database.is_symlink() and not database.exists():  # SQLite cannot open it, and MLflow retries for minutes

@@ -81,8 +81,10 @@ _CORE_SCHEMA = {
     "tag:yaml.org,2002:float": r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
                                r"|\.(?:nan|NaN|NAN))$",
 }
+# and 2024-01-01 is text, as in YAML 1.2: a campaign named by its date had been refused as "not a valid string"
+_NOT_CORE = {"tag:yaml.org,2002:timestamp"}
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag not in _CORE_SCHEMA]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in _CORE_SCHEMA and tag not in _NOT_CORE]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 for _tag, _pattern in _CORE_SCHEMA.items():
     _StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), list("-+0123456789.tTfF"))

@@ -545,6 +545,8 @@ def option_cases() -> list[Case]:
         Case("env: SNHC_CACHE_DIR blank", ["predict"], "SNHC_CACHE_DIR: blank", store_option=False,
              environment={"SNHC_CACHE_DIR": "   "}),
         Case("option: what-if --output empty", ["what-if", "configs/whatif", "--output", ""], "--output: empty"),
+        Case("tracking: a SQLite path from ~", ["optimise", "--tracking-uri", "sqlite:///~/snhc.db"],
+             "'~' is not expanded in a URI", store_option=False),
         Case("env: SNHC_ARTIFACT_LOCATION a file: URI with a host", ["optimise"], "a file: URI with a host",
              environment={"SNHC_ARTIFACT_LOCATION": "file://otherhost/x"}),
         Case("env: PREFECT_HOME a file", ["optimise"], "PREFECT_HOME=", environment={"PREFECT_HOME": "/etc/hostname"}),

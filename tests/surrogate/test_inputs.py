@@ -182,3 +182,12 @@ def test_a_physics_parameter_file_is_checked_as_the_models_is(tmp_path, paramete
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(ParameterError, match=re.escape(message)):
         ModelParameters.load(path)
+
+
+def test_yaml_plain_scalars_are_read_by_the_core_schema():
+    """YAML 1.2's core schema, as the loader promises: a date is text (a campaign named 2024-01-01 had been refused
+    as "not a valid string"), 1e3 a number, yes and 1:40 text."""
+    from surrogate.yaml_safety import load_yaml_text
+
+    document = load_yaml_text("name: 2024-01-01\nwhen: 2024-01-01T10:00:00\nn: 1e3\nok: yes\nt: 1:40\n", "test")
+    assert document == {"name": "2024-01-01", "when": "2024-01-01T10:00:00", "n": 1000.0, "ok": "yes", "t": "1:40"}
