@@ -85,9 +85,16 @@ PORT_RANGE = (1, 65535)
 PORT_ALLOWED = f"allowed {PORT_RANGE[0]} to {PORT_RANGE[1]}"
 
 
+# Values one option of snhc predict takes: a rate curve or a fade curve of a few hundred points is a plot; 100 000
+# cycle numbers had taken a minute
+MAX_OPTION_VALUES = 1000
+
+
 def _positive(option: str, values, integer: bool = False, most: float = math.inf):
     """Values of a numeric option: finite, above 0, at most ``most`` (the config's own limit for that quantity),
-    whole numbers if ``integer``."""
+    whole numbers if ``integer``; at most :data:`MAX_OPTION_VALUES` of them."""
+    if len(values) > MAX_OPTION_VALUES:
+        raise UsageError(f"{option}: {len(values)} values: allowed at most {MAX_OPTION_VALUES}")
     for value in values:
         if not math.isfinite(value) or value <= 0 or value > most or (integer and value != int(value)):
             raise UsageError(f"{option}={value:.15g} is out of range: {_positive_text(integer, most)}")

@@ -86,6 +86,7 @@ def test_missing_lab_file(tmp_path, capsys):
     (["suggest", "--batch", "2"], "give --resume RUN_ID and/or --observations"),
     (["optimise", "--n-calls", "-5"], "optimiser.n_calls"),
     (["predict", "--cycling-current", "0"], "--cycling-current=0 is out of range"),
+    (["predict", "--cycles", *map(str, range(1, 1003))], "--cycles: 1002 values: allowed at most 1000"),
 ])
 def test_bad_cli_options(capsys, tmp_path, args, message):
     assert main(args + (["--tracking-uri", f"sqlite:///{tmp_path}/s/m.db"] if args[0] != "predict" else [])) == 2
