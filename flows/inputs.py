@@ -340,6 +340,17 @@ def output_folder(path: str | Path, option: str) -> Path:
     return folder
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why no folder can be used or made at ``folder`` (its nearest existing ancestor is not a folder, or cannot be
+    written), in words; None when one can."""
+    nearest = nearest_existing(folder)
+    if not nearest.is_dir():
+        return f"{_shown(nearest)} is {not_a_folder(nearest)}, not a folder"
+    if not _can_write(nearest):
+        return f"cannot write in {_shown(nearest)} (permission denied or read-only)"
+    return None
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` or its nearest ancestor that exists: where a folder that is not there yet would be made. A broken
     symbolic link counts as existing (nothing can be made through it): the callers then refuse it as not a folder
@@ -511,13 +522,8 @@ def check_tracking_store(uri: str, must_exist: bool = False, key: str = "trackin
         if must_exist:
             raise InputError(f"{key} {shown}: no such store ({database} does not exist), so it holds no runs"
                              + (f"; {missing}" if missing else ""))
-        folder = nearest_existing(database.parent)
-        if not folder.is_dir():
-            raise InputError(f"{key} {shown}: cannot create the database: {folder} is {not_a_folder(folder)}, not a "
-                             f"folder")
-        if not _can_write(folder):
-            raise InputError(f"{key} {shown}: cannot create the database under {folder} (permission denied or "
-                             f"read-only)")
+        if (problem := folder_problem(database.parent)) is not None:
+            raise InputError(f"{key} {shown}: cannot create the database: {problem}")
         return
     if uri.startswith("file:"):
         folder = Path(_split(uri, key, shown).path)
@@ -885,13 +891,8 @@ def check_environment() -> None:
                              f"(e.g. http://127.0.0.1:4200/api), or unset it for a temporary server")
     elif os.environ.get("PREFECT_HOME"):  # where a temporary server keeps its database: a file there had raised
         home = Path(os.environ["PREFECT_HOME"])  # from the server's start, as a traceback
-        nearest = nearest_existing(home)
-        if not nearest.is_dir():
-            raise InputError(f"PREFECT_HOME={_shown(home)}: {_shown(nearest)} is {not_a_folder(nearest)}, expected a "
-                             f"folder; give a folder that can be written, or unset it")
-        if not _can_write(nearest):
-            raise InputError(f"PREFECT_HOME={_shown(home)}: cannot write in {_shown(nearest)}; give a folder that "
-                             f"can be written, or unset it")
+        if (problem := folder_problem(home)) is not None:
+            raise InputError(f"PREFECT_HOME={_shown(home)}: {problem}; give a folder that can be written, or unset it")
 
 
 def http_url_problem(url: str) -> str | None:
