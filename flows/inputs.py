@@ -24,6 +24,7 @@ import contextlib
 import errno
 import importlib.util
 import json
+import functools
 import math
 import os
 import re
@@ -629,8 +630,6 @@ def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
                          f"{', '.join(sorted(tables)[:3])}), not an MLflow store; give a new or an MLflow file")
     if tables:  # a store of another MLflow version: MLflow refuses it at the first run, after the flow started
         from filelock import FileLock, Timeout
-        from mlflow.store.db.utils import _get_latest_schema_revision
-        from mlflow.version import VERSION
 
         lock = database.with_name(database.name + ".lock")  # flows.tracking.open_client's: a command creating or
         if lock.exists():  # migrating the store holds it; its schema is read once that is done (no new file made)
@@ -641,12 +640,36 @@ def _check_mlflow_sqlite(database: Path, key: str, shown: str) -> None:
                 return  # still migrating: the store is this MLflow's own in the making
         with _read_only_sqlite(database) as connection:
             found = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        expected = _get_latest_schema_revision()
-        if found is None or found[0] != expected:
+        expected = mlflow_schema_head()
+        if expected is not None and (found is None or found[0] != expected):
+            from importlib.metadata import version
+
             raise InputError(f"{key} {shown}: {database} was written by another MLflow version (schema "
-                             f"{found[0] if found else 'none'}; MLflow {VERSION} uses {expected}): upgrade it "
-                             f"with `mlflow db upgrade {redact(shown).strip(chr(39))}` (back it up first), or give "
-                             f"another store")
+                             f"{found[0] if found else 'none'}; MLflow {version('mlflow')} uses {expected}): "
+                             f"upgrade it with `mlflow db upgrade {redact(shown).strip(chr(39))}` (back it up first), "
+                             f"or give another store")
+
+
+@functools.lru_cache(maxsize=1)
+def mlflow_schema_head() -> str | None:
+    """The schema revision this MLflow writes: the one migration of its alembic chain no other builds on. Read from
+    the migration files' ``revision`` and ``down_revision`` lines: MLflow's own helper imports alembic and its
+    store, 3 s of a command's start-up that a check before anything starts should not cost."""
+    spec = importlib.util.find_spec("mlflow")  # its files, without importing it
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for path in folder.glob("*.py"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        revision = re.search(r"^revision\s*=\s*['\"](\w+)['\"]", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if revision is not None:
+            revisions.add(revision.group(1))
+        if down is not None:  # one parent, a tuple of them (a merge), or None (the first migration)
+            parents.update(re.findall(r"['\"](\w+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _check_postgresql(uri: str, key: str, shown: str) -> None:
@@ -847,7 +870,8 @@ def check_dask_scheduler(address: str, key: str) -> None:
     try:  # one bound on the whole exchange: Dask's own connect timeout does not cover a peer that never answers
         answer = asyncio.run(asyncio.wait_for(identity(), CONNECT_TIMEOUT_S))
         if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
-            raise ValueError(f"it answered as {excerpt(str(answer.get('type') if isinstance(answer, dict) else answer), 40)}, not a Dask scheduler")
+            said = answer.get("type") if isinstance(answer, dict) else answer
+            raise ValueError(f"it answered as {excerpt(str(said), 40)}, not a Dask scheduler")
     except (OSError, asyncio.TimeoutError, TimeoutError, ValueError) as error:
         reason = " ".join(str(error).split())[:120] or type(error).__name__
         raise InputError(f"{key} {shown}: no Dask scheduler answers there within {CONNECT_TIMEOUT_S:g} s "

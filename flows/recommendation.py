@@ -229,8 +229,8 @@ def with_intervals(recommendation: Recommendation, config, p=None, ensemble=None
     (intervals,) = batch_intervals([recommendation.recipe], ensemble, scoring, None,
                                    [recommendation.evaluation.metrics])
     return replace(recommendation, intervals=intervals, beyond_data=domain.recipe_beyond(recommendation.recipe),
-                   extrapolated=flags, conditions_beyond=bool(conditions), allowance_note=allowance_note(recommendation.evaluation.metrics, intervals,
-                                                                     config),
+                   extrapolated=flags, conditions_beyond=bool(conditions),
+                   allowance_note=allowance_note(recommendation.evaluation.metrics, intervals, config),
                    study_note=study_note(recommendation.recipe, ensemble, config, model_label))
 
 

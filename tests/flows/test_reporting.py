@@ -112,7 +112,8 @@ def test_the_extrapolation_flag_says_which_reason_applies(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "the recipe is unlike any of the study's materials in milling_time_h" in out and "current" not in out
     print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags, {})
-    assert "the objective's current, cycle count or temperature lies beyond" in " ".join(capsys.readouterr().out.split())
+    conditions = " ".join(capsys.readouterr().out.split())
+    assert "the objective's current, cycle count or temperature lies beyond" in conditions
     print_recommendation(recipe, metrics, (float("nan"), float("nan")), {}, flags,
                          {"milling_time_h": "22 h"}, conditions_beyond=True)  # both reasons at once: both said
     both = " ".join(capsys.readouterr().out.split())
