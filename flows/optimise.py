@@ -67,10 +67,11 @@ def evaluate_physics_task(recipes: list[dict], p: ModelParameters, q: ModelParam
 
 def in_chunks(work, recipes: list[dict], config: CampaignConfig, *args) -> list:
     """Run a task over ``runner.chunks_per_batch`` chunks submitted together, so they can run on separate workers
-    (Dask), and gather the results in order."""
+    (Dask), and gather the results in order. One chunk runs in the flow's own thread, unless the runner is Dask:
+    a Dask campaign of one chunk per batch had never used its cluster."""
     chunks = [chunk.tolist() for chunk in np.array_split(np.arange(len(recipes)), config.runner.chunks_per_batch)
               if chunk.size]
-    if len(chunks) == 1:
+    if len(chunks) == 1 and config.runner.kind != "dask":
         return [work(recipes, *args)]
     futures = [work.submit([recipes[i] for i in chunk], *args) for chunk in chunks]
     return [future.result() for future in futures]

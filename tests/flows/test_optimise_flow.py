@@ -234,3 +234,29 @@ def test_failed_evaluations_are_recorded_and_the_campaign_goes_on(prefect_local,
     assert all("did not converge" in c.data.tags["failure_reason"] for c in failed)
     assert summary["recipe"]["sn_mass_fraction"] <= 0.5
     assert client.get_run(summary["run_id"]).info.status == "FINISHED"
+
+
+def test_a_dask_campaign_submits_even_one_chunk_to_its_runner():
+    """One chunk per batch runs in the flow's own thread, unless the runner is Dask: a Dask campaign with the default
+    chunks_per_batch of 1 had never used its cluster (the task was called, not submitted)."""
+    from flows.config import load_config
+    from flows.optimise import in_chunks
+
+    class Work:
+        def __init__(self):
+            self.calls, self.submits = 0, 0
+
+        def __call__(self, recipes, *args):
+            self.calls += 1
+            return len(recipes)
+
+        def submit(self, recipes, *args):
+            self.submits += 1
+            return type("Future", (), {"result": lambda _: len(recipes)})()
+
+    recipes = [{"sn_mass_fraction": 0.5}] * 4
+    for kind, chunks, called, submitted in (("thread", 1, 1, 0), ("dask", 1, 0, 1), ("dask", 2, 0, 2)):
+        work = Work()
+        config = load_config(None, {"runner": {"kind": kind, "chunks_per_batch": chunks}})
+        assert sum(in_chunks(work, recipes, config)) == 4
+        assert (work.calls, work.submits) == (called, submitted), kind
