@@ -355,8 +355,8 @@ def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters,
                                       physics_parameters=q)[0]
             for label, current in beyond:
                 other = result.capacity_by_current.get(current, float("nan"))
-                carried = np.isfinite(other) or CANNOT_CARRY not in (result.failure_at(current) or "")
-                second[label] = float(other) if np.isfinite(other) else (None if carried else 0.0)
+                carries_nothing = not np.isfinite(other) and CANNOT_CARRY in (result.failure_at(current) or "")
+                second[label] = 0.0 if carries_nothing else float(other) if np.isfinite(other) else None
                 band = record["interval_90"][key][label]
                 if second[label] == 0.0:  # a cell that carries nothing: the band reaches 0, no capacity below it
                     record["interval_90"][key][label] = [0.0, band[1]]

@@ -234,13 +234,13 @@ def against_baseline_recipe(row: dict[str, Any], baseline: dict[str, Any], confi
     from flows.search import outside_reasons
     from surrogate.recipe import recipe_key
 
-    p, _ = calibrate_task(config)
     recipe = {name: baseline[name] for name in FIELD_NAMES}
     own = row[OWN_OBJECTIVE]
     if recipe_key(recipe) == recipe_key({name: row[name] for name in FIELD_NAMES}):
         return {BASELINE_RECIPE_OBJECTIVE: own, "notes": "; ".join(filter(None, [
             row["notes"], "the baseline's own recipe: this scenario changes the score, not the choice"]))}
     # scored as the scenario scores its own recipes: its model, or PyBaMM for a physics scenario
+    p, _ = calibrate_task(config)
     scored = (evaluate_batch([recipe], p, config.objective) if config.fidelity == "model"
               else campaign_evaluator(config, p)([recipe]))[0]
     if not (scored.ok and np.isfinite(own)):
