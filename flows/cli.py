@@ -127,6 +127,7 @@ def cmd_predict(args) -> int:
     config = load_config(args.config) if args.config or args.observations else None
     if config is not None and config.objectives and args.fidelity == "physics":  # as a campaign refuses it
         raise UsageError(f"--fidelity physics {PHYSICS_SCORES_CAPACITY_ONLY} ({args.config})")
+    _check_physics_parameters(None, fidelity=args.fidelity)  # a prediction runs PyBaMM at that fidelity
     if config is not None:  # the config's model: its overrides of assumed parameters, refitted or not as it says
         p, calibration = campaign_parameters(config)
     else:
@@ -300,12 +301,12 @@ def _print_prediction(name, recipe, record, args) -> None:
         console().print(f"Note: {note}", markup=False)
     second = record.get("second_model_form") or {}
     if second:
-        said = [f"{label} A/g: " + ("PyBaMM failed, the band is the numpy model's" if v is None else
+        failed = "PyBaMM failed, the band is the numpy model's"
+        said = [f"{label} A/g: " + (failed if v is None else
                                     f"{v:.0f} mAh/g" + (" (its cell cannot carry the current)" if v == 0 else ""))
                 for label, v in second.get("capacity_at_current_mAh_per_g", {}).items()]
         if SCORE in second:
-            said.append("objective: " + ("PyBaMM failed, the band is the numpy model's" if second[SCORE] is None
-                                         else f"{second[SCORE]:.1f} mAh/g"))
+            said.append("objective: " + (failed if second[SCORE] is None else f"{second[SCORE]:.1f} mAh/g"))
         console().print("Above the highest measured current each interval also holds PyBaMM's value (a second model "
                         "form, which the data cannot rule out): " + "; ".join(said), markup=False)
     beyond = record.get("beyond_calibrated_recipes") or {}
@@ -516,11 +517,13 @@ def _checked_campaign(args, *paths: tuple[str, str | None]):
     return base, overrides, resume  # the lab file is read (once) when the campaign is built
 
 
-def _check_physics_parameters(config, where: str = "") -> None:
-    """A campaign that runs PyBaMM (its physics check, or fidelity physics) reads configs/physics_parameters.yaml
-    (SNHC_CONFIG_DIR's): read now, a bad value there had been found at the physics check, after the search had
-    written its runs."""
-    if not (config.physics_check.top_k or config.fidelity == "physics"):
+def _check_physics_parameters(config, where: str = "", fidelity: str | None = None) -> None:
+    """A campaign that runs PyBaMM (its physics check, or fidelity physics; ``fidelity``: a command's own choice)
+    reads configs/physics_parameters.yaml (SNHC_CONFIG_DIR's): read now, a bad value there had been found at the
+    physics check, after the search had written its runs. Read by the parameter loader alone: the PyBaMM package's
+    own loader imports PyBaMM, two seconds of every command's start."""
+    campaign_runs_it = config is not None and (config.physics_check.top_k or config.fidelity == "physics")
+    if not (campaign_runs_it or fidelity == "physics"):
         return
     from flows.inputs import InputError
     from surrogate.parameters import ModelParameters, ParameterError

@@ -1513,3 +1513,7 @@ def test_a_bad_physics_parameter_is_found_before_the_campaign_starts(tmp_path, c
     from flows.config import load_config
 
     _check_physics_parameters(load_config(None, {"physics_check": {"top_k": 0}}))  # no PyBaMM: nothing read
+    # a prediction at physics fidelity reads it too; one at the numpy model's does not need it
+    assert main(["predict", "--material", "HC", "--fidelity", "physics"]) == 2
+    assert "physics_parameters.yaml: parameter 'solver_threads'" in capsys.readouterr().err
+    assert main(["predict", "--material", "HC", "--json"]) == 0
