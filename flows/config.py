@@ -407,19 +407,23 @@ LAB_UNCERTAINTY_MIN_PCT = 0.1
 # The assumed parameters a lab's results teach unless a config lists its own (configs/default.yaml lists the same,
 # with why): a config that leaves the key out, such as configs/pareto.yaml, learns from a lab's rows as the default
 # campaign does, not nothing; ``lab_parameters: []`` keeps the project's model.
-DEFAULT_LAB_PARAMETERS = (
+DEFAULT_LAB_PARAMETERS = {
     # the mill: impacts, cold welding and the vial's heat
-    "sn_size_dose_constant", "hc_size_dose_constant", "hc_fracture_threshold_energy_relative",
-    "hc_amorphisation_threshold_energy_relative", "impact_threshold_width_relative", "sn_welding_at_reference",
-    "sn_welding_saturation", "sn_welding_onset_exponent", "sn_welding_activation_energy_kJ_per_mol",
-    "vial_temperature_rise_at_reference_C", "vial_temperature_power_exponent", "vial_thermal_time_constant_h",
-    "welding_contact_loss", "wear_debris_at_reference", "carbon_process_control_strength",
-    "interface_coverage_constant",
+    "mill": ["sn_size_dose_constant", "hc_size_dose_constant", "hc_fracture_threshold_energy_relative",
+             "hc_amorphisation_threshold_energy_relative", "impact_threshold_width_relative",
+             "sn_welding_at_reference", "sn_welding_saturation", "sn_welding_onset_exponent",
+             "sn_welding_activation_energy_kJ_per_mol", "vial_temperature_rise_at_reference_C",
+             "vial_temperature_power_exponent", "vial_thermal_time_constant_h", "welding_contact_loss",
+             "wear_debris_at_reference", "carbon_process_control_strength", "interface_coverage_constant"],
     # the atmosphere: residual oxygen
-    "oxide_at_reference_argon", "oxide_growth_exponent", "oxidation_air_to_argon_ratio",
+    "atmosphere": ["oxide_at_reference_argon", "oxide_growth_exponent", "oxidation_air_to_argon_ratio"],
     # the powders: the HC batch and the Sn
-    "hc_amorphisation_rate", "hc_plateau_fraction", "hc_limit_size_um", "sn_limit_size_nm",
-)
+    "powders": ["hc_amorphisation_rate", "hc_plateau_fraction", "hc_limit_size_um", "sn_limit_size_nm",
+                "hc_fade_per_sqrt_cycle", "strain_exponent"],
+    # the cells: loading, electrolyte, counter electrode and binder
+    "cells": ["areal_loading_mg_per_cm2", "limiting_current_mA_per_cm2", "counter_exchange_current_mA_per_cm2",
+              "critical_strain", "catastrophic_life_cycles"],
+}
 
 
 class CampaignConfig(Strict):
@@ -443,10 +447,12 @@ class CampaignConfig(Strict):
         5.0, ge=LAB_UNCERTAINTY_MIN_PCT, le=100.0, allow_inf_nan=False,
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
-    lab_parameters: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_LAB_PARAMETERS),
-        description="assumed parameters a lab's own mill, powders or glove box may set differently; the "
-                    "physics-informed GP infers them from the lab's results within their ranges (flows/physics_gp.py)")
+    lab_parameters: list[str] | dict[PrintedName, list[str]] = Field(
+        default_factory=lambda: {group: list(names) for group, names in DEFAULT_LAB_PARAMETERS.items()},
+        description="assumed parameters a lab's own mill, powders, glove box or cells may set differently, as a list "
+                    "or in groups ({group: [names]}, one hypothesis each of what differs in the lab); the "
+                    "physics-informed GP infers them from the lab's results within their ranges, freeing the group "
+                    "(or every group) the results need most (flows/physics_gp.py)")
     fidelity: Literal["model", "physics"] = Field(
         "model", description="what the optimiser's evaluations are: the numpy model (0.5 ms a recipe), or the PyBaMM "
                              "model (0.04 s a recipe once built), searched by the physics-informed GP with the numpy "
@@ -500,8 +506,11 @@ class CampaignConfig(Strict):
 
     @field_validator("lab_parameters")
     @classmethod
-    def _inferable_lab_parameters(cls, names: list[str]) -> list[str]:
+    def _inferable_lab_parameters(cls, stated: list[str] | dict[str, list[str]]) -> list[str] | dict[str, list[str]]:
         base = ModelParameters.load()
+        if isinstance(stated, dict) and not all(stated.values()):
+            raise ValueError("a group lists no parameter")
+        names = [name for group in stated.values() for name in group] if isinstance(stated, dict) else stated
         for name in names:
             if name not in base:
                 raise ValueError(f"{name}: unknown parameter (see configs/model_parameters.yaml)")
@@ -511,7 +520,7 @@ class CampaignConfig(Strict):
                                  "configs/model_parameters.yaml")
         if len(set(names)) != len(names):
             raise ValueError("a parameter is listed twice")
-        return names
+        return stated
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -607,6 +616,12 @@ class CampaignConfig(Strict):
         if not self.objectives:
             return self.objective
         return next((o for o in self.objectives if o.kind == "capacity"), None)
+
+    @property
+    def lab_parameter_names(self) -> list[str]:
+        """Every lab parameter, its groups (if any) flattened in their order."""
+        stated = self.lab_parameters
+        return [name for group in stated.values() for name in group] if isinstance(stated, dict) else list(stated)
 
     @property
     def multi_objective(self) -> bool:

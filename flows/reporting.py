@@ -632,8 +632,8 @@ def print_model_error(errors: pd.DataFrame, path) -> None:
 
 LAB_PARAMETER_SHOWN_SD = 0.5  # lab parameters shown on the console: those the results moved this far
 LAB_PARAMETER_HEADERS = {"parameter": "parameter", "project_value": "project", "lab_estimate": "lab",
-                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "low": "low", "high": "high",
-                         "on_bound": "on a bound"}
+                         "moved_prior_sd": "moved (sd)", "prior_width_left": "width left", "freed": "freed",
+                         "low": "low", "high": "high", "on_bound": "on a bound"}
 
 
 def print_lab_parameters(table: pd.DataFrame) -> None:

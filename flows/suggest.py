@@ -186,9 +186,13 @@ def prior_parameter_table(prior) -> pd.DataFrame:
     # an estimate at an end of its range: the results push past what the range allows (a lab's vial that does not
     # warm at all drove vial_temperature_rise_at_reference_C to 0), so its "moved (sd)" understates the pull
     bounded = set(on_bound(lab.names, prior.x_, *lab.box()))
+    # a parameter the results did not free (its group is not what they say differs) keeps the project's value: they
+    # have taught it nothing, so all its prior width is left
+    freed = set(lab.hypotheses()[prior.hypothesis_].tolist())
     return pd.DataFrame([{"parameter": name, "project_value": float(lab.p[name].value), "lab_estimate": estimate[name],
                           "moved_prior_sd": float(prior.x_[j]),
-                          "prior_width_left": float(np.sqrt(prior.covariance_[j, j])),
+                          "prior_width_left": float(np.sqrt(prior.covariance_[j, j])) if j in freed else 1.0,
+                          "freed": j in freed,
                           "low": lab.p[name].bounds[0], "high": lab.p[name].bounds[1], "on_bound": name in bounded}
                          for j, name in enumerate(lab.names)], columns=LAB_PARAMETER_COLUMNS)
 
@@ -199,8 +203,8 @@ def lab_parameter_metrics(table: pd.DataFrame) -> dict[str, float]:
             for suffix, value in (("", r.lab_estimate), (".moved_prior_sd", r.moved_prior_sd))}
 
 
-LAB_PARAMETER_COLUMNS = ["parameter", "project_value", "lab_estimate", "moved_prior_sd", "prior_width_left", "low",
-                         "high", "on_bound"]
+LAB_PARAMETER_COLUMNS = ["parameter", "project_value", "lab_estimate", "moved_prior_sd", "prior_width_left", "freed",
+                         "low", "high", "on_bound"]
 
 
 def lab_surrogate(config) -> str:

@@ -198,6 +198,24 @@ def test_every_assumed_number_states_its_range():
                and isinstance(p[n].value, (int, float)))
 
 
+@pytest.mark.parametrize("stated, why", [
+    ({"mill": []}, "a group lists no parameter"),
+    ({"mill": ["sn_welding_at_reference"], "cells": ["sn_welding_at_reference"]}, "listed twice"),
+    ({"mill": ["not_a_parameter"]}, "unknown parameter"),
+])
+def test_lab_parameter_groups_are_checked_as_a_list_is(stated, why):
+    with pytest.raises(ConfigError, match=f"lab_parameters.*{why}"):
+        load_config(overrides={"lab_parameters": stated})
+
+
+def test_lab_parameters_as_a_list_or_in_groups_name_the_same_parameters():
+    grouped = load_config()
+    assert isinstance(grouped.lab_parameters, dict) and len(grouped.lab_parameters) > 1
+    flat = load_config(overrides={"lab_parameters": grouped.lab_parameter_names})
+    assert flat.lab_parameter_names == grouped.lab_parameter_names == \
+        [name for names in grouped.lab_parameters.values() for name in names]
+
+
 def test_a_config_that_leaves_a_key_out_gets_configs_default_yaml_value(tmp_path):
     """configs/default.yaml is the embedded default: every setting a config file leaves out takes the value it
     states (a partial config had learned nothing from lab rows: its lab_parameters were [], the default file's 23)."""

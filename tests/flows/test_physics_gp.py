@@ -195,6 +195,35 @@ def test_the_lab_prior_learns_the_parameters_a_lab_changed():
     assert error_after < 0.8 * error_before
 
 
+@pytest.mark.parametrize("changed, group", [
+    ({"sn_welding_at_reference": 0.2, "welding_contact_loss": 3.0}, "mill"),
+    ({"hc_amorphisation_rate": 1.0, "hc_plateau_fraction": 0.6}, "powders"),  # one of them on its bound at 0
+    ({"critical_strain": 0.85, "catastrophic_life_cycles": 250.0}, "cells"),
+    ({"limiting_current_mA_per_cm2": 12.0, "counter_exchange_current_mA_per_cm2": 0.8}, "cells"),
+])
+def test_the_lab_results_free_the_group_of_parameters_that_differs(changed, group):
+    """What differs in a lab is chosen by the evidence among nothing, each group and every group: a lab whose mill
+    differs frees the mill's parameters, one whose cells differ (a binder that cracks sooner, a slower electrolyte)
+    the cells' (freeing every parameter at once had explained a cell lab with its mill, and the search followed the
+    wrong lab). The parameters left out keep the project's values, unspread."""
+    from flows.config import load_config
+    from flows.evaluation import campaign_parameters
+    from flows.search import model_losses
+
+    config = load_config(overrides={"lab_uncertainty_pct": 0.5})
+    p, _ = campaign_parameters(config)
+    p_lab = p.with_values(**changed)
+    prior, space, points = _lab_prior_and_points(config, p, 24, seed=3)
+    prior.fit(space.transform(points), model_losses(config, p_lab)(points))
+    assert prior.hypothesis_ == group
+    assert prior.log_evidence_[group] == max(prior.log_evidence_.values())
+    left_out = [i for i, name in enumerate(prior.lab_parameters.names) if name not in config.lab_parameters[group]]
+    assert np.all(prior.x_[left_out] == 0.0)
+    assert not np.any(prior.covariance_[left_out])
+    # the intervals' draws name the freed parameters only: the others keep the study ensemble's own spread
+    assert set(prior.posterior_values(8)[3]) == set(config.lab_parameters[group])
+
+
 def test_a_lab_that_agrees_with_the_model_leaves_its_parameters_alone():
     from flows.config import load_config
     from flows.evaluation import campaign_parameters
@@ -209,8 +238,9 @@ def test_a_lab_that_agrees_with_the_model_leaves_its_parameters_alone():
 
 
 def test_the_lab_parameters_uncertainty_shrinks_as_results_come_in():
-    """What the lab parameters are still unsure of is shown with a suggestion: wide after 4 results, narrower after
-    24, and the combined sd a suggestion reports is never below the discrepancy GP's."""
+    """What the lab parameters are still unsure of is shown with a suggestion: the freed group's parameters are wide
+    after 4 results and narrower after 24, and the combined sd a suggestion reports is never below the discrepancy
+    GP's."""
     from flows.config import load_config
     from flows.evaluation import campaign_parameters
     from flows.search import model_losses
@@ -220,11 +250,13 @@ def test_the_lab_parameters_uncertainty_shrinks_as_results_come_in():
     p_lab = p.with_values(sn_welding_at_reference=0.2, welding_contact_loss=3.0)
     prior, space, points = _lab_prior_and_points(config, p, 24, seed=3)
     shown = space.transform(space.rvs(n_samples=20, random_state=4))
+    mill = [prior.lab_parameters.names.index(name) for name in config.lab_parameters["mill"]]
     spread = {}
     for n in (4, 24):
         prior.fit(space.transform(points[:n]), model_losses(config, p_lab)(points[:n]))
-        spread[n] = float(np.median(prior.sd(shown)))
-    assert spread[4] > 0 and spread[24] < 0.7 * spread[4]
+        # before the results free the mill (4 results: nothing differs yet), its parameters have their prior spread
+        spread[n] = float(np.median(np.sqrt(np.diag(prior.covariance_)[mill]))) if prior.hypothesis_ == "mill" else 1.0
+    assert prior.hypothesis_ == "mill" and np.median(prior.sd(shown)) > 0 and spread[24] < 0.7 * spread[4]
     model = PhysicsInformedGP(prior=prior, random_state=0).fit(space.transform(points),
                                                                model_losses(config, p_lab)(points))
     parts = model.decompose(shown)
@@ -384,10 +416,11 @@ def test_a_lab_parameter_driven_to_an_end_of_its_range_is_marked_on_a_bound(para
     from flows.physics_gp import LabParameters
     from flows.suggest import prior_parameter_table
 
-    lab = LabParameters(params, load_config().lab_parameters[:3])
+    lab = LabParameters(params, load_config().lab_parameter_names[:3])
     low, high = lab.box()
     x = np.array([low[0], 0.3, high[2]])
-    prior = SimpleNamespace(x_=x, covariance_=np.eye(3), lab_parameters=lab, estimate=lambda: lab.values(x))
+    prior = SimpleNamespace(x_=x, covariance_=np.eye(3), lab_parameters=lab, estimate=lambda: lab.values(x),
+                            hypothesis_="lab parameters")  # a list is one group, and the results freed it
     table = prior_parameter_table(prior)
     assert table["on_bound"].tolist() == [True, False, True]
 
@@ -404,7 +437,8 @@ def test_each_measured_metric_is_fitted_not_only_the_score_they_make():
     from flows.search import lab_calibrated_prior, loss_of, model_losses, point_of
     from surrogate.status import Status
 
-    config = load_config()
+    config = load_config()  # the lab parameters as one list: every one free, as in both fits compared
+    config = config.model_copy(update={"lab_parameters": config.lab_parameter_names})
     p, _ = campaign_parameters(config)
     recipe = {"sn_mass_fraction": 0.6667, "milling_time_h": 10.0, "milling_speed_rpm": 400.0,
               "ball_to_powder_ratio": 20.0, "milling_atmosphere": "argon", "pause_duty_cycle": 1.0}
