@@ -504,6 +504,18 @@ class CampaignConfig(Strict):
             raise ValueError(str(error).removeprefix("model_parameters.")) from None
         return overrides
 
+    @field_validator("lab_parameters", mode="before")
+    @classmethod
+    def _a_list_or_groups(cls, stated: Any) -> Any:
+        """One line for a shape that is neither form (pydantic's union would name both types' internals)."""
+        def names(value: Any) -> bool:
+            return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+        if names(stated) or (isinstance(stated, dict) and all(isinstance(group, str) and group.strip() and names(v)
+                                                              for group, v in stated.items())):
+            return stated
+        raise ValueError("expected a list of parameter names, or groups of them: {group: [name, ...], ...}")
+
     @field_validator("lab_parameters")
     @classmethod
     def _inferable_lab_parameters(cls, stated: list[str] | dict[str, list[str]]) -> list[str] | dict[str, list[str]]:

@@ -202,6 +202,10 @@ def test_every_assumed_number_states_its_range():
     ({"mill": []}, "a group lists no parameter"),
     ({"mill": ["sn_welding_at_reference"], "cells": ["sn_welding_at_reference"]}, "listed twice"),
     ({"mill": ["not_a_parameter"]}, "unknown parameter"),
+    ({"mill": "sn_welding_at_reference"}, "expected a list of parameter names, or groups"),
+    ({"": ["sn_welding_at_reference"]}, "expected a list of parameter names, or groups"),
+    (7, "expected a list of parameter names, or groups"),
+    (["sn_welding_at_reference", 1], "expected a list of parameter names, or groups"),
 ])
 def test_lab_parameter_groups_are_checked_as_a_list_is(stated, why):
     with pytest.raises(ConfigError, match=f"lab_parameters.*{why}"):
