@@ -17,8 +17,8 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
-                      model_serializer, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model,
+                      field_validator, model_serializer, model_validator)
 
 from flows.inputs import (EXCERPT_CHARS, InputError, NumbersNotBooleans, check_artifact_location, check_finite,
                           check_tracking_scheme, excerpt, keep_secret, read_yaml_mapping)
@@ -426,6 +426,33 @@ DEFAULT_LAB_PARAMETERS = {
 }
 
 
+# A group of lab parameters is named like a Python identifier: the name is an MLflow param key
+# (lab_parameters.<group>), which takes no brackets or commas. "nothing" names the hypothesis that no group differs.
+LAB_GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+RESERVED_LAB_GROUP_NAMES = ("nothing",)
+
+
+def _lab_parameters_shape(stated: Any) -> Any:
+    """A list of parameter names, or groups of them: anything else in one line (pydantic's union error named both
+    types' internals), before the names are checked. Part of the field's type, so overrides (a Prefect run form, a
+    what-if scenario) are checked by it too."""
+    def names(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+    if names(stated):
+        return stated
+    if isinstance(stated, dict) and all(names(v) for v in stated.values()):
+        for group in stated:
+            if not isinstance(group, str) or not LAB_GROUP_NAME.fullmatch(group) or group in RESERVED_LAB_GROUP_NAMES:
+                raise ValueError(f"group {str(group)[:40]!r}: a name of letters, digits and underscores (1-40, a "
+                                 f"letter first), not {', '.join(RESERVED_LAB_GROUP_NAMES)}")
+        return stated
+    raise ValueError("expected a list of parameter names, or groups of them: {group: [name, ...], ...}")
+
+
+LabParameterNames = Annotated[list[str] | dict[str, list[str]], BeforeValidator(_lab_parameters_shape)]
+
+
 class CampaignConfig(Strict):
     name: PrintedName = "default"
     description: Description = Field("", description="what the campaign asks, in words: the MLflow run's "
@@ -447,7 +474,7 @@ class CampaignConfig(Strict):
         5.0, ge=LAB_UNCERTAINTY_MIN_PCT, le=100.0, allow_inf_nan=False,
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
-    lab_parameters: list[str] | dict[PrintedName, list[str]] = Field(
+    lab_parameters: LabParameterNames = Field(
         default_factory=lambda: {group: list(names) for group, names in DEFAULT_LAB_PARAMETERS.items()},
         description="assumed parameters a lab's own mill, powders, glove box or cells may set differently, as a list "
                     "or in groups ({group: [names]}, one hypothesis each of what differs in the lab); the "
@@ -503,18 +530,6 @@ class CampaignConfig(Strict):
         except ParameterError as error:
             raise ValueError(str(error).removeprefix("model_parameters.")) from None
         return overrides
-
-    @field_validator("lab_parameters", mode="before")
-    @classmethod
-    def _a_list_or_groups(cls, stated: Any) -> Any:
-        """One line for a shape that is neither form (pydantic's union would name both types' internals)."""
-        def names(value: Any) -> bool:
-            return isinstance(value, list) and all(isinstance(name, str) for name in value)
-
-        if names(stated) or (isinstance(stated, dict) and all(isinstance(group, str) and group.strip() and names(v)
-                                                              for group, v in stated.items())):
-            return stated
-        raise ValueError("expected a list of parameter names, or groups of them: {group: [name, ...], ...}")
 
     @field_validator("lab_parameters")
     @classmethod
@@ -676,11 +691,12 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any], _path: tuple = (
     """Nested dict update: mappings merge key by key, anything else replaces.
 
     A search-space dimension is replaced whole: ``{value: 450}`` over ``{low: 150, high: 600}`` fixes the field
-    instead of mixing the two.
+    instead of mixing the two. So is ``lab_parameters``: overriding it with one group lists that group alone.
     """
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
-        whole = _path == ("search_space",)
+        # lab_parameters' groups are one statement of what may differ: a group not restated is not kept
+        whole = _path == ("search_space",) or (not _path and key == "lab_parameters")
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and not whole:
             merged[key] = deep_merge(merged[key], value, _path + (key,))
         else:

@@ -411,8 +411,8 @@ def untaught_note(lab: LabData | None, config: CampaignConfig) -> str | None:
     if lab is None or not lab.measured or config.lab_parameters or config.fidelity != "model":
         return None
     return (f"{lab.path}: this config lists no lab_parameters, so the lab rows are compared with the model but do "
-            f"not teach it the lab's mill and powders (copy the lab_parameters list of configs/default.yaml to let "
-            f"them)")
+            f"not teach it the lab's mill, powders and cells (copy the lab_parameters groups of configs/default.yaml "
+            f"to let them)")
 
 
 def lab_predictions(lab: LabData, p, config: CampaignConfig) -> list[Evaluation]:

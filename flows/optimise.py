@@ -193,7 +193,7 @@ def recalibrate_on_lab(campaign: Campaign, p: ModelParameters, recorder: Campaig
 def teach_lab_parameters(campaign: Campaign, p: ModelParameters, recorder: CampaignRecorder,
                          quiet: bool) -> "LabCalibratedPrior | None":
     """With measured lab rows, the lab's own values of the assumed parameters in ``lab_parameters`` (the mill, the
-    atmosphere, the powders), estimated from those rows alone (:func:`flows.search.lab_calibrated_prior`: the
+    atmosphere, the powders, the cells), estimated from those rows alone (:func:`flows.search.lab_calibrated_prior`: the
     estimate and its posterior), or None when there is nothing to estimate.
 
     The campaign then searches the lab's model: what the lab measured moves the recommendation through the

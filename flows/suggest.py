@@ -185,10 +185,12 @@ def prior_parameter_table(prior) -> pd.DataFrame:
     estimate, lab = prior.estimate(), prior.lab_parameters
     # an estimate at an end of its range: the results push past what the range allows (a lab's vial that does not
     # warm at all drove vial_temperature_rise_at_reference_C to 0), so its "moved (sd)" understates the pull
-    bounded = set(on_bound(lab.names, prior.x_, *lab.box()))
     # a parameter the results did not free (its group is not what they say differs) keeps the project's value: they
-    # have taught it nothing, so all its prior width is left
+    # have taught it nothing, so all its prior width is left, and a project value at a bound (hc_fade_per_sqrt_cycle
+    # at 0) is not a pull of the results
     freed = set(lab.hypotheses()[prior.hypothesis_].tolist())
+    bounded = set(on_bound([lab.names[j] for j in sorted(freed)], prior.x_[sorted(freed)],
+                           *(limit[sorted(freed)] for limit in lab.box())))
     return pd.DataFrame([{"parameter": name, "project_value": float(lab.p[name].value), "lab_estimate": estimate[name],
                           "moved_prior_sd": float(prior.x_[j]),
                           "prior_width_left": float(np.sqrt(prior.covariance_[j, j])) if j in freed else 1.0,

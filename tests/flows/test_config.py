@@ -203,13 +203,24 @@ def test_every_assumed_number_states_its_range():
     ({"mill": ["sn_welding_at_reference"], "cells": ["sn_welding_at_reference"]}, "listed twice"),
     ({"mill": ["not_a_parameter"]}, "unknown parameter"),
     ({"mill": "sn_welding_at_reference"}, "expected a list of parameter names, or groups"),
-    ({"": ["sn_welding_at_reference"]}, "expected a list of parameter names, or groups"),
+    ({"": ["sn_welding_at_reference"]}, "a name of letters, digits and underscores"),
+    ({"mill (vial)": ["sn_welding_at_reference"]}, "a name of letters"),  # an MLflow param key takes no brackets
+    ({"nothing": ["sn_welding_at_reference"]}, "not nothing"),  # the hypothesis that no group differs
     (7, "expected a list of parameter names, or groups"),
     (["sn_welding_at_reference", 1], "expected a list of parameter names, or groups"),
 ])
 def test_lab_parameter_groups_are_checked_as_a_list_is(stated, why):
     with pytest.raises(ConfigError, match=f"lab_parameters.*{why}"):
         load_config(overrides={"lab_parameters": stated})
+
+
+def test_a_lab_parameters_override_replaces_the_groups_whole():
+    """Overriding lab_parameters with one group lists that group alone, as a list override does: merged key by key,
+    the default file's other groups had stayed (and a renamed group listed its parameters twice)."""
+    assert load_config(overrides={"lab_parameters": {"mill": ["sn_welding_at_reference"]}}).lab_parameters == \
+        {"mill": ["sn_welding_at_reference"]}
+    assert load_config(overrides={"lab_parameters": {"vial": ["sn_welding_at_reference"]}}).lab_parameter_names == \
+        ["sn_welding_at_reference"]
 
 
 def test_lab_parameters_as_a_list_or_in_groups_name_the_same_parameters():
@@ -222,7 +233,7 @@ def test_lab_parameters_as_a_list_or_in_groups_name_the_same_parameters():
 
 def test_a_config_that_leaves_a_key_out_gets_configs_default_yaml_value(tmp_path):
     """configs/default.yaml is the embedded default: every setting a config file leaves out takes the value it
-    states (a partial config had learned nothing from lab rows: its lab_parameters were [], the default file's 23)."""
+    states (a partial config had learned nothing from lab rows: its lab_parameters were [], the default file's 30)."""
     from flows.config import CampaignConfig
 
     stated = load_config().model_dump(mode="json")
