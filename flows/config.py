@@ -928,7 +928,8 @@ def overrides_document(overrides: BaseModel | dict[str, Any] | None) -> dict[str
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"overrides: {key}: {first['msg']} (got {excerpt(first.get('input'))})") from None
+            message = first["msg"].removeprefix("Value error, ")  # a validator's own words, as the configs show them
+            raise ConfigError(f"overrides: {key}: {message} (got {excerpt(first.get('input'))})") from None
     return overrides.model_dump(exclude_unset=True, by_alias=True)
 
 

@@ -214,6 +214,16 @@ def test_lab_parameter_groups_are_checked_as_a_list_is(stated, why):
         load_config(overrides={"lab_parameters": stated})
 
 
+def test_an_overrides_document_says_a_validators_words_alone():
+    """A Prefect run form's (or a flow's) overrides are checked field by field: a validator's message reads as it
+    does in a config file, without pydantic's 'Value error, ' in front."""
+    from flows.config import overrides_document
+
+    with pytest.raises(ConfigError) as caught:
+        overrides_document({"lab_parameters": {"mill": "sn_welding_at_reference"}})
+    assert str(caught.value).startswith("overrides: lab_parameters: expected a list of parameter names")
+
+
 def test_a_lab_parameters_override_replaces_the_groups_whole():
     """Overriding lab_parameters with one group lists that group alone, as a list override does: merged key by key,
     the default file's other groups had stayed (and a renamed group listed its parameters twice)."""
