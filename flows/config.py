@@ -450,6 +450,11 @@ def _lab_parameters_shape(stated: Any) -> Any:
     raise ValueError("expected a list of parameter names, or groups of them: {group: [name, ...], ...}")
 
 
+def flattened(stated: list[str] | dict[str, list[str]]) -> list[str]:
+    """The names of a lab_parameters statement, its groups (if any) flattened in their order."""
+    return [name for group in stated.values() for name in group] if isinstance(stated, dict) else list(stated)
+
+
 LabParameterNames = Annotated[list[str] | dict[str, list[str]], BeforeValidator(_lab_parameters_shape)]
 
 
@@ -537,7 +542,7 @@ class CampaignConfig(Strict):
         base = ModelParameters.load()
         if isinstance(stated, dict) and not all(stated.values()):
             raise ValueError("a group lists no parameter")
-        names = [name for group in stated.values() for name in group] if isinstance(stated, dict) else stated
+        names = flattened(stated)
         for name in names:
             if name not in base:
                 raise ValueError(f"{name}: unknown parameter (see configs/model_parameters.yaml)")
@@ -647,8 +652,7 @@ class CampaignConfig(Strict):
     @property
     def lab_parameter_names(self) -> list[str]:
         """Every lab parameter, its groups (if any) flattened in their order."""
-        stated = self.lab_parameters
-        return [name for group in stated.values() for name in group] if isinstance(stated, dict) else list(stated)
+        return flattened(self.lab_parameters)
 
     @property
     def multi_objective(self) -> bool:

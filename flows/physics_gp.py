@@ -24,7 +24,7 @@ maps those points to the model's loss (``-objective``, as the optimiser is told)
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
@@ -183,6 +183,15 @@ class MeasuredMetrics:
         return ((self.values - predicted) / self.sigma)[self.measured]
 
 
+class HypothesisFit(NamedTuple):
+    """One hypothesis' fit to the lab's results (:meth:`LabCalibratedPrior.fit`)."""
+
+    estimate: np.ndarray  # its freed parameters' estimate (prior-standardised)
+    covariance: np.ndarray  # their Laplace posterior covariance
+    log_evidence: float
+    free: np.ndarray  # their indices among the lab parameters
+
+
 class LabCalibratedPrior(ModelPrior):
     """The model's loss with some assumed parameters inferred from the lab's results: the calibration inputs of
     Kennedy & O'Hagan.
@@ -232,9 +241,7 @@ class LabCalibratedPrior(ModelPrior):
         self._fitted_rows: set[bytes] = set()  # (point, value) rows the estimate was last fitted on
         self._starts: dict[str, np.ndarray] = {}  # each hypothesis' last estimate: the next fit's start
         self.hypothesis_ = NO_DIFFERENCE  # what the lab's results say differs (LabParameters.hypotheses)
-        self.log_evidence_: dict[str, float] = {}
-        # hypothesis -> (its freed parameters' estimate, their posterior covariance, log evidence, their indices)
-        self.fits_: dict[str, tuple[np.ndarray, np.ndarray, float, np.ndarray]] = {}
+        self.fits_: dict[str, HypothesisFit] = {}  # each hypothesis' last fit
         self.refits_, self.skipped_refits_ = 0, 0
         super().__init__(space, losses_for(lab_parameters.p))
 
@@ -283,16 +290,16 @@ class LabCalibratedPrior(ModelPrior):
 
         self.data_residuals_ = data_residuals
         low, high = lab.box()
-        fits = {}  # hypothesis -> (its free parameters' estimate, their posterior covariance, log evidence, indices)
+        fits: dict[str, HypothesisFit] = {}
         for label, free in lab.hypotheses().items():
             if not free.size:
                 r = data_residuals(lab.parameters(in_full(free, free)))
-                fits[label] = (free.astype(float), np.zeros((0, 0)), -0.5 * (r @ r), free)
+                fits[label] = HypothesisFit(free.astype(float), np.zeros((0, 0)), -0.5 * (r @ r), free)
                 continue
             starts = [self._starts.get(label, np.zeros(free.size))]
-            best = max(fits.values(), key=lambda fit: fit[2]) if fits else None
-            if best is not None and best[3].size and np.all(np.isin(best[3], free)):  # a narrower hypothesis' best
-                starts.append(in_full(best[3], best[0])[free])  # estimate: a start the wider fit must not fall behind
+            best = max(fits.values(), key=lambda fit: fit.log_evidence) if fits else None
+            if best is not None and best.free.size and np.all(np.isin(best.free, free)):  # a narrower hypothesis'
+                starts.append(in_full(best.free, best.estimate)[free])  # best: a start the wider fit must not lose
             starts = [np.clip(z, low[free] + LAB_FIT_START_INSIDE, high[free] - LAB_FIT_START_INSIDE) for z in starts]
             start = min(starts, key=lambda z: float(np.sum(objective(free, z) ** 2)))
             solution = least_squares(lambda z, f=free: objective(f, z), start, bounds=(low[free], high[free]),
@@ -310,15 +317,15 @@ class LabCalibratedPrior(ModelPrior):
             sd = np.sqrt(np.diag(covariance))
             posterior_inside = norm.cdf((high[free] - solution.x) / sd) - norm.cdf((low[free] - solution.x) / sd)
             prior_inside = norm.cdf(high[free]) - norm.cdf(low[free])
-            fits[label] = (solution.x, covariance,
-                           -0.5 * (solution.fun @ solution.fun) - 0.5 * np.linalg.slogdet(precision)[1]
-                           + np.log(np.maximum(posterior_inside, 1e-300)).sum() - np.log(prior_inside).sum(), free)
+            fits[label] = HypothesisFit(solution.x, covariance,
+                                        -0.5 * (solution.fun @ solution.fun) - 0.5 * np.linalg.slogdet(precision)[1]
+                                        + np.log(np.maximum(posterior_inside, 1e-300)).sum()
+                                        - np.log(prior_inside).sum(), free)
         self.fits_ = fits
-        self.log_evidence_ = {label: float(fit[2]) for label, fit in fits.items()}
         # the first of the best (hypotheses go from nothing to every group): a group the results cannot tell from
         # nothing (a lab that agrees with the model) is not said to differ
-        top = max(fit[2] for fit in fits.values())
-        self.hypothesis_ = next(label for label, fit in fits.items() if fit[2] >= top - EVIDENCE_TIE)
+        top = max(fit.log_evidence for fit in fits.values())
+        self.hypothesis_ = next(label for label, fit in fits.items() if fit.log_evidence >= top - EVIDENCE_TIE)
         z, covariance, _, free = fits[self.hypothesis_]
         # the parameters this hypothesis leaves out are the project's values, not spread: their prior spread (a
         # binder's critical strain from 0.5 to 1.5) had widened a measured recipe's lab-taught interval sevenfold;
@@ -365,7 +372,7 @@ class LabCalibratedPrior(ModelPrior):
         if not self.fits_:  # no results yet: the prior
             return self._parameter_draws(rng, n)
         labels = list(self.fits_)
-        evidence = np.array([self.fits_[label][2] for label in labels])
+        evidence = np.array([self.fits_[label].log_evidence for label in labels])
         chance = np.exp(evidence - evidence.max())
         picks = rng.choice(len(labels), size=n, p=chance / chance.sum())
         low, high = self.lab_parameters.box()
@@ -395,6 +402,11 @@ class LabCalibratedPrior(ModelPrior):
         draws = self._averaged_draws(np.random.default_rng(PARAMETER_DRAWS_SEED), PARAMETER_DRAWS)
         losses = np.array([self.losses_for(self.lab_parameters.parameters(x))(points) for x in draws], dtype=float)
         return losses.std(axis=0, ddof=1)
+
+    @property
+    def log_evidence_(self) -> dict[str, float]:
+        """Each hypothesis' log evidence at the last fit."""
+        return {label: float(fit.log_evidence) for label, fit in self.fits_.items()}
 
     def estimate(self) -> dict[str, float]:
         """The lab parameters as now estimated."""

@@ -237,8 +237,8 @@ def test_a_lab_that_agrees_with_the_model_leaves_its_parameters_alone():
     for name, value in prior.estimate().items():
         assert np.isclose(value, p[name].value, rtol=1e-6, atol=1e-9), name
     assert prior.hypothesis_ == "nothing"  # no group is said to differ, though some tie with nothing
-    for label, (z, _, _, _) in prior.fits_.items():  # and no hypothesis' own fit wandered off
-        assert np.all(np.abs(z) < 0.01), label
+    for label, fit in prior.fits_.items():  # and no hypothesis' own fit wandered off
+        assert np.all(np.abs(fit.estimate) < 0.01), label
 
 
 def test_the_lab_parameters_uncertainty_shrinks_as_results_come_in():
@@ -321,8 +321,8 @@ def test_a_lab_parameter_draw_spreads_with_their_uncertainty():
     one, other = (model.parameter_draw(shown, np.random.default_rng(seed)) for seed in (0, 1))
     assert np.max(np.abs(one - other)) > 1.0  # 22 parameters from 8 results: draws disagree by mAh/g
     # a posterior with nothing left to learn: the draw is the mean
-    z, _, evidence, free = prior.fits_[prior.hypothesis_]
-    prior.fits_ = {prior.hypothesis_: (z, 1e-16 * np.eye(free.size), evidence, free)}
+    fit = prior.fits_[prior.hypothesis_]
+    prior.fits_ = {prior.hypothesis_: fit._replace(covariance=1e-16 * np.eye(fit.free.size))}
     assert np.allclose(model.parameter_draw(shown, np.random.default_rng(0)), model.predict(shown), atol=0.01)
     plain = PhysicsInformedGP(prior=ModelPrior(space, model_losses(config, p)), random_state=0).fit(X, welding(points))
     assert plain.parameter_draw(shown, np.random.default_rng(0)) is None  # no lab parameters, nothing to draw
