@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/snhc optimise
 
+# The suite on up to TEST_WORKERS processes (pytest-xdist; one per core): each worker fits its own calibration and
+# starts its own Prefect test server, which the suite's half of the tests that run flows then share.
+TEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses=auto --maxprocesses=$(TEST_WORKERS)
 
 # Team stack on 127.0.0.1: PostgreSQL (installed from Debian if missing), an MLflow server on it, a Prefect server,
 # a process work pool and worker, a Dask-run deployment. Every process is stopped by PID at the end.
