@@ -42,3 +42,11 @@ def test_each_model_is_checked_at_each_test_recipe():
 def test_bad_arguments_exit_2(argv, capsys):
     assert lab_intervals.main(argv) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_a_bad_lab_file_exits_2_with_one_line_naming_it(tmp_path, capsys):
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: odd\nnoise_pct: 0.5\nparameter_overrides: {no_such_parameter: 1.0}\n")
+    assert lab_intervals.main(["--lab-spec", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no_such_parameter" in err
