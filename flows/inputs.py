@@ -86,6 +86,10 @@ _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
     r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
 _SECRETS: dict[str, str] = {}  # redacted text -> the real one, for connecting; never written anywhere
+# Environment variables that hold a secret itself (not an address with one in it): any text that quotes one's value
+# is masked by :func:`redact` (an HTTP library's error had quoted a token's whole header)
+SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
+SECRET_MIN_CHARS = 4  # a shorter value (a test's "x") would mask ordinary words; no real secret is that short
 
 
 class InputError(ValueError):
@@ -102,6 +106,11 @@ def redact(text: Any) -> Any:
     """
     if not isinstance(text, str):
         return text
+    for name in SECRET_ENVIRONMENT:
+        secret = os.environ.get(name, "")
+        for form in {secret, secret.strip()}:
+            if len(form) >= SECRET_MIN_CHARS and form in text:
+                text = text.replace(form, REDACTED)
     if "@" in text:
         text = _WORD.sub(lambda word: _masked_userinfo(word[0]) if "@" in word[0] else word[0], text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
@@ -717,8 +726,12 @@ def _get_request(uri: str, path: str, key: str, shown: str):
     if user is not None:
         credentials = f"{user}:{password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
-    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        if not all(" " < character < "\x7f" for character in token):  # a header holds visible ASCII only
+            raise InputError("MLFLOW_TRACKING_TOKEN: holds a blank, a control or a non-ASCII character (a line end "
+                             "left by the file it was read from?); a token is visible ASCII only: strip it (its "
+                             "value is not shown)")
+        request.add_header("Authorization", f"Bearer {token}")
     return request
 
 

@@ -1444,6 +1444,27 @@ def test_the_tracking_probe_sends_the_clients_credentials_and_never_to_another_h
     check_tracking_store(f"http://127.0.0.1:{guarded}")
 
 
+@pytest.mark.parametrize("token", ["s3cr3t-TOKEN-0123\r", "s3cr3t-TOKEN-0123\n", "s3cr3t TOKEN-0123", "s3cr3t-TÖKEN"])
+def test_a_token_no_header_can_hold_is_one_line_that_never_shows_it(token, monkeypatch, tmp_path, capsys):
+    """A token read from a file saved on Windows (a trailing CR) had been quoted whole, as the HTTP library's
+    "Invalid header value b'Bearer ...'", in a line blaming the server: refused as the token's fault, unshown."""
+    port, seen = _recording_server("127.0.0.1", {"/": (200, {}, b"3.17.0")})
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    assert main(["optimise", "--n-calls", "4", "--tracking-uri", f"http://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ": MLFLOW_TRACKING_TOKEN: " in err and "s3cr3t" not in err, err
+    assert all(auth is None for _, auth in seen)  # nothing sent with it
+
+
+def test_an_error_that_quotes_a_secret_from_the_environment_is_masked(monkeypatch):
+    from flows.inputs import REDACTED, redact
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2-pw")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", " tok-123 \r")
+    assert redact("failed (Invalid header b'Bearer tok-123', auth hunter2-pw)") == (
+        f"failed (Invalid header b'Bearer {REDACTED}', auth {REDACTED})")
+
+
 @pytest.mark.parametrize("revision", ["451aebb31d03", "ffffffffffff"])
 def test_a_store_of_another_mlflow_version_is_refused_before_anything_starts(revision, empty_store, tmp_path, capsys):
     """A SQLite store whose schema is another MLflow version's (older, or newer than this one) had failed at the
