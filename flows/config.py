@@ -93,6 +93,11 @@ def checked_experiment_name(name: str, key: str) -> str:
         raise ConfigError(f"{key} {name[:40]!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
+# A search range may hold a sliver that is no recipe (milling_time_h from 0: 0 is unmilled, and times between 0 and
+# its finest, 0.0001 h, are none), whose rare samples fail as evaluations; a range mostly made of it failed every one
+NO_RECIPE_SHARE_MAX = 0.01
+
+
 class Dimension(Strict):
     """One recipe field in the search: searched between ``low`` and ``high`` (optionally on a log scale), or over
     ``choices`` (a categorical field), or fixed at ``value``. A range that does not state ``log_scale`` takes its
@@ -149,6 +154,11 @@ class Dimension(Strict):
             raise ValueError(f"{name}: low {self.low:.10g} and high {self.high:.10g} must be at least {finest:g} apart "
                              f"{'and low at least ' + format(finest, 'g') + ' ' if self.log_scale else ''}"
                              f"(a millionth of the allowed span: {field.allowed()})")
+        gap = max(0.0, min(finest, self.high) - max(self.low, 0.0)) if self.low < finest else 0.0
+        if gap > NO_RECIPE_SHARE_MAX * (self.high - self.low):  # between 0 and the finest non-zero value: no recipe
+            raise ValueError(f"{name}: low {self.low:g} and high {self.high:g}: values between 0 and {finest:g} are no "
+                             f"recipe ({field.allowed()}), and they would be {gap / (self.high - self.low):.0%} of "
+                             f"the range: give low >= {finest:g}, or high >= {finest / NO_RECIPE_SHARE_MAX:g}")
         return self
 
 

@@ -23,6 +23,12 @@ BAD_CONFIGS = [
     ("negative milling time", GOOD.replace("low: 1.0, high: 20.0", "low: -1.0, high: 20.0"),
      "milling_time_h.low=-1 is out of range: allowed 0 to 100"),
     ("low above high", GOOD.replace("low: 200.0, high: 500.0", "low: 500.0, high: 200.0"), "must be below high"),
+    # a range whose values are mostly no recipe (between an unmilled 0 h and the finest time, 0.0001 h) had failed
+    # every evaluation of the campaign
+    ("a range mostly between 0 and the finest value", GOOD.replace("low: 1.0, high: 20.0", "low: 0, high: 1.0e-4"),
+     "milling_time_h: low 0 and high 0.0001: values between 0 and 0.0001 are no recipe"),
+    ("a range half between 0 and the finest value", GOOD.replace("low: 1.0, high: 20.0", "low: 0, high: 2.0e-4"),
+     "they would be 50% of the range: give low >= 0.0001, or high >= 0.01"),
     ("string for a number", GOOD.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
     ("budget too small", GOOD.replace("n_calls: 6", "n_calls: 1").replace("n_initial_points: 3", "n_initial_points: 1"),
      "optimiser.n_calls: 1 is out of range: allowed 2 to 2000"),
