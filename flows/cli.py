@@ -1182,8 +1182,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:
-        from flows.inputs import check_environment
+        from flows.inputs import check_environment, check_printable
 
+        check_printable({_option_of(parser, args.command, dest): value for dest, value in vars(args).items()
+                         if dest not in ("command", "handler")})
         check_environment()
         code = args.handler(args)
         if argv is None:
@@ -1235,11 +1237,26 @@ def _exit_without_teardown() -> None:
 MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
 
 
+def _option_of(parser, command: str, dest: str) -> str:
+    """How a parsed argument was given on the command line (``--tracking-uri``; a positional by its metavar)."""
+    import argparse
+
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in commands.choices[command]._actions:
+        if action.dest == dest:
+            return action.option_strings[-1] if action.option_strings else (action.metavar or dest)
+    return dest
+
+
 def one_line(error: Exception) -> str:
-    """An error as one redacted line of bounded length."""
+    """An error as one redacted line of bounded length; a control character it quotes (an escape sequence in a
+    path) is shown escaped, not sent to the terminal."""
+    import unicodedata
+
     from flows.inputs import redact
 
     text = " ".join(redact(str(error)).split())
+    text = "".join(c if unicodedata.category(c) not in ("Cc", "Cf") else repr(c)[1:-1] for c in text)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 

@@ -64,8 +64,16 @@ def _one_path_part(name: str) -> str:
     return name
 
 
+def _fits_a_file_name(name: str) -> str:
+    """A name that also names a file holds at most NAME_MAX bytes as UTF-8: a file name's limit is 255 bytes, which
+    200 accented letters (400 bytes) had passed as 200 characters, then failed a what-if study half written."""
+    if len(name.encode("utf-8")) > NAME_MAX:
+        raise ValueError(f"at most {NAME_MAX} bytes as UTF-8 (a letter outside ASCII takes 2-4): it names files")
+    return name
+
+
 PrintedName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_printed),
-                        AfterValidator(_one_path_part)]
+                        AfterValidator(_one_path_part), AfterValidator(_fits_a_file_name)]
 
 
 # why a config with 'objectives' is not scored by PyBaMM (a campaign's fidelity, snhc predict's --fidelity)

@@ -932,6 +932,35 @@ def check_environment() -> None:
             raise InputError(f"PREFECT_HOME={_shown(home)}: {problem}; give a folder that can be written, or unset it")
 
 
+# The environment variables the project reads as text (a path, an address, a name): a control character or an
+# end blank in one had named a database file "mlflow.db\n" or "ml\x1b[31mflow.db"
+TEXT_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "SNHC_CONFIG_DIR", "SNHC_CACHE_DIR", "SNHC_EXPERIMENT_NAME",
+                    "SNHC_ARTIFACT_LOCATION", "SNHC_DASK_ADDRESS", "PREFECT_API_URL", "PREFECT_HOME")
+
+
+def unprintable(text: str) -> bool:
+    """Whether ``text`` holds a control or format character (a line end, an escape sequence, a right-to-left
+    override) or starts or ends with a blank: never meant in a path, an address or a name, and shown by a
+    terminal as something else (a file named ``mlflow.db `` looks like ``mlflow.db``)."""
+    import unicodedata
+
+    return text != text.strip() or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def check_printable(arguments: dict[str, Any]) -> None:
+    """Every text a command takes (``arguments``: option -> value or list of values, as argparse parsed them) and
+    every text variable of :data:`TEXT_ENVIRONMENT` must be :func:`unprintable`-free; the value is not echoed
+    (it would carry the escape sequence to the terminal). A blank value is left to its option's own check, which
+    says more ("empty", "blank")."""
+    for option, value in arguments.items():
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(text, str) and text.strip() and unprintable(text):  # a blank one: its option's own check
+                raise InputError(f"{option}: use printable characters, without leading or trailing blanks")
+    for name in TEXT_ENVIRONMENT:
+        if os.environ.get(name, "").strip() and unprintable(os.environ[name]):
+            raise InputError(f"{name}: use printable characters, without leading or trailing blanks (or unset it)")
+
+
 def http_url_problem(url: str) -> str | None:
     """What is wrong with a server's http(s) address (None: nothing): its scheme, its host, its port."""
     try:

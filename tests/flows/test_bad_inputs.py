@@ -1465,6 +1465,33 @@ def test_an_error_that_quotes_a_secret_from_the_environment_is_masked(monkeypatc
         f"failed (Invalid header b'Bearer {REDACTED}', auth {REDACTED})")
 
 
+@pytest.mark.parametrize("where, text", [("--tracking-uri", "sqlite:///{tmp}/ml\x1b[31mflow.db"),
+                                         ("--tracking-uri", "sqlite:///{tmp}/mlflow.db "),
+                                         ("--config", "{tmp}/c\x1b]0;x\x07.yaml"),
+                                         ("MLFLOW_TRACKING_URI", "sqlite:///{tmp}/mlflow.db\n"),
+                                         ("SNHC_CACHE_DIR", "{tmp}/cache\u202e")])
+def test_a_path_or_address_with_a_control_character_or_end_blank_is_one_line_that_does_not_echo_it(
+        where, text, tmp_path, monkeypatch, capsys):
+    """A tracking URI with an escape sequence, a line end or a trailing blank had been taken as given: a database
+    file named so, the sequence echoed to the terminal. Refused, by option or variable, before anything is made."""
+    text = text.format(tmp=tmp_path)
+    argv = ["optimise", "--n-calls", "4"]
+    if where.startswith("--"):
+        argv += [where, text]
+    else:
+        monkeypatch.setenv(where, text)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f": {where}: use printable characters" in err, err
+    assert not any(c in err for c in "\x1b\x07\u202e") and list(tmp_path.iterdir()) == []
+
+
+def test_an_error_line_shows_a_control_character_it_quotes_escaped():
+    from flows.cli import one_line
+
+    assert one_line(ValueError("no file a\x1b[31mb.yaml")) == "no file a\\x1b[31mb.yaml"
+
+
 @pytest.mark.parametrize("revision", ["451aebb31d03", "ffffffffffff"])
 def test_a_store_of_another_mlflow_version_is_refused_before_anything_starts(revision, empty_store, tmp_path, capsys):
     """A SQLite store whose schema is another MLflow version's (older, or newer than this one) had failed at the
