@@ -110,6 +110,9 @@ class MlflowStateStore:
         if experiment is None or run.info.experiment_id != experiment.experiment_id:
             other = self.client.get_experiment(run.info.experiment_id).name
             raise ConfigError(f"--resume {run_id}: the run belongs to experiment {other!r}, not {experiment_name!r}")
+        if run.info.lifecycle_stage != "active":  # MLflow refuses to reopen it (a traceback after the flow started)
+            raise ConfigError(f"--resume {run_id}: the run is deleted (in the MLflow UI's trash); restore it with "
+                              f"`mlflow runs restore --run-id {run_id}`, or start a new campaign")
         if "mlflow.parentRunId" in run.data.tags and "evaluation" in run.data.tags:
             raise ConfigError(f"--resume {run_id}: that is one evaluation's run; give its campaign (parent) run id")
 

@@ -132,6 +132,17 @@ def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
     assert len(client.search_runs([summary["experiment_id"]], "tags.mlflow.parentRunId = "
                                   f"'{summary['run_id']}'")) == 6 + 3 + 2  # nothing evaluated: 6 model + 3 lab rows
     # + the dense search's optimum of the lab's model and its cheapest equivalent
+    # a deleted campaign run: optimise had failed after the flow started (MLflow will not reopen it), suggest had
+    # used it silently
+    client.delete_run(summary["run_id"])
+    try:
+        for command in (["optimise"], ["suggest", "--output", str(store / "s.csv")]):
+            assert main([*command, "--config", str(config), "--resume", summary["run_id"]]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "the run is deleted" in err and "mlflow runs restore" in err, err
+        assert not (store / "s.csv").exists()
+    finally:
+        client.restore_run(summary["run_id"])
 
 
 def test_lab_results_warm_start_and_are_never_re_evaluated(lab_campaign, tmp_path):
