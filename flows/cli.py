@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import math
 import os
 import sys
@@ -1202,12 +1203,45 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, (PrefectStartupError, AllEvaluationsFailed)):  # the run says why; one line here
             print(f"snhc {args.command}: error: {one_line(error)}", file=sys.stderr)
             return 1
+        if isinstance(error, BrokenPipeError) and _reader_gone():  # `snhc predict --json | head -1`: it stopped
+            return 1                                                  # reading on purpose; nothing to say
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            _quiet_stdout()  # a full disk: one line, and the interpreter's last flush fails no more
+            print(f"snhc {args.command}: error: cannot write ({error.strerror}): free some space or write elsewhere",
+                  file=sys.stderr)
+            return 1
         raise
     finally:
         if argv is not None:  # a caller in this process: its own Ctrl-C handling back (the command keeps ours)
             from flows import interrupts
 
             interrupts.restore()
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports an error on its write end); then
+    it is pointed at the null device (:func:`_quiet_stdout`). A broken pipe elsewhere (a server's socket) is not."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no file descriptor (a caller's StringIO)
+        return False
+    if gone:
+        _quiet_stdout()
+    return gone
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at the null device, so what is still buffered for it cannot fail again at exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 _exit_code: int | None = None  # set when the command returns normally: it may then skip the interpreter's teardown

@@ -424,3 +424,18 @@ def test_predict_with_lab_rows_and_a_refit_predicts_with_the_refitted_model(caps
     assert refit["objective"] == pytest.approx(expected.objective, rel=1e-9)
     low, high = refit["interval_90"]["particle_expansion_pct"]
     assert low < refit["particle_expansion_pct"] < high  # strictly inside: the members moved with the refit
+
+
+def test_output_that_cannot_be_written_ends_without_a_traceback(tmp_path):
+    """A reader that stopped reading (``| head -1``) had left a BrokenPipeError traceback, a full disk an
+    OSError one: the first ends quietly, the second in one line; both exit 1."""
+    command = [sys.executable, "-m", "flows.cli", "predict", "--json"]
+    reader_gone = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader_gone.stdout.close()  # before the command writes anything
+    _, err = reader_gone.communicate(timeout=120)
+    assert reader_gone.returncode == 1 and err.decode().strip() == ""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("snhc predict: error: cannot write (No space left on device): free some space or "
+                                   "write elsewhere")
