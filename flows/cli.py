@@ -1183,11 +1183,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:
-        from flows.inputs import check_environment, check_printable
+        from flows.inputs import check_environment, check_printable, check_tool_environment
 
         check_printable({_option_of(parser, args.command, dest): value for dest, value in vars(args).items()
                          if dest not in ("command", "handler")})
         check_environment()
+        check_tool_environment(args.command)
         code = args.handler(args)
         if argv is None:
             global _exit_code

@@ -961,6 +961,61 @@ def check_printable(arguments: dict[str, Any]) -> None:
             raise InputError(f"{name}: use printable characters, without leading or trailing blanks (or unset it)")
 
 
+# Settings of MLflow and Prefect read from the environment that this project sets or checks itself: any other one
+# set is checked by the library's own rules before a command that uses the library starts (a bad one had failed
+# after the flow started, in a traceback of 160 lines)
+OWN_MLFLOW_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                          "MLFLOW_TRACKING_TOKEN", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+                          "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+OWN_PREFECT_ENVIRONMENT = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_API_KEY",
+                           "PREFECT_API_AUTH_STRING")
+MLFLOW_COMMANDS = ("optimise", "suggest", "what-if", "calibrate", "ui", "serve")  # those that open a tracking store
+PREFECT_COMMANDS = ("optimise", "what-if", "serve")  # those that run a Prefect flow
+
+
+def check_tool_environment(command: str) -> None:
+    """MLflow's and Prefect's settings in the environment (``MLFLOW_*``, ``PREFECT_*``), checked by the libraries'
+    own parsers for a ``command`` that uses them, so a value they cannot read is one line naming it. Their modules
+    are imported only when such a variable is set. A secret's value is never shown (only numbers, switches and
+    choices fail to parse)."""
+    import io
+
+    if command in MLFLOW_COMMANDS and any(name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT
+                                          for name in os.environ):
+        import mlflow.environment_variables as settings
+
+        for variable in vars(settings).values():
+            if not (hasattr(variable, "name") and hasattr(variable, "get") and variable.name in os.environ):
+                continue
+            try:
+                value = variable.get()
+            except ValueError:
+                raise InputError(f"{variable.name}={excerpt(os.environ[variable.name])}: MLflow reads it as "
+                                 f"{getattr(variable.type, '__name__', 'value')}; fix or unset it") from None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise InputError(f"{variable.name}={value}: must be 0 or more for MLflow; fix or unset it")
+    if command in PREFECT_COMMANDS and any(name.startswith("PREFECT_") and name not in OWN_PREFECT_ENVIRONMENT
+                                           for name in os.environ):
+        from pydantic import ValidationError
+
+        printed = io.StringIO()  # Prefect prints a bad setting's whole validation report when its plugins load
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            import prefect.settings
+
+            try:
+                prefect.settings.Settings()
+                return
+            except ValidationError as error:
+                problems = [(problem["input"], problem["msg"]) for problem in error.errors()
+                            if isinstance(problem.get("input"), str)]
+        for value, message in problems:
+            name = next((n for n, v in sorted(os.environ.items()) if n.startswith("PREFECT_") and v == value), None)
+            if name is not None and name not in OWN_PREFECT_ENVIRONMENT[3:]:
+                raise InputError(f"{name}={excerpt(value)}: Prefect cannot use it ({message}); fix or unset it")
+        raise InputError("a PREFECT_* setting in the environment is not valid (Prefect's check failed); fix or unset "
+                         "it")
+
+
 def http_url_problem(url: str) -> str | None:
     """What is wrong with a server's http(s) address (None: nothing): its scheme, its host, its port."""
     try:

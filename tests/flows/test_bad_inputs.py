@@ -1492,6 +1492,32 @@ def test_an_error_line_shows_a_control_character_it_quotes_escaped():
     assert one_line(ValueError("no file a\x1b[31mb.yaml")) == "no file a\\x1b[31mb.yaml"
 
 
+@pytest.mark.parametrize("name, value, said", [
+    ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "abc", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE='abc': MLflow reads it as int"),
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "-5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=-5: must be 0 or more"),
+    ("PREFECT_LOGGING_LEVEL", "LOUD", "PREFECT_LOGGING_LEVEL='LOUD': Prefect cannot use it (Input should be 'DEBUG'"),
+    ("PREFECT_API_REQUEST_TIMEOUT", "abc", "PREFECT_API_REQUEST_TIMEOUT='abc': Prefect cannot use it")])
+def test_a_library_setting_the_library_cannot_read_is_one_line_before_anything_starts(name, value, said, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """MLflow's and Prefect's own settings in the environment: a value they cannot read had failed after the flow
+    started (a 160-line traceback, or pydantic's report and 'the temporary server exited'). A valid one passes."""
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv(name, value)
+    assert main(["optimise", "--n-calls", "4", "--tracking-uri", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and said in err, err
+    assert not store.exists()
+
+
+def test_valid_library_settings_in_the_environment_pass_the_check(monkeypatch):
+    from flows.inputs import check_tool_environment
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    check_tool_environment("optimise")
+
+
 @pytest.mark.parametrize("revision", ["451aebb31d03", "ffffffffffff"])
 def test_a_store_of_another_mlflow_version_is_refused_before_anything_starts(revision, empty_store, tmp_path, capsys):
     """A SQLite store whose schema is another MLflow version's (older, or newer than this one) had failed at the
