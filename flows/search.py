@@ -586,7 +586,8 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     if not usable:
         return None
     prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
-                               config.lab_uncertainty_pct, lambda q: model_metric_values(config, q))
+                               config.lab_uncertainty_pct, lambda q: model_metric_values(config, q),
+                               config.scoring().request().target_cycle)
     X = space.transform([point for point, _ in usable])
     prior.remember_measurements(X, [e.metrics for _, e in usable])
     prior.fit(X, np.array([loss_of(e, config) for _, e in usable]))

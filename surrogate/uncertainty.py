@@ -93,6 +93,65 @@ def measured_quantity(name: str) -> str | None:
     return next((quantity for pattern, quantity in _QUANTITY_OF_FLAT_NAME if pattern.match(name)), None)
 
 
+_MEASURED_CYCLE = re.compile(r"(?:^capacity_at_cycle_|_after_)([0-9]+)(?:_cycles)?_mAh_per_g$")
+
+
+def measured_cycle(name: str, target_cycle: int | None = None) -> int | None:
+    """The cycle a cycling capacity's metric name was measured after (``capacity_at_cycle_400_mAh_per_g``,
+    ``capacity_at_1.7_A_per_g_after_1000_cycles_mAh_per_g``); ``target_cycle`` for one that names none (the
+    objective's capacity, measured at the objective's cycle); None if unknown or not a cycling capacity.
+
+    Examples
+    --------
+    >>> measured_cycle("capacity_at_cycle_400_mAh_per_g"), measured_cycle("objective_capacity_mAh_per_g", 1000)
+    (400, 1000)
+    """
+    if measured_quantity(name) != FADE:
+        return None
+    match = _MEASURED_CYCLE.search(name)
+    return int(match.group(1)) if match else target_cycle
+
+
+class MeasuredNear(frozenset):
+    """The quantities lab rows near a recipe measured (a frozenset of ``Prediction.record`` keys), and the span of
+    cycles their cycling capacities were measured after (``cycles``: (first, last); None when some row's cycle is
+    unknown). A lab that measured cycles 400 and 1000 has not measured cycle 12 000, nor the fresh capacity."""
+
+    cycles: tuple[int, int] | None
+
+    def __new__(cls, quantities=(), cycles: tuple[int, int] | None = None):
+        made = super().__new__(cls, quantities)
+        made.cycles = cycles
+        return made
+
+    def __reduce__(self):  # pickled (a Dask worker's copy) with its cycles
+        return (MeasuredNear, (frozenset(self), self.cycles))
+
+    def covers(self, quantity: str, cycle: int | None = None) -> bool:
+        """Whether the rows measured ``quantity`` there (a cycling capacity: after a cycle within their span)."""
+        if quantity not in self:
+            return False
+        return quantity != FADE or cycle is None or self.cycles is None or (
+            self.cycles[0] <= cycle <= self.cycles[1])
+
+    @classmethod
+    def joined(cls, parts) -> "MeasuredNear":
+        """The quantities of several rows, their cycles' span joined (unknown if any row's is unknown)."""
+        parts = list(parts)
+        cycled = [part for part in parts if FADE in part]
+        spans = [getattr(part, "cycles", None) for part in cycled]
+        cycles = None if not spans or any(span is None for span in spans) else (
+            min(span[0] for span in spans), max(span[1] for span in spans))
+        return cls(frozenset().union(*parts), cycles)
+
+
+def covered(measured_near: frozenset[str], quantity: str, cycle: int | None = None) -> bool:
+    """:meth:`MeasuredNear.covers`, or plain membership for a set without cycles."""
+    if isinstance(measured_near, MeasuredNear):
+        return measured_near.covers(quantity, cycle)
+    return quantity in measured_near
+
+
 def measurement_family(name: str) -> str | None:
     """Which measurement sigma of configs/uncertainty.yaml applies to a metric name (None: no measurement)."""
     quantity = measured_quantity(name)
@@ -366,31 +425,35 @@ class CalibratedDomain:
         return float(min(1.0, min((scale.between(recipe, material) for material in measured), default=1.0)))
 
     def with_lab_rows(self, rows, distance: "ModelFormDistance | None" = None,
-                      near_distance: float = 0.0) -> "CalibratedDomain":
+                      near_distance: float = 0.0, target_cycle: int | None = None) -> "CalibratedDomain":
         """The domain of a model taught by a lab's rows as well: ``rows`` are (recipe, names of the metrics measured
         on it) pairs. The lab-taught model was fitted to them as the study's model to its materials, so near a lab's
         recipe a quantity it measured carries as little model-form error as near a study material: a lab that measured
         the swelling of six recipes around the recommended one had seen the interval there widen (82-526 % before,
         82-583 % after), as if nothing had been measured. With ``distance`` (the model-form distance) and
         ``near_distance`` > 0, a quantity a row within ``near_distance`` of a recipe measured is not an extrapolation
-        there (:meth:`measured_near`): every suggestion had been flagged, beside the lab's rows or far from them."""
+        there (:meth:`measured_near`): every suggestion had been flagged, beside the lab's rows or far from them. A
+        cycling capacity is so only after a cycle within the span the rows measured (``target_cycle``: the cycle of
+        the objective's capacity, which names none): a lab's 400 and 1000 cycles had un-flagged cycle 12 000 and the
+        fresh capacity."""
         added = []
         for recipe, names in rows:
             quantities = frozenset(q for name in names if (q := measured_quantity(name)) is not None)
+            cycles = [measured_cycle(name, target_cycle) for name in names if measured_quantity(name) == FADE]
+            span = None if not cycles or None in cycles else (min(cycles), max(cycles))
             if quantities:
-                added.append((dict(recipe), quantities))
+                added.append((dict(recipe), MeasuredNear(quantities, span)))
         return replace(self, lab_measured=self.lab_measured + tuple(added),
                        lab_distance=distance or self.lab_distance,
                        lab_near_distance=near_distance if distance is not None else self.lab_near_distance)
 
-    def measured_near(self, recipe: dict[str, Any]) -> frozenset[str]:
+    def measured_near(self, recipe: dict[str, Any]) -> MeasuredNear:
         """The quantities that lab rows within ``lab_near_distance`` of ``recipe`` measured (:meth:`with_lab_rows`):
         the lab-taught model interpolates its own data there, so its predictions of them are not extrapolations."""
         if self.lab_distance is None or not self.lab_near_distance > 0.0:
-            return frozenset()
-        near = [quantities for made, quantities in self.lab_measured
-                if self.lab_distance.between(recipe, made) <= self.lab_near_distance]
-        return frozenset().union(*near)
+            return MeasuredNear()
+        return MeasuredNear.joined(quantities for made, quantities in self.lab_measured
+                                   if self.lab_distance.between(recipe, made) <= self.lab_near_distance)
 
     def temperature_outside(self, temperature_C: float) -> bool:
         return not any(abs(temperature_C - t) <= self.temperature_within_C for t in self.temperatures_C)
@@ -649,7 +712,8 @@ class UncertainPrediction:
         beyond, extent = self._judged(i)
         target_temperature = (request.target_temperature_C if request.target_temperature_C is not None
                               else request.temperature_C)
-        beyond = beyond and FADE not in domain.measured_near(self._records[i])  # a lab row near measured it
+        # a lab row near measured it
+        beyond = beyond and not domain.measured_near(self._records[i]).covers(FADE, int(request.target_cycle))
         return bool(beyond or domain.temperature_outside(target_temperature)
                     or domain.temperature_outside(request.temperature_C)
                     or extent.fade_beyond(int(request.target_cycle), float(request.target_current_A_per_g)))
@@ -740,7 +804,7 @@ def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataE
     not, for a quantity in ``measured_near`` (lab rows near it measured it: :meth:`CalibratedDomain.measured_near`)."""
     if quantity == "theoretical_capacity_mAh_per_g":
         return False
-    beyond = beyond and quantity not in measured_near
+    beyond = beyond and not covered(measured_near, quantity, cycle)
     hot_or_cold = domain.temperature_outside(request.temperature_C)
     cycling_current = request.cycling_current_A_per_g if cycling_current is None else cycling_current
     unmeasured = quantity not in extent.quantities

@@ -550,6 +550,28 @@ def test_a_quantity_a_lab_row_near_the_recipe_measured_is_not_an_extrapolation(e
     assert study["particle_expansion_pct"]  # the study's model alone: beyond its materials
 
 
+def test_a_lab_row_unflags_only_the_cycles_it_measured(ensemble):
+    """Rows that measured the capacity after 400 cycles and the objective's (its cycle, 1000, named by the config,
+    not the column) un-flag cycles 400-1000 near them, not the fresh capacity nor cycle 12 000: with any cycle
+    measured, every cycle had been un-flagged (the fresh capacity's twin in the rate test stayed flagged)."""
+    settings = ensemble.settings
+    made = _material("Sn@HC-2-1") | {"milling_time_h": 21.0, "milling_speed_rpm": 540.0, "ball_to_powder_ratio": 5.0}
+    rows = [(made, {"capacity_at_cycle_400_mAh_per_g": 372.0, "objective_capacity_mAh_per_g": 330.0})]
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        rows, settings.model_form_distance, settings.lab_row_near_distance, target_cycle=1000))
+    assert taught.domain.measured_near(made).cycles == (400, 1000)
+    request = PredictionRequest(currents_A_per_g=(1.7,), cycles=(1, 400, 700, 1000, 12000),
+                                target_current_A_per_g=1.7, target_cycle=1000)
+    flags = taught.predict(Recipes.from_records([made]), request).record(0)["extrapolated"]
+    assert flags["capacity_at_cycle_mAh_per_g"] == {"1": True, "400": False, "700": False, "1000": False,
+                                                    "12000": True}
+    unknown = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        rows, settings.model_form_distance, settings.lab_row_near_distance))  # the objective's cycle not given
+    assert unknown.domain.measured_near(made).cycles is None
+    assert not unknown.predict(Recipes.from_records([made]), request).record(0)["extrapolated"][
+        "capacity_at_cycle_mAh_per_g"]["12000"]
+
+
 def test_a_pure_hc_electrode_thickens_a_few_percent_with_an_interval(ensemble):
     """HC is never damaged by swelling, so the damage law alone gave a pure HC electrode exactly 0 % [0-0], a
     certainty nobody measured. Its own slow thickening (assumed, 0.5-10 %) gives it a few %, an interval of that
