@@ -158,11 +158,14 @@ def cmd_predict(args) -> int:
     beyond = [(label, current) for label, current in zip(args.current, currents)
               if current > highest and flags["capacity_at_current_mAh_per_g"].get(label)]
     objective_beyond = objective.current_A_per_g > highest and bool(flags.get(SCORE))
-    if (beyond or objective_beyond) and args.fidelity == "model" and not (config is not None and config.objectives):
+    cycling_beyond = args.cycling_current > highest and any(flags["capacity_at_cycle_mAh_per_g"].values())
+    if (beyond or objective_beyond or cycling_beyond) and args.fidelity == "model" and not (
+            config is not None and config.objectives):
         from flows.fidelity import with_physics_beyond_data
 
         record = with_physics_beyond_data(record, recipes, p, args.temperature_C, beyond,
-                                          objective if objective_beyond else None)
+                                          objective if objective_beyond else None,
+                                          args.cycling_current if cycling_beyond else None)
     record["objective_definition"] = objective.describe()  # its own conditions, not --temperature-C's
     if config is not None and config.objectives:  # a multi-objective campaign's objectives, each by its own rule
         _add_objectives(record, recipes.to_records()[0], p, ensemble, config)

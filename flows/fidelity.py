@@ -329,11 +329,15 @@ def with_model_form_intervals(physics: dict, model: dict) -> dict:
 
 
 def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters, temperature_C: float,
-                             beyond: list[tuple[str, float]], objective: CapacityObjective | None = None) -> dict:
+                             beyond: list[tuple[str, float]], objective: CapacityObjective | None = None,
+                             cycling_current_A_per_g: float | None = None) -> dict:
     """A numpy ``snhc predict`` record whose capacities at currents above the highest measured (``beyond``: label,
     current) carry PyBaMM's value in their 90 % interval: :func:`flows.evaluation.model_form_interval` of the two
     forms. ``objective``: the record's objective, when its own current lies above the data too, gets PyBaMM's score
-    (:func:`physics_scores`) in its interval the same way. ``"second_model_form"`` holds PyBaMM's values: 0 where its
+    (:func:`physics_scores`) in its interval the same way. ``cycling_current_A_per_g``: the cycling capacities'
+    current, when it lies above the data: each extrapolated cycle's band gets PyBaMM's capacity there times the
+    model's retention (as :func:`physics_record` makes them), so the capacity at cycle 1 at 10 A/g, the rate row's
+    twin, holds the same second form (it had kept the numpy model's band alone). ``"second_model_form"`` holds PyBaMM's values: 0 where its
     cell cannot carry the current (the band then reaches 0), None where PyBaMM failed otherwise (a solver error, a
     discharge that never reached the cut-off), which says nothing of the capacity and leaves the band as it was.
 
@@ -362,8 +366,21 @@ def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters,
                     record["interval_90"][key][label] = [0.0, band[1]]
                 elif second[label] is not None:
                     record["interval_90"][key][label] = model_form_interval(second[label], record[key][label], band)
+        cycled = {}
+        if cycling_current_A_per_g is not None:
+            cycling = evaluate_physics(recipes, [cycling_current_A_per_g], p, temperature_C, physics_parameters=q)[0]
+            fresh = cycling.capacity_by_current.get(cycling_current_A_per_g, float("nan"))
+            after_formation = predict(recipes, p, PredictionRequest((), cycling_current_A_per_g, (1,), temperature_C))
+            retained = float(after_formation.capacity_at_cycle_mAh_per_g[0, 0])
+            fade_key = "capacity_at_cycle_mAh_per_g"
+            for label, value in record[fade_key].items():
+                if not (record["extrapolated"][fade_key].get(label) and np.isfinite(fresh) and retained > 0):
+                    continue
+                cycled[label] = float(fresh) * float(value) / retained
+                record["interval_90"][fade_key][label] = model_form_interval(cycled[label], value,
+                                                                             record["interval_90"][fade_key][label])
         scored = physics_scores(recipes.to_records(), p, q, objective) if objective is not None else None
-    record["second_model_form"] = {key: second}
+    record["second_model_form"] = {key: second, **({"capacity_at_cycle_mAh_per_g": cycled} if cycled else {})}
     if scored is not None:
         value = float(scored["physics_objective"].iloc[0])
         finished = scored["physics_status"].iloc[0] == Status.FINISHED.value and np.isfinite(value)

@@ -93,6 +93,26 @@ def test_above_the_rate_data_the_numpy_models_band_holds_pybamms_value(capsys, p
     assert "also holds PyBaMM's value" in " ".join(capsys.readouterr().out.split())
 
 
+def test_cycling_above_the_rate_data_holds_pybamms_value_as_its_rate_twin_does(capsys, params):
+    """The capacity at cycle 1 cycled at 10 A/g is the rate row at 10 A/g, yet its band had held only the numpy
+    model's form (311-392 against the rate row's 118-393 with PyBaMM's 142): every extrapolated cycle's band now
+    holds PyBaMM's capacity there times the model's retention; cycled within the data, nothing changes."""
+    assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", "10", "--cycling-current", "10",
+                 "--cycles", "1", "1000"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    rate, fade = "capacity_at_current_mAh_per_g", "capacity_at_cycle_mAh_per_g"
+    second = record["second_model_form"]
+    assert second[fade]["1"] == pytest.approx(second[rate]["10"], rel=1e-9)
+    assert second[fade]["1000"] == pytest.approx(second[fade]["1"] * record[fade]["1000"] / record[fade]["1"],
+                                                 rel=1e-6)
+    for cycle in ("1", "1000"):
+        low, high = record["interval_90"][fade][cycle]
+        assert low <= second[fade][cycle] < record[fade][cycle] <= high
+    assert main(["predict", "--material", "Sn@HC-2-1", "--json", "--current", "10", "--cycles", "1", "1000"]) == 0
+    within = json.loads(capsys.readouterr().out)  # cycled at 1.7 A/g, within the data
+    assert set(within["second_model_form"]) == {rate}
+
+
 def test_within_the_rate_data_pybamm_is_not_run_and_its_failures_are_told_apart(capsys, params, monkeypatch,
                                                                                tmp_path):
     """A prediction within the rate data never runs PyBaMM. Above them, a PyBaMM cell that cannot carry the current
