@@ -122,7 +122,8 @@ RESERVED_NAMES = frozenset(Prediction.__dataclass_fields__) | {
     "milling_energy_kWh_per_kg", "status", "source", "failure_reason",
     "evaluation", "batch"} | set(FIELDS)  # and the recipe's fields: pareto.csv had held capacities in sn_mass_fraction
 RESERVED_PREFIXES = ("capacity_at_", "physics.", "fidelity.")
-RESERVED_SUFFIXES = ("_interval_90_low", "_interval_90_high")  # every reported metric's band is logged under these
+# every reported metric's band and flag are logged under these (flows.metrics.interval_columns, extrapolated_column)
+RESERVED_SUFFIXES = ("_interval_90_low", "_interval_90_high", "_extrapolated")
 
 
 class _Objective(NumbersNotBooleans):

@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 from flows.inputs import json_text, redact, reveal, write_csv
 from flows.interrupts import CampaignInterrupted
 from flows.evaluation import DENSE_SEARCH, LAB, MODEL, PHYSICS
-from flows.metrics import display_number
+from flows.metrics import display_number, extrapolated_column, interval_columns
 from surrogate.paths import PROJECT_ROOT
 
 LAID_OUT = "laid-out"  # a figure's gid when it fits its own canvas: saved as it is, without a tight bounding box
@@ -195,8 +195,8 @@ class Tracker:
         ``<metric>_interval_90_low`` and ``<metric>_interval_90_high``."""
         run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
                                                              "source": evaluation.source}, parent_run_id)
-        bands = {f"{name}_interval_90_{end}": bound for name, band in (intervals or {}).items()
-                 for end, bound in zip(("low", "high"), band)}
+        bands = {column: bound for name, band in (intervals or {}).items()
+                 for column, bound in zip(interval_columns(name), band)}
         self.log(run_id, params={k: display_number(v, 6) for k, v in evaluation.recipe.items()},
                  metrics=evaluation.metrics | {"objective": evaluation.objective} | bands)
         if evaluation.ok:
@@ -421,15 +421,23 @@ class CampaignRecorder:
         The recommended recipe's objective and headline predictions are also metrics (``recommended.objective``,
         ``recommended.<metric>``, step = evaluations so far): the runs table and the compare view sort, filter and
         plot campaigns by metrics, not by tags or artifacts, and an extended campaign's recommendation keeps a
-        history. The optimiser GP's mean and sd at the recommended point sit beside them.
+        history. Each prediction's 90 % interval and extrapolation flag (1: beyond the data) sit beside it
+        (``recommended.<metric>_interval_90_low`` / ``_high``, ``recommended.<metric>_extrapolated``), as the child
+        runs' do: the runs table had shown the recommendation's numbers bare. The optimiser GP's mean and sd at the
+        recommended point sit beside them.
         """
         campaign = self.campaign
         evaluation = recommendation.evaluation
         step = len(campaign.evaluations)
         # the headline predictions, not a recipe field (a milling-time objective is the recipe's own, a tag above)
         # nor, for a multi-objective campaign, its scalar "objective" (its first objective's score alone)
+        headline = {k: v for k, v in recommendation.headline().items() if k not in evaluation.recipe}
         metrics = ({} if campaign.config.objectives else {"recommended.objective": evaluation.objective}) \
-            | {f"recommended.{k}": v for k, v in recommendation.headline().items() if k not in evaluation.recipe} \
+            | {f"recommended.{k}": v for k, v in headline.items()} \
+            | {f"recommended.{column}": bound for k in headline
+               for column, bound in zip(interval_columns(k), recommendation.intervals.get(k, ()))} \
+            | {f"recommended.{extrapolated_column(k)}": float(recommendation.extrapolated[k]) for k in headline
+               if k in recommendation.extrapolated} \
             | {"recommended.optimiser_surrogate_mean_objective": recommendation.surrogate_mean,
                "recommended.optimiser_surrogate_std_objective": recommendation.surrogate_std}
         metrics = {k: v for k, v in metrics.items() if math.isfinite(float(v))}

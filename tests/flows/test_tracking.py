@@ -110,6 +110,12 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
     capacity = run.data.metrics["recommended.objective_capacity_mAh_per_g"]
     assert 0 < capacity and run.data.metrics["recommended.particle_expansion_pct"] > 0
     assert capacity == pytest.approx(recommended["metrics"]["objective_capacity_mAh_per_g"])
+    # each headline prediction's interval and flag beside it, as the child runs carry theirs (they had been bare)
+    for name in ("objective_capacity_mAh_per_g", "particle_expansion_pct"):
+        low, high = (run.data.metrics[f"recommended.{name}_interval_90_{end}"] for end in ("low", "high"))
+        assert [low, high] == pytest.approx(recommended["interval_90"][name]) and low <= run.data.metrics[
+            f"recommended.{name}"] <= high
+        assert run.data.metrics[f"recommended.{name}_extrapolated"] == float(recommended["extrapolated"][name])
     document = json.loads(Path(client.download_artifacts(summary["run_id"], RECOMMENDATION_TABLE,
                                                          str(tmp_path))).read_text())
     table = pd.DataFrame(document["data"], columns=document["columns"])  # MLflow's table format
