@@ -287,14 +287,16 @@ def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None
 
 def interval_function(p: ModelParameters, calibration: "Calibration", objective: CapacityObjective,
                       ensemble: Callable[[], "Ensemble"] | None = None):
-    """``(recipes, values=None) -> [intervals per recipe]`` for a campaign's child runs (``values``: their metrics,
-    for evaluations another model form computed); the ensemble is built on first use (``ensemble``: a
-    :func:`lazy_ensemble` to share)."""
+    """``(recipes, values=None) -> [(intervals, extrapolation flags) per recipe]`` for a campaign's child runs
+    (``values``: their metrics, for evaluations another model form computed); the ensemble is built on first use
+    (``ensemble``: a :func:`lazy_ensemble` to share)."""
     ensemble = ensemble or lazy_ensemble(p, calibration)
 
-    def intervals_of(recipes: list[dict[str, Any]],
-                     values: list[dict[str, float]] | None = None) -> list[dict[str, list[float]]]:
-        return batch_intervals(recipes, ensemble(), objective, values=values)
+    def intervals_of(recipes: list[dict[str, Any]], values: list[dict[str, float]] | None = None
+                     ) -> list[tuple[dict[str, list[float]], dict[str, bool]]]:
+        bands = batch_intervals(recipes, ensemble(), objective, values=values)
+        domain = ensemble().domain
+        return [(band, scoring_flags(recipe, domain, objective, list(band))) for recipe, band in zip(recipes, bands)]
 
     return intervals_of
 

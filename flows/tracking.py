@@ -187,16 +187,19 @@ class Tracker:
         )
 
     def log_evaluation(self, parent_run_id: str, index: int, batch: int, evaluation,
-                       intervals: Mapping[str, list[float]] | None = None) -> str:
+                       intervals: Mapping[str, list[float]] | None = None,
+                       flags: Mapping[str, bool] | None = None) -> str:
         """One child run for one evaluated recipe: recipe as params (6 significant digits, for reading: the exact
         values are in the campaign state and ``evaluations.csv``), objective and metrics, FINISHED or FAILED.
 
         ``intervals`` (metric -> [low, high], the model's 90 % interval) go beside each metric as
-        ``<metric>_interval_90_low`` and ``<metric>_interval_90_high``."""
+        ``<metric>_interval_90_low`` and ``<metric>_interval_90_high``, and ``flags`` (metric -> beyond the data)
+        as ``<metric>_extrapolated`` (1 or 0)."""
         run_id = self.start_run(f"evaluation-{index:04d}", {"batch": str(batch), "evaluation": str(index),
                                                              "source": evaluation.source}, parent_run_id)
         bands = {column: bound for name, band in (intervals or {}).items()
                  for column, bound in zip(interval_columns(name), band)}
+        bands |= {extrapolated_column(name): float(flag) for name, flag in (flags or {}).items()}
         self.log(run_id, params={k: display_number(v, 6) for k, v in evaluation.recipe.items()},
                  metrics=evaluation.metrics | {"objective": evaluation.objective} | bands)
         if evaluation.ok:
@@ -318,10 +321,11 @@ class CampaignRecorder:
                                      and campaign.evaluations[i].modelled])
         for index in indices:
             self.tracker.log_evaluation(self.run_id, index, campaign.batches[index], campaign.evaluations[index],
-                                        intervals.get(index))
+                                        *intervals.get(index, (None, None)))
 
-    def _intervals(self, indices: list[int]) -> dict[int, dict[str, list[float]]]:
-        """The model's intervals of these evaluations; a failure there costs the intervals, not the campaign."""
+    def _intervals(self, indices: list[int]) -> dict[int, tuple[dict[str, list[float]], dict[str, bool]]]:
+        """The model's intervals and extrapolation flags of these evaluations; a failure there costs them, not the
+        campaign."""
         if self.intervals_of is None or not indices:
             return {}
         try:

@@ -141,11 +141,20 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
     # every child run carries the model's 90 % interval beside its metrics, around its value
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{summary['run_id']}'")
     assert len(children) == 6
+    assert str(record["evaluation"]) in {child.data.tags["evaluation"] for child in children}
     for child in children:
         metrics = child.data.metrics
         for name in ("objective", "capacity_at_4.2_A_per_g_mAh_per_g", "particle_expansion_pct"):
             low, high = metrics[f"{name}_interval_90_low"], metrics[f"{name}_interval_90_high"]
             assert low <= metrics[name] <= high and high - low > 0
+        # and each banded metric's extrapolation flag (a child run had carried none), as the recommendation's
+        banded = {name[: -len("_interval_90_low")] for name in metrics if name.endswith("_interval_90_low")}
+        assert banded and all(metrics[f"{name}_extrapolated"] in (0.0, 1.0) for name in banded)
+        if child.data.tags["evaluation"] == str(record["evaluation"]):
+            shared = [name for name, flag in record["extrapolated"].items() if name in banded and isinstance(flag, bool)]
+            assert len(shared) >= 3, shared
+            assert {name: bool(metrics[f"{name}_extrapolated"]) for name in shared} == {
+                name: record["extrapolated"][name] for name in shared}
 
 
 class _Campaign:
