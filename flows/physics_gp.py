@@ -445,7 +445,8 @@ class LabCalibratedPrior(ModelPrior):
         """The lab-taught model's ensemble: a pool of the study's members (its fitted and uncertain assumed
         parameters' spread), each with ``candidates_per_member`` draws of the lab parameters' posterior
         (:meth:`posterior_values`), importance-resampled to ``ensemble_size`` by the lab's rows (:meth:`log_weights`,
-        ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s). ``measured``: the lab's measured rows
+        ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s), each of whose measurements scatters as the lab
+        states its cells do (``sigma_pct``, where larger than the study's: ``Ensemble.with_measurement_sigma``). ``measured``: the lab's measured rows
         (``flows.evaluation.Evaluation``), whose recipes then count as measured materials of the quantities they
         measured (``CalibratedDomain.with_lab_rows``)."""
         from dataclasses import replace
@@ -454,7 +455,8 @@ class LabCalibratedPrior(ModelPrior):
 
         pool = build_ensemble(self.estimated_parameters(), calibration, assumed_draws=self.posterior_values,
                               draws_per_member=UncertaintySettings.load().candidates_per_member)
-        ensemble = pool.reweighted(self.log_weights(pool.members)).with_extra_scatter(self.misfit_beyond_scatter())
+        ensemble = pool.reweighted(self.log_weights(pool.members)).with_measurement_sigma(self.sigma_pct) \
+            .with_extra_scatter(self.misfit_beyond_scatter())
         settings = ensemble.settings
         return replace(ensemble, domain=ensemble.domain.with_lab_rows(
             ((e.recipe, e.metrics) for e in measured), settings.model_form_distance, settings.lab_row_near_distance,

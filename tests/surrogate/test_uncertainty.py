@@ -672,3 +672,18 @@ def test_extra_scatter_widens_only_its_families_and_is_the_same_every_time(ensem
         return high - low
 
     assert width(wider, "capacity_at_cycle_mAh_per_g") > 1.2 * width(ensemble, "capacity_at_cycle_mAh_per_g")
+
+
+def test_a_labs_stated_scatter_replaces_a_smaller_measurement_sigma_with_the_same_draws(ensemble):
+    """What another lab measures scatters as that lab states (its lab_uncertainty_pct): a family whose study sigma
+    is smaller (a capacity's 2 %) scatters by the stated 5 % with each member's own draw; a larger one (the
+    electrode expansion's 10 %) keeps its own. A lab's own row had fallen outside its lab-taught interval."""
+    sigmas = ensemble.settings.measurement_sigma_pct
+    assert sigmas["capacity"] < 5.0 < sigmas["electrode_expansion"]
+    wider = ensemble.with_measurement_sigma(5.0)
+    for before, after in zip(ensemble.measurement_factors, wider.measurement_factors):
+        assert after["capacity"] - 1.0 == pytest.approx((before["capacity"] - 1.0) * 5.0 / sigmas["capacity"])
+        assert after["electrode_expansion"] == before["electrode_expansion"]
+    spread = np.std([f["capacity"] for f in wider.measurement_factors])
+    assert spread > 2.0 * np.std([f["capacity"] for f in ensemble.measurement_factors])
+    assert ensemble.with_measurement_sigma(0.5).measurement_factors == ensemble.measurement_factors
