@@ -32,12 +32,12 @@ from flows import reporting
 from flows.config import (CampaignConfig, CampaignOverrides, config_document, deep_merge, default_config_path,
                           overrides_document, validate_config)
 from flows.campaign import Campaign
-from flows.evaluation import evaluate_batch
+from flows.evaluation import batch_intervals, evaluate_batch, scoring_flags
 from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
 from flows.optimise import calibrate_task, campaign_evaluator, run_campaign
 from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
                            extrapolated_column, interval_columns)
-from flows.objective import CAPACITY, CapacityObjective
+from flows.objective import CAPACITY, SCORE, CapacityObjective
 from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios, same_campaign
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
@@ -162,8 +162,8 @@ def _cycles_to(retention: np.ndarray, cycles: np.ndarray, threshold: float) -> f
 def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, ensembles) -> list[dict[str, Any]]:
     p, calibration = calibrate_task(config)
     evaluations = evaluate_batch([recipe for _, recipe in recipes], p, config.objective)
-    fixed = fixed_metrics([recipe for _, recipe in recipes], p, base, config.objective.temperature_C,
-                          ensemble_for(p, calibration, ensembles))
+    ensemble = ensemble_for(p, calibration, ensembles)
+    fixed = fixed_metrics([recipe for _, recipe in recipes], p, base, config.objective.temperature_C, ensemble)
     rows = []
     with tracker.run(scenario.name, {"scenario": scenario.name, "mode": "predict",
                                      NOTE_TAG: scenario.description}, parent_run_id) as run_id:
@@ -171,7 +171,7 @@ def _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base, e
         for (label, recipe), evaluation, metrics in zip(recipes, evaluations, fixed):
             key = re.sub(r"[^\w\-. :/]", "_", label)  # MLflow metric names allow no '@'
             row = _row(scenario.name, "predict", label, recipe, evaluation.status.value, config, metrics, run_id,
-                       own=evaluation)
+                       own=evaluation, ensemble=ensemble)
             tracker.log(run_id, metrics={f"{key}.{k}": v for k, v in metrics.items() if _logged(k)}
                         | {f"{key}.{k}": row[k] for k in (OWN_OBJECTIVE, OWN_CAPACITY) if np.isfinite(row[k])})
             rows.append(row)
@@ -185,10 +185,10 @@ def _optimise_scenario(scenario, config, tracker, parent_run_id, base, experimen
                                                           "experiment_name": experiment_name}})
     result = run_campaign(Campaign.new(CampaignConfig.model_validate(named)), parent_run_id)
     p, calibration = calibrate_task(config)
-    metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C,
-                            ensemble_for(p, calibration, ensembles))[0]
+    ensemble = ensemble_for(p, calibration, ensembles)
+    metrics = fixed_metrics([result.recipe], p, base, config.objective.temperature_C, ensemble)[0]
     row = _row(scenario.name, "optimise", "recommended", result.recipe, "FINISHED", config, metrics, result.run_id,
-               "; ".join(result.recommendation.notes()), own=result.recommendation.evaluation)
+               "; ".join(result.recommendation.notes()), own=result.recommendation.evaluation, ensemble=ensemble)
     tracker.log(result.run_id, tags={"scenario": scenario.name, "mode": "optimise"},
                 params=_override_params(scenario),
                 metrics={f"fixed.{k}": v for k, v in metrics.items() if _logged(k)}
@@ -203,20 +203,41 @@ def _logged(column: str) -> bool:
 
 
 def _row(scenario: str, mode: str, label: str, recipe: dict, status: str, config: CampaignConfig,
-         metrics: dict[str, float], run_id: str, notes: str = "", own=None) -> dict[str, Any]:
+         metrics: dict[str, float], run_id: str, notes: str = "", own=None,
+         ensemble: "Ensemble | None" = None) -> dict[str, Any]:
     """One comparison row; ``notes``: what the console says with a recommendation (its rule, a search bound it sits
     on, a recipe beyond the calibration's materials), so the CSV, the JSON and the run page warn as it does.
 
     ``own``: the row's evaluation under the scenario's own objective, whose value, capacity and definition (e.g.
     capacity at 4.2 A/g for a scenario that targets it) the row carries beside the fixed-definition metrics: a
     scenario that asks about 4.2 A/g had shown that number nowhere. They are not compared across rows (the
-    definitions differ) and never plotted."""
+    definitions differ) and never plotted. With ``ensemble`` (the scenario's model's) they carry their 90 % interval
+    and extrapolation flag in the columns every table uses (:func:`own_bands`)."""
     scored = own is not None and own.ok
     return {"scenario": scenario, "mode": mode, "recipe_label": label, "status": status,
             "temperature_C": config.objective.temperature_C, **recipe, **metrics,
             OWN_OBJECTIVE: own.objective if scored else np.nan,
             OWN_CAPACITY: own.metrics.get(CAPACITY, np.nan) if scored else np.nan,
+            **(own_bands(recipe, config, ensemble, own) if scored else {}),
             OWN_DEFINITION: config.objective.describe(), "mlflow_run_id": run_id, "notes": notes}
+
+
+def own_bands(recipe: dict[str, Any], config: CampaignConfig, ensemble: "Ensemble | None", own) -> dict[str, Any]:
+    """The 90 % interval and extrapolation flag of a row's own objective and its capacity (``own``: the row's
+    evaluation under the scenario's objective, whose values the bands surround, PyBaMM's for a physics scenario), by
+    the rule a campaign's child runs use: a nano-Sn scenario at 0 C had read -393.6 mAh/g with no interval. Nothing
+    without an ensemble or for a multi-objective scenario (no single score)."""
+    if ensemble is None or config.objectives:
+        return {}
+    given = {SCORE: own.objective, CAPACITY: own.metrics.get(CAPACITY, np.nan)}
+    (band,) = batch_intervals([recipe], ensemble, config.objective, values=[given])
+    flags = scoring_flags(recipe, ensemble.domain, config.objective, [SCORE, CAPACITY])
+    out: dict[str, Any] = {}
+    for column, name in ((OWN_OBJECTIVE, SCORE), (OWN_CAPACITY, CAPACITY)):
+        if name in band:
+            out.update(zip(interval_columns(column), band[name]))
+            out[extrapolated_column(column)] = bool(flags[name])
+    return out
 
 
 BASELINE_RECIPE_OBJECTIVE = "baseline_recipe_scenario_objective_mAh_per_g"
@@ -270,6 +291,7 @@ OWN_OBJECTIVE = "scenario_objective_mAh_per_g"
 OWN_CAPACITY = "scenario_capacity_mAh_per_g"  # the capacity that objective scores (its current, cycle, temperature)
 OWN_DEFINITION = "scenario_objective_definition"
 OWN_HEADERS = {OWN_CAPACITY: "own objective's capacity [mAh/g]", OWN_OBJECTIVE: "own objective [mAh/g]"}
+OWN_BANDED = (OWN_CAPACITY, OWN_OBJECTIVE)  # shown with their intervals (own_bands) beside the fixed metrics
 
 
 def own_objective_lines(table: pd.DataFrame, base: CapacityObjective) -> list[tuple[str, str]]:
@@ -378,7 +400,8 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
     reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
     reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
     _publish(table, columns, base, parent_run_id, url)
-    records = [interval_mirror(r, columns) for r in table.replace({np.nan: None}).to_dict(orient="records")]
+    records = [interval_mirror(r, [*columns, *OWN_BANDED])
+               for r in table.replace({np.nan: None}).to_dict(orient="records")]
     return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
             "scenarios": [r for r in records if r["scenario"] != BASELINE],
             "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
@@ -478,7 +501,7 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
     shows such a column empty (seen with ``capacity_at_1.7_A_per_g_...``). The conditions (current, cycle) are in
     the run's description and params ``compared_at_current_A_per_g``, ``compared_after_cycles``.
     """
-    columns = list(fixed_metric_names(base).values())
+    columns = [*fixed_metric_names(base).values(), *OWN_BANDED]
     headers = short_headers(base) | {"sn_mass_fraction": "Sn mass fraction", "milling_speed_rpm": "speed [rpm]",
                                      "ball_to_powder_ratio": "ball:powder", "status": "status",
                                      OWN_DEFINITION: "own objective definition"}
@@ -492,8 +515,8 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
     # each value, then its interval and whether it is extrapolated
     metrics = [name for c in columns for name in (c, *interval_columns(c), extrapolated_column(c))]
     keep = [c for c in ["scenario", "recipe_label", *metrics, "temperature_C", "sn_mass_fraction",
-                        "milling_speed_rpm", "ball_to_powder_ratio", "status", OWN_CAPACITY, OWN_OBJECTIVE,
-                        OWN_DEFINITION] if c in table]  # metrics first
+                        "milling_speed_rpm", "ball_to_powder_ratio", "status", OWN_DEFINITION]
+            if c in table]  # metrics first (the own objective's last of them)
     shown = table[keep].copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
@@ -505,7 +528,7 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
     """The comparison as a compact Markdown table: short headers with units, the conditions stated once above."""
     names = fixed_metric_names(base)
     short = short_headers(base)
-    shown = with_bands(table, list(names.values()))
+    shown = with_bands(table, [*names.values(), *OWN_BANDED])
     keep = [c for c in short if c in shown]
     lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
              f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
@@ -548,6 +571,6 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
     banded = any(interval_columns(c)[0] in table for c in columns)
     flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
                   for c in columns)
-    reporting.print_frame(with_bands(table, columns), headers,
+    reporting.print_frame(with_bands(table, [*columns, *OWN_BANDED]), headers,
                           "What-if comparison" + (" (value [90 % interval])" if banded else "")
                           + (f"; {EXTRAPOLATED_NOTE}" if flagged else ""))

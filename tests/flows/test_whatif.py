@@ -47,6 +47,11 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
         target_current_A_per_g=4.2, target_cycle=1000)).target_capacity_mAh_per_g[0]
     assert fast["scenario_capacity_mAh_per_g"] == pytest.approx(at_4p2, rel=1e-6)
     assert fast["scenario_capacity_mAh_per_g"] < fast[CAPACITY]  # the same recipe at the faster current
+    # with its 90 % interval and flag, as every predicted number (they had been bare)
+    for row in rows + [baseline]:
+        for own in ("scenario_capacity_mAh_per_g", "scenario_objective_mAh_per_g"):
+            low, high = row["interval_90"][own]
+            assert low <= row[own] <= high and high > low and isinstance(row["extrapolated"][own], bool)
     assert 0 < fast[CAPACITY] and 0 < baseline[CAPACITY]
     # a recommendation's notes (its rule, a search bound it sits on) travel with its row; a predicted recipe has none
     assert baseline["notes"] and fast["notes"]
@@ -123,7 +128,8 @@ def test_what_if_json_prints_a_baseline_and_every_scenario(prefect_local, params
     # every value the model predicts has its 90 % interval beside it, as in snhc predict --json
     for row in document["scenarios"] + [document["baseline"]]:
         bands = row["interval_90"]
-        assert set(bands) == FIXED - {"milling_time_h"}  # milling time is a recipe input
+        # milling time is a recipe input; the row's own objective and its capacity are predictions too
+        assert set(bands) == FIXED - {"milling_time_h"} | {"scenario_capacity_mAh_per_g", "scenario_objective_mAh_per_g"}
         for metric in (CAPACITY, "particle_expansion_pct"):
             low, high = bands[metric]
             assert low <= row[metric] <= high and low < high
