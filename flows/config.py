@@ -854,6 +854,8 @@ def validate_config(document: dict[str, Any], source: str = "config",
                 message = f"{excerpt(item['input'])} is out of range: {allowed_range(item['loc'])}"
             elif "input" in item and item["type"] not in ("value_error", "missing"):
                 message = f"{message} (got {excerpt(item['input'])})"
+                if allowed := allowed_range(item["loc"]):  # a fractional cycle, a word for a number: its range too
+                    message = f"{message}: {allowed}"
             field = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, re.DOTALL) if path else None
             if field:  # a model check's "key: problem": one dotted path, as a field's own check reads
                 path, message = f"{path}.{field.group(1)}", field.group(2)

@@ -31,7 +31,9 @@ class RecipeError(ValueError):
     def __init__(self, field: str, value: object, allowed: str, problem: str = "is out of range"):
         self.field = field
         self.allowed = allowed
-        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        # as short as it reads, but never rounded onto the range's end (100.0000001 had read as "=100 is out of range")
+        shown = (f"{value:g}" if float(f"{value:g}") == value else repr(value)) if isinstance(value, float) \
+            else repr(value)
         super().__init__(f"{field}={shown} {problem}: {allowed}")
 
 

@@ -30,6 +30,9 @@ BAD_CONFIGS = [
     ("a range half between 0 and the finest value", GOOD.replace("low: 1.0, high: 20.0", "low: 0, high: 2.0e-4"),
      "they would be 50% of the range: give low >= 0.0001, or high >= 0.01"),
     ("string for a number", GOOD.replace("n_calls: 6", "n_calls: many"), "optimiser.n_calls"),
+    ("a fractional cycle", GOOD + "objective: {cycle: 1000.5}\n",
+     "objective.cycle: Input should be a valid integer, got a number with a fractional part (got 1000.5): allowed 1 "
+     "to 100000"),
     ("a name too long in bytes for a file name", GOOD.replace("name: test", "name: " + "é" * 200),
      "name: at most 200 bytes as UTF-8"),
     ("budget too small", GOOD.replace("n_calls: 6", "n_calls: 1").replace("n_initial_points: 3", "n_initial_points: 1"),

@@ -69,3 +69,12 @@ def test_a_categorical_field_with_a_default_is_optional_everywhere(monkeypatch):
     with pytest.raises(RecipeError, match="allowed steel, zirconia"):
         recipe.Recipes.from_records([REFERENCE | {"ball_material": "glass"}])
     assert recipe.recipe_key(REFERENCE) != recipe.recipe_key(REFERENCE | {"ball_material": "zirconia"})
+
+
+def test_a_value_just_past_a_bound_is_shown_as_given_not_rounded_onto_it():
+    from surrogate.recipe import FIELDS, RecipeError
+
+    with pytest.raises(RecipeError, match=r"^ball_to_powder_ratio=100.0000001 is out of range: allowed 1 to 100$"):
+        FIELDS["ball_to_powder_ratio"].check(100.0000001)
+    with pytest.raises(RecipeError, match=r"^ball_to_powder_ratio=101 is out of range"):
+        FIELDS["ball_to_powder_ratio"].check(101.0)
