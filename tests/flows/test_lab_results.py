@@ -143,6 +143,19 @@ def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
         assert not (store / "s.csv").exists()
     finally:
         client.restore_run(summary["run_id"])
+    # a run whose saved state is gone (its artifacts moved) had restarted from zero beside its own evaluations
+    import shutil
+    from urllib.parse import urlparse
+
+    state = Path(urlparse(client.get_run(summary["run_id"]).info.artifact_uri).path) / "state"
+    assert state.is_dir()
+    shutil.move(state, store / "moved-state")
+    try:
+        assert main(["optimise", "--config", str(config), "--resume", summary["run_id"]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "has evaluations but no saved campaign state" in err, err
+    finally:
+        shutil.move(store / "moved-state", state)
 
 
 def test_lab_results_warm_start_and_are_never_re_evaluated(lab_campaign, tmp_path):
