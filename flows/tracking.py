@@ -393,11 +393,25 @@ class CampaignRecorder:
         """Both fidelities side by side: on each candidate's child run, in a table, and as agreement metrics."""
         child_of = {int(run.data.tags["evaluation"]): run.info.run_id for run in self.tracker.children(self.run_id)
                     if "evaluation" in run.data.tags}
+        from flows.evaluation import model_form_interval
+
+        fresh = f"capacity_at_{self.campaign.config.objective.current_A_per_g:g}_A_per_g_mAh_per_g"
         for _, row in ranking.table.iterrows():
             if int(row["evaluation"]) in child_of:
-                self.tracker.log(child_of[int(row["evaluation"])], metrics={
-                    "physics.capacity_at_target_mAh_per_g": row["physics_capacity_at_target_mAh_per_g"],
-                    "physics.objective": row["physics_objective"]}, tags={"physics_status": row["physics_status"]})
+                run_id = child_of[int(row["evaluation"])]
+                values = {"physics.capacity_at_target_mAh_per_g": (row["physics_capacity_at_target_mAh_per_g"], fresh),
+                          "physics.objective": (row["physics_objective"], "objective")}
+                # each PyBaMM value's 90 % interval: the numpy model's band of the same quantity moved to it, joined
+                # with that band (flows.evaluation.model_form_interval), as snhc predict --fidelity physics gives it
+                logged = self.tracker.client.get_run(run_id).data.metrics
+                bands = {}
+                for name, (value, model_name) in values.items():
+                    low, high = interval_columns(model_name)
+                    if all(k in logged for k in (model_name, low, high)) and math.isfinite(float(value)):
+                        bands |= dict(zip(interval_columns(name), model_form_interval(
+                            float(value), logged[model_name], [logged[low], logged[high]])))
+                self.tracker.log(run_id, metrics={name: value for name, (value, _) in values.items()} | bands,
+                                 tags={"physics_status": row["physics_status"]})
         chosen = ranking.table.iloc[ranking.chosen]
         # the PyBaMM values of the chosen recipe go into the recommendation table, not one-bar metric charts: its
         # objective, the capacity it scores (PyBaMM's fresh capacity aged by the numpy model to the objective's

@@ -100,6 +100,12 @@ def test_top_recipes_are_rechecked_with_pybamm_side_by_side(campaign, tmp_path):
         row = comparison[comparison["evaluation"] == int(child.data.tags["evaluation"])].iloc[0]
         assert child.data.metrics["objective"] == pytest.approx(row["model_objective"])
         assert child.data.metrics["physics.objective"] == pytest.approx(row["physics_objective"])
+        # with its 90 % interval: the model's band moved to PyBaMM's value and joined with it (it had been bare)
+        m = child.data.metrics
+        low, high = m["physics.objective_interval_90_low"], m["physics.objective_interval_90_high"]
+        assert low <= min(m["physics.objective"], m["objective"]) <= max(m["physics.objective"], m["objective"]) <= high
+        assert m["physics.capacity_at_target_mAh_per_g_interval_90_low"] <= m[
+            "physics.capacity_at_target_mAh_per_g"] <= m["physics.capacity_at_target_mAh_per_g_interval_90_high"]
 
 
 def test_one_child_run_per_evaluation_with_recipe_and_metrics(campaign, tmp_path):
