@@ -1188,6 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from flows.inputs import check_environment, check_printable, check_tool_environment
 
+        _check_given_once(parser, args.command, sys.argv[1:] if argv is None else argv)
         check_printable({_option_of(parser, args.command, dest): value for dest, value in vars(args).items()
                          if dest not in ("command", "handler")})
         check_environment()
@@ -1273,6 +1274,21 @@ def _exit_without_teardown() -> None:
 
 
 MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
+
+
+def _check_given_once(parser, command: str, argv: list[str]) -> None:
+    """An option given twice is an error: argparse keeps the last silently (``--current 0.1 --current 4.2``
+    predicted 4.2 alone), where a user meant both or mistyped one. A list option takes its values after one flag."""
+    import argparse
+
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    for action in commands.choices[command]._actions:
+        given = [w for w in words for flag in action.option_strings if w == flag or w.startswith(flag + "=")]
+        if len(given) > 1 and not isinstance(action, argparse._HelpAction):
+            raise UsageError(f"{action.option_strings[-1]}: given {len(given)} times; give it once"
+                             + (f" with every value after it ({action.option_strings[-1]} A B ...)"
+                                if action.nargs in ("+", "*") else ""))
 
 
 def _option_of(parser, command: str, dest: str) -> str:

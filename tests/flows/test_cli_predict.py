@@ -439,3 +439,14 @@ def test_output_that_cannot_be_written_ends_without_a_traceback(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip() == ("snhc predict: error: cannot write (No space left on device): free some space or "
                                    "write elsewhere")
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["predict", "--current", "0.1", "--current", "4.2"], "--current: given 2 times; give it once with every value"),
+    (["predict", "--sn-fraction", "0.5", "--sn-mass-fraction=0.6"], "--sn-fraction: given 2 times"),
+    (["optimise", "--seed", "1", "--seed", "2"], "--seed: given 2 times")])
+def test_an_option_given_twice_is_one_line_not_the_last_value_kept(argv, said, capsys):
+    """argparse kept the last value silently: --current 0.1 --current 4.2 had predicted 4.2 alone."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and said in err, err
