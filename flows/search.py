@@ -565,9 +565,7 @@ def make_optimizer(config: CampaignConfig, p=None, surrogate: str | None = None)
         # (fidelity: physics): it shares the numpy model's milling and microstructure, so what it adds is
         # electrochemistry, which the prior weight and the discrepancy GP learn.
         if config.lab_parameters and config.fidelity == "model":
-            prior = LabCalibratedPrior(optimizer.space, lambda q: model_losses(config, q),
-                                       LabParameters(p, config.lab_parameters), config.lab_uncertainty_pct,
-                                       lambda q: model_metric_values(config, q))
+            prior = new_lab_prior(config, p, optimizer.space)
         else:
             prior = ModelPrior(optimizer.space, model_losses(config, p))
         optimizer.base_estimator_.set_params(prior=prior)
@@ -585,13 +583,20 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
     usable = [(point_of(e.recipe, config), e) for e in teaching_rows(config, measured)]
     if not usable:
         return None
-    prior = LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
-                               config.lab_uncertainty_pct, lambda q: model_metric_values(config, q),
-                               config.scoring().request().target_cycle)
+    prior = new_lab_prior(config, p, space)
     X = space.transform([point for point, _ in usable])
     prior.remember_measurements(X, [e.metrics for _, e in usable])
     prior.fit(X, np.array([loss_of(e, config) for _, e in usable]))
     return prior
+
+
+def new_lab_prior(config: CampaignConfig, p, space) -> LabCalibratedPrior:
+    """A campaign's :class:`flows.physics_gp.LabCalibratedPrior` with no lab results yet: its lab parameters and
+    their scatter, its model's losses and metrics, and its objective's cycle (what a row's objective capacity was
+    measured after)."""
+    return LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
+                              config.lab_uncertainty_pct, lambda q: model_metric_values(config, q),
+                              config.scoring().request().target_cycle)
 
 
 def teaching_rows(config: CampaignConfig, measured: list[Evaluation]) -> list[Evaluation]:

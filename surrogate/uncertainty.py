@@ -115,7 +115,8 @@ def measured_cycle(name: str, target_cycle: int | None = None) -> int | None:
 class MeasuredNear(frozenset):
     """The quantities lab rows near a recipe measured (a frozenset of ``Prediction.record`` keys), and the span of
     cycles their cycling capacities were measured after (``cycles``: (first, last); None when some row's cycle is
-    unknown). A lab that measured cycles 400 and 1000 has not measured cycle 12 000, nor the fresh capacity."""
+    unknown, which then vouches for no cycle). A lab that measured cycles 400 and 1000 has not measured cycle
+    12 000, nor the fresh capacity."""
 
     cycles: tuple[int, int] | None
 
@@ -131,8 +132,9 @@ class MeasuredNear(frozenset):
         """Whether the rows measured ``quantity`` there (a cycling capacity: after a cycle within their span)."""
         if quantity not in self:
             return False
-        return quantity != FADE or cycle is None or self.cycles is None or (
-            self.cycles[0] <= cycle <= self.cycles[1])
+        if quantity != FADE or cycle is None:
+            return True
+        return self.cycles is not None and self.cycles[0] <= cycle <= self.cycles[1]  # an unknown span vouches for none
 
     @classmethod
     def joined(cls, parts) -> "MeasuredNear":
@@ -545,13 +547,21 @@ class Ensemble:
 
     def with_measurement_sigma(self, sigma_pct: float) -> "Ensemble":
         """This ensemble with every family's measurement scatter at least ``sigma_pct`` (%): each member's draw of a
-        family's error, 1 + s z, becomes 1 + max(s, sigma_pct) z with the same z. For predictions of what another
-        lab will measure: its cells scatter as it states (a lab-taught model's ``lab_uncertainty_pct``), not as the
-        study's tables did (2 % for a capacity). A lab stating 5 % had seen its own row's capacity, 560 mAh/g, fall
-        outside the interval of the model its rows taught, 509-539."""
+        family's error, 1 + s z, is also scaled by exp(e z), e = (sigma_pct - s) / 100, with the same z (so the two
+        add to about sigma_pct; a factor, so a measurement stays positive at any stated scatter). For predictions of what another lab will
+        measure: its cells scatter as it states (a lab-taught model's ``lab_uncertainty_pct``), not as the study's
+        tables did (2 % for a capacity). A lab stating 5 % had seen its own row's capacity, 560 mAh/g, fall outside
+        the interval of the model its rows taught, 509-539."""
         sigmas = self.settings.measurement_sigma_pct
-        factors = tuple({family: 1.0 + (value - 1.0) * max(1.0, sigma_pct / sigmas[family]) if sigmas.get(family, 0) > 0
-                         else value for family, value in factor.items()}
+
+        def widened(family: str, value: float) -> float:
+            s = sigmas.get(family, 0.0)
+            if not 0.0 < s < sigma_pct:
+                return value
+            z = (value - 1.0) / (s / 100.0)
+            return float(value * np.exp(z * (sigma_pct - s) / 100.0))
+
+        factors = tuple({family: widened(family, value) for family, value in factor.items()}
                         for factor in self.measurement_factors)
         return replace(self, measurement_factors=factors)
 

@@ -539,3 +539,16 @@ def test_the_lab_rows_weigh_the_members_of_the_lab_taught_ensemble(tmp_path):
     (low_w, high_w), (low_d, high_d) = band(weighted), band(drawn)
     assert high_w - low_w < 0.6 * (high_d - low_d)
     assert low_w <= 205.0 <= high_w
+
+
+def test_every_lab_prior_knows_its_objectives_cycle():
+    """The lab prior a search builds (snhc suggest's) and the one a campaign estimates before it searches know the
+    cycle a row's objective capacity was measured after: suggest's had not, so near a row every cycle read as
+    measured (cycle 1 and 12 000 unflagged where snhc predict flagged them)."""
+    from flows.config import load_config
+    from flows.physics_gp import LabCalibratedPrior
+    from flows.search import make_optimizer
+
+    config = load_config(overrides={"objective": {"cycle": 700}})
+    prior = make_optimizer(config, surrogate="physics_gp").base_estimator_.prior
+    assert isinstance(prior, LabCalibratedPrior) and prior.target_cycle == 700

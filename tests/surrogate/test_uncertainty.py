@@ -567,9 +567,9 @@ def test_a_lab_row_unflags_only_the_cycles_it_measured(ensemble):
                                                     "12000": True}
     unknown = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
         rows, settings.model_form_distance, settings.lab_row_near_distance))  # the objective's cycle not given
-    assert unknown.domain.measured_near(made).cycles is None
-    assert not unknown.predict(Recipes.from_records([made]), request).record(0)["extrapolated"][
-        "capacity_at_cycle_mAh_per_g"]["12000"]
+    assert unknown.domain.measured_near(made).cycles is None  # then no cycle is vouched for
+    assert all(unknown.predict(Recipes.from_records([made]), request).record(0)["extrapolated"][
+        "capacity_at_cycle_mAh_per_g"].values())
 
 
 def test_a_pure_hc_electrode_thickens_a_few_percent_with_an_interval(ensemble):
@@ -682,8 +682,11 @@ def test_a_labs_stated_scatter_replaces_a_smaller_measurement_sigma_with_the_sam
     assert sigmas["capacity"] < 5.0 < sigmas["electrode_expansion"]
     wider = ensemble.with_measurement_sigma(5.0)
     for before, after in zip(ensemble.measurement_factors, wider.measurement_factors):
-        assert after["capacity"] - 1.0 == pytest.approx((before["capacity"] - 1.0) * 5.0 / sigmas["capacity"])
+        z = (before["capacity"] - 1.0) / (sigmas["capacity"] / 100.0)  # each member's own draw, moved the same way
+        assert np.sign(after["capacity"] - before["capacity"]) == np.sign(z)
         assert after["electrode_expansion"] == before["electrode_expansion"]
-    spread = np.std([f["capacity"] for f in wider.measurement_factors])
-    assert spread > 2.0 * np.std([f["capacity"] for f in ensemble.measurement_factors])
+    spread = np.std(np.log([f["capacity"] for f in wider.measurement_factors]))
+    assert spread == pytest.approx(0.05, rel=0.3)  # about the stated 5 %
     assert ensemble.with_measurement_sigma(0.5).measurement_factors == ensemble.measurement_factors
+    # a lab stating 100 %: still no negative measurement (a linear scaling had made 16 % of them negative)
+    assert min(f["capacity"] for f in ensemble.with_measurement_sigma(100.0).measurement_factors) > 0
