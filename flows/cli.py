@@ -1192,7 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
         check_printable({_option_of(parser, args.command, dest): value for dest, value in vars(args).items()
                          if dest not in ("command", "handler")})
         check_environment()
-        check_tool_environment(args.command)
+        check_tool_environment(args.command, opens_store=args.command != "calibrate" or bool(
+            getattr(args, "validate", False)))
         code = args.handler(args)
         if argv is None:
             global _exit_code
@@ -1305,12 +1306,9 @@ def _option_of(parser, command: str, dest: str) -> str:
 def one_line(error: Exception) -> str:
     """An error as one redacted line of bounded length; a control character it quotes (an escape sequence in a
     path) is shown escaped, not sent to the terminal."""
-    import unicodedata
+    from flows.inputs import escaped, redact_message
 
-    from flows.inputs import redact
-
-    text = " ".join(redact(str(error)).split())
-    text = "".join(c if unicodedata.category(c) not in ("Cc", "Cf") else repr(c)[1:-1] for c in text)
+    text = escaped(" ".join(redact_message(str(error)).split()))
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 

@@ -86,8 +86,8 @@ _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
     r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
 _SECRETS: dict[str, str] = {}  # redacted text -> the real one, for connecting; never written anywhere
-# Environment variables that hold a secret itself (not an address with one in it): any text that quotes one's value
-# is masked by :func:`redact` (an HTTP library's error had quoted a token's whole header)
+# Environment variables that hold a secret itself (not an address with one in it): an error message that quotes one's
+# value is masked by :func:`redact_message` (an HTTP library's error had quoted a token's whole header)
 SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 SECRET_MIN_CHARS = 4  # a shorter value (a test's "x") would mask ordinary words; no real secret is that short
 
@@ -106,14 +106,22 @@ def redact(text: Any) -> Any:
     """
     if not isinstance(text, str):
         return text
-    for name in SECRET_ENVIRONMENT:
-        secret = os.environ.get(name, "")
-        for form in {secret, secret.strip()}:
-            if len(form) >= SECRET_MIN_CHARS and form in text:
-                text = text.replace(form, REDACTED)
     if "@" in text:
         text = _WORD.sub(lambda word: _masked_userinfo(word[0]) if "@" in word[0] else word[0], text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
+
+
+def redact_message(text: str) -> str:
+    """:func:`redact` for an error's message, which may also quote a secret held in the environment
+    (:data:`SECRET_ENVIRONMENT`): an HTTP library's error had quoted a token's whole header. Only messages: in
+    data (a path, a URI) a password's value may be an ordinary word ("mlflow")."""
+    text = redact(text)
+    for name in SECRET_ENVIRONMENT:
+        secret = os.environ.get(name, "")
+        for form in sorted({secret, secret.strip()}, key=len, reverse=True):
+            if len(form) >= SECRET_MIN_CHARS and form in text:
+                text = text.replace(form, REDACTED)
+    return text
 
 
 def _masked_userinfo(word: str) -> str:
@@ -136,9 +144,9 @@ def secrets_masked():
         yield
     except Exception as error:
         text = str(error)
-        if redact(text) == text:
+        if redact_message(text) == text:
             raise
-        raise MaskedError(f"{type(error).__name__}: {redact(text)}") from None
+        raise MaskedError(f"{type(error).__name__}: {redact_message(text)}") from None
 
 
 def redact_document(document: Any) -> Any:
@@ -727,10 +735,7 @@ def _get_request(uri: str, path: str, key: str, shown: str):
         credentials = f"{user}:{password or ''}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
     elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        if not all(" " < character < "\x7f" for character in token):  # a header holds visible ASCII only
-            raise InputError("MLFLOW_TRACKING_TOKEN: holds a blank, a control or a non-ASCII character (a line end "
-                             "left by the file it was read from?); a token is visible ASCII only: strip it (its "
-                             "value is not shown)")
+        check_header_secrets()
         request.add_header("Authorization", f"Bearer {token}")
     return request
 
@@ -893,12 +898,26 @@ def check_dask_scheduler(address: str, key: str) -> None:
 
 # --- the environment ---------------------------------------------------------------------------------------------
 
+HEADER_SECRETS = ("MLFLOW_TRACKING_TOKEN", "PREFECT_API_KEY")  # sent whole in an HTTP header by their clients
+
+
+def check_header_secrets() -> None:
+    """A token sent in an HTTP header (:data:`HEADER_SECRETS`) holds visible ASCII only: one read from a file saved
+    on Windows (a trailing CR) had been quoted whole by the HTTP library's error, in a line blaming the server."""
+    for name in HEADER_SECRETS:
+        if not all(" " < character < "\x7f" for character in os.environ.get(name, "")):
+            raise InputError(f"{name}: holds a blank, a control or a non-ASCII character (a line end left by the "
+                             f"file it was read from?); a token is visible ASCII only: strip it (its value is not "
+                             f"shown)")
+
+
 def check_environment() -> None:
     """The folders the environment points the project at: ``SNHC_CONFIG_DIR`` must be a folder holding the model's
     files, ``SNHC_CACHE_DIR`` a folder or a path where one can be made. Checked before any command runs, so a wrong
     variable is one line naming it, not a traceback from the first file read."""
     from surrogate.paths import config_dir
 
+    check_header_secrets()
     if os.environ.get("SNHC_CONFIG_DIR"):
         folder = name_length_checked(config_dir(), "SNHC_CONFIG_DIR")
         if not folder.is_dir():
@@ -938,13 +957,31 @@ TEXT_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "SNHC_CONFIG_DIR", "SNHC_CACHE_DIR", 
                     "SNHC_ARTIFACT_LOCATION", "SNHC_DASK_ADDRESS", "PREFECT_API_URL", "PREFECT_HOME")
 
 
-def unprintable(text: str) -> bool:
-    """Whether ``text`` holds a control or format character (a line end, an escape sequence, a right-to-left
-    override) or starts or ends with a blank: never meant in a path, an address or a name, and shown by a
-    terminal as something else (a file named ``mlflow.db `` looks like ``mlflow.db``)."""
+# Characters no path, address or option value means, which a terminal shows as something else or acts on: control
+# characters (a line end, an escape sequence), the line and paragraph separators, and the bidirectional overrides
+# and isolates (a right-to-left override shows a name reversed). Other format characters are text: the zero-width
+# non-joiner of Persian words, the joiner of emoji sequences.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def hidden_character(c: str) -> bool:
+    """Whether ``c`` is one of the characters above."""
     import unicodedata
 
-    return text != text.strip() or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS
+
+
+def unprintable(text: str) -> bool:
+    """Whether ``text`` holds a :func:`hidden_character` or starts or ends with a blank: never meant in a path, an
+    address or a name, and shown by a terminal as something else (a file named ``mlflow.db `` looks like
+    ``mlflow.db``)."""
+    return text != text.strip() or any(hidden_character(c) for c in text)
+
+
+def escaped(text: str) -> str:
+    """``text`` with each :func:`hidden_character` written as its escape (``\\x1b``), for a line a terminal
+    shows."""
+    return "".join(repr(c)[1:-1] if hidden_character(c) else c for c in text)
 
 
 def check_printable(arguments: dict[str, Any]) -> None:
@@ -973,27 +1010,26 @@ MLFLOW_COMMANDS = ("optimise", "suggest", "what-if", "calibrate", "ui", "serve")
 PREFECT_COMMANDS = ("optimise", "what-if", "serve")  # those that run a Prefect flow
 
 
-def check_tool_environment(command: str) -> None:
+def check_tool_environment(command: str, opens_store: bool = True) -> None:
     """MLflow's and Prefect's settings in the environment (``MLFLOW_*``, ``PREFECT_*``), checked by the libraries'
     own parsers for a ``command`` that uses them, so a value they cannot read is one line naming it. Their modules
     are imported only when such a variable is set. A secret's value is never shown (only numbers, switches and
-    choices fail to parse)."""
+    choices fail to parse). ``opens_store``: False for a run of ``command`` that opens no tracking store
+    (``snhc calibrate`` without ``--validate``), which then does not pay MLflow's import for the check."""
     import io
 
-    if command in MLFLOW_COMMANDS and any(name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT
+    if command in MLFLOW_COMMANDS and opens_store and any(name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT
                                           for name in os.environ):
         import mlflow.environment_variables as settings
 
         for variable in vars(settings).values():
             if not (hasattr(variable, "name") and hasattr(variable, "get") and variable.name in os.environ):
                 continue
-            try:
-                value = variable.get()
+            try:  # what it means is MLflow's (a pool's recycle time -1 is "never"): only what it cannot read
+                variable.get()
             except ValueError:
                 raise InputError(f"{variable.name}={excerpt(os.environ[variable.name])}: MLflow reads it as "
                                  f"{getattr(variable.type, '__name__', 'value')}; fix or unset it") from None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise InputError(f"{variable.name}={value}: must be 0 or more for MLflow; fix or unset it")
     if command in PREFECT_COMMANDS and any(name.startswith("PREFECT_") and name not in OWN_PREFECT_ENVIRONMENT
                                            for name in os.environ):
         from pydantic import ValidationError
@@ -1006,14 +1042,18 @@ def check_tool_environment(command: str) -> None:
                 prefect.settings.Settings()
                 return
             except ValidationError as error:
-                problems = [(problem["input"], problem["msg"]) for problem in error.errors()
+                problems = [(problem["loc"], problem["input"], problem["msg"]) for problem in error.errors()
                             if isinstance(problem.get("input"), str)]
-        for value, message in problems:
-            name = next((n for n, v in sorted(os.environ.items()) if n.startswith("PREFECT_") and v == value), None)
-            if name is not None and name not in OWN_PREFECT_ENVIRONMENT[3:]:
-                raise InputError(f"{name}={excerpt(value)}: Prefect cannot use it ({message}); fix or unset it")
-        raise InputError("a PREFECT_* setting in the environment is not valid (Prefect's check failed); fix or unset "
-                         "it")
+        for loc, value, message in problems:
+            # the variable that set it: its value, and among several with that value the one named by the setting
+            named = [n for n, v in sorted(os.environ.items()) if n.startswith("PREFECT_") and v == value]
+            suffix = "_" + "_".join(str(part) for part in loc).upper()
+            name = next((n for n in named if n.endswith(suffix)), named[0] if named else None)
+            if name is not None:
+                shown = "(not shown)" if name in SECRET_ENVIRONMENT else excerpt(value)
+                raise InputError(f"{name}={shown}: Prefect cannot use it ({message}); fix or unset it")
+        where = ".".join(str(part) for part in problems[0][0]) if problems else "a setting"
+        raise InputError(f"Prefect's {where} is not valid (a profile's value? see `prefect config view`); fix it")
 
 
 def http_url_problem(url: str) -> str | None:

@@ -1456,13 +1456,17 @@ def test_a_token_no_header_can_hold_is_one_line_that_never_shows_it(token, monke
     assert all(auth is None for _, auth in seen)  # nothing sent with it
 
 
-def test_an_error_that_quotes_a_secret_from_the_environment_is_masked(monkeypatch):
-    from flows.inputs import REDACTED, redact
+def test_an_error_that_quotes_a_secret_from_the_environment_is_masked_and_data_are_not(monkeypatch):
+    """An error message quoting a secret's value is masked; a path or URI is not, where a password may be a word."""
+    from flows.cli import one_line
+    from flows.inputs import REDACTED, redact, redact_message
 
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2-pw")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", " tok-123 \r")
-    assert redact("failed (Invalid header b'Bearer tok-123', auth hunter2-pw)") == (
+    assert redact_message("failed (Invalid header b'Bearer tok-123', auth mlflow)") == (
         f"failed (Invalid header b'Bearer {REDACTED}', auth {REDACTED})")
+    assert one_line(ValueError("no answer (Bearer tok-123)")) == f"no answer (Bearer {REDACTED})"
+    assert redact("sqlite:////srv/mlflow/mlflow.db") == "sqlite:////srv/mlflow/mlflow.db"
 
 
 @pytest.mark.parametrize("where, text", [("--tracking-uri", "sqlite:///{tmp}/ml\x1b[31mflow.db"),
@@ -1486,6 +1490,14 @@ def test_a_path_or_address_with_a_control_character_or_end_blank_is_one_line_tha
     assert not any(c in err for c in "\x1b\x07\u202e") and list(tmp_path.iterdir()) == []
 
 
+def test_a_path_with_a_persian_zero_width_non_joiner_is_text_not_a_control_character(tmp_path, capsys):
+    folder = tmp_path / "پروژه\u200cها"
+    folder.mkdir()
+    assert main(["predict", "--config", str(folder / "c.yaml")]) == 2  # no such file: said as such
+    err = capsys.readouterr().err
+    assert "printable" not in err and "\u200c" in err
+
+
 def test_an_error_line_shows_a_control_character_it_quotes_escaped():
     from flows.cli import one_line
 
@@ -1494,7 +1506,7 @@ def test_an_error_line_shows_a_control_character_it_quotes_escaped():
 
 @pytest.mark.parametrize("name, value, said", [
     ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "abc", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE='abc': MLflow reads it as int"),
-    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "-5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=-5: must be 0 or more"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "3 s", "MLFLOW_HTTP_REQUEST_TIMEOUT='3 s': MLflow reads it as int"),
     ("PREFECT_LOGGING_LEVEL", "LOUD", "PREFECT_LOGGING_LEVEL='LOUD': Prefect cannot use it (Input should be 'DEBUG'"),
     ("PREFECT_API_REQUEST_TIMEOUT", "abc", "PREFECT_API_REQUEST_TIMEOUT='abc': Prefect cannot use it")])
 def test_a_library_setting_the_library_cannot_read_is_one_line_before_anything_starts(name, value, said, tmp_path,
@@ -1513,6 +1525,7 @@ def test_valid_library_settings_in_the_environment_pass_the_check(monkeypatch):
     from flows.inputs import check_tool_environment
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE", "-1")  # SQLAlchemy's "never recycle"
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     check_tool_environment("optimise")
