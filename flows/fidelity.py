@@ -373,12 +373,18 @@ def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters,
             after_formation = predict(recipes, p, PredictionRequest((), cycling_current_A_per_g, (1,), temperature_C))
             retained = float(after_formation.capacity_at_cycle_mAh_per_g[0, 0])
             fade_key = "capacity_at_cycle_mAh_per_g"
+            carries_nothing = not np.isfinite(fresh) and CANNOT_CARRY in (
+                cycling.failure_at(cycling_current_A_per_g) or "")
             for label, value in record[fade_key].items():
-                if not (record["extrapolated"][fade_key].get(label) and np.isfinite(fresh) and retained > 0):
+                band = record["interval_90"][fade_key][label]
+                if not record["extrapolated"][fade_key].get(label):
                     continue
-                cycled[label] = float(fresh) * float(value) / retained
-                record["interval_90"][fade_key][label] = model_form_interval(cycled[label], value,
-                                                                             record["interval_90"][fade_key][label])
+                if carries_nothing:  # as the rate row: the band reaches 0
+                    cycled[label] = 0.0
+                    record["interval_90"][fade_key][label] = [0.0, band[1]]
+                elif np.isfinite(fresh) and retained > 0:
+                    cycled[label] = float(fresh) * float(value) / retained
+                    record["interval_90"][fade_key][label] = model_form_interval(cycled[label], value, band)
         scored = physics_scores(recipes.to_records(), p, q, objective) if objective is not None else None
     record["second_model_form"] = {key: second, **({"capacity_at_cycle_mAh_per_g": cycled} if cycled else {})}
     if scored is not None:

@@ -89,13 +89,16 @@ class MlflowStateStore:
         """A run with no saved state is one killed before its first save, unless it has evaluation runs: then its
         state files are gone (an artifact folder deleted or moved), and starting it again from zero had added a
         second set of evaluations to the first."""
+        from flows.evaluation import LAB
+
         run = self.client.get_run(run_id)
-        children = self.client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'",
-                                           max_results=1)
-        if children:
-            raise ConfigError(f"--resume {run_id}: the run has evaluations but no saved campaign state under its "
-                              f"artifacts ({run.info.artifact_uri}): were they deleted or moved? Restore them, or "
-                              f"start a new campaign")
+        # a lab's rows are logged before the first save; an evaluation of the search only after it
+        searched = self.client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and "
+                                           f"tags.source != '{LAB}'", max_results=1)
+        if searched:
+            raise ConfigError(f"--resume {run_id}: the run has evaluations but no complete saved campaign state "
+                              f"under its artifacts ({run.info.artifact_uri}): were they deleted, moved or "
+                              f"truncated? Restore them, or start a new campaign")
 
     def _config_only(self, run_id: str) -> dict[str, Any]:
         """The state of a campaign killed before its first save: its config (a run tag), no evaluations."""

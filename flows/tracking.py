@@ -252,7 +252,7 @@ class CampaignRecorder:
         self.tracker = Tracker(settings.tracking_uri, settings.experiment_name, settings.artifact_location)
         self.store = store
         self.calibration = calibration
-        self.intervals_of = intervals_of  # recipes -> [metric -> [low, high]] for child runs (None: no intervals)
+        self.intervals_of = intervals_of  # recipes -> [(intervals, flags)] for child runs (None: neither)
         self.run_id: str | None = None
         self.physics_of_chosen: dict[str, float] = {}  # PyBaMM's values at the recommended recipe, when checked
         self.previous_recommendation: int | None = None  # a resumed run's last recommended evaluation (its index)

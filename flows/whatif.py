@@ -568,9 +568,10 @@ def _print_comparison(table: pd.DataFrame, columns: list[str]) -> None:
     shown = set(headers) | set(columns)
     headers |= {name: axis_label(name) for name in FIELD_NAMES
                 if name not in shown and name in table and table[name].dropna().nunique() > 1}
-    banded = any(interval_columns(c)[0] in table for c in columns)
+    shown_columns = [*columns, *OWN_BANDED]
+    banded = any(interval_columns(c)[0] in table for c in shown_columns)
     flagged = any(table.get(extrapolated_column(c), pd.Series(dtype=object)).fillna(False).astype(bool).any()
-                  for c in columns)
-    reporting.print_frame(with_bands(table, [*columns, *OWN_BANDED]), headers,
+                  for c in shown_columns)
+    reporting.print_frame(with_bands(table, shown_columns), headers,
                           "What-if comparison" + (" (value [90 % interval])" if banded else "")
                           + (f"; {EXTRAPOLATED_NOTE}" if flagged else ""))

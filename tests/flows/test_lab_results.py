@@ -153,7 +153,7 @@ def test_resume_ids_that_cannot_be_resumed(lab_campaign, capsys):
     try:
         assert main(["optimise", "--config", str(config), "--resume", summary["run_id"]]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "has evaluations but no saved campaign state" in err, err
+        assert len(err.splitlines()) == 1 and "has evaluations but no complete saved campaign state" in err, err
     finally:
         shutil.move(store / "moved-state", state)
 
