@@ -281,7 +281,10 @@ def lazy_ensemble(p: ModelParameters, calibration: "Calibration", lab_prior=None
     from surrogate.uncertainty import build_ensemble, refitted
 
     if lab_prior is not None:
-        return functools.cache(lambda: refitted(lab_prior.taught_ensemble(calibration, measured), p))
+        # a refit on the lab's rows moved the fitted values already: the rows do not weigh the members again
+        refit = any(p[name].value != value for name, value in calibration.fitted_values.items())
+        return functools.cache(lambda: refitted(lab_prior.taught_ensemble(calibration, measured, reweight=not refit),
+                                                p))
     return functools.cache(lambda: refitted(build_ensemble(p, calibration), p))
 
 

@@ -441,21 +441,25 @@ class LabCalibratedPrior(ModelPrior):
             out[k] = -0.5 * (r @ r) - 0.5 * (x @ x) + 0.5 * (d @ precision @ d)
         return out
 
-    def taught_ensemble(self, calibration, measured=()):
+    def taught_ensemble(self, calibration, measured=(), reweight: bool = True):
         """The lab-taught model's ensemble: a pool of the study's members (its fitted and uncertain assumed
         parameters' spread), each with ``candidates_per_member`` draws of the lab parameters' posterior
         (:meth:`posterior_values`), importance-resampled to ``ensemble_size`` by the lab's rows (:meth:`log_weights`,
         ``surrogate.uncertainty.Ensemble.reweighted``; about 2 s), each of whose measurements scatters as the lab
-        states its cells do (``sigma_pct``, where larger than the study's: ``Ensemble.with_measurement_sigma``). ``measured``: the lab's measured rows
-        (``flows.evaluation.Evaluation``), whose recipes then count as measured materials of the quantities they
-        measured (``CalibratedDomain.with_lab_rows``)."""
+        states its cells do (``sigma_pct``, where larger than the study's: ``Ensemble.with_measurement_sigma``).
+        ``measured``: the lab's measured rows (``flows.evaluation.Evaluation``), whose recipes then count as measured
+        materials of the quantities they measured (``CalibratedDomain.with_lab_rows``). ``reweight``: False when
+        the fitted parameters were refitted on the same rows (``recalibrate_on_observations``), whose step the
+        members then take instead (``surrogate.uncertainty.refitted``): weighted by the rows as well, they had
+        counted them twice."""
         from dataclasses import replace
 
         from surrogate.uncertainty import UncertaintySettings, build_ensemble
 
         pool = build_ensemble(self.estimated_parameters(), calibration, assumed_draws=self.posterior_values,
                               draws_per_member=UncertaintySettings.load().candidates_per_member)
-        ensemble = pool.reweighted(self.log_weights(pool.members)).with_measurement_sigma(self.sigma_pct) \
+        weights = self.log_weights(pool.members) if reweight else np.zeros(len(pool.members))
+        ensemble = pool.reweighted(weights).with_measurement_sigma(self.sigma_pct) \
             .with_extra_scatter(self.misfit_beyond_scatter())
         settings = ensemble.settings
         return replace(ensemble, domain=ensemble.domain.with_lab_rows(

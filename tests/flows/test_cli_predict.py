@@ -426,6 +426,35 @@ def test_predict_with_lab_rows_and_a_refit_predicts_with_the_refitted_model(caps
     assert low < refit["particle_expansion_pct"] < high  # strictly inside: the members moved with the refit
 
 
+def test_a_refit_on_lab_rows_does_not_weigh_the_members_by_them_again(capsys, params, monkeypatch, tmp_path):
+    """With recalibrate_on_observations the fitted values already moved with the lab's rows; the lab-taught members
+    take that step and are not importance-weighted by the same rows again. Counted twice, the value had sat on its
+    interval's edge (the example lab's half-tin recipe at cycle 12 000: 204.2 [204.2-264.0])."""
+    import flows.recalibration as recalibration
+    from flows.physics_gp import LabCalibratedPrior
+
+    monkeypatch.setattr(recalibration, "MAX_FUNCTION_EVALUATIONS", 4)
+    asked = []
+    original = LabCalibratedPrior.taught_ensemble
+
+    def spy(self, calibration, measured=(), reweight=True):
+        asked.append(reweight)
+        return original(self, calibration, measured, reweight)
+
+    monkeypatch.setattr(LabCalibratedPrior, "taught_ensemble", spy)
+    config = tmp_path / "refit.yaml"
+    config.write_text("recalibrate_on_observations: true\n")
+    recipe = ["--sn-fraction", "0.5", "--milling-time-h", "6", "--milling-speed-rpm", "450",
+              "--ball-to-powder-ratio", "20", "--cycles", "1000", "12000"]
+    record = run_json(capsys, *recipe, "--config", str(config), "--observations", "configs/lab_results_example.csv")
+    assert asked == [False]
+    for cycle in ("1000", "12000"):
+        low, high = record["interval_90"]["capacity_at_cycle_mAh_per_g"][cycle]
+        assert low < record["capacity_at_cycle_mAh_per_g"][cycle] < high
+    record = run_json(capsys, *recipe, "--observations", "configs/lab_results_example.csv")  # no refit: weighed
+    assert asked == [False, True]
+
+
 def test_output_that_cannot_be_written_ends_without_a_traceback(tmp_path):
     """A reader that stopped reading (``| head -1``) had left a BrokenPipeError traceback, a full disk an
     OSError one: the first ends quietly, the second in one line; both exit 1."""
