@@ -579,7 +579,8 @@ def fitted_worse(errors: pd.DataFrame, named: Callable[[str], str] = str) -> lis
     lines = []
     for metric, rows in errors.groupby("metric", sort=False):
         before, after = rows["error_pct"].abs().mean(), rows["lab_model_error_pct"].abs().mean()
-        if np.isfinite(before) and np.isfinite(after) and after > before:
+        # worse as said: two errors that read the same to the shown tenth are no "worse" (3.8 % and 3.8 % had been)
+        if np.isfinite(before) and np.isfinite(after) and round(after, 1) > round(before, 1):
             lines.append(f"{named(metric)}: the lab's model misses your {len(rows)} measured row(s) by {after:.1f} "
                          f"% on average, the study's by {before:.1f} %: the lab parameters cannot explain these rows "
                          f"(a cause they do not reach), so the lab's predictions of {named(metric)} are not better "

@@ -522,6 +522,9 @@ def test_a_metric_the_lab_parameters_fit_worse_is_named():
     assert len(lines) == 1 and lines[0].startswith("particle_expansion_pct: ")
     assert "by 24.0 % on average, the study's by 13.5 %" in lines[0]
     assert fitted_worse(errors.drop(columns="lab_model_error_pct")) == []
+    # errors that read the same to the shown tenth are not "worse" (3.8 % against 3.8 % had been named)
+    tied = pd.DataFrame({"metric": ["objective"] * 2, "error_pct": [3.80, -3.80], "lab_model_error_pct": [3.83, -3.8]})
+    assert fitted_worse(tied) == []
 
 
 def test_the_lab_taught_models_intervals_carry_what_the_lab_rows_left_unknown():
