@@ -497,6 +497,11 @@ class CampaignConfig(Strict):
         5.0, ge=LAB_UNCERTAINTY_MIN_PCT, le=100.0, allow_inf_nan=False,
         description="assumed: uncertainty of a lab row's measured metrics in recalibration, % of the value "
                     "(coin cells of one batch scatter by a few %)")
+    lab_batch_resolution: float = Field(
+        0.02, ge=0.0, le=0.2, allow_inf_nan=False,
+        description="assumed: share of each searched range (on its log scale where searched so) within which two "
+                    "recipes are one batch to a lab (a mill's timer, dial and balance set a recipe to a few %); "
+                    "snhc suggest proposes nothing that close to a made or pending recipe (0: only exact repeats)")
     lab_parameters: LabParameterNames = Field(
         default_factory=lambda: {group: list(names) for group, names in DEFAULT_LAB_PARAMETERS.items()},
         description="assumed parameters a lab's own mill, powders, glove box or cells may set differently, as a list "

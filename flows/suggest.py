@@ -52,18 +52,32 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     # a suggestion is handed over rounded (as_made): it must not be a made recipe as rounded either
     taken = {recipe_key(r) for r in made} | {recipe_key(as_made(r, searched)) for r in made}
 
+    # and not within the lab's batch resolution of one: a suggestion 1-2 % of each range from a pending row (a
+    # lab-parameter draw, which the pending rows do not steer) was the same batch to the lab
+    near = [optimizer.space.transform([point_of(r, config)])[0] for r in made
+            if in_search_space(r, config, optimizer.space)]
+
+    def same_batch(recipe: dict) -> bool:
+        x = optimizer.space.transform([point_of(recipe, config)])[0]
+        return any(np.max(np.abs(x - y)) < config.lab_batch_resolution for y in near)
+
     suggestions: list[dict] = []
     chosen_by: list[str] = []
     attempts = 0
+    lab_pending = list(optimizer.pending_)
     while len(suggestions) < batch_size and attempts < 10:
         points = optimizer.ask(n_points=batch_size - len(suggestions), strategy=config.optimiser.liar)
         for point, how in zip(points, optimizer.asked_by_):
             recipe = as_made(recipe_of(point, config), searched)  # as a lab sets it, and predicted as such
-            if recipe_key(recipe) not in taken:
+            if recipe_key(recipe) not in taken and not same_batch(recipe):
                 taken.add(recipe_key(recipe))
+                near.append(optimizer.space.transform([point_of(recipe, config)])[0])
                 suggestions.append(recipe)
                 chosen_by.append(how)
+        # the next ask believes this round's points as pending, so it looks elsewhere instead of asking them again
+        optimizer.pending_ = [*optimizer.pending_, *points]
         attempts += 1
+    optimizer.pending_ = lab_pending  # the suggestions' own means and sds are the lab's surrogate's, not believed
     mean_std = _uncertainty(optimizer, config, suggestions)
     rows = []
     taught = lab_taught_parameters(optimizer, p)

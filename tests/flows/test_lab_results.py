@@ -603,7 +603,9 @@ def test_suggest_tells_its_batch_with_the_configs_liar(params, tmp_path):
     lab_file.write_text(LAB_AROUND_THE_OPTIMUM)
     spread = {}
     for liar in ("cl_min", "cl_max"):
-        campaign = build_campaign(None, {"optimiser": {"liar": liar}, "lab_parameters": []}, None, str(lab_file))
+        # lab_batch_resolution 0: only the liar keeps the batch apart (the resolution would space cl_min's too)
+        campaign = build_campaign(None, {"optimiser": {"liar": liar}, "lab_parameters": [], "lab_batch_resolution": 0},
+                                  None, str(lab_file))
         table, _, _ = suggest(campaign, 8)
         points = np.column_stack([table["sn_mass_fraction"]] + [np.log(table[name]) for name in (
             "milling_time_h", "milling_speed_rpm", "ball_to_powder_ratio")])
@@ -929,3 +931,42 @@ def test_a_suggestion_expected_below_every_made_recipe_is_called_a_long_shot():
     assert long_shot_note(270.0, swollen, lab, config) is None
     assert long_shot_note(44.3, swollen, LabData(Path("lab.csv"), [], [], [{}]), config) is None
     assert long_shot_note(44.3, swollen, None, config) is None
+
+
+def test_suggest_proposes_nothing_within_the_labs_batch_resolution_of_a_pending_recipe(params, tmp_path, monkeypatch):
+    """A suggestion 1-2 % of each range from a pending row (a lab-parameter draw, which pending rows do not steer)
+    was the same batch to the lab: anything within lab_batch_resolution of a made or pending recipe is asked again."""
+    import flows.suggest as suggest_module
+    from flows.campaign import build_campaign
+    from flows.search import point_of
+
+    lab_file = tmp_path / "lab.csv"
+    lab_file.write_text(LAB_AROUND_THE_OPTIMUM + "P1,0.65,11.68,423.5,19.2,,\n")
+    campaign = build_campaign(None, None, None, str(lab_file))
+    config = campaign.config
+    pending = {**campaign.lab.pending[0], "sn_mass_fraction": 0.6405, "milling_time_h": 11.25,
+               "milling_speed_rpm": 418.8, "ball_to_powder_ratio": 19.97}  # 1-2 % of each range away
+    real = suggest_module.make_optimizer
+
+    def with_a_near_first_point(*args, **kwargs):
+        optimizer = real(*args, **kwargs)
+        ask = optimizer.ask
+
+        def asked(n_points=None, strategy="cl_min"):
+            points = ask(n_points=n_points, strategy=strategy)
+            if not getattr(optimizer, "_near_given", False):
+                optimizer._near_given = True
+                points[0] = point_of(pending, config)
+            return points
+
+        optimizer.ask = asked
+        return optimizer
+
+    monkeypatch.setattr(suggest_module, "make_optimizer", with_a_near_first_point)
+    table, _, _ = suggest_module.suggest(campaign, 4)
+    assert len(table) == 4
+    assert not ((table["sn_mass_fraction"] - 0.6405).abs() < 1e-3).any()
+    monkeypatch.setattr(suggest_module, "make_optimizer", with_a_near_first_point)
+    zero = build_campaign(None, {"lab_batch_resolution": 0.0}, None, str(lab_file))
+    table, _, _ = suggest_module.suggest(zero, 4)  # only exact repeats refused: the near one stays
+    assert ((table["sn_mass_fraction"] - 0.6405).abs() < 1e-3).any()
