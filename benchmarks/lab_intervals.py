@@ -1,7 +1,7 @@
 """Do the lab-taught model's 90 % intervals cover what a lab then measures? A leave-out check of the lab loop.
 
-For each virtual lab (``benchmarks/labs/*.yaml``, or each ``--lab-spec FILE``: the calibrated model with some assumed parameters changed, the
-truth here) and each seed:
+For each virtual lab (``benchmarks/labs/*.yaml``, or each ``--lab-spec FILE``: the calibrated model with some
+assumed parameters changed, the truth here) and each seed:
 
 1. the lab "measures" ``--fit`` recipes of a scrambled Sobol sample of the default search space: the objective,
    the capacity at 1.7 A/g after 1000 cycles and the particle expansion, as the example lab file reports them, each
@@ -25,7 +25,8 @@ for the capacity after 1000 cycles, the particle expansion and the first-cycle e
 lab: its interval must own that). ``--json`` prints one document:
 ``{"labs": {lab: {model: {metric: {"coverage": c, "median_half_width_pct": w, "n": n}}}}}``.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/lab_intervals.py [--lab-spec FILE] [--seeds 5] [--fit 8] [--test 32] [--json]``
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/lab_intervals.py [--lab-spec FILE] [--seeds 5] [--fit 8] [--test 32]
+[--json]``
 (about 4 minutes on 2 busy cores with the defaults).
 """
 

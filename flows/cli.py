@@ -1277,14 +1277,21 @@ def _exit_without_teardown() -> None:
 MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
 
 
+def _command_actions(parser, command: str) -> list:
+    """The options and positionals of one subcommand, as its parser declares them."""
+    import argparse
+
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[command]._actions
+
+
 def _check_given_once(parser, command: str, argv: list[str]) -> None:
     """An option given twice is an error: argparse keeps the last silently (``--current 0.1 --current 4.2``
     predicted 4.2 alone), where a user meant both or mistyped one. A list option takes its values after one flag."""
     import argparse
 
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     words = argv[: argv.index("--")] if "--" in argv else argv
-    for action in commands.choices[command]._actions:
+    for action in _command_actions(parser, command):
         given = [w for w in words for flag in action.option_strings if w == flag or w.startswith(flag + "=")]
         if len(given) > 1 and not isinstance(action, argparse._HelpAction):
             raise UsageError(f"{action.option_strings[-1]}: given {len(given)} times; give it once"
@@ -1294,10 +1301,7 @@ def _check_given_once(parser, command: str, argv: list[str]) -> None:
 
 def _option_of(parser, command: str, dest: str) -> str:
     """How a parsed argument was given on the command line (``--tracking-uri``; a positional by its metavar)."""
-    import argparse
-
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for action in commands.choices[command]._actions:
+    for action in _command_actions(parser, command):
         if action.dest == dest:
             return action.option_strings[-1] if action.option_strings else (action.metavar or dest)
     return dest

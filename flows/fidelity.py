@@ -337,9 +337,10 @@ def with_physics_beyond_data(record: dict, recipes: Recipes, p: ModelParameters,
     (:func:`physics_scores`) in its interval the same way. ``cycling_current_A_per_g``: the cycling capacities'
     current, when it lies above the data: each extrapolated cycle's band gets PyBaMM's capacity there times the
     model's retention (as :func:`physics_record` makes them), so the capacity at cycle 1 at 10 A/g, the rate row's
-    twin, holds the same second form (it had kept the numpy model's band alone). ``"second_model_form"`` holds PyBaMM's values: 0 where its
-    cell cannot carry the current (the band then reaches 0), None where PyBaMM failed otherwise (a solver error, a
-    discharge that never reached the cut-off), which says nothing of the capacity and leaves the band as it was.
+    twin, holds the same second form (it had kept the numpy model's band alone). ``"second_model_form"`` holds
+    PyBaMM's values: 0 where its cell cannot carry the current (the band then reaches 0), None where PyBaMM failed
+    otherwise (a solver error, a discharge that never reached the cut-off), which says nothing of the capacity and
+    leaves the band as it was.
 
     Why: above the rate data the two model forms part (at 10 A/g the composite 368 [304-393] mAh/g by the numpy
     model, 142 by PyBaMM; HC 142 [127-153] against 70), and the data cannot choose between them: a band that holds

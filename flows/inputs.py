@@ -1018,8 +1018,8 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
     (``snhc calibrate`` without ``--validate``), which then does not pay MLflow's import for the check."""
     import io
 
-    if command in MLFLOW_COMMANDS and opens_store and any(name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT
-                                          for name in os.environ):
+    if command in MLFLOW_COMMANDS and opens_store and any(
+            name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT for name in os.environ):
         import mlflow.environment_variables as settings
 
         for variable in vars(settings).values():

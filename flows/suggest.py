@@ -54,12 +54,13 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
 
     # and not within the lab's batch resolution of one: a suggestion 1-2 % of each range from a pending row (a
     # lab-parameter draw, which the pending rows do not steer) was the same batch to the lab
-    near = [optimizer.space.transform([point_of(r, config)])[0] for r in made
-            if in_search_space(r, config, optimizer.space)]
+    def unit(recipe: dict) -> np.ndarray:  # the recipe in the search's unit cube (log where searched so)
+        return optimizer.space.transform([point_of(recipe, config)])[0]
+
+    near = [unit(r) for r in made if in_search_space(r, config, optimizer.space)]
 
     def same_batch(recipe: dict) -> bool:
-        x = optimizer.space.transform([point_of(recipe, config)])[0]
-        return any(np.max(np.abs(x - y)) < config.lab_batch_resolution for y in near)
+        return any(np.max(np.abs(unit(recipe) - y)) < config.lab_batch_resolution for y in near)
 
     suggestions: list[dict] = []
     chosen_by: list[str] = []
@@ -71,7 +72,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
             recipe = as_made(recipe_of(point, config), searched)  # as a lab sets it, and predicted as such
             if recipe_key(recipe) not in taken and not same_batch(recipe):
                 taken.add(recipe_key(recipe))
-                near.append(optimizer.space.transform([point_of(recipe, config)])[0])
+                near.append(unit(recipe))
                 suggestions.append(recipe)
                 chosen_by.append(how)
         # the next ask believes this round's points as pending, so it looks elsewhere instead of asking them again

@@ -141,17 +141,10 @@ class MeasuredNear(frozenset):
         """The quantities of several rows, their cycles' span joined (unknown if any row's is unknown)."""
         parts = list(parts)
         cycled = [part for part in parts if FADE in part]
-        spans = [getattr(part, "cycles", None) for part in cycled]
+        spans = [part.cycles for part in cycled]
         cycles = None if not spans or any(span is None for span in spans) else (
             min(span[0] for span in spans), max(span[1] for span in spans))
         return cls(frozenset().union(*parts), cycles)
-
-
-def covered(measured_near: frozenset[str], quantity: str, cycle: int | None = None) -> bool:
-    """:meth:`MeasuredNear.covers`, or plain membership for a set without cycles."""
-    if isinstance(measured_near, MeasuredNear):
-        return measured_near.covers(quantity, cycle)
-    return quantity in measured_near
 
 
 def measurement_family(name: str) -> str | None:
@@ -548,10 +541,10 @@ class Ensemble:
     def with_measurement_sigma(self, sigma_pct: float) -> "Ensemble":
         """This ensemble with every family's measurement scatter at least ``sigma_pct`` (%): each member's draw of a
         family's error, 1 + s z, is also scaled by exp(e z), e = (sigma_pct - s) / 100, with the same z (so the two
-        add to about sigma_pct; a factor, so a measurement stays positive at any stated scatter). For predictions of what another lab will
-        measure: its cells scatter as it states (a lab-taught model's ``lab_uncertainty_pct``), not as the study's
-        tables did (2 % for a capacity). A lab stating 5 % had seen its own row's capacity, 560 mAh/g, fall outside
-        the interval of the model its rows taught, 509-539."""
+        add to about sigma_pct; a factor, so a measurement stays positive at any stated scatter). For predictions of
+        what another lab will measure: its cells scatter as it states (a lab-taught model's ``lab_uncertainty_pct``),
+        not as the study's tables did (2 % for a capacity). A lab stating 5 % had seen its own row's capacity,
+        560 mAh/g, fall outside the interval of the model its rows taught, 509-539."""
         sigmas = self.settings.measurement_sigma_pct
 
         def widened(family: str, value: float) -> float:
@@ -815,7 +808,7 @@ class UncertainPrediction:
 
 def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataExtent, beyond: bool,
                           request: PredictionRequest, current: float | None = None, cycle: int | None = None,
-                          cycling_current: float | None = None, measured_near: frozenset[str] = frozenset()) -> bool:
+                          cycling_current: float | None = None, measured_near: MeasuredNear = MeasuredNear()) -> bool:
     """Whether a prediction of ``quantity`` (a ``Prediction.record`` key) lies beyond the data it is judged by:
     the recipe beyond the calibration's materials (``beyond``; never the theoretical capacity, which is
     arithmetic), a temperature other than the measured ones, a quantity never measured on this material
@@ -826,7 +819,7 @@ def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataE
     not, for a quantity in ``measured_near`` (lab rows near it measured it: :meth:`CalibratedDomain.measured_near`)."""
     if quantity == "theoretical_capacity_mAh_per_g":
         return False
-    beyond = beyond and not covered(measured_near, quantity, cycle)
+    beyond = beyond and not measured_near.covers(quantity, cycle)
     hot_or_cold = domain.temperature_outside(request.temperature_C)
     cycling_current = request.cycling_current_A_per_g if cycling_current is None else cycling_current
     unmeasured = quantity not in extent.quantities

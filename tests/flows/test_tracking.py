@@ -151,7 +151,8 @@ def test_campaign_run_reads_at_a_glance(prefect_local, params, tmp_path):
         banded = {name[: -len("_interval_90_low")] for name in metrics if name.endswith("_interval_90_low")}
         assert banded and all(metrics[f"{name}_extrapolated"] in (0.0, 1.0) for name in banded)
         if child.data.tags["evaluation"] == str(record["evaluation"]):
-            shared = [name for name, flag in record["extrapolated"].items() if name in banded and isinstance(flag, bool)]
+            shared = [name for name, flag in record["extrapolated"].items()
+                      if name in banded and isinstance(flag, bool)]
             assert len(shared) >= 3, shared
             assert {name: bool(metrics[f"{name}_extrapolated"]) for name in shared} == {
                 name: record["extrapolated"][name] for name in shared}
