@@ -20,10 +20,12 @@ assumed parameters changed, the truth here) and each seed:
    - ``lab_taught``: a pool of such members importance-resampled by the lab's rows
      (``flows.physics_gp.LabCalibratedPrior.taught_ensemble``), what campaigns and suggestions now report.
 
-Printed per lab and model: coverage of the true values (target 90 %) and the median half-width in % of the value,
-for the capacity after 1000 cycles, the particle expansion and the first-cycle efficiency (never measured by the
-lab: its interval must own that). ``--json`` prints one document:
-``{"labs": {lab: {model: {metric: {"coverage": c, "median_half_width_pct": w, "n": n}}}}}``.
+Printed per lab and model: coverage of the true values (target 90 %), the median half-width in % of the value and
+the median error of the central value in % of the true one, for the capacity after 1000 cycles, the particle
+expansion and the first-cycle efficiency (never measured by the lab: its interval must own that). ``--json`` prints
+one document:
+``{"labs": {lab: {model: {metric: {"coverage": c, "median_half_width_pct": w, "median_error_pct": e,
+"n": n}}}}}``.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/lab_intervals.py [--lab-spec FILE] [--seeds 5] [--fit 8] [--test 32]
 [--json]``
@@ -78,8 +80,9 @@ def measured_rows(lab, recipes: list[dict], rng) -> list[dict[str, float]]:
     return rows
 
 
-def check(lab, seed: int, n_fit: int, n_test: int, calibration) -> dict[str, dict[str, list[tuple[bool, float]]]]:
-    """Per model and metric: (covered, half-width %) of each test recipe."""
+def check(lab, seed: int, n_fit: int, n_test: int, calibration
+          ) -> dict[str, dict[str, list[tuple[bool, float, float]]]]:
+    """Per model and metric: (covered, half-width %, |central - true| %) of each test recipe."""
     config = lab.config
     fit = sobol_recipes(config, n_fit, seed=seed)
     with tempfile.TemporaryDirectory() as folder:
@@ -94,7 +97,7 @@ def check(lab, seed: int, n_fit: int, n_test: int, calibration) -> dict[str, dic
                  "lab_point": build_ensemble(taught, calibration),
                  "lab_draws": build_ensemble(taught, calibration, assumed_draws=prior.posterior_values),
                  "lab_taught": prior.taught_ensemble(calibration, observations.measured)}
-    out: dict[str, dict[str, list[tuple[bool, float]]]] = {}
+    out: dict[str, dict[str, list[tuple[bool, float, float]]]] = {}
     for model, ensemble in ensembles.items():
         central = [e.metrics for e in evaluate_batch(test, ensemble.central, config.objective)]
         bands = batch_intervals(test, ensemble, config.objective)
@@ -102,7 +105,9 @@ def check(lab, seed: int, n_fit: int, n_test: int, calibration) -> dict[str, dic
             for band, value, true in zip(bands, central, truth):
                 low, high = band[metric]
                 half_width = 100.0 * (high - low) / 2.0 / abs(value[metric])
-                out.setdefault(model, {}).setdefault(metric, []).append((low <= true[metric] <= high, half_width))
+                error = 100.0 * abs(value[metric] - true[metric]) / abs(true[metric])
+                out.setdefault(model, {}).setdefault(metric, []).append((low <= true[metric] <= high, half_width,
+                                                                         error))
     return out
 
 
@@ -127,27 +132,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary: dict[str, dict] = {"labs": {}}
     for lab in labs:
-        pooled: dict[str, dict[str, list[tuple[bool, float]]]] = {}
+        pooled: dict[str, dict[str, list[tuple[bool, float, float]]]] = {}
         for seed in range(args.seeds):
             for model, metrics in check(lab, seed, args.fit, args.test, calibration).items():
                 for metric, rows in metrics.items():
                     pooled.setdefault(model, {}).setdefault(metric, []).extend(rows)
         summary["labs"][lab.spec.name] = {
-            model: {metric: {"coverage": float(np.mean([c for c, _ in rows])),
-                             "median_half_width_pct": float(np.median([w for _, w in rows])), "n": len(rows)}
+            model: {metric: {"coverage": float(np.mean([c for c, _, _ in rows])),
+                             "median_half_width_pct": float(np.median([w for _, w, _ in rows])),
+                             "median_error_pct": float(np.median([e for _, _, e in rows])), "n": len(rows)}
                     for metric, rows in metrics.items()}
             for model, metrics in pooled.items()}
     if args.json:
         print(json.dumps(summary))
         return 0
     print(f"90 % intervals against each virtual lab's true values: {args.fit} measured recipes, {args.test} predicted, "
-          f"{args.seeds} seeds (coverage / median half-width)")
-    print(f"{'lab':16s} {'model':14s} " + " ".join(f"{m[:30]:>30s}" for m in CHECKED))
+          f"{args.seeds} seeds (coverage / median half-width / median |error| of the central value)")
+    print(f"{'lab':16s} {'model':14s} " + " ".join(f"{m[:38]:>38s}" for m in CHECKED))
     for name, models in summary["labs"].items():
         for model, metrics in models.items():
             print(f"{name:16s} {model:14s} " + " ".join(
-                f"{metrics[m]['coverage']:>17.0%} / {metrics[m]['median_half_width_pct']:>6.1f} %    "
-                for m in CHECKED))
+                f"{metrics[m]['coverage']:>17.0%} / {metrics[m]['median_half_width_pct']:>6.1f} % / "
+                f"{metrics[m]['median_error_pct']:>5.1f} %    " for m in CHECKED))
     return 0
 
 

@@ -35,7 +35,8 @@ def test_each_model_is_checked_at_each_test_recipe():
     assert set(result) == set(lab_intervals.MODELS)
     for metrics in result.values():
         assert set(metrics) == set(lab_intervals.CHECKED)
-        assert all(len(rows) == 3 and all(width > 0 for _, width in rows) for rows in metrics.values())
+        assert all(len(rows) == 3 and all(width > 0 and error >= 0 for _, width, error in rows)
+                   for rows in metrics.values())
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "0"], ["--fit", "0"], ["--test", "-1"]])
