@@ -525,7 +525,11 @@ class Ensemble:
         ``log_weights`` (one per member: what other data say of each, e.g. a lab's rows), tempered as the build
         tempers its candidates (:func:`_tempered`: at least ``min_effective_share`` of ``size`` stay effectively
         distinct) and resampled systematically from a stream fixed by the seed, so the same weights give the same
-        ensemble. Each member keeps its measurement factors."""
+        ensemble. Each member draws its own measurement factors (:func:`measurement_factors`, the study's sigmas:
+        widen them after, as :meth:`with_measurement_sigma` does): a cell's scatter has nothing to do with the
+        parameters the weights chose, and a member picked k times had scattered k times alike, so the lab-taught
+        interval held as few distinct draws of it as distinct members (the example lab's half-tin recipe: reversible
+        capacity +5 % at the top of its interval, where the lab's 5 % scatter reaches +8 %)."""
         log_weights = np.asarray(log_weights, dtype=float)
         n, size = len(self.members), size or self.settings.ensemble_size
         if log_weights.shape != (n,) or not np.all(np.isfinite(log_weights)):
@@ -534,7 +538,7 @@ class Ensemble:
         rng = np.random.default_rng([self.settings.seed, REWEIGHT_STREAM])
         picked = np.minimum(np.searchsorted(np.cumsum(weights), (rng.random() + np.arange(size)) / size), n - 1)
         return replace(self, members=tuple(self.members[k] for k in picked),
-                       measurement_factors=tuple(self.measurement_factors[k] for k in picked),
+                       measurement_factors=measurement_factors(self.settings, size, rng),
                        effective_size=float(1.0 / np.sum(weights**2)),
                        weight_temperature=float(temperature))
 
@@ -1070,11 +1074,17 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
         unseen_rng = np.random.default_rng([settings.seed, UNSEEN_STREAM])
         members = [_drawn(m, unseen_scale, u0 + (u_high - u_low) / RANGE_IN_SD * unseen_rng.standard_normal(len(unseen)))
                    for m in members]
-    families = sorted(settings.measurement_sigma_pct)
-    factors = [{f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
-               for _ in members]
     domain = CalibratedDomain.of(observations, central, materials, settings)
-    return Ensemble(central, tuple(members), tuple(factors), domain, settings, effective_size, temperature)
+    return Ensemble(central, tuple(members), measurement_factors(settings, len(members), rng), domain, settings,
+                    effective_size, temperature)
+
+
+def measurement_factors(settings: UncertaintySettings, n: int, rng: np.random.Generator) -> tuple[dict[str, float], ...]:
+    """n members' measurement errors: per family of ``measurement_sigma_pct``, 1 + sigma x a normal draw (a
+    cell's reading relative to what the model's parameters give)."""
+    families = sorted(settings.measurement_sigma_pct)
+    return tuple({f: 1.0 + settings.measurement_sigma_pct[f] / 100.0 * rng.standard_normal() for f in families}
+                 for _ in range(n))
 
 
 def _assumed_column(problem: LeastSquaresProblem, central: ModelParameters, name: str, x0: np.ndarray,

@@ -869,8 +869,8 @@ def test_rows_outside_the_search_space_do_not_count_as_the_lab_models_misfit(tmp
 def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_intervals(tmp_path):
     """A lab effect no parameter reaches (cells alternately 12 % above and below the model's capacity after 1000
     cycles, 2 % scatter stated) is missed by the lab-taught model beyond that scatter: its ensemble carries the
-    miss on the cycling capacities, whose intervals then hold the lab's rows (3 of 6 without it). A lab the model
-    meets exactly adds nothing."""
+    miss on the cycling capacities, whose intervals then hold the lab's rows as 90 % intervals should (at least 5
+    of 6; 3 of 6 without it). A lab the model meets exactly adds nothing."""
     from flows.evaluation import batch_intervals, campaign_parameters, evaluate_batch, lazy_ensemble
     from flows.objective import CAPACITY
     from flows.search import lab_calibrated_prior
@@ -898,7 +898,8 @@ def test_what_the_lab_taught_model_misses_beyond_the_scatter_widens_its_interval
     misfit = prior.misfit_beyond_scatter()
     assert set(misfit) == {"cycling"} and misfit["cycling"][0] > 2.0 and misfit["cycling"][1] == 6
     bands = batch_intervals([e.recipe for e in lab.measured], ensemble, config.objective)
-    assert all(band[CAPACITY][0] <= e.metrics[CAPACITY] <= band[CAPACITY][1] for e, band in zip(lab.measured, bands))
+    covered = sum(band[CAPACITY][0] <= e.metrics[CAPACITY] <= band[CAPACITY][1] for e, band in zip(lab.measured, bands))
+    assert covered >= 5  # 90 % intervals: 5.4 of 6 on average, where 3 had been without the excess
     _, exact, _ = taught([1.0] * 6)
     assert exact.misfit_beyond_scatter() == {}
 

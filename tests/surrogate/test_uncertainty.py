@@ -572,6 +572,7 @@ def test_a_lab_row_unflags_only_the_cycles_it_measured(ensemble):
         "capacity_at_cycle_mAh_per_g"].values())
 
 
+
 def test_a_pure_hc_electrode_thickens_a_few_percent_with_an_interval(ensemble):
     """HC is never damaged by swelling, so the damage law alone gave a pure HC electrode exactly 0 % [0-0], a
     certainty nobody measured. Its own slow thickening (assumed, 0.5-10 %) gives it a few %, an interval of that
@@ -690,3 +691,18 @@ def test_a_labs_stated_scatter_replaces_a_smaller_measurement_sigma_with_the_sam
     assert ensemble.with_measurement_sigma(0.5).measurement_factors == ensemble.measurement_factors
     # a lab stating 100 %: still no negative measurement (a linear scaling had made 16 % of them negative)
     assert min(f["capacity"] for f in ensemble.with_measurement_sigma(100.0).measurement_factors) > 0
+
+
+def test_a_reweighted_member_draws_its_own_measurement_scatter(ensemble):
+    """Importance resampling repeats the members the weights favour, but a cell's scatter has nothing to do with
+    the parameters they chose: each resampled member draws its own measurement errors (the study's sigmas), from a
+    stream fixed by the seed. A member picked k times had scattered k times alike, so a lab-taught interval held as
+    few draws of the cells' scatter as distinct members."""
+    log_weights = -0.5 * np.arange(len(ensemble.members), dtype=float) ** 2 / 10.0  # favours the first few
+    taught = ensemble.reweighted(log_weights)
+    assert len({member.digest() for member in taught.members}) < len(taught.members)
+    capacity = np.array([factor["capacity"] for factor in taught.measurement_factors])
+    assert len(np.unique(capacity)) == len(taught.members)
+    sigma = taught.settings.measurement_sigma_pct["capacity"] / 100.0
+    assert 0.6 * sigma < np.std(capacity) < 1.5 * sigma and abs(np.mean(capacity) - 1.0) < sigma
+    assert ensemble.reweighted(log_weights).measurement_factors == taught.measurement_factors
