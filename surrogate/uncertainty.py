@@ -113,25 +113,33 @@ def measured_cycle(name: str, target_cycle: int | None = None) -> int | None:
 
 
 class MeasuredNear(frozenset):
-    """The quantities lab rows near a recipe measured (a frozenset of ``Prediction.record`` keys), and the span of
+    """The quantities lab rows near a recipe measured (a frozenset of ``Prediction.record`` keys), the span of
     cycles their cycling capacities were measured after (``cycles``: (first, last); None when some row's cycle is
-    unknown, which then vouches for no cycle). A lab that measured cycles 400 and 1000 has not measured cycle
-    12 000, nor the fresh capacity."""
+    unknown, which then vouches for no cycle), and the span of currents of their rate-test capacities
+    (``currents``, A/g: (lowest, highest); None when they measured none). A lab that measured cycles 400 and 1000
+    has not measured cycle 12 000, nor the fresh capacity; one that measured 6 and 10 A/g has measured up to 10."""
 
     cycles: tuple[int, int] | None
+    currents: tuple[float, float] | None
 
-    def __new__(cls, quantities=(), cycles: tuple[int, int] | None = None):
+    def __new__(cls, quantities=(), cycles: tuple[int, int] | None = None,
+                currents: tuple[float, float] | None = None):
         made = super().__new__(cls, quantities)
         made.cycles = cycles
+        made.currents = currents
         return made
 
-    def __reduce__(self):  # pickled (a Dask worker's copy) with its cycles
-        return (MeasuredNear, (frozenset(self), self.cycles))
+    def __reduce__(self):  # pickled (a Dask worker's copy) with its spans
+        return (MeasuredNear, (frozenset(self), self.cycles, self.currents))
 
-    def covers(self, quantity: str, cycle: int | None = None) -> bool:
-        """Whether the rows measured ``quantity`` there (a cycling capacity: after a cycle within their span)."""
+    def covers(self, quantity: str, cycle: int | None = None, current: float | None = None) -> bool:
+        """Whether the rows measured ``quantity`` there (a cycling capacity: after a cycle within their span; a
+        rate-test capacity: at a current within theirs)."""
         if quantity not in self:
             return False
+        if quantity == CURRENT and current is not None:
+            return self.currents is not None and (
+                self.currents[0] * (1 - 1e-9) <= current <= self.currents[1] * (1 + 1e-9))
         if quantity != FADE or cycle is None:
             return True
         return self.cycles is not None and self.cycles[0] <= cycle <= self.cycles[1]  # an unknown span vouches for none
@@ -144,7 +152,9 @@ class MeasuredNear(frozenset):
         spans = [part.cycles for part in cycled]
         cycles = None if not spans or any(span is None for span in spans) else (
             min(span[0] for span in spans), max(span[1] for span in spans))
-        return cls(frozenset().union(*parts), cycles)
+        rated = [part.currents for part in parts if part.currents is not None]
+        currents = (min(span[0] for span in rated), max(span[1] for span in rated)) if rated else None
+        return cls(frozenset().union(*parts), cycles, currents)
 
 
 def measurement_family(name: str) -> str | None:
@@ -331,8 +341,13 @@ class DataExtent:
                    float(currents.max()) if len(currents) else 0.0, int(fade["cycle"].max()) if len(fade) else 0,
                    tuple(sorted(set(fade["current_A_per_g"].dropna().astype(float)))))
 
-    def current_beyond(self, current_A_per_g: float) -> bool:
-        return not (self.min_current_A_per_g * (1 - 1e-9) <= current_A_per_g <= self.max_current_A_per_g * (1 + 1e-9))
+    def current_beyond(self, current_A_per_g: float, also: tuple[float, float] | None = None) -> bool:
+        """A current outside the measured ones (``also``: a lab's span of currents measured near the recipe, joined
+        to them: 5 A/g between the study's 4.2 and a lab's 6 is between measurements)."""
+        low, high = self.min_current_A_per_g, self.max_current_A_per_g
+        if also is not None:
+            low, high = min(low, also[0]), max(high, also[1])
+        return not (low * (1 - 1e-9) <= current_A_per_g <= high * (1 + 1e-9))
 
     def fade_beyond(self, cycle: int, cycling_current_A_per_g: float) -> bool:
         """A capacity after ``cycle`` cycles at that current: past the last measured cycle, or cycled at a current
@@ -401,9 +416,13 @@ class CalibratedDomain:
 
     def current_distance(self, recipe: dict[str, Any], current_A_per_g: float) -> float:
         """How far a rate-test current lies above the highest one measured on this recipe's material (the study's
-        highest if its rate was never measured), in e-folds: ``ln(current / highest)``, 0 at or below it."""
+        highest if its rate was never measured; a lab's, measured near the recipe, if higher), in e-folds:
+        ``ln(current / highest)``, 0 at or below it."""
         extent = self.extent_of(recipe)
         highest = extent.max_current_A_per_g if extent.max_current_A_per_g > 0 else self.overall.max_current_A_per_g
+        near = self.measured_near(recipe)
+        if near.currents is not None:
+            highest = max(highest, near.currents[1])
         if not highest > 0 or not current_A_per_g > highest:
             return 0.0
         return math.log(current_A_per_g / highest)
@@ -436,8 +455,10 @@ class CalibratedDomain:
             quantities = frozenset(q for name in names if (q := measured_quantity(name)) is not None)
             cycles = [measured_cycle(name, target_cycle) for name in names if measured_quantity(name) == FADE]
             span = None if not cycles or None in cycles else (min(cycles), max(cycles))
+            currents = [float(match.group(1)) for name in names if (match := AT_CURRENT.match(name))]
+            rated = (min(currents), max(currents)) if currents else None
             if quantities:
-                added.append((dict(recipe), MeasuredNear(quantities, span)))
+                added.append((dict(recipe), MeasuredNear(quantities, span, rated)))
         return replace(self, lab_measured=self.lab_measured + tuple(added),
                        lab_distance=distance or self.lab_distance,
                        lab_near_distance=near_distance if distance is not None else self.lab_near_distance)
@@ -823,12 +844,12 @@ def quantity_extrapolated(quantity: str, domain: CalibratedDomain, extent: DataE
     not, for a quantity in ``measured_near`` (lab rows near it measured it: :meth:`CalibratedDomain.measured_near`)."""
     if quantity == "theoretical_capacity_mAh_per_g":
         return False
-    beyond = beyond and not measured_near.covers(quantity, cycle)
+    beyond = beyond and not measured_near.covers(quantity, cycle, current)
     hot_or_cold = domain.temperature_outside(request.temperature_C)
     cycling_current = request.cycling_current_A_per_g if cycling_current is None else cycling_current
     unmeasured = quantity not in extent.quantities
-    if quantity == "capacity_at_current_mAh_per_g":
-        flag = hot_or_cold or extent.current_beyond(current)
+    if quantity == CURRENT:
+        flag = hot_or_cold or extent.current_beyond(current, measured_near.currents)
     elif quantity == "capacity_at_cycle_mAh_per_g":
         flag = hot_or_cold or extent.fade_beyond(int(cycle), cycling_current)
     elif quantity == "activation_energy_kJ_per_mol":

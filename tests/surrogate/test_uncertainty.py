@@ -573,6 +573,32 @@ def test_a_lab_row_unflags_only_the_cycles_it_measured(ensemble):
 
 
 
+def test_a_lab_row_that_measured_high_currents_extends_the_measured_currents(ensemble):
+    """A row that measured the rate test at 6 and 10 A/g on a study material makes those currents, and the ones
+    between them and the study's 4.2 A/g, measured there: not flagged, and not widened by the rate model's form
+    error per e-fold beyond 4.2; above 10 A/g the flag and the widening start from 10. Both had ignored the rows:
+    6 and 10 A/g stayed flagged, and the interval at 10 A/g 125-415 mAh/g around a lab that measured 360. On a
+    recipe no study material is, the rows vouch for their own currents only, as rows of cycles 400-1000 vouch for
+    no other cycle."""
+    settings = ensemble.settings
+    material = _material("Sn@HC-2-1")
+    made = material | {"milling_time_h": 21.0, "milling_speed_rpm": 540.0, "ball_to_powder_ratio": 5.0}
+    measured = {"capacity_at_6_A_per_g_mAh_per_g": 390.0, "capacity_at_10_A_per_g_mAh_per_g": 360.0}
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        [(material, measured), (made, measured)], settings.model_form_distance, settings.lab_row_near_distance))
+    assert taught.domain.measured_near(material).currents == (6.0, 10.0)
+    request = PredictionRequest(currents_A_per_g=(1.7, 4.2, 5.0, 8.0, 10.0, 20.0))
+    on_material, on_made = (taught.predict(Recipes.from_records([material, made]), request).record(i)[
+        "extrapolated"]["capacity_at_current_mAh_per_g"] for i in range(2))
+    assert on_material == {"1.7": False, "4.2": False, "5": False, "8": False, "10": False, "20": True}
+    assert on_made == {"1.7": True, "4.2": True, "5": True, "8": False, "10": False, "20": True}
+    assert taught.domain.current_distance(material, 10.0) == 0.0
+    assert taught.domain.current_distance(material, 20.0) == pytest.approx(np.log(2.0))
+    assert ensemble.domain.current_distance(material, 10.0) == pytest.approx(np.log(10.0 / 4.2))
+    far = made | {"milling_time_h": 2.0}
+    assert taught.domain.measured_near(far).currents is None and taught.domain.current_distance(far, 10.0) > 0.0
+
+
 def test_a_pure_hc_electrode_thickens_a_few_percent_with_an_interval(ensemble):
     """HC is never damaged by swelling, so the damage law alone gave a pure HC electrode exactly 0 % [0-0], a
     certainty nobody measured. Its own slow thickening (assumed, 0.5-10 %) gives it a few %, an interval of that
