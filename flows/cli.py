@@ -834,6 +834,31 @@ def suggestion_columns(objective) -> dict[str, str]:
 
 
 def cmd_what_if(args) -> int:
+    from flows import interrupts
+
+    interrupts.install()
+    try:
+        return _what_if(args)
+    except interrupts.CampaignInterrupted as interrupt:
+        print(_what_if_interrupted_message(args, interrupt), file=sys.stderr)
+        return interrupt.exit_code
+
+
+def _what_if_interrupted_message(args, interrupt) -> str:
+    """One line for a what-if study stopped by Ctrl-C or SIGTERM: what was kept and what to do."""
+    if interrupt.what_if is None:
+        return f"snhc what-if: {interrupt} before the study started; no run was recorded"
+    run_id, finished, total = interrupt.what_if
+    from flows.scenarios import WHAT_IF_EXPERIMENT
+
+    experiment = args.experiment or WHAT_IF_EXPERIMENT
+    return (f"snhc what-if: {interrupt}; study run {run_id} (experiment '{experiment}') and the scenario in progress "
+            f"are KILLED, {finished} of {total} scenarios finished and kept as runs; no comparison table or chart "
+            f"was written: run the study again to compare")
+
+
+def _what_if(args) -> int:
+    from flows import interrupts
     from flows.config import config_document, default_config_path
     from flows.inputs import existing_path, output_folder, redact_document
 
@@ -870,11 +895,13 @@ def cmd_what_if(args) -> int:
 
         if not args.json:
             run()
+            interrupts.finished()
             return 0
         import contextlib
 
         with contextlib.redirect_stdout(sys.stderr):  # progress and tables to stderr: stdout is the JSON alone
             study = run()
+        interrupts.finished()
     finally:
         server.release()
     print(json_text({"baseline": study["baseline"], "scenarios": study["scenarios"], "run_id": study["run_id"],

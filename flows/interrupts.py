@@ -22,6 +22,8 @@ class CampaignInterrupted(BaseException):
     """Raised to stop a campaign on a signal (a BaseException, like KeyboardInterrupt: no ``except Exception``
     in between swallows it)."""
 
+    what_if: tuple[str, int, int] | None = None  # a what-if study's run id, scenarios finished and scenarios in all
+
     def __init__(self, signum: int):
         self.signum = signum
         super().__init__(f"stopped by {signal.Signals(signum).name}")

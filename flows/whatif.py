@@ -34,6 +34,7 @@ from flows.config import (CampaignConfig, CampaignOverrides, config_document, de
 from flows.campaign import Campaign
 from flows.evaluation import batch_intervals, evaluate_batch, scoring_flags
 from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
+from flows.interrupts import CampaignInterrupted
 from flows.optimise import calibrate_task, campaign_evaluator, run_campaign
 from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
                            extrapolated_column, interval_columns)
@@ -358,25 +359,29 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
         tracker.log(parent_run_id, params={"scenarios": names,
                                            "compared_at_current_A_per_g": base.objective.current_A_per_g,
                                            "compared_after_cycles": base.objective.cycle})
-        for scenario, config, recipes in scenarios:
-            done = len({row["scenario"] for row in rows})
-            reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
-                          f"{scenario.description}", progress=True)
-            try:
-                if scenario.mode == "predict":
-                    rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
-                                              ensembles)
-                else:
-                    rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
-                                               experiment_name, ensembles)
-                    if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
-                        rows[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, rows[-1]["notes"]]))
-                    elif scenario.name != BASELINE and rows[0]["scenario"] == BASELINE:
-                        rows[-1] |= against_baseline_recipe(rows[-1], rows[0], config)
-            except Exception as error:  # one broken scenario must not stop the comparison
-                reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
-                rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
-                             "failure_reason": f"{type(error).__name__}: {error}"})
+        try:
+            for scenario, config, recipes in scenarios:
+                done = len({row["scenario"] for row in rows})
+                reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
+                              f"{scenario.description}", progress=True)
+                try:
+                    if scenario.mode == "predict":
+                        rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
+                                                  ensembles)
+                    else:
+                        rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
+                                                   experiment_name, ensembles)
+                        if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
+                            rows[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, rows[-1]["notes"]]))
+                        elif scenario.name != BASELINE and rows[0]["scenario"] == BASELINE:
+                            rows[-1] |= against_baseline_recipe(rows[-1], rows[0], config)
+                except Exception as error:  # one broken scenario must not stop the comparison
+                    reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
+                    rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
+                                 "failure_reason": f"{type(error).__name__}: {error}"})
+        except CampaignInterrupted as interrupt:  # Ctrl-C: the caller says what was kept (snhc what-if)
+            interrupt.what_if = (parent_run_id, len({row["scenario"] for row in rows}), len(scenarios))
+            raise
         table = pd.DataFrame(rows)
         columns = list(fixed_metric_names(base.objective).values())
         figure = comparison_plot(table, columns)

@@ -375,3 +375,39 @@ def test_a_scenarios_recommendation_is_set_against_the_baseline_recipe(params, m
     # the same recipe recommended again: no change of recipe to call a tie
     same = against_baseline_recipe({**row, **recipe}, {"status": "FINISHED", **recipe}, config)
     assert "the baseline's own recipe" in same["notes"] and "near-tie" not in same["notes"]
+
+
+def test_ctrl_c_during_a_study_is_one_line_and_says_what_was_kept(prefect_local, params, tmp_path, capsys,
+                                                                   monkeypatch):
+    """Ctrl-C (or SIGTERM) while a scenario runs stops the study: one line naming the study's run, how many
+    scenarios finished, and that no comparison was written; exit 130; the study's run is KILLED. It had printed
+    a 50-line traceback ending in CampaignInterrupted, with exit code 1 (a demanding-user helper)."""
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from flows import interrupts, whatif
+
+    scenario = tmp_path / "cold.yaml"
+    scenario.write_text("name: cold\nmode: predict\noverrides: {objective: {temperature_C: 0.0}}\n"
+                        "recipes: [HC]\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("optimiser: {n_calls: 4, n_initial_points: 2, batch_size: 2}\nphysics_check: {top_k: 0}\n")
+
+    def interrupted(*args, **kwargs):
+        raise interrupts.CampaignInterrupted(signal.SIGINT)
+
+    monkeypatch.setattr(whatif, "_predict_scenario", interrupted)  # the signal lands in the second scenario
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["what-if", str(scenario), "--config", str(config), "--tracking-uri", uri,
+                 "--output", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("stopped by SIGINT") == 1
+    line = err.strip().splitlines()[-1]  # after the baseline's progress lines
+    assert line.startswith("snhc what-if: stopped by SIGINT; study run ")
+    assert "1 of 2 scenarios finished" in line and "no comparison table or chart was written" in line
+    client = MlflowClient(uri)
+    (study,) = client.search_runs([client.get_experiment_by_name("snhc-what-if").experiment_id],
+                                  "tags.kind = 'what-if'")
+    assert study.info.status == "KILLED" and study.info.run_id in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
