@@ -984,7 +984,9 @@ def cmd_serve(args) -> int:
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads: a file, so before
     # the server (a bad time zone had been reported as the missing server)
 
-    if not os.environ.get("PREFECT_API_URL"):
+    from flows.prefect_server import configured_api_url
+
+    if configured_api_url()[0] is None:  # the environment's or the active Prefect profile's
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
     _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer

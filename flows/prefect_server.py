@@ -13,7 +13,8 @@ This module starts the same temporary server (Prefect's ASGI app under uvicorn, 
   running on, orphaned, for good.
 
 With ``PREFECT_API_URL`` set (a team's ``prefect server start``, or a server left running for several commands),
-that server is used as it is, after a quick health check.
+in the environment or in the active Prefect profile (:func:`configured_api_url`), that server is used as it is,
+after a quick health check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -156,22 +158,46 @@ def _api_url_of_loaded_prefect() -> str | None:
     return get_current_settings().api.url or None
 
 
+def configured_api_url() -> tuple[str | None, str]:
+    """The Prefect API this command is told to use, and where that was said: ``PREFECT_API_URL`` in the
+    environment, else in the active profile of Prefect's profiles file (``PREFECT_PROFILES_PATH``, else
+    ``$PREFECT_HOME/profiles.toml``, ``~/.prefect/profiles.toml`` unless set; the profile ``PREFECT_PROFILE`` names,
+    else the file's ``active`` one), as ``prefect config set PREFECT_API_URL=...`` writes it; (None, "") when
+    neither sets it. Read as Prefect reads it, without importing Prefect (seconds of start-up): a profile's URL had
+    been ignored, and a temporary server started in its place, though Prefect's profiles apply."""
+    if url := os.environ.get("PREFECT_API_URL") or _api_url_of_loaded_prefect():
+        return url, "PREFECT_API_URL"
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # none, or one Prefect itself warns of
+        return None, ""
+    active = os.environ.get("PREFECT_PROFILE") or document.get("active")
+    profiles = document.get("profiles")
+    profile = profiles.get(active) if isinstance(profiles, dict) and isinstance(active, str) else None
+    url = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
+    if isinstance(url, str) and url.strip():
+        return url, f"PREFECT_API_URL of Prefect profile '{active}' ({path})"
+    return None, ""
+
+
 def start() -> TemporaryServer:
-    """Reuse ``PREFECT_API_URL`` if it is set and healthy, else start a temporary server (not yet waited for).
+    """Reuse the configured Prefect API (:func:`configured_api_url`) if it is healthy, else start a temporary
+    server (not yet waited for).
 
     Sets ``PREFECT_API_URL`` for this process, so call it before Prefect is imported.
     """
     startup_timeout_s()  # a bad limit is bad input: say so before anything starts
-    configured = os.environ.get("PREFECT_API_URL") or _api_url_of_loaded_prefect()
+    configured, where = configured_api_url()
     if configured:
-        if not healthy(configured):
-            raise PrefectSettingError(f"PREFECT_API_URL={redact(configured)}: no Prefect server answers there; "
-                                      f"start it (`prefect server start`) or unset PREFECT_API_URL for a temporary "
-                                      f"one")
-        from flows.inputs import InputError, check_health
+        from flows.inputs import InputError, check_health, http_url_problem
 
+        if (problem := http_url_problem(configured)) or not healthy(configured):
+            raise PrefectSettingError(f"{where}={redact(configured)}: {problem or 'no Prefect server answers there'};"
+                                      f" start it (`prefect server start`) or unset it for a temporary one")
         try:  # another server that answers /health (an MLflow server's does) is not a Prefect API
-            check_health(configured, "PREFECT_API_URL", "a Prefect API", "/admin/version")
+            check_health(configured, where, "a Prefect API", "/admin/version")
         except InputError as error:
             raise PrefectSettingError(str(error)) from None
         return TemporaryServer(None, configured, None)

@@ -1604,3 +1604,31 @@ def test_a_bad_physics_parameter_is_found_before_the_campaign_starts(tmp_path, c
     assert main(["predict", "--material", "HC", "--fidelity", "physics"]) == 2
     assert "physics_parameters.yaml: parameter 'solver_threads'" in capsys.readouterr().err
     assert main(["predict", "--material", "HC", "--json"]) == 0
+
+
+def test_a_prefect_profiles_api_url_is_used_and_checked(tmp_path):
+    """Prefect's profiles apply (README): a PREFECT_API_URL set with `prefect config set` in the active profile is
+    the server a command uses, so one that answers nothing is one line naming the profile, exit 2, nothing written.
+    It had been ignored: a temporary server started in its place and the flow's history went to it, unsaid. The
+    profile PREFECT_PROFILE names wins over the file's active one; a profile without the setting starts nothing."""
+    from flows.prefect_server import configured_api_url
+
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+                        '[profiles.mine]\nPREFECT_LOGGING_LEVEL = "WARNING"\n')
+    environment = {"PREFECT_API_URL": "", "PREFECT_PROFILES_PATH": str(profiles), "PREFECT_PROFILE": ""}
+    store = tmp_path / "store" / "mlflow.db"
+    code, output = _run_subprocess(["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"],
+                                   environment)
+    assert code == 2 and len(output.strip().splitlines()) == 1, output
+    assert f"PREFECT_API_URL of Prefect profile 'team' ({profiles})=http://127.0.0.1:9/api" in output, output
+    assert "no Prefect server answers there" in output and not store.parent.exists()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        patch.delenv("PREFECT_API_URL")
+        patch.setitem(sys.modules, "prefect", None)  # as in a fresh command: Prefect not imported yet
+        patch.delitem(sys.modules, "prefect")
+        assert configured_api_url()[0] == "http://127.0.0.1:9/api"
+        patch.setenv("PREFECT_PROFILE", "mine")
+        assert configured_api_url() == (None, "")
