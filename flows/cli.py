@@ -1211,7 +1211,9 @@ def main(argv: list[str] | None = None) -> int:
     # noise beside the one line a bad input gets, for files of a few kB
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand that refuses them, whose --help lists what it takes
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:
@@ -1306,12 +1308,17 @@ def _exit_without_teardown() -> None:
 MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
 
 
-def _command_actions(parser, command: str) -> list:
-    """The options and positionals of one subcommand, as its parser declares them."""
+def _command_parser(parser, command: str) -> argparse.ArgumentParser:
+    """One subcommand's own parser."""
     import argparse
 
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return commands.choices[command]._actions
+    return commands.choices[command]
+
+
+def _command_actions(parser, command: str) -> list:
+    """The options and positionals of one subcommand, as its parser declares them."""
+    return _command_parser(parser, command)._actions
 
 
 def _check_given_once(parser, command: str, argv: list[str]) -> None:

@@ -563,6 +563,9 @@ def option_cases() -> list[Case]:
         Case("option: SNHC_CONFIG_DIR without the model's files", ["predict"], "has no model_parameters.yaml",
              store_option=False, environment={"SNHC_CONFIG_DIR": str(PROJECT_ROOT / "tests")}),
         # a section's own check names where each key it names was set (both options had been blamed on the file)
+        # named by the subcommand that refuses it, whose --help lists what it takes (it had been "snhc: error")
+        Case("option: one the subcommand does not take", ["what-if", "configs/whatif", "--fidelity", "physics"],
+             "snhc what-if: error: unrecognized arguments: --fidelity (see snhc what-if --help)", store_option=False),
         Case("option: --batch-size above --n-calls", ["optimise", "--n-calls", "8", "--batch-size", "9"],
              "--n-calls and --batch-size: optimiser: batch_size (9) must not exceed n_calls (8)"),
         Case("option: --n-calls below the config's batch size", ["optimise", "--config", "{file}", "--n-calls", "2"],
