@@ -195,7 +195,10 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
         for i, bar in enumerate(bars):
             if np.isnan(values[i]):
                 bar.set_visible(False)
-                axes.text(i, 0.02, (missing or {}).get(metric, "no value"), rotation=90, ha="center",
+                text = (missing or {}).get(metric, "no value")
+                if metric in (intervals or {}) and np.isfinite(low := float(table[intervals[metric][0]].iloc[i])):
+                    text += f" (90 %: from {low:,.0f})"  # an open interval's own bound, as the table gives it
+                axes.text(i, 0.02, text, rotation=90, ha="center",
                           va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
             else:
                 label = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"

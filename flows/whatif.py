@@ -460,9 +460,10 @@ def with_bands(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
         def text(row) -> str:
             value, low, high = row[column], row[low_column], row[high_column]
-            if pd.isna(low) and pd.isna(high):  # no interval (a failed row, or no ensemble)
-                return "" if pd.isna(value) else _number(value)
             beyond = f">{RETENTION_HORIZON_CYCLES:,}"  # only cycles to 80 % are undefined within an interval
+            if pd.isna(low) and pd.isna(high):  # no interval (a failed row, no ensemble), or all of it past the horizon
+                past = column.startswith("cycles_to_") and row.get("status") == "FINISHED"
+                return (beyond if past else "") if pd.isna(value) else _number(value)
             cell = beyond if pd.isna(value) else _number(value)
             mark = EXTRAPOLATED_MARK if _flagged(row, column) else ""
             return f"{cell} [{_number(low)}–{beyond if pd.isna(high) else _number(high)}]{mark}"
@@ -537,8 +538,8 @@ def comparison_markdown(table: pd.DataFrame, base: CapacityObjective) -> str:
     keep = [c for c in short if c in shown]
     lines = [f"Capacity at {base.current_A_per_g:g} A/g after {base.cycle} cycles; cycles until the capacity at "
              f"{base.current_A_per_g:g} A/g falls below {RETENTION_END_OF_LIFE_PCT:g} % of its first test cycle "
-             f"(empty: not within {RETENTION_HORIZON_CYCLES:,} cycles). [low–high]: the model's 90 % interval "
-             f"(configs/uncertainty.yaml). {EXTRAPOLATED_NOTE}.", "",
+             f"(>{RETENTION_HORIZON_CYCLES:,}: not within {RETENTION_HORIZON_CYCLES:,} cycles). [low–high]: the "
+             f"model's 90 % interval (configs/uncertainty.yaml). {EXTRAPOLATED_NOTE}.", "",
              "| " + " | ".join(short[c] for c in keep) + " |", "|" + "---|" * len(keep)]
     lines += ["| " + " | ".join("" if pd.isna(v) else _number(v) if isinstance(v, float) else str(v) for v in row)
               + " |" for row in shown[keep].itertuples(index=False)]

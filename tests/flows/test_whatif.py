@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -191,6 +192,27 @@ def test_comparison_shows_each_value_with_its_interval(capsys):
     record = interval_mirror(table.astype(object).where(table.notna(), None).iloc[0].to_dict(), [CAPACITY, cycles])
     assert record["interval_90"] == {CAPACITY: [390.04, 410.55], cycles: [35036.9, None]}
     assert not any("interval_90_" in key for key in record)
+
+
+def test_cycles_past_the_horizon_read_the_same_with_or_without_a_bound_inside_it(capsys):
+    """A row whose whole interval of cycles to 80 % lies past the horizon reads '>100,000' as one whose lower bound
+    is inside it does ('>100,000 [37,520->100,000]'); it had been blank in the same column. A failed row stays blank.
+    On the chart the open interval's own bound is written beside the bar's label."""
+    from flows.whatif import comparison_plot, with_bands
+
+    cycles = "cycles_to_80pct_retention_at_1.7_A_per_g"
+    low, high = f"{cycles}_interval_90_low", f"{cycles}_interval_90_high"
+    table = pd.DataFrame([
+        {"scenario": "hc-cold", "recipe_label": "HC", "status": "FINISHED", cycles: np.nan, low: np.nan, high: np.nan},
+        {"scenario": "small", "recipe_label": "r1", "status": "FINISHED", cycles: np.nan, low: 37520.0, high: np.nan},
+        {"scenario": "broken", "recipe_label": "r2", "status": "FAILED", cycles: np.nan, low: np.nan, high: np.nan}])
+    assert list(with_bands(table, [cycles])[cycles]) == [">100,000", ">100,000 [37,520–>100,000]", ""]
+    table[CAPACITY] = [200.0, 300.0, np.nan]
+    table.loc[3] = {"scenario": "fading", "recipe_label": "r3", "status": "FINISHED", cycles: 5000.0, low: 3000.0,
+                    high: 8000.0, CAPACITY: 250.0}
+    figure = comparison_plot(table, [CAPACITY, cycles])
+    texts = [t.get_text() for axes in figure.axes for t in axes.texts]
+    assert any(t.endswith("(90 %: from 37,520)") for t in texts) and sum("100,000 cycles" in t for t in texts) == 2
 
 
 def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
