@@ -21,8 +21,8 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, check_limits_reachable, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, ConfigError, overrides_document
-from flows.evaluation import (LAB, MODEL, Evaluation, campaign_parameters, evaluate_batch, interval_function,
-                              lazy_ensemble)
+from flows.evaluation import (ASKED, DENSE_SEARCH, LAB, MODEL, Evaluation, campaign_parameters, evaluate_batch,
+                              interval_function, lazy_ensemble)
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
 from flows.objective import CapacityObjective
@@ -314,9 +314,14 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             new_rows = sum(e.source == LAB for e in campaign.evaluations[campaign.saved:])
             added = (f"; {new_rows} lab rows new since ({campaign.lab.path.name}): they teach the model this run "
                      f"searches, so the recommendation may move" if new_rows else "")
-            reporting.say(f"[bold]resuming run {run_id}[/]: {campaign.saved} saved evaluations, told to the optimiser "
-                          f"again (not evaluated again); budget {config.optimiser.n_calls}{added}", quiet,
-                          progress=True)
+            saved = campaign.evaluations[:campaign.saved]
+            asked = sum(e.source in ASKED for e in saved)  # what the budget counts, as the progress line does
+            others = ", ".join(f"{n} {what}" for what, n in (
+                ("dense-search candidates", sum(e.source == DENSE_SEARCH for e in saved)),
+                ("lab rows", sum(e.source == LAB for e in saved))) if n)
+            reporting.say(f"[bold]resuming run {run_id}[/]: {asked} of {config.optimiser.n_calls} evaluations saved"
+                          f"{f' (and {others})' if others else ''}, told to the optimiser again (not evaluated "
+                          f"again){added}", quiet, progress=True)
         refit = recalibrate_on_lab(campaign, p, recorder, quiet)
         if refit is not p:  # refitted on the lab's rows as well: its intervals are the study's, carried to the refit
             p, ensemble = refit, lazy_ensemble(refit, calibration)

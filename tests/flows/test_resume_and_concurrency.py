@@ -98,8 +98,9 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
                    prefect_home=str(tmp_path / "prefect"), stdout=open(tmp_path / "resume.log", "w"),
                    stderr=subprocess.STDOUT)
     assert resumed.wait(timeout=240) == 0, (tmp_path / "resume.log").read_text()[-3000:]
-    # the resume says that it resumes, and from how many saved evaluations (it had said nothing of it)
-    assert f"resuming run {run_id}: {len(before)} saved evaluations" in (tmp_path / "resume.log").read_text()
+    # the resume says that it resumes, and from how many of the budget's evaluations (it had said nothing of it,
+    # then counted the dense search's candidates as evaluations of the budget)
+    assert f"resuming run {run_id}: {len(before)} of 12 evaluations saved, told" in (tmp_path / "resume.log").read_text()
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
