@@ -170,7 +170,9 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
     """
     from flows.metrics import axis_label, info, unit_of
 
-    shown = [m for m in metrics if m in table and table[m].notna().any()]
+    # a metric whose every value is missing keeps its panel when a missing value means something (cycles to 80 %
+    # past the horizon: every row keeps its capacity), so the chart does not drop what the table says
+    shown = [m for m in metrics if m in table and (table[m].notna().any() or (m in (missing or {}) and len(table)))]
     labels = table[label_column].astype(str).tolist()
     n_panels = max(len(shown), 1)
     n_columns = 2 if n_panels > 2 else n_panels  # a 2 x 2 grid stays legible in a report and in MLflow's viewer

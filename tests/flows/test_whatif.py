@@ -213,6 +213,10 @@ def test_cycles_past_the_horizon_read_the_same_with_or_without_a_bound_inside_it
     figure = comparison_plot(table, [CAPACITY, cycles])
     texts = [t.get_text() for axes in figure.axes for t in axes.texts]
     assert any(t.endswith("(90 %: from 37,520)") for t in texts) and sum("100,000 cycles" in t for t in texts) == 2
+    # every row past the horizon: the panel stays and says so (it had been dropped, the cycles left unsaid)
+    figure = comparison_plot(table.iloc[:2], [CAPACITY, cycles])
+    panels = [axes for axes in figure.axes if axes.get_visible()]
+    assert len(panels) == 2 and sum("100,000 cycles" in t.get_text() for t in panels[1].texts) == 2
 
 
 def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
