@@ -848,10 +848,14 @@ def _what_if_interrupted_message(args, interrupt) -> str:
     """One line for a what-if study stopped by Ctrl-C or SIGTERM: what was kept and what to do."""
     if interrupt.what_if is None:
         return f"snhc what-if: {interrupt} before the study started; no run was recorded"
-    run_id, finished, total = interrupt.what_if
+    run_id, finished, total, folder = interrupt.what_if
     from flows.scenarios import WHAT_IF_EXPERIMENT
 
     experiment = args.experiment or WHAT_IF_EXPERIMENT
+    if folder is not None:  # stopped after the comparison was written: while it was logged or printed
+        return (f"snhc what-if: {interrupt}; study run {run_id} (experiment '{experiment}'): all {total} scenarios "
+                f"finished and the comparison is in {folder}; the run may lack part of it if the stop came while it "
+                f"was being logged")
     return (f"snhc what-if: {interrupt}; study run {run_id} (experiment '{experiment}') and the scenario in progress "
             f"are KILLED, {finished} of {total} scenarios finished and kept as runs; no comparison table or chart "
             f"was written: run the study again to compare")
@@ -986,7 +990,8 @@ def cmd_serve(args) -> int:
 
     from flows.prefect_server import configured_api_url
 
-    if configured_api_url()[0] is None:  # the environment's or the active Prefect profile's
+    api, where = configured_api_url()  # the environment's or the active Prefect profile's
+    if api is None:
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
     _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer
@@ -997,9 +1002,8 @@ def cmd_serve(args) -> int:
                             artifact_location=config.tracking.artifact_location)
     for scenario, scenario_config, _ in studies:
         _check_scenario_servers(scenario.name, scenario_config, config)
-    api = os.environ["PREFECT_API_URL"]
-    check_server(api, "PREFECT_API_URL")
-    check_health(api, "PREFECT_API_URL", "a Prefect API", "/admin/version")
+    check_server(api, where)
+    check_health(api, where, "a Prefect API", "/admin/version")
 
     serve_deployments(config_path=str(args.config or default_config_path()), whatif_path=args.whatif)
     return 0
@@ -1212,8 +1216,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the subcommand that refuses them, whose --help lists what it takes
-        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # named by the parser that refuses them (the subcommand's, after its name), whose --help says more
+        words = sys.argv[1:] if argv is None else argv
+        before = words[:words.index(args.command)] if args.command in words else words
+        refusing = parser if any(word in before for word in unknown) else _command_parser(parser, args.command)
+        refusing.error(f"unrecognized arguments: {' '.join(unknown)}")
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:

@@ -1044,6 +1044,10 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
             except ValidationError as error:
                 problems = [(problem["loc"], problem["input"], problem["msg"]) for problem in error.errors()
                             if isinstance(problem.get("input"), str)]
+            except (OSError, ValueError) as error:  # its profiles file a folder, or not TOML
+                raise InputError(f"Prefect cannot read its profiles file ({type(error).__name__}: "
+                                 f"{excerpt(str(error))}); fix it, or point PREFECT_PROFILES_PATH at a "
+                                 f"profiles.toml") from None
         for loc, value, message in problems:
             # the variable that set it: its value, and among several with that value the one named by the setting
             named = [n for n, v in sorted(os.environ.items()) if n.startswith("PREFECT_") and v == value]

@@ -22,7 +22,8 @@ class CampaignInterrupted(BaseException):
     """Raised to stop a campaign on a signal (a BaseException, like KeyboardInterrupt: no ``except Exception``
     in between swallows it)."""
 
-    what_if: tuple[str, int, int] | None = None  # a what-if study's run id, scenarios finished and scenarios in all
+    # a what-if study's run id, scenarios finished, scenarios in all, and its files' folder once written
+    what_if: tuple[str, int, int, object] | None = None
 
     def __init__(self, signum: int):
         self.signum = signum

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from flows import fidelity, interrupts, reporting
 from flows.campaign import Campaign, build_campaign, check_limits_reachable, hand_over, take_over
 from flows.config import CampaignConfig, CampaignOverrides, ConfigError, overrides_document
-from flows.evaluation import (ASKED, DENSE_SEARCH, LAB, MODEL, Evaluation, campaign_parameters, evaluate_batch,
+from flows.evaluation import (DENSE_SEARCH, LAB, MODEL, Evaluation, campaign_parameters, evaluate_batch,
                               interval_function, lazy_ensemble)
 from flows.inputs import secrets_masked
 from flows.model_optimum import add_model_optimum, in_background
@@ -315,7 +315,7 @@ def run_campaign(campaign: Campaign, parent_run_id: str | None = None, quiet: bo
             added = (f"; {new_rows} lab rows new since ({campaign.lab.path.name}): they teach the model this run "
                      f"searches, so the recommendation may move" if new_rows else "")
             saved = campaign.evaluations[:campaign.saved]
-            asked = sum(e.source in ASKED for e in saved)  # what the budget counts, as the progress line does
+            asked = campaign.model_evaluations()  # what the budget counts (new lab rows are not asked for)
             others = ", ".join(f"{n} {what}" for what, n in (
                 ("dense-search candidates", sum(e.source == DENSE_SEARCH for e in saved)),
                 ("lab rows", sum(e.source == LAB for e in saved))) if n)

@@ -165,14 +165,25 @@ def configured_api_url() -> tuple[str | None, str]:
     else the file's ``active`` one), as ``prefect config set PREFECT_API_URL=...`` writes it; (None, "") when
     neither sets it. Read as Prefect reads it, without importing Prefect (seconds of start-up): a profile's URL had
     been ignored, and a temporary server started in its place, though Prefect's profiles apply."""
-    if url := os.environ.get("PREFECT_API_URL") or _api_url_of_loaded_prefect():
-        return url, "PREFECT_API_URL"
+    if "PREFECT_API_URL" in os.environ:  # set, even empty: Prefect then reads no profile's either
+        return os.environ["PREFECT_API_URL"] or None, "PREFECT_API_URL"
+    url, where = _profile_api_url()  # first: an unreadable profiles file is one line, not Prefect's traceback
+    if url is None and (loaded := _api_url_of_loaded_prefect()):
+        return loaded, "PREFECT_API_URL"
+    return url, where
+
+
+def _profile_api_url() -> tuple[str | None, str]:
+    """The active Prefect profile's ``PREFECT_API_URL`` (:func:`configured_api_url`)."""
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
     path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    if not path.is_file():
+        return None, ""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # none, or one Prefect itself warns of
-        return None, ""
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise PrefectSettingError(f"Prefect's profiles file {path}: cannot be read ({type(error).__name__}: "
+                                  f"{str(error)[:120]}); fix it or point PREFECT_PROFILES_PATH elsewhere") from None
     active = os.environ.get("PREFECT_PROFILE") or document.get("active")
     profiles = document.get("profiles")
     profile = profiles.get(active) if isinstance(profiles, dict) and isinstance(active, str) else None

@@ -36,8 +36,8 @@ from flows.evaluation import batch_intervals, evaluate_batch, scoring_flags
 from flows.inputs import check_tracking_store, redact, secrets_masked, write_csv
 from flows.interrupts import CampaignInterrupted
 from flows.optimise import calibrate_task, campaign_evaluator, run_campaign
-from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, capacity_after_cycles_name, cycles_to_retention_name,
-                           extrapolated_column, interval_columns)
+from flows.metrics import (INTERVAL, RETENTION_END_OF_LIFE_PCT, TO_RETENTION, capacity_after_cycles_name,
+                           cycles_to_retention_name, extrapolated_column, interval_columns)
 from flows.objective import CAPACITY, SCORE, CapacityObjective
 from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenarios, same_campaign
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
@@ -354,12 +354,14 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
     ensembles: dict[str, Ensemble | None] = {}  # parameter digest -> ensemble: scenarios sharing parameters share
     note = (f"What-if study on campaign `{base.name}`: " + ", ".join(s.name for s, _, _ in scenarios)
             + f". Compared at {base.objective.current_A_per_g:g} A/g after {base.objective.cycle} cycles.")
-    with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
-        names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
-        tracker.log(parent_run_id, params={"scenarios": names,
-                                           "compared_at_current_A_per_g": base.objective.current_A_per_g,
-                                           "compared_after_cycles": base.objective.cycle})
-        try:
+    progress: dict[str, Any] = {}  # what a Ctrl-C leaves: the study's run, and its files once written
+    try:
+        with tracker.run(name, {"kind": "what-if", NOTE_TAG: note, **source_tags()}) as parent_run_id:
+            progress["run_id"] = parent_run_id
+            names = ", ".join(s.name for s, _, _ in scenarios if s.name != BASELINE)
+            tracker.log(parent_run_id, params={"scenarios": names,
+                                               "compared_at_current_A_per_g": base.objective.current_A_per_g,
+                                               "compared_after_cycles": base.objective.cycle})
             for scenario, config, recipes in scenarios:
                 done = len({row["scenario"] for row in rows})
                 reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
@@ -379,37 +381,40 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
                     reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
                     rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
                                  "failure_reason": f"{type(error).__name__}: {error}"})
-        except CampaignInterrupted as interrupt:  # Ctrl-C: the caller says what was kept (snhc what-if)
-            interrupt.what_if = (parent_run_id, len({row["scenario"] for row in rows}), len(scenarios))
-            raise
-        table = pd.DataFrame(rows)
-        columns = list(fixed_metric_names(base.objective).values())
-        figure = comparison_plot(table, columns)
-        folder = Path(output_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
-        figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
-        tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-        tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
-                                 artifact_file="what_if_comparison.json")
-        summary = comparison_markdown(table, base.objective)
-        tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
-        reporting.plt.close("all")
-    _print_comparison(table, columns)
-    for scenario, definition in own_objective_lines(table, base.objective):
-        reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
-    for row in table.to_dict(orient="records"):
-        if isinstance(row.get("notes"), str) and row["notes"]:
-            reporting.say(f"[bold]{row['scenario']}[/]: {row['notes']}")
-    url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
-    reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
-    reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
-    _publish(table, columns, base, parent_run_id, url)
-    records = [interval_mirror(r, [*columns, *OWN_BANDED])
-               for r in table.replace({np.nan: None}).to_dict(orient="records")]
-    return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
-            "scenarios": [r for r in records if r["scenario"] != BASELINE],
-            "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
+            table = pd.DataFrame(rows)
+            columns = list(fixed_metric_names(base.objective).values())
+            figure = comparison_plot(table, columns)
+            folder = Path(output_dir) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+            progress["folder"] = folder
+            figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
+            tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
+            tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
+                                     artifact_file="what_if_comparison.json")
+            summary = comparison_markdown(table, base.objective)
+            tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
+            reporting.plt.close("all")
+        _print_comparison(table, columns)
+        for scenario, definition in own_objective_lines(table, base.objective):
+            reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
+        for row in table.to_dict(orient="records"):
+            if isinstance(row.get("notes"), str) and row["notes"]:
+                reporting.say(f"[bold]{row['scenario']}[/]: {row['notes']}")
+        url = reporting.mlflow_run_url(base.tracking.tracking_uri, tracker.experiment_id, parent_run_id)
+        reporting.say(f"MLflow: experiment [bold]{experiment_name}[/], run [bold]{parent_run_id}[/] ({url})")
+        reporting.say(f"Files: [bold]{folder}[/] (what_if_comparison.csv, what_if_comparison.png)")
+        _publish(table, columns, base, parent_run_id, url)
+        records = [interval_mirror(r, [*columns, *OWN_BANDED])
+                   for r in table.replace({np.nan: None}).to_dict(orient="records")]
+        return {"baseline": next((r for r in records if r["scenario"] == BASELINE), None),
+                "scenarios": [r for r in records if r["scenario"] != BASELINE],
+                "run_id": parent_run_id, "experiment_id": tracker.experiment_id, "files": str(folder)}
+    except CampaignInterrupted as interrupt:  # the caller says what was kept (snhc what-if)
+        if "run_id" in progress:
+            interrupt.what_if = (progress["run_id"], len({row["scenario"] for row in rows}), len(scenarios),
+                                 progress.get("folder"))
+        raise
 
 
 def comparison_plot(table: pd.DataFrame, columns: list[str]):
@@ -462,7 +467,7 @@ def with_bands(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             value, low, high = row[column], row[low_column], row[high_column]
             beyond = f">{RETENTION_HORIZON_CYCLES:,}"  # only cycles to 80 % are undefined within an interval
             if pd.isna(low) and pd.isna(high):  # no interval (a failed row, no ensemble), or all of it past the horizon
-                past = column.startswith("cycles_to_") and row.get("status") == "FINISHED"
+                past = TO_RETENTION.match(column) is not None and row.get("status") == "FINISHED"
                 return (beyond if past else "") if pd.isna(value) else _number(value)
             cell = beyond if pd.isna(value) else _number(value)
             mark = EXTRAPOLATED_MARK if _flagged(row, column) else ""

@@ -112,6 +112,12 @@ def measured_cycle(name: str, target_cycle: int | None = None) -> int | None:
     return int(match.group(1)) if match else target_cycle
 
 
+def within(value: float, low: float, high: float) -> bool:
+    """``low <= value <= high`` up to a relative 1e-9: a current read back from a metric's name (4.2 from
+    ``capacity_at_4.2_A_per_g``) is the measured one, whatever its last binary digit."""
+    return low * (1 - 1e-9) <= value <= high * (1 + 1e-9)
+
+
 class MeasuredNear(frozenset):
     """The quantities lab rows near a recipe measured (a frozenset of ``Prediction.record`` keys), the span of
     cycles their cycling capacities were measured after (``cycles``: (first, last); None when some row's cycle is
@@ -138,8 +144,7 @@ class MeasuredNear(frozenset):
         if quantity not in self:
             return False
         if quantity == CURRENT and current is not None:
-            return self.currents is not None and (
-                self.currents[0] * (1 - 1e-9) <= current <= self.currents[1] * (1 + 1e-9))
+            return self.currents is not None and within(current, *self.currents)
         if quantity != FADE or cycle is None:
             return True
         return self.cycles is not None and self.cycles[0] <= cycle <= self.cycles[1]  # an unknown span vouches for none
@@ -347,7 +352,7 @@ class DataExtent:
         low, high = self.min_current_A_per_g, self.max_current_A_per_g
         if also is not None:
             low, high = min(low, also[0]), max(high, also[1])
-        return not (low * (1 - 1e-9) <= current_A_per_g <= high * (1 + 1e-9))
+        return not within(current_A_per_g, low, high)
 
     def fade_beyond(self, cycle: int, cycling_current_A_per_g: float) -> bool:
         """A capacity after ``cycle`` cycles at that current: past the last measured cycle, or cycled at a current
@@ -546,7 +551,7 @@ class Ensemble:
         ``log_weights`` (one per member: what other data say of each, e.g. a lab's rows), tempered as the build
         tempers its candidates (:func:`_tempered`: at least ``min_effective_share`` of ``size`` stay effectively
         distinct) and resampled systematically from a stream fixed by the seed, so the same weights give the same
-        ensemble. Each member draws its own measurement factors (:func:`measurement_factors`, the study's sigmas:
+        ensemble. Each member draws its own measurement factors (:func:`drawn_measurement_factors`, the study's sigmas:
         widen them after, as :meth:`with_measurement_sigma` does): a cell's scatter has nothing to do with the
         parameters the weights chose, and a member picked k times had scattered k times alike, so the lab-taught
         interval held as few distinct draws of it as distinct members (the example lab's half-tin recipe: reversible
@@ -559,7 +564,7 @@ class Ensemble:
         rng = np.random.default_rng([self.settings.seed, REWEIGHT_STREAM])
         picked = np.minimum(np.searchsorted(np.cumsum(weights), (rng.random() + np.arange(size)) / size), n - 1)
         return replace(self, members=tuple(self.members[k] for k in picked),
-                       measurement_factors=measurement_factors(self.settings, size, rng),
+                       measurement_factors=drawn_measurement_factors(self.settings, size, rng),
                        effective_size=float(1.0 / np.sum(weights**2)),
                        weight_temperature=float(temperature))
 
@@ -1096,11 +1101,12 @@ def _build(central: ModelParameters, observations: pd.DataFrame, materials, sett
         members = [_drawn(m, unseen_scale, u0 + (u_high - u_low) / RANGE_IN_SD * unseen_rng.standard_normal(len(unseen)))
                    for m in members]
     domain = CalibratedDomain.of(observations, central, materials, settings)
-    return Ensemble(central, tuple(members), measurement_factors(settings, len(members), rng), domain, settings,
+    return Ensemble(central, tuple(members), drawn_measurement_factors(settings, len(members), rng), domain, settings,
                     effective_size, temperature)
 
 
-def measurement_factors(settings: UncertaintySettings, n: int, rng: np.random.Generator) -> tuple[dict[str, float], ...]:
+def drawn_measurement_factors(settings: UncertaintySettings, n: int, rng: np.random.Generator
+                              ) -> tuple[dict[str, float], ...]:
     """n members' measurement errors: per family of ``measurement_sigma_pct``, 1 + sigma x a normal draw (a
     cell's reading relative to what the model's parameters give)."""
     families = sorted(settings.measurement_sigma_pct)

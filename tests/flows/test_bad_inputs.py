@@ -565,7 +565,10 @@ def option_cases() -> list[Case]:
         # a section's own check names where each key it names was set (both options had been blamed on the file)
         # named by the subcommand that refuses it, whose --help lists what it takes (it had been "snhc: error")
         Case("option: one the subcommand does not take", ["what-if", "configs/whatif", "--fidelity", "physics"],
-             "snhc what-if: error: unrecognized arguments: --fidelity (see snhc what-if --help)", store_option=False),
+             "snhc what-if: error: unrecognized arguments: --fidelity physics (see snhc what-if --help)",
+             store_option=False),
+        Case("option: one snhc does not take, before the subcommand", ["--bogus", "predict"],
+             "snhc: error: unrecognized arguments: --bogus (see snhc --help)", store_option=False),
         Case("option: --batch-size above --n-calls", ["optimise", "--n-calls", "8", "--batch-size", "9"],
              "--n-calls and --batch-size: optimiser: batch_size (9) must not exceed n_calls (8)"),
         Case("option: --n-calls below the config's batch size", ["optimise", "--config", "{file}", "--n-calls", "2"],
@@ -1609,29 +1612,42 @@ def test_a_bad_physics_parameter_is_found_before_the_campaign_starts(tmp_path, c
     assert main(["predict", "--material", "HC", "--json"]) == 0
 
 
-def test_a_prefect_profiles_api_url_is_used_and_checked(tmp_path):
+def test_a_prefect_profiles_api_url_is_used_and_checked(tmp_path, monkeypatch):
     """Prefect's profiles apply (README): a PREFECT_API_URL set with `prefect config set` in the active profile is
-    the server a command uses, so one that answers nothing is one line naming the profile, exit 2, nothing written.
-    It had been ignored: a temporary server started in its place and the flow's history went to it, unsaid. The
-    profile PREFECT_PROFILE names wins over the file's active one; a profile without the setting starts nothing."""
+    the server a command uses, so one that answers nothing is one line naming the profile, exit 2, nothing written
+    (optimise and serve alike). It had been ignored: a temporary server started in its place and the flow's history
+    went to it, unsaid; serve then crashed on the missing variable. The profile PREFECT_PROFILE names wins over the
+    file's active one; a profile without the setting starts nothing; PREFECT_API_URL set, even empty, is Prefect's
+    (an empty one starts a temporary server, as Prefect reads no profile then). A profiles file that is a folder
+    or not TOML is one line too."""
     from flows.prefect_server import configured_api_url
 
     profiles = tmp_path / "profiles.toml"
     profiles.write_text('active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
                         '[profiles.mine]\nPREFECT_LOGGING_LEVEL = "WARNING"\n')
-    environment = {"PREFECT_API_URL": "", "PREFECT_PROFILES_PATH": str(profiles), "PREFECT_PROFILE": ""}
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILE", raising=False)
+    environment = {"PREFECT_PROFILES_PATH": str(profiles)}
     store = tmp_path / "store" / "mlflow.db"
-    code, output = _run_subprocess(["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"],
-                                   environment)
-    assert code == 2 and len(output.strip().splitlines()) == 1, output
-    assert f"PREFECT_API_URL of Prefect profile 'team' ({profiles})=http://127.0.0.1:9/api" in output, output
-    assert "no Prefect server answers there" in output and not store.parent.exists()
+    for args in (["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"], ["serve"]):
+        code, output = _run_subprocess(args, environment)
+        assert code == 2 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+        assert "http://127.0.0.1:9/api" in output and not store.parent.exists(), output
+    assert f"PREFECT_API_URL of Prefect profile 'team' ({profiles})=http://127.0.0.1:9/api: no Prefect server " \
+           f"answers there" in _run_subprocess(["optimise", "--n-calls", "8"], environment)[1]
+    for broken in (tmp_path, tmp_path / "broken.toml"):
+        (tmp_path / "broken.toml").write_text('active = "team"\n[profiles.team\n')
+        code, output = _run_subprocess(["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"],
+                                       {"PREFECT_PROFILES_PATH": str(broken)})
+        assert code == 2 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+        assert "profiles file" in output and not store.parent.exists(), output
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        patch.delenv("PREFECT_API_URL")
+        patch.setenv("PREFECT_PROFILES_PATH", str(profiles))
         patch.setitem(sys.modules, "prefect", None)  # as in a fresh command: Prefect not imported yet
         patch.delitem(sys.modules, "prefect")
         assert configured_api_url()[0] == "http://127.0.0.1:9/api"
         patch.setenv("PREFECT_PROFILE", "mine")
         assert configured_api_url() == (None, "")
+        patch.delenv("PREFECT_PROFILE")
+        patch.setenv("PREFECT_API_URL", "")
+        assert configured_api_url() == (None, "PREFECT_API_URL")

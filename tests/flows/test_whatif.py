@@ -423,6 +423,7 @@ def test_ctrl_c_during_a_study_is_one_line_and_says_what_was_kept(prefect_local,
     def interrupted(*args, **kwargs):
         raise interrupts.CampaignInterrupted(signal.SIGINT)
 
+    predicted = whatif._predict_scenario
     monkeypatch.setattr(whatif, "_predict_scenario", interrupted)  # the signal lands in the second scenario
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert main(["what-if", str(scenario), "--config", str(config), "--tracking-uri", uri,
@@ -437,3 +438,10 @@ def test_ctrl_c_during_a_study_is_one_line_and_says_what_was_kept(prefect_local,
                                   "tags.kind = 'what-if'")
     assert study.info.status == "KILLED" and study.info.run_id in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # stopped after the scenarios, as the comparison is drawn: the same one line, not "before the study started"
+    monkeypatch.setattr(whatif, "_predict_scenario", predicted)
+    monkeypatch.setattr(whatif, "comparison_plot", interrupted)
+    assert main(["what-if", str(scenario), "--config", str(config), "--tracking-uri", uri,
+                 "--output", str(tmp_path / "out")]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "2 of 2 scenarios finished" in line and "no comparison table or chart was written" in line
