@@ -76,6 +76,8 @@ _WORD = re.compile(r"[^\s'\"]+")
 # before ``://``), and over http(s) a token alone as the user (``https://ghp_...@host``; a user name alone
 # elsewhere, ``postgresql://postgres@``, ``wasbs://container@``, is kept)
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@:]*:[^/?#\s]*)@")
+# the same with a blank in the password (``http://u:p w@host``), which the word-by-word pass would cut in two
+_SPACED_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)[^/?#\s@:]*:[^/?#@\n]*[ \t][^/?#@\n]*@")
 _HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*?[Hh][Tt][Tt][Pp][Ss]?://)"
                          r"(?P<userinfo>[^/?#\s@:]+)@")
 # ``user:password@host`` given without a scheme (a Dask address, a mistyped tracking URI): a name, a colon, a
@@ -107,6 +109,7 @@ def redact(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     if "@" in text:
+        text = _SPACED_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
         text = _WORD.sub(lambda word: _masked_userinfo(word[0]) if "@" in word[0] else word[0], text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}{REDACTED}", text)
 
@@ -1061,7 +1064,10 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
 
 
 def http_url_problem(url: str) -> str | None:
-    """What is wrong with a server's http(s) address (None: nothing): its scheme, its host, its port."""
+    """What is wrong with a server's http(s) address (None: nothing): a blank in it, its scheme, its host, its port
+    (a blank had reached the HTTP client, which raised with the address, password and all, in a traceback)."""
+    if any(character.isspace() for character in url):
+        return "contains a blank (a space, tab or line end); a password with one is written %20"
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - parsing the port raises for a bad one

@@ -574,6 +574,9 @@ def option_cases() -> list[Case]:
         Case("option: --n-calls below the config's batch size", ["optimise", "--config", "{file}", "--n-calls", "2"],
              "--n-calls and ", "optimiser: {batch_size: 4}\n", names_file=True),
         # the --n-calls note waits until the Prefect server is known to answer (it had been a second line)
+        # a blank in the address (in its password, say) had reached the HTTP client: a traceback with the password
+        Case("env: PREFECT_API_URL with a blank in its password", ["optimise", "--n-calls", "8"],
+             "contains a blank", environment={"PREFECT_API_URL": f"http://u:{SECRET} x@127.0.0.1:9/api"}),
         Case("env: PREFECT_API_URL unreachable with a --n-calls note", ["optimise", "--n-calls", "8"],
              "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there",
              environment={"PREFECT_API_URL": "http://127.0.0.1:9/api"}),
@@ -927,6 +930,7 @@ def test_catalogue_covers_every_class():
 
 @pytest.mark.parametrize("text, secret, kept", [
     (f"http://bob:{SECRET}@mlflow.example.org:5000", SECRET, "mlflow.example.org:5000"),
+    (f"PREFECT_API_URL http://bob:{SECRET} x@h:4200/api: no server", SECRET, "h:4200/api: no server"),  # a blank
     (f"postgresql+psycopg2://snhc:{SECRET}@db:5432/mlflow", SECRET, "db:5432/mlflow"),
     (f"https://user:p@ss:{SECRET}@host/api", SECRET, "host/api"),
     (f"https://host/x?token={SECRET}&page=2", SECRET, "page=2"),
