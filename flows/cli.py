@@ -985,15 +985,21 @@ def cmd_serve(args) -> int:
     for check in (check_capacity_scoreable, check_limits_reachable):  # every scheduled run would refuse the config
         check(config, str(args.config or default_config_path()))
     studies = load_scenarios([args.whatif], config_document(args.config))  # served studies must run
+    from flows.prefect_server import configured_api_url
+
+    # the environment's or the active Prefect profile's, read before Prefect is imported: Prefect's own reader
+    # raises a traceback on a broken profiles file
+    api, where = configured_api_url()
     from flows.deployments import serve_deployments  # checks configs/schedules.yaml as it loads: a file, so before
     # the server (a bad time zone had been reported as the missing server)
 
-    from flows.prefect_server import configured_api_url
-
-    api, where = configured_api_url()  # the environment's or the active Prefect profile's
     if api is None:
         raise UsageError("no Prefect server: start one with `prefect server start` and set "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api (cron schedules need a real server)")
+    from flows.inputs import http_url_problem, redact
+
+    if problem := http_url_problem(api):  # a profile's value: the environment's was checked with the others
+        raise UsageError(f"{where}={redact(api)}: {problem} (e.g. http://127.0.0.1:4200/api)")
     _check_campaign_servers(config)  # every scheduled run would fail on a store or scheduler that does not answer
     from flows.inputs import check_experiment_active
     from flows.scenarios import WHAT_IF_EXPERIMENT

@@ -77,7 +77,8 @@ _WORD = re.compile(r"[^\s'\"]+")
 # elsewhere, ``postgresql://postgres@``, ``wasbs://container@``, is kept)
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s@:]*:[^/?#\s]*)@")
 # the same with a blank in the password (``http://u:p w@host``), which the word-by-word pass would cut in two
-_SPACED_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)[^/?#\s@:]*:[^/?#@\n]*[ \t][^/?#@\n]*@")
+_SPACED_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*://)"
+                              r"[^/?#\s@:]*:[^/?#@\n]*[ \t][^/?#@\n]*@")
 _HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*?[Hh][Tt][Tt][Pp][Ss]?://)"
                          r"(?P<userinfo>[^/?#\s@:]+)@")
 # ``user:password@host`` given without a scheme (a Dask address, a mistyped tracking URI): a name, a colon, a
@@ -1043,14 +1044,16 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
 
             try:
                 prefect.settings.Settings()
+                prefect.settings.load_profiles()  # its profiles file's shape, which Settings() leaves unread
                 return
             except ValidationError as error:
                 problems = [(problem["loc"], problem["input"], problem["msg"]) for problem in error.errors()
                             if isinstance(problem.get("input"), str)]
-            except (OSError, ValueError) as error:  # its profiles file a folder, or not TOML
-                raise InputError(f"Prefect cannot read its profiles file ({type(error).__name__}: "
-                                 f"{excerpt(str(error))}); fix it, or point PREFECT_PROFILES_PATH at a "
-                                 f"profiles.toml") from None
+            except (OSError, ValueError, TypeError, AttributeError) as error:  # its profiles file a folder, not
+                # TOML, or TOML of another shape (profiles = 5): Prefect's reader raises as it goes
+                raise InputError(f"Prefect cannot read its profiles file {prefect_profiles_path()} "
+                                 f"({type(error).__name__}: {excerpt(str(error))}); fix it, or point "
+                                 f"PREFECT_PROFILES_PATH at a profiles.toml") from None
         for loc, value, message in problems:
             # the variable that set it: its value, and among several with that value the one named by the setting
             named = [n for n, v in sorted(os.environ.items()) if n.startswith("PREFECT_") and v == value]
@@ -1060,7 +1063,15 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
                 shown = "(not shown)" if name in SECRET_ENVIRONMENT else excerpt(value)
                 raise InputError(f"{name}={shown}: Prefect cannot use it ({message}); fix or unset it")
         where = ".".join(str(part) for part in problems[0][0]) if problems else "a setting"
-        raise InputError(f"Prefect's {where} is not valid (a profile's value? see `prefect config view`); fix it")
+        raise InputError(f"Prefect's {where} is not valid (a value in its profiles file {prefect_profiles_path()}? "
+                         f"see `prefect config view`); fix it")
+
+
+def prefect_profiles_path() -> Path:
+    """Prefect's profiles file, as Prefect finds it: ``PREFECT_PROFILES_PATH``, else ``profiles.toml`` in
+    ``PREFECT_HOME`` (``~/.prefect`` unless set)."""
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    return Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
 
 
 def http_url_problem(url: str) -> str | None:

@@ -33,7 +33,7 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
-from flows.inputs import InputError, redact
+from flows.inputs import InputError, prefect_profiles_path, redact
 from surrogate.yaml_safety import plain_number
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
@@ -175,8 +175,7 @@ def configured_api_url() -> tuple[str | None, str]:
 
 def _profile_api_url() -> tuple[str | None, str]:
     """The active Prefect profile's ``PREFECT_API_URL`` (:func:`configured_api_url`)."""
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    path = prefect_profiles_path()
     if not path.is_file():
         return None, ""
     try:
@@ -185,9 +184,17 @@ def _profile_api_url() -> tuple[str | None, str]:
         raise PrefectSettingError(f"Prefect's profiles file {path}: cannot be read ({type(error).__name__}: "
                                   f"{str(error)[:120]}); fix it or point PREFECT_PROFILES_PATH elsewhere") from None
     active = os.environ.get("PREFECT_PROFILE") or document.get("active")
-    profiles = document.get("profiles")
-    profile = profiles.get(active) if isinstance(profiles, dict) and isinstance(active, str) else None
+    profiles = document.get("profiles", {})
+    if not (isinstance(profiles, dict) and all(isinstance(p, dict) for p in profiles.values())
+            and isinstance(active, (str, type(None)))):  # Prefect's own reader raises on these, as a traceback
+        raise PrefectSettingError(f"Prefect's profiles file {path}: 'active' must be a profile's name and each "
+                                  f"[profiles.NAME] a table of settings; fix it or point PREFECT_PROFILES_PATH "
+                                  f"elsewhere")
+    profile = profiles.get(active)
     url = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
+    if url is not None and not isinstance(url, str):  # a number: Prefect's temporary server had died on it
+        raise PrefectSettingError(f"PREFECT_API_URL of Prefect profile '{active}' ({path}) = {str(url)[:40]}: not an "
+                                  f"address; give one in quotes (\"http://127.0.0.1:4200/api\") or remove it")
     if isinstance(url, str) and url.strip():
         return url, f"PREFECT_API_URL of Prefect profile '{active}' ({path})"
     return None, ""
@@ -246,6 +253,9 @@ def start() -> TemporaryServer:
                              start_lock)
     atexit.register(server.stop)
     os.environ["PREFECT_API_URL"] = server.api_url
+    if "prefect.context" in sys.modules:  # imported already (a PREFECT_* setting checked by its parser): its global
+        # settings were read without this URL, and a flow had then found none ('No Prefect API URL provided')
+        sys.modules["prefect.context"].refresh_global_settings_context()
     threading.Thread(target=_first_requests, args=(server.api_url, process), name="prefect-warm-up",
                      daemon=True).start()
     return server

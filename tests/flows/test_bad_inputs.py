@@ -1639,12 +1639,28 @@ def test_a_prefect_profiles_api_url_is_used_and_checked(tmp_path, monkeypatch):
         assert "http://127.0.0.1:9/api" in output and not store.parent.exists(), output
     assert f"PREFECT_API_URL of Prefect profile 'team' ({profiles})=http://127.0.0.1:9/api: no Prefect server " \
            f"answers there" in _run_subprocess(["optimise", "--n-calls", "8"], environment)[1]
-    for broken in (tmp_path, tmp_path / "broken.toml"):
-        (tmp_path / "broken.toml").write_text('active = "team"\n[profiles.team\n')
-        code, output = _run_subprocess(["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"],
-                                       {"PREFECT_PROFILES_PATH": str(broken)})
-        assert code == 2 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
-        assert "profiles file" in output and not store.parent.exists(), output
+    shapes = {"not TOML": 'active = "team"\n[profiles.team\n', "profiles a number": 'active = "a"\nprofiles = 5\n',
+              "a profile a number": '[profiles]\na = 5\n',
+              "a URL a number": 'active = "a"\n[profiles.a]\nPREFECT_API_URL = 5\n'}
+    for number, (shape, text) in enumerate(shapes.items()):
+        (tmp_path / f"broken{number}.toml").write_text(text)
+    # a folder; each broken shape read from PREFECT_PROFILES_PATH and as PREFECT_HOME's own profiles.toml
+    for broken in [tmp_path, *(tmp_path / f"broken{n}.toml" for n in range(len(shapes)))]:
+        home = tmp_path / f"home-{broken.name}"
+        home.mkdir()
+        if broken.is_file():
+            (home / "profiles.toml").write_text(broken.read_text())
+        for variables in ({"PREFECT_PROFILES_PATH": str(broken)}, {"PREFECT_HOME": str(home)}):
+            if "PREFECT_HOME" in variables and not broken.is_file():
+                continue
+            for args in (["optimise", "--n-calls", "8", "--tracking-uri", f"sqlite:///{store}"], ["serve"]):
+                code, output = _run_subprocess(args, variables)
+                assert code == 2 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+                assert ("profiles file" in output or "not an address" in output) and not store.parent.exists(), output
+    profiles_garbage = tmp_path / "garbage.toml"
+    profiles_garbage.write_text('active = "t"\n[profiles.t]\nPREFECT_API_URL = "garbage"\n')
+    code, output = _run_subprocess(["serve"], {"PREFECT_PROFILES_PATH": str(profiles_garbage)})
+    assert code == 2 and "=garbage: must start with http:// or https://" in output, output
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFECT_PROFILES_PATH", str(profiles))
         patch.setitem(sys.modules, "prefect", None)  # as in a fresh command: Prefect not imported yet
@@ -1655,3 +1671,19 @@ def test_a_prefect_profiles_api_url_is_used_and_checked(tmp_path, monkeypatch):
         patch.delenv("PREFECT_PROFILE")
         patch.setenv("PREFECT_API_URL", "")
         assert configured_api_url() == (None, "PREFECT_API_URL")
+
+
+def test_a_prefect_profile_without_an_api_url_runs_on_a_temporary_server(tmp_path, monkeypatch):
+    """A profiles file named by PREFECT_PROFILES_PATH whose active profile sets something else (a logging level)
+    leaves the command to its temporary server: checking the setting had imported Prefect before that server's URL
+    was set, so the flow found none ('No Prefect API URL provided', exit 1, a store made and no run)."""
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('active = "a"\n[profiles.a]\nPREFECT_LOGGING_LEVEL = "WARNING"\n')
+    config = tmp_path / "tiny.yaml"
+    config.write_text("optimiser: {n_calls: 4, n_initial_points: 2, batch_size: 2}\nphysics_check: {top_k: 0}\n")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    store = tmp_path / "store" / "mlflow.db"
+    code, output = _run_subprocess(["optimise", "--config", str(config), "--tracking-uri", f"sqlite:///{store}"],
+                                   {"PREFECT_PROFILES_PATH": str(profiles), "PREFECT_HOME": str(tmp_path / "home")})
+    assert code == 0 and "Traceback" not in output, output[-2000:]
+    assert _runs_in(store) >= 1
