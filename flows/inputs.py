@@ -86,7 +86,7 @@ _HTTP_TOKEN = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z0-9+.\-]*?[Hh][
 # ``key:value,...`` pairs is not one)
 _BARE_USERINFO = re.compile(r"(?<![\w.+\-/:@%])(?P<userinfo>[\w.%+\-]+:[^/?#\s@'\",]+)@(?=[\w\[])")
 _SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
+    r"(?P<key>[?&;#](?:[A-Za-z0-9_\-]*?)(?:token|password|passwd|pwd|secret|key|sig|signature|credential|auth)"
     r"[A-Za-z0-9_\-]*=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
 _SECRETS: dict[str, str] = {}  # redacted text -> the real one, for connecting; never written anywhere
 # Environment variables that hold a secret itself (not an address with one in it): an error message that quotes one's

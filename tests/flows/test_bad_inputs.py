@@ -937,6 +937,7 @@ def test_catalogue_covers_every_class():
     (f"s3://bucket/key?X-Amz-Signature={SECRET}&X-Amz-Credential={SECRET}", SECRET, "s3://bucket/key"),
     (f"https://host/blob?sig={SECRET}", SECRET, "https://host/blob"),
     (f"https://host/?access_token={SECRET}#top", SECRET, "#top"),
+    (f"http://127.0.0.1:4200/api#token={SECRET}", SECRET, "127.0.0.1:4200/api#token="),  # in the fragment too
     (f"http://h/?password={SECRET}", SECRET, "http://h/"),
     (f"http://h/?secret={SECRET};other=1", SECRET, "http://h/"),
     (f"http://h/?api_key={SECRET}", SECRET, "http://h/"),
