@@ -1221,12 +1221,14 @@ def main(argv: list[str] | None = None) -> int:
     # noise beside the one line a bad input gets, for files of a few kB
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0].startswith("-") and words[0] not in TOP_LEVEL_OPTIONS and any(
+            word in _commands(parser) for word in words[1:]):  # argparse had called the option's value the command
+        parser.error(f"{words[0]}: options come after the command (snhc COMMAND {words[0]} ...)")
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the parser that refuses them (the subcommand's, after its name), whose --help says more
-        words = sys.argv[1:] if argv is None else argv
-        before = words[:words.index(args.command)] if args.command in words else words
-        refusing = parser if any(word in before for word in unknown) else _command_parser(parser, args.command)
-        refusing.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # after the command (options before it are refused above): named by its parser, whose --help lists
+        # what it takes
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     if argv is None:  # the command itself, not a caller in this process (tests, notebooks)
         atexit.register(_exit_without_teardown)  # first registered, so the last to run
     try:
@@ -1321,12 +1323,17 @@ def _exit_without_teardown() -> None:
 MAX_ERROR_CHARS = 400  # an error line names the input and the allowed values; more than this is the input echoed
 
 
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")  # what snhc itself takes before a command
+
+
+def _commands(parser) -> dict:
+    """The subcommands' names and their parsers."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def _command_parser(parser, command: str) -> argparse.ArgumentParser:
     """One subcommand's own parser."""
-    import argparse
-
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return commands.choices[command]
+    return _commands(parser)[command]
 
 
 def _command_actions(parser, command: str) -> list:

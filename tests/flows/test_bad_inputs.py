@@ -567,8 +567,11 @@ def option_cases() -> list[Case]:
         Case("option: one the subcommand does not take", ["what-if", "configs/whatif", "--fidelity", "physics"],
              "snhc what-if: error: unrecognized arguments: --fidelity physics (see snhc what-if --help)",
              store_option=False),
-        Case("option: one snhc does not take, before the subcommand", ["--bogus", "predict"],
-             "snhc: error: unrecognized arguments: --bogus (see snhc --help)", store_option=False),
+        # argparse had read an option's value as the command ("invalid choice: '4'")
+        *[Case(f"option: {' '.join(args[:-1])} before the subcommand", args,
+               f"snhc: error: {args[0]}: options come after the command (snhc COMMAND {args[0]} ...)",
+               store_option=False)
+          for args in (["--bogus", "predict"], ["--n-calls", "4", "optimise"], ["--fidelity", "physics", "what-if"])],
         Case("option: --batch-size above --n-calls", ["optimise", "--n-calls", "8", "--batch-size", "9"],
              "--n-calls and --batch-size: optimiser: batch_size (9) must not exceed n_calls (8)"),
         Case("option: --n-calls below the config's batch size", ["optimise", "--config", "{file}", "--n-calls", "2"],
