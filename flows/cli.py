@@ -1234,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from flows.inputs import check_environment, check_printable, check_tool_environment
 
-        _check_given_once(parser, args.command, sys.argv[1:] if argv is None else argv)
+        _check_given_once(parser, args.command, words)
         check_printable({_option_of(parser, args.command, dest): value for dest, value in vars(args).items()
                          if dest not in ("command", "handler")})
         check_environment()
@@ -1344,8 +1344,6 @@ def _command_actions(parser, command: str) -> list:
 def _check_given_once(parser, command: str, argv: list[str]) -> None:
     """An option given twice is an error: argparse keeps the last silently (``--current 0.1 --current 4.2``
     predicted 4.2 alone), where a user meant both or mistyped one. A list option takes its values after one flag."""
-    import argparse
-
     words = argv[: argv.index("--")] if "--" in argv else argv
     for action in _command_actions(parser, command):
         given = [w for w in words for flag in action.option_strings if w == flag or w.startswith(flag + "=")]

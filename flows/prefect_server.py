@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from flows.inputs import InputError, prefect_profiles_path, redact
-from surrogate.yaml_safety import plain_number
+from surrogate.yaml_safety import excerpt, plain_number
 
 DEFAULT_STARTUP_TIMEOUT_S = 180.0  # a busy 2-core machine has been seen to need over 60 s
 HEALTH_CHECK_TIMEOUT_S = 3.0
@@ -182,7 +182,7 @@ def _profile_api_url() -> tuple[str | None, str]:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise PrefectSettingError(f"Prefect's profiles file {path}: cannot be read ({type(error).__name__}: "
-                                  f"{str(error)[:120]}); fix it or point PREFECT_PROFILES_PATH elsewhere") from None
+                                  f"{excerpt(str(error))}); fix it or point PREFECT_PROFILES_PATH elsewhere") from None
     active = os.environ.get("PREFECT_PROFILE") or document.get("active")
     profiles = document.get("profiles", {})
     if not (isinstance(profiles, dict) and all(isinstance(p, dict) for p in profiles.values())
@@ -193,7 +193,7 @@ def _profile_api_url() -> tuple[str | None, str]:
     profile = profiles.get(active)
     url = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
     if url is not None and not isinstance(url, str):  # a number: Prefect's temporary server had died on it
-        raise PrefectSettingError(f"PREFECT_API_URL of Prefect profile '{active}' ({path}) = {str(url)[:40]}: not an "
+        raise PrefectSettingError(f"PREFECT_API_URL of Prefect profile '{active}' ({path}) = {excerpt(url)}: not an "
                                   f"address; give one in quotes (\"http://127.0.0.1:4200/api\") or remove it")
     if isinstance(url, str) and url.strip():
         return url, f"PREFECT_API_URL of Prefect profile '{active}' ({path})"
@@ -209,7 +209,7 @@ def start() -> TemporaryServer:
     startup_timeout_s()  # a bad limit is bad input: say so before anything starts
     configured, where = configured_api_url()
     if configured:
-        from flows.inputs import InputError, check_health, http_url_problem
+        from flows.inputs import check_health, http_url_problem
 
         if (problem := http_url_problem(configured)) or not healthy(configured):
             raise PrefectSettingError(f"{where}={redact(configured)}: {problem or 'no Prefect server answers there'};"

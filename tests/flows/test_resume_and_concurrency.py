@@ -100,7 +100,8 @@ def test_sigkill_after_the_second_batch_then_resume(params, tmp_path):
     assert resumed.wait(timeout=240) == 0, (tmp_path / "resume.log").read_text()[-3000:]
     # the resume says that it resumes, and from how many of the budget's evaluations (it had said nothing of it,
     # then counted the dense search's candidates as evaluations of the budget)
-    assert f"resuming run {run_id}: {len(before)} of 12 evaluations saved, told" in (tmp_path / "resume.log").read_text()
+    resumed_log = (tmp_path / "resume.log").read_text()
+    assert f"resuming run {run_id}: {len(before)} of 12 evaluations saved, told" in resumed_log
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
