@@ -366,35 +366,14 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
                 done = len({row["scenario"] for row in rows})
                 reporting.say(f"[bold]what-if[/] {done + 1}/{len(scenarios)} {scenario.name} ({scenario.mode}): "
                               f"{scenario.description}", progress=True)
-                try:
-                    if scenario.mode == "predict":
-                        rows += _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective,
-                                                  ensembles)
-                    else:
-                        rows += _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective,
-                                                   experiment_name, ensembles)
-                        if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
-                            rows[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, rows[-1]["notes"]]))
-                        elif scenario.name != BASELINE and rows[0]["scenario"] == BASELINE:
-                            rows[-1] |= against_baseline_recipe(rows[-1], rows[0], config)
-                except Exception as error:  # one broken scenario must not stop the comparison
-                    reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
-                    rows.append({"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
-                                 "failure_reason": f"{type(error).__name__}: {error}"})
+                rows += _scenario_rows(scenario, config, recipes, rows, base, tracker, parent_run_id,
+                                       experiment_name, ensembles)
             table = pd.DataFrame(rows)
             columns = list(fixed_metric_names(base.objective).values())
-            figure = comparison_plot(table, columns)
             folder = Path(output_dir) / name
-            folder.mkdir(parents=True, exist_ok=True)
-            write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+            figure = _write_comparison(table, columns, folder)
             progress["folder"] = folder
-            figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
-            tracker.log_files(parent_run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
-            tracker.client.log_table(parent_run_id, data=_display_table(table, base.objective),
-                                     artifact_file="what_if_comparison.json")
-            summary = comparison_markdown(table, base.objective)
-            tracker.log(parent_run_id, tags={NOTE_TAG: f"{note}\n\n{summary}"})
-            reporting.plt.close("all")
+            _log_comparison(table, figure, base, tracker, parent_run_id, note)
         _print_comparison(table, columns)
         for scenario, definition in own_objective_lines(table, base.objective):
             reporting.say(f"[bold]{scenario}[/]: own objective = {definition}")
@@ -416,6 +395,44 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
                                  progress.get("folder"))
         raise
 
+
+def _scenario_rows(scenario, config, recipes, rows, base, tracker, parent_run_id, experiment_name,
+                   ensembles) -> list[dict[str, Any]]:
+    """One scenario's rows of the comparison (``rows``: those before it, the baseline first when there is one); a
+    scenario that fails is one FAILED row, so a broken scenario does not stop the comparison."""
+    try:
+        if scenario.mode == "predict":
+            return _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective, ensembles)
+        new = _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective, experiment_name,
+                                 ensembles)
+        if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
+            new[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, new[-1]["notes"]]))
+        elif scenario.name != BASELINE and rows and rows[0]["scenario"] == BASELINE:
+            new[-1] |= against_baseline_recipe(new[-1], rows[0], config)
+        return new
+    except Exception as error:  # one broken scenario must not stop the comparison
+        reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
+        return [{"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
+                 "failure_reason": f"{type(error).__name__}: {error}"}]
+
+
+def _write_comparison(table: pd.DataFrame, columns: list[str], folder: Path):
+    """The comparison's CSV and PNG in ``folder``; returns the figure, for the run."""
+    figure = comparison_plot(table, columns)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(table, folder / "what_if_comparison.csv")  # formula-like cells escaped, secrets masked
+    figure.savefig(folder / "what_if_comparison.png", dpi=120, bbox_inches="tight")
+    return figure
+
+
+def _log_comparison(table: pd.DataFrame, figure, base: CampaignConfig, tracker: Tracker, run_id: str,
+                    note: str) -> None:
+    """The comparison on the study's MLflow run: its CSV, PNG and table, and the run note with its summary."""
+    tracker.log_files(run_id, {"what_if_comparison.csv": table, "what_if_comparison.png": figure})
+    tracker.client.log_table(run_id, data=_display_table(table, base.objective),
+                             artifact_file="what_if_comparison.json")
+    tracker.log(run_id, tags={NOTE_TAG: f"{note}\n\n{comparison_markdown(table, base.objective)}"})
+    reporting.plt.close("all")
 
 def comparison_plot(table: pd.DataFrame, columns: list[str]):
     """Grouped bars of the fixed-definition metrics, one bar per row (scenario: recipe)."""
