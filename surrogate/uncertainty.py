@@ -62,7 +62,11 @@ FAMILY_OF_METRIC = {
 # particles' swelling is uncertain by a factor F (milled in air, another Sn fraction) the thickening is by F^exponent.
 # Without it an air-milled 2:1 had particle expansion 260 % [86-550] beside an electrode expansion of 15 % [11.6-18.2],
 # the measured composite's band, though nano-Sn, swelling 685 %, thickens 280 %.
-FORM_ERROR_FOLLOWS = {"electrode_expansion": ("particle_expansion", "electrode_expansion_exponent")}
+# A capacity after cycles is a capacity: where the Sn's utilisation at another composition or milling is off by a
+# factor, so is what is left of it after cycling (exponent None: the factor itself). Drawn apart, a member's capacity
+# at 1.7 A/g and its capacity at cycle 1 at 1.7 A/g had erred independently.
+FORM_ERROR_FOLLOWS = {"electrode_expansion": ("particle_expansion", "electrode_expansion_exponent"),
+                      "cycling": ("capacity", None)}
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
 INITIAL_EFFICIENCY, CURRENT = "initial_coulombic_efficiency_pct", "capacity_at_current_mAh_per_g"
@@ -253,7 +257,8 @@ class UncertaintySettings:
     uncertain_assumed_parameters: tuple[str, ...]
     measurement_sigma_pct: dict[str, float]
     model_form_sigma_pct: dict[str, float]  # families without: none
-    model_form_errors: dict[str, int]  # per family of model_form_sigma_pct: how many errors its RMS is of
+    model_form_errors: dict[str, int]  # per measured family of model_form_sigma_pct: how many errors its RMS is of
+    # (a family of model_form_sigma_pct not listed has an assumed sd, drawn Gaussian)
     model_form_distance: ModelFormDistance
 
     @classmethod
@@ -288,10 +293,10 @@ class UncertaintySettings:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 100.0 for v in forms.values()):
             raise ParameterError(f"{path}: model_form_sigma_pct takes some of {list(FAMILIES)}, each 0 to 100 (%)")
         counts = document["model_form_errors"]
-        if not isinstance(counts, dict) or set(counts) != set(forms) or not all(
+        if not isinstance(counts, dict) or not set(counts) <= set(forms) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000 for v in counts.values()):
-            raise ParameterError(f"{path}: model_form_errors needs exactly the families of model_form_sigma_pct "
-                                 f"({sorted(forms)}), each a count 1 to 1000")
+            raise ParameterError(f"{path}: model_form_errors takes some of the families of model_form_sigma_pct "
+                                 f"({sorted(forms)}), each a count 1 to 1000 (a family not listed: an assumed sd)")
         distance = document["model_form_distance"]
         if not isinstance(distance, dict) or set(distance) != set(_DISTANCE_RANGES):
             raise ParameterError(f"{path}: model_form_distance needs exactly {sorted(_DISTANCE_RANGES)}")
@@ -609,11 +614,16 @@ class Ensemble:
         ``model_form_errors`` leave-material-out log errors (``model_form_sigma_pct``) and t a Student-t draw with
         that many degrees of freedom, the predictive law of a new error when the variance is estimated from n
         zero-mean ones (a Gaussian would take the RMS of two errors as the true sd). On the log scale a factor stays
-        positive, as a swelling or an efficiency's loss does. Its own random stream, so the members and their
-        measurement factors are those an ensemble without it has."""
-        rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM])
+        positive, as a swelling or an efficiency's loss does. A family whose sd is assumed, not the RMS of measured
+        errors (no ``model_form_errors`` count: the capacity's), draws a Gaussian t from a stream of its own, so the
+        measured families' draws are those of an ensemble without it. Its own random stream, so the members and
+        their measurement factors are those an ensemble without it has."""
         sigmas, counts = self.settings.model_form_sigma_pct, self.settings.model_form_errors
-        return tuple({f: float(np.exp(sigmas[f] / 100.0 * rng.standard_t(counts[f]))) for f in sorted(sigmas)}
+        rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM])
+        assumed_rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM, ASSUMED_FORM_STREAM])
+        measured, assumed = sorted(f for f in sigmas if f in counts), sorted(f for f in sigmas if f not in counts)
+        return tuple({**{f: float(np.exp(sigmas[f] / 100.0 * rng.standard_t(counts[f]))) for f in measured},
+                      **{f: float(np.exp(sigmas[f] / 100.0 * assumed_rng.standard_normal())) for f in assumed}}
                      for _ in self.members)
 
     @functools.cached_property
@@ -641,28 +651,30 @@ class Ensemble:
         form = self.model_form_factors[k].get(family, 1.0)
         if family in FORM_ERROR_FOLLOWS:
             source, exponent = FORM_ERROR_FOLLOWS[family]
-            form = self.model_form_factors[k].get(source, 1.0) ** float(getattr(self.members[k], exponent))
+            power = 1.0 if exponent is None else float(getattr(self.members[k], exponent))
+            form = self.model_form_factors[k].get(source, 1.0) ** power
         return self.measurement_factors[k].get(family, 1.0) * (1.0 + form_weight * (form - 1.0))
 
     def form_weights(self, recipes: list[dict[str, Any]], name: str) -> np.ndarray:
         """Each recipe's share of the model-form error of metric ``name`` (record key or flat name):
         :meth:`CalibratedDomain.model_form_weight`, or 0 for a quantity whose family has no model-form sigma (of its
-        own or through :data:`FORM_ERROR_FOLLOWS`)."""
+        own or through :data:`FORM_ERROR_FOLLOWS`).
+
+        The error belongs to its family, so a quantity carries it only where neither it nor any quantity of that
+        family was measured near: a nano-Sn electrode, whose particles' swelling was measured, carries none of the
+        swelling's (hidden, it had read 24-2190 %), nor does a recipe whose electrode a lab row measured; HC's
+        rate-test capacity at 1.7 A/g, never run as a rate test but measured as a first cycle at 0.08 A/g and at
+        1.7 A/g, carries none of the capacity's (how far its current lies from those measured is the rate
+        extrapolation's part, :meth:`current_distances`)."""
         quantity = measured_quantity(name)
         family = None if quantity is None else FAMILY_OF_METRIC[quantity]
         sigmas = self.settings.model_form_sigma_pct
-        scale = self.settings.model_form_distance
-        if family not in sigmas and family in FORM_ERROR_FOLLOWS and FORM_ERROR_FOLLOWS[family][0] in sigmas:
-            # the error of the quantity it follows, where both are unmeasured: a nano-Sn electrode, whose particles'
-            # swelling was measured, carries none of it (hidden, it had read 24-2190 %), nor does a recipe whose
-            # electrode a lab row measured
-            source = FORM_ERROR_FOLLOWS[family][0]
-            followed = next(q for q, f in FAMILY_OF_METRIC.items() if f == source)
-            return np.array([min(self.domain.model_form_weight(recipe, quantity, scale),
-                                 self.domain.model_form_weight(recipe, followed, scale)) for recipe in recipes])
-        if family not in sigmas:
+        source = family if family in sigmas else FORM_ERROR_FOLLOWS.get(family, (None,))[0]
+        if source not in sigmas:
             return np.zeros(len(recipes))
-        return np.array([self.domain.model_form_weight(recipe, quantity, scale) for recipe in recipes])
+        group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items() if f == source and q != quantity)]
+        scale = self.settings.model_form_distance
+        return np.array([min(self.domain.model_form_weight(recipe, q, scale) for q in group) for recipe in recipes])
 
     def scattered(self, k: int, name: str, values, form_weight=0.0, ceiling=None, current_distance=0.0) -> np.ndarray:
         """Member k's ``values`` of metric ``name`` as a measurement could read them: scattered by the member's
@@ -886,6 +898,7 @@ STACKED_ROWS = 2**16  # rows of one stacked model call (members x recipes): boun
 RANGE_IN_SD = 4.0  # an assumed parameter's allowed range is read as +-2 sd of its prior (lab parameters too)
 UNSEEN_STREAM = 1  # the random stream (beside the seed) of the assumed parameters that the data do not see
 MODEL_FORM_STREAM = 2  # the random stream of the model-form factors
+ASSUMED_FORM_STREAM = 1  # within it, the stream of the families whose sd is assumed
 REWEIGHT_STREAM = 4  # the random stream of Ensemble.reweighted's resampling
 RATE_EXTRAPOLATION_STREAM = 3  # the random stream of the rate model's form error beyond the measured currents
 EXTRA_SCATTER_STREAM = 5  # the random stream of Ensemble.with_extra_scatter (a lab-taught model's misfit)
