@@ -11,6 +11,7 @@ import atexit
 import errno
 import math
 import os
+import shlex
 import sys
 
 # Quiet defaults before anything imports Prefect or PyBaMM (also for `.venv/bin/snhc` run without make): Prefect's
@@ -717,10 +718,16 @@ def _run_optimisation(args, campaign) -> dict:
 
 
 def _interrupted_message(args, campaign, interrupt) -> str:
+    """One line for a campaign stopped by Ctrl-C or SIGTERM: what was saved, and the command that resumes it with
+    the options that shaped it (a resume without the stopped command's --seed had been told its config differs),
+    a tracking URI's credentials masked."""
+    from flows.inputs import redact
+
     if campaign is None or not campaign.run_id:
         return f"snhc optimise: {interrupt} before the campaign started; no run was recorded"
-    options = "".join(f" {flag} {value}" for flag, value in (("--config", args.config),
-                                                             ("--tracking-uri", args.tracking_uri)) if value)
+    given = (("--config", args.config), ("--tracking-uri", redact(args.tracking_uri)), ("--n-calls", args.n_calls),
+             ("--batch-size", args.batch_size), ("--seed", args.seed), ("--fidelity", getattr(args, "fidelity", None)))
+    options = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
     from flows.evaluation import LAB
 
     lab = sum(e.source == LAB for e in campaign.evaluations)  # the progress line counts the optimiser's evaluations

@@ -99,3 +99,27 @@ def test_restore_puts_back_the_callers_handlers():
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_the_resume_line_repeats_the_options_that_shaped_the_stopped_campaign():
+    """The command a stopped campaign prints resumes it as it was started: its seed, batch size and budget (a resume
+    without the stopped command's --seed 3 had been told its config differs in optimiser.seed), values quoted for
+    the shell and a tracking URI's password masked."""
+    import shlex
+    from types import SimpleNamespace
+
+    from flows.cli import _campaign_overrides, _interrupted_message, build_parser
+
+    command = ["optimise", "--config", "configs/pareto.yaml", "--n-calls", "40", "--seed", "3", "--batch-size", "2",
+               "--tracking-uri", "postgresql://u:hunter2@db.example/mlflow"]
+    args = build_parser().parse_args(command)
+    campaign = SimpleNamespace(run_id="abc123", evaluations=[], model_evaluations=lambda: 8,
+                               config=SimpleNamespace(optimiser=SimpleNamespace(n_calls=40)))
+    line = _interrupted_message(args, campaign, interrupts.CampaignInterrupted(signal.SIGINT))
+    assert "hunter2" not in line
+    resume = shlex.split(line.split("Resume with: snhc ")[1])
+    assert resume[resume.index("--resume") + 1] == "abc123"
+    again = build_parser().parse_args(resume)
+    shaped = {k: v for k, v in _campaign_overrides(args).items() if k != "tracking"}
+    assert {k: v for k, v in _campaign_overrides(again).items() if k != "tracking"} == shaped
+    assert again.config == args.config
