@@ -315,7 +315,6 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
         allowed &= values >= limit if objective.sign > 0 else values <= limit
     limits_text = ", ".join(f"{n} {'>=' if scoring[n].sign > 0 else '<='} {v:g} {scoring[n].unit}"
                             for n, v in settings.limits.items())
-    note = ""
     if not allowed.any():  # the nearest miss, not the knee of points that ignore them (Sn 0.05 at 240 mAh/g had
         # been recommended against capacity >= 250 beside points short of it by a few mAh/g)
         shortfall = np.zeros(len(front))
@@ -325,8 +324,11 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
             shortfall += np.maximum(short, 0.0) / max(abs(limit), 1.0)  # each limit's shortfall in its own scale
         return int(np.argmin(shortfall)), (f"no front point meets the limits ({limits_text}): the one closest to "
                                            f"them (smallest summed shortfall, each relative to its limit)")
-    if limits_text:
-        note = f" among front points with {limits_text}"
+    count = int(allowed.sum())
+    if limits_text and count == 1:  # nothing left to weigh: say so rather than name a rule that chose nothing
+        return int(np.flatnonzero(allowed)[0]), (f"the only front point of {len(front)} with {limits_text} (no "
+                                                 f"trade-off left for the {settings.rule} rule to weigh)")
+    over = f"the {count} of {len(front)} front points with {limits_text}" if limits_text else "the front"
     values = np.column_stack([-scoring[n].sign * front[n].to_numpy(float) for n in scoring.names])
     scaled = normalised(values[allowed])
     if settings.rule == "weights":
@@ -334,16 +336,18 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
         weights = weights / weights.sum()
         choice = int(np.argmin(scaled @ weights))
         shown = ", ".join(f"{n} {w:g}" for n, w in zip(scoring.names, weights))
-        rule = f"smallest weighted sum of the objectives normalised to 0..1 over the front (weights {shown})"
+        rule = f"smallest weighted sum of the objectives normalised to 0..1 over {over} (weights {shown})"
     else:
         choice = int(np.argmin(scaled.sum(axis=1)))
-        rule = ("knee of the front: smallest sum of the objectives normalised to 0..1 over the front (the point "
-                "farthest below the plane through its extremes)")
-    return int(np.flatnonzero(allowed)[choice]), rule + note
+        rule = (f"knee: smallest sum of the objectives normalised to 0..1 over {over} (the point farthest below "
+                f"the plane through their extremes)")
+    return int(np.flatnonzero(allowed)[choice]), rule
 
 
-def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen: int | None):
-    """Scatter of evaluated recipes and the front for each pair of objectives; axes labelled with units."""
+def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen: int | None,
+                  limits: dict[str, float] | None = None):
+    """Scatter of evaluated recipes and the front for each pair of objectives; axes labelled with units, and each
+    of the recommendation's ``limits`` a dashed line, so a reader sees which front points the rule could choose."""
     import matplotlib.pyplot as plt
 
     names = scoring.names
@@ -358,10 +362,16 @@ def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen:
         if chosen is not None:
             axis.scatter(front[a].iloc[chosen], front[b].iloc[chosen], s=90, marker="*", color="tab:red",
                          label="recommended")
+        for name, draw in ((a, axis.axvline), (b, axis.axhline)):
+            if name in (limits or {}):
+                draw(limits[name], ls="--", lw=0.9, color="tab:red", alpha=0.6,
+                     label=f"limit: {name} {'>=' if scoring[name].sign > 0 else '<='} {limits[name]:g} "
+                           f"{scoring[name].unit}")
         axis.set_xlabel(scoring[a].label())
         axis.set_ylabel(scoring[b].label())
         axis.set_title(f"{scoring[a].direction} x, {scoring[b].direction} y", fontsize=9)
-    axes[0][0].legend(fontsize=8)
+    for axis in axes[0]:  # each panel's own: its limit lines differ
+        axis.legend(fontsize=7)
     flagged = [extrapolated_column(n) for n in names if extrapolated_column(n) in front]
     beyond = int(front[flagged].any(axis=1).sum()) if flagged else 0
     figure.suptitle("Pareto front of the evaluated recipes" + (
@@ -386,7 +396,8 @@ def front_files(campaign: "Campaign", front: pd.DataFrame, chosen: int | None) -
     table = campaign.table()
     evaluated = table[table["status"] == "FINISHED"]
     marked = front.assign(recommended=[i == chosen for i in range(len(front))])
-    return {"pareto.csv": marked, "pareto.png": pareto_figure(front, evaluated, scoring, chosen)}
+    return {"pareto.csv": marked, "pareto.png": pareto_figure(front, evaluated, scoring, chosen,
+                                                              campaign.config.recommendation.limits)}
 
 
 __all__ = ["chebyshev", "choose_on_front", "front_files", "hypervolume", "non_dominated", "normalised",

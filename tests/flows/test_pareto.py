@@ -123,7 +123,11 @@ def test_front_choice_by_knee_weights_and_limits(pareto_campaign):
     assert choose_on_front(front, scoring, weighted)[0] == 0
     limited = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0}})
     row, rule = choose_on_front(front, scoring, limited)
-    assert row == 0 and "capacity_mAh_per_g >= 320" in rule
+    # one point meets the limit: it is named as the only one, not as the knee of a set of one
+    assert row == 0 and "the only front point of 3 with capacity_mAh_per_g >= 320" in rule and "smallest sum" not in rule
+    two = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 250.0}})
+    row, rule = choose_on_front(front, scoring, two)
+    assert row == 1 and "over the 2 of 3 front points with capacity_mAh_per_g >= 250" in rule
     # limits no front point meets: the nearest miss (each shortfall relative to its limit), not the knee of all
     unmet = settings.model_copy(update={"limits": {"capacity_mAh_per_g": 320.0, "particle_expansion_pct": 100.0}})
     row, rule = choose_on_front(front, scoring, unmet)
