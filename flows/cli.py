@@ -810,7 +810,8 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
     legend = [
         f"model, + lab corr., = mean and sd: the objective, mAh/g: the {model}'s [90 % interval], the correction the "
         f"optimiser's GP learned from the lab rows' residuals near the recipe, their sum that ranks the suggestions "
-        f"and its sd (the optimiser's belief, not a measurement's scatter"
+        f"and its sd (the GP's uncertainty about the lab's objective there, from the few lab rows: far wider than the "
+        f"sd `snhc optimise` shows, which is how well its search learned the model; not a measurement's scatter"
         + ("" if taught else "; no lab rows: the correction is 0") + ")",
         f"{capacity} (mAh/g, the capacity the objective scores: {objective.current_A_per_g:g} A/g after "
         f"{objective.cycle} cycles) and swell % (particle expansion): the {model}'s value [90 % interval], before "

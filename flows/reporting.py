@@ -199,9 +199,10 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
                 bar.set_visible(False)
                 text = (missing or {}).get(metric, "no value")
                 if metric in (intervals or {}) and np.isfinite(low := float(table[intervals[metric][0]].iloc[i])):
-                    text += f" (90 %: from {low:,.0f})"  # an open interval's own bound, as the table gives it
-                axes.text(i, 0.02, text, rotation=90, ha="center",
-                          va="bottom", fontsize=8, color="dimgray", transform=axes.get_xaxis_transform())
+                    text += f"\n(90 %: from {low:,.0f})"  # an open interval's own bound, as the table gives it
+                # short lines, so the turned text stays within its bar's width and the panel's height
+                axes.text(i, 0.02, text, rotation=90, ha="center", va="bottom", fontsize=7, color="dimgray",
+                          linespacing=1.1, transform=axes.get_xaxis_transform())
             else:
                 label = f"{values[i]:,.0f}" if abs(values[i]) >= 1000 else f"{values[i]:.3g}"
                 if metric in (flags or {}) and table[flags[metric]].iloc[i] == True:  # noqa: E712 - NaN: no flag
@@ -220,8 +221,8 @@ def comparison_figure(table: pd.DataFrame, metrics: list[str], label_column: str
             axes.set_ylim(bottom=0)
         if metric in (intervals or {}):
             _open_intervals(axes, table, metric, *intervals[metric])
-    figure.suptitle("What-if comparison (same definitions for every row; baseline hatched"
-                    + ("; error bars: the model's 90 % interval)" if intervals else ")"))
+    figure.suptitle("What-if comparison (same definitions for every row; baseline hatched)"  # two lines: two
+                    + ("\nerror bars: the model's 90 % interval" if intervals else ""))  # panels are narrow
     if any((table[column] == True).any() for column in (flags or {}).values()):  # noqa: E712
         figure.supxlabel(flag_note, fontsize=9)
     figure.tight_layout()
@@ -529,7 +530,8 @@ def artifact_key(name: str) -> str:
 
 
 def _band(band) -> str:
-    return f"{band[0]:.4g}–{band[1]:.4g}" if band else "–"
+    """A 90 % interval as text; none for a value that follows from the recipe (milling time: both ends equal)."""
+    return span(f"{band[0]:.4g}", f"{band[1]:.4g}") if band and band[0] != band[1] else "–"
 
 
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
@@ -585,15 +587,22 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
                if conditions_beyond or not beyond_recipes else [])
         table.caption = f"{EXTRAPOLATED}: beyond the study's data: " + "; and ".join(reasons)
     if math.isfinite(surrogate[0]):  # a multi-objective campaign has no GP on one objective
-        table.add_row("optimiser GP belief at this recipe: mean, sd of objective (not a model error bar)",
+        table.add_row("optimiser GP at this recipe: mean, sd of objective (how well the search has learned the "
+                      "model there, not the model's error: that is the 90 % interval)",
                       f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
+
+
+def span(low: str, high: str) -> str:
+    """Two bounds as text, ``low–high``; ``low to high`` when one is negative (``-489.8–-238.1`` reads as a
+    subtraction)."""
+    return f"{low} to {high}" if low.startswith("-") or high.startswith("-") else f"{low}–{high}"
 
 
 def with_interval(value: float, band=None, digits: int = 1) -> str:
     """``value [low–high]`` (or the value alone without a band)."""
     text = f"{value:.{digits}f}"
-    return text + (f" [{band[0]:.{digits}f}–{band[1]:.{digits}f}]" if band else "")
+    return text + (f" [{span(f'{band[0]:.{digits}f}', f'{band[1]:.{digits}f}')}]" if band else "")
 
 
 def print_frame(frame: pd.DataFrame, columns: dict[str, str], title: str) -> None:

@@ -508,7 +508,8 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
              for name, value in recommendation.headline().items()]
     rows += [("predicted, 90 % interval", words(name),
               f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name), flag[name])
-             for name, band in recommendation.intervals.items() if name in recommendation.headline()]
+             for name, band in recommendation.intervals.items()
+             if name in recommendation.headline() and band[0] != band[1]]  # equal ends: exact (milling time), none
     rows += [("PyBaMM check", words(name), display_number(value), unit_of(name), "") for name, value in
              (physics or {}).items()]
     if math.isfinite(recommendation.surrogate_mean):  # a multi-objective campaign has no GP on one objective

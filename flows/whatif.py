@@ -441,7 +441,7 @@ def comparison_plot(table: pd.DataFrame, columns: list[str]):
         labelled = labelled[labelled["status"] == "FINISHED"]
     retention = next((c for c in columns if c.startswith("cycles_to_")), None)
     return reporting.comparison_figure(labelled, columns,
-                                       missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} % for "
+                                       missing={retention: f"retains > {RETENTION_END_OF_LIFE_PCT:g} %\nfor "
                                                         f"{RETENTION_HORIZON_CYCLES:,} cycles"},
                                        intervals={c: interval_columns(c) for c in columns
                                                   if interval_columns(c)[0] in labelled},
@@ -483,12 +483,12 @@ def with_bands(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         def text(row) -> str:
             value, low, high = row[column], row[low_column], row[high_column]
             beyond = f">{RETENTION_HORIZON_CYCLES:,}"  # only cycles to 80 % are undefined within an interval
+            mark = EXTRAPOLATED_MARK if _flagged(row, column) else ""
             if pd.isna(low) and pd.isna(high):  # no interval (a failed row, no ensemble), or all of it past the horizon
                 past = TO_RETENTION.match(column) is not None and row.get("status") == "FINISHED"
-                return (beyond if past else "") if pd.isna(value) else _number(value)
+                return (beyond + mark if past else "") if pd.isna(value) else _number(value) + mark
             cell = beyond if pd.isna(value) else _number(value)
-            mark = EXTRAPOLATED_MARK if _flagged(row, column) else ""
-            return f"{cell} [{_number(low)}–{beyond if pd.isna(high) else _number(high)}]{mark}"
+            return f"{cell} [{reporting.span(_number(low), beyond if pd.isna(high) else _number(high))}]{mark}"
 
         shown[column] = shown.apply(text, axis=1)
         shown = shown.drop(columns=[low_column, high_column])

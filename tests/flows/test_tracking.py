@@ -46,6 +46,12 @@ def test_link_uses_the_tracking_servers_host_and_port_and_names_the_run():
     assert f"[{url}]({url})" in markdown
     assert "| milling time | 12.35 | h |" in markdown  # rounded for reading, with its unit
     assert "±" not in markdown  # the GP's sd is not shown as a model error bar
+    # a metric that follows from the recipe (a front's milling time) has no interval to show, only a value
+    banded = recommendation_markdown("pareto", {}, {"milling_time_h": 4.517, "particle_expansion_pct": 251.2},
+                                     (float("nan"), float("nan")), "abc123", "snhc-optimisation",
+                                     intervals={"milling_time_h": [4.517, 4.517],
+                                                "particle_expansion_pct": [240.0, 262.0]})
+    assert "| milling time | 4.517 | – |" in banded and "| particle expansion | 251.2 | 240–262 |" in banded
 
 
 def test_two_clients_open_a_new_store_at_once(tmp_path):

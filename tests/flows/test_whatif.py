@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.cli import main
 from flows.config import load_config
+from flows.metrics import extrapolated_column
 from flows.whatif import what_if
 from surrogate.paths import config_dir
 
@@ -207,6 +208,13 @@ def test_cycles_past_the_horizon_read_the_same_with_or_without_a_bound_inside_it
         {"scenario": "small", "recipe_label": "r1", "status": "FINISHED", cycles: np.nan, low: 37520.0, high: np.nan},
         {"scenario": "broken", "recipe_label": "r2", "status": "FAILED", cycles: np.nan, low: np.nan, high: np.nan}])
     assert list(with_bands(table, [cycles])[cycles]) == [">100,000", ">100,000 [37,520–>100,000]", ""]
+    # flagged extrapolated (as the CSV marks it), the open one is starred too; it had lost its star without a band
+    flagged = table.assign(**{extrapolated_column(cycles): [True, True, False]})
+    assert list(with_bands(flagged, [cycles])[cycles]) == [">100,000 *", ">100,000 [37,520–>100,000] *", ""]
+    # a band below zero (a swelling penalty past the capacity) reads 'to', not as a subtraction
+    negative = pd.DataFrame([{"scenario": "nano", "status": "FINISHED", CAPACITY: -432.1,
+                              f"{CAPACITY}_interval_90_low": -489.8, f"{CAPACITY}_interval_90_high": -238.1}])
+    assert with_bands(negative, [CAPACITY])[CAPACITY][0] == "-432.1 [-489.8 to -238.1]"
     table[CAPACITY] = [200.0, 300.0, np.nan]
     table.loc[3] = {"scenario": "fading", "recipe_label": "r3", "status": "FINISHED", cycles: 5000.0, low: 3000.0,
                     high: 8000.0, CAPACITY: 250.0}
