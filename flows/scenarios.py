@@ -24,6 +24,9 @@ WHAT_IF_EXPERIMENT = "snhc-what-if"  # what-if studies live apart from the optim
 PREDICT_OVERRIDES = frozenset({"model_parameters", "recalibrate", "objective"})
 PREDICT_OBJECTIVE_OVERRIDES = frozenset({"temperature_C"})  # the cell's temperature; the rest defines the quantities
 BASELINE = "baseline"  # the study's row of the base campaign unchanged: no scenario may take its name
+# A predict scenario's recipes are rows of the comparison's table and bars of its chart, each a child run: 5000 had
+# run for minutes, the study's run left KILLED. A sweep is `snhc predict`'s (up to 1000 values per option).
+MAX_SCENARIO_RECIPES = 200
 
 
 class Scenario(BaseModel):
@@ -33,7 +36,7 @@ class Scenario(BaseModel):
     description: Description = ""  # becomes its campaign's description
     mode: Literal["predict", "optimise"] = "optimise"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    recipes: list[str | dict[str, Any]] = Field(default_factory=list)
+    recipes: list[str | dict[str, Any]] = Field(default_factory=list, max_length=MAX_SCENARIO_RECIPES)
 
 
 def scenario_files(paths: list[str | Path]) -> list[Path]:

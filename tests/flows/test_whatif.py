@@ -250,6 +250,9 @@ def test_comparison_prints_plain_lines_when_not_a_terminal(capsys):
     ("name: x\noverrides: {optimiser: {n_calls: -1}}\n", "optimiser.n_calls"),
     ("name: x\nmode: predict\nrecipes: [Sn@HC-7-1]\n", "unknown material"),
     ("name: x\nmode: predict\n", "needs at least one recipe"),
+    # thousands of recipes had run for minutes, baseline written, the study left KILLED
+    ("name: x\nmode: predict\nrecipes:\n" + "".join(f"  - {{sn_mass_fraction: {0.1 + i * 1e-4:.4f}}}\n"
+                                                    for i in range(201)), "recipes: List should have at most 200"),
     ("name: x\nflavour: 1\n", "flavour: unknown key"),
     # settings a scenario would have ignored, or that collided with the base's objective in words that misled
     ("name: x\nrecipes: [HC]\n", "recipes: only a predict scenario (mode: predict) takes recipes"),
