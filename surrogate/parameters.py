@@ -6,6 +6,7 @@ its tag (measured, literature, derived, assumed, fitted) so reports can say wher
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -198,6 +199,11 @@ class ModelParameters(Mapping):
                 _check_documented(path, name, entry, bounds, documented)
             entries[name] = Parameter(name, entry["value"], str(entry.get("unit", "")), entry["tag"],
                                       str(entry.get("source", "")), bounds, choices)
+        missing = [name for name in _shipped_names(Path(path).name) if name not in entries]
+        if missing:  # an edited copy (SNHC_CONFIG_DIR) had failed deep in the model: "no model parameter named ..."
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ParameterError(f"{path}: lacks the parameter(s) {shown}: the models need every parameter of the "
+                                 f"project's configs/{Path(path).name}")
         return cls(entries)
 
     def with_values(self, **values: Any) -> "ModelParameters":
@@ -260,3 +266,15 @@ class ModelParameters(Mapping):
         """SHA-256 of the values (optionally without one tag): identifies a parameter set in caches and runs."""
         chosen = {n: e.value for n, e in self._entries.items() if e.tag != exclude_tag}
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
+
+
+@functools.cache
+def _shipped_names(file_name: str) -> tuple[str, ...]:
+    """The parameter names of the project's own parameter file of that name (model_parameters.yaml,
+    physics_parameters.yaml): the ones the models read, which a copied and edited file (``SNHC_CONFIG_DIR``) must
+    keep. None to require when there is no such file or it cannot be read."""
+    try:
+        document = read_yaml_file(PROJECT_ROOT / "configs" / file_name, "parameter file")
+    except (OSError, YamlInputError):
+        return ()
+    return tuple(str(name) for name in document) if isinstance(document, dict) else ()

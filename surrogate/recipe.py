@@ -345,6 +345,12 @@ STUDY_MATERIAL = "Sn@HC-2-1"
 
 def study_recipe() -> dict[str, Any]:
     """The recipe of :data:`STUDY_MATERIAL` as configs/materials.yaml states it (every field)."""
+    from surrogate.parameters import ParameterError
     from surrogate.paths import config_dir
 
-    return load_materials(config_dir() / "materials.yaml")[STUDY_MATERIAL].to_records()[0]
+    path = config_dir() / "materials.yaml"
+    materials = load_materials(path)
+    if STUDY_MATERIAL not in materials:  # an edited copy (SNHC_CONFIG_DIR) had ended in KeyError: 'Sn@HC-2-1'
+        raise ParameterError(f"{path}: materials: lacks {STUDY_MATERIAL}, the study's composite (snhc predict's "
+                             f"default recipe and what a recommendation is weighed against)")
+    return materials[STUDY_MATERIAL].to_records()[0]

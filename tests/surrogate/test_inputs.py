@@ -191,3 +191,27 @@ def test_yaml_plain_scalars_are_read_by_the_core_schema():
 
     document = load_yaml_text("name: 2024-01-01\nwhen: 2024-01-01T10:00:00\nn: 1e3\nok: yes\nt: 1:40\n", "test")
     assert document == {"name": "2024-01-01", "when": "2024-01-01T10:00:00", "n": 1000.0, "ok": "yes", "t": "1:40"}
+
+
+def test_a_copied_config_folder_that_lacks_what_the_models_read_is_refused_naming_it(tmp_path, monkeypatch):
+    """An edited copy of configs/ (SNHC_CONFIG_DIR) keeps every parameter of the project's parameter files and the
+    study's composite in materials.yaml: without them a campaign or a prediction had ended in a traceback deep in
+    the model ('no model parameter named ...', KeyError: 'Sn@HC-2-1')."""
+    import shutil
+
+    from surrogate.recipe import study_recipe
+
+    copied = tmp_path / "configs"
+    shutil.copytree("configs", copied)
+    for file_name, dropped in (("model_parameters.yaml", "hc_capacity_mAh_per_g"),
+                               ("physics_parameters.yaml", "separator_porosity")):
+        text = (copied / file_name).read_text()
+        document = re.sub(rf"^{dropped}:\n(  .*\n)+", "", text, flags=re.M)
+        assert document != text, f"{dropped} is no longer in {file_name}"
+        (copied / file_name).write_text(document)
+        with pytest.raises(ParameterError, match=re.escape(f"lacks the parameter(s) {dropped}: the models need")):
+            ModelParameters.load(copied / file_name)
+    (copied / "materials.yaml").write_text((copied / "materials.yaml").read_text().replace("Sn@HC-2-1:", "x:"))
+    monkeypatch.setenv("SNHC_CONFIG_DIR", str(copied))
+    with pytest.raises(ParameterError, match="materials: lacks Sn@HC-2-1"):
+        study_recipe()
