@@ -1024,6 +1024,10 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
 
     if command in MLFLOW_COMMANDS and opens_store and any(
             name.startswith("MLFLOW_") and name not in OWN_MLFLOW_ENVIRONMENT for name in os.environ):
+        for name, (allowed, read) in _mlflow_choices().items():  # text MLflow parses only when it uses it: a bad
+            # logging level broke its import (a traceback), a bad pool class the flow's first store call (after Prefect)
+            if os.environ.get(name) and read(os.environ[name]) not in allowed:
+                raise InputError(f"{name}={excerpt(os.environ[name])}: allowed {', '.join(allowed)} (or unset)")
         import mlflow.environment_variables as settings
 
         for variable in vars(settings).values():
@@ -1065,6 +1069,17 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
         where = ".".join(str(part) for part in problems[0][0]) if problems else "a setting"
         raise InputError(f"Prefect's {where} is not valid (a value in its profiles file {prefect_profiles_path()}? "
                          f"see `prefect config view`); fix it")
+
+
+def _mlflow_choices() -> dict[str, tuple[tuple[str, ...], Any]]:
+    """MLflow settings that take one of a few words: the words, and how MLflow reads a value before looking it up
+    (its logging setup upper-cases the level; its SQLAlchemy store takes the pool class's name as written)."""
+    import sqlalchemy.pool
+
+    pools = ("AssertionPool", "AsyncAdaptedQueuePool", "NullPool", "QueuePool", "SingletonThreadPool", "StaticPool",
+             "FallbackAsyncAdaptedQueuePool")
+    return {"MLFLOW_LOGGING_LEVEL": (("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), str.upper),
+            "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": (tuple(p for p in pools if hasattr(sqlalchemy.pool, p)), str)}
 
 
 def prefect_profiles_path() -> Path:

@@ -1521,6 +1521,10 @@ def test_an_error_line_shows_a_control_character_it_quotes_escaped():
 @pytest.mark.parametrize("name, value, said", [
     ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "abc", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE='abc': MLflow reads it as int"),
     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "3 s", "MLFLOW_HTTP_REQUEST_TIMEOUT='3 s': MLflow reads it as int"),
+    # words MLflow reads only when it uses them: at its import (a traceback), at the flow's first store call
+    ("MLFLOW_LOGGING_LEVEL", "BOGUS", "MLFLOW_LOGGING_LEVEL='BOGUS': allowed DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "nullpool", "MLFLOW_SQLALCHEMYSTORE_POOLCLASS='nullpool': allowed "
+                                                     "AssertionPool, AsyncAdaptedQueuePool, NullPool"),
     ("PREFECT_LOGGING_LEVEL", "LOUD", "PREFECT_LOGGING_LEVEL='LOUD': Prefect cannot use it (Input should be 'DEBUG'"),
     ("PREFECT_API_REQUEST_TIMEOUT", "abc", "PREFECT_API_REQUEST_TIMEOUT='abc': Prefect cannot use it")])
 def test_a_library_setting_the_library_cannot_read_is_one_line_before_anything_starts(name, value, said, tmp_path,
@@ -1540,6 +1544,8 @@ def test_valid_library_settings_in_the_environment_pass_the_check(monkeypatch):
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE", "-1")  # SQLAlchemy's "never recycle"
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "debug")  # MLflow upper-cases it
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     check_tool_environment("optimise")
