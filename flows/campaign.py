@@ -62,7 +62,7 @@ class Campaign:
         config = validate_config(deep_merge(saved_config_document(document["config"]), overrides or {}),
                                  f"run {run_id}")
         items = document["evaluations"]
-        evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ", bool(config.objectives))
+        evaluations = [_saved_evaluation(item, f"run {run_id}: saved evaluation {i}: ", config)
                        for i, item in enumerate(items)]
         campaign = cls(config, [item["point"] for item in items], evaluations,
                        [item["batch"] for item in items], run_id=run_id, saved=len(items),
@@ -212,21 +212,29 @@ def _saved_lab(document: dict[str, Any], evaluations: list[Evaluation], run_id: 
     return LabData(Path(path), measured, lines, [], saved=True)
 
 
-def _saved_evaluation(item: dict[str, Any], where: str, multi_objective: bool = False) -> Evaluation:
+def _saved_evaluation(item: dict[str, Any], where: str, config: CampaignConfig) -> Evaluation:
     """One evaluation of a saved state, checked as a lab row is: a recipe inside the allowed ranges, a finished
     evaluation's objective a finite number (but a multi-objective campaign's lab row, which scores none), its batch
-    a count. A state edited by hand (or a store another program wrote) had run two batches of a resumed campaign on a
-    recipe milled for -50 h before failing in a traceback."""
+    a count, its point the recipe's point in ``config``'s search space. A state edited by hand (or a store another
+    program wrote) had run two batches of a resumed campaign on a recipe milled for -50 h before failing in a
+    traceback; a point of words or of another length had failed inside scikit-optimize after Prefect started."""
+    from flows.search import point_of
+
     try:
         evaluation = Evaluation.from_record(item)
-        complete(evaluation.recipe, where)
-        unscored = multi_objective and evaluation.source == LAB
+        recipe = complete(evaluation.recipe, where)
+        unscored = bool(config.objectives) and evaluation.source == LAB
         if evaluation.ok and not unscored and not math.isfinite(evaluation.objective):
             raise ValueError(f"{where}objective={evaluation.objective} for a finished evaluation: expected a number")
         if not isinstance(item["batch"], int) or isinstance(item["batch"], bool) or item["batch"] < LAB_BATCH:
             raise ValueError(f"{where}batch={item['batch']!r}: expected a count (or {LAB_BATCH} for a lab row)")
-        if not isinstance(item["point"], list):
-            raise ValueError(f"{where}point={excerpt(str(item['point']))}: expected a list")
+        expected = point_of(recipe, config)
+        if not (isinstance(item["point"], list) and len(item["point"]) == len(expected) and all(
+                (a == b) if isinstance(b, str) else (isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                     and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
+                for a, b in zip(item["point"], expected))):
+            raise ValueError(f"{where}point={excerpt(str(item['point']))}: expected its recipe's search-space point "
+                             f"{expected}")
     except (KeyError, TypeError, ValueError) as error:  # RecipeError is a ValueError
         reason = f"missing {error}" if isinstance(error, KeyError) else str(error)
         text = reason if reason.startswith(where) else f"{where}{excerpt(reason, 120)[1:-1]}"

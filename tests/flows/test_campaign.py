@@ -151,6 +151,11 @@ def test_every_shipped_campaigns_saved_state_loads_again(config_file):
     (lambda item: item.pop("recipe"), "saved evaluation 0: missing 'recipe'"),
     (lambda item: item.update(batch="one"), "saved evaluation 0: batch='one': expected a count"),
     (lambda item: item.update(batch=-2), "saved evaluation 0: batch=-2: expected a count (or -1 for a lab row)"),
+    # a point scikit-optimize cannot take had failed inside it after Prefect started, the store written
+    (lambda item: item.update(point=["x", None, [], {}]), "saved evaluation 0: point=\"['x', None, [], {}]\": "
+                                                          "expected its recipe's search-space point [0.6, 8.0"),
+    (lambda item: item.update(point=[0.5]), "saved evaluation 0: point='[0.5]': expected its recipe's"),
+    (lambda item: item.update(point=[0.9, 8.0, 400.0, 20.0]), "saved evaluation 0: point='[0.9, 8.0, 400.0, 20.0]'"),
 ])
 def test_a_saved_state_that_snhc_did_not_write_is_one_line_before_anything_runs(edit, expected):
     """An edited state (a recipe milled -50 h, a NaN result) had run two batches of a resumed campaign before a
