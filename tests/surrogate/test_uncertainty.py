@@ -382,6 +382,8 @@ def test_conditions_outside_the_measured_ones_are_flagged(ensemble):
 @pytest.mark.parametrize("change, flagged", [
     ({"sn_mass_fraction": 0.667}, False), ({"sn_mass_fraction": 0.6695}, False), ({"milling_time_h": 10.01}, False),
     ({"milling_speed_rpm": 0.998}, False), ({"temperature_C": 25.5}, False),
+    # exactly 0.5 % off is within, whatever the last binary digit (BPR 19.9 had been flagged where 398 rpm was not)
+    ({"ball_to_powder_ratio": 19.9}, False), ({"milling_speed_rpm": 0.995}, False),
     ({"sn_mass_fraction": 0.675}, True), ({"milling_time_h": 10.1}, True), ({"milling_speed_rpm": 0.99}, True),
     ({"temperature_C": 26.0}, True), ({"temperature_C": 24.0}, True)])
 def test_a_recipe_or_temperature_within_the_stated_precision_is_the_studys_own(ensemble, change, flagged):
