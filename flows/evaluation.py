@@ -257,9 +257,11 @@ def _member_samples(recipes: list[dict[str, Any]], ensemble: "Ensemble", objecti
     # scattered as that measurement, as the capacity after the same cycles is (one quantity, one interval)
     target = {name: CAPACITY for name in target_metrics(objective) if name != SCORE}
     samples = {}
+    temperature = (request or objective.request()).temperature_C  # where the metrics are predicted
     for name in central:
         quantity = target.get(name, name)
-        weights, distances = ensemble.form_weights(records, quantity), ensemble.current_distances(records, quantity)
+        weights = ensemble.form_weights(records, quantity, temperature)
+        distances = ensemble.current_distances(records, quantity)
         samples[name] = np.array([ensemble.scattered(k, quantity, m[name], weights,
                                                      m.get("theoretical_capacity_mAh_per_g"), distances)
                                   for k, m in enumerate(members)])

@@ -231,13 +231,16 @@ class LabCalibratedPrior(ModelPrior):
         (``flows.search.model_metric_values``); None: every row is fitted by its loss
     target_cycle : the cycle of the objective's capacity (a lab row's ``objective_capacity_mAh_per_g`` names none),
         for which cycles the rows un-flag as extrapolated near them (``CalibratedDomain.with_lab_rows``)
+    temperature_C : the objective's temperature, which the lab's rows were measured at (None: the study's)
     """
 
     def __init__(self, space, losses_for: Callable, lab_parameters: LabParameters, sigma_pct: float,
-                 metrics_for: Callable | None = None, target_cycle: int | None = None):
+                 metrics_for: Callable | None = None, target_cycle: int | None = None,
+                 temperature_C: float | None = None):
         self.losses_for, self.lab_parameters, self.sigma_pct = losses_for, lab_parameters, float(sigma_pct)
         self.metrics_for = metrics_for
         self.target_cycle = target_cycle  # the cycle of the objective's capacity, which a lab row's name does not say
+        self.temperature_C = temperature_C  # the objective's: what the lab's rows were measured at
         self.measured_: dict[bytes, dict[str, float]] = {}  # transformed point -> the metrics the lab measured there
         self.x_ = np.zeros(len(lab_parameters.names))
         self.covariance_ = np.eye(len(lab_parameters.names))  # no lab results yet: the prior
@@ -472,7 +475,7 @@ class LabCalibratedPrior(ModelPrior):
         settings = ensemble.settings
         return replace(ensemble, domain=ensemble.domain.with_lab_rows(
             ((e.recipe, e.metrics) for e in measured), settings.model_form_distance, settings.lab_row_near_distance,
-            self.target_cycle))
+            self.target_cycle, self.temperature_C))
 
     def misfit_beyond_scatter(self) -> dict[str, tuple[float, int]]:
         """Per measurement family (``surrogate.uncertainty.measurement_family``) of the metrics the lab measured: the

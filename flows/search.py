@@ -592,11 +592,12 @@ def lab_calibrated_prior(config: CampaignConfig, p, measured: list[Evaluation]) 
 
 def new_lab_prior(config: CampaignConfig, p, space) -> LabCalibratedPrior:
     """A campaign's :class:`flows.physics_gp.LabCalibratedPrior` with no lab results yet: its lab parameters and
-    their scatter, its model's losses and metrics, and its objective's cycle (what a row's objective capacity was
-    measured after)."""
+    their scatter, its model's losses and metrics, and its objective's cycle and temperature (what a row's objective
+    capacity was measured after, and at)."""
+    request = config.scoring().request()
     return LabCalibratedPrior(space, lambda q: model_losses(config, q), LabParameters(p, config.lab_parameters),
                               config.lab_uncertainty_pct, lambda q: model_metric_values(config, q),
-                              config.scoring().request().target_cycle)
+                              request.target_cycle, request.temperature_C)
 
 
 def teaching_rows(config: CampaignConfig, measured: list[Evaluation]) -> list[Evaluation]:

@@ -67,6 +67,10 @@ FAMILY_OF_METRIC = {
 # at 1.7 A/g and its capacity at cycle 1 at 1.7 A/g had erred independently.
 FORM_ERROR_FOLLOWS = {"electrode_expansion": ("particle_expansion", "electrode_expansion_exponent"),
                       "cycling": ("capacity", None)}
+# Families whose form error grows away from the measured temperature (model_form_distance.temperature_C): capacities
+# and the first cycle's loss rest on temperature laws no data row checks (kinetics, transport, SEI). The swelling at
+# full sodiation is a matter of phases and agglomerates, not of rate: its model and its error do not move with it.
+TEMPERATURE_FORM_FAMILIES = ("capacity", "efficiency")
 REVERSIBLE, FADE = "reversible_capacity_mAh_per_g", "capacity_at_cycle_mAh_per_g"  # calibration quantities
 CAPACITY_FAMILIES = ("capacity", "cycling")  # families whose quantities are capacities (mAh/g)
 INITIAL_EFFICIENCY, CURRENT = "initial_coulombic_efficiency_pct", "capacity_at_current_mAh_per_g"
@@ -199,19 +203,23 @@ class ModelFormDistance:
     on a log scale); ``unmilled_time_h``: a milling time short enough to leave a powder as it was, so that between an
     unmilled material and a recipe milled for t the time counts as the factor (t + t0) / t0, and the distance grows
     smoothly from 0 (a powder milled for seconds is the unmilled one; it had jumped to the full form error) to many
-    units within half an hour. Another milling atmosphere is another material.
+    units within half an hour. Another milling atmosphere is another material. ``temperature_C``: the difference
+    from a temperature the quantity was measured at that counts 1 (:meth:`CalibratedDomain.model_form_weight` adds
+    it in quadrature): the study measured at room temperature only, so a prediction at 45 C is a form the data never
+    checked, as another material is.
     """
 
     sn_mass_fraction: float
     milling_factor: float
     unmilled_time_h: float
+    temperature_C: float = float("inf")  # inf: temperature adds nothing (a scale built before it was a setting)
 
     def between(self, recipe: dict[str, Any], material: dict[str, Any]) -> float:
         """Distance between a recipe and a material's recipe (inf: not comparable).
 
         Examples
         --------
-        >>> scale = ModelFormDistance(1 / 3, 2.0, 0.05)
+        >>> scale = ModelFormDistance(1 / 3, 2.0, 0.05, 30.0)
         >>> milled = {"sn_mass_fraction": 2 / 3, "milling_time_h": 10.0, "milling_speed_rpm": 400.0}
         >>> round(scale.between(milled | {"milling_time_h": 20.0}, milled), 6)
         1.0
@@ -314,7 +322,7 @@ class UncertaintySettings:
 
 FAMILIES = ("capacity", "cycling", "efficiency", "activation_energy", "particle_expansion", "electrode_expansion")
 _DISTANCE_RANGES = {"sn_mass_fraction": (0.01, 1.0), "milling_factor": (1.05, 100.0),  # key: (low, high)
-                    "unmilled_time_h": (0.001, 1.0)}
+                    "unmilled_time_h": (0.001, 1.0), "temperature_C": (1.0, 1000.0)}
 _SETTINGS_RANGES = {  # key: (type, low, high)
     "ensemble_size": (int, 8, 4096),
     "candidates_per_member": (int, 1, 64),
@@ -392,6 +400,7 @@ class CalibratedDomain:
     lab_measured: tuple[tuple[dict[str, Any], frozenset[str]], ...] = ()
     lab_distance: "ModelFormDistance | None" = None
     lab_near_distance: float = 0.0
+    lab_temperature_C: float | None = None  # what the lab's rows were measured at: the campaign's objective's
 
     @classmethod
     def of(cls, observations: pd.DataFrame, p: ModelParameters, materials: dict[str, Recipes] | None = None,
@@ -439,19 +448,31 @@ class CalibratedDomain:
             return 0.0
         return math.log(current_A_per_g / highest)
 
-    def model_form_weight(self, recipe: dict[str, Any], quantity: str, scale: "ModelFormDistance") -> float:
+    def model_form_weight(self, recipe: dict[str, Any], quantity: str, scale: "ModelFormDistance",
+                          temperature_C: float | None = None) -> float:
         """How much of a quantity's model-form error (``model_form_sigma_pct``) a recipe's prediction carries: 0 on
         a material the quantity was measured on (a study material, or a lab's recipe for a lab-taught model), growing
         linearly with the recipe's distance from the nearest such material (:meth:`ModelFormDistance.between`) to 1
         at distance 1 and beyond, and 1 where no material measured it. So an interval widens smoothly away from the
-        data instead of jumping at a recipe's last stated digit."""
-        measured = [material for material, extent in zip(self.materials, self.extents)
-                    if quantity in extent.quantities]
-        measured += [recipe_made for recipe_made, quantities in self.lab_measured if quantity in quantities]
-        return float(min(1.0, min((scale.between(recipe, material) for material in measured), default=1.0)))
+        data instead of jumping at a recipe's last stated digit. A prediction at ``temperature_C`` (None: at the
+        measured one) adds its distance from the temperature the material was measured at, in quadrature: the
+        composite at 40 C had read a narrower capacity band than at the measured 25 C (a sceptical modeller's
+        audit), its members agreeing more where kinetics are faster."""
+        def apart(measured_at: tuple[float, ...]) -> float:
+            if temperature_C is None or not measured_at:
+                return 0.0
+            return min(abs(float(temperature_C) - t) for t in measured_at) / scale.temperature_C
+
+        lab_at = (self.lab_temperature_C,) if self.lab_temperature_C is not None else self.temperatures_C
+        distances = [np.hypot(scale.between(recipe, material), apart(self.temperatures_C))
+                     for material, extent in zip(self.materials, self.extents) if quantity in extent.quantities]
+        distances += [np.hypot(scale.between(recipe, made), apart(lab_at))
+                      for made, quantities in self.lab_measured if quantity in quantities]
+        return float(min(1.0, min(distances, default=1.0)))
 
     def with_lab_rows(self, rows, distance: "ModelFormDistance | None" = None,
-                      near_distance: float = 0.0, target_cycle: int | None = None) -> "CalibratedDomain":
+                      near_distance: float = 0.0, target_cycle: int | None = None,
+                      temperature_C: float | None = None) -> "CalibratedDomain":
         """The domain of a model taught by a lab's rows as well: ``rows`` are (recipe, names of the metrics measured
         on it) pairs. The lab-taught model was fitted to them as the study's model to its materials, so near a lab's
         recipe a quantity it measured carries as little model-form error as near a study material: a lab that measured
@@ -461,7 +482,7 @@ class CalibratedDomain:
         there (:meth:`measured_near`): every suggestion had been flagged, beside the lab's rows or far from them. A
         cycling capacity is so only after a cycle within the span the rows measured (``target_cycle``: the cycle of
         the objective's capacity, which names none): a lab's 400 and 1000 cycles had un-flagged cycle 12 000 and the
-        fresh capacity."""
+        fresh capacity. ``temperature_C``: what the rows were measured at (the objective's; None: the study's)."""
         added = []
         for recipe, names in rows:
             quantities = frozenset(q for name in names if (q := measured_quantity(name)) is not None)
@@ -472,6 +493,7 @@ class CalibratedDomain:
             if quantities:
                 added.append((dict(recipe), MeasuredNear(quantities, span, rated)))
         return replace(self, lab_measured=self.lab_measured + tuple(added),
+                       lab_temperature_C=temperature_C if temperature_C is not None else self.lab_temperature_C,
                        lab_distance=distance or self.lab_distance,
                        lab_near_distance=near_distance if distance is not None else self.lab_near_distance)
 
@@ -657,7 +679,7 @@ class Ensemble:
             form = self.model_form_factors[k].get(source, 1.0) ** power
         return self.measurement_factors[k].get(family, 1.0) * (1.0 + form_weight * (form - 1.0))
 
-    def form_weights(self, recipes: list[dict[str, Any]], name: str) -> np.ndarray:
+    def form_weights(self, recipes: list[dict[str, Any]], name: str, temperature_C: float | None = None) -> np.ndarray:
         """Each recipe's share of the model-form error of metric ``name`` (record key or flat name):
         :meth:`CalibratedDomain.model_form_weight`, or 0 for a quantity whose family has no model-form sigma (of its
         own or through :data:`FORM_ERROR_FOLLOWS`).
@@ -667,7 +689,8 @@ class Ensemble:
         swelling's (hidden, it had read 24-2190 %), nor does a recipe whose electrode a lab row measured; HC's
         rate-test capacity at 1.7 A/g, never run as a rate test but measured as a first cycle at 0.08 A/g and at
         1.7 A/g, carries none of the capacity's (how far its current lies from those measured is the rate
-        extrapolation's part, :meth:`current_distances`)."""
+        extrapolation's part, :meth:`current_distances`). ``temperature_C``: the prediction's (None: the measured
+        one), whose distance from the measured temperatures adds to the recipe's."""
         quantity = measured_quantity(name)
         family = None if quantity is None else FAMILY_OF_METRIC[quantity]
         sigmas = self.settings.model_form_sigma_pct
@@ -676,7 +699,9 @@ class Ensemble:
             return np.zeros(len(recipes))
         group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items() if f == source and q != quantity)]
         scale = self.settings.model_form_distance
-        return np.array([min(self.domain.model_form_weight(recipe, q, scale) for q in group) for recipe in recipes])
+        temperature_C = temperature_C if source in TEMPERATURE_FORM_FAMILIES else None
+        return np.array([min(self.domain.model_form_weight(recipe, q, scale, temperature_C) for q in group)
+                         for recipe in recipes])
 
     def scattered(self, k: int, name: str, values, form_weight=0.0, ceiling=None, current_distance=0.0) -> np.ndarray:
         """Member k's ``values`` of metric ``name`` as a measurement could read them: scattered by the member's
@@ -752,7 +777,9 @@ class UncertainPrediction:
         extrapolated (but its theoretical capacity, which is arithmetic)."""
         value = self.central.record(i, current_labels)
         beyond, extent = self._judged(i)
-        form_weights = {key: float(self.ensemble.form_weights([self._records[i]], key)[0]) for key in value}
+        temperature = self.central.request.temperature_C
+        form_weights = {key: float(self.ensemble.form_weights([self._records[i]], key, temperature)[0])
+                        for key in value}
         currents = self.central.request.currents_A_per_g
         distances = {label: self.ensemble.domain.current_distance(self._records[i], current)
                      for label, current in zip(value.get("capacity_at_current_mAh_per_g", {}), currents)}
@@ -803,7 +830,8 @@ class UncertainPrediction:
         quantity) there is no scatter. The interval always contains a finite central value; a NaN central value (the
         quantity is undefined for the central parameters) leaves the members' interval as it is.
         """
-        weights = self.ensemble.form_weights(self._records, quantity) if quantity else 0.0
+        weights = (self.ensemble.form_weights(self._records, quantity, self.central.request.temperature_C)
+                   if quantity else 0.0)
         distances = self.ensemble.current_distances(self._records, quantity) if quantity else 0.0
         stack = np.vstack([self.ensemble.scattered(k, quantity, values_of(m), weights, m.theoretical_capacity_mAh_per_g,
                                                    distances)

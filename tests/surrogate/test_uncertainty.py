@@ -780,3 +780,36 @@ def test_a_reweighted_member_draws_its_own_measurement_scatter(ensemble):
     sigma = taught.settings.measurement_sigma_pct["capacity"] / 100.0
     assert 0.6 * sigma < np.std(capacity) < 1.5 * sigma and abs(np.mean(capacity) - 1.0) < sigma
     assert ensemble.reweighted(log_weights).measurement_factors == taught.measurement_factors
+
+
+def test_a_capacity_predicted_away_from_the_measured_temperature_carries_the_form_error(ensemble):
+    """The study measured at 25 C only, so a capacity or a first-cycle efficiency at another temperature carries the
+    model-form error in proportion to how far (model_form_distance.temperature_C counts 1): the composite's capacity
+    band at 40 C had been narrower than at the measured 25 C, its members agreeing more where kinetics are faster.
+    At 25 C nothing moves; the swelling, whose model barely moves with temperature, keeps its band's width; a lab's
+    rows, measured at the campaign's temperature, take the error away near them at that temperature."""
+    from surrogate.recipe import Recipes as R
+
+    composite = _material("Sn@HC-2-1")
+
+    def bands(temperature_C, e=ensemble):
+        r = e.predict(R.from_records([composite]), PredictionRequest(currents_A_per_g=(0.17,),
+                                                                     temperature_C=temperature_C)).record(0)
+        return r["interval_90"]
+
+    def width(band):
+        return band[1] - band[0]
+
+    measured, warm, hot = bands(25.0), bands(40.0), bands(60.0)
+    rate = [width(b["capacity_at_current_mAh_per_g"]["0.17"]) for b in (measured, warm, hot)]
+    assert rate[0] < rate[1] < rate[2] and rate[1] > 1.5 * rate[0]
+    assert width(warm["initial_coulombic_efficiency_pct"]) > 1.5 * width(measured["initial_coulombic_efficiency_pct"])
+    assert width(warm["particle_expansion_pct"]) == pytest.approx(width(measured["particle_expansion_pct"]), rel=0.02)
+    scale = ensemble.settings.model_form_distance
+    assert scale.temperature_C > 0
+    assert ensemble.form_weights([composite], "capacity_at_current_mAh_per_g", 25.0)[0] == 0.0
+    assert ensemble.form_weights([composite], "capacity_at_current_mAh_per_g", 40.0)[0] == pytest.approx(
+        15.0 / scale.temperature_C)
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        [(composite, {"capacity_at_cycle_1000_mAh_per_g": 300.0})], scale, 0.1, 1000, temperature_C=40.0))
+    assert taught.form_weights([composite], "capacity_at_cycle_mAh_per_g", 40.0)[0] == 0.0
