@@ -57,6 +57,8 @@ class RecipeField:
     default : value of a recipe that does not give this field (None: the field is required).
     aliases : extra command-line spellings besides ``--name-with-dashes``.
     milling_setting : a setting of the mill, which does nothing to a powder that is not milled (milling time 0).
+    lab_step : the step a lab sets a real field in (a balance's, the mill timer's, its speed dial's): a recipe handed
+        to a lab is rounded to it (:func:`as_made`); None: to :data:`LAB_SIGNIFICANT_DIGITS` significant digits.
     """
 
     name: str
@@ -69,6 +71,7 @@ class RecipeField:
     default: Any = None
     aliases: tuple[str, ...] = ()
     milling_setting: bool = False
+    lab_step: float | None = None
 
     @property
     def categorical(self) -> bool:
@@ -142,21 +145,23 @@ class RecipeField:
 RECIPE_FIELDS: tuple[RecipeField, ...] = (
     # Typical lab ranges of a planetary mill (science.md 3.4) are the default search ranges; the allowed ranges are
     # wider so that what-if studies can explore beyond them.
+    # lab_step: what a lab sets (a user's trial had been handed 26.66 h, 524.4 rpm and a BPR of 5.811): powders and
+    # balls weighed to a thousandth of the batch, the timer in 6-minute steps, the speed dial in 5 rpm
     RecipeField("sn_mass_fraction", "Sn / (Sn + HC) by mass (2:1 is 0.6667)", 0.0, 1.0, search=(0.05, 0.95),
-                aliases=("--sn-fraction",)),
+                aliases=("--sn-fraction",), lab_step=0.001),
     RecipeField("milling_time_h", "ball-milling time, h (0 = unmilled)", 0.0, 100.0, search=(0.5, 40.0),
-                log_scale=True),
+                log_scale=True, lab_step=0.1),
     # Time, speed and BPR on log scales: the milling laws are power laws in them (impact energy ~ rpm^2, dose
     # ~ BPR t rpm^3), so their ridges of equal effect are planes there (measured in configs/default.yaml's comment).
     RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0),
-                log_scale=True, milling_setting=True),
+                log_scale=True, milling_setting=True, lab_step=5.0),
     RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0),
-                log_scale=True, milling_setting=True),
+                log_scale=True, milling_setting=True, lab_step=0.1),
     # Fields with a default and no search range are fixed at their default unless a config searches them.
     RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon",
                 milling_setting=True),
     RecipeField("pause_duty_cycle", "share of the milling time the mill runs (pause cycles; 1 = no pauses)",
-                0.1, 1.0, default=1.0, milling_setting=True),
+                0.1, 1.0, default=1.0, milling_setting=True, lab_step=0.01),
 )
 FIELDS: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
@@ -207,21 +212,26 @@ def recipe_key(recipe: Mapping[str, Any]) -> tuple:
 
 
 def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-    """A recipe as a lab can set it: each searched number (``searched``: field -> its (low, high)) to
-    :data:`LAB_SIGNIFICANT_DIGITS` significant digits (a change of at most 0.05 %, far below what the models or a
-    lab resolve), kept inside its range where rounding would step over an end. A fixed value stays as the config
-    states it, so the lab's results come back on it.
+    """A recipe as a lab can set it: each searched number (``searched``: field -> its (low, high)) to its field's
+    ``lab_step`` (else to :data:`LAB_SIGNIFICANT_DIGITS` significant digits), kept inside its range where rounding
+    would step over an end. A fixed value stays as the config states it, so the lab's results come back on it.
 
     Examples
     --------
-    >>> as_made({"sn_mass_fraction": 0.61373, "milling_time_h": 39.99999999999999, "milling_speed_rpm": 400.123},
-    ...         {"sn_mass_fraction": (0.05, 0.95), "milling_time_h": (0.5, 40.0)})
-    {'sn_mass_fraction': 0.6137, 'milling_time_h': 40.0, 'milling_speed_rpm': 400.123}
+    >>> as_made({"sn_mass_fraction": 0.64153, "milling_time_h": 26.66, "milling_speed_rpm": 524.4,
+    ...          "ball_to_powder_ratio": 5.811}, {"sn_mass_fraction": (0.05, 0.95), "milling_time_h": (0.5, 40.0),
+    ...                                           "milling_speed_rpm": (150.0, 600.0)})
+    {'sn_mass_fraction': 0.642, 'milling_time_h': 26.7, 'milling_speed_rpm': 525.0, 'ball_to_powder_ratio': 5.811}
+    >>> as_made({"milling_time_h": 0.47}, {"milling_time_h": (0.5, 40.0)})  # not below the range it was asked in
+    {'milling_time_h': 0.5}
     """
     out = dict(recipe)
     for name, (low, high) in searched.items():
-        if name in out and not FIELDS[name].categorical:
-            out[name] = min(max(float(f"{float(out[name]):.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
+        field = FIELDS[name]
+        if name in out and not field.categorical:
+            value = float(out[name])
+            stepped = round(value / field.lab_step) * field.lab_step if field.lab_step else value
+            out[name] = min(max(float(f"{stepped:.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
     return out
 
 

@@ -791,9 +791,13 @@ def test_suggest_on_a_lab_file_with_nothing_made_yet_gives_a_space_filling_first
                  "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 0
     table = pd.read_csv(tmp_path / "next.csv")
     assert len(table) == 3 and len(table[HEADER.split(",")[:4]].drop_duplicates()) == 3
-    # as a lab sets them: 4 significant digits (they had read 39.99999999999999 h and 371.2841578206109 rpm)
-    values = table[HEADER.split(",")[:4]].to_numpy(float).ravel()
-    np.testing.assert_array_equal(values, [float(f"{v:.4g}") for v in values])
+    # as a lab sets them: on each field's step, a balance's, the timer's, the speed dial's (they had read
+    # 39.99999999999999 h and 371.2841578206109 rpm, then 26.66 h, 524.4 rpm and BPR 5.811)
+    from surrogate.recipe import FIELDS
+
+    for name in HEADER.split(",")[:4]:
+        steps = table[name].to_numpy(float) / FIELDS[name].lab_step
+        np.testing.assert_allclose(steps, np.round(steps), rtol=0, atol=1e-6, err_msg=name)
 
 
 def test_a_metric_the_lab_model_misses_beyond_the_stated_scatter_is_named():
