@@ -326,6 +326,9 @@ def writable_output(path: str | Path, option: str, inputs: dict[str, str | Path 
         raise InputError(f"{option} {_shown(path)}: exists and is not a CSV file; give a new name or a .csv file")
     folder = path.parent
     if not folder.is_dir():
+        placed = next((p for p in folder.parents if p.exists()), None) if not folder.exists() else folder
+        if placed is not None and not placed.is_dir():  # a file where a folder must be: said as such
+            raise InputError(f"{option} {_shown(path)}: {_shown(placed)} is a file, not a folder")
         raise InputError(f"{option} {_shown(path)}: folder {_shown(folder)} does not exist")
     if _is_pipe_without_reader(path):  # opening it would wait for a reader that may never come
         raise InputError(f"{option} {_shown(path)}: is a named pipe with no reader; start the reader first or give "

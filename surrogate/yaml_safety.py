@@ -126,7 +126,11 @@ def load_yaml_text(text: str, source: str) -> Any:
         raise YamlInputError(f"{source}: malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise YamlInputError(f"{source}: malformed YAML: nested too deeply") from None
-    except ValueError:  # an integer of more than 4300 digits (Python's int-from-text limit): no value is that long
+    except ValueError as error:  # an integer of more than 4300 digits (Python's int-from-text limit), or a tag
+        # that makes a number of words (!!int "abc"): no value either way; the second had been called "too long"
+        if "digits" not in str(error):
+            raise YamlInputError(f"{source}: malformed YAML: a value its tag cannot make ({excerpt(str(error))})") \
+                from None
         raise YamlInputError(f"{source}: malformed YAML: a number too long to be a value (more than "
                              f"{sys.get_int_max_str_digits()} digits)") from None
 

@@ -93,6 +93,8 @@ def config_cases() -> list[Case]:
         ("list at top level", "- name\n- test\n", "expected a mapping"),
         ("number at top level", "42\n", "expected a mapping"),
         ("an integer of 5000 digits", "optimiser: {seed: " + "9" * 5000 + "}\n", "a number too long to be a value"),
+        ("a tag that makes a number of words", "optimiser: {seed: !!int 'abc'}\n",
+         "a value its tag cannot make (\"invalid literal for int() with base 10: 'abc'\")"),
         ("a path for a name", GOOD_CONFIG.replace("name: test", "name: ../../../escaped"), "name: names files and "
          "folders"),
         ("text for a number that may also be a word", GOOD_CONFIG.replace("batch_size: 3}", "batch_size: 3, gp_noise: "
@@ -493,6 +495,9 @@ def option_cases() -> list[Case]:
              "configs/lab_results_example.csv", "--output", "{dir}/missing/out.csv"], "--output"),
         Case("option: suggest --output is a folder", ["suggest", "--observations",
              "configs/lab_results_example.csv", "--output", "{dir}"], "--output"),
+        Case("option: suggest --output inside a file", ["suggest", "--observations",  # not 'folder does not exist'
+             "configs/lab_results_example.csv", "--output", "{file}/out.csv"], "is a file, not a folder",
+             "x", names_file=True),
         Case("option: suggest --output on a read-only file system", ["suggest", "--observations",
              "configs/lab_results_example.csv", "--output", "/proc/snhc-suggestions.csv"], "--output"),
         Case("option: suggest without what was done", ["suggest", "--batch", "2"], "--observations"),
