@@ -1045,6 +1045,16 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
                                            for name in os.environ):
         from pydantic import ValidationError
 
+        for name in sorted(os.environ):  # a negative timeout parses, then fails inside the HTTP client after the
+            # flow started (PREFECT_API_REQUEST_TIMEOUT=-1: a 102-line traceback)
+            if name.startswith("PREFECT_") and "TIMEOUT" in name:
+                try:
+                    negative = float(os.environ[name]) < 0
+                except ValueError:  # not a number: Prefect's own parser says so below
+                    negative = False
+                if negative:
+                    raise InputError(f"{name}={excerpt(os.environ[name])}: a timeout, allowed 0 or more (seconds)")
+
         printed = io.StringIO()  # Prefect prints a bad setting's whole validation report when its plugins load
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             import prefect.settings

@@ -44,6 +44,22 @@ PARENT_POLL_S = 1.0  # how often the temporary server checks that the command wh
 SHUTDOWN_GRACE_S = 10.0  # after its command is gone, the server's own graceful stop gets this long
 
 
+def _user_prefect_settings() -> list[str]:
+    """The Prefect settings the user set in the environment (not the ones this project sets for its own runs)."""
+    from flows.inputs import OWN_PREFECT_ENVIRONMENT
+
+    return sorted(name for name in os.environ if name.startswith("PREFECT_") and name not in OWN_PREFECT_ENVIRONMENT)
+
+
+def _last_log_line(path) -> str:
+    """The last line of the server's log that says something, bounded and with any credentials masked."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return excerpt(redact(lines[-1]), 160)[1:-1] if lines else "its log is empty"
+
+
 class PrefectStartupError(RuntimeError):
     """The temporary Prefect server could not be started; the message says what to do (exit 1)."""
 
@@ -98,9 +114,15 @@ class TemporaryServer:
         if _answers(self.api_url, self.process, limit):
             return
         if self.process.poll() is not None:
+            exited = f"Prefect's temporary server exited with code {self.process.returncode} while starting"
+            settings = _user_prefect_settings()
+            if settings:  # the server reads them: say which, as bad input (a database URL or logging file it cannot
+                # use had been one line naming nothing but the log)
+                raise PrefectSettingError(f"{exited} ({_last_log_line(self.log_path)}); it reads "
+                                          f"{', '.join(settings)}, set here: fix or unset (log: {self.log_path})")
             raise PrefectStartupError(
-                f"Prefect's temporary server exited with code {self.process.returncode} while starting "
-                f"(log: {self.log_path}); start one yourself with `prefect server start` and set PREFECT_API_URL")
+                f"{exited} (log: {self.log_path}); start one yourself with `prefect server start` and set "
+                f"PREFECT_API_URL")
         self.stop()
         raise PrefectStartupError(
             f"Prefect's temporary server did not answer within {limit:g} s (a busy machine?): raise "

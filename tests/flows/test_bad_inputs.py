@@ -1531,7 +1531,9 @@ def test_an_error_line_shows_a_control_character_it_quotes_escaped():
     ("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "nullpool", "MLFLOW_SQLALCHEMYSTORE_POOLCLASS='nullpool': allowed "
                                                      "AssertionPool, AsyncAdaptedQueuePool, NullPool"),
     ("PREFECT_LOGGING_LEVEL", "LOUD", "PREFECT_LOGGING_LEVEL='LOUD': Prefect cannot use it (Input should be 'DEBUG'"),
-    ("PREFECT_API_REQUEST_TIMEOUT", "abc", "PREFECT_API_REQUEST_TIMEOUT='abc': Prefect cannot use it")])
+    ("PREFECT_API_REQUEST_TIMEOUT", "abc", "PREFECT_API_REQUEST_TIMEOUT='abc': Prefect cannot use it"),
+    # parsed by Prefect, then failed inside its HTTP client after the flow started (a 102-line traceback)
+    ("PREFECT_API_REQUEST_TIMEOUT", "-1", "PREFECT_API_REQUEST_TIMEOUT='-1': a timeout, allowed 0 or more")])
 def test_a_library_setting_the_library_cannot_read_is_one_line_before_anything_starts(name, value, said, tmp_path,
                                                                                       monkeypatch, capsys):
     """MLflow's and Prefect's own settings in the environment: a value they cannot read had failed after the flow
@@ -1702,3 +1704,16 @@ def test_a_prefect_profile_without_an_api_url_runs_on_a_temporary_server(tmp_pat
                                    {"PREFECT_PROFILES_PATH": str(profiles), "PREFECT_HOME": str(tmp_path / "home")})
     assert code == 0 and "Traceback" not in output, output[-2000:]
     assert _runs_in(store) >= 1
+
+
+def test_a_prefect_setting_the_temporary_server_cannot_start_with_is_named(tmp_path, monkeypatch, capsys):
+    """A setting Prefect's parser accepts but its server cannot use (a database it cannot reach) had ended in one
+    line naming only the server's log, exit 1: the line names the settings set here that the server reads, exit 2,
+    and masks the database's password."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", f"postgresql+asyncpg://u:{SECRET}@127.0.0.1:1/db")
+    assert main(["optimise", "--n-calls", "4", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("snhc optimise: error:"))
+    assert "temporary server exited" in line and "PREFECT_SERVER_DATABASE_CONNECTION_URL, set here" in line
+    assert SECRET not in err
