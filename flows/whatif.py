@@ -43,7 +43,7 @@ from flows.scenarios import BASELINE, WHAT_IF_EXPERIMENT, Scenario, load_scenari
 from flows.tracking import NOTE_TAG, Tracker, flatten, source_tags
 from surrogate.model import PredictionRequest, predict
 from surrogate.parameters import ModelParameters
-from surrogate.recipe import FIELD_NAMES, Recipes
+from surrogate.recipe import FIELD_NAMES, FIELDS, Recipes
 
 if TYPE_CHECKING:
     from surrogate.uncertainty import Ensemble
@@ -546,6 +546,10 @@ def _display_table(table: pd.DataFrame, base: CapacityObjective) -> pd.DataFrame
                         "milling_speed_rpm", "ball_to_powder_ratio", "status", OWN_DEFINITION]
             if c in table]  # metrics first (the own objective's last of them)
     shown = table[keep].copy()
+    if "milling_time_h" in table:  # an unmilled powder (HC, nano-Sn) has no speed or BPR: the mill never ran
+        unmilled = table["milling_time_h"].eq(0.0)
+        for column in (c for c in shown.columns if c in FIELDS and FIELDS[c].milling_setting):
+            shown[column] = shown[column].where(~unmilled, None)
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: None if pd.isna(v) else float(f"{v:.4g}"))

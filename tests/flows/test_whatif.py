@@ -107,6 +107,10 @@ def test_scenarios_become_child_runs_with_a_baseline_and_fixed_metrics(prefect_l
         fast["scenario_capacity_mAh_per_g"])
     capacity = [row[shown["columns"].index("capacity [mAh/g]")] for row in shown["data"]]
     assert all(isinstance(value, float) and value > 0 for value in capacity)
+    # an unmilled powder shows no mill settings (it had read 400 rpm and a BPR of 20 at 0 h of milling)
+    speed, label = shown["columns"].index("speed [rpm]"), shown["columns"].index("recipe")
+    assert {row[label]: row[speed] for row in shown["data"] if row[label] in ("HC", "nano-Sn")} == {
+        "HC": None, "nano-Sn": None}
     written = Path(study["files"])
     assert written.parent == tmp_path / "out"
     table = pd.read_csv(written / "what_if_comparison.csv")
