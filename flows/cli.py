@@ -728,12 +728,14 @@ def _interrupted_message(args, campaign, interrupt) -> str:
     given = (("--config", args.config), ("--tracking-uri", redact(args.tracking_uri)), ("--n-calls", args.n_calls),
              ("--batch-size", args.batch_size), ("--seed", args.seed), ("--fidelity", getattr(args, "fidelity", None)))
     options = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
+    masked = args.tracking_uri is not None and redact(args.tracking_uri) != args.tracking_uri
     from flows.evaluation import LAB
 
     lab = sum(e.source == LAB for e in campaign.evaluations)  # the progress line counts the optimiser's evaluations
     return (f"snhc optimise: {interrupt}; run {campaign.run_id} is KILLED with {campaign.model_evaluations()} of "
             f"{campaign.config.optimiser.n_calls} evaluations saved{f' (and {lab} lab rows)' if lab else ''}. "
-            f"Resume with: snhc optimise{options} --resume {campaign.run_id}")
+            f"Resume with: snhc optimise{options} --resume {campaign.run_id}"
+            + (" (the tracking URI's secret is masked here: put yours back)" if masked else ""))
 
 
 def cmd_suggest(args) -> int:
@@ -810,9 +812,10 @@ def _print_suggestions(args, campaign, table, lab_parameters, mlflow_run: str) -
     legend = [
         f"model, + lab corr., = mean and sd: the objective, mAh/g: the {model}'s [90 % interval], the correction the "
         f"optimiser's GP learned from the lab rows' residuals near the recipe, their sum that ranks the suggestions "
-        f"and its sd (the GP's uncertainty about the lab's objective there, from the few lab rows: far wider than the "
-        f"sd `snhc optimise` shows, which is how well its search learned the model; not a measurement's scatter"
-        + ("" if taught else "; no lab rows: the correction is 0") + ")",
+        f"and its sd (" + ("the GP's uncertainty about the lab's objective there, from the few lab rows: far wider "
+                           "than the sd `snhc optimise` shows, which is how well its search learned the model; not "
+                           "a measurement's scatter" if taught else
+                           "how well the search learned the model; no lab rows: the correction is 0") + ")",
         f"{capacity} (mAh/g, the capacity the objective scores: {objective.current_A_per_g:g} A/g after "
         f"{objective.cycle} cycles) and swell % (particle expansion): the {model}'s value [90 % interval], before "
         f"the lab's correction (it applies to the objective as a whole)",

@@ -1049,7 +1049,7 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
             # flow started (PREFECT_API_REQUEST_TIMEOUT=-1: a 102-line traceback)
             if name.startswith("PREFECT_") and "TIMEOUT" in name:
                 try:
-                    negative = float(os.environ[name]) < 0
+                    negative = not float(os.environ[name]) >= 0  # NaN too
                 except ValueError:  # not a number: Prefect's own parser says so below
                     negative = False
                 if negative:
@@ -1091,7 +1091,10 @@ def _mlflow_choices() -> dict[str, tuple[tuple[str, ...], Any]]:
 
     pools = ("AssertionPool", "AsyncAdaptedQueuePool", "NullPool", "QueuePool", "SingletonThreadPool", "StaticPool",
              "FallbackAsyncAdaptedQueuePool")
-    return {"MLFLOW_LOGGING_LEVEL": (("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), str.upper),
+    import logging
+
+    levels = tuple(logging.getLevelNamesMapping())  # WARN, FATAL and NOTSET too, as MLflow's logging setup takes
+    return {"MLFLOW_LOGGING_LEVEL": (levels, str.upper),
             "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": (tuple(p for p in pools if hasattr(sqlalchemy.pool, p)), str)}
 
 

@@ -52,12 +52,21 @@ def _user_prefect_settings() -> list[str]:
 
 
 def _last_log_line(path) -> str:
-    """The last line of the server's log that says something, bounded and with any credentials masked."""
+    """The last line of the server's log that says something, its credentials masked (as every error line is),
+    cut to a readable length."""
+    from flows.inputs import redact_message
+
     try:
         lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "no log"
-    return excerpt(redact(lines[-1]), 160)[1:-1] if lines else "its log is empty"
+    if not lines:
+        return "its log is empty"
+    line = redact_message(lines[-1])
+    return line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS - 3] + "..."
+
+
+LOG_LINE_CHARS = 160  # of the server's log quoted in a start-up error
 
 
 class PrefectStartupError(RuntimeError):
@@ -114,15 +123,13 @@ class TemporaryServer:
         if _answers(self.api_url, self.process, limit):
             return
         if self.process.poll() is not None:
-            exited = f"Prefect's temporary server exited with code {self.process.returncode} while starting"
-            settings = _user_prefect_settings()
-            if settings:  # the server reads them: say which, as bad input (a database URL or logging file it cannot
-                # use had been one line naming nothing but the log)
-                raise PrefectSettingError(f"{exited} ({_last_log_line(self.log_path)}); it reads "
-                                          f"{', '.join(settings)}, set here: fix or unset (log: {self.log_path})")
+            settings = _user_prefect_settings()  # the server reads them: a database URL or a logging file it
+            # cannot use had ended in a line naming nothing but the log; they are suspects, not known culprits
+            suspects = f"; it reads {', '.join(settings)}, set here: check them" if settings else ""
             raise PrefectStartupError(
-                f"{exited} (log: {self.log_path}); start one yourself with `prefect server start` and set "
-                f"PREFECT_API_URL")
+                f"Prefect's temporary server exited with code {self.process.returncode} while starting "
+                f"({_last_log_line(self.log_path)}){suspects}; or start one yourself with `prefect server start` "
+                f"and set PREFECT_API_URL (log: {self.log_path})")
         self.stop()
         raise PrefectStartupError(
             f"Prefect's temporary server did not answer within {limit:g} s (a busy machine?): raise "

@@ -529,11 +529,6 @@ def artifact_key(name: str) -> str:
     return f"recommendation-{key or 'campaign'}"
 
 
-def _band(band) -> str:
-    """A 90 % interval as text; none for a value that follows from the recipe (milling time: both ends equal)."""
-    return span(f"{band[0]:.4g}", f"{band[1]:.4g}") if band and band[0] != band[1] else "–"
-
-
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
                             run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "",
                             intervals: dict | None = None, extrapolated: dict | None = None) -> str:
@@ -545,10 +540,10 @@ def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: t
              "| recipe | value | unit |", "|---|---|---|"]
     lines += [f"| {words(k)} | {shown_value(v)} | {unit_of(k)} |" for k, v in recipe.items()]
     lines += ["", "| predicted metric | value | 90 % interval | unit | |", "|---|---|---|---|---|"]
-    lines += [f"| {words(k)} | {v:.4g} | {_band(intervals.get(k))} | {unit_of(k)} | "
+    lines += [f"| {words(k)} | {v:.4g} | {band_text(intervals.get(k))} | {unit_of(k)} | "
               f"{EXTRAPOLATED if extrapolated.get(k) else ''} |" for k, v in metrics.items()]
     if math.isfinite(mean):  # a multi-objective campaign has no GP on one objective
-        lines += ["", f"Optimiser GP at this recipe (its belief about the model, not an error bar of the model): "
+        lines += ["", f"Optimiser GP at this recipe ({GP_SD_MEANING}): "
                   f"mean {mean:.1f} mAh/g, sd {std:.1f} mAh/g."]
     lines += ["", f"Fidelity: {fidelity_note}." if fidelity_note else "",
               "", f"MLflow experiment `{experiment_name}`, run id `{run_id}`."]
@@ -587,10 +582,19 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
                if conditions_beyond or not beyond_recipes else [])
         table.caption = f"{EXTRAPOLATED}: beyond the study's data: " + "; and ".join(reasons)
     if math.isfinite(surrogate[0]):  # a multi-objective campaign has no GP on one objective
-        table.add_row("optimiser GP at this recipe: mean, sd of objective (how well the search has learned the "
-                      "model there, not the model's error: that is the 90 % interval)",
+        table.add_row(f"optimiser GP at this recipe: mean, sd of objective ({GP_SD_MEANING})",
                       f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
+
+
+# what the optimiser GP's sd at a recommended recipe is, in the console, the run's note and its table alike
+GP_SD_MEANING = "how well the search has learned the model there, not the model's error: that is the 90 % interval"
+
+
+def band_text(band, digits: str = ".4g") -> str:
+    """A 90 % interval as ``low–high`` (:func:`span`); "–" for none or for a value that follows from the recipe
+    (milling time: both ends equal)."""
+    return span(f"{band[0]:{digits}}", f"{band[1]:{digits}}") if band and band[0] != band[1] else "–"
 
 
 def span(low: str, high: str) -> str:

@@ -497,7 +497,7 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     import pandas as pd
 
     from flows.metrics import display_number, unit_of, words
-    from flows.reporting import EXTRAPOLATED
+    from flows.reporting import EXTRAPOLATED, GP_SD_MEANING, span
 
     evaluation = recommendation.evaluation
     flag = {name: EXTRAPOLATED if recommendation.extrapolated.get(name) else "" for name in recommendation.headline()}
@@ -506,8 +506,8 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     kind = "predicted" if evaluation.modelled else "measured"  # a lab row recommended: its numbers are the lab's
     rows += [(kind, words(name), display_number(value), unit_of(name), flag[name])
              for name, value in recommendation.headline().items()]
-    rows += [("predicted, 90 % interval", words(name),
-              f"{display_number(band[0])} to {display_number(band[1])}", unit_of(name), flag[name])
+    rows += [("predicted, 90 % interval", words(name), span(display_number(band[0]), display_number(band[1])),
+              unit_of(name), flag[name])
              for name, band in recommendation.intervals.items()
              if name in recommendation.headline() and band[0] != band[1]]  # equal ends: exact (milling time), none
     rows += [("PyBaMM check", words(name), display_number(value), unit_of(name), "") for name, value in
@@ -515,7 +515,7 @@ def recommendation_table(recommendation, after_evaluations: int, physics: Mappin
     if math.isfinite(recommendation.surrogate_mean):  # a multi-objective campaign has no GP on one objective
         rows += [("optimiser GP at this recipe", "mean of objective", display_number(recommendation.surrogate_mean),
                   "mAh/g", ""),
-                 ("optimiser GP at this recipe", "sd of objective (the GP's belief, not a model error bar)",
+                 ("optimiser GP at this recipe", f"sd of objective ({GP_SD_MEANING})",
                   display_number(recommendation.surrogate_std), "mAh/g", "")]
     rows += [(NOTE_ROW, "", note, "", "") for note in (recommendation.fidelity_note, *recommendation.notes()) if note]
     table = pd.DataFrame(rows, columns=["what", "quantity", "value", "unit", "flag"])

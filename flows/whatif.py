@@ -399,21 +399,26 @@ def _study(scenario_paths, config_path, overrides, experiment_name, output_dir, 
 def _scenario_rows(scenario, config, recipes, rows, base, tracker, parent_run_id, experiment_name,
                    ensembles) -> list[dict[str, Any]]:
     """One scenario's rows of the comparison (``rows``: those before it, the baseline first when there is one); a
-    scenario that fails is one FAILED row, so a broken scenario does not stop the comparison."""
+    scenario whose run fails is one FAILED row, so a broken scenario does not stop the comparison, and one whose
+    comparison with the baseline's recipe fails keeps its finished row with a note saying so."""
     try:
         if scenario.mode == "predict":
             return _predict_scenario(scenario, config, recipes, tracker, parent_run_id, base.objective, ensembles)
         new = _optimise_scenario(scenario, config, tracker, parent_run_id, base.objective, experiment_name,
                                  ensembles)
-        if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
-            new[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, new[-1]["notes"]]))
-        elif scenario.name != BASELINE and rows and rows[0]["scenario"] == BASELINE:
-            new[-1] |= against_baseline_recipe(new[-1], rows[0], config)
-        return new
     except Exception as error:  # one broken scenario must not stop the comparison
         reporting.say(f"[red]what-if {scenario.name} failed:[/] {redact(str(error))}")
         return [{"scenario": scenario.name, "mode": scenario.mode, "status": "FAILED",
                  "failure_reason": f"{type(error).__name__}: {error}"}]
+    if scenario.name != BASELINE and same_campaign(config, base):  # it had repeated it unsaid
+        new[-1]["notes"] = "; ".join(filter(None, [SAME_AS_BASE, new[-1]["notes"]]))
+    elif scenario.name != BASELINE and rows and rows[0]["scenario"] == BASELINE:
+        try:  # a finished campaign stays a finished row if the comparison with the baseline's recipe fails
+            new[-1] |= against_baseline_recipe(new[-1], rows[0], config)
+        except Exception as error:  # noqa: BLE001 - a note on the row, not a failed scenario
+            new[-1]["notes"] = "; ".join(filter(None, [new[-1]["notes"], f"not compared with the baseline's "
+                                                                         f"recipe ({redact(str(error))})"]))
+    return new
 
 
 def _write_comparison(table: pd.DataFrame, columns: list[str], folder: Path):

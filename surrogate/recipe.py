@@ -13,6 +13,7 @@ numpy pass. An unmilled powder (a physical mixture, or a pure material) is a mil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -224,15 +225,26 @@ def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float
     {'sn_mass_fraction': 0.642, 'milling_time_h': 26.7, 'milling_speed_rpm': 525.0, 'ball_to_powder_ratio': 5.811}
     >>> as_made({"milling_time_h": 0.47}, {"milling_time_h": (0.5, 40.0)})  # not below the range it was asked in
     {'milling_time_h': 0.5}
+    >>> as_made({"milling_speed_rpm": 151.0, "milling_time_h": 0.149},  # a step inside the range; under 10 steps,
+    ...         {"milling_speed_rpm": (152.0, 598.0), "milling_time_h": (0.01, 40.0)})  # digits
+    {'milling_speed_rpm': 155.0, 'milling_time_h': 0.149}
     """
     out = dict(recipe)
     for name, (low, high) in searched.items():
         field = FIELDS[name]
         if name in out and not field.categorical:
-            value = float(out[name])
-            stepped = round(value / field.lab_step) * field.lab_step if field.lab_step else value
-            out[name] = min(max(float(f"{stepped:.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
+            out[name] = _lab_value(float(out[name]), field.lab_step, low, high)
     return out
+
+
+def _lab_value(value: float, step: float | None, low: float, high: float) -> float:
+    """``value`` on the nearest of ``step``'s multiples within ``[low, high]``; to :data:`LAB_SIGNIFICANT_DIGITS`
+    significant digits where no multiple lies within the range, or the value is under 10 steps (a step there moves
+    it by 5 % or more: 0.149 h had become 0.1 h), or there is no step."""
+    if step and value >= 10.0 * step and math.ceil(low / step) <= math.floor(high / step):
+        lowest, highest = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+        return float(f"{min(max(round(value / step), lowest), highest) * step:.{LAB_SIGNIFICANT_DIGITS + 2}g}")
+    return min(max(float(f"{value:.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
 
 
 def shown_value(value: Any) -> str:

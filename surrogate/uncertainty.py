@@ -212,7 +212,7 @@ class ModelFormDistance:
     sn_mass_fraction: float
     milling_factor: float
     unmilled_time_h: float
-    temperature_C: float = float("inf")  # inf: temperature adds nothing (a scale built before it was a setting)
+    temperature_C: float
 
     def between(self, recipe: dict[str, Any], material: dict[str, Any]) -> float:
         """Distance between a recipe and a material's recipe (inf: not comparable).
@@ -297,6 +297,9 @@ class UncertaintySettings:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 50.0 for v in sigmas.values()):
             raise ParameterError(f"{path}: measurement_sigma_pct needs exactly {list(FAMILIES)}, each 0 to 50 (%)")
         forms = document["model_form_sigma_pct"]
+        if isinstance(forms, dict) and (following := sorted(set(forms) & set(FORM_ERROR_FOLLOWS))):
+            raise ParameterError(f"{path}: model_form_sigma_pct.{following[0]}: that family carries "
+                                 f"{FORM_ERROR_FOLLOWS[following[0]][0]}'s form error; set that one instead")
         if not isinstance(forms, dict) or not set(forms) <= set(FAMILIES) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 100.0 for v in forms.values()):
             raise ParameterError(f"{path}: model_form_sigma_pct takes some of {list(FAMILIES)}, each 0 to 100 (%)")
@@ -697,7 +700,10 @@ class Ensemble:
         source = family if family in sigmas else FORM_ERROR_FOLLOWS.get(family, (None,))[0]
         if source not in sigmas:
             return np.zeros(len(recipes))
-        group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items() if f == source and q != quantity)]
+        # the family and those that carry its very factor (exponent None: a capacity after cycles), both ways: a
+        # lab row that measured only the cycled capacity had left the rate capacity's form error beside it whole
+        group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items() if q != quantity and (
+            f == source or FORM_ERROR_FOLLOWS.get(f, (None, ""))[:2] == (source, None)))]
         scale = self.settings.model_form_distance
         temperature_C = temperature_C if source in TEMPERATURE_FORM_FAMILIES else None
         return np.array([min(self.domain.model_form_weight(recipe, q, scale, temperature_C) for q in group)

@@ -128,7 +128,7 @@ def load_yaml_text(text: str, source: str) -> Any:
         raise YamlInputError(f"{source}: malformed YAML: nested too deeply") from None
     except ValueError as error:  # an integer of more than 4300 digits (Python's int-from-text limit), or a tag
         # that makes a number of words (!!int "abc"): no value either way; the second had been called "too long"
-        if "digits" not in str(error):
+        if "Exceeds the limit" not in str(error):  # Python's own words for the int-from-text limit
             raise YamlInputError(f"{source}: malformed YAML: a value its tag cannot make ({excerpt(str(error))})") \
                 from None
         raise YamlInputError(f"{source}: malformed YAML: a number too long to be a value (more than "

@@ -116,8 +116,8 @@ def test_the_resume_line_repeats_the_options_that_shaped_the_stopped_campaign():
     campaign = SimpleNamespace(run_id="abc123", evaluations=[], model_evaluations=lambda: 8,
                                config=SimpleNamespace(optimiser=SimpleNamespace(n_calls=40)))
     line = _interrupted_message(args, campaign, interrupts.CampaignInterrupted(signal.SIGINT))
-    assert "hunter2" not in line
-    resume = shlex.split(line.split("Resume with: snhc ")[1])
+    assert "hunter2" not in line and line.endswith("(the tracking URI's secret is masked here: put yours back)")
+    resume = shlex.split(line.split("Resume with: snhc ")[1].split(" (the tracking URI's")[0])
     assert resume[resume.index("--resume") + 1] == "abc123"
     again = build_parser().parse_args(resume)
     shaped = {k: v for k, v in _campaign_overrides(args).items() if k != "tracking"}

@@ -200,6 +200,8 @@ def test_cycles_up_to_400_bound_the_capacity_at_cycle_12000():
     (lambda d: d["model_form_errors"].update(efficiency=0), "model_form_errors takes some of the families"),
     (lambda d: d["model_form_errors"].update(efficiency=2.5), "model_form_errors takes some of the families"),
     (lambda d: d["model_form_errors"].update(cycling=3), "model_form_errors takes some of the families"),
+    (lambda d: d["model_form_sigma_pct"].update(cycling=5), "model_form_sigma_pct.cycling: that family carries "
+                                                           "capacity's form error"),
     (lambda d: d["model_form_sigma_pct"].pop("particle_expansion"), "model_form_errors takes some of the families"),
     (lambda d: d["model_form_distance"].update(milling_factor=1.0), "model_form_distance.milling_factor=1.0 is out of range: allowed 1.05 to 100"),
     (lambda d: d["model_form_distance"].pop("sn_mass_fraction"), "model_form_distance needs exactly"),
@@ -497,6 +499,13 @@ def test_a_capacity_at_a_composition_never_made_carries_the_capacitys_assumed_fo
     assert ensemble.form_weights([sn_rich], "capacity_at_cycle_mAh_per_g") == pytest.approx(
         ensemble.form_weights([sn_rich], "capacity_at_current_mAh_per_g"), rel=1e-12)
     assert 0.3 < ensemble.form_weights([sn_rich], "capacity_at_current_mAh_per_g")[0] < 0.5  # 0.133 / 0.333 apart
+    # a lab row that measured only the cycled capacity takes the form error off the rate capacity beside it too:
+    # one factor, one weight (the rate row's twin had read [314-496] beside the cycled [333-444])
+    scale = ensemble.settings.model_form_distance
+    taught = dataclasses.replace(ensemble, domain=ensemble.domain.with_lab_rows(
+        [(sn_rich, {"capacity_at_cycle_1000_mAh_per_g": 300.0})], scale, 0.1, 1000))
+    assert taught.form_weights([sn_rich], "capacity_at_current_mAh_per_g")[0] == 0.0
+    assert taught.form_weights([sn_rich], "capacity_at_cycle_mAh_per_g")[0] == 0.0
     for k in range(len(ensemble.members)):
         measured = ensemble.measurement_factors[k]
         assert ensemble.member_factor(k, "cycling", 1.0) / measured["cycling"] == pytest.approx(
