@@ -587,8 +587,9 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
     console.print(table)
 
 
-# what the optimiser GP's sd at a recommended recipe is, in the console, the run's note and its table alike
-GP_SD_MEANING = "how well the search has learned the model there, not the model's error: that is the 90 % interval"
+# what the optimiser GP's sd at a recommended recipe is, in the console, the run's note and its table alike (short:
+# it labels a row of the recommendation's table, whose first column it sets the width of)
+GP_SD_MEANING = "the search's own learning, not the model's error"
 
 
 def band_text(band, digits: str = ".4g") -> str:
