@@ -725,10 +725,11 @@ def _interrupted_message(args, campaign, interrupt) -> str:
 
     if campaign is None or not campaign.run_id:
         return f"snhc optimise: {interrupt} before the campaign started; no run was recorded"
-    given = (("--config", args.config), ("--tracking-uri", redact(args.tracking_uri)), ("--n-calls", args.n_calls),
+    uri = redact(args.tracking_uri)
+    given = (("--config", args.config), ("--tracking-uri", uri), ("--n-calls", args.n_calls),
              ("--batch-size", args.batch_size), ("--seed", args.seed), ("--fidelity", getattr(args, "fidelity", None)))
     options = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
-    masked = args.tracking_uri is not None and redact(args.tracking_uri) != args.tracking_uri
+    masked = uri != args.tracking_uri
     from flows.evaluation import LAB
 
     lab = sum(e.source == LAB for e in campaign.evaluations)  # the progress line counts the optimiser's evaluations

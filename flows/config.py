@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import re
 import typing
@@ -425,6 +426,11 @@ LAB_UNCERTAINTY_MIN_PCT = 0.1
 # The assumed parameters a lab's results teach unless a config lists its own (configs/default.yaml lists the same,
 # with why): a config that leaves the key out, such as configs/pareto.yaml, learns from a lab's rows as the default
 # campaign does, not nothing; ``lab_parameters: []`` keeps the project's model.
+# What a lab sets (assumed; a user's trial had been handed 26.66 h, 524.4 rpm and a BPR of 5.811): powders and balls
+# weighed to a thousandth of the batch, the mill's timer in 6-minute steps, its speed dial in 5 rpm, the pause cycle
+# in hundredths. A field not listed is handed over to 4 significant digits.
+DEFAULT_LAB_STEPS = {"sn_mass_fraction": 0.001, "milling_time_h": 0.1, "milling_speed_rpm": 5.0,
+                     "ball_to_powder_ratio": 0.1, "pause_duty_cycle": 0.01}
 DEFAULT_LAB_PARAMETERS = {
     # the mill: impacts, cold welding and the vial's heat
     "mill": ["sn_size_dose_constant", "hc_size_dose_constant", "hc_fracture_threshold_energy_relative",
@@ -502,6 +508,10 @@ class CampaignConfig(Strict):
         description="assumed: share of each searched range (on its log scale where searched so) within which two "
                     "recipes are one batch to a lab (a mill's timer, dial and balance set a recipe to a few %); "
                     "snhc suggest proposes nothing that close to a made or pending recipe (0: only exact repeats)")
+    lab_steps: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_LAB_STEPS),
+        description="assumed: the step a lab sets each real recipe field in (a balance's, the mill timer's, its "
+                    "speed dial's); snhc suggest hands its recipes over on these steps, and predicts them so")
     lab_parameters: LabParameterNames = Field(
         default_factory=lambda: {group: list(names) for group, names in DEFAULT_LAB_PARAMETERS.items()},
         description="assumed parameters a lab's own mill, powders, glove box or cells may set differently, as a list "
@@ -545,6 +555,20 @@ class CampaignConfig(Strict):
         if data.get("fidelity") == "physics" or (several and "top_k" not in check):
             return {**data, "physics_check": {**check, "top_k": 0}}
         return data
+
+    @field_validator("lab_steps")
+    @classmethod
+    def _steps_of_real_fields(cls, steps: dict[str, float]) -> dict[str, float]:
+        """Each step names a real recipe field and lies above 0 and within a tenth of its allowed range."""
+        for name, step in steps.items():
+            field = FIELDS.get(name)
+            if field is None or field.categorical:
+                raise ValueError(f"lab_steps.{name}: not a real recipe field; fields are "
+                                 + ", ".join(f.name for f in RECIPE_FIELDS if not f.categorical))
+            most = (field.high - field.low) / 10.0
+            if not (isinstance(step, (int, float)) and math.isfinite(step) and 0.0 < step <= most):
+                raise ValueError(f"lab_steps.{name}={step!r} is out of range: allowed above 0 to {most:g}")
+        return steps
 
     @field_validator("model_parameters")
     @classmethod

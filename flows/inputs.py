@@ -1087,12 +1087,12 @@ def check_tool_environment(command: str, opens_store: bool = True) -> None:
 def _mlflow_choices() -> dict[str, tuple[tuple[str, ...], Any]]:
     """MLflow settings that take one of a few words: the words, and how MLflow reads a value before looking it up
     (its logging setup upper-cases the level; its SQLAlchemy store takes the pool class's name as written)."""
+    import logging
+
     import sqlalchemy.pool
 
     pools = ("AssertionPool", "AsyncAdaptedQueuePool", "NullPool", "QueuePool", "SingletonThreadPool", "StaticPool",
              "FallbackAsyncAdaptedQueuePool")
-    import logging
-
     levels = tuple(logging.getLevelNamesMapping())  # WARN, FATAL and NOTSET too, as MLflow's logging setup takes
     return {"MLFLOW_LOGGING_LEVEL": (levels, str.upper),
             "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": (tuple(p for p in pools if hasattr(sqlalchemy.pool, p)), str)}

@@ -313,8 +313,7 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
         objective = scoring[name]
         values = front[name].to_numpy(float)
         allowed &= values >= limit if objective.sign > 0 else values <= limit
-    limits_text = ", ".join(f"{n} {'>=' if scoring[n].sign > 0 else '<='} {v:g} {scoring[n].unit}"
-                            for n, v in settings.limits.items())
+    limits_text = ", ".join(limit_text(scoring, n, v) for n, v in settings.limits.items())
     if not allowed.any():  # the nearest miss, not the knee of points that ignore them (Sn 0.05 at 240 mAh/g had
         # been recommended against capacity >= 250 beside points short of it by a few mAh/g)
         shortfall = np.zeros(len(front))
@@ -344,6 +343,11 @@ def choose_on_front(front: pd.DataFrame, scoring, settings) -> tuple[int | None,
     return int(np.flatnonzero(allowed)[choice]), rule
 
 
+def limit_text(scoring, name: str, limit: float) -> str:
+    """A recommendation limit in words: ``capacity_mAh_per_g >= 250 mAh/g``."""
+    return f"{name} {'>=' if scoring[name].sign > 0 else '<='} {limit:g} {scoring[name].unit}"
+
+
 def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen: int | None,
                   limits: dict[str, float] | None = None):
     """Scatter of evaluated recipes and the front for each pair of objectives; axes labelled with units, and each
@@ -365,8 +369,7 @@ def pareto_figure(front: pd.DataFrame, evaluated: pd.DataFrame, scoring, chosen:
         for name, draw in ((a, axis.axvline), (b, axis.axhline)):
             if name in (limits or {}):
                 draw(limits[name], ls="--", lw=0.9, color="tab:red", alpha=0.6,
-                     label=f"limit: {name} {'>=' if scoring[name].sign > 0 else '<='} {limits[name]:g} "
-                           f"{scoring[name].unit}")
+                     label=f"limit: {limit_text(scoring, name, limits[name])}")
         axis.set_xlabel(scoring[a].label())
         axis.set_ylabel(scoring[b].label())
         axis.set_title(f"{scoring[a].direction} x, {scoring[b].direction} y", fontsize=9)

@@ -41,6 +41,7 @@ HEALTH_CHECK_TIMEOUT_S = 3.0
 STARTUP_POLL_S = 0.2  # while a temporary server starts: how often it is asked whether it answers
 STARTUP_POLL_TIMEOUT_S = 1.0  # and how long each such question may take
 PARENT_POLL_S = 1.0  # how often the temporary server checks that the command which started it is alive
+LOG_LINE_CHARS = 160  # of the server's log quoted in a start-up error
 SHUTDOWN_GRACE_S = 10.0  # after its command is gone, the server's own graceful stop gets this long
 
 
@@ -64,9 +65,6 @@ def _last_log_line(path) -> str:
         return "its log is empty"
     line = redact_message(lines[-1])
     return line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS - 3] + "..."
-
-
-LOG_LINE_CHARS = 160  # of the server's log quoted in a start-up error
 
 
 class PrefectStartupError(RuntimeError):

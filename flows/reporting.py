@@ -529,6 +529,23 @@ def artifact_key(name: str) -> str:
     return f"recommendation-{key or 'campaign'}"
 
 
+# what the optimiser GP's sd at a recommended recipe is, in the console, the run's note and its table alike (short:
+# it labels a row of the recommendation's table, whose first column it sets the width of)
+GP_SD_MEANING = "the search's own learning, not the model's error"
+
+
+def band_text(band) -> str:
+    """A 90 % interval as ``low–high`` (:func:`span`, 4 significant digits); "–" for none or for a value that follows
+    from the recipe (milling time: both ends equal)."""
+    return span(f"{band[0]:.4g}", f"{band[1]:.4g}") if band and band[0] != band[1] else "–"
+
+
+def span(low: str, high: str) -> str:
+    """Two bounds as text, ``low–high``; ``low to high`` when one is negative (``-489.8–-238.1`` reads as a
+    subtraction)."""
+    return f"{low} to {high}" if low.startswith("-") or high.startswith("-") else f"{low}–{high}"
+
+
 def recommendation_markdown(name: str, recipe: dict, metrics: dict, surrogate: tuple[float, float],
                             run_id: str, experiment_name: str, fidelity_note: str = "", run_url: str = "",
                             intervals: dict | None = None, extrapolated: dict | None = None) -> str:
@@ -585,23 +602,6 @@ def print_recommendation(recipe: dict, metrics: dict, surrogate: tuple[float, fl
         table.add_row(f"optimiser GP at this recipe: mean, sd of objective ({GP_SD_MEANING})",
                       f"{surrogate[0]:.1f}, {surrogate[1]:.1f}")
     console.print(table)
-
-
-# what the optimiser GP's sd at a recommended recipe is, in the console, the run's note and its table alike (short:
-# it labels a row of the recommendation's table, whose first column it sets the width of)
-GP_SD_MEANING = "the search's own learning, not the model's error"
-
-
-def band_text(band, digits: str = ".4g") -> str:
-    """A 90 % interval as ``low–high`` (:func:`span`); "–" for none or for a value that follows from the recipe
-    (milling time: both ends equal)."""
-    return span(f"{band[0]:{digits}}", f"{band[1]:{digits}}") if band and band[0] != band[1] else "–"
-
-
-def span(low: str, high: str) -> str:
-    """Two bounds as text, ``low–high``; ``low to high`` when one is negative (``-489.8–-238.1`` reads as a
-    subtraction)."""
-    return f"{low} to {high}" if low.startswith("-") or high.startswith("-") else f"{low}–{high}"
 
 
 def with_interval(value: float, band=None, digits: int = 1) -> str:

@@ -50,7 +50,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     searched = {name: (d.low, d.high) for name in space.searched() if (d := getattr(space, name)).choices is None}
     made = [e.recipe for _, e in known] + list(pending)
     # a suggestion is handed over rounded (as_made): it must not be a made recipe as rounded either
-    taken = {recipe_key(r) for r in made} | {recipe_key(as_made(r, searched)) for r in made}
+    taken = {recipe_key(r) for r in made} | {recipe_key(as_made(r, searched, config.lab_steps)) for r in made}
 
     # and not within the lab's batch resolution of one: a suggestion 1-2 % of each range from a pending row (a
     # lab-parameter draw, which the pending rows do not steer) was the same batch to the lab
@@ -69,7 +69,7 @@ def suggest(campaign: Campaign, batch_size: int) -> tuple[pd.DataFrame, pd.DataF
     while len(suggestions) < batch_size and attempts < 10:
         points = optimizer.ask(n_points=batch_size - len(suggestions), strategy=config.optimiser.liar)
         for point, how in zip(points, optimizer.asked_by_):
-            recipe = as_made(recipe_of(point, config), searched)  # as a lab sets it, and predicted as such
+            recipe = as_made(recipe_of(point, config), searched, config.lab_steps)  # as a lab sets it, predicted so
             if recipe_key(recipe) not in taken and not same_batch(recipe):
                 taken.add(recipe_key(recipe))
                 near.append(unit(recipe))

@@ -439,6 +439,7 @@ def _log_comparison(table: pd.DataFrame, figure, base: CampaignConfig, tracker: 
     tracker.log(run_id, tags={NOTE_TAG: f"{note}\n\n{comparison_markdown(table, base.objective)}"})
     reporting.plt.close("all")
 
+
 def comparison_plot(table: pd.DataFrame, columns: list[str]):
     """Grouped bars of the fixed-definition metrics, one bar per row (scenario: recipe)."""
     labelled = table.assign(label=_labels(table))

@@ -58,8 +58,6 @@ class RecipeField:
     default : value of a recipe that does not give this field (None: the field is required).
     aliases : extra command-line spellings besides ``--name-with-dashes``.
     milling_setting : a setting of the mill, which does nothing to a powder that is not milled (milling time 0).
-    lab_step : the step a lab sets a real field in (a balance's, the mill timer's, its speed dial's): a recipe handed
-        to a lab is rounded to it (:func:`as_made`); None: to :data:`LAB_SIGNIFICANT_DIGITS` significant digits.
     """
 
     name: str
@@ -72,7 +70,6 @@ class RecipeField:
     default: Any = None
     aliases: tuple[str, ...] = ()
     milling_setting: bool = False
-    lab_step: float | None = None
 
     @property
     def categorical(self) -> bool:
@@ -146,23 +143,21 @@ class RecipeField:
 RECIPE_FIELDS: tuple[RecipeField, ...] = (
     # Typical lab ranges of a planetary mill (science.md 3.4) are the default search ranges; the allowed ranges are
     # wider so that what-if studies can explore beyond them.
-    # lab_step: what a lab sets (a user's trial had been handed 26.66 h, 524.4 rpm and a BPR of 5.811): powders and
-    # balls weighed to a thousandth of the batch, the timer in 6-minute steps, the speed dial in 5 rpm
     RecipeField("sn_mass_fraction", "Sn / (Sn + HC) by mass (2:1 is 0.6667)", 0.0, 1.0, search=(0.05, 0.95),
-                aliases=("--sn-fraction",), lab_step=0.001),
+                aliases=("--sn-fraction",)),
     RecipeField("milling_time_h", "ball-milling time, h (0 = unmilled)", 0.0, 100.0, search=(0.5, 40.0),
-                log_scale=True, lab_step=0.1),
+                log_scale=True),
     # Time, speed and BPR on log scales: the milling laws are power laws in them (impact energy ~ rpm^2, dose
     # ~ BPR t rpm^3), so their ridges of equal effect are planes there (measured in configs/default.yaml's comment).
     RecipeField("milling_speed_rpm", "planetary-mill speed, rpm", 50.0, 1000.0, search=(150.0, 600.0),
-                log_scale=True, milling_setting=True, lab_step=5.0),
+                log_scale=True, milling_setting=True),
     RecipeField("ball_to_powder_ratio", "ball-to-powder mass ratio", 1.0, 100.0, search=(5.0, 40.0),
-                log_scale=True, milling_setting=True, lab_step=0.1),
+                log_scale=True, milling_setting=True),
     # Fields with a default and no search range are fixed at their default unless a config searches them.
     RecipeField("milling_atmosphere", "gas in the milling vial", choices=("argon", "air"), default="argon",
                 milling_setting=True),
     RecipeField("pause_duty_cycle", "share of the milling time the mill runs (pause cycles; 1 = no pauses)",
-                0.1, 1.0, default=1.0, milling_setting=True, lab_step=0.01),
+                0.1, 1.0, default=1.0, milling_setting=True),
 )
 FIELDS: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
@@ -212,28 +207,29 @@ def recipe_key(recipe: Mapping[str, Any]) -> tuple:
     return tuple(_normalised(f, values[f.name]) for f in RECIPE_FIELDS)
 
 
-def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-    """A recipe as a lab can set it: each searched number (``searched``: field -> its (low, high)) to its field's
-    ``lab_step`` (else to :data:`LAB_SIGNIFICANT_DIGITS` significant digits), kept inside its range where rounding
-    would step over an end. A fixed value stays as the config states it, so the lab's results come back on it.
+def as_made(recipe: Mapping[str, Any], searched: Mapping[str, tuple[float, float]],
+            steps: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """A recipe as a lab can set it: each searched number (``searched``: field -> its (low, high)) on its ``steps``
+    (a campaign's ``lab_steps``; a field without one to :data:`LAB_SIGNIFICANT_DIGITS` significant digits), kept
+    inside its range. A fixed value stays as the config states it, so the lab's results come back on it.
 
     Examples
     --------
+    >>> steps = {"sn_mass_fraction": 0.001, "milling_time_h": 0.1, "milling_speed_rpm": 5.0}
     >>> as_made({"sn_mass_fraction": 0.64153, "milling_time_h": 26.66, "milling_speed_rpm": 524.4,
     ...          "ball_to_powder_ratio": 5.811}, {"sn_mass_fraction": (0.05, 0.95), "milling_time_h": (0.5, 40.0),
-    ...                                           "milling_speed_rpm": (150.0, 600.0)})
+    ...                                           "milling_speed_rpm": (150.0, 600.0)}, steps)
     {'sn_mass_fraction': 0.642, 'milling_time_h': 26.7, 'milling_speed_rpm': 525.0, 'ball_to_powder_ratio': 5.811}
-    >>> as_made({"milling_time_h": 0.47}, {"milling_time_h": (0.5, 40.0)})  # not below the range it was asked in
+    >>> as_made({"milling_time_h": 0.47}, {"milling_time_h": (0.5, 40.0)}, steps)  # not below the range it was in
     {'milling_time_h': 0.5}
     >>> as_made({"milling_speed_rpm": 151.0, "milling_time_h": 0.149},  # a step inside the range; under 10 steps,
-    ...         {"milling_speed_rpm": (152.0, 598.0), "milling_time_h": (0.01, 40.0)})  # digits
+    ...         {"milling_speed_rpm": (152.0, 598.0), "milling_time_h": (0.01, 40.0)}, steps)  # digits
     {'milling_speed_rpm': 155.0, 'milling_time_h': 0.149}
     """
     out = dict(recipe)
     for name, (low, high) in searched.items():
-        field = FIELDS[name]
-        if name in out and not field.categorical:
-            out[name] = _lab_value(float(out[name]), field.lab_step, low, high)
+        if name in out and not FIELDS[name].categorical:
+            out[name] = _lab_value(float(out[name]), (steps or {}).get(name), low, high)
     return out
 
 
@@ -241,9 +237,10 @@ def _lab_value(value: float, step: float | None, low: float, high: float) -> flo
     """``value`` on the nearest of ``step``'s multiples within ``[low, high]``; to :data:`LAB_SIGNIFICANT_DIGITS`
     significant digits where no multiple lies within the range, or the value is under 10 steps (a step there moves
     it by 5 % or more: 0.149 h had become 0.1 h), or there is no step."""
-    if step and value >= 10.0 * step and math.ceil(low / step) <= math.floor(high / step):
-        lowest, highest = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
-        return float(f"{min(max(round(value / step), lowest), highest) * step:.{LAB_SIGNIFICANT_DIGITS + 2}g}")
+    if step:
+        lowest, highest = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)  # the range's steps
+        if value >= 10.0 * step and lowest <= highest:
+            return float(f"{min(max(round(value / step), lowest), highest) * step:.{LAB_SIGNIFICANT_DIGITS + 2}g}")
     return min(max(float(f"{value:.{LAB_SIGNIFICANT_DIGITS}g}"), low), high)
 
 

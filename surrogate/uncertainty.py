@@ -642,9 +642,9 @@ class Ensemble:
         that many degrees of freedom, the predictive law of a new error when the variance is estimated from n
         zero-mean ones (a Gaussian would take the RMS of two errors as the true sd). On the log scale a factor stays
         positive, as a swelling or an efficiency's loss does. A family whose sd is assumed, not the RMS of measured
-        errors (no ``model_form_errors`` count: the capacity's), draws a Gaussian t from a stream of its own, so the
-        measured families' draws are those of an ensemble without it. Its own random stream, so the members and
-        their measurement factors are those an ensemble without it has."""
+        errors (no ``model_form_errors`` count: the capacity's), is drawn Gaussian, from a stream of its own. The
+        factors have their own random streams, so the members, their measurement factors and the measured families'
+        factors are those an ensemble without the assumed ones has."""
         sigmas, counts = self.settings.model_form_sigma_pct, self.settings.model_form_errors
         rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM])
         assumed_rng = np.random.default_rng([self.settings.seed, MODEL_FORM_STREAM, ASSUMED_FORM_STREAM])
@@ -702,8 +702,8 @@ class Ensemble:
             return np.zeros(len(recipes))
         # the family and those that carry its very factor (exponent None: a capacity after cycles), both ways: a
         # lab row that measured only the cycled capacity had left the rate capacity's form error beside it whole
-        group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items() if q != quantity and (
-            f == source or FORM_ERROR_FOLLOWS.get(f, (None, ""))[:2] == (source, None)))]
+        group = [quantity, *(q for q, f in FAMILY_OF_METRIC.items()
+                             if q != quantity and (f == source or FORM_ERROR_FOLLOWS.get(f) == (source, None)))]
         scale = self.settings.model_form_distance
         temperature_C = temperature_C if source in TEMPERATURE_FORM_FAMILIES else None
         return np.array([min(self.domain.model_form_weight(recipe, q, scale, temperature_C) for q in group)

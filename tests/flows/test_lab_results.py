@@ -793,11 +793,9 @@ def test_suggest_on_a_lab_file_with_nothing_made_yet_gives_a_space_filling_first
     assert len(table) == 3 and len(table[HEADER.split(",")[:4]].drop_duplicates()) == 3
     # as a lab sets them: on each field's step, a balance's, the timer's, the speed dial's (they had read
     # 39.99999999999999 h and 371.2841578206109 rpm, then 26.66 h, 524.4 rpm and BPR 5.811)
-    from surrogate.recipe import FIELDS
-
     for name in HEADER.split(",")[:4]:
         values = table[name].to_numpy(float)
-        steps = values / FIELDS[name].lab_step
+        steps = values / load_config().lab_steps[name]
         coarse = steps >= 10  # under 10 steps a step would move it 5 % or more: 4 significant digits there
         np.testing.assert_allclose(steps[coarse], np.round(steps[coarse]), rtol=0, atol=1e-6, err_msg=name)
         np.testing.assert_array_equal(values[~coarse], [float(f"{v:.4g}") for v in values[~coarse]])
